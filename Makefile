@@ -1,0 +1,34 @@
+# tierd — build, test, run, benchmark.
+GO       ?= go
+BIN      := bin
+FUZZTIME ?= 8s
+
+.PHONY: build test unit fuzz run bench lint clean
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## test: everything CI runs — unit, integration and crash tests, then each fuzz target briefly.
+test: build unit fuzz
+
+unit:
+	$(GO) test -count=1 -timeout 18m ./...
+
+## fuzz: run every fuzz target for FUZZTIME (scripts/fuzz.sh lists them).
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+## run: start tierd on examples/tierd.yaml (embedded defaults, data in ./tierd-data).
+run: build
+	$(BIN)/tierd --config examples/tierd.yaml
+
+bench: build
+	$(BIN)/tierbench ingest
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)
