@@ -1,0 +1,307 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tierd/tierd/tiers"
+)
+
+// PutSegment inserts m, or replaces the segment with the same (Stream, Base),
+// creating the stream if needed. tiers.Hot is dropped from m.Placements (hot
+// residency is not stored). It fails with ErrInvalidSegment unless Base <=
+// Last < MaxUint64, Count == Last-Base+1 (offsets are dense), Bytes >= 0,
+// MinTS <= MaxTS and warm or cold is among the placements; and with
+// ErrOverlap if the offsets intersect a different segment of the stream.
+// On success the stream's NextOffset is at least Last+1.
+func (c *Catalog) PutSegment(ctx context.Context, m tiers.SegmentMeta) error {
+	if err := tiers.ValidateStreamName(m.Stream); err != nil {
+		return fmt.Errorf("catalog: put segment: %w", err)
+	}
+	m.Placements = m.Placements.Without(tiers.Hot)
+	if err := checkSegment(&m); err != nil {
+		return fmt.Errorf("%w: %s/%d: %v", ErrInvalidSegment, m.Stream, m.Base, err)
+	}
+	return c.update(ctx, "put_segment", func(tx *bolt.Tx) error {
+		s, segs, err := c.ensureStreamTx(tx, m.Stream)
+		if err != nil {
+			return err
+		}
+		old, replacing, err := c.checkOverlap(segs, &m)
+		if err != nil {
+			return err
+		}
+		if err := segs.Put(segmentKey(m.Base), encodeSegment(&m)); err != nil {
+			return err
+		}
+		if replacing {
+			if err := c.subtract(&s, &old); err != nil {
+				return err
+			}
+		}
+		s.Segments++
+		s.Records += m.Count
+		s.Bytes += uint64(m.Bytes)
+		s.NextOffset = max(s.NextOffset, m.Last+1)
+		return storeStream(tx, m.Stream, &s)
+	})
+}
+
+// checkOverlap returns the segment m replaces, if any, or ErrOverlap when m
+// intersects one of its neighbours. Stored segments never overlap, so only
+// the nearest segment on each side of m.Base can.
+func (c *Catalog) checkOverlap(segs *bolt.Bucket, m *tiers.SegmentMeta) (old tiers.SegmentMeta, replacing bool, err error) {
+	key := segmentKey(m.Base)
+	cur := segs.Cursor()
+	k, v := cur.Seek(key)
+	if k != nil && bytes.Equal(k, key) {
+		if old, err = c.decodeAt(m.Stream, k, v); err != nil {
+			return old, false, err
+		}
+		replacing = true
+		k, v = cur.Next()
+	}
+	if k != nil {
+		next, err := c.decodeAt(m.Stream, k, v)
+		if err != nil {
+			return old, false, err
+		}
+		if next.Base <= m.Last {
+			return old, false, overlapError(m, &next)
+		}
+	}
+	pk, pv := cur.Seek(key)
+	if pk == nil {
+		pk, pv = cur.Last()
+	} else {
+		pk, pv = cur.Prev()
+	}
+	if pk != nil {
+		prev, err := c.decodeAt(m.Stream, pk, pv)
+		if err != nil {
+			return old, false, err
+		}
+		if prev.Base < m.Base && prev.Last >= m.Base {
+			return old, false, overlapError(m, &prev)
+		}
+	}
+	return old, replacing, nil
+}
+
+func overlapError(m, other *tiers.SegmentMeta) error {
+	return fmt.Errorf("%w: %s [%d, %d] intersects [%d, %d]", ErrOverlap, m.Stream, m.Base, m.Last, other.Base, other.Last)
+}
+
+// Segment returns the segment (stream, base). A missing segment, or an
+// unknown stream, wraps tiers.ErrSegmentNotFound.
+func (c *Catalog) Segment(ctx context.Context, stream string, base uint64) (tiers.SegmentMeta, error) {
+	var m tiers.SegmentMeta
+	err := c.view(ctx, "segment", func(tx *bolt.Tx) (err error) {
+		m, err = c.getTx(tx, stream, base)
+		return err
+	})
+	return m, err
+}
+
+// getTx reads one segment inside tx.
+func (c *Catalog) getTx(tx *bolt.Tx, stream string, base uint64) (tiers.SegmentMeta, error) {
+	segs := tx.Bucket([]byte(bucketSegments)).Bucket([]byte(stream))
+	if segs == nil {
+		return tiers.SegmentMeta{}, fmt.Errorf("catalog: segment %s/%d: %w (%w)", stream, base, tiers.ErrSegmentNotFound, tiers.ErrStreamNotFound)
+	}
+	key := segmentKey(base)
+	v := segs.Get(key)
+	if v == nil {
+		return tiers.SegmentMeta{}, fmt.Errorf("catalog: segment %s/%d: %w", stream, base, tiers.ErrSegmentNotFound)
+	}
+	return c.decodeAt(stream, key, v)
+}
+
+// Segments returns every segment of stream ordered by base. An unknown stream
+// wraps tiers.ErrStreamNotFound; a known stream without segments yields an
+// empty slice.
+func (c *Catalog) Segments(ctx context.Context, stream string) ([]tiers.SegmentMeta, error) {
+	return c.scan(ctx, "segments", stream, func(*tiers.SegmentMeta) bool { return true })
+}
+
+// Locate returns the segments of stream that hold any offset in [from, to]
+// (both inclusive), ordered by base. It seeks to from rather than scanning,
+// so its cost depends on the answer, not on the stream's length. Offsets past
+// the last segment are the engine's (the hot active segment). from > to
+// yields an empty slice; an unknown stream wraps tiers.ErrStreamNotFound.
+func (c *Catalog) Locate(ctx context.Context, stream string, from, to uint64) ([]tiers.SegmentMeta, error) {
+	out := []tiers.SegmentMeta{}
+	err := c.view(ctx, "locate", func(tx *bolt.Tx) error {
+		segs, err := c.segmentBucket(tx, stream)
+		if err != nil || from > to {
+			return err
+		}
+		start := segmentKey(from)
+		cur := segs.Cursor()
+		k, v := cur.Seek(start)
+		if k == nil || !bytes.Equal(k, start) {
+			// The segment before the first base >= from may still cover from.
+			var pk, pv []byte
+			if k == nil {
+				pk, pv = cur.Last()
+			} else {
+				pk, pv = cur.Prev()
+			}
+			if pk != nil {
+				m, err := c.decodeAt(stream, pk, pv)
+				if err != nil {
+					return err
+				}
+				if m.Last >= from {
+					out = append(out, m)
+				}
+			}
+			k, v = cur.Seek(start)
+		}
+		for ; k != nil; k, v = cur.Next() {
+			m, err := c.decodeAt(stream, k, v)
+			if err != nil {
+				return err
+			}
+			if m.Base > to {
+				break
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LocateTime returns the segments of stream whose [MinTS, MaxTS] meets
+// [since, until) — since inclusive, until exclusive, as in tiers.Query —
+// ordered by base. Producer timestamps need not grow with offsets, so this
+// reads every segment of the stream. since >= until yields an empty slice;
+// an unknown stream wraps tiers.ErrStreamNotFound.
+func (c *Catalog) LocateTime(ctx context.Context, stream string, since, until int64) ([]tiers.SegmentMeta, error) {
+	q := tiers.Query{Since: since, Until: until}
+	return c.scan(ctx, "locate_time", stream, func(m *tiers.SegmentMeta) bool {
+		return q.OverlapsTime(m.MinTS, m.MaxTS)
+	})
+}
+
+// scan returns the segments of stream that keep returns true for, by base.
+func (c *Catalog) scan(ctx context.Context, op, stream string, keep func(*tiers.SegmentMeta) bool) ([]tiers.SegmentMeta, error) {
+	out := []tiers.SegmentMeta{}
+	err := c.view(ctx, op, func(tx *bolt.Tx) error {
+		segs, err := c.segmentBucket(tx, stream)
+		if err != nil {
+			return err
+		}
+		cur := segs.Cursor()
+		n := 0
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			if n++; n%ctxCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			m, err := c.decodeAt(stream, k, v)
+			if err != nil {
+				return err
+			}
+			if keep(&m) {
+				out = append(out, m)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// UpdatePlacements replaces the placements of segment (stream, base) with
+// fn's answer in one transaction, so that no other writer slips between the
+// read and the write, and returns the segment as stored. fn sees the stored
+// (durable) placements; tiers.Hot in its answer is dropped. fn runs inside
+// the write transaction: it must be quick and must not call the Catalog. An
+// answer with neither warm nor cold fails with ErrInvalidSegment and changes
+// nothing (DeleteSegment forgets a segment). A missing segment wraps
+// tiers.ErrSegmentNotFound.
+func (c *Catalog) UpdatePlacements(ctx context.Context, stream string, base uint64, fn func(tiers.Placements) tiers.Placements) (tiers.SegmentMeta, error) {
+	var m tiers.SegmentMeta
+	err := c.update(ctx, "update_placements", func(tx *bolt.Tx) error {
+		var err error
+		if m, err = c.getTx(tx, stream, base); err != nil {
+			return err
+		}
+		next := fn(m.Placements).Without(tiers.Hot)
+		if next == m.Placements {
+			return nil
+		}
+		m.Placements = next
+		if err := checkSegment(&m); err != nil {
+			return fmt.Errorf("%w: %s/%d: %v", ErrInvalidSegment, stream, base, err)
+		}
+		return tx.Bucket([]byte(bucketSegments)).Bucket([]byte(stream)).Put(segmentKey(base), encodeSegment(&m))
+	})
+	if err != nil {
+		return tiers.SegmentMeta{}, err
+	}
+	return m, nil
+}
+
+// DeleteSegment forgets segment (stream, base). The stream stays, and its
+// NextOffset does not move back. A missing segment wraps
+// tiers.ErrSegmentNotFound, which a retrying caller may ignore.
+func (c *Catalog) DeleteSegment(ctx context.Context, stream string, base uint64) error {
+	return c.update(ctx, "delete_segment", func(tx *bolt.Tx) error {
+		m, err := c.getTx(tx, stream, base)
+		if err != nil {
+			return err
+		}
+		s, ok, err := c.loadStream(tx, stream)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return c.corrupt(fmt.Errorf("segment %s/%d has no stream value", stream, base))
+		}
+		if err := tx.Bucket([]byte(bucketSegments)).Bucket([]byte(stream)).Delete(segmentKey(base)); err != nil {
+			return err
+		}
+		if err := c.subtract(&s, &m); err != nil {
+			return err
+		}
+		return storeStream(tx, stream, &s)
+	})
+}
+
+// subtract takes segment m out of its stream's totals. Totals smaller than
+// one of their segments mean the stored stream value is wrong.
+func (c *Catalog) subtract(s *streamValue, m *tiers.SegmentMeta) error {
+	if s.Segments == 0 || s.Records < m.Count || s.Bytes < uint64(m.Bytes) {
+		return c.corrupt(fmt.Errorf("stream %q totals are below those of its segment %d", m.Stream, m.Base))
+	}
+	s.Segments--
+	s.Records -= m.Count
+	s.Bytes -= uint64(m.Bytes)
+	return nil
+}
+
+// decodeAt decodes the value v stored under key k of stream's bucket; a
+// failure is a *tiers.CorruptionError naming the segment.
+func (c *Catalog) decodeAt(stream string, k, v []byte) (tiers.SegmentMeta, error) {
+	base, err := keyBase(k)
+	if err != nil {
+		return tiers.SegmentMeta{}, c.corrupt(fmt.Errorf("stream %q: %w", stream, err))
+	}
+	m, err := decodeSegment(stream, base, v)
+	if err != nil {
+		return tiers.SegmentMeta{}, c.corrupt(fmt.Errorf("segment %s/%d: %w", stream, base, err))
+	}
+	return m, nil
+}

@@ -1,0 +1,249 @@
+// Package policy is tierd's configuration: the YAML file that says where data
+// lives, how the write path syncs, when segments seal and how much each tier
+// may hold. It parses with github.com/goccy/go-yaml's AST so that every
+// problem is reported with its file, line and field, all at once.
+//
+// The settings here are node-wide defaults; per-stream policies, the cold
+// tier and the migrator join them as new sections of Config.
+package policy
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SyncMode is wal.sync: when an append is acknowledged relative to fsync.
+type SyncMode string
+
+// The sync modes.
+const (
+	SyncAlways   SyncMode = "always"   // ack after fsync; nothing acknowledged is lost
+	SyncInterval SyncMode = "interval" // ack after write; fsync every wal.sync_interval
+	SyncNone     SyncMode = "none"     // ack after write; loss allowed, lowest latency
+)
+
+// syncModes lists the valid modes in the order error messages give them.
+func syncModes() []SyncMode { return []SyncMode{SyncAlways, SyncInterval, SyncNone} }
+
+// Config is the whole configuration file. Sizes are bytes, durations
+// time.Duration; Default holds every default.
+type Config struct {
+	// DataDir holds the WAL, the warm segments and the catalog. A relative
+	// path is relative to the daemon's working directory, not the file's.
+	DataDir string
+	// Listen is the HTTP API's host:port.
+	Listen string
+	// MaxRecordBytes caps one record's value.
+	MaxRecordBytes int64
+	// MaxBodyBytes caps one append request's body.
+	MaxBodyBytes int64
+
+	WAL     WALConfig
+	Segment SegmentConfig
+	Hot     HotConfig
+	Warm    WarmConfig
+}
+
+// WALConfig is the wal: section.
+type WALConfig struct {
+	Sync         SyncMode
+	SyncInterval time.Duration // fsync period with SyncInterval
+	SegmentBytes int64         // a WAL file rotates at this size
+}
+
+// SegmentConfig is the segment: section: when the active segment seals.
+type SegmentConfig struct {
+	MaxBytes int64
+	MaxAge   time.Duration
+}
+
+// HotConfig is the hot: section.
+type HotConfig struct {
+	// MaxBytes is the memory budget of all streams together.
+	MaxBytes int64
+	// MaxAge is how long a sealed, persisted segment stays in memory.
+	MaxAge time.Duration
+}
+
+// WarmConfig is the warm: section.
+type WarmConfig struct {
+	// MaxBytes is the local disk budget of all streams (recorded now,
+	// enforced by the migrator).
+	MaxBytes int64
+}
+
+// Default returns the configuration of an empty file: the one place the
+// defaults are written down (examples/tierd.yaml spells them out).
+func Default() Config {
+	return Config{
+		DataDir:        "./tierd-data",
+		Listen:         "127.0.0.1:7070",
+		MaxRecordBytes: 1 * MiB,
+		MaxBodyBytes:   64 * MiB,
+		WAL:            WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 * MiB},
+		Segment:        SegmentConfig{MaxBytes: 64 * MiB, MaxAge: 10 * time.Minute},
+		Hot:            HotConfig{MaxBytes: 1 * GiB, MaxAge: 10 * time.Minute},
+		Warm:           WarmConfig{MaxBytes: 100 * GiB},
+	}
+}
+
+// Validate checks a Config built in code with the rules Parse applies to a
+// file. The returned *ValidationError has no file or lines.
+func (c Config) Validate() error {
+	v := validator{bad: map[string]bool{}}
+	v.check(&c)
+	return v.result()
+}
+
+// position is where a field's value is in the file.
+type position struct{ line, col int }
+
+// validator collects FieldErrors for the rules that span a whole Config.
+// Positions come from the parser; a field it did not see has none. Fields
+// the parser already rejected are in bad and skipped, so one mistake is
+// reported once.
+type validator struct {
+	file string
+	pos  map[string]position
+	bad  map[string]bool
+	errs []FieldError
+}
+
+func (v *validator) errorf(field, format string, args ...any) {
+	p := v.pos[field]
+	v.errs = append(v.errs, FieldError{File: v.file, Line: p.line, Column: p.col, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// ok reports whether all of fields hold values that decoded.
+func (v *validator) ok(fields ...string) bool {
+	for _, f := range fields {
+		if v.bad[f] {
+			return false
+		}
+	}
+	return true
+}
+
+// set reports whether the file gave field a value.
+func (v *validator) set(field string) bool {
+	_, ok := v.pos[field]
+	return ok
+}
+
+func (v *validator) result() error {
+	if len(v.errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(v.errs, func(a, b FieldError) int {
+		if a.Line != b.Line {
+			return a.Line - b.Line
+		}
+		return a.Column - b.Column
+	})
+	return &ValidationError{Errors: v.errs}
+}
+
+// check applies every rule to c.
+func (v *validator) check(c *Config) {
+	if v.ok("data_dir") && strings.TrimSpace(c.DataDir) == "" {
+		v.errorf("data_dir", "must not be empty")
+	}
+	if v.ok("listen") {
+		if err := checkHostPort(c.Listen); err != nil {
+			v.errorf("listen", "%q is not host:port: %v", c.Listen, err)
+		}
+	}
+	for _, f := range []struct {
+		field string
+		n     int64
+	}{
+		{"max_record_bytes", c.MaxRecordBytes},
+		{"max_body_bytes", c.MaxBodyBytes},
+		{"wal.segment_bytes", c.WAL.SegmentBytes},
+		{"segment.max_bytes", c.Segment.MaxBytes},
+		{"hot.max_bytes", c.Hot.MaxBytes},
+		{"warm.max_bytes", c.Warm.MaxBytes},
+	} {
+		if v.ok(f.field) && f.n <= 0 {
+			v.bad[f.field] = true
+			v.errorf(f.field, "%s must be positive", FormatSize(f.n))
+		}
+	}
+	for _, f := range []struct {
+		field string
+		d     time.Duration
+	}{
+		{"segment.max_age", c.Segment.MaxAge},
+		{"hot.max_age", c.Hot.MaxAge},
+	} {
+		if v.ok(f.field) && f.d <= 0 {
+			v.bad[f.field] = true
+			v.errorf(f.field, "%s must be positive", FormatDuration(f.d))
+		}
+	}
+	if v.ok("wal.sync") && !slices.Contains(syncModes(), c.WAL.Sync) {
+		v.bad["wal.sync"] = true
+		v.errorf("wal.sync", "%s", badSyncMode(string(c.WAL.Sync)))
+	}
+	if v.ok("wal.sync_interval") {
+		switch d := c.WAL.SyncInterval; {
+		case d < 0:
+			v.errorf("wal.sync_interval", "%s must not be negative", FormatDuration(d))
+		case d == 0 && c.WAL.Sync == SyncInterval && v.ok("wal.sync"):
+			v.errorf("wal.sync_interval", "must be positive with sync: interval")
+		}
+	}
+	v.notAbove(c.Segment.MaxBytes, "segment.max_bytes", c.Hot.MaxBytes, "hot.max_bytes", "a sealed segment must fit in the memory budget")
+	v.notAbove(c.MaxRecordBytes, "max_record_bytes", c.Segment.MaxBytes, "segment.max_bytes", "a record must fit in a segment")
+	v.notAbove(c.MaxRecordBytes, "max_record_bytes", c.MaxBodyBytes, "max_body_bytes", "a record must fit in a request body")
+}
+
+// notAbove reports small < big as an error on whichever of the two fields
+// the file set (small's, if both), since that is the line to change.
+func (v *validator) notAbove(small int64, smallField string, big int64, bigField, why string) {
+	if small <= big || !v.ok(smallField, bigField) {
+		return
+	}
+	if v.set(smallField) || !v.set(bigField) {
+		v.errorf(smallField, "%s exceeds %s (%s%s): %s", FormatSize(small), bigField, FormatSize(big), v.defaultNote(bigField), why)
+		return
+	}
+	v.errorf(bigField, "%s is below %s (%s%s): %s", FormatSize(big), smallField, FormatSize(small), v.defaultNote(smallField), why)
+}
+
+// defaultNote marks a value the file did not set, so that the operator knows
+// the conflict is with a default.
+func (v *validator) defaultNote(field string) string {
+	if v.pos != nil && !v.set(field) {
+		return ", the default"
+	}
+	return ""
+}
+
+func badSyncMode(s string) string {
+	names := make([]string, 0, 3)
+	for _, m := range syncModes() {
+		names = append(names, string(m))
+	}
+	return fmt.Sprintf("%q is not one of %s", s, strings.Join(names, ", "))
+}
+
+// checkHostPort accepts what net.Listen("tcp", addr) would: an optional host
+// and a numeric port 0–65535.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if strings.ContainsAny(host, " \t/") {
+		return fmt.Errorf("bad host %q", host)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
