@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/tierd/tierd/client"
+)
+
+// appendSummary is what append reports: the offsets of everything it
+// appended, over all its batches.
+type appendSummary struct {
+	Stream      string `json:"stream"`
+	FirstOffset uint64 `json:"first_offset"`
+	LastOffset  uint64 `json:"last_offset"`
+	Count       int    `json:"count"`
+	Batches     int    `json:"batches"`
+}
+
+func (s *appendSummary) add(r client.AppendResult) {
+	if s.Count == 0 {
+		s.FirstOffset = r.FirstOffset
+	}
+	s.LastOffset = r.LastOffset
+	s.Count += r.Count
+	s.Batches++
+}
+
+func newAppendCmd(a *app) *cobra.Command {
+	var (
+		file       string
+		batch      int
+		batchBytes int
+	)
+	cmd := &cobra.Command{
+		Use:   "append STREAM",
+		Short: "Append NDJSON records from stdin or a file",
+		Long: `append sends NDJSON records, one JSON object per line in the API's append
+form ({"key":…,"ts":…,"tags":[…],"value":…} or "value_b64"), to STREAM.
+Lines go unchanged in batches of --batch lines (and at most --batch-bytes);
+each batch is atomic, the whole input is not: if a batch is refused, the
+batches before it stay appended and are reported on stderr.`,
+		Example: `  tierctl append trades < trades.ndjson
+  tierctl append trades --file trades.ndjson --batch 5000
+  echo '{"key":"IF2406","value":{"px":3501.2}}' | tierctl append trades`,
+		Args: exactArgs("STREAM"),
+		RunE: a.verb(func(cmd *cobra.Command, args []string) error {
+			if batch < 1 {
+				return usagef("--batch %d: want at least 1", batch)
+			}
+			in := a.stdin
+			if file != "" && file != "-" {
+				f, err := os.Open(file)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in = f
+			}
+			return a.appendAll(cmd, args[0], in, batch, batchBytes)
+		}),
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "read records from this file instead of stdin (- for stdin)")
+	cmd.Flags().IntVar(&batch, "batch", 1000, "records per request")
+	cmd.Flags().IntVar(&batchBytes, "batch-bytes", 16<<20, "bytes per request, so a batch stays under the server's body limit")
+	return cmd
+}
+
+// appendAll streams the input in batches, holding one batch in memory.
+func (a *app) appendAll(cmd *cobra.Command, stream string, in io.Reader, batch, batchBytes int) error {
+	c := a.client()
+	sum := appendSummary{Stream: stream}
+	br := bufio.NewReaderSize(in, 64<<10)
+	var (
+		body     bytes.Buffer
+		recLines []int // the input line of each record in body
+		lineNo   int   // input lines read
+	)
+	send := func() error {
+		if len(recLines) == 0 {
+			return nil
+		}
+		res, err := c.AppendNDJSON(cmd.Context(), stream, bytes.NewReader(body.Bytes()))
+		if err != nil {
+			a.reportPartial(&sum, recLines[0], recLines[len(recLines)-1])
+			return inputLineError(err, recLines)
+		}
+		sum.add(res)
+		body.Reset()
+		recLines = recLines[:0]
+		return nil
+	}
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			lineNo++
+			if len(bytes.TrimSpace(line)) > 0 {
+				if len(recLines) > 0 && body.Len()+len(line) > batchBytes {
+					if err := send(); err != nil {
+						return err
+					}
+				}
+				body.Write(line)
+				if line[len(line)-1] != '\n' {
+					body.WriteByte('\n')
+				}
+				recLines = append(recLines, lineNo)
+				if len(recLines) >= batch {
+					if err := send(); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			a.reportPartial(&sum, lineNo+1, lineNo+1)
+			return fmt.Errorf("reading input at line %d: %w", lineNo+1, err)
+		}
+	}
+	if err := send(); err != nil {
+		return err
+	}
+	if sum.Count == 0 {
+		return errors.New("the input holds no records")
+	}
+	if a.output == "json" {
+		return writeJSON(a.stdout, sum)
+	}
+	t := newTable(a.stdout, "STREAM", "FIRST_OFFSET", "LAST_OFFSET", "COUNT", "BATCHES")
+	t.row(sum.Stream, sum.FirstOffset, sum.LastOffset, sum.Count, sum.Batches)
+	return t.flush()
+}
+
+// inputLineError rewrites the server's "line N: …" (N counts the lines of
+// one batch) to name the line of the input the operator can open.
+func inputLineError(err error, recLines []int) error {
+	var ae *client.APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	var k int
+	var rest string
+	if n, _ := fmt.Sscanf(ae.Message, "line %d:", &k); n != 1 || k < 1 || k > len(recLines) {
+		return err
+	}
+	_, rest, _ = strings.Cut(ae.Message, ":")
+	ae.Message = fmt.Sprintf("input line %d:%s", recLines[k-1], rest)
+	return ae
+}
+
+// reportPartial tells the operator what a failed append left behind: the
+// batches before the failure are appended and stay so.
+func (a *app) reportPartial(sum *appendSummary, from, to int) {
+	msg := fmt.Sprintf("tierctl: the batch of input lines %d–%d was not appended", from, to)
+	if sum.Count > 0 {
+		msg += fmt.Sprintf("; %d records in %d earlier batches were (offsets %d–%d)", sum.Count, sum.Batches, sum.FirstOffset, sum.LastOffset)
+	}
+	fmt.Fprintln(a.stderr, msg)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tierd/tierd/client"
+)
+
+func newStreamsCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "streams",
+		Short: "List streams with their offsets and what each tier holds",
+		Example: `  tierctl streams
+  tierctl streams -o json`,
+		Args: noArgs,
+		RunE: a.verb(func(cmd *cobra.Command, _ []string) error {
+			streams, err := a.client().Streams(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				if streams == nil {
+					streams = []client.Stream{}
+				}
+				return writeJSON(a.stdout, map[string]any{"streams": streams})
+			}
+			t := newTable(a.stdout, "NAME", "NEXT_OFFSET", "RECORDS", "HOT", "WARM", "COLD")
+			for _, s := range streams {
+				t.row(s.Name, s.NextOffset, s.Records, usage(s.Tiers, "hot"), usage(s.Tiers, "warm"), usage(s.Tiers, "cold"))
+			}
+			return t.flush()
+		}),
+	}
+}
+
+// usage renders one tier's share of a stream: "2 seg / 1.5 MiB", or "-".
+func usage(tiers map[string]client.TierUsage, tier string) string {
+	u, ok := tiers[tier]
+	if !ok || u.Segments == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d seg / %s", u.Segments, humanBytes(u.Bytes))
+}
+
+func newSegmentsCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "segments STREAM",
+		Short: "List a stream's segments, their time ranges and tiers",
+		Long: `segments lists STREAM's segments in offset order, the active (unsealed)
+segment last. The table shortens digests; -o json shows them whole.`,
+		Example: `  tierctl segments trades
+  tierctl segments trades -o json | jq '.[] | select(.tiers | index("cold"))'`,
+		Args: exactArgs("STREAM"),
+		RunE: a.verb(func(cmd *cobra.Command, args []string) error {
+			segs, err := a.client().Segments(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				if segs == nil {
+					segs = []client.Segment{}
+				}
+				return writeJSON(a.stdout, segs)
+			}
+			t := newTable(a.stdout, "BASE", "LAST", "COUNT", "SIZE", "MIN_TS", "MAX_TS", "SEALED_AT", "TIERS", "DIGEST")
+			for _, s := range segs {
+				sealed, digest := tableTime(s.SealedAt), shortDigest(s.Digest)
+				if s.Active {
+					sealed = "(active)"
+				}
+				t.row(s.Base, s.Last, s.Count, humanBytes(s.Bytes), tableTime(s.MinTS), tableTime(s.MaxTS), sealed, strings.Join(s.Tiers, ","), digest)
+			}
+			return t.flush()
+		}),
+	}
+}
+
+// tableTime shows a time in UTC to the millisecond, "-" when unset.
+func tableTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// shortDigest keeps "sha256:" and 12 hex digits, enough to tell segments
+// apart in a table.
+func shortDigest(d string) string {
+	if d == "" {
+		return "-"
+	}
+	if len(d) > len("sha256:")+12 {
+		return d[:len("sha256:")+12] + "…"
+	}
+	return d
+}
+
+func newStatusCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the server's state: memory, WAL and warm usage",
+		Long: `status shows what GET /v1/status reports, one field per row; sizes
+(fields ending in _bytes) are shown in KiB/MiB/GiB.`,
+		Example: `  tierctl status
+  tierctl status -o json | jq .hot_bytes`,
+		Args: noArgs,
+		RunE: a.verb(func(cmd *cobra.Command, _ []string) error {
+			raw, err := a.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var m map[string]any
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			if err := dec.Decode(&m); err != nil {
+				return fmt.Errorf("decoding status: %w", err)
+			}
+			if a.output == "json" {
+				return writeJSON(a.stdout, m)
+			}
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			t := newTable(a.stdout, "FIELD", "VALUE")
+			for _, k := range keys {
+				t.row(k, statusValue(k, m[k]))
+			}
+			return t.flush()
+		}),
+	}
+}
+
+// statusValue formats one status field for the table.
+func statusValue(key string, v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		if x == "" {
+			return "-"
+		}
+		return x
+	case json.Number:
+		if n, err := x.Int64(); err == nil && strings.HasSuffix(key, "_bytes") {
+			return humanBytes(n)
+		}
+		return x.String()
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}

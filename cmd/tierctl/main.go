@@ -1,0 +1,23 @@
+// Command tierctl is the operator's CLI for a tierd server: append NDJSON
+// records, read them back, and list streams, segments and status.
+//
+//	tierctl [--addr URL] [-o table|json] VERB ...
+//
+// The server address comes from --addr, else $TIERD_ADDR, else
+// http://127.0.0.1:7070. API errors print "error: <code>: <message>" to
+// stderr and exit 1; usage errors exit 2.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}

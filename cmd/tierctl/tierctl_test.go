@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/server"
+)
+
+type testServer struct {
+	url string
+	eng *engine.Engine
+}
+
+func newServer(t *testing.T) *testServer {
+	t.Helper()
+	eng, err := engine.Open(context.Background(), engine.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("engine.Open: %v", err)
+	}
+	srv := httptest.NewServer(server.New(eng, server.Options{}))
+	t.Cleanup(func() {
+		srv.Close()
+		eng.Close(context.Background())
+	})
+	return &testServer{url: srv.URL, eng: eng}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// tierctl runs the CLI in-process with TIERD_ADDR pointing at addr.
+func tierctl(t *testing.T, addr, stdin string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	getenv := func(k string) string {
+		if k == "TIERD_ADDR" {
+			return addr
+		}
+		return ""
+	}
+	code := run(context.Background(), args, strings.NewReader(stdin), &out, &errb, getenv)
+	return result{code, out.String(), errb.String()}
+}
+
+func mustRun(t *testing.T, addr, stdin string, args ...string) string {
+	t.Helper()
+	r := tierctl(t, addr, stdin, args...)
+	if r.code != 0 {
+		t.Fatalf("tierctl %v: exit %d\nstderr: %s", args, r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+func TestAppendThenReadRoundTrip(t *testing.T) {
+	s := newServer(t)
+	var in strings.Builder
+	const n = 2500
+	for i := range n {
+		fmt.Fprintf(&in, `{"key":"k%d","ts":%d,"tags":["t"],"value":{"i":%d,"s":"<&>"}}`+"\n", i%7, 1_700_000_000_000_000_000+i, i)
+		if i%500 == 0 {
+			in.WriteString("\n") // blank lines are skipped, not counted
+		}
+	}
+	file := filepath.Join(t.TempDir(), "in.ndjson")
+	if err := os.WriteFile(file, []byte(in.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	out := mustRun(t, s.url, "", "append", "rt", "--file", file, "--batch", "1000")
+	fields := strings.Fields(strings.Split(strings.TrimSpace(out), "\n")[1])
+	if strings.Join(fields, " ") != "rt 0 2499 2500 3" {
+		t.Fatalf("append table:\n%s", out)
+	}
+
+	got := mustRun(t, s.url, "", "read", "rt", "--limit", "100000")
+	resp, err := http.Get(s.url + "/v1/streams/rt/records?limit=100000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got != string(want) {
+		t.Fatalf("read output differs from the server's body (%d vs %d bytes)", len(got), len(want))
+	}
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	if len(lines) != n {
+		t.Fatalf("read %d lines, want %d", len(lines), n)
+	}
+	var rec struct {
+		Offset uint64          `json:"offset"`
+		Key    string          `json:"key"`
+		Value  json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal([]byte(lines[1234]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Offset != 1234 || rec.Key != "k2" || string(rec.Value) != `{"i":1234,"s":"<&>"}` {
+		t.Errorf("line 1234 = %s", lines[1234])
+	}
+}
+
+func TestAppendStdinJSONAndFilters(t *testing.T) {
+	s := newServer(t)
+	in := `{"key":"a","value":1}` + "\n" + `{"key":"b","tags":["x"],"value":2}` + "\n" + `{"value":3}`
+	out := mustRun(t, s.url, in, "append", "f", "-o", "json", "--batch", "2")
+	var sum appendSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("append -o json %q: %v", out, err)
+	}
+	if sum != (appendSummary{Stream: "f", FirstOffset: 0, LastOffset: 2, Count: 3, Batches: 2}) {
+		t.Errorf("summary %+v", sum)
+	}
+	cases := []struct {
+		args []string
+		want []string // values in order
+	}{
+		{[]string{"--key", "b"}, []string{"2"}},
+		{[]string{"--key", ""}, []string{"3"}},
+		{[]string{"--tag", "x"}, []string{"2"}},
+		{[]string{"--from", "1"}, []string{"2", "3"}},
+		{[]string{"--to", "0"}, []string{"1"}},
+		{[]string{"--limit", "2"}, []string{"1", "2"}},
+		{[]string{"--since", "2000-01-01T00:00:00Z"}, []string{"1", "2", "3"}},
+		{[]string{"--until", "0"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			out := mustRun(t, s.url, "", append([]string{"read", "f"}, c.args...)...)
+			var vals []string
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if l == "" {
+					continue
+				}
+				var r struct{ Value json.RawMessage }
+				if err := json.Unmarshal([]byte(l), &r); err != nil {
+					t.Fatal(err)
+				}
+				vals = append(vals, string(r.Value))
+			}
+			if fmt.Sprint(vals) != fmt.Sprint(c.want) {
+				t.Errorf("values %v, want %v", vals, c.want)
+			}
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	s := newServer(t)
+	cases := []struct {
+		name     string
+		stdin    string
+		args     []string
+		code     int
+		inStderr []string
+	}{
+		{"unknown stream", "", []string{"read", "nope"}, 1, []string{"error: stream_not_found: "}},
+		{"segments of unknown stream", "", []string{"segments", "nope"}, 1, []string{"error: stream_not_found: "}},
+		{"bad stream name", "{}", []string{"append", ".x"}, 1, []string{"error: invalid_stream_name: "}},
+		{"limit too large", "", []string{"read", "nope", "--limit", "100001"}, 1, []string{"error: invalid_parameter: "}},
+		{"bad line in the second batch", "{}\n{}\n{}\n\n{}\n{\"value\":}\n", []string{"append", "p", "--batch", "3"}, 1,
+			[]string{"error: invalid_json: input line 6:", "lines 5–6 was not appended", "3 records in 1 earlier batches were (offsets 0–2)"}},
+		{"empty input", "\n\n", []string{"append", "p"}, 1, []string{"error: the input holds no records"}},
+		{"missing file", "", []string{"append", "p", "--file", "/nonexistent/x"}, 1, []string{"error: ", "no such file"}},
+		{"server down", "", []string{"--addr", "http://127.0.0.1:1", "streams"}, 1, []string{"error: ", "connection refused"}},
+		{"no stream argument", "", []string{"read"}, 2, []string{"read wants one argument, STREAM"}},
+		{"extra argument", "", []string{"streams", "x"}, 2, []string{"takes no arguments"}},
+		{"bad output format", "", []string{"streams", "-o", "yaml"}, 2, []string{`-o "yaml"`}},
+		{"bad since", "", []string{"read", "s", "--since", "noon"}, 2, []string{`--since "noon"`}},
+		{"bad flag value", "", []string{"read", "s", "--from", "-1"}, 2, []string{"--from"}},
+		{"unknown flag", "", []string{"read", "s", "--bogus"}, 2, []string{"unknown flag"}},
+		{"unknown verb", "", []string{"frobnicate"}, 2, []string{"unknown command"}},
+		{"zero batch", "{}", []string{"append", "s", "--batch", "0"}, 2, []string{"--batch 0"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := tierctl(t, s.url, c.stdin, c.args...)
+			if r.code != c.code {
+				t.Errorf("exit %d, want %d (stderr %q)", r.code, c.code, r.stderr)
+			}
+			for _, want := range c.inStderr {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr %q lacks %q", r.stderr, want)
+				}
+			}
+		})
+	}
+	// The rejected second batch left the first one appended, and only it.
+	out := mustRun(t, s.url, "", "read", "p")
+	if n := strings.Count(out, "\n"); n != 3 {
+		t.Errorf("stream p holds %d records, want 3", n)
+	}
+}
+
+func TestListings(t *testing.T) {
+	s := newServer(t)
+	mustRun(t, s.url, `{"value":1}`+"\n"+`{"value":2}`, "append", "b")
+	if err := s.eng.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, s.url, `{"value":3}`, "append", "b")
+	mustRun(t, s.url, `{}`, "append", "a")
+
+	out := mustRun(t, s.url, "", "streams")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "NAME NEXT_OFFSET RECORDS HOT WARM COLD" {
+		t.Fatalf("streams table:\n%s", out)
+	}
+	if f := strings.Fields(lines[2]); f[0] != "b" || f[1] != "3" || f[2] != "3" || !strings.Contains(lines[2], "1 seg / ") {
+		t.Errorf("stream b row %q", lines[2])
+	}
+	// Columns line up: every row's second column starts where the header's does.
+	col := strings.Index(lines[0], "NEXT_OFFSET")
+	for _, l := range lines[1:] {
+		if l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("row %q is not aligned with the header", l)
+		}
+	}
+
+	var js struct {
+		Streams []struct {
+			Name string `json:"name"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, s.url, "", "streams", "-o", "json")), &js); err != nil || len(js.Streams) != 2 {
+		t.Fatalf("streams -o json: %+v %v", js, err)
+	}
+
+	out = mustRun(t, s.url, "", "segments", "b")
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "BASE") {
+		t.Fatalf("segments table:\n%s", out)
+	}
+	if !strings.Contains(lines[1], "sha256:") || !strings.Contains(lines[1], "warm") {
+		t.Errorf("sealed row %q", lines[1])
+	}
+	if !strings.Contains(lines[2], "(active)") || !strings.Contains(lines[2], "hot") {
+		t.Errorf("active row %q", lines[2])
+	}
+	var segs []map[string]any
+	if err := json.Unmarshal([]byte(mustRun(t, s.url, "", "segments", "b", "-o", "json")), &segs); err != nil || len(segs) != 2 {
+		t.Fatalf("segments -o json: %v %v", segs, err)
+	}
+	if d, _ := segs[0]["digest"].(string); len(d) != 71 {
+		t.Errorf("json digest %q not whole", d)
+	}
+
+	out = mustRun(t, s.url, "", "status")
+	if !strings.Contains(out, "hot_max_bytes") || !strings.Contains(out, "streams") {
+		t.Errorf("status table:\n%s", out)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "streams" && f[1] != "2" {
+			t.Errorf("status row %q", l)
+		}
+	}
+	var st map[string]any
+	if err := json.Unmarshal([]byte(mustRun(t, s.url, "", "status", "-o", "json")), &st); err != nil || st["streams"] != 2.0 {
+		t.Fatalf("status -o json: %v %v", st, err)
+	}
+}
+
+func TestHelpOnEveryVerb(t *testing.T) {
+	for _, verb := range []string{"append", "read", "streams", "segments", "status"} {
+		r := tierctl(t, "", "", verb, "--help")
+		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "tierctl "+verb) {
+			t.Errorf("%s --help: exit %d\n%s", verb, r.code, r.stdout)
+		}
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{
+		0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 20: "5.0 MiB",
+		3 << 30: "3.0 GiB", 2 << 40: "2.0 TiB", 5000 << 40: "5000.0 TiB",
+	} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

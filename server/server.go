@@ -1,0 +1,457 @@
+// Package server is tierd's HTTP API: NDJSON appends and streamed NDJSON
+// reads under /v1, stream and segment listings, status and health, with
+// every error answered as JSON {"error":{"code":…,"message":…}} and an
+// honest status. docs/api.md is the reference.
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/tiers"
+)
+
+// Options configures a Server. Zero fields take defaults.
+type Options struct {
+	// MaxBodyBytes caps an append's body; default 64 MiB.
+	MaxBodyBytes int64
+	// MaxRecordBytes caps a record's value; default 1 MiB
+	// (tiers.DefaultMaxRecordBytes). The engine applies its own cap too.
+	MaxRecordBytes int
+	// MaxBatchRecords caps the records of one append; default 100000. It
+	// bounds the memory a body of tiny records can cost, since a parsed
+	// record is larger than its shortest NDJSON line.
+	MaxBatchRecords int
+	// Logger receives request errors; nil discards.
+	Logger *slog.Logger
+	// Registerer, when set, receives the server's request metrics.
+	Registerer prometheus.Registerer
+	// Now is the ingest clock for records without ts, read once per append;
+	// default time.Now.
+	Now func() time.Time
+}
+
+// The defaults of Options, in one place.
+const (
+	DefaultMaxBodyBytes    = 64 << 20
+	DefaultMaxBatchRecords = 100000
+	// retryAfterSeconds is what a backpressure answer asks a producer to
+	// wait: the flusher frees memory within about that long.
+	retryAfterSeconds = 1
+	// Streamed reads are flushed at least every flushRecords records or
+	// flushInterval, so a slow reader sees progress and a fast one is not
+	// slowed by a flush per record.
+	flushRecords  = 512
+	flushInterval = 50 * time.Millisecond
+)
+
+func (o Options) withDefaults() Options {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxRecordBytes <= 0 {
+		o.MaxRecordBytes = tiers.DefaultMaxRecordBytes
+	}
+	if o.MaxBatchRecords <= 0 {
+		o.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Server serves the API over an engine. It is an http.Handler; the caller
+// owns the listener, TLS and shutdown.
+type Server struct {
+	eng     *engine.Engine
+	opts    Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	metrics *metrics // nil without a Registerer
+}
+
+// New returns a Server for e. It registers its metrics with
+// opts.Registerer, if set, and panics if they are already registered there
+// (as prometheus.MustRegister does): two servers need two registries.
+func New(e *engine.Engine, opts Options) *Server {
+	opts = opts.withDefaults()
+	s := &Server{eng: e, opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	if opts.Registerer != nil {
+		s.metrics = newMetrics(opts.Registerer)
+	}
+	s.mux.HandleFunc("POST /v1/streams/{stream}/records", s.handleAppend)
+	s.mux.HandleFunc("GET /v1/streams/{stream}/records", s.handleRead)
+	s.mux.HandleFunc("GET /v1/streams", s.handleStreams)
+	s.mux.HandleFunc("GET /v1/streams/{stream}/segments", s.handleSegments)
+	s.mux.HandleFunc("GET /v1/status", s.handleStatus)
+	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	return s
+}
+
+// ServeHTTP routes r, answering unknown routes and methods as JSON errors
+// and any panic as a 500 JSON error rather than a dead process.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	h, pattern := s.mux.Handler(r)
+	route := pattern
+	if pattern == "" {
+		route = "unmatched"
+	}
+	defer func() {
+		if s.metrics != nil {
+			s.metrics.observe(route, sw.status, time.Since(start))
+		}
+	}()
+	defer s.recoverPanic(sw, r)
+	if pattern == "" {
+		s.serveUnmatched(sw, r, h)
+		return
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+// recoverPanic turns a handler panic into a logged 500. A response already
+// under way cannot change its status, so that connection is aborted instead,
+// which a client sees as a truncated body rather than a clean end.
+func (s *Server) recoverPanic(w *statusWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	s.log.Error("server: handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+	if w.wrote {
+		panic(http.ErrAbortHandler)
+	}
+	writeError(w, http.StatusInternalServerError, "internal", "internal error")
+}
+
+// serveUnmatched runs the mux's own answer (404, 405 or a redirect to a
+// cleaned path) into a buffer and replaces a 404 or 405 with its JSON
+// equivalent.
+func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	rec := &bufferedWriter{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	switch rec.status {
+	case http.StatusNotFound:
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	case http.StatusMethodNotAllowed:
+		allow := rec.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+	default:
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.status)
+		w.Write(rec.body.Bytes())
+	}
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, statusOut(s.eng.Status(r.Context())))
+}
+
+func (s *Server) handleStreams(w http.ResponseWriter, r *http.Request) {
+	infos, err := s.eng.Streams(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]streamOut, len(infos))
+	for i := range infos {
+		out[i] = toStreamOut(&infos[i])
+	}
+	writeJSON(w, http.StatusOK, map[string][]streamOut{"streams": out})
+}
+
+func (s *Server) handleSegments(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	if err := tiers.ValidateStreamName(stream); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	segs, err := s.eng.Segments(r.Context(), stream)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]segmentOut, len(segs))
+	for i := range segs {
+		out[i] = toSegmentOut(&segs[i])
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	if err := tiers.ValidateStreamName(stream); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	recs, err := ParseNDJSON(body, ParseOptions{
+		MaxRecordBytes: s.opts.MaxRecordBytes,
+		MaxRecords:     s.opts.MaxBatchRecords,
+		IngestTS:       s.opts.Now().UnixNano(),
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.eng.Append(r.Context(), stream, recs)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, appendOut{Stream: stream, FirstOffset: res.First, LastOffset: res.Last, Count: res.Count})
+}
+
+// handleRead streams the matching records as NDJSON while the engine yields
+// them. Errors before the first record get a proper status; an error after
+// it can only end the body, as one last line {"error":{…}} (docs/api.md).
+func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	if err := tiers.ValidateStreamName(stream); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	params, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %v", errInvalidParameter, err))
+		return
+	}
+	q, err := parseQuery(params)
+	if err != nil {
+		if !errors.Is(err, ErrInvalidTS) {
+			err = fmt.Errorf("%w: %w", errInvalidParameter, err)
+		}
+		s.fail(w, r, err)
+		return
+	}
+
+	rc := http.NewResponseController(w)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	var (
+		out       recordOut
+		scratch   bytes.Buffer
+		started   bool
+		n         int
+		lastFlush = time.Now()
+	)
+	begin := func() {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		started = true
+	}
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		lastFlush = time.Now()
+		return rc.Flush()
+	}
+	for it, err := range s.eng.Read(r.Context(), stream, q) {
+		if err != nil {
+			if !started {
+				s.fail(w, r, err)
+				return
+			}
+			status, code := classify(err)
+			s.logFailure(r, status, code, err)
+			line, _ := json.Marshal(errorBody{Error: errorDetail{Code: code, Message: err.Error()}})
+			bw.Write(line)
+			bw.WriteByte('\n')
+			flush()
+			return
+		}
+		if !started {
+			begin()
+		}
+		toRecordOut(&out, &it, &scratch)
+		if err := enc.Encode(&out); err != nil {
+			return // the client went away; leaving the loop stops the engine's iterator
+		}
+		n++
+		if n%flushRecords == 0 || time.Since(lastFlush) >= flushInterval {
+			if err := flush(); err != nil {
+				return
+			}
+		}
+		if n >= q.Limit {
+			break
+		}
+	}
+	if !started {
+		begin()
+	}
+	flush()
+}
+
+// errInvalidParameter marks a bad query parameter.
+var errInvalidParameter = errors.New("server: invalid parameter")
+
+// classify maps an error to its HTTP status and API code. Every error the
+// parser or the engine returns for bad input maps to a 4xx.
+func classify(err error) (int, string) {
+	var mbe *http.MaxBytesError
+	var ce *tiers.CorruptionError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "body_too_large"
+	case errors.Is(err, ErrBodyRead):
+		return http.StatusBadRequest, "invalid_body"
+	case errors.Is(err, ErrEmptyBatch):
+		return http.StatusBadRequest, "empty_batch"
+	case errors.Is(err, ErrBatchTooLarge):
+		return http.StatusRequestEntityTooLarge, "batch_too_large"
+	case errors.Is(err, ErrInvalidJSON):
+		return http.StatusBadRequest, "invalid_json"
+	case errors.Is(err, ErrInvalidTS):
+		return http.StatusBadRequest, "invalid_ts"
+	case errors.Is(err, ErrInvalidBase64):
+		return http.StatusBadRequest, "invalid_base64"
+	case errors.Is(err, errInvalidParameter):
+		return http.StatusBadRequest, "invalid_parameter"
+	case errors.Is(err, tiers.ErrInvalidStreamName):
+		return http.StatusBadRequest, "invalid_stream_name"
+	case errors.Is(err, tiers.ErrKeyTooLarge):
+		return http.StatusRequestEntityTooLarge, "key_too_large"
+	case errors.Is(err, tiers.ErrRecordTooLarge):
+		return http.StatusRequestEntityTooLarge, "record_too_large"
+	case errors.Is(err, tiers.ErrInvalidRecord):
+		return http.StatusBadRequest, "invalid_record"
+	case errors.Is(err, tiers.ErrStreamNotFound):
+		return http.StatusNotFound, "stream_not_found"
+	case errors.Is(err, tiers.ErrBackpressure):
+		return http.StatusServiceUnavailable, "backpressure"
+	case errors.Is(err, tiers.ErrStorageFailed):
+		return http.StatusServiceUnavailable, "storage_unavailable"
+	case errors.Is(err, tiers.ErrClosed):
+		return http.StatusServiceUnavailable, "shutting_down"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "canceled"
+	case errors.As(err, &ce):
+		return http.StatusInternalServerError, "corruption"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// fail answers err as a JSON error.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := classify(err)
+	s.logFailure(r, status, code, err)
+	if code == "backpressure" {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	}
+	writeError(w, status, code, err.Error())
+}
+
+// logFailure logs server-side failures loudly and client mistakes quietly.
+func (s *Server) logFailure(r *http.Request, status int, code string, err error) {
+	level := slog.LevelDebug
+	if status >= 500 {
+		level = slog.LevelError
+		if status == http.StatusServiceUnavailable {
+			level = slog.LevelWarn
+		}
+	}
+	s.log.Log(r.Context(), level, "server: request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err)
+}
+
+// errorBody is the JSON of every error answer.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only a type the server defines can get here
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"encoding the response failed"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// statusWriter remembers the status sent, for metrics and for knowing
+// whether a panic can still be answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's Flusher.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// bufferedWriter holds the mux's small built-in answers so they can be
+// rewritten as JSON.
+type bufferedWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *bufferedWriter) Header() http.Header { return w.header }
+
+func (w *bufferedWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *bufferedWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.body.Write(b)
+}
