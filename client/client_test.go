@@ -176,7 +176,7 @@ func TestReadStopsEarly(t *testing.T) {
 }
 
 func TestAPIErrors(t *testing.T) {
-	c := client.New(newServer(t, engine.Options{HotMaxBytes: 4 << 10}, nil))
+	c := client.New(newServer(t, engine.Options{HotMaxBytes: 4 << 10, SegmentMaxBytes: 4 << 10}, nil))
 	ctx := context.Background()
 	apiErr := func(err error) *client.APIError {
 		t.Helper()
@@ -195,8 +195,8 @@ func TestAPIErrors(t *testing.T) {
 		t.Errorf("empty batch: %+v", ae)
 	}
 	_, err = c.Append(ctx, "s", []client.Record{{Value: json.RawMessage(`"` + strings.Repeat("x", 8<<10) + `"`)}})
-	if ae := apiErr(err); ae.Status != 503 || ae.Code != "backpressure" || ae.RetryAfter <= 0 {
-		t.Errorf("backpressure: %+v", ae)
+	if ae := apiErr(err); ae.Status != 413 || ae.Code != "record_too_large" {
+		t.Errorf("batch larger than the memory budget: %+v", ae)
 	}
 	if _, err := c.Append(ctx, "s", []client.Record{{Value: json.RawMessage(`1`), ValueB64: []byte{1}}}); err == nil {
 		t.Error("Value and ValueB64 together accepted")
@@ -288,4 +288,22 @@ func TestBytesPrefersValue(t *testing.T) {
 	if !bytes.Equal(r.Bytes(), []byte("1")) {
 		t.Fatal(r.Bytes())
 	}
+}
+
+func TestBackpressureCarriesRetryAfter(t *testing.T) {
+	// A segment as large as the budget never seals before the budget is full.
+	c := client.New(newServer(t, engine.Options{HotMaxBytes: 64 << 10, SegmentMaxBytes: 64 << 10, SegmentMaxAge: time.Hour}, nil))
+	rec := []client.Record{{Value: json.RawMessage(`"` + strings.Repeat("x", 2<<10) + `"`)}}
+	for i := 0; i < 100; i++ {
+		_, err := c.Append(context.Background(), "s", rec)
+		if err == nil {
+			continue
+		}
+		var ae *client.APIError
+		if !errors.As(err, &ae) || ae.Status != 503 || ae.Code != "backpressure" || ae.RetryAfter <= 0 {
+			t.Fatalf("want 503 backpressure with Retry-After, got %v", err)
+		}
+		return
+	}
+	t.Fatal("never pushed back")
 }

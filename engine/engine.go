@@ -1,23 +1,27 @@
 // Package engine assembles tierd's tiers into one archive: it opens the
-// catalog, the warm store and the WAL, replays the WAL into the hot tier,
-// runs the flusher, and routes every read to the tier that holds the data.
-// It is the composition root the server and the benchmarks build on.
+// catalog, the warm store and the hot tier (which replays the WAL), persists
+// sealed segments warm, and routes every read to the tier that holds the
+// data. It is the composition root the server and the benchmarks build on.
 package engine
 
 import (
 	"context"
 	"errors"
-	"iter"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/tiers"
+	"github.com/tierd/tierd/warm"
 )
 
-// Options configures an Engine. Zero fields take the defaults of
-// DefaultOptions.
+// Options configures an Engine. Zero fields take defaults.
 type Options struct {
 	DataDir string
 
@@ -38,6 +42,21 @@ type Options struct {
 	Now        func() time.Time // the ingest clock; time.Now by default
 }
 
+func (o *Options) setDefaults() {
+	if o.DataDir == "" {
+		o.DataDir = "./tierd-data"
+	}
+	if o.MaxRecordBytes <= 0 {
+		o.MaxRecordBytes = tiers.DefaultMaxRecordBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
 // AppendResult is what an acknowledged batch got.
 type AppendResult struct {
 	First uint64 // offset of the batch's first record
@@ -45,85 +64,162 @@ type AppendResult struct {
 	Count int
 }
 
-// Item is a record as a read returns it, with the tier that served it.
-type Item struct {
-	tiers.Record
-	Tier tiers.Placement
-}
-
-// TierUsage counts what one tier holds.
-type TierUsage struct {
-	Segments int   `json:"segments"`
-	Bytes    int64 `json:"bytes"`
-}
-
-// StreamInfo summarises one stream.
-type StreamInfo struct {
-	Name       string
-	NextOffset uint64 // the offset the next record will get
-	Records    uint64 // records retained in any tier
-	Tiers      map[tiers.Placement]TierUsage
-}
-
-// SegmentInfo is a segment as the segments listing shows it. The active
-// segment has Active set, a zero SealedAt and the hot placement only.
-type SegmentInfo struct {
-	tiers.SegmentMeta
-	Active bool
-}
-
-// Status is the engine's state at a glance.
-type Status struct {
-	Started        time.Time
-	Streams        int
-	HotBytes       int64 // memory in use by all streams
-	HotMaxBytes    int64
-	HotUnpersisted int64 // bytes not yet persisted warm
-	HotSegments    int
-	WarmBytes      int64
-	WarmSegments   int
-	WALFiles       int
-	WALBytes       int64
-	WALSync        string
-	WALFailed      string // the sticky storage error, if writes are disabled
-}
-
-// ErrNotImplemented marks the stub while the engine is being written.
-var ErrNotImplemented = errors.New("engine: not implemented")
-
 // Engine is an open archive.
-type Engine struct{}
+type Engine struct {
+	opts    Options
+	started time.Time
+	catalog *catalog.Catalog
+	warm    *warm.Store
+	hot     *hot.Tier
+}
 
-// Open opens (creating if needed) the archive in opts.DataDir and recovers it.
-func Open(ctx context.Context, opts Options) (*Engine, error) { return nil, ErrNotImplemented }
+// Open opens (creating if needed) the archive in opts.DataDir and recovers
+// it: warm files the catalog never committed are removed (the WAL still holds
+// their records), then the WAL is replayed above each stream's persisted
+// offset.
+func Open(ctx context.Context, opts Options) (*Engine, error) {
+	opts.setDefaults()
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	e := &Engine{opts: opts, started: opts.Now()}
+	var err error
+	if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now}); err != nil {
+		return nil, fmt.Errorf("engine: open catalog: %w", err)
+	}
+	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{Logger: opts.Logger, Registerer: opts.Registerer}); err != nil {
+		e.catalog.Close()
+		return nil, fmt.Errorf("engine: open warm store: %w", err)
+	}
+	next, err := e.recoverWarm(ctx)
+	if err != nil {
+		e.closeStores()
+		return nil, err
+	}
+	e.hot, err = hot.Open(ctx, hot.Options{
+		MaxBytes:        opts.HotMaxBytes,
+		SegmentMaxBytes: opts.SegmentMaxBytes,
+		SegmentMaxAge:   opts.SegmentMaxAge,
+		Residency:       opts.HotResidency,
+		WAL: wal.Options{
+			Dir:          filepath.Join(opts.DataDir, "wal"),
+			Sync:         opts.WALSync,
+			SyncInterval: opts.WALSyncInterval,
+			SegmentBytes: opts.WALSegmentBytes,
+			Logger:       opts.Logger,
+			Registerer:   opts.Registerer,
+		},
+		Streams:   next,
+		Persister: persister{e},
+		Logger:    opts.Logger,
+		Now:       opts.Now,
+	})
+	if err != nil {
+		e.closeStores()
+		return nil, fmt.Errorf("engine: recover: %w", err)
+	}
+	return e, nil
+}
 
-// Close flushes and closes everything; pending appends fail with tiers.ErrClosed.
-func (e *Engine) Close(ctx context.Context) error { return ErrNotImplemented }
+// recoverWarm returns each catalogued stream's first unpersisted offset and
+// removes warm files at or above it: a crash between writing a segment file
+// and committing it to the catalog leaves such a file, and the WAL, which is
+// only checkpointed after the commit, still holds its records.
+func (e *Engine) recoverWarm(ctx context.Context) (map[string]uint64, error) {
+	streams, err := e.catalog.Streams(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("engine: list streams: %w", err)
+	}
+	next := make(map[string]uint64, len(streams))
+	for _, s := range streams {
+		next[s.Name] = s.NextOffset
+	}
+	files, err := e.warm.List()
+	if err != nil {
+		return nil, fmt.Errorf("engine: list warm files: %w", err)
+	}
+	for _, f := range files {
+		n, ok := next[f.Stream]
+		if ok && f.Base < n {
+			continue
+		}
+		e.opts.Logger.Warn("removing uncommitted warm segment; the WAL holds its records", "path", f.Path)
+		if err := e.warm.Remove(f.Stream, f.Base); err != nil {
+			return nil, fmt.Errorf("engine: remove uncommitted %s: %w", f.Path, err)
+		}
+	}
+	return next, nil
+}
+
+func (e *Engine) closeStores() error {
+	return errors.Join(e.warm.Close(), e.catalog.Close())
+}
+
+// Close stops the flusher, syncs and closes the WAL and the stores. Appends
+// after Close fail with tiers.ErrClosed. Sealed segments not yet persisted are
+// recovered from the WAL at the next Open.
+func (e *Engine) Close(ctx context.Context) error {
+	return errors.Join(e.hot.Close(), e.closeStores())
+}
+
+// Flush seals every active segment and persists all sealed ones warm now.
+func (e *Engine) Flush(ctx context.Context) error { return e.hot.Flush(ctx) }
 
 // Append validates recs and appends them to stream as one atomic batch,
 // returning once the batch is durable per the WAL sync mode. Offsets in recs
-// are ignored and assigned. Errors: tiers.ErrInvalidStreamName,
+// are overwritten with the assigned ones. Errors: tiers.ErrInvalidStreamName,
 // tiers.ErrInvalidRecord, tiers.ErrKeyTooLarge, tiers.ErrRecordTooLarge (bad
 // input, nothing appended), tiers.ErrBackpressure (retry later),
 // tiers.ErrStorageFailed, tiers.ErrClosed.
 func (e *Engine) Append(ctx context.Context, stream string, recs []tiers.Record) (AppendResult, error) {
-	return AppendResult{}, ErrNotImplemented
+	if err := tiers.ValidateStreamName(stream); err != nil {
+		return AppendResult{}, err
+	}
+	if len(recs) == 0 {
+		return AppendResult{}, fmt.Errorf("%w: empty batch", tiers.ErrInvalidRecord)
+	}
+	for i := range recs {
+		if err := recs[i].Validate(e.opts.MaxRecordBytes); err != nil {
+			return AppendResult{}, fmt.Errorf("record %d: %w", i, err)
+		}
+	}
+	first, err := e.hot.Append(ctx, stream, recs)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return AppendResult{First: first, Last: first + uint64(len(recs)) - 1, Count: len(recs)}, nil
 }
 
-// Read returns the records of stream matching q in offset order, each with
-// the tier that served it. An unknown stream yields tiers.ErrStreamNotFound
-// as the first and only element.
-func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Seq2[Item, error] {
-	return func(yield func(Item, error) bool) { yield(Item{}, ErrNotImplemented) }
+// persister writes sealed segments to the warm store and commits them to the
+// catalog, in that order: a segment is visible in the catalog only once its
+// file is durable.
+type persister struct{ e *Engine }
+
+func (p persister) Persist(ctx context.Context, seg *hot.SealedSegment) error {
+	e := p.e
+	w, err := e.warm.Create(seg.Stream, seg.Base)
+	if err != nil {
+		return err
+	}
+	for r, err := range seg.Records() {
+		if err == nil {
+			err = w.Append(&r)
+		}
+		if err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	meta, err := w.Commit(ctx)
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	meta.Stream = seg.Stream
+	meta.SealedAt = seg.SealedAt
+	meta.Placements = tiers.Of(tiers.Warm)
+	if err := e.catalog.PutSegment(ctx, meta); err != nil {
+		return fmt.Errorf("engine: commit %s/%d to catalog: %w", seg.Stream, seg.Base, err)
+	}
+	return nil
 }
-
-// Streams lists every stream, ordered by name.
-func (e *Engine) Streams(ctx context.Context) ([]StreamInfo, error) { return nil, ErrNotImplemented }
-
-// Segments lists a stream's segments in offset order, the active one last.
-func (e *Engine) Segments(ctx context.Context, stream string) ([]SegmentInfo, error) {
-	return nil, ErrNotImplemented
-}
-
-// Status reports the engine's state.
-func (e *Engine) Status(ctx context.Context) Status { return Status{} }

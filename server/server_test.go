@@ -443,15 +443,35 @@ func TestAppendErrorsChangeNothing(t *testing.T) {
 }
 
 func TestBackpressure(t *testing.T) {
-	// A batch larger than the whole memory budget can only be pushed back.
-	e := newEnv(t, engine.Options{HotMaxBytes: 4 << 10}, Options{})
-	r := e.appendBody("bp", `{"value":"`+strings.Repeat("x", 8<<10)+`"}`)
-	wantError(t, r, http.StatusServiceUnavailable, "backpressure")
-	if ra := r.header.Get("Retry-After"); ra == "" {
-		t.Error("backpressure without Retry-After")
+	// A segment as large as the memory budget never seals before the budget
+	// is full of unpersisted data, so appends must be pushed back.
+	e := newEnv(t, engine.Options{HotMaxBytes: 64 << 10, SegmentMaxBytes: 64 << 10, SegmentMaxAge: time.Hour}, Options{})
+	line := `{"value":"` + strings.Repeat("x", 2<<10) + `"}`
+	for i := 0; i < 100; i++ {
+		before := e.count("bp")
+		r := e.appendBody("bp", line)
+		if r.status == http.StatusOK {
+			continue
+		}
+		wantError(t, r, http.StatusServiceUnavailable, "backpressure")
+		if ra := r.header.Get("Retry-After"); ra == "" {
+			t.Error("backpressure without Retry-After")
+		}
+		if n := e.count("bp"); n != before {
+			t.Errorf("a pushed-back batch changed the stream: %d records, had %d", n, before)
+		}
+		return
 	}
+	t.Fatal("100 appends of 2 KiB into a 64 KiB budget were never pushed back")
+}
+
+func TestBatchLargerThanMemoryBudget(t *testing.T) {
+	// Retrying cannot help a batch larger than the whole budget: 413, not 503.
+	e := newEnv(t, engine.Options{HotMaxBytes: 4 << 10, SegmentMaxBytes: 4 << 10}, Options{MaxRecordBytes: 4 << 10})
+	r := e.appendBody("bp", `{"value":"`+strings.Repeat("x", 3<<10)+`"}`+"\n"+`{"value":"`+strings.Repeat("x", 3<<10)+`"}`)
+	wantError(t, r, http.StatusRequestEntityTooLarge, "record_too_large")
 	if n := e.count("bp"); n > 0 {
-		t.Errorf("%d records appended despite backpressure", n)
+		t.Errorf("%d records appended", n)
 	}
 }
 

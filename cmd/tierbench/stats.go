@@ -1,0 +1,60 @@
+package main
+
+import (
+	"slices"
+	"time"
+)
+
+// percentile returns the p-th percentile (0..100) of ds, which it sorts.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(float64(len(ds)-1) * p / 100)
+	return ds[i]
+}
+
+// median returns the median of xs without changing it.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// result is one measured run.
+type result struct {
+	records float64 // per second
+	mbps    float64 // payload MB/s (value bytes)
+	p50     time.Duration
+	p99     time.Duration
+}
+
+// summary is the median of several runs of one measurement.
+type summary struct {
+	Name    string  `json:"name"`
+	Size    int     `json:"record_bytes"`
+	Records float64 `json:"records_per_s"`
+	MBps    float64 `json:"mb_per_s"`
+	P50us   float64 `json:"ack_p50_us"`
+	P99us   float64 `json:"ack_p99_us"`
+	Ratio   float64 `json:"ratio_to_raw"`
+	Runs    int     `json:"runs"`
+}
+
+func summarize(name string, size int, rs []result) summary {
+	var rec, mb, p50, p99 []float64
+	for _, r := range rs {
+		rec = append(rec, r.records)
+		mb = append(mb, r.mbps)
+		p50 = append(p50, float64(r.p50.Microseconds()))
+		p99 = append(p99, float64(r.p99.Microseconds()))
+	}
+	return summary{Name: name, Size: size, Records: median(rec), MBps: median(mb), P50us: median(p50), P99us: median(p99), Runs: len(rs)}
+}

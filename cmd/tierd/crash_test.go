@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The crash test drives the real binary: concurrent writers append batches
+// over HTTP while the daemon is killed with SIGKILL at random moments; after
+// every restart each acknowledged record must be present exactly once at its
+// acknowledged offset with identical content, each unacknowledged batch
+// present whole or not at all, and offsets dense.
+
+// buildTierd compiles this package once per test binary.
+var buildTierd = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "tierd-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "tierd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// daemon is one running tierd process.
+type daemon struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string
+	log  *bytes.Buffer
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startDaemon starts tierd on config and waits until /healthz answers.
+func startDaemon(t *testing.T, config, dataDir string) *daemon {
+	t.Helper()
+	bin, err := buildTierd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		d := &daemon{t: t, addr: freeAddr(t), log: &bytes.Buffer{}}
+		d.cmd = exec.Command(bin, "--config", config, "--data-dir", dataDir, "--listen", d.addr)
+		d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+		if err := d.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { d.cmd.Wait(); close(exited) }()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case <-exited:
+				deadline = time.Time{} // port taken or a start-up error: look at the log
+				continue
+			default:
+			}
+			resp, err := http.Get("http://" + d.addr + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					t.Cleanup(func() { d.cmd.Process.Kill(); <-exited })
+					return d
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		d.cmd.Process.Kill()
+		<-exited
+		if !bytes.Contains(d.log.Bytes(), []byte("address already in use")) {
+			t.Fatalf("tierd did not start:\n%s", d.log)
+		}
+	}
+	t.Fatal("tierd did not find a free port")
+	return nil
+}
+
+func (d *daemon) kill() {
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	for d.cmd.ProcessState == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// batch is one append request as a writer sent it.
+type batch struct {
+	id     string
+	stream string
+	values []string // each record's value, as JSON
+	acked  bool
+	first  uint64
+}
+
+type wireRecord struct {
+	Offset uint64          `json:"offset"`
+	Key    string          `json:"key"`
+	TS     string          `json:"ts"`
+	Tags   []string        `json:"tags"`
+	Value  json.RawMessage `json:"value"`
+}
+
+func appendBatch(client *http.Client, addr string, b *batch) error {
+	var body bytes.Buffer
+	for i, v := range b.values {
+		fmt.Fprintf(&body, `{"key":%q,"ts":%d,"tags":["crash","i%d"],"value":%s}`+"\n", b.id, 1_700_000_000_000_000_000+int64(i), i, v)
+	}
+	resp, err := client.Post("http://"+addr+"/v1/streams/"+b.stream+"/records", "application/x-ndjson", &body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var ack struct {
+		First uint64 `json:"first_offset"`
+		Count int    `json:"count"`
+	}
+	if resp.StatusCode != 200 {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("status %d: %s", resp.StatusCode, msg)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ack); err != nil {
+		return err
+	}
+	if ack.Count != len(b.values) {
+		return fmt.Errorf("ack count %d, sent %d", ack.Count, len(b.values))
+	}
+	b.acked, b.first = true, ack.First
+	return nil
+}
+
+func readAll(t *testing.T, addr, stream string) []wireRecord {
+	t.Helper()
+	var out []wireRecord
+	from := uint64(0)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://%s/v1/streams/%s/records?from=%d&limit=100000", addr, stream, from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == 404 {
+			resp.Body.Close()
+			return nil
+		}
+		if resp.StatusCode != 200 {
+			b, _ := io.ReadAll(resp.Body)
+			t.Fatalf("read %s: %d %s", stream, resp.StatusCode, b)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<24)
+		n := 0
+		for sc.Scan() {
+			var r wireRecord
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Fatalf("bad line %q: %v", sc.Text(), err)
+			}
+			out = append(out, r)
+			n++
+		}
+		resp.Body.Close()
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n < 100000 {
+			return out
+		}
+		from = out[len(out)-1].Offset + 1
+	}
+}
+
+// check verifies the invariants of one stream against every batch ever sent.
+func check(t *testing.T, stream string, got []wireRecord, batches []*batch) {
+	t.Helper()
+	byID := map[string]*batch{}
+	for _, b := range batches {
+		if b.stream == stream {
+			byID[b.id] = b
+		}
+	}
+	for i, r := range got {
+		if r.Offset != uint64(i) {
+			t.Fatalf("%s: offsets not dense: position %d has offset %d", stream, i, r.Offset)
+		}
+	}
+	seen := map[string]bool{}
+	for i := 0; i < len(got); {
+		r := got[i]
+		b := byID[r.Key]
+		if b == nil {
+			t.Fatalf("%s: offset %d holds a record of unknown batch %q", stream, r.Offset, r.Key)
+		}
+		if seen[b.id] {
+			t.Fatalf("%s: batch %s appears twice (again at offset %d)", stream, b.id, r.Offset)
+		}
+		seen[b.id] = true
+		if b.acked && b.first != r.Offset {
+			t.Fatalf("%s: acked batch %s at offset %d, acknowledged at %d", stream, b.id, r.Offset, b.first)
+		}
+		if i+len(b.values) > len(got) {
+			t.Fatalf("%s: batch %s is cut short: %d of %d records", stream, b.id, len(got)-i, len(b.values))
+		}
+		for j, v := range b.values {
+			g := got[i+j]
+			if g.Key != b.id || string(g.Value) != v || len(g.Tags) != 2 || g.Tags[1] != fmt.Sprintf("i%d", j) {
+				t.Fatalf("%s: offset %d: got key %q value %s tags %v, want batch %s record %d value %s", stream, g.Offset, g.Key, g.Value, g.Tags, b.id, j, v)
+			}
+			wantTS := time.Unix(0, 1_700_000_000_000_000_000+int64(j)).UTC().Format(time.RFC3339Nano)
+			if g.TS != wantTS {
+				t.Fatalf("%s: offset %d: ts %s, want %s", stream, g.Offset, g.TS, wantTS)
+			}
+		}
+		i += len(b.values)
+	}
+	for _, b := range byID {
+		if b.acked && !seen[b.id] {
+			t.Fatalf("%s: acknowledged batch %s (offset %d, %d records) is missing", stream, b.id, b.first, len(b.values))
+		}
+	}
+}
+
+func TestCrashKill9(t *testing.T) {
+	rounds := 12
+	if testing.Short() {
+		rounds = 3
+	}
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	config := filepath.Join(dir, "tierd.yaml")
+	// Small segments, WAL files and ages so that sealing, flushing, WAL
+	// rotation and checkpointing all happen while the daemon is killed.
+	os.WriteFile(config, []byte(`
+max_record_bytes: 16KiB
+wal: {sync: always, segment_bytes: 256KiB}
+segment: {max_bytes: 64KiB, max_age: 300ms}
+hot: {max_bytes: 64MiB, max_age: 500ms}
+`), 0o644)
+	streams := []string{"IF2406", "IC2406", "audit.log"}
+	var (
+		mu      sync.Mutex
+		batches []*batch
+	)
+	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	for round := 0; round < rounds; round++ {
+		d := startDaemon(t, config, dataDir)
+		// Everything sent in earlier rounds must have survived.
+		for _, s := range streams {
+			check(t, s, readAll(t, d.addr, s), batches)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			seed := rng.Uint64()
+			go func() {
+				defer wg.Done()
+				r := rand.New(rand.NewPCG(seed, uint64(w)))
+				client := &http.Client{Timeout: 10 * time.Second}
+				for n := 0; ctx.Err() == nil; n++ {
+					b := &batch{id: fmt.Sprintf("r%d-w%d-%d", round, w, n), stream: streams[r.IntN(len(streams))]}
+					for i := range 1 + r.IntN(40) {
+						b.values = append(b.values, fmt.Sprintf(`{"b":%q,"i":%d,"pad":"%s"}`, b.id, i, bytes.Repeat([]byte("x"), r.IntN(300))))
+					}
+					mu.Lock()
+					batches = append(batches, b)
+					mu.Unlock()
+					if err := appendBatch(client, d.addr, b); err != nil {
+						if ctx.Err() == nil {
+							t.Logf("writer %d: %v", w, err)
+						}
+						return // the daemon is gone
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(150+rng.IntN(700)) * time.Millisecond)
+		d.kill()
+		cancel()
+		wg.Wait()
+	}
+	d := startDaemon(t, config, dataDir)
+	total, acked := 0, 0
+	for _, s := range streams {
+		got := readAll(t, d.addr, s)
+		check(t, s, got, batches)
+		total += len(got)
+	}
+	for _, b := range batches {
+		if b.acked {
+			acked++
+		}
+	}
+	if acked < rounds*10 {
+		t.Fatalf("only %d batches were acknowledged in %d rounds; the test exercised too little", acked, rounds)
+	}
+	t.Logf("%d rounds, %d batches sent, %d acknowledged, %d records read back", rounds, len(batches), acked, total)
+}

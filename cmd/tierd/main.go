@@ -1,0 +1,164 @@
+// Command tierd is the tiered-storage archiver daemon: it accepts records
+// over HTTP, acknowledges them once durable, and serves them back from
+// whichever tier holds them.
+//
+//	tierd --config examples/tierd.yaml [--data-dir DIR] [--listen ADDR]
+//
+// With no --config it runs on the embedded defaults (data in ./tierd-data,
+// listening on 127.0.0.1:7070). SIGINT or SIGTERM shuts it down gracefully.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/server"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "tierd:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	config    string
+	dataDir   string
+	listen    string
+	logFormat string
+	logLevel  string
+}
+
+func newRootCmd() *cobra.Command {
+	var f flags
+	cmd := &cobra.Command{
+		Use:   "tierd",
+		Short: "tierd, the tiered-storage archiver daemon",
+		Example: `  tierd --config examples/tierd.yaml
+  tierd --data-dir /var/lib/tierd --listen 127.0.0.1:7070`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "YAML configuration file (default: embedded defaults)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "data directory (overrides data_dir)")
+	fl.StringVar(&f.listen, "listen", "", "HTTP listen address host:port (overrides listen)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+func run(ctx context.Context, f flags) error {
+	log, err := newLogger(f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg := policy.Default()
+	if f.config != "" {
+		if cfg, err = policy.Load(f.config); err != nil {
+			return err
+		}
+	}
+	if f.dataDir != "" {
+		cfg.DataDir = f.dataDir
+	}
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	syncMode, err := wal.ParseSyncMode(string(cfg.WAL.Sync))
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	eng, err := engine.Open(ctx, engine.Options{
+		DataDir:         cfg.DataDir,
+		WALSync:         syncMode,
+		WALSyncInterval: cfg.WAL.SyncInterval,
+		WALSegmentBytes: cfg.WAL.SegmentBytes,
+		HotMaxBytes:     cfg.Hot.MaxBytes,
+		HotResidency:    cfg.Hot.MaxAge,
+		SegmentMaxBytes: cfg.Segment.MaxBytes,
+		SegmentMaxAge:   cfg.Segment.MaxAge,
+		MaxRecordBytes:  int(cfg.MaxRecordBytes),
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		eng.Close(context.Background())
+		return err
+	}
+	srv := &http.Server{
+		Handler: server.New(eng, server.Options{
+			MaxBodyBytes:   cfg.MaxBodyBytes,
+			MaxRecordBytes: int(cfg.MaxRecordBytes),
+			Logger:         log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("tierd listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	if cerr := eng.Close(shutCtx); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}

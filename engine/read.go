@@ -1,0 +1,208 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"time"
+
+	"github.com/tierd/tierd/tiers"
+)
+
+// Item is a record as a read returns it, with the tier that served it.
+type Item struct {
+	tiers.Record
+	Tier tiers.Placement
+}
+
+// Read returns the records of stream matching q in offset order, each with
+// the tier that served it: memory for the resident suffix of the stream, the
+// warm store below it. An unknown stream yields tiers.ErrStreamNotFound as
+// the first and only element.
+func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
+		sn := e.hot.Snapshot(stream)
+		if !sn.Known {
+			yield(Item{}, tiers.ErrStreamNotFound)
+			return
+		}
+		n := 0
+		emit := func(r tiers.Record, tier tiers.Placement) bool {
+			if !yield(Item{Record: r, Tier: tier}, nil) {
+				return false
+			}
+			n++
+			return q.Limit <= 0 || n < q.Limit
+		}
+		// Below the first resident offset the records are in the warm store.
+		if hotFirst := sn.First(); q.From < hotFirst && hotFirst > 0 {
+			wq := q
+			wq.To = min(q.To, hotFirst-1)
+			segs, err := e.catalog.Locate(ctx, stream, wq.From, wq.To)
+			if err != nil && !errors.Is(err, tiers.ErrStreamNotFound) {
+				yield(Item{}, err)
+				return
+			}
+			for _, seg := range segs {
+				if !wq.OverlapsTime(seg.MinTS, seg.MaxTS) {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					yield(Item{}, err)
+					return
+				}
+				if !e.readWarm(seg, wq, emit, yield) {
+					return
+				}
+			}
+		}
+		for r, err := range sn.Scan(q) {
+			if err != nil {
+				yield(Item{}, err)
+				return
+			}
+			if !emit(r, tiers.Hot) {
+				return
+			}
+		}
+	}
+}
+
+// readWarm emits seg's records matching q; it returns false when the read
+// must stop (the consumer is done, the limit is reached, or an error was
+// yielded).
+func (e *Engine) readWarm(seg tiers.SegmentMeta, q tiers.Query, emit func(tiers.Record, tiers.Placement) bool, yield func(Item, error) bool) bool {
+	r, err := e.warm.Acquire(seg.Stream, seg.Base)
+	if err != nil {
+		yield(Item{}, err)
+		return false
+	}
+	defer r.Release()
+	for rec, err := range r.Scan(q) {
+		if err != nil {
+			yield(Item{}, err)
+			return false
+		}
+		if !emit(rec, tiers.Warm) {
+			return false
+		}
+	}
+	return true
+}
+
+// TierUsage counts what one tier holds.
+type TierUsage struct {
+	Segments int
+	Bytes    int64
+}
+
+// StreamInfo summarises one stream.
+type StreamInfo struct {
+	Name       string
+	NextOffset uint64 // the offset the next record will get
+	Records    uint64 // records retained in any tier
+	Tiers      map[tiers.Placement]TierUsage
+}
+
+// Streams lists every stream, ordered by name.
+func (e *Engine) Streams(ctx context.Context) ([]StreamInfo, error) {
+	var out []StreamInfo
+	for _, name := range e.hot.StreamNames() {
+		segs, err := e.Segments(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		info := StreamInfo{Name: name, Tiers: map[tiers.Placement]TierUsage{}}
+		for _, s := range segs {
+			info.Records += s.Count
+			info.NextOffset = s.Last + 1
+			for _, p := range s.Placements.List() {
+				u := info.Tiers[p]
+				u.Segments++
+				u.Bytes += s.Bytes
+				info.Tiers[p] = u
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// SegmentInfo is a segment as the segments listing shows it. The active
+// segment has Active set, a zero SealedAt and the hot placement only.
+type SegmentInfo struct {
+	tiers.SegmentMeta
+	Active bool
+}
+
+// Segments lists a stream's segments in offset order, the active one last:
+// the catalog's durable segments, marked hot when also resident, then the
+// sealed segments not yet persisted and the active one.
+func (e *Engine) Segments(ctx context.Context, stream string) ([]SegmentInfo, error) {
+	sn := e.hot.Snapshot(stream)
+	if !sn.Known {
+		return nil, tiers.ErrStreamNotFound
+	}
+	metas, err := e.catalog.Segments(ctx, stream)
+	if err != nil && !errors.Is(err, tiers.ErrStreamNotFound) {
+		return nil, err
+	}
+	out := make([]SegmentInfo, 0, len(metas)+2)
+	var next uint64
+	for _, m := range metas {
+		if sn.Resident(m.Base) {
+			m.Placements = m.Placements.With(tiers.Hot)
+		}
+		out = append(out, SegmentInfo{SegmentMeta: m})
+		next = m.Last + 1
+	}
+	for _, s := range sn.Segments() {
+		if s.Base < next {
+			continue
+		}
+		out = append(out, SegmentInfo{
+			SegmentMeta: tiers.SegmentMeta{
+				Stream: stream, Base: s.Base, Last: s.Last, Count: s.Count, Bytes: s.Bytes,
+				MinTS: s.MinTS, MaxTS: s.MaxTS, SealedAt: s.SealedAt, Placements: tiers.Of(tiers.Hot),
+			},
+			Active: s.Active,
+		})
+	}
+	return out, nil
+}
+
+// Status is the engine's state at a glance.
+type Status struct {
+	Started        time.Time
+	Streams        int
+	HotBytes       int64 // memory in use by all streams
+	HotMaxBytes    int64
+	HotUnpersisted int64 // bytes not yet persisted warm
+	HotSegments    int
+	WarmBytes      int64
+	WarmSegments   int
+	WALFiles       int
+	WALBytes       int64
+	WALSync        string
+	WALFailed      string // the sticky storage error, if writes are disabled
+}
+
+// Status reports the engine's state.
+func (e *Engine) Status(ctx context.Context) Status {
+	hs := e.hot.Stats()
+	st := Status{
+		Started: e.started, Streams: hs.Streams,
+		HotBytes: hs.Bytes, HotMaxBytes: hs.MaxBytes, HotUnpersisted: hs.Unpersisted, HotSegments: hs.Segments,
+		WALFiles: hs.WAL.Files, WALBytes: hs.WAL.Bytes, WALSync: hs.WAL.Sync,
+	}
+	if hs.WAL.Failed != nil {
+		st.WALFailed = hs.WAL.Failed.Error()
+	}
+	if cs, err := e.catalog.Streams(ctx); err == nil {
+		for _, s := range cs {
+			st.WarmSegments += s.Segments
+			st.WarmBytes += s.Bytes
+		}
+	}
+	return st
+}

@@ -1,0 +1,207 @@
+package hot
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+)
+
+// tick is how often the flusher looks for segments to seal by age and to
+// evict, scaled to the configured ages so short test ages work too.
+func (t *Tier) tick() time.Duration {
+	d := min(t.opts.SegmentMaxAge, t.opts.Residency) / 10
+	return min(max(d, 20*time.Millisecond), time.Second)
+}
+
+// run is the flusher: on every kick or tick it seals segments that reached
+// their age, persists every sealed segment whose records are all durable,
+// checkpoints the WAL and evicts what the residency and budget allow.
+func (t *Tier) run() {
+	defer t.done.Done()
+	ticker := time.NewTicker(t.tick())
+	defer ticker.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-t.stop; cancel() }()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-t.kick:
+		case <-ticker.C:
+		}
+		t.pass(ctx, false)
+	}
+}
+
+// Flush seals every active segment and persists every sealed one, returning
+// the first persist error. Tests, benchmarks and graceful shutdown use it.
+func (t *Tier) Flush(ctx context.Context) error {
+	return t.pass(ctx, true)
+}
+
+// pass does one round of sealing, persisting, checkpointing and evicting.
+func (t *Tier) pass(ctx context.Context, sealAll bool) error {
+	t.flushing.Lock()
+	defer t.flushing.Unlock()
+	now := t.opts.Now()
+	t.mu.RLock()
+	streams := make([]*stream, 0, len(t.mu.streams))
+	for _, s := range t.mu.streams {
+		streams = append(streams, s)
+	}
+	t.mu.RUnlock()
+
+	var ready []*stream
+	for _, s := range streams {
+		s.mu.Lock()
+		if a := s.mu.active; a != nil && (sealAll || now.Sub(a.created) >= t.opts.SegmentMaxAge) {
+			t.sealLocked(s)
+		}
+		if len(s.readyLocked()) > 0 {
+			ready = append(ready, s)
+		}
+		s.mu.Unlock()
+	}
+
+	var (
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, t.opts.FlushWorkers)
+		errMu    sync.Mutex
+		firstErr error
+	)
+	for _, s := range ready {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := t.persistStream(ctx, s); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(ready) > 0 {
+		if _, err := t.wal.Checkpoint(t.persistedOffset); err != nil {
+			t.opts.Logger.Error("wal checkpoint", "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	t.evict(now)
+	return firstErr
+}
+
+// readyLocked returns the stream's sealed, unpersisted segments whose records
+// are all durable, oldest first. Segments persist in order, so the persisted
+// watermark stays contiguous.
+func (s *stream) readyLocked() []*Segment {
+	var out []*Segment
+	vis := s.visible.Load()
+	for _, seg := range s.mu.segs {
+		if seg.persisted {
+			continue
+		}
+		if seg.sealed.IsZero() || seg.base+uint64(len(seg.idx)) > vis {
+			break
+		}
+		out = append(out, seg)
+	}
+	return out
+}
+
+// persistStream persists the stream's ready segments in order, stopping at
+// the first failure (the next pass retries it).
+func (t *Tier) persistStream(ctx context.Context, s *stream) error {
+	s.mu.RLock()
+	ready := s.readyLocked()
+	views := make([]SealedSegment, len(ready))
+	for i, seg := range ready {
+		v := seg.viewLocked(seg.base + uint64(len(seg.idx)))
+		views[i] = SealedSegment{Stream: s.name, Base: seg.base, Last: v.last(), SealedAt: seg.sealed, v: v}
+	}
+	s.mu.RUnlock()
+	for i, seg := range ready {
+		if err := t.opts.Persister.Persist(ctx, &views[i]); err != nil {
+			t.opts.Logger.Error("persist segment", "stream", s.name, "base", seg.base, "err", err)
+			return err
+		}
+		s.mu.Lock()
+		seg.persisted = true
+		s.mu.persisted = views[i].Last + 1
+		s.mu.Unlock()
+		t.unpersisted.Add(-seg.alloc)
+	}
+	return nil
+}
+
+// persistedOffset is the WAL checkpoint's view of a stream: the first offset
+// not yet persisted warm. Unknown streams report 0, keeping their files.
+func (t *Tier) persistedOffset(name string) uint64 {
+	s := t.getStream(name)
+	if s == nil {
+		return 0
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.persisted
+}
+
+// evict drops persisted segments past their residency, then, while the tier
+// is over its budget, the oldest persisted segments of any stream.
+func (t *Tier) evict(now time.Time) {
+	type cand struct {
+		s   *stream
+		seg *Segment
+	}
+	var cands []cand
+	t.mu.RLock()
+	for _, s := range t.mu.streams {
+		s.mu.Lock()
+		for len(s.mu.segs) > 0 {
+			seg := s.mu.segs[0]
+			if !seg.persisted || now.Sub(seg.sealed) < t.opts.Residency {
+				break
+			}
+			t.dropLocked(s)
+		}
+		for _, seg := range s.mu.segs {
+			if !seg.persisted {
+				break
+			}
+			cands = append(cands, cand{s, seg})
+		}
+		s.mu.Unlock()
+	}
+	t.mu.RUnlock()
+	if t.bytes.Load() <= t.opts.MaxBytes {
+		return
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].seg.sealed.Before(cands[j].seg.sealed) })
+	for _, c := range cands {
+		if t.bytes.Load() <= t.opts.MaxBytes {
+			return
+		}
+		c.s.mu.Lock()
+		// Per stream, candidates are in base order and each is the oldest
+		// resident one when its turn comes.
+		if len(c.s.mu.segs) > 0 && c.s.mu.segs[0] == c.seg {
+			t.dropLocked(c.s)
+		}
+		c.s.mu.Unlock()
+	}
+}
+
+// dropLocked evicts the stream's oldest resident segment.
+func (t *Tier) dropLocked(s *stream) {
+	seg := s.mu.segs[0]
+	s.mu.segs[0] = nil
+	s.mu.segs = s.mu.segs[1:]
+	t.bytes.Add(-seg.alloc)
+}

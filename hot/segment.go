@@ -1,0 +1,154 @@
+package hot
+
+import (
+	"iter"
+	"time"
+
+	"github.com/tierd/tierd/tiers"
+)
+
+// Chunk sizes of a segment's arena. A segment starts small so that very many
+// streams with little traffic cost little memory, and grows by doubling.
+const (
+	minChunk = 4 << 10
+	maxChunk = 1 << 20
+)
+
+// ref locates one encoded record in a segment's arena.
+type ref struct {
+	chunk uint32
+	off   uint32
+	n     uint32
+}
+
+// Segment is a contiguous run of one stream's records held in memory. Records
+// are stored encoded (tiers.AppendRecord) in fixed-capacity chunks that are
+// never reallocated, and indexed by offset-base, so a lookup is an index, not
+// a search, and the garbage collector sees a few large objects rather than
+// millions of small ones.
+//
+// Writes happen under the owning stream's lock. Readers work on a view (see
+// view), which captures the slice headers under that lock; because bytes
+// already written are never modified, a view stays valid without locking.
+type Segment struct {
+	stream  string
+	base    uint64
+	chunks  [][]byte // each allocated at full length; headers never change
+	pos     int      // write position in the last chunk
+	idx     []ref
+	bytes   int64 // encoded bytes
+	alloc   int64 // bytes of chunk capacity allocated (what the budget counts)
+	minTS   int64
+	maxTS   int64
+	created time.Time // ingest time of the first record
+	sealed  time.Time // zero while active
+
+	persisted bool // a warm copy is committed
+}
+
+func newSegment(stream string, base uint64, now time.Time) *Segment {
+	return &Segment{stream: stream, base: base, created: now}
+}
+
+// add appends one encoded record (whose offset is base+len(idx)) and returns
+// the chunk bytes newly allocated for it.
+func (s *Segment) add(enc []byte, ts int64) int64 {
+	var grew int64
+	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1])-s.pos < len(enc) {
+		size := minChunk
+		if n := len(s.chunks); n > 0 {
+			size = min(len(s.chunks[n-1])*2, maxChunk)
+		}
+		size = max(size, len(enc))
+		s.chunks = append(s.chunks, make([]byte, size))
+		s.pos = 0
+		grew = int64(size)
+		s.alloc += grew
+	}
+	c := len(s.chunks) - 1
+	copy(s.chunks[c][s.pos:], enc)
+	s.idx = append(s.idx, ref{chunk: uint32(c), off: uint32(s.pos), n: uint32(len(enc))})
+	s.pos += len(enc)
+	s.bytes += int64(len(enc))
+	if len(s.idx) == 1 || ts < s.minTS {
+		s.minTS = ts
+	}
+	if len(s.idx) == 1 || ts > s.maxTS {
+		s.maxTS = ts
+	}
+	return grew
+}
+
+// view is an immutable snapshot of a segment's first n records.
+type view struct {
+	seg    *Segment
+	base   uint64
+	chunks [][]byte
+	idx    []ref
+	minTS  int64
+	maxTS  int64
+}
+
+// viewLocked snapshots the segment's records below offset end. The stream
+// lock must be held.
+func (s *Segment) viewLocked(end uint64) view {
+	n := len(s.idx)
+	if end < s.base+uint64(n) {
+		n = int(end - s.base)
+	}
+	return view{seg: s, base: s.base, chunks: s.chunks, idx: s.idx[:n:n], minTS: s.minTS, maxTS: s.maxTS}
+}
+
+func (v *view) last() uint64 { return v.base + uint64(len(v.idx)) - 1 }
+
+func (v *view) encoded(i int) []byte {
+	r := v.idx[i]
+	return v.chunks[r.chunk][r.off : r.off+r.n : r.off+r.n]
+}
+
+// get decodes the record at offset, which must be in the view. Its Value
+// aliases the arena, which is immutable.
+func (v *view) get(offset uint64) (tiers.Record, error) {
+	rec, _, err := tiers.DecodeRecord(v.encoded(int(offset - v.base)))
+	return rec, err
+}
+
+// scan yields the view's records matching q, in offset order.
+func (v *view) scan(q *tiers.Query) iter.Seq2[tiers.Record, error] {
+	return func(yield func(tiers.Record, error) bool) {
+		if len(v.idx) == 0 || !q.OverlapsOffsets(v.base, v.last()) || !q.OverlapsTime(v.minTS, v.maxTS) {
+			return
+		}
+		from := max(q.From, v.base)
+		to := min(q.To, v.last())
+		for off := from; off <= to; off++ {
+			rec, err := v.get(off)
+			if err != nil {
+				yield(tiers.Record{}, err)
+				return
+			}
+			if q.Match(&rec) && !yield(rec, nil) {
+				return
+			}
+		}
+	}
+}
+
+// SealedSegment is what the flusher hands to a Persister: a sealed segment's
+// identity, its records and its ingest times.
+type SealedSegment struct {
+	Stream   string
+	Base     uint64
+	Last     uint64
+	SealedAt time.Time
+	v        view
+}
+
+// Records yields the segment's records in offset order, decoded.
+func (s *SealedSegment) Records() iter.Seq2[tiers.Record, error] {
+	q := tiers.AllRecords()
+	return s.v.scan(&q)
+}
+
+// Len returns the number of records.
+func (s *SealedSegment) Len() int { return len(s.v.idx) }

@@ -1,0 +1,326 @@
+// Package hot is tierd's memory tier and write path: it assigns offsets,
+// group-commits batches to the WAL (hot/wal), keeps each stream's active
+// segment and recently sealed segments in memory within a global byte
+// budget, and runs the flusher that persists sealed segments through a
+// Persister (the warm tier, wired by the engine).
+package hot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/tiers"
+)
+
+// Persister makes a sealed segment durable outside the WAL. Persist must be
+// idempotent: after a crash the same segment may be persisted again.
+type Persister interface {
+	Persist(ctx context.Context, seg *SealedSegment) error
+}
+
+// Options configures a Tier. Zero fields take defaults.
+type Options struct {
+	MaxBytes        int64         // memory budget across all streams (default 1 GiB)
+	SegmentMaxBytes int64         // seal the active segment at this many bytes (default 64 MiB)
+	SegmentMaxAge   time.Duration // or at this age (default 10m)
+	Residency       time.Duration // keep persisted segments in memory this long (default 10m)
+	FlushWorkers    int           // streams persisted in parallel (default 2)
+	WAL             wal.Options
+	// Streams gives, for every stream the catalog knows, the first offset not
+	// yet persisted; WAL replay skips records below it.
+	Streams   map[string]uint64
+	Persister Persister
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 1 << 30
+	}
+	if o.SegmentMaxBytes <= 0 {
+		o.SegmentMaxBytes = 64 << 20
+	}
+	if o.SegmentMaxAge <= 0 {
+		o.SegmentMaxAge = 10 * time.Minute
+	}
+	if o.Residency <= 0 {
+		o.Residency = 10 * time.Minute
+	}
+	if o.FlushWorkers <= 0 {
+		o.FlushWorkers = 2
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// ErrOffsetGap reports WAL contents that skip offsets of a stream: records
+// that should be in the log are not, so start-up stops rather than serve a
+// stream with a hole.
+var ErrOffsetGap = errors.New("hot: offset gap in WAL replay")
+
+// Tier is the hot tier and write path of one node.
+type Tier struct {
+	opts Options
+	wal  *wal.WAL
+
+	mu struct {
+		sync.RWMutex
+		streams map[string]*stream
+	}
+
+	bytes       atomic.Int64 // arena bytes allocated, all streams
+	unpersisted atomic.Int64 // arena bytes of segments not yet persisted
+
+	flushing sync.Mutex    // one flush pass at a time
+	kick     chan struct{} // wakes the flusher
+	stop     chan struct{}
+	done     sync.WaitGroup
+	closed   atomic.Bool
+}
+
+// stream is one stream's in-memory state.
+type stream struct {
+	name string
+	mu   struct {
+		sync.RWMutex
+		next      uint64     // offset the next record gets
+		persisted uint64     // first offset not persisted warm
+		segs      []*Segment // resident segments by base; the last may be active
+		active    *Segment   // nil when no records since the last seal
+		scratch   []byte
+	}
+	visible atomic.Uint64 // records below this offset are durable and readable
+}
+
+// Open opens the WAL, replays it into memory and starts the flusher.
+func Open(ctx context.Context, opts Options) (*Tier, error) {
+	opts.setDefaults()
+	t := &Tier{opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	t.mu.streams = make(map[string]*stream)
+	for name, next := range opts.Streams {
+		s := t.streamLocked(name)
+		s.mu.next, s.mu.persisted = next, next
+		s.visible.Store(next)
+	}
+	w, err := wal.Open(ctx, opts.WAL, t.replay)
+	if err != nil {
+		return nil, err
+	}
+	t.wal = w
+	for _, s := range t.mu.streams {
+		s.visible.Store(s.mu.next)
+		if s.mu.active != nil && s.mu.active.bytes >= opts.SegmentMaxBytes {
+			t.sealLocked(s)
+		}
+	}
+	t.done.Add(1)
+	go t.run()
+	t.kickFlusher()
+	return t, nil
+}
+
+// replay puts one WAL batch back in memory; it runs inside wal.Open, before
+// any append, so it takes no locks.
+func (t *Tier) replay(b wal.Batch) error {
+	s := t.streamLocked(b.Stream)
+	now := t.opts.Now()
+	for i := range b.Records {
+		r := &b.Records[i]
+		if r.Offset < s.mu.next {
+			continue // persisted warm already, or a duplicate frame
+		}
+		if r.Offset > s.mu.next {
+			return fmt.Errorf("%w: stream %s expects offset %d, WAL has %d", ErrOffsetGap, b.Stream, s.mu.next, r.Offset)
+		}
+		s.mu.scratch = tiers.AppendRecord(s.mu.scratch[:0], r)
+		t.addLocked(s, s.mu.scratch, r.TS, now)
+		s.mu.next++
+		if s.mu.active.bytes >= t.opts.SegmentMaxBytes {
+			t.sealLocked(s)
+		}
+	}
+	return nil
+}
+
+// streamLocked returns the named stream, creating it. t.mu must be held for
+// writing (or the Tier not yet shared).
+func (t *Tier) streamLocked(name string) *stream {
+	s := t.mu.streams[name]
+	if s == nil {
+		s = &stream{name: name}
+		t.mu.streams[name] = s
+	}
+	return s
+}
+
+func (t *Tier) getStream(name string) *stream {
+	t.mu.RLock()
+	s := t.mu.streams[name]
+	t.mu.RUnlock()
+	return s
+}
+
+// Append assigns offsets to recs (overwriting their Offset fields) and appends
+// them to stream as one batch, returning once the batch is durable per the
+// WAL sync mode. The caller has validated the records. A batch is atomic: it
+// is one WAL frame, so after a crash it is present whole or not at all.
+func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (first uint64, err error) {
+	if len(recs) == 0 {
+		return 0, fmt.Errorf("%w: empty batch", tiers.ErrInvalidRecord)
+	}
+	if t.closed.Load() {
+		return 0, tiers.ErrClosed
+	}
+	var size int64
+	for i := range recs {
+		size += int64(tiers.EncodedLen(&recs[i]))
+	}
+	if size > t.opts.MaxBytes {
+		// Retrying cannot help a batch larger than the whole budget.
+		return 0, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrRecordTooLarge, size, t.opts.MaxBytes)
+	}
+	if t.unpersisted.Load()+size > t.opts.MaxBytes {
+		t.kickFlusher()
+		return 0, tiers.ErrBackpressure
+	}
+	s := t.getStream(name)
+	if s == nil {
+		t.mu.Lock()
+		s = t.streamLocked(name)
+		t.mu.Unlock()
+	}
+	now := t.opts.Now()
+	s.mu.Lock()
+	first = s.mu.next
+	for i := range recs {
+		recs[i].Offset = first + uint64(i)
+		s.mu.scratch = tiers.AppendRecord(s.mu.scratch[:0], &recs[i])
+		t.addLocked(s, s.mu.scratch, recs[i].TS, now)
+	}
+	s.mu.next += uint64(len(recs))
+	sealed := false
+	if s.mu.active.bytes >= t.opts.SegmentMaxBytes {
+		t.sealLocked(s)
+		sealed = true
+	}
+	ticket := t.wal.Enqueue(wal.Batch{Stream: name, Records: recs})
+	s.mu.Unlock()
+	if sealed {
+		t.kickFlusher()
+	}
+	end := first + uint64(len(recs))
+	if err := ticket.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			// The frame may still become durable; publish it when it does
+			// so later batches of the stream are not held back.
+			go func() {
+				if ticket.Wait(context.Background()) == nil {
+					s.publish(end)
+				}
+			}()
+		}
+		return 0, err
+	}
+	s.publish(end)
+	if t.bytes.Load() > t.opts.MaxBytes {
+		t.kickFlusher()
+	}
+	return first, nil
+}
+
+// publish makes records below end visible to readers.
+func (s *stream) publish(end uint64) {
+	for {
+		cur := s.visible.Load()
+		if end <= cur || s.visible.CompareAndSwap(cur, end) {
+			return
+		}
+	}
+}
+
+// addLocked appends one encoded record to the stream's active segment,
+// starting one if needed.
+func (t *Tier) addLocked(s *stream, enc []byte, ts int64, now time.Time) {
+	if s.mu.active == nil {
+		s.mu.active = newSegment(s.name, s.mu.next, now)
+		s.mu.segs = append(s.mu.segs, s.mu.active)
+	}
+	grew := s.mu.active.add(enc, ts)
+	t.bytes.Add(grew)
+	t.unpersisted.Add(grew)
+}
+
+// sealLocked seals the active segment; the flusher will persist it.
+func (t *Tier) sealLocked(s *stream) {
+	if s.mu.active == nil {
+		return
+	}
+	s.mu.active.sealed = t.opts.Now()
+	s.mu.active = nil
+}
+
+func (t *Tier) kickFlusher() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the flusher, then syncs and closes the WAL. Sealed segments not
+// yet persisted stay in the WAL and are replayed at the next Open.
+func (t *Tier) Close() error {
+	if t.closed.Swap(true) {
+		return nil
+	}
+	close(t.stop)
+	t.done.Wait()
+	return t.wal.Close()
+}
+
+// Stats is the tier's state at a glance.
+type Stats struct {
+	Bytes       int64 // arena bytes allocated
+	MaxBytes    int64
+	Unpersisted int64
+	Segments    int
+	Streams     int
+	WAL         wal.Stats
+}
+
+// Stats reports the tier's state.
+func (t *Tier) Stats() Stats {
+	st := Stats{Bytes: t.bytes.Load(), MaxBytes: t.opts.MaxBytes, Unpersisted: t.unpersisted.Load(), WAL: t.wal.Stats()}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	st.Streams = len(t.mu.streams)
+	for _, s := range t.mu.streams {
+		s.mu.RLock()
+		st.Segments += len(s.mu.segs)
+		s.mu.RUnlock()
+	}
+	return st
+}
+
+// StreamNames returns every stream the tier knows, sorted.
+func (t *Tier) StreamNames() []string {
+	t.mu.RLock()
+	names := make([]string, 0, len(t.mu.streams))
+	for n := range t.mu.streams {
+		names = append(names, n)
+	}
+	t.mu.RUnlock()
+	sort.Strings(names)
+	return names
+}

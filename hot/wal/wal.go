@@ -1,0 +1,590 @@
+package wal
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/tiers"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultSyncInterval = 10 * time.Millisecond
+	DefaultSegmentBytes = 64 << 20
+)
+
+// Options configures a WAL. Zero fields take the defaults.
+type Options struct {
+	Dir          string
+	Sync         SyncMode      // default SyncAlways
+	SyncInterval time.Duration // default 10ms (for SyncInterval)
+	SegmentBytes int64         // rotate files at this size; default 64 MiB
+	Logger       *slog.Logger  // nil: discard
+	// Registerer receives tierd_wal_* metrics (fsync latency, bytes written,
+	// group commits, ...); nil: no metrics.
+	Registerer prometheus.Registerer
+	// OpenFile opens WAL files; tests inject short writes and failed syncs
+	// through it. Default os.OpenFile.
+	OpenFile func(path string, flag int, perm os.FileMode) (SegmentFile, error)
+}
+
+func (o *Options) setDefaults() {
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = DefaultSyncInterval
+	}
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OpenFile == nil {
+		o.OpenFile = func(path string, flag int, perm os.FileMode) (SegmentFile, error) {
+			return os.OpenFile(path, flag, perm)
+		}
+	}
+}
+
+// SegmentFile is what the WAL needs of an open file (Prometheus
+// wlog.SegmentFile-like), small so that a test can wrap *os.File to fail.
+type SegmentFile interface {
+	io.Reader
+	io.Writer
+	Sync() error
+	Truncate(size int64) error
+	Stat() (os.FileInfo, error)
+	Close() error
+}
+
+// Ticket is the promise of one Enqueue. Batches that share a group commit
+// share a Ticket, so tickets cost nothing per batch.
+type Ticket struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func newTicket() *Ticket { return &Ticket{done: make(chan struct{})} }
+
+// doneTicket returns a ticket already completed with err.
+func doneTicket(err error) *Ticket {
+	t := &Ticket{done: make(chan struct{}), err: err}
+	close(t.done)
+	return t
+}
+
+func (t *Ticket) complete(err error) {
+	t.err = err
+	close(t.done)
+}
+
+// Wait blocks until the ticket's frame is durable per the sync mode
+// (SyncAlways: after the fsync covering it; SyncInterval/SyncNone: after the
+// write), or ctx ends. ctx ending does not undo the frame; it may still
+// become durable. Storage failures wrap tiers.ErrStorageFailed.
+func (t *Ticket) Wait(ctx context.Context) error {
+	select {
+	case <-t.done:
+		return t.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// frameInfo locates one queued frame in a group's buffer and carries what
+// Checkpoint needs to know about it.
+type frameInfo struct {
+	end    int // end of the frame in the group buffer
+	stream string
+	last   uint64 // highest offset in the frame
+}
+
+// segment is one WAL file and, for Checkpoint, the highest offset of each
+// stream in it. Only the committer changes the newest segment; older ones
+// are immutable.
+type segment struct {
+	seq     uint64
+	path    string
+	size    int64
+	streams map[string]uint64
+}
+
+func (s *segment) note(stream string, last uint64) {
+	if cur, ok := s.streams[stream]; !ok || last > cur {
+		s.streams[stream] = last
+	}
+}
+
+// Stats is a snapshot for status pages and tierctl.
+type Stats struct {
+	Files        int
+	Bytes        int64
+	Sync         string
+	Failed       error  // the sticky storage failure; nil while healthy
+	GroupCommits uint64 // groups written
+	Syncs        uint64 // fsyncs of WAL files
+}
+
+// WAL is the write-ahead log of every stream. Enqueue is safe for concurrent
+// use; a single committer goroutine writes.
+type WAL struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	wake chan struct{} // cap 1: the committer has work
+	done chan struct{} // closed when the committer exits
+
+	// mu guards the queue the committer takes whole.
+	mu struct {
+		sync.Mutex
+		buf    []byte      // encoded frames of the pending group
+		frames []frameInfo // their boundaries
+		group  *Ticket     // the pending group's ticket, nil when empty
+		closed bool
+		failed error   // sticky; wraps tiers.ErrStorageFailed
+		refuse *Ticket // completed ticket returned once closed or failed
+	}
+
+	// files guards the file list shared with Checkpoint and Stats.
+	files struct {
+		sync.Mutex
+		list []*segment // oldest first; the last is being written
+	}
+	checkpointMu sync.Mutex // one Checkpoint at a time
+
+	// Owned by the committer goroutine.
+	cur      SegmentFile
+	curSeg   *segment
+	dirty    bool // written since the last fsync
+	spareBuf []byte
+	spareFrm []frameInfo
+	closeErr error
+
+	groupCommits atomic.Uint64
+	syncs        atomic.Uint64
+}
+
+// Open opens or creates the WAL in opts.Dir, replays every frame of every file
+// in order into replay (which may be nil), repairs a torn tail of the newest
+// file (truncate at the last whole frame, log a warning naming file and
+// offset), and returns an error (wrapping *tiers.CorruptionError naming file
+// and byte offset) for damage anywhere else. After Open, appends go to a new
+// file. Batches passed to replay are the caller's to keep.
+func Open(ctx context.Context, opts Options, replay func(Batch) error) (*WAL, error) {
+	opts.setDefaults()
+	if opts.Dir == "" {
+		return nil, fmt.Errorf("wal: Options.Dir is empty")
+	}
+	if opts.Sync < SyncAlways || opts.Sync > SyncNone {
+		return nil, fmt.Errorf("wal: unknown sync mode %d", opts.Sync)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	w := &WAL{
+		opts: opts,
+		log:  opts.Logger,
+		wake: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	w.metrics = newMetrics(opts.Registerer, w.log)
+	segs, err := w.recover(ctx, replay)
+	if err != nil {
+		return nil, err
+	}
+	var next uint64 = 1
+	if len(segs) > 0 {
+		next = segs[len(segs)-1].seq + 1
+	}
+	w.files.list = segs
+	if err := w.createSegment(next); err != nil {
+		return nil, err
+	}
+	w.metrics.files.Set(float64(len(w.files.list)))
+	go w.run()
+	return w, nil
+}
+
+// Enqueue encodes b and queues it for the next group commit. It does not
+// block on I/O. Frames are written in Enqueue order, so a caller that
+// enqueues a stream's batches in offset order (under its own lock) gets them
+// in the log in that order. b may be reused by the caller after Enqueue
+// returns. A batch the log cannot hold gets a ticket failed with
+// ErrInvalidBatch or ErrBatchTooLarge; after Close, tiers.ErrClosed; after a
+// storage failure, the sticky tiers.ErrStorageFailed.
+func (w *WAL) Enqueue(b Batch) *Ticket {
+	if _, err := batchBodyLen(&b); err != nil {
+		return doneTicket(err)
+	}
+	w.mu.Lock()
+	if w.mu.refuse != nil {
+		t := w.mu.refuse
+		w.mu.Unlock()
+		return t
+	}
+	w.mu.buf = appendFrame(w.mu.buf, &b)
+	w.mu.frames = append(w.mu.frames, frameInfo{
+		end:    len(w.mu.buf),
+		stream: b.Stream,
+		last:   b.Records[len(b.Records)-1].Offset,
+	})
+	if w.mu.group == nil {
+		w.mu.group = newTicket()
+	}
+	t := w.mu.group
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return t
+}
+
+// Close writes and syncs what is queued, then closes the current file.
+// Later Enqueue tickets fail with tiers.ErrClosed. It returns the sticky
+// storage failure, if any, so a caller learns that acknowledged-by-write
+// data may not be durable. Closing twice returns nil.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	if w.mu.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.mu.closed = true
+	w.mu.refuse = doneTicket(fmt.Errorf("wal: %w", tiers.ErrClosed))
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	<-w.done
+	return w.closeErr
+}
+
+// Stats returns a snapshot of the log's files and health.
+func (w *WAL) Stats() Stats {
+	s := Stats{
+		Sync:         w.opts.Sync.String(),
+		GroupCommits: w.groupCommits.Load(),
+		Syncs:        w.syncs.Load(),
+	}
+	w.mu.Lock()
+	s.Failed = w.mu.failed
+	w.mu.Unlock()
+	w.files.Lock()
+	s.Files = len(w.files.list)
+	for _, seg := range w.files.list {
+		s.Bytes += seg.size
+	}
+	w.files.Unlock()
+	return s
+}
+
+// Checkpoint deletes WAL files, oldest first, whose every frame is persisted
+// elsewhere: a file goes when, for every stream in it, its highest offset in
+// that file < persisted(stream) (persisted returns the stream's first
+// not-yet-persisted offset). It stops at the first file that must stay, never
+// deletes the file being written, and returns how many files it removed.
+// persisted is called without the WAL's locks held.
+func (w *WAL) Checkpoint(persisted func(stream string) uint64) (int, error) {
+	w.checkpointMu.Lock()
+	defer w.checkpointMu.Unlock()
+	w.files.Lock()
+	// Every file but the last is immutable, so it can be read unlocked.
+	older := append([]*segment(nil), w.files.list[:len(w.files.list)-1]...)
+	w.files.Unlock()
+
+	removed := 0
+	var err error
+scan:
+	for _, seg := range older {
+		for stream, last := range seg.streams {
+			if last >= persisted(stream) {
+				break scan
+			}
+		}
+		if rerr := os.Remove(seg.path); rerr != nil && !os.IsNotExist(rerr) {
+			err = fmt.Errorf("wal: checkpoint: %w", rerr)
+			break
+		}
+		removed++
+	}
+	if removed > 0 {
+		w.files.Lock()
+		w.files.list = w.files.list[removed:]
+		n := len(w.files.list)
+		w.files.Unlock()
+		w.metrics.files.Set(float64(n))
+		w.metrics.removed.Add(float64(removed))
+		w.log.Debug("wal: checkpoint removed files", "files", removed, "through", older[removed-1].path)
+		// Not strictly needed: a file that reappears after a crash is
+		// replayed again, and callers skip what they have persisted.
+		if serr := syncDir(w.opts.Dir); serr != nil && err == nil {
+			err = fmt.Errorf("wal: checkpoint: %w", serr)
+		}
+	}
+	return removed, err
+}
+
+// run is the committer: it takes everything queued, writes it, syncs per the
+// mode and completes the group's ticket, until Close drains the queue.
+func (w *WAL) run() {
+	defer close(w.done)
+	var tick <-chan time.Time
+	if w.opts.Sync == SyncInterval {
+		t := time.NewTicker(w.opts.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-w.wake:
+		case <-tick:
+			if w.dirty && w.healthy() {
+				if err := w.syncCur(); err != nil {
+					w.fail(err)
+				}
+			}
+			continue
+		}
+		for {
+			g, buf, frames, closed := w.take()
+			if g != nil {
+				w.commit(g, buf, frames)
+				continue
+			}
+			if closed {
+				w.finish()
+				return
+			}
+			break
+		}
+	}
+}
+
+// take swaps the pending queue for the committer's spare buffers.
+func (w *WAL) take() (*Ticket, []byte, []frameInfo, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g, buf, frames := w.mu.group, w.mu.buf, w.mu.frames
+	if g == nil {
+		return nil, nil, nil, w.mu.closed
+	}
+	w.mu.group = nil
+	w.mu.buf, w.mu.frames = w.spareBuf[:0], w.spareFrm[:0]
+	w.spareBuf, w.spareFrm = nil, nil
+	return g, buf, frames, w.mu.closed
+}
+
+// maxKeptBuf is the largest group buffer kept for reuse; one huge batch
+// should not pin its memory for the life of the process.
+const maxKeptBuf = 16 << 20
+
+// commit writes one group: one write per file it touches, rotating between
+// frames, then one fsync under SyncAlways.
+func (w *WAL) commit(g *Ticket, buf []byte, frames []frameInfo) {
+	defer func() {
+		if cap(buf) <= maxKeptBuf {
+			w.spareBuf, w.spareFrm = buf[:0], frames[:0]
+		}
+	}()
+	if err := w.failure(); err != nil {
+		g.complete(err)
+		return
+	}
+	err := w.writeGroup(buf, frames)
+	if err == nil && w.opts.Sync == SyncAlways {
+		err = w.syncCur()
+	}
+	if err != nil {
+		err = w.fail(err)
+	}
+	w.groupCommits.Add(1)
+	w.metrics.groupCommits.Inc()
+	g.complete(err)
+}
+
+func (w *WAL) writeGroup(buf []byte, frames []frameInfo) error {
+	start, pos, first := 0, 0, 0
+	for i, fr := range frames {
+		size := w.curSeg.size + int64(pos-start)
+		if size > headerLen && size+int64(fr.end-pos) > w.opts.SegmentBytes {
+			if err := w.writeChunk(buf[start:pos], frames[first:i]); err != nil {
+				return err
+			}
+			if err := w.rotate(); err != nil {
+				return err
+			}
+			start, first = pos, i
+		}
+		pos = fr.end
+	}
+	return w.writeChunk(buf[start:pos], frames[first:])
+}
+
+// writeChunk writes frames to the current file with one write. Bookkeeping
+// comes first so that Checkpoint never underestimates what a file may hold.
+func (w *WAL) writeChunk(b []byte, frames []frameInfo) error {
+	if len(b) == 0 {
+		return nil
+	}
+	w.files.Lock()
+	for _, fr := range frames {
+		w.curSeg.note(fr.stream, fr.last)
+	}
+	w.files.Unlock()
+	n, err := w.cur.Write(b)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	w.dirty = true
+	w.files.Lock()
+	w.curSeg.size += int64(n)
+	w.files.Unlock()
+	w.metrics.bytesWritten.Add(float64(n))
+	w.metrics.batches.Add(float64(len(frames)))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", w.curSeg.path, err)
+	}
+	return nil
+}
+
+// rotate syncs and closes the current file and starts the next one.
+func (w *WAL) rotate() error {
+	if err := w.syncCur(); err != nil {
+		return err
+	}
+	if err := w.cur.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", w.curSeg.path, err)
+	}
+	w.cur = nil
+	return w.createSegment(w.curSeg.seq + 1)
+}
+
+// createSegment makes file seq the one being written. Like etcd's cut, the
+// header is written to a temporary name, synced and renamed, and the
+// directory synced, so a file never appears without its header.
+func (w *WAL) createSegment(seq uint64) error {
+	path := filepath.Join(w.opts.Dir, segmentName(seq))
+	tmp := path + tmpSuffix
+	f, err := w.opts.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("wal: create %s: %w", tmp, err)
+	}
+	err = writeFull(f, appendHeader(nil))
+	if err == nil {
+		err = w.timedSync(f)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(w.opts.Dir)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("wal: create %s: %w", path, err)
+	}
+	seg := &segment{seq: seq, path: path, size: headerLen, streams: map[string]uint64{}}
+	w.cur, w.curSeg, w.dirty = f, seg, false
+	w.files.Lock()
+	w.files.list = append(w.files.list, seg)
+	n := len(w.files.list)
+	w.files.Unlock()
+	w.metrics.files.Set(float64(n))
+	return nil
+}
+
+func (w *WAL) syncCur() error {
+	if err := w.timedSync(w.cur); err != nil {
+		return fmt.Errorf("fsync %s: %w", w.curSeg.path, err)
+	}
+	w.dirty = false
+	return nil
+}
+
+func (w *WAL) timedSync(f SegmentFile) error {
+	start := time.Now()
+	err := f.Sync()
+	w.metrics.fsyncDuration.Observe(time.Since(start).Seconds())
+	w.syncs.Add(1)
+	return err
+}
+
+// finish runs once the queue is drained after Close.
+func (w *WAL) finish() {
+	if w.cur == nil {
+		w.closeErr = w.failure()
+		return
+	}
+	if w.healthy() && w.dirty {
+		if err := w.syncCur(); err != nil {
+			w.fail(err)
+		}
+	}
+	cerr := w.cur.Close()
+	w.cur = nil
+	if err := w.failure(); err != nil {
+		w.closeErr = err
+	} else if cerr != nil {
+		w.closeErr = fmt.Errorf("wal: close %s: %w", w.curSeg.path, cerr)
+	}
+}
+
+// fail makes err sticky: after a failed write or fsync the page cache state
+// is unknown (PostgreSQL's fsyncgate), so the log stops writing until it is
+// reopened and recovered from what is really on disk.
+func (w *WAL) fail(cause error) error {
+	err := fmt.Errorf("wal: %w: %w", tiers.ErrStorageFailed, cause)
+	w.mu.Lock()
+	if w.mu.failed != nil {
+		err = w.mu.failed
+	} else {
+		w.mu.failed = err
+		if !w.mu.closed {
+			w.mu.refuse = doneTicket(err)
+		}
+	}
+	w.mu.Unlock()
+	w.metrics.failed.Set(1)
+	w.log.Error("wal: storage failed, writes disabled until restart", "err", err)
+	return err
+}
+
+func (w *WAL) failure() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mu.failed
+}
+
+func (w *WAL) healthy() bool { return w.failure() == nil }
+
+func writeFull(f SegmentFile, b []byte) error {
+	n, err := f.Write(b)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	return err
+}
+
+// syncDir makes a create, rename or remove in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
