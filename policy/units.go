@@ -62,7 +62,7 @@ var errSizeRange = errors.New("too large")
 // come to a whole number of bytes. Negative sizes are rejected.
 func ParseSize(s string) (int64, error) {
 	orig := s
-	s = strings.TrimSpace(s)
+	s = strings.Trim(s, asciiSpace)
 	if strings.HasPrefix(s, "-") {
 		return 0, fmt.Errorf("size %q is negative", orig)
 	}
@@ -71,7 +71,7 @@ func ParseSize(s string) (int64, error) {
 	for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.' || s[i] == '_') {
 		i++
 	}
-	num, unit := s[:i], strings.TrimSpace(s[i:])
+	num, unit := s[:i], strings.Trim(s[i:], asciiSpace)
 	whole, frac, _ := strings.Cut(strings.ReplaceAll(num, "_", ""), ".")
 	if whole == "" && frac == "" || strings.Contains(frac, ".") {
 		return 0, fmt.Errorf("size %q is not a number with an optional unit, such as 64MiB", orig)
@@ -162,12 +162,16 @@ func durationUnit(u string) (uint64, bool) {
 	return 0, false
 }
 
+// asciiSpace is the white space sizes and durations may carry around them;
+// Unicode spaces are not trimmed ("\u20000" is no duration).
+const asciiSpace = " \t\n\v\f\r"
+
 // ParseDuration parses a duration as time.ParseDuration does ("10ms",
 // "1h30m", "1.5h") and also accepts d (24 h), w (7 d) and y (365 d):
 // "7d", "1w", "1y", "1d12h". "0" needs no unit.
 func ParseDuration(s string) (time.Duration, error) {
 	orig := s
-	s = strings.TrimSpace(s)
+	s = strings.Trim(s, asciiSpace)
 	neg := false
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		neg = s[0] == '-'
