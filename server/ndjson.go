@@ -2,16 +2,12 @@ package server
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tierd/tierd/tiers"
 )
@@ -82,6 +78,7 @@ func ParseNDJSON(r io.Reader, opts ParseOptions) ([]tiers.Record, error) {
 		recs []tiers.Record
 		line []byte
 		n    int
+		ar   arena
 	)
 	for {
 		var err error
@@ -99,7 +96,7 @@ func ParseNDJSON(r io.Reader, opts ParseOptions) ([]tiers.Record, error) {
 			if opts.MaxRecords > 0 && len(recs) >= opts.MaxRecords {
 				return nil, &ParseError{Line: n, Err: fmt.Errorf("%w: at most %d records", ErrBatchTooLarge, opts.MaxRecords)}
 			}
-			rec, perr := parseRecord(line, &opts)
+			rec, perr := parseRecord(line, &opts, &ar)
 			if perr != nil {
 				return nil, &ParseError{Line: n, Err: perr}
 			}
@@ -156,141 +153,6 @@ const (
 	fieldValue
 	fieldValueB64
 )
-
-// parseRecord decodes one non-blank line. It walks the object's tokens
-// instead of unmarshalling into a struct, because encoding/json matches field
-// names case-insensitively and lets duplicates through, and the API promises
-// that anything but the documented fields is an error.
-func parseRecord(line []byte, opts *ParseOptions) (tiers.Record, error) {
-	var rec tiers.Record
-	if !utf8.Valid(line) {
-		return rec, fmt.Errorf("%w: line is not valid UTF-8", ErrInvalidJSON)
-	}
-	dec := json.NewDecoder(bytes.NewReader(line))
-	tok, err := dec.Token()
-	if err != nil {
-		return rec, jsonErr(err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return rec, fmt.Errorf("%w: a record must be a JSON object", ErrInvalidJSON)
-	}
-	var (
-		seen     int
-		ts       json.RawMessage
-		value    json.RawMessage
-		valueB64 string
-	)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return rec, jsonErr(err)
-		}
-		name, _ := tok.(string) // object keys are always strings
-		var bit int
-		switch name {
-		case "key":
-			bit, err = fieldKey, dec.Decode(&rec.Key)
-		case "ts":
-			bit, err = fieldTS, dec.Decode(&ts)
-		case "tags":
-			bit, err = fieldTags, dec.Decode(&rec.Tags)
-		case "value":
-			bit, err = fieldValue, dec.Decode(&value)
-		case "value_b64":
-			bit, err = fieldValueB64, dec.Decode(&valueB64)
-		default:
-			return rec, fmt.Errorf("%w: unknown field %q", tiers.ErrInvalidRecord, name)
-		}
-		if err != nil {
-			return rec, fieldErr(name, err)
-		}
-		if seen&bit != 0 {
-			return rec, fmt.Errorf("%w: field %q given twice", tiers.ErrInvalidRecord, name)
-		}
-		seen |= bit
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return rec, jsonErr(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return rec, fmt.Errorf("%w: more than one JSON value on the line", ErrInvalidJSON)
-	}
-
-	rec.TS = opts.IngestTS
-	if seen&fieldTS != 0 && string(ts) != "null" {
-		if rec.TS, err = parseTSJSON(ts); err != nil {
-			return rec, err
-		}
-	}
-	if seen&fieldValue != 0 && seen&fieldValueB64 != 0 {
-		return rec, fmt.Errorf("%w: give value or value_b64, not both", tiers.ErrInvalidRecord)
-	}
-	switch {
-	case seen&fieldValue != 0:
-		var buf bytes.Buffer
-		buf.Grow(len(value))
-		if err := json.Compact(&buf, value); err != nil {
-			return rec, fieldErr("value", err)
-		}
-		rec.Value = buf.Bytes()
-	case seen&fieldValueB64 != 0:
-		if base64.StdEncoding.DecodedLen(len(valueB64)) > opts.MaxRecordBytes+3 {
-			return rec, fmt.Errorf("%w: value_b64 decodes to more than %d bytes", tiers.ErrRecordTooLarge, opts.MaxRecordBytes)
-		}
-		b, err := base64.StdEncoding.DecodeString(valueB64)
-		if err != nil {
-			return rec, fmt.Errorf("%w: %v", ErrInvalidBase64, err)
-		}
-		if len(b) > 0 {
-			rec.Value = b
-		}
-	}
-	if err := rec.Validate(opts.MaxRecordBytes); err != nil {
-		return rec, err
-	}
-	return rec, nil
-}
-
-// jsonErr classifies an error from the token walk: everything there is a
-// syntax problem.
-func jsonErr(err error) error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Errorf("%w: %v (byte %d of the line)", ErrInvalidJSON, se, se.Offset)
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: unexpected end of line", ErrInvalidJSON)
-	}
-	return fmt.Errorf("%w: %v", ErrInvalidJSON, err)
-}
-
-// fieldErr classifies an error decoding one field's value: a syntax error is
-// invalid JSON, a well-formed value of the wrong type an invalid record.
-func fieldErr(name string, err error) error {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		want := map[string]string{"key": "a string", "tags": "an array of strings", "value_b64": "a base64 string"}[name]
-		return fmt.Errorf("%w: field %q must be %s, not %s", tiers.ErrInvalidRecord, name, want, te.Value)
-	}
-	return jsonErr(err)
-}
-
-// parseTSJSON reads a ts field's JSON: a string in RFC 3339 or an integer
-// of Unix nanoseconds.
-func parseTSJSON(raw json.RawMessage) (int64, error) {
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrInvalidTS, err)
-		}
-		return parseRFC3339(s)
-	}
-	ns, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %s is neither an RFC 3339 string nor an integer of Unix nanoseconds", ErrInvalidTS, raw)
-	}
-	return ns, nil
-}
 
 // ParseTS parses a timestamp as the API accepts it in query parameters:
 // RFC 3339 (fractional seconds to the nanosecond) or integer Unix
