@@ -15,7 +15,6 @@ type Snapshot struct {
 	Known bool   // the tier knows the stream
 	Next  uint64 // offsets below Next are durable and readable somewhere
 	views []view
-	segs  []SegmentState
 }
 
 // SegmentState describes one resident segment at snapshot time.
@@ -39,16 +38,14 @@ func (t *Tier) Snapshot(name string) Snapshot {
 	defer s.mu.RUnlock()
 	end := s.visible.Load()
 	sn := Snapshot{Known: true, Next: end}
+	sn.views = make([]view, 0, len(s.mu.segs))
 	for _, seg := range s.mu.segs {
 		if seg.base >= end {
 			break
 		}
 		v := seg.viewLocked(end)
+		v.state = SegmentState{Bytes: seg.bytes, SealedAt: seg.sealed, Active: seg == s.mu.active, Persisted: seg.persisted}
 		sn.views = append(sn.views, v)
-		sn.segs = append(sn.segs, SegmentState{
-			Base: v.base, Last: v.last(), Count: uint64(len(v.idx)), Bytes: seg.bytes,
-			MinTS: v.minTS, MaxTS: v.maxTS, SealedAt: seg.sealed, Active: seg == s.mu.active, Persisted: seg.persisted,
-		})
 	}
 	return sn
 }
@@ -62,7 +59,15 @@ func (sn *Snapshot) First() uint64 {
 }
 
 // Segments describes the resident segments in offset order.
-func (sn *Snapshot) Segments() []SegmentState { return sn.segs }
+func (sn *Snapshot) Segments() []SegmentState {
+	out := make([]SegmentState, len(sn.views))
+	for i := range sn.views {
+		v := &sn.views[i]
+		out[i] = v.state
+		out[i].Base, out[i].Last, out[i].Count, out[i].MinTS, out[i].MaxTS = v.base, v.last(), uint64(len(v.idx)), v.minTS, v.maxTS
+	}
+	return out
+}
 
 // Resident reports whether the segment starting at base is in memory.
 func (sn *Snapshot) Resident(base uint64) bool {

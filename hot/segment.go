@@ -50,31 +50,33 @@ func newSegment(stream string, base uint64, now time.Time) *Segment {
 	return &Segment{stream: stream, base: base, created: now}
 }
 
-// add appends one encoded record (whose offset is base+len(idx)) and returns
+// add encodes r (whose offset is base+len(idx)) into the arena and returns
 // the chunk bytes newly allocated for it.
-func (s *Segment) add(enc []byte, ts int64) int64 {
+func (s *Segment) add(r *tiers.Record) int64 {
+	n := tiers.EncodedLen(r)
 	var grew int64
-	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1])-s.pos < len(enc) {
+	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1])-s.pos < n {
 		size := minChunk
-		if n := len(s.chunks); n > 0 {
-			size = min(len(s.chunks[n-1])*2, maxChunk)
+		if k := len(s.chunks); k > 0 {
+			size = min(len(s.chunks[k-1])*2, maxChunk)
 		}
-		size = max(size, len(enc))
+		size = max(size, n)
 		s.chunks = append(s.chunks, make([]byte, size))
 		s.pos = 0
 		grew = int64(size)
 		s.alloc += grew
 	}
 	c := len(s.chunks) - 1
-	copy(s.chunks[c][s.pos:], enc)
-	s.idx = append(s.idx, ref{chunk: uint32(c), off: uint32(s.pos), n: uint32(len(enc))})
-	s.pos += len(enc)
-	s.bytes += int64(len(enc))
-	if len(s.idx) == 1 || ts < s.minTS {
-		s.minTS = ts
+	// Appending to a zero-length slice with room encodes in place.
+	tiers.AppendRecord(s.chunks[c][s.pos:s.pos:s.pos+n], r)
+	s.idx = append(s.idx, ref{chunk: uint32(c), off: uint32(s.pos), n: uint32(n)})
+	s.pos += n
+	s.bytes += int64(n)
+	if len(s.idx) == 1 || r.TS < s.minTS {
+		s.minTS = r.TS
 	}
-	if len(s.idx) == 1 || ts > s.maxTS {
-		s.maxTS = ts
+	if len(s.idx) == 1 || r.TS > s.maxTS {
+		s.maxTS = r.TS
 	}
 	return grew
 }
@@ -87,6 +89,7 @@ type view struct {
 	idx    []ref
 	minTS  int64
 	maxTS  int64
+	state  SegmentState // what Snapshot.Segments reports; filled by Snapshot
 }
 
 // viewLocked snapshots the segment's records below offset end. The stream

@@ -99,7 +99,6 @@ type stream struct {
 		persisted uint64     // first offset not persisted warm
 		segs      []*Segment // resident segments by base; the last may be active
 		active    *Segment   // nil when no records since the last seal
-		scratch   []byte
 	}
 	visible atomic.Uint64 // records below this offset are durable and readable
 }
@@ -144,8 +143,7 @@ func (t *Tier) replay(b wal.Batch) error {
 		if r.Offset > s.mu.next {
 			return fmt.Errorf("%w: stream %s expects offset %d, WAL has %d", ErrOffsetGap, b.Stream, s.mu.next, r.Offset)
 		}
-		s.mu.scratch = tiers.AppendRecord(s.mu.scratch[:0], r)
-		t.addLocked(s, s.mu.scratch, r.TS, now)
+		t.addLocked(s, r, now)
 		s.mu.next++
 		if s.mu.active.bytes >= t.opts.SegmentMaxBytes {
 			t.sealLocked(s)
@@ -206,8 +204,7 @@ func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (fi
 	first = s.mu.next
 	for i := range recs {
 		recs[i].Offset = first + uint64(i)
-		s.mu.scratch = tiers.AppendRecord(s.mu.scratch[:0], &recs[i])
-		t.addLocked(s, s.mu.scratch, recs[i].TS, now)
+		t.addLocked(s, &recs[i], now)
 	}
 	s.mu.next += uint64(len(recs))
 	sealed := false
@@ -250,14 +247,14 @@ func (s *stream) publish(end uint64) {
 	}
 }
 
-// addLocked appends one encoded record to the stream's active segment,
-// starting one if needed.
-func (t *Tier) addLocked(s *stream, enc []byte, ts int64, now time.Time) {
+// addLocked appends one record to the stream's active segment, starting one
+// if needed.
+func (t *Tier) addLocked(s *stream, r *tiers.Record, now time.Time) {
 	if s.mu.active == nil {
 		s.mu.active = newSegment(s.name, s.mu.next, now)
 		s.mu.segs = append(s.mu.segs, s.mu.active)
 	}
-	grew := s.mu.active.add(enc, ts)
+	grew := s.mu.active.add(r)
 	t.bytes.Add(grew)
 	t.unpersisted.Add(grew)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -172,9 +173,29 @@ func (s *recordScanner) hex4() (rune, bool) {
 	return r, true
 }
 
+// SWAR constants: eight bytes are tested at once for a quote, a backslash or
+// a control character, the only bytes that end the fast run of a string.
+const (
+	ones   = 0x0101010101010101
+	highs  = 0x8080808080808080
+	quotes = '"' * ones
+	slashs = '\\' * ones
+)
+
+// plain8 reports whether none of the eight bytes of x is '"', '\\' or
+// below 0x20. (v-ones)&^v&highs is non-zero exactly when a byte of v is
+// zero; (x-0x20*ones)&^x&highs when a byte of x is below 0x20.
+func plain8(x uint64) bool {
+	q, b := x^quotes, x^slashs
+	return ((q-ones)&^q|(b-ones)&^b|(x-0x20*ones)&^x)&highs == 0
+}
+
 // skipString moves past a string without decoding it.
 func (s *recordScanner) skipString() error {
 	s.i++ // the opening quote
+	for s.i+8 <= len(s.b) && plain8(binary.LittleEndian.Uint64(s.b[s.i:])) {
+		s.i += 8
+	}
 	for s.i < len(s.b) {
 		c := s.b[s.i]
 		switch {

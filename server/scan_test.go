@@ -2,9 +2,11 @@ package server
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -93,4 +95,36 @@ func FuzzParseRecordGrammar(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestPlain8(t *testing.T) {
+	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 }
+	rng := rand.New(rand.NewPCG(1, 2))
+	check := func(w [8]byte) {
+		want := true
+		for _, c := range w {
+			if special(c) {
+				want = false
+			}
+		}
+		if got := plain8(binary.LittleEndian.Uint64(w[:])); got != want {
+			t.Fatalf("plain8(%q) = %v, want %v", w[:], got, want)
+		}
+	}
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			for _, bg := range []byte{'a', 0xff, 0x80, 0x21, 0x5d, 0x23, 0x00} {
+				w := [8]byte{bg, bg, bg, bg, bg, bg, bg, bg}
+				w[pos] = byte(c)
+				check(w)
+			}
+		}
+	}
+	for i := 0; i < 200000; i++ {
+		var w [8]byte
+		for j := range w {
+			w[j] = byte(rng.Uint32())
+		}
+		check(w)
+	}
 }

@@ -58,3 +58,16 @@ func summarize(name string, size int, rs []result) summary {
 	}
 	return summary{Name: name, Size: size, Records: median(rec), MBps: median(mb), P50us: median(p50), P99us: median(p99), Runs: len(rs)}
 }
+
+// ratio is the median over runs of each run's throughput divided by the
+// baseline's in the same run: pairing runs cancels the machine's drift,
+// which on a shared VM is larger than the effects measured.
+func ratio(rs, base []result) float64 {
+	var xs []float64
+	for i := range rs {
+		if i < len(base) && base[i].records > 0 {
+			xs = append(xs, rs[i].records/base[i].records)
+		}
+	}
+	return median(xs)
+}
