@@ -41,10 +41,11 @@ var buildTierd = sync.OnceValues(func() (string, error) {
 
 // daemon is one running tierd process.
 type daemon struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	addr string
-	log  *bytes.Buffer
+	t      *testing.T
+	cmd    *exec.Cmd
+	addr   string
+	log    *bytes.Buffer
+	exited chan struct{} // closed once the process is reaped
 }
 
 func freeAddr(t *testing.T) string {
@@ -72,6 +73,7 @@ func startDaemon(t *testing.T, config, dataDir string) *daemon {
 			t.Fatal(err)
 		}
 		exited := make(chan struct{})
+		d.exited = exited
 		go func() { d.cmd.Wait(); close(exited) }()
 		deadline := time.Now().Add(30 * time.Second)
 		for time.Now().Before(deadline) {
@@ -103,9 +105,7 @@ func startDaemon(t *testing.T, config, dataDir string) *daemon {
 
 func (d *daemon) kill() {
 	d.cmd.Process.Signal(syscall.SIGKILL)
-	for d.cmd.ProcessState == nil {
-		time.Sleep(5 * time.Millisecond)
-	}
+	<-d.exited
 }
 
 // batch is one append request as a writer sent it.
@@ -317,4 +317,31 @@ hot: {max_bytes: 64MiB, max_age: 500ms}
 		t.Fatalf("only %d batches were acknowledged in %d rounds; the test exercised too little", acked, rounds)
 	}
 	t.Logf("%d rounds, %d batches sent, %d acknowledged, %d records read back", rounds, len(batches), acked, total)
+}
+
+func TestGracefulShutdownOnSIGTERM(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "tierd.yaml")
+	os.WriteFile(config, []byte("wal: {sync: always}\n"), 0o644)
+	d := startDaemon(t, config, filepath.Join(dir, "data"))
+	b := &batch{id: "graceful", stream: "s", values: []string{`{"a":1}`, `{"b":2}`}}
+	if err := appendBatch(http.DefaultClient, d.addr, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("tierd still running 30 s after SIGTERM:\n%s", d.log)
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 || !bytes.Contains(d.log.Bytes(), []byte("stopped")) {
+		t.Fatalf("exit code %d after SIGTERM, log:\n%s", code, d.log)
+	}
+	d2 := startDaemon(t, config, filepath.Join(dir, "data"))
+	check(t, "s", readAll(t, d2.addr, "s"), []*batch{b})
+	if got := readAll(t, d2.addr, "s"); len(got) != 2 {
+		t.Fatalf("after a graceful restart: %d records, want 2", len(got))
+	}
 }
