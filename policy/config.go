@@ -10,6 +10,8 @@ package policy
 import (
 	"fmt"
 	"net"
+	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +48,7 @@ type Config struct {
 	Segment SegmentConfig
 	Hot     HotConfig
 	Warm    WarmConfig
+	Cold    ColdConfig
 }
 
 // WALConfig is the wal: section.
@@ -76,6 +79,35 @@ type WarmConfig struct {
 	MaxBytes int64
 }
 
+// ColdConfig is the cold: section: where Parquet segments go.
+type ColdConfig struct {
+	// Store is the object store URL: s3://BUCKET/PREFIX?endpoint=…&region=…
+	// [&driver=minio|aws] or file:///path. Empty means the embedded default,
+	// a file store in <data_dir>/cold.
+	Store       string
+	Compression CompressionConfig
+	// CacheBytes bounds the cold read cache (footers and recent ranges).
+	CacheBytes int64
+}
+
+// CompressionConfig is cold.compression.
+type CompressionConfig struct {
+	Codec string // only zstd
+	Level int    // zstd level, 1 (fastest) to 22
+}
+
+// StoreURL returns the cold store URL with the embedded default filled in.
+func (c Config) StoreURL() (string, error) {
+	if c.Cold.Store != "" {
+		return c.Cold.Store, nil
+	}
+	dir, err := filepath.Abs(filepath.Join(c.DataDir, "cold"))
+	if err != nil {
+		return "", err
+	}
+	return (&url.URL{Scheme: "file", Path: dir}).String(), nil
+}
+
 // Default returns the configuration of an empty file: the one place the
 // defaults are written down (examples/tierd.yaml spells them out).
 func Default() Config {
@@ -88,6 +120,7 @@ func Default() Config {
 		Segment:        SegmentConfig{MaxBytes: 64 * MiB, MaxAge: 10 * time.Minute},
 		Hot:            HotConfig{MaxBytes: 1 * GiB, MaxAge: 10 * time.Minute},
 		Warm:           WarmConfig{MaxBytes: 100 * GiB},
+		Cold:           ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 * MiB},
 	}
 }
 
@@ -167,6 +200,7 @@ func (v *validator) check(c *Config) {
 		{"segment.max_bytes", c.Segment.MaxBytes},
 		{"hot.max_bytes", c.Hot.MaxBytes},
 		{"warm.max_bytes", c.Warm.MaxBytes},
+		{"cold.cache_bytes", c.Cold.CacheBytes},
 	} {
 		if v.ok(f.field) && f.n <= 0 {
 			v.bad[f.field] = true
@@ -196,6 +230,17 @@ func (v *validator) check(c *Config) {
 		case d == 0 && c.WAL.Sync == SyncInterval && v.ok("wal.sync"):
 			v.errorf("wal.sync_interval", "must be positive with sync: interval")
 		}
+	}
+	if v.ok("cold.store") && c.Cold.Store != "" {
+		if err := checkStoreURL(c.Cold.Store); err != nil {
+			v.errorf("cold.store", "%v", err)
+		}
+	}
+	if v.ok("cold.compression.codec") && c.Cold.Compression.Codec != "zstd" {
+		v.errorf("cold.compression.codec", "%q is not supported (only zstd)", c.Cold.Compression.Codec)
+	}
+	if v.ok("cold.compression.level") && (c.Cold.Compression.Level < 1 || c.Cold.Compression.Level > 22) {
+		v.errorf("cold.compression.level", "%d is not a zstd level from 1 to 22", c.Cold.Compression.Level)
 	}
 	v.notAbove(c.Segment.MaxBytes, "segment.max_bytes", c.Hot.MaxBytes, "hot.max_bytes", "a sealed segment must fit in the memory budget")
 	v.notAbove(c.MaxRecordBytes, "max_record_bytes", c.Segment.MaxBytes, "segment.max_bytes", "a record must fit in a segment")
@@ -244,6 +289,39 @@ func checkHostPort(addr string) error {
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// checkStoreURL accepts s3://BUCKET[/PREFIX][?endpoint=…&region=…&driver=minio|aws]
+// and file:///absolute/path; the store itself checks the rest when it opens.
+func checkStoreURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v", raw, err)
+	}
+	switch u.Scheme {
+	case "s3":
+		if u.Host == "" {
+			return fmt.Errorf("%q names no bucket (s3://BUCKET/PREFIX)", raw)
+		}
+		for k, vals := range u.Query() {
+			switch k {
+			case "endpoint", "region":
+			case "driver":
+				if len(vals) != 1 || (vals[0] != "minio" && vals[0] != "aws") {
+					return fmt.Errorf("driver=%q is not minio or aws", strings.Join(vals, ","))
+				}
+			default:
+				return fmt.Errorf("unknown parameter %q (endpoint, region, driver)", k)
+			}
+		}
+	case "file":
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			return fmt.Errorf("%q must be file:///absolute/path", raw)
+		}
+	default:
+		return fmt.Errorf("%q: the scheme must be s3:// or file://", raw)
 	}
 	return nil
 }

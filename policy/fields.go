@@ -29,6 +29,18 @@ func configFields(c *Config) []field {
 				{"max_bytes", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Warm.MaxBytes) }},
 			})
 		}},
+		{"cold", func(d *decoder, n ast.Node, p string) {
+			d.mapping(n, p, []field{
+				{"store", func(d *decoder, n ast.Node, p string) { d.str(n, p, &c.Cold.Store) }},
+				{"compression", func(d *decoder, n ast.Node, p string) {
+					d.mapping(n, p, []field{
+						{"codec", func(d *decoder, n ast.Node, p string) { d.str(n, p, &c.Cold.Compression.Codec) }},
+						{"level", func(d *decoder, n ast.Node, p string) { d.integer(n, p, &c.Cold.Compression.Level) }},
+					})
+				}},
+				{"cache_bytes", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Cold.CacheBytes) }},
+			})
+		}},
 	}
 }
 

@@ -398,6 +398,37 @@ func (d *decoder) str(n ast.Node, path string, dst *string) {
 	}
 }
 
+// integer decodes a plain integer.
+func (d *decoder) integer(n ast.Node, path string, dst *int) {
+	v, _, err := d.resolve(n)
+	if err != nil {
+		d.fail(n, path, "%v", err)
+		return
+	}
+	iv, ok := v.(*ast.IntegerNode)
+	if !ok {
+		if v == nil {
+			d.fail(n, path, "has no value")
+			return
+		}
+		d.fail(v, path, "must be an integer, not %s", kind(v))
+		return
+	}
+	switch x := iv.Value.(type) {
+	case int64:
+		if x >= math.MinInt32 && x <= math.MaxInt32 {
+			*dst = int(x)
+			return
+		}
+	case uint64:
+		if x <= math.MaxInt32 {
+			*dst = int(x)
+			return
+		}
+	}
+	d.fail(v, path, "%s is out of range", iv.GetToken().Value)
+}
+
 // size decodes a byte count: an integer or a string with a unit.
 func (d *decoder) size(n ast.Node, path string, dst *int64) {
 	v, tag, err := d.resolve(n)

@@ -19,6 +19,7 @@ func TestDefaults(t *testing.T) {
 		Segment: SegmentConfig{MaxBytes: 64 << 20, MaxAge: 10 * time.Minute},
 		Hot:     HotConfig{MaxBytes: 1 << 30, MaxAge: 10 * time.Minute},
 		Warm:    WarmConfig{MaxBytes: 100 << 30},
+		Cold:    ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 << 20},
 	}
 	if Default() != want {
 		t.Fatalf("Default() = %+v, want %+v", Default(), want)
@@ -50,6 +51,7 @@ wal: {sync: interval, sync_interval: 5ms, segment_bytes: 128MiB}
 segment: {max_bytes: 16MiB, max_age: 1h30m}
 hot: {max_bytes: 2GiB, max_age: 1d}
 warm: {max_bytes: 2TiB}
+cold: {store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws", compression: {codec: zstd, level: 9}, cache_bytes: 16MiB}
 `, func(c *Config) {
 			*c = Config{
 				DataDir: "/var/lib/tierd", Listen: "[::1]:0", MaxRecordBytes: 4096, MaxBodyBytes: 1 << 20,
@@ -57,6 +59,8 @@ warm: {max_bytes: 2TiB}
 				Segment: SegmentConfig{MaxBytes: 16 << 20, MaxAge: 90 * time.Minute},
 				Hot:     HotConfig{MaxBytes: 2 << 30, MaxAge: 24 * time.Hour},
 				Warm:    WarmConfig{MaxBytes: 2 << 40},
+				Cold: ColdConfig{Store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws",
+					Compression: CompressionConfig{Codec: "zstd", Level: 9}, CacheBytes: 16 << 20},
 			}
 		}},
 		{"block style and quoting", "hot:\n  max_bytes: '3GiB'\n  max_age: \"2w\"\ndata_dir: 'my data'\n", func(c *Config) {
@@ -110,6 +114,13 @@ func TestParseErrors(t *testing.T) {
 		{"section of the wrong type", "wal: always\n", []loc{{1, "wal", "must be a mapping, not a string"}}},
 		{"list where a string belongs", "data_dir: [a, b]\n", []loc{{1, "data_dir", "must be a string, not a list"}}},
 		{"number where a string belongs", "listen: 7070\n", []loc{{1, "listen", "must be a string, not an integer"}}},
+		{"cold store with a bad scheme", "cold:\n  store: ftp://x/y\n", []loc{{2, "cold.store", "the scheme must be s3:// or file://"}}},
+		{"cold store without a bucket", "cold: {store: \"s3:///prefix\"}\n", []loc{{1, "cold.store", "names no bucket"}}},
+		{"cold store with a relative path", "cold: {store: \"file://relative/dir\"}\n", []loc{{1, "cold.store", "must be file:///absolute/path"}}},
+		{"cold store with a bad driver", "cold: {store: \"s3://b/p?driver=gcs\"}\n", []loc{{1, "cold.store", `driver="gcs" is not minio or aws`}}},
+		{"cold codec", "cold:\n  compression:\n    codec: gzip\n", []loc{{3, "cold.compression.codec", `"gzip" is not supported (only zstd)`}}},
+		{"cold level out of range", "cold:\n  compression: {level: 30}\n", []loc{{2, "cold.compression.level", "30 is not a zstd level from 1 to 22"}}},
+		{"cold level not an integer", "cold:\n  compression: {level: fast}\n", []loc{{2, "cold.compression.level", "must be an integer, not a string"}}},
 		{"null value", "data_dir:\nlisten: ~\n", []loc{{1, "data_dir", "has no value"}, {2, "listen", "has no value"}}},
 		{"empty data_dir", "data_dir: ''\n", []loc{{1, "data_dir", "must not be empty"}}},
 		{"listen without port", "listen: localhost\n", []loc{{1, "listen", `"localhost" is not host:port`}}},
@@ -219,7 +230,8 @@ func TestValidateInCode(t *testing.T) {
 		{"interval without interval", func(c *Config) { c.WAL.Sync, c.WAL.SyncInterval = SyncInterval, 0 }, []string{"wal.sync_interval"}},
 		{"zero everything", func(c *Config) { *c = Config{WAL: WALConfig{Sync: SyncNone}} }, []string{
 			"data_dir", "listen", "max_record_bytes", "max_body_bytes", "wal.segment_bytes",
-			"segment.max_bytes", "hot.max_bytes", "warm.max_bytes", "segment.max_age", "hot.max_age",
+			"segment.max_bytes", "hot.max_bytes", "warm.max_bytes", "cold.cache_bytes", "segment.max_age", "hot.max_age",
+			"cold.compression.codec", "cold.compression.level",
 		}},
 		{"segment over hot", func(c *Config) { c.Segment.MaxBytes = c.Hot.MaxBytes + 1 }, []string{"segment.max_bytes"}},
 	}
@@ -294,7 +306,7 @@ func TestExampleFile(t *testing.T) {
 		set = append(set, f)
 	}
 	slices.Sort(set)
-	want := []string{"data_dir", "hot", "hot.max_age", "hot.max_bytes", "listen", "max_body_bytes", "max_record_bytes",
+	want := []string{"cold", "cold.cache_bytes", "cold.compression", "cold.compression.codec", "cold.compression.level", "cold.store", "data_dir", "hot", "hot.max_age", "hot.max_bytes", "listen", "max_body_bytes", "max_record_bytes",
 		"segment", "segment.max_age", "segment.max_bytes", "wal", "wal.segment_bytes", "wal.sync", "wal.sync_interval", "warm", "warm.max_bytes"}
 	if !slices.Equal(set, want) {
 		t.Fatalf("examples/tierd.yaml sets %v, want every field %v", set, want)
