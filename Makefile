@@ -3,13 +3,22 @@ GO       ?= go
 BIN      := bin
 FUZZTIME ?= 8s
 
-.PHONY: build test unit fuzz run bench lint clean
+.PHONY: build test unit fuzz run bench lint clean minio minio-bin
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 ## test: everything CI runs — unit, integration and crash tests, then each fuzz target briefly.
-test: build unit fuzz
+test: build minio-bin unit fuzz
+
+## minio-bin: build the test MinIO into .cache/bin (once; minutes) unless TIERD_SKIP_MINIO=1.
+minio-bin:
+	@if [ "$$TIERD_SKIP_MINIO" = 1 ]; then echo "TIERD_SKIP_MINIO=1: MinIO not built; tests that need it will skip"; \
+	  else ./testenv/minio.sh build; fi
+
+## minio: run a MinIO in the foreground for local use (builds it first if needed).
+minio:
+	./testenv/minio.sh run
 
 unit:
 	$(GO) test -count=1 -timeout 18m ./...

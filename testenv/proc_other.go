@@ -1,0 +1,9 @@
+//go:build !linux
+
+package testenv
+
+import "syscall"
+
+// procAttr has no parent-death signal outside Linux; Main and test
+// cleanups still stop the server.
+func procAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{} }
