@@ -1,0 +1,129 @@
+package pqfile
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/tierd/tierd/tiers"
+)
+
+// benchRecords is a segment of market-data-like records: 50 instruments as
+// keys, a side tag, a ~200-byte JSON value, ts advancing by 0–2 ms.
+func benchRecords(n int) []tiers.Record {
+	rng := rand.New(rand.NewPCG(7, 8))
+	recs := make([]tiers.Record, n)
+	ts := int64(1_795_341_600_000_000_000)
+	sides := [][]string{{"fill", "buy"}, {"fill", "sell"}, {"quote"}}
+	for i := range recs {
+		ts += rng.Int64N(2_000_000)
+		inst := fmt.Sprintf("IF24%02d", rng.IntN(50))
+		recs[i] = tiers.Record{
+			Offset: uint64(i),
+			TS:     ts,
+			Key:    inst,
+			Tags:   sides[rng.IntN(len(sides))],
+			Value: fmt.Appendf(nil, `{"instrument":"%s","px":%d.%d,"qty":%d,"order_id":"%016x","account":"ACC%06d","venue":"CFFEX","seq":%d,"flags":["%s","day"],"latency_ns":%d}`,
+				inst, 3400+rng.IntN(200), rng.IntN(10), 1+rng.IntN(20), rng.Uint64(), rng.IntN(5000), i, []string{"limit", "market", "ioc"}[rng.IntN(3)], rng.IntN(100_000)),
+		}
+	}
+	return recs
+}
+
+// ndjson renders records the way the read API does: one JSON object per
+// line, ts in RFC 3339 with nanoseconds, the value inline when it is JSON.
+func ndjson(recs []tiers.Record) []byte {
+	var buf bytes.Buffer
+	type line struct {
+		Offset uint64          `json:"offset"`
+		TS     string          `json:"ts"`
+		Key    string          `json:"key,omitempty"`
+		Tags   []string        `json:"tags,omitempty"`
+		Value  json.RawMessage `json:"value,omitempty"`
+	}
+	enc := json.NewEncoder(&buf)
+	for _, r := range recs {
+		l := line{Offset: r.Offset, TS: time.Unix(0, r.TS).UTC().Format(time.RFC3339Nano), Key: r.Key, Tags: r.Tags, Value: r.Value}
+		if err := enc.Encode(&l); err != nil {
+			panic(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// encodedBytes is the records' size in the canonical encoding, the byte
+// count both benchmarks report throughput against.
+func encodedBytes(recs []tiers.Record) int64 {
+	var n int64
+	for i := range recs {
+		n += int64(tiers.EncodedLen(&recs[i]))
+	}
+	return n
+}
+
+const benchN = 200_000 // ~50 MiB of records
+
+var benchData = sync.OnceValue(func() []tiers.Record { return benchRecords(benchN) })
+
+// BenchmarkWrite converts a segment to Parquet at level 3 (with the digest)
+// and reports the file's size relative to zstd-compressed NDJSON of the
+// same records at the same level (goal ≤ 105 %).
+func BenchmarkWrite(b *testing.B) {
+	recs := benchData()
+	b.SetBytes(encodedBytes(recs))
+	b.ReportAllocs()
+	var size int64
+	for b.Loop() {
+		info, err := Write(context.Background(), io.Discard, "IF", seqOf(recs), Options{Level: 3})
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = info.Meta.Bytes
+	}
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(3)))
+	z := enc.EncodeAll(ndjson(recs), nil)
+	b.ReportMetric(100*float64(size)/float64(len(z)), "%-of-zstd-ndjson")
+	b.ReportMetric(float64(size), "file-bytes")
+}
+
+// BenchmarkZstdNDJSON is BenchmarkWrite's baseline: plain zstd.EncodeAll at
+// level 3 of the same records as NDJSON, throughput counted on the same
+// record bytes. Conversion goal: BenchmarkWrite ≥ 60 % of this.
+func BenchmarkZstdNDJSON(b *testing.B) {
+	recs := benchData()
+	nd := ndjson(recs)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(3)), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(encodedBytes(recs))
+	b.ReportAllocs()
+	var out []byte
+	for b.Loop() {
+		out = enc.EncodeAll(nd, out[:0])
+	}
+	b.ReportMetric(float64(len(out)), "file-bytes")
+	b.ReportMetric(float64(len(nd)), "ndjson-bytes")
+}
+
+// TestSizeVsZstdNDJSON checks the size goal on a smaller segment of the
+// benchmark's records: Parquet+zstd ≤ 105 % of zstd NDJSON at level 3.
+func TestSizeVsZstdNDJSON(t *testing.T) {
+	recs := benchRecords(50_000)
+	_, info := writeBytes(t, "IF", recs, Options{Level: 3})
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(3)))
+	z := enc.EncodeAll(ndjson(recs), nil)
+	ratio := float64(info.Meta.Bytes) / float64(len(z))
+	t.Logf("parquet %d bytes, zstd ndjson %d bytes: %.1f %%", info.Meta.Bytes, len(z), 100*ratio)
+	if ratio > 1.05 {
+		t.Fatalf("Parquet is %.1f %% of zstd NDJSON, goal ≤ 105 %%", 100*ratio)
+	}
+}

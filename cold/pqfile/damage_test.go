@@ -1,0 +1,294 @@
+package pqfile
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/tierd/tierd/tiers"
+)
+
+// checkAll opens b, scans everything and verifies. It returns the first
+// error and the records scanned before it.
+func checkAll(b []byte) ([]tiers.Record, error) {
+	ctx := context.Background()
+	r, err := Open(ctx, bytes.NewReader(b), int64(len(b)), "damaged.parquet")
+	if err != nil {
+		return nil, err
+	}
+	var recs []tiers.Record
+	for rec, err := range r.Scan(ctx, tiers.AllRecords()) {
+		if err != nil {
+			return recs, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, r.Verify(ctx)
+}
+
+// writeRaw writes recs with parquet-go directly and the given key/value
+// metadata, to build files Write itself would never produce.
+func writeRaw(t *testing.T, recs []tiers.Record, kv map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[row](&buf, schema)
+	rows := make([]row, len(recs))
+	for i, r := range recs {
+		rows[i] = row{Offset: int64(r.Offset), TS: r.TS, Key: r.Key, Tags: r.Tags, Value: r.Value}
+	}
+	if _, err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range kv {
+		w.SetKeyValueMetadata(k, v)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// columnChunk returns the metadata of column col in row group rg of b.
+func columnChunk(t *testing.T, b []byte, rg, col int) (start, size int64) {
+	t.Helper()
+	f, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := f.Metadata().RowGroups[rg].Columns[col].MetaData
+	start = md.DataPageOffset
+	if md.DictionaryPageOffset > 0 && md.DictionaryPageOffset < start {
+		start = md.DictionaryPageOffset
+	}
+	return start, md.TotalCompressedSize
+}
+
+func TestDamagedFiles(t *testing.T) {
+	recs := mixedRecords(1200, 500)
+	good, info := writeBytes(t, "s", recs, Options{RowGroupRows: 400})
+	if info.RowGroups != 3 {
+		t.Fatalf("%d row groups, want 3", info.RowGroups)
+	}
+	footerLen := int64(binary.LittleEndian.Uint32(good[len(good)-8:]))
+	footerStart := int64(len(good)) - 8 - footerLen
+	valueStart, valueSize := columnChunk(t, good, 1, 4)
+	meta := metadataOf(&info.Meta)
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for k, v := range meta {
+			m[k] = v
+		}
+		if v == "" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	otherDigest := digestOf(recs[1:]).String()
+
+	tests := []struct {
+		name   string
+		damage func([]byte) []byte
+		want   error // also wrapped, besides *tiers.CorruptionError; nil = any
+	}{
+		{"empty", func(b []byte) []byte { return nil }, nil},
+		{"garbage", func(b []byte) []byte {
+			g := make([]byte, 10_000)
+			for i := range g {
+				g[i] = byte(rand.N(256))
+			}
+			return g
+		}, nil},
+		{"truncated to half", func(b []byte) []byte { return b[:len(b)/2] }, nil},
+		{"last byte cut", func(b []byte) []byte { return b[:len(b)-1] }, nil},
+		{"footer length huge", func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[len(b)-8:], 0xfffffff0)
+			return b
+		}, nil},
+		{"footer length short by one", func(b []byte) []byte {
+			binary.LittleEndian.PutUint32(b[len(b)-8:], uint32(footerLen-1))
+			return b
+		}, nil},
+		{"trailing magic removed", func(b []byte) []byte { return b[:len(b)-4] }, nil},
+		{"leading magic zeroed", func(b []byte) []byte { copy(b, "\x00\x00\x00\x00"); return b }, nil},
+		{"bit flip in a value data page", func(b []byte) []byte {
+			b[valueStart+valueSize/2] ^= 0x10
+			return b
+		}, nil},
+		{"bit flip in the offset column", func(b []byte) []byte {
+			s, n := columnChunk(t, b, 2, 0)
+			b[s+n-2] ^= 0x01
+			return b
+		}, nil},
+		{"bit flip in the footer's digest", func(b []byte) []byte {
+			i := bytes.Index(b[footerStart:], []byte("sha256:"))
+			b[footerStart+int64(i)+7+10] ^= 0x01 // a hex digit becomes another character
+			return b
+		}, nil},
+		{"bit flip at the footer's start", func(b []byte) []byte { b[footerStart] ^= 0x80; return b }, nil},
+		{"zeroed 4 KiB in the middle", func(b []byte) []byte {
+			clear(b[len(b)/2 : len(b)/2+4096])
+			return b
+		}, nil},
+		{"tierd metadata missing", func([]byte) []byte { return writeRaw(t, recs, nil) }, ErrNotSegment},
+		{"tierd.count missing", func([]byte) []byte { return writeRaw(t, recs, with(MetaCount, "")) }, ErrNotSegment},
+		{"wrong digest", func([]byte) []byte { return writeRaw(t, recs, with(MetaDigest, otherDigest)) }, ErrDigestMismatch},
+		{"wrong max_ts", func([]byte) []byte { return writeRaw(t, recs, with(MetaMaxTS, "9000000000000000000")) }, ErrDigestMismatch},
+		{"wrong base", func([]byte) []byte { return writeRaw(t, recs, with(MetaBase, "501")) }, ErrNotSegment},
+		{"unknown format version", func([]byte) []byte { return writeRaw(t, recs, with(MetaFormatVersion, "2")) }, ErrUnsupportedVersion},
+		{"rows out of order", func([]byte) []byte {
+			swapped := append([]tiers.Record(nil), recs...)
+			swapped[5], swapped[6] = swapped[6], swapped[5]
+			return writeRaw(t, swapped, meta)
+		}, ErrDigestMismatch},
+		{"another schema", func([]byte) []byte {
+			var buf bytes.Buffer
+			type other struct {
+				Offset int64  `parquet:"offset"`
+				Value  string `parquet:"value"`
+			}
+			w := parquet.NewGenericWriter[other](&buf)
+			w.Write([]other{{Offset: 500, Value: "x"}})
+			for k, v := range with(MetaCount, "1") {
+				w.SetKeyValueMetadata(k, v)
+			}
+			w.SetKeyValueMetadata(MetaLast, "500")
+			w.Close()
+			return buf.Bytes()
+		}, ErrNotSegment},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := tt.damage(bytes.Clone(good))
+			_, err := checkAll(b)
+			if err == nil {
+				t.Fatal("damage went unnoticed: Open, Scan and Verify all succeeded")
+			}
+			var ce *tiers.CorruptionError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *tiers.CorruptionError", err)
+			}
+			if ce.Path != "damaged.parquet" {
+				t.Fatalf("CorruptionError.Path = %q", ce.Path)
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("error %v does not wrap %v", err, tt.want)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
+
+// TestFooterBitFlips flips each bit of a small file's footer in turn: every
+// result is either a typed corruption error or the original records, intact
+// and verified. Never a panic, never different records without an error.
+func TestFooterBitFlips(t *testing.T) {
+	recs := mixedRecords(60, 0)
+	for i := range recs {
+		if len(recs[i].Value) > 1024 {
+			recs[i].Value = recs[i].Value[:1024]
+		}
+	}
+	good, _ := writeBytes(t, "s", recs, Options{RowGroupRows: 25})
+	footerLen := int(binary.LittleEndian.Uint32(good[len(good)-8:]))
+	footerStart := len(good) - 8 - footerLen
+	var detected, benign int
+	for pos := footerStart; pos < len(good); pos++ {
+		for _, bit := range []byte{0x01, 0x20} {
+			b := bytes.Clone(good)
+			b[pos] ^= bit
+			got, err := checkAll(b)
+			if err != nil {
+				var ce *tiers.CorruptionError
+				if !errors.As(err, &ce) {
+					t.Fatalf("flip %#x at %d: error %v is not a *tiers.CorruptionError", bit, pos, err)
+				}
+				detected++
+				continue
+			}
+			benign++
+			if len(got) != len(recs) {
+				t.Fatalf("flip %#x at %d: %d records without error, want %d", bit, pos, len(got), len(recs))
+			}
+			for i := range recs {
+				if !got[i].Equal(&recs[i]) {
+					t.Fatalf("flip %#x at %d: record %d differs without error", bit, pos, i)
+				}
+			}
+		}
+	}
+	t.Logf("footer of %d bytes: %d flips detected, %d harmless", footerLen, detected, benign)
+}
+
+// TestStoreErrorIsNotCorruption: a failing ReaderAt (a store outage) is
+// reported as itself, not as a damaged file.
+func TestStoreErrorIsNotCorruption(t *testing.T) {
+	recs := mixedRecords(500, 0)
+	good, _ := writeBytes(t, "s", recs, Options{RowGroupRows: 100})
+	outage := errors.New("connection refused")
+	fr := &failingReaderAt{b: good}
+	r, err := Open(context.Background(), fr, int64(len(good)), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr.err = outage
+	for _, err = range r.Scan(context.Background(), tiers.AllRecords()) {
+		if err != nil {
+			break
+		}
+	}
+	var ce *tiers.CorruptionError
+	if !errors.Is(err, outage) || errors.As(err, &ce) {
+		t.Fatalf("Scan error = %v, want the store's error and no CorruptionError", err)
+	}
+	if _, err := Open(context.Background(), fr, int64(len(good)), "x"); !errors.Is(err, outage) || errors.As(err, &ce) {
+		t.Fatalf("Open error = %v, want the store's error and no CorruptionError", err)
+	}
+	if !strings.Contains(err.Error(), "x") {
+		t.Fatalf("error %q does not name the file", err)
+	}
+}
+
+type failingReaderAt struct {
+	b   []byte
+	err error
+}
+
+func (f *failingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	return bytes.NewReader(f.b).ReadAt(p, off)
+}
+
+// FuzzOpen: arbitrary bytes through Open, Scan and Verify never panic, and
+// every failure is a *tiers.CorruptionError.
+func FuzzOpen(f *testing.F) {
+	small := mixedRecords(12, 3)
+	for i := range small {
+		if len(small[i].Value) > 64 {
+			small[i].Value = small[i].Value[:64]
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := Write(context.Background(), &buf, "s", seqOf(small), Options{RowGroupRows: 5}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add(buf.Bytes()[:buf.Len()/2])
+	f.Add([]byte("PAR1\x00\x00\x00\x00PAR1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := checkAll(b)
+		var ce *tiers.CorruptionError
+		if err != nil && !errors.As(err, &ce) {
+			t.Fatalf("error %v is not a *tiers.CorruptionError", err)
+		}
+	})
+}

@@ -1,0 +1,125 @@
+package pqfile
+
+import (
+	"errors"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go"
+)
+
+// FormatVersion is the format version Write puts in tierd.format_version.
+// A reader accepts every major version it knows (only 1 so far) and rejects
+// others with ErrUnsupportedVersion; a minor version ("1.1") only ever adds
+// things a version-1 reader may ignore.
+const FormatVersion = "1"
+
+// formatMajor is the major version this package reads.
+const formatMajor = 1
+
+// File key/value metadata keys. Each file carries all of them, so a catalog
+// can be rebuilt from a bucket listing and the footers alone.
+const (
+	MetaStream        = "tierd.stream"         // stream name
+	MetaBase          = "tierd.base"           // first offset, decimal
+	MetaLast          = "tierd.last"           // last offset, decimal
+	MetaCount         = "tierd.count"          // number of records, decimal
+	MetaMinTS         = "tierd.min_ts"         // smallest ts, Unix ns, decimal
+	MetaMaxTS         = "tierd.max_ts"         // largest ts, Unix ns, decimal
+	MetaDigest        = "tierd.digest"         // tiers.Digest.String()
+	MetaFormatVersion = "tierd.format_version" // FormatVersion
+)
+
+// Column names, in schema order.
+const (
+	ColOffset = "offset"
+	ColTS     = "ts"
+	ColKey    = "key"
+	ColTags   = "tags"
+	ColValue  = "value"
+)
+
+// Sentinel errors. Those that describe a damaged file reach the caller
+// inside a *tiers.CorruptionError; check them with errors.Is.
+var (
+	// ErrUnsupportedVersion: the file's tierd.format_version has a major
+	// version this reader does not know (written by a newer tierd).
+	ErrUnsupportedVersion = errors.New("pqfile: unsupported format version")
+	// ErrNotSegment: the file is Parquet but not a tierd segment (schema or
+	// tierd metadata missing or inconsistent).
+	ErrNotSegment = errors.New("pqfile: not a tierd segment file")
+	// ErrDigestMismatch: the rows do not hash to tierd.digest, or do not
+	// match the count, offsets or ts bounds the metadata claims.
+	ErrDigestMismatch = errors.New("pqfile: rows do not match segment metadata")
+	// ErrEmptySegment: Write was given no records; a segment has at least one.
+	ErrEmptySegment = errors.New("pqfile: segment has no records")
+	// ErrNotDense: Write was given records whose offsets are not base,
+	// base+1, … in order.
+	ErrNotDense = errors.New("pqfile: record offsets are not dense and ordered")
+)
+
+// row is one record as a Parquet row. Field order is column order.
+//
+// ts is TIMESTAMP(NANOS) with isAdjustedToUTC=false although its values are
+// UTC Unix nanoseconds: DuckDB (1.5) reads instant-semantics (UTC=true)
+// nanosecond timestamps as TIMESTAMPTZ and truncates them to microseconds,
+// while it reads UTC=false ones as TIMESTAMP_NS, exact. Identical rows in
+// standard engines matter more than the flag (docs/format/parquet.md).
+//
+// offset and ts use DELTA_BINARY_PACKED: offsets are dense and ts nearly
+// monotonic, so both shrink to a few bits per row before zstd sees them.
+// key and tags are dictionary encoded (few distinct keys per segment is the
+// common case; parquet-go falls back to PLAIN when the dictionary grows past
+// dictionaryMaxBytes). value is PLAIN: payloads are mostly distinct, and
+// zstd does better on the raw bytes than a dictionary would.
+type row struct {
+	Offset int64    `parquet:"offset,delta"`
+	TS     int64    `parquet:"ts,timestamp(nanosecond:local),delta"`
+	Key    string   `parquet:"key,dict"`
+	Tags   []string `parquet:"tags,list" parquet-element:",dict"`
+	Value  []byte   `parquet:"value,plain"`
+}
+
+// schema is the Parquet schema of format version 1.
+var schema = parquet.SchemaOf(row{})
+
+// Options tune Write. The zero value means the defaults.
+type Options struct {
+	// Level is the zstd level as in the zstd CLI (1–22; the config's
+	// cold.compression.level), mapped to klauspost/compress's four
+	// encoder levels by zstd.EncoderLevelFromZstd: 1 fastest, 2–4
+	// default, 5–8 better, 9+ best. 0 means 3.
+	Level int
+	// RowGroupRows caps the rows of a row group. 0 means 100 000.
+	RowGroupRows int
+	// RowGroupBytes caps a row group's uncompressed size, counted as the
+	// records' canonical encoding (tiers.EncodedLen). It bounds Write's
+	// memory: a row group is buffered (compressed) until it is flushed.
+	// 0 means 64 MiB.
+	RowGroupBytes int64
+}
+
+// Defaults of Options.
+const (
+	DefaultLevel         = 3
+	DefaultRowGroupRows  = 100_000
+	DefaultRowGroupBytes = 64 << 20
+)
+
+// withDefaults returns o with zero fields replaced by defaults.
+func (o Options) withDefaults() Options {
+	if o.Level <= 0 {
+		o.Level = DefaultLevel
+	}
+	if o.RowGroupRows <= 0 {
+		o.RowGroupRows = DefaultRowGroupRows
+	}
+	if o.RowGroupBytes <= 0 {
+		o.RowGroupBytes = DefaultRowGroupBytes
+	}
+	return o
+}
+
+// encoderLevel maps a zstd CLI level to klauspost's encoder level.
+func (o Options) encoderLevel() zstd.EncoderLevel {
+	return zstd.EncoderLevelFromZstd(o.Level)
+}

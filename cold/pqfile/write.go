@@ -1,0 +1,267 @@
+package pqfile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/tierd/tierd/tiers"
+)
+
+// Info describes a file Write produced.
+type Info struct {
+	// Meta is what the file's metadata says, computed from the records
+	// written: Stream, Base, Last, Count, MinTS, MaxTS, Digest, and Bytes =
+	// the file's size. SealedAt and Placements are left for the caller.
+	Meta tiers.SegmentMeta
+	// RowGroups is the number of row groups in the file.
+	RowGroups int
+}
+
+// Tuning that is not worth an option.
+const (
+	// batchRows is how many rows Write hands parquet-go at a time.
+	batchRows = 256
+	// pageBufferBytes is the uncompressed size at which a column page is
+	// cut. Smaller pages let the offset index skip more of a row group for
+	// a narrow offset range; larger pages compress a little better.
+	pageBufferBytes = 256 << 10
+	// dictionaryMaxBytes bounds the key and tag dictionaries per row group;
+	// past it the column falls back to PLAIN for the rest of the row group.
+	dictionaryMaxBytes = 1 << 20
+	// bloomBitsPerValue sizes the key bloom filter: 10 bits per value gives
+	// about 1 % false positives.
+	bloomBitsPerValue = 10
+	// ctxCheckEvery is how often (in records) Write looks at ctx.
+	ctxCheckEvery = 1024
+)
+
+// Write streams records (offset order, dense from the first record's offset)
+// into w as one Parquet file and returns what it wrote. It holds about one
+// row group in memory (Options.RowGroupBytes, compressed) whatever the
+// segment's size, and computes the segment digest as it goes, so the
+// metadata in the footer (base, last, count, ts bounds, digest) describes the
+// rows actually written rather than what a caller believed.
+//
+// Write does not keep a record's Value after the iterator moves on, so the
+// iterator may reuse its buffers. Keys and tags must be valid UTF-8 (Parquet
+// STRING). On error the bytes already written to w are garbage; the caller
+// discards them (an upload is not committed).
+func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[tiers.Record, error], opts Options) (Info, error) {
+	if err := tiers.ValidateStreamName(stream); err != nil {
+		return Info{}, fmt.Errorf("pqfile: write: %w", err)
+	}
+	opts = opts.withDefaults()
+	codec, err := newZstdCodec(opts.encoderLevel())
+	if err != nil {
+		return Info{}, err
+	}
+	defer codec.Close()
+	cw := &countingWriter{w: w}
+	pw := parquet.NewGenericWriter[row](cw,
+		schema,
+		parquet.Compression(codec),
+		parquet.MaxRowsPerRowGroup(int64(opts.RowGroupRows)),
+		parquet.PageBufferSize(pageBufferBytes),
+		parquet.DictionaryMaxBytes(dictionaryMaxBytes),
+		parquet.BloomFilters(parquet.SplitBlockFilter(bloomBitsPerValue, ColKey)),
+		parquet.CreatedBy("tierd", "pqfile/v"+FormatVersion, ""),
+		// Page statistics go to the column index (page index), which
+		// engines use to skip pages; chunk statistics always exist.
+		parquet.DataPageStatistics(true),
+		// value bounds in the page index would be arbitrary payload
+		// prefixes: useless for pruning, and they leak data into the footer.
+		parquet.SkipPageBounds(ColValue),
+	)
+
+	s := writeState{
+		opts:   opts,
+		pw:     pw,
+		dig:    tiers.NewDigester(),
+		batch:  make([]row, 0, batchRows),
+		minTS:  math.MaxInt64,
+		maxTS:  math.MinInt64,
+		stream: stream,
+	}
+	for r, err := range records {
+		if err != nil {
+			return Info{}, fmt.Errorf("pqfile: write %s: reading records: %w", stream, err)
+		}
+		if s.count%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, err)
+			}
+		}
+		if err := s.add(&r); err != nil {
+			return Info{}, err
+		}
+	}
+	if s.count == 0 {
+		return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, ErrEmptySegment)
+	}
+	if err := s.flushRowGroup(); err != nil {
+		return Info{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, err)
+	}
+
+	meta := tiers.SegmentMeta{
+		Stream: stream,
+		Base:   s.base,
+		Last:   s.base + s.count - 1,
+		Count:  s.count,
+		MinTS:  s.minTS,
+		MaxTS:  s.maxTS,
+		Digest: s.dig.Sum(),
+	}
+	for k, v := range metadataOf(&meta) {
+		pw.SetKeyValueMetadata(k, v)
+	}
+	if err := pw.Close(); err != nil {
+		return Info{}, fmt.Errorf("pqfile: write %s: closing parquet writer: %w", stream, err)
+	}
+	if cw.err != nil {
+		return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, cw.err)
+	}
+	meta.Bytes = cw.n
+	return Info{Meta: meta, RowGroups: s.rowGroups}, nil
+}
+
+// writeState is Write's loop state.
+type writeState struct {
+	opts   Options
+	pw     *parquet.GenericWriter[row]
+	dig    *tiers.Digester
+	stream string
+
+	batch []row
+	arena []byte   // the batch's values, copied: the iterator may reuse its buffers
+	tags  []string // the batch's tag lists, copied for the same reason
+
+	base, count  uint64
+	minTS, maxTS int64
+
+	rgRows    int
+	rgBytes   int64
+	rowGroups int
+}
+
+// add appends one record, cutting batches and row groups at their caps.
+func (s *writeState) add(r *tiers.Record) error {
+	if s.count == 0 {
+		s.base = r.Offset
+	}
+	if want := s.base + s.count; r.Offset != want || r.Offset > math.MaxInt64 {
+		return fmt.Errorf("pqfile: write %s: %w: got offset %d, want %d", s.stream, ErrNotDense, r.Offset, want)
+	}
+	if !utf8.ValidString(r.Key) {
+		return fmt.Errorf("pqfile: write %s: offset %d: %w: key is not valid UTF-8", s.stream, r.Offset, tiers.ErrInvalidRecord)
+	}
+	for i, t := range r.Tags {
+		if !utf8.ValidString(t) {
+			return fmt.Errorf("pqfile: write %s: offset %d: %w: tag %d is not valid UTF-8", s.stream, r.Offset, tiers.ErrInvalidRecord, i)
+		}
+	}
+	s.dig.Add(r)
+	s.count++
+	s.minTS = min(s.minTS, r.TS)
+	s.maxTS = max(s.maxTS, r.TS)
+
+	start := len(s.arena)
+	s.arena = append(s.arena, r.Value...)
+	var v []byte
+	if len(r.Value) > 0 {
+		v = s.arena[start:len(s.arena):len(s.arena)]
+	}
+	var tags []string
+	if len(r.Tags) > 0 {
+		ts := len(s.tags)
+		s.tags = append(s.tags, r.Tags...)
+		tags = s.tags[ts:len(s.tags):len(s.tags)]
+	}
+	s.batch = append(s.batch, row{Offset: int64(r.Offset), TS: r.TS, Key: r.Key, Tags: tags, Value: v})
+	s.rgRows++
+	s.rgBytes += int64(tiers.EncodedLen(r))
+
+	if s.rgRows >= s.opts.RowGroupRows || s.rgBytes >= s.opts.RowGroupBytes {
+		return s.flushRowGroup()
+	}
+	// A batch of large values is written early so the arena stays small.
+	if len(s.batch) == cap(s.batch) || len(s.arena) >= pageBufferBytes {
+		return s.writeBatch()
+	}
+	return nil
+}
+
+// writeBatch hands the buffered rows to parquet-go, which copies them.
+func (s *writeState) writeBatch() error {
+	if len(s.batch) == 0 {
+		return nil
+	}
+	if _, err := s.pw.Write(s.batch); err != nil {
+		return fmt.Errorf("pqfile: write %s: %w", s.stream, err)
+	}
+	clear(s.batch) // drop references to keys, tags and the arena
+	s.batch = s.batch[:0]
+	s.arena = s.arena[:0]
+	clear(s.tags)
+	s.tags = s.tags[:0]
+	return nil
+}
+
+// flushRowGroup ends the current row group, if it has rows.
+func (s *writeState) flushRowGroup() error {
+	if err := s.writeBatch(); err != nil {
+		return err
+	}
+	if s.rgRows == 0 {
+		return nil
+	}
+	if err := s.pw.Flush(); err != nil {
+		return fmt.Errorf("pqfile: write %s: flushing row group: %w", s.stream, err)
+	}
+	s.rowGroups++
+	s.rgRows, s.rgBytes = 0, 0
+	return nil
+}
+
+// metadataOf returns the tierd key/value metadata describing m.
+func metadataOf(m *tiers.SegmentMeta) map[string]string {
+	return map[string]string{
+		MetaStream:        m.Stream,
+		MetaBase:          strconv.FormatUint(m.Base, 10),
+		MetaLast:          strconv.FormatUint(m.Last, 10),
+		MetaCount:         strconv.FormatUint(m.Count, 10),
+		MetaMinTS:         strconv.FormatInt(m.MinTS, 10),
+		MetaMaxTS:         strconv.FormatInt(m.MaxTS, 10),
+		MetaDigest:        m.Digest.String(),
+		MetaFormatVersion: FormatVersion,
+	}
+}
+
+// countingWriter counts the bytes that reach w and keeps its first error,
+// so Info.Meta.Bytes is the file's size.
+type countingWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
