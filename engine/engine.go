@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/tiers"
@@ -36,6 +37,9 @@ type Options struct {
 	SegmentMaxAge   time.Duration // or at this age
 
 	MaxRecordBytes int // cap on a record's value
+
+	// Cold is the cold tier, or nil for none. The engine closes it.
+	Cold *cold.Tier
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -71,6 +75,8 @@ type Engine struct {
 	catalog *catalog.Catalog
 	warm    *warm.Store
 	hot     *hot.Tier
+	cold    *cold.Tier
+	moves   moveLocks
 }
 
 // Open opens (creating if needed) the archive in opts.DataDir and recovers
@@ -82,7 +88,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	e := &Engine{opts: opts, started: opts.Now()}
+	e := &Engine{opts: opts, started: opts.Now(), cold: opts.Cold}
 	var err error
 	if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now}); err != nil {
 		return nil, fmt.Errorf("engine: open catalog: %w", err)
@@ -124,7 +130,9 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 // recoverWarm returns each catalogued stream's first unpersisted offset and
 // removes warm files at or above it: a crash between writing a segment file
 // and committing it to the catalog leaves such a file, and the WAL, which is
-// only checkpointed after the commit, still holds its records.
+// only checkpointed after the commit, still holds its records. It also
+// removes warm files of segments the catalog no longer places warm: a crash
+// after a move's catalog commit leaves those, and their data is in cold.
 func (e *Engine) recoverWarm(ctx context.Context) (map[string]uint64, error) {
 	streams, err := e.catalog.Streams(ctx)
 	if err != nil {
@@ -141,9 +149,14 @@ func (e *Engine) recoverWarm(ctx context.Context) (map[string]uint64, error) {
 	for _, f := range files {
 		n, ok := next[f.Stream]
 		if ok && f.Base < n {
-			continue
+			m, err := e.catalog.Segment(ctx, f.Stream, f.Base)
+			if err != nil || m.Placements.Has(tiers.Warm) || !m.Placements.Has(tiers.Cold) {
+				continue // kept: placed warm, or not ours to judge (verify reports orphans)
+			}
+			e.opts.Logger.Info("removing warm copy of a segment moved to cold", "path", f.Path)
+		} else {
+			e.opts.Logger.Warn("removing uncommitted warm segment; the WAL holds its records", "path", f.Path)
 		}
-		e.opts.Logger.Warn("removing uncommitted warm segment; the WAL holds its records", "path", f.Path)
 		if err := e.warm.Remove(f.Stream, f.Base); err != nil {
 			return nil, fmt.Errorf("engine: remove uncommitted %s: %w", f.Path, err)
 		}
@@ -152,7 +165,11 @@ func (e *Engine) recoverWarm(ctx context.Context) (map[string]uint64, error) {
 }
 
 func (e *Engine) closeStores() error {
-	return errors.Join(e.warm.Close(), e.catalog.Close())
+	err := errors.Join(e.warm.Close(), e.catalog.Close())
+	if e.cold != nil {
+		err = errors.Join(err, e.cold.Close())
+	}
+	return err
 }
 
 // Close stops the flusher, syncs and closes the WAL and the stores. Appends

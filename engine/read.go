@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"time"
 
@@ -16,8 +17,8 @@ type Item struct {
 }
 
 // Read returns the records of stream matching q in offset order, each with
-// the tier that served it: memory for the resident suffix of the stream, the
-// warm store below it. An unknown stream yields tiers.ErrStreamNotFound as
+// the tier that served it: memory for the resident suffix of the stream, and
+// below it each segment's best durable placement (warm, then cold). An unknown stream yields tiers.ErrStreamNotFound as
 // the first and only element.
 func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Seq2[Item, error] {
 	return func(yield func(Item, error) bool) {
@@ -51,7 +52,7 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 					yield(Item{}, err)
 					return
 				}
-				if !e.readWarm(seg, wq, emit, yield) {
+				if !e.readSegment(ctx, seg, wq, emit, yield) {
 					return
 				}
 			}
@@ -68,22 +69,45 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 	}
 }
 
-// readWarm emits seg's records matching q; it returns false when the read
-// must stop (the consumer is done, the limit is reached, or an error was
-// yielded).
-func (e *Engine) readWarm(seg tiers.SegmentMeta, q tiers.Query, emit func(tiers.Record, tiers.Placement) bool, yield func(Item, error) bool) bool {
-	r, err := e.warm.Acquire(seg.Stream, seg.Base)
-	if err != nil {
-		yield(Item{}, err)
-		return false
+// readSegment emits a durable segment's records matching q from its best
+// placement, warm before cold; it returns false when the read must stop (the
+// consumer is done, the limit is reached, or an error was yielded). A
+// segment moved out of warm between the catalog lookup and the open is
+// looked up again and read from where it went.
+func (e *Engine) readSegment(ctx context.Context, seg tiers.SegmentMeta, q tiers.Query, emit func(tiers.Record, tiers.Placement) bool, yield func(Item, error) bool) bool {
+	if seg.Placements.Has(tiers.Warm) {
+		r, err := e.warm.Acquire(seg.Stream, seg.Base)
+		if err == nil {
+			defer r.Release()
+			return e.emitAll(r.Scan(q), tiers.Warm, emit, yield)
+		}
+		if !errors.Is(err, tiers.ErrSegmentNotFound) {
+			yield(Item{}, err)
+			return false
+		}
+		if seg, err = e.catalog.Segment(ctx, seg.Stream, seg.Base); err != nil {
+			yield(Item{}, err)
+			return false
+		}
+		if seg.Placements.Has(tiers.Warm) {
+			yield(Item{}, fmt.Errorf("engine: segment %s/%d is placed warm but its file is missing: %w", seg.Stream, seg.Base, tiers.ErrSegmentNotFound))
+			return false
+		}
 	}
-	defer r.Release()
-	for rec, err := range r.Scan(q) {
+	if seg.Placements.Has(tiers.Cold) && e.cold != nil {
+		return e.emitAll(e.cold.Scan(ctx, seg, q), tiers.Cold, emit, yield)
+	}
+	yield(Item{}, fmt.Errorf("engine: segment %s/%d has no readable placement (%s)", seg.Stream, seg.Base, seg.Placements))
+	return false
+}
+
+func (e *Engine) emitAll(recs iter.Seq2[tiers.Record, error], tier tiers.Placement, emit func(tiers.Record, tiers.Placement) bool, yield func(Item, error) bool) bool {
+	for rec, err := range recs {
 		if err != nil {
 			yield(Item{}, err)
 			return false
 		}
-		if !emit(rec, tiers.Warm) {
+		if !emit(rec, tier) {
 			return false
 		}
 	}

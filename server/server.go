@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/tiers"
 )
@@ -99,6 +100,7 @@ func New(e *engine.Engine, opts Options) *Server {
 	s.mux.HandleFunc("GET /v1/streams/{stream}/records", s.handleRead)
 	s.mux.HandleFunc("GET /v1/streams", s.handleStreams)
 	s.mux.HandleFunc("GET /v1/streams/{stream}/segments", s.handleSegments)
+	s.mux.HandleFunc("POST /v1/streams/{stream}/segments/{base}/offload", s.handleOffload)
 	s.mux.HandleFunc("GET /v1/status", s.handleStatus)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	return s
@@ -203,6 +205,40 @@ func (s *Server) handleSegments(w http.ResponseWriter, r *http.Request) {
 	for i := range segs {
 		out[i] = toSegmentOut(&segs[i])
 	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleOffload moves one sealed segment to the cold tier now
+// (?keep_warm=true copies it instead) and answers the segment as the
+// segments listing shows it.
+func (s *Server) handleOffload(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	if err := tiers.ValidateStreamName(stream); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	base, err := strconv.ParseUint(r.PathValue("base"), 10, 64)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: segment base %q is not an offset", errInvalidParameter, r.PathValue("base")))
+		return
+	}
+	keepWarm := false
+	for name, vals := range r.URL.Query() {
+		if name != "keep_warm" || len(vals) != 1 {
+			s.fail(w, r, fmt.Errorf("%w: %q (the only parameter is keep_warm, once)", errInvalidParameter, name))
+			return
+		}
+		if keepWarm, err = strconv.ParseBool(vals[0]); err != nil {
+			s.fail(w, r, fmt.Errorf("%w: keep_warm=%q is not true or false", errInvalidParameter, vals[0]))
+			return
+		}
+	}
+	m, err := s.eng.Offload(r.Context(), stream, base, keepWarm)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := toSegmentOut(&engine.SegmentInfo{SegmentMeta: m})
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -348,6 +384,14 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, "invalid_record"
 	case errors.Is(err, tiers.ErrStreamNotFound):
 		return http.StatusNotFound, "stream_not_found"
+	case errors.Is(err, tiers.ErrSegmentNotFound):
+		return http.StatusNotFound, "segment_not_found"
+	case errors.Is(err, engine.ErrNotPersisted):
+		return http.StatusConflict, "segment_not_persisted"
+	case errors.Is(err, engine.ErrNoColdTier):
+		return http.StatusConflict, "no_cold_tier"
+	case errors.Is(err, cold.ErrStoreUnavailable):
+		return http.StatusServiceUnavailable, "cold_store_unavailable"
 	case errors.Is(err, tiers.ErrBackpressure):
 		return http.StatusServiceUnavailable, "backpressure"
 	case errors.Is(err, tiers.ErrStorageFailed):
@@ -366,7 +410,7 @@ func classify(err error) (int, string) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	s.logFailure(r, status, code, err)
-	if code == "backpressure" {
+	if code == "backpressure" || code == "cold_store_unavailable" {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	}
 	writeError(w, status, code, err.Error())

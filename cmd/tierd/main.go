@@ -15,12 +15,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/policy"
@@ -108,6 +112,10 @@ func run(ctx context.Context, f flags) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	coldTier, err := openCold(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	eng, err := engine.Open(ctx, engine.Options{
 		DataDir:         cfg.DataDir,
 		WALSync:         syncMode,
@@ -118,9 +126,11 @@ func run(ctx context.Context, f flags) error {
 		SegmentMaxBytes: cfg.Segment.MaxBytes,
 		SegmentMaxAge:   cfg.Segment.MaxAge,
 		MaxRecordBytes:  int(cfg.MaxRecordBytes),
+		Cold:            coldTier,
 		Logger:          log,
 	})
 	if err != nil {
+		coldTier.Close()
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -137,7 +147,7 @@ func run(ctx context.Context, f flags) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("tierd listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync)
+	log.Info("tierd listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync, "cold_store", redact(storeURL(cfg)))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -161,4 +171,46 @@ func run(ctx context.Context, f flags) error {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// openCold opens the cold tier on cfg's store: an S3 bucket, or by default a
+// file store in <data_dir>/cold.
+func openCold(ctx context.Context, cfg policy.Config, log *slog.Logger) (*cold.Tier, error) {
+	u, err := cfg.StoreURL()
+	if err != nil {
+		return nil, err
+	}
+	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("cold.store: %w", err)
+	}
+	t, err := cold.New(cold.Options{
+		Bucket:     b,
+		Level:      cfg.Cold.Compression.Level,
+		CacheBytes: cfg.Cold.CacheBytes,
+		SpoolDir:   filepath.Join(cfg.DataDir, "cold-spool"),
+		Logger:     log,
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func storeURL(cfg policy.Config) string {
+	u, _ := cfg.StoreURL()
+	return u
+}
+
+// redact drops anything that could be a credential from a store URL before
+// it is logged.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
 }

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"iter"
+	mrand "math/rand/v2"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/spf13/cobra"
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/cold/pqfile"
+	"github.com/tierd/tierd/tiers"
+)
+
+type coldFlags struct {
+	endpoint string
+	bucket   string
+	records  int
+	level    int
+	runs     int
+	output   string
+}
+
+func newColdCmd() *cobra.Command {
+	var f coldFlags
+	cmd := &cobra.Command{
+		Use:   "cold",
+		Short: "Parquet conversion, upload and pruned reads vs. zstd, raw PUT and full GET",
+		Long: `cold measures the cold tier against baselines taken in the same run:
+  conversion  pqfile.Write of a segment  vs  zstd EncodeAll of the same records as NDJSON (same level)
+  size        the Parquet object         vs  the zstd-compressed NDJSON
+  upload      objstore Put (minio-go)    vs  a raw minio-go PutObject of as many random bytes
+  1% read     a cold read of 1% of the offsets through ranged GETs (cold cache empty)
+              vs  a full GET of the object + decoding every row
+against the MinIO at --endpoint (credentials from AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY). 'make bench' starts one with testenv/minio.sh.`,
+		Example: "  AWS_ACCESS_KEY_ID=tierd AWS_SECRET_ACCESS_KEY=tierd-secret tierbench cold --endpoint http://127.0.0.1:9000",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCold(cmd.Context(), cmd.OutOrStdout(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.endpoint, "endpoint", "", "MinIO/S3 endpoint, e.g. http://127.0.0.1:9000 (required)")
+	fl.StringVar(&f.bucket, "bucket", "tierbench", "bucket to use (created if missing)")
+	fl.IntVar(&f.records, "records", 300_000, "records in the segment")
+	fl.IntVar(&f.level, "level", 3, "zstd level for both Parquet and the baseline")
+	fl.IntVar(&f.runs, "runs", 5, "repetitions; medians are reported")
+	fl.StringVarP(&f.output, "output", "o", "table", "table or json")
+	cmd.MarkFlagRequired("endpoint")
+	return cmd
+}
+
+// benchRecords makes a segment of trading-like records: 50 instruments as
+// keys, rising ts with jitter, a tag, and a small JSON value.
+func benchRecords(n int) []tiers.Record {
+	rng := mrand.New(mrand.NewPCG(7, 11))
+	ts := time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC).UnixNano()
+	sides := []string{"B", "S"}
+	tags := [][]string{{"order"}, {"fill"}, {"cancel"}}
+	out := make([]tiers.Record, n)
+	for i := range out {
+		ts += int64(rng.IntN(20_000))
+		inst := fmt.Sprintf("IF24%02d", rng.IntN(50))
+		v := fmt.Sprintf(`{"px":%.1f,"qty":%d,"side":%q,"order_id":%d,"acct":"A%05d","venue":"CFFEX"}`,
+			3500+rng.Float64()*50, 1+rng.IntN(20), sides[rng.IntN(2)], 1_000_000+i, rng.IntN(3000))
+		out[i] = tiers.Record{Offset: uint64(i), TS: ts, Key: inst, Tags: tags[rng.IntN(3)], Value: []byte(v)}
+	}
+	return out
+}
+
+// ndjson renders records as tierd's read API does.
+func ndjson(recs []tiers.Record) []byte {
+	var b bytes.Buffer
+	for i := range recs {
+		r := &recs[i]
+		line, _ := json.Marshal(map[string]any{
+			"offset": r.Offset, "ts": time.Unix(0, r.TS).UTC().Format(time.RFC3339Nano),
+			"key": r.Key, "tags": r.Tags, "value": json.RawMessage(r.Value),
+		})
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+func seq(recs []tiers.Record) iter.Seq2[tiers.Record, error] {
+	return func(yield func(tiers.Record, error) bool) {
+		for _, r := range recs {
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+}
+
+type coldRun struct {
+	zstdMBps, convMBps     float64
+	zstdBytes, pqBytes     int64
+	rawPutMBps, putMBps    float64
+	fullRead, partRead     time.Duration
+	fetched, objectBytes   int64
+	partRecords, rowGroups int
+}
+
+func runCold(ctx context.Context, out io.Writer, f coldFlags) error {
+	recs := benchRecords(f.records)
+	text := ndjson(recs)
+	creds := credentials.NewEnvAWS()
+	raw, err := minio.New(trimScheme(f.endpoint), &minio.Options{Creds: creds, Secure: isHTTPS(f.endpoint)})
+	if err != nil {
+		return err
+	}
+	if ok, err := raw.BucketExists(ctx, f.bucket); err != nil {
+		return fmt.Errorf("bucket %s at %s: %w (are AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set?)", f.bucket, f.endpoint, err)
+	} else if !ok {
+		if err := raw.MakeBucket(ctx, f.bucket, minio.MakeBucketOptions{}); err != nil {
+			return err
+		}
+	}
+	storeURL := fmt.Sprintf("s3://%s/bench?endpoint=%s&region=us-east-1&driver=minio", f.bucket, f.endpoint)
+	bucket, err := objstore.Open(ctx, storeURL, objstore.Options{})
+	if err != nil {
+		return err
+	}
+	defer bucket.Close()
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(f.level)))
+	if err != nil {
+		return err
+	}
+	defer enc.Close()
+
+	var runs []coldRun
+	for run := 0; run < f.runs; run++ {
+		var r coldRun
+		// Conversion vs plain zstd of the same records as NDJSON.
+		t0 := time.Now()
+		z := enc.EncodeAll(text, make([]byte, 0, len(text)/4))
+		r.zstdMBps = float64(len(text)) / time.Since(t0).Seconds() / 1e6
+		r.zstdBytes = int64(len(z))
+		var pq bytes.Buffer
+		pq.Grow(len(text) / 3)
+		t0 = time.Now()
+		info, err := pqfile.Write(ctx, &pq, "bench", seq(recs), pqfile.Options{Level: f.level})
+		if err != nil {
+			return err
+		}
+		r.convMBps = float64(len(text)) / time.Since(t0).Seconds() / 1e6
+		r.pqBytes = int64(pq.Len())
+		r.rowGroups = info.RowGroups
+
+		// Upload vs a raw PUT of as many random bytes.
+		noise := make([]byte, pq.Len())
+		rand.Read(noise)
+		t0 = time.Now()
+		if _, err := raw.PutObject(ctx, f.bucket, fmt.Sprintf("raw/%d", run), bytes.NewReader(noise), int64(len(noise)), minio.PutObjectOptions{}); err != nil {
+			return err
+		}
+		r.rawPutMBps = float64(len(noise)) / time.Since(t0).Seconds() / 1e6
+		m := info.Meta
+		m.Stream = "bench"
+		key := cold.ObjectKey(m)
+		t0 = time.Now()
+		if err := bucket.Put(ctx, key, bytes.NewReader(pq.Bytes()), int64(pq.Len())); err != nil {
+			return err
+		}
+		r.putMBps = float64(pq.Len()) / time.Since(t0).Seconds() / 1e6
+		r.objectBytes = int64(pq.Len())
+
+		// 1 % of the offsets through the cold tier (fresh cache) vs a full
+		// GET and decode.
+		tier, err := cold.New(cold.Options{Bucket: nopClose{bucket}, SpoolDir: os.TempDir()})
+		if err != nil {
+			return err
+		}
+		q := tiers.AllRecords()
+		q.From = m.Base + m.Count/2
+		q.To = q.From + m.Count/100 - 1
+		t0 = time.Now()
+		for _, err := range tier.Scan(ctx, m, q) {
+			if err != nil {
+				return err
+			}
+			r.partRecords++
+		}
+		r.partRead = time.Since(t0)
+		r.fetched = tier.FetchedBytes()
+		t0 = time.Now()
+		rc, err := bucket.Get(ctx, key)
+		if err != nil {
+			return err
+		}
+		all, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		rd, err := pqfile.Open(ctx, bytes.NewReader(all), int64(len(all)), key)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, err := range rd.Scan(ctx, tiers.AllRecords()) {
+			if err != nil {
+				return err
+			}
+			n++
+		}
+		r.fullRead = time.Since(t0)
+		if n != len(recs) || r.partRecords != int(m.Count/100) {
+			return fmt.Errorf("read %d of %d records in full, %d of %d partially", n, len(recs), r.partRecords, m.Count/100)
+		}
+		bucket.Delete(ctx, key)
+		raw.RemoveObject(ctx, f.bucket, fmt.Sprintf("raw/%d", run), minio.RemoveObjectOptions{})
+		runs = append(runs, r)
+	}
+	return reportCold(out, f, len(recs), len(text), runs)
+}
+
+func reportCold(out io.Writer, f coldFlags, n, textBytes int, runs []coldRun) error {
+	col := func(fn func(r coldRun) float64) float64 {
+		var xs []float64
+		for _, r := range runs {
+			xs = append(xs, fn(r))
+		}
+		return median(xs)
+	}
+	res := map[string]float64{
+		"zstd_ndjson_mb_per_s":    col(func(r coldRun) float64 { return r.zstdMBps }),
+		"parquet_mb_per_s":        col(func(r coldRun) float64 { return r.convMBps }),
+		"conversion_ratio":        col(func(r coldRun) float64 { return r.convMBps / r.zstdMBps }),
+		"zstd_ndjson_bytes":       col(func(r coldRun) float64 { return float64(r.zstdBytes) }),
+		"parquet_bytes":           col(func(r coldRun) float64 { return float64(r.pqBytes) }),
+		"size_ratio":              col(func(r coldRun) float64 { return float64(r.pqBytes) / float64(r.zstdBytes) }),
+		"raw_put_mb_per_s":        col(func(r coldRun) float64 { return r.rawPutMBps }),
+		"upload_mb_per_s":         col(func(r coldRun) float64 { return r.putMBps }),
+		"upload_ratio":            col(func(r coldRun) float64 { return r.putMBps / r.rawPutMBps }),
+		"read_1pct_fetched_bytes": col(func(r coldRun) float64 { return float64(r.fetched) }),
+		"read_1pct_fetch_ratio":   col(func(r coldRun) float64 { return float64(r.fetched) / float64(r.objectBytes) }),
+		"read_1pct_ms":            col(func(r coldRun) float64 { return float64(r.partRead.Microseconds()) / 1000 }),
+		"full_get_decode_ms":      col(func(r coldRun) float64 { return float64(r.fullRead.Microseconds()) / 1000 }),
+		"read_time_ratio":         col(func(r coldRun) float64 { return r.partRead.Seconds() / r.fullRead.Seconds() }),
+		"row_groups":              col(func(r coldRun) float64 { return float64(r.rowGroups) }),
+	}
+	if f.output == "json" {
+		return json.NewEncoder(out).Encode(map[string]any{"records": n, "ndjson_bytes": textBytes, "level": f.level, "runs": f.runs, "results": res})
+	}
+	fmt.Fprintf(out, "cold: %d records (%.1f MB as NDJSON), zstd level %d, %d runs, medians (ratios are medians of per-run ratios)\n",
+		n, float64(textBytes)/1e6, f.level, f.runs)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "conversion\tParquet %.1f MB/s\tzstd(NDJSON) %.1f MB/s\tratio %.2f\t(goal ≥ 0.60)\n", res["parquet_mb_per_s"], res["zstd_ndjson_mb_per_s"], res["conversion_ratio"])
+	fmt.Fprintf(tw, "size\tParquet %.2f MB (%d row groups)\tzstd(NDJSON) %.2f MB\tratio %.3f\t(goal ≤ 1.05)\n", res["parquet_bytes"]/1e6, int(res["row_groups"]), res["zstd_ndjson_bytes"]/1e6, res["size_ratio"])
+	fmt.Fprintf(tw, "upload\tobjstore Put %.1f MB/s\traw PutObject %.1f MB/s\tratio %.2f\t(goal ≥ 0.60)\n", res["upload_mb_per_s"], res["raw_put_mb_per_s"], res["upload_ratio"])
+	fmt.Fprintf(tw, "1%% read bytes\tfetched %.2f MB\tobject %.2f MB\tratio %.3f\t(goal ≤ 0.10)\n", res["read_1pct_fetched_bytes"]/1e6, res["parquet_bytes"]/1e6, res["read_1pct_fetch_ratio"])
+	fmt.Fprintf(tw, "1%% read time\tcold read %.1f ms\tfull GET+decode %.1f ms\tratio %.3f\t(goal ≤ 0.30)\n", res["read_1pct_ms"], res["full_get_decode_ms"], res["read_time_ratio"])
+	return tw.Flush()
+}
+
+// nopClose keeps the cold tier from closing the bucket the benchmark shares.
+type nopClose struct{ objstore.Bucket }
+
+func (nopClose) Close() error { return nil }
+
+func trimScheme(endpoint string) string {
+	for _, p := range []string{"http://", "https://"} {
+		if len(endpoint) > len(p) && endpoint[:len(p)] == p {
+			return endpoint[len(p):]
+		}
+	}
+	return endpoint
+}
+
+func isHTTPS(endpoint string) bool { return len(endpoint) > 8 && endpoint[:8] == "https://" }

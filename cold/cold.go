@@ -1,0 +1,237 @@
+// Package cold is tierd's cold tier: sealed segments as zstd-compressed
+// Parquet objects (cold/pqfile) in an object store (cold/objstore). It
+// converts and uploads segments, verifies what it uploaded, and serves reads
+// through ranged GETs and a bounded block cache, fetching only the row groups
+// a query needs.
+package cold
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"os"
+	"path"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/cold/pqfile"
+	"github.com/tierd/tierd/tiers"
+)
+
+// Options configures a Tier. Zero fields take defaults.
+type Options struct {
+	Bucket        objstore.Bucket // required; any key prefix is the bucket's business
+	Level         int             // zstd level (default 3)
+	RowGroupRows  int             // default pqfile's
+	RowGroupBytes int64           // default pqfile's
+	CacheBytes    int64           // read cache (default 64 MiB)
+	SpoolDir      string          // local directory for files being uploaded (default os.TempDir())
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// Tier is the cold tier over one bucket.
+type Tier struct {
+	opts    Options
+	cache   *blockCache
+	fetched atomic.Int64
+}
+
+// FetchedBytes is how many bytes reads have fetched from the store since
+// the Tier was created (cache hits cost nothing): what pruning saves shows
+// here.
+func (t *Tier) FetchedBytes() int64 { return t.fetched.Load() }
+
+// ErrStoreUnavailable wraps a failure of the object store itself (not a
+// missing object): the operation may succeed when the store is back.
+var ErrStoreUnavailable = errors.New("cold: object store unavailable")
+
+// storeErr classifies an object store error: not-found stays as it is,
+// anything else is the store failing.
+func storeErr(op, key string, err error) error {
+	if errors.Is(err, objstore.ErrNotFound) {
+		return fmt.Errorf("cold: %s %s: %w", op, key, err)
+	}
+	return fmt.Errorf("%w: %s %s: %w", ErrStoreUnavailable, op, key, err)
+}
+
+// ErrDigestMismatch reports a converted or uploaded segment whose recomputed
+// digest differs from the catalog's: the upload is not committed.
+var ErrDigestMismatch = errors.New("cold: digest mismatch")
+
+// New returns a Tier over opts.Bucket.
+func New(opts Options) (*Tier, error) {
+	if opts.Bucket == nil {
+		return nil, errors.New("cold: Options.Bucket is nil")
+	}
+	if opts.Level == 0 {
+		opts.Level = 3
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = 64 << 20
+	}
+	if opts.SpoolDir == "" {
+		opts.SpoolDir = os.TempDir()
+	}
+	if err := os.MkdirAll(opts.SpoolDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cold: spool dir: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Tier{opts: opts, cache: newBlockCache(opts.CacheBytes, opts.Registerer)}, nil
+}
+
+// Close closes the bucket.
+func (t *Tier) Close() error { return t.opts.Bucket.Close() }
+
+// ObjectKey is where a segment lives in the bucket, Hive-style so engines can
+// read `.../**/*.parquet` with hive_partitioning:
+// stream=<stream>/date=<YYYY-MM-DD>/<base:020d>-<last:020d>.parquet. The date
+// is the UTC day of the segment's smallest ts. The key depends only on the
+// segment's catalogued identity, so every attempt to move it writes the same
+// object.
+func ObjectKey(m tiers.SegmentMeta) string {
+	day := time.Unix(0, m.MinTS).UTC().Format("2006-01-02")
+	return path.Join("stream="+m.Stream, "date="+day, fmt.Sprintf("%020d-%020d.parquet", m.Base, m.Last))
+}
+
+func (t *Tier) pqOptions() pqfile.Options {
+	return pqfile.Options{Level: t.opts.Level, RowGroupRows: t.opts.RowGroupRows, RowGroupBytes: t.opts.RowGroupBytes}
+}
+
+// Upload converts a segment's records to Parquet, uploads it under
+// ObjectKey(m) and verifies it: the digest recomputed while writing and
+// again by decoding the written file must equal m.Digest, and the stored
+// object must have the written size and metadata. It is idempotent: an
+// object already there with the right metadata is kept, and re-running an
+// interrupted upload ends in exactly one object (the key is deterministic
+// and a Put is atomic). It returns the object's size. It does not touch the
+// catalog: committing the placement is the caller's step.
+func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq2[tiers.Record, error]) (int64, error) {
+	key := ObjectKey(m)
+	if size, err := t.checkObject(ctx, key, m); err == nil {
+		t.opts.Logger.Info("cold object already uploaded", "key", key)
+		return size, nil
+	} else if !errors.Is(err, objstore.ErrNotFound) {
+		t.opts.Logger.Warn("replacing cold object that does not match the catalog", "key", key, "err", err)
+	}
+
+	f, err := os.CreateTemp(t.opts.SpoolDir, "upload-*.parquet")
+	if err != nil {
+		return 0, fmt.Errorf("cold: spool: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	info, err := pqfile.Write(ctx, f, m.Stream, records, t.pqOptions())
+	if err != nil {
+		return 0, fmt.Errorf("cold: convert %s: %w", key, err)
+	}
+	if err := sameSegment(info.Meta, m); err != nil {
+		return 0, fmt.Errorf("cold: convert %s: %w", key, err)
+	}
+	size := info.Meta.Bytes
+	// Verify what was written by decoding it again, before anything leaves
+	// the machine.
+	r, err := pqfile.Open(ctx, f, size, f.Name())
+	if err == nil {
+		err = r.Verify(ctx)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cold: verify %s before upload: %w", key, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("cold: spool: %w", err)
+	}
+	if err := t.opts.Bucket.Put(ctx, key, f, size); err != nil {
+		return 0, storeErr("upload", key, err)
+	}
+	t.cache.drop(key)
+	got, err := t.checkObject(ctx, key, m)
+	if err != nil {
+		return 0, fmt.Errorf("cold: verify %s after upload: %w", key, err)
+	}
+	if got != size {
+		return 0, fmt.Errorf("cold: verify %s after upload: stored %d bytes, wrote %d", key, got, size)
+	}
+	return size, nil
+}
+
+// sameSegment checks that what was written is the catalogued segment.
+func sameSegment(got, want tiers.SegmentMeta) error {
+	if got.Base != want.Base || got.Last != want.Last || got.Count != want.Count || got.Digest != want.Digest {
+		return fmt.Errorf("%w: wrote [%d, %d] ×%d %s, catalog has [%d, %d] ×%d %s",
+			ErrDigestMismatch, got.Base, got.Last, got.Count, got.Digest, want.Base, want.Last, want.Count, want.Digest)
+	}
+	return nil
+}
+
+// checkObject stats the object and reads its footer metadata through the
+// cache, returning its size when it is the catalogued segment.
+func (t *Tier) checkObject(ctx context.Context, key string, m tiers.SegmentMeta) (int64, error) {
+	r, size, err := t.open(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if err := sameSegment(r.Meta(), m); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+func (t *Tier) open(ctx context.Context, key string) (*pqfile.Reader, int64, error) {
+	attrs, err := t.opts.Bucket.Stat(ctx, key)
+	if err != nil {
+		return nil, 0, storeErr("stat", key, err)
+	}
+	ra := &cachedReaderAt{ctx: ctx, b: t.opts.Bucket, key: key, size: attrs.Size, cache: t.cache, fetched: &t.fetched}
+	r, err := pqfile.Open(ctx, ra, attrs.Size, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	return r, attrs.Size, nil
+}
+
+// Scan yields the segment's records matching q in offset order, fetching
+// only the row groups the query needs.
+func (t *Tier) Scan(ctx context.Context, m tiers.SegmentMeta, q tiers.Query) iter.Seq2[tiers.Record, error] {
+	return func(yield func(tiers.Record, error) bool) {
+		r, _, err := t.open(ctx, ObjectKey(m))
+		if err != nil {
+			yield(tiers.Record{}, err)
+			return
+		}
+		for rec, err := range r.Scan(ctx, q) {
+			if !yield(rec, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// Verify reads the whole object back and checks its digest against m.
+func (t *Tier) Verify(ctx context.Context, m tiers.SegmentMeta) error {
+	r, _, err := t.open(ctx, ObjectKey(m))
+	if err != nil {
+		return err
+	}
+	if err := sameSegment(r.Meta(), m); err != nil {
+		return err
+	}
+	return r.Verify(ctx)
+}
+
+// Delete removes the segment's object.
+func (t *Tier) Delete(ctx context.Context, m tiers.SegmentMeta) error {
+	key := ObjectKey(m)
+	t.cache.drop(key)
+	if err := t.opts.Bucket.Delete(ctx, key); err != nil {
+		return storeErr("delete", key, err)
+	}
+	return nil
+}
