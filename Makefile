@@ -31,8 +31,11 @@ fuzz:
 run: build
 	$(BIN)/tierd --config examples/tierd.yaml
 
-bench: build
+bench: build minio-bin
 	$(BIN)/tierbench ingest
+	./testenv/minio.sh start >/dev/null
+	AWS_ACCESS_KEY_ID=tierd AWS_SECRET_ACCESS_KEY=tierd-secret $(BIN)/tierbench cold --endpoint $$(cat .cache/minio-run/endpoint); \
+	  status=$$?; ./testenv/minio.sh stop; exit $$status
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
