@@ -13,10 +13,12 @@ import (
 	"github.com/tierd/tierd/cold/objstore"
 )
 
-// blockSize is the unit the read cache fetches and keeps. A Parquet footer
-// and a page or two fit in one; a query over a few row groups touches a
-// handful.
-const blockSize = 256 << 10
+// blockSize is the unit the read cache fetches and keeps. Small blocks keep
+// a pruned read from fetching much beyond the pages it needs (tierbench
+// cold: a 1 % offset range of a 300 000-record segment fetched 35 % of the
+// object with 256 KiB blocks, 12 % with 32 KiB, 8 % with 16 KiB); a run of
+// missing blocks is still one ranged GET.
+const blockSize = 16 << 10
 
 type blockKey struct {
 	key   string

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -126,4 +127,31 @@ func TestSizeVsZstdNDJSON(t *testing.T) {
 	if ratio > 1.05 {
 		t.Fatalf("Parquet is %.1f %% of zstd NDJSON, goal ≤ 105 %%", 100*ratio)
 	}
+}
+
+// BenchmarkWriteVsZstd times Write and the zstd-NDJSON baseline back to back
+// in each iteration and reports their speed ratio (goal ≥ 0.60): on a noisy
+// shared machine a ratio of paired runs is steadier than two benchmarks
+// minutes apart.
+func BenchmarkWriteVsZstd(b *testing.B) {
+	recs := benchData()
+	nd := ndjson(recs)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(3)), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ratios []float64
+	var out []byte
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := Write(context.Background(), io.Discard, "IF", seqOf(recs), Options{Level: 3}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		out = enc.EncodeAll(nd, out[:0])
+		t2 := time.Now()
+		ratios = append(ratios, float64(t2.Sub(t1))/float64(t1.Sub(t0)))
+	}
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "speed-vs-zstd")
 }

@@ -482,3 +482,42 @@ func TestWriteToFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestConcurrentScans: one Reader serves several Scans at once (a cold
+// reader shares it between requests).
+func TestConcurrentScans(t *testing.T) {
+	recs := mixedRecords(3000, 0)
+	r := openBytes(t, must(writeBytes(t, "s", recs, Options{RowGroupRows: 250})))
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			q := tiers.AllRecords()
+			q.From, q.To = uint64(w*700), uint64(min(w*700+900, len(recs)-1))
+			var got []tiers.Record
+			for rec, err := range r.Scan(context.Background(), q) {
+				if err != nil {
+					errs <- err
+					return
+				}
+				got = append(got, rec)
+			}
+			want := recs[q.From : q.To+1]
+			if len(got) != len(want) {
+				errs <- fmt.Errorf("worker %d: %d records, want %d", w, len(got), len(want))
+				return
+			}
+			for i := range want {
+				if !got[i].Equal(&want[i]) {
+					errs <- fmt.Errorf("worker %d: record %d differs", w, i)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

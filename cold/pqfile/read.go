@@ -64,6 +64,11 @@ func Open(ctx context.Context, r io.ReaderAt, size int64, name string) (*Reader,
 	return rd, nil
 }
 
+// readBufferSize is how much parquet-go reads ahead in a column chunk. A
+// cold read pays for every byte fetched from the store, and a query that
+// wants a few pages of each column should not fetch 64 KiB of each.
+const readBufferSize = 16 << 10
+
 // open does Open's work; it may panic on hostile input (protect recovers).
 func (rd *Reader) open() error {
 	f, err := parquet.OpenFile(rd.ra, rd.ra.size,
@@ -72,7 +77,7 @@ func (rd *Reader) open() error {
 		// The footer of a segment is a few KiB; one 64 KiB read from the
 		// end usually gets it whole, saving a round trip to the store.
 		parquet.OptimisticRead(true),
-		parquet.ReadBufferSize(64<<10),
+		parquet.ReadBufferSize(readBufferSize),
 	)
 	if err != nil {
 		return err
