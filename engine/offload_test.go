@@ -446,3 +446,73 @@ func TestOffloadWhileMinIOIsDown(t *testing.T) {
 		})
 	}
 }
+
+// TestReadsDuringMoves: readers that read the whole stream while its
+// segments move to cold (their warm files removed under them) always get
+// every record, identical, in order.
+func TestReadsDuringMoves(t *testing.T) {
+	dir, storeURL := t.TempDir(), coldStores[0].url(t)
+	// Nothing resident, so reads go to warm and cold.
+	e := open(t, dir, func(o *Options) { o.Cold = openCold(t, storeURL); o.HotResidency = time.Millisecond })
+	defer e.Close(context.Background())
+	want := fill(t, e, "s", 1000)
+	if err := e.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	e.Flush(context.Background()) // evicts by residency
+	segs := sealedSegments(t, e, "s")
+	for _, s := range segs {
+		if s.Placements.Has(tiers.Hot) {
+			t.Fatalf("segment %d still resident; the test needs reads from warm and cold", s.Base)
+		}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	reads := 0
+	var mu sync.Mutex
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				var got []tiers.Record
+				for it, err := range e.Read(context.Background(), "s", tiers.AllRecords()) {
+					if err != nil {
+						t.Errorf("read during moves: %v", err)
+						return
+					}
+					got = append(got, it.Record)
+				}
+				if len(got) != len(want) {
+					t.Errorf("read %d records during moves, want %d", len(got), len(want))
+					return
+				}
+				for i := range got {
+					if !got[i].Equal(&want[i]) {
+						t.Errorf("record %d differs during moves", i)
+						return
+					}
+				}
+				mu.Lock()
+				reads++
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, s := range segs {
+		if _, err := e.Offload(context.Background(), "s", s.Base, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	if reads == 0 {
+		t.Fatal("no read completed while segments moved")
+	}
+}
