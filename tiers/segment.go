@@ -113,6 +113,12 @@ type SegmentMeta struct {
 	SealedAt   time.Time
 	Digest     Digest
 	Placements Placements
+	// ColdBytes is the size of the cold object, 0 while there is none.
+	ColdBytes int64
+	// Tombstoned is when deletion by retention began (step one of two:
+	// the segment is no longer served; its objects go after a delay).
+	// Zero while the segment is live.
+	Tombstoned time.Time
 }
 
 // Contains reports whether offset lies in the segment.
