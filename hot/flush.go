@@ -7,19 +7,12 @@ import (
 	"time"
 )
 
-// tick is how often the flusher looks for segments to seal by age and to
-// evict, scaled to the configured ages so short test ages work too.
-func (t *Tier) tick() time.Duration {
-	d := min(t.opts.SegmentMaxAge, t.opts.Residency) / 10
-	return min(max(d, 20*time.Millisecond), time.Second)
-}
-
 // run is the flusher: on every kick or tick it seals segments that reached
 // their age, persists every sealed segment whose records are all durable,
 // checkpoints the WAL and evicts what the residency and budget allow.
 func (t *Tier) run() {
 	defer t.done.Done()
-	ticker := time.NewTicker(t.tick())
+	ticker := time.NewTicker(t.opts.Tick)
 	defer ticker.Stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -56,7 +49,7 @@ func (t *Tier) pass(ctx context.Context, sealAll bool) error {
 	var ready []*stream
 	for _, s := range streams {
 		s.mu.Lock()
-		if a := s.mu.active; a != nil && (sealAll || now.Sub(a.created) >= t.opts.SegmentMaxAge) {
+		if a := s.mu.active; a != nil && (sealAll || now.Sub(a.created) >= s.pol.SegmentMaxAge) {
 			t.sealLocked(s)
 		}
 		if len(s.readyLocked()) > 0 {
@@ -166,7 +159,7 @@ func (t *Tier) evict(now time.Time) {
 		s.mu.Lock()
 		for len(s.mu.segs) > 0 {
 			seg := s.mu.segs[0]
-			if !seg.persisted || now.Sub(seg.sealed) < t.opts.Residency {
+			if !seg.persisted || now.Sub(seg.sealed) < s.pol.Residency {
 				break
 			}
 			t.dropLocked(s)
@@ -204,4 +197,28 @@ func (t *Tier) dropLocked(s *stream) {
 	s.mu.segs[0] = nil
 	s.mu.segs = s.mu.segs[1:]
 	t.bytes.Add(-seg.alloc)
+}
+
+// Evict drops the stream's resident segments that are persisted and end
+// below upTo, oldest first (what is resident stays a suffix of the stream),
+// and returns how many it dropped. The migrator calls it for a policy's
+// evict-hot actions; the tier's own residency and budget eviction run
+// regardless.
+func (t *Tier) Evict(stream string, upTo uint64) int {
+	s := t.getStream(stream)
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for len(s.mu.segs) > 0 {
+		seg := s.mu.segs[0]
+		if !seg.persisted || seg.base+uint64(len(seg.idx)) > upTo {
+			break
+		}
+		t.dropLocked(s)
+		n++
+	}
+	return n
 }

@@ -32,7 +32,15 @@ type Options struct {
 	SegmentMaxAge   time.Duration // or at this age (default 10m)
 	Residency       time.Duration // keep persisted segments in memory this long (default 10m)
 	FlushWorkers    int           // streams persisted in parallel (default 2)
-	WAL             wal.Options
+	// PolicyFor gives a stream's own segment and residency settings (its
+	// policy). Nil means the three fields above for every stream. It is
+	// asked once per stream, when the tier first sees it.
+	PolicyFor func(stream string) StreamPolicy
+	// Tick is how often the flusher looks for segments to seal by age and
+	// to evict; default a tenth of the smallest age above, within
+	// [20 ms, 1 s]. Set it below a tenth of the smallest policy age.
+	Tick time.Duration
+	WAL  wal.Options
 	// Streams gives, for every stream the catalog knows, the first offset not
 	// yet persisted; WAL replay skips records below it.
 	Streams   map[string]uint64
@@ -63,6 +71,21 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	def := StreamPolicy{SegmentMaxBytes: o.SegmentMaxBytes, SegmentMaxAge: o.SegmentMaxAge, Residency: o.Residency}
+	if o.PolicyFor == nil {
+		o.PolicyFor = func(string) StreamPolicy { return def }
+	}
+	if o.Tick <= 0 {
+		o.Tick = min(max(min(o.SegmentMaxAge, o.Residency)/10, 20*time.Millisecond), time.Second)
+	}
+}
+
+// StreamPolicy is what the hot tier needs of a stream's policy. Zero fields
+// take the Options' values.
+type StreamPolicy struct {
+	SegmentMaxBytes int64
+	SegmentMaxAge   time.Duration
+	Residency       time.Duration
 }
 
 // ErrOffsetGap reports WAL contents that skip offsets of a stream: records
@@ -93,6 +116,7 @@ type Tier struct {
 // stream is one stream's in-memory state.
 type stream struct {
 	name string
+	pol  StreamPolicy
 	mu   struct {
 		sync.RWMutex
 		next      uint64     // offset the next record gets
@@ -120,7 +144,7 @@ func Open(ctx context.Context, opts Options) (*Tier, error) {
 	t.wal = w
 	for _, s := range t.mu.streams {
 		s.visible.Store(s.mu.next)
-		if s.mu.active != nil && s.mu.active.bytes >= opts.SegmentMaxBytes {
+		if s.mu.active != nil && s.mu.active.bytes >= s.pol.SegmentMaxBytes {
 			t.sealLocked(s)
 		}
 	}
@@ -145,7 +169,7 @@ func (t *Tier) replay(b wal.Batch) error {
 		}
 		t.addLocked(s, r, now)
 		s.mu.next++
-		if s.mu.active.bytes >= t.opts.SegmentMaxBytes {
+		if s.mu.active.bytes >= s.pol.SegmentMaxBytes {
 			t.sealLocked(s)
 		}
 	}
@@ -157,7 +181,16 @@ func (t *Tier) replay(b wal.Batch) error {
 func (t *Tier) streamLocked(name string) *stream {
 	s := t.mu.streams[name]
 	if s == nil {
-		s = &stream{name: name}
+		s = &stream{name: name, pol: t.opts.PolicyFor(name)}
+		if s.pol.SegmentMaxBytes <= 0 {
+			s.pol.SegmentMaxBytes = t.opts.SegmentMaxBytes
+		}
+		if s.pol.SegmentMaxAge <= 0 {
+			s.pol.SegmentMaxAge = t.opts.SegmentMaxAge
+		}
+		if s.pol.Residency <= 0 {
+			s.pol.Residency = t.opts.Residency
+		}
 		t.mu.streams[name] = s
 	}
 	return s
@@ -208,7 +241,7 @@ func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (fi
 	}
 	s.mu.next += uint64(len(recs))
 	sealed := false
-	if s.mu.active.bytes >= t.opts.SegmentMaxBytes {
+	if s.mu.active.bytes >= s.pol.SegmentMaxBytes {
 		t.sealLocked(s)
 		sealed = true
 	}

@@ -337,3 +337,53 @@ func BenchmarkSnapshotGet(b *testing.B) {
 		}
 	}
 }
+
+func TestPerStreamPolicyAndEvict(t *testing.T) {
+	p := &memPersister{}
+	tr := openTier(t, t.TempDir(), p, func(o *Options) {
+		o.PolicyFor = func(stream string) StreamPolicy {
+			if stream == "small" {
+				return StreamPolicy{SegmentMaxBytes: 1 << 10}
+			}
+			return StreamPolicy{} // the Options' values
+		}
+	})
+	defer tr.Close()
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		for _, s := range []string{"small", "big"} {
+			if _, err := tr.Append(ctx, s, recs(s, 5, i*5)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	small, big := tr.Snapshot("small"), tr.Snapshot("big")
+	smallSegs, bigSegs := small.Segments(), big.Segments()
+	if len(smallSegs) <= len(bigSegs) {
+		t.Fatalf("a 1 KiB policy made %d segments, the 4 KiB default %d", len(smallSegs), len(bigSegs))
+	}
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snap := tr.Snapshot("small")
+	segs := snap.Segments()
+	upTo := segs[2].Last + 1
+	if n := tr.Evict("small", upTo); n != 3 {
+		t.Fatalf("Evict up to %d dropped %d segments, want 3", upTo, n)
+	}
+	sn := tr.Snapshot("small")
+	if sn.First() != upTo || len(readAll(t, tr, "small")) != int(sn.Next-upTo) {
+		t.Fatalf("after Evict: first %d, want %d", sn.First(), upTo)
+	}
+	// The active segment is never persisted, so never evicted.
+	if _, err := tr.Append(ctx, "small", recs("small", 1, 999)); err != nil {
+		t.Fatal(err)
+	}
+	tr.Evict("small", 1<<62)
+	if got := readAll(t, tr, "small"); len(got) != 1 || got[0].Key != "small-999" {
+		t.Fatalf("after evicting everything evictable, %d records resident, want the 1 unpersisted", len(got))
+	}
+	if tr.Evict("nope", 10) != 0 {
+		t.Fatal("evicted from an unknown stream")
+	}
+}
