@@ -2,12 +2,15 @@
 // later cold) in an embedded bbolt database at <data>/catalog.db, and routes
 // reads: Locate finds the segments that hold an offset or time range.
 //
-// Hot residency is volatile and is never stored: PutSegment and
-// UpdatePlacements drop tiers.Hot, and the engine overlays what it holds in
-// memory. The catalog never holds two segments for one offset.
+// Hot residency is volatile and is never stored: PutSegment, UpdateSegment
+// and UpdatePlacements drop tiers.Hot, and the engine overlays what it holds
+// in memory. The catalog never holds two segments for one offset.
 //
-// The encoding is versioned (see encoding.go) so that move intents and other
-// value kinds can be added without rewriting what is there.
+// Besides segments it keeps the migrator's move intents (intents.go) and each
+// segment's last failure for explain. Every value is versioned (see
+// docs/format/catalog.md) so that value kinds can change without rewriting
+// what is there. Rebuild recreates a lost catalog from segment metadata found
+// in the tiers themselves.
 package catalog
 
 import (
@@ -73,11 +76,13 @@ type StreamInfo struct {
 	NextOffset uint64
 }
 
-// Bucket names of the layout described in encoding.go.
+// Bucket names of the layout described in docs/format/catalog.md.
 const (
 	bucketMeta     = "meta"
 	bucketStreams  = "streams"
 	bucketSegments = "segments"
+	bucketIntents  = "intents"
+	bucketErrors   = "errors"
 	keySchema      = "schema"
 )
 
@@ -144,13 +149,17 @@ func (c *Catalog) initSchema() error {
 			if err := d.finish(); err != nil {
 				return c.corrupt(fmt.Errorf("schema version: %w", err))
 			}
-			if ver != schemaVersion {
-				return fmt.Errorf("catalog: %s has schema version %d, this build reads version %d", c.path, ver, schemaVersion)
+			if ver < oldestSchemaVersion || ver > schemaVersion {
+				return fmt.Errorf("catalog: %s has schema version %d, this build reads versions %d to %d", c.path, ver, oldestSchemaVersion, schemaVersion)
 			}
-		} else if err := meta.Put([]byte(keySchema), []byte{schemaVersion}); err != nil {
+			if ver < schemaVersion {
+				c.log.Info("catalog schema upgraded", "path", c.path, "from", ver, "to", schemaVersion)
+			}
+		}
+		if err := meta.Put([]byte(keySchema), []byte{schemaVersion}); err != nil {
 			return err
 		}
-		for _, name := range []string{bucketStreams, bucketSegments} {
+		for _, name := range []string{bucketStreams, bucketSegments, bucketIntents, bucketErrors} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return err
 			}

@@ -60,7 +60,10 @@ func sameMeta(t *testing.T, got, want tiers.SegmentMeta) {
 	if !got.SealedAt.Equal(want.SealedAt) {
 		t.Fatalf("SealedAt %v, want %v", got.SealedAt, want.SealedAt)
 	}
-	got.SealedAt = want.SealedAt
+	if !got.Tombstoned.Equal(want.Tombstoned) || got.Tombstoned.IsZero() != want.Tombstoned.IsZero() {
+		t.Fatalf("Tombstoned %v, want %v", got.Tombstoned, want.Tombstoned)
+	}
+	got.SealedAt, got.Tombstoned = want.SealedAt, want.Tombstoned
 	if got != want {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
@@ -579,7 +582,7 @@ func TestCorruptValues(t *testing.T) {
 func TestNewerSchemaIsRefused(t *testing.T) {
 	c, path := openT(t, Options{})
 	if err := c.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bucketMeta)).Put([]byte(keySchema), []byte{2})
+		return tx.Bucket([]byte(bucketMeta)).Put([]byte(keySchema), []byte{schemaVersion + 1})
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -587,7 +590,7 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	c2, err := Open(path, Options{})
 	if err == nil {
 		c2.Close()
-		t.Fatal("opened a catalog with schema version 2")
+		t.Fatalf("opened a catalog with schema version %d", schemaVersion+1)
 	}
 }
 

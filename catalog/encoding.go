@@ -10,20 +10,25 @@ import (
 	"github.com/tierd/tierd/tiers"
 )
 
-// The catalog's bbolt layout (schema version 1):
+// The catalog's bbolt layout and every value encoding, with their versions,
+// are documented in docs/format/catalog.md; keep the two in step. In short
+// (schema version 2):
 //
-//	meta/schema                  uvarint schema version (1)
-//	streams/<name>               stream value
-//	segments/<name>/<base:8 BE>  segment value
+//	meta/schema                  uvarint schema version
+//	streams/<name>               stream value (version 1)
+//	segments/<name>/<base:8 BE>  segment value (version 2; version 1 still read)
+//	intents/<name>/<base:8 BE>   move intent value (version 1)
+//	errors/<name>/<base:8 BE>    last failure value (version 1)
 //
 // Segment keys are the base offset as 8 big-endian bytes, so bbolt's byte
 // order is offset order and Locate can Seek. Every value starts with its own
 // encoding version byte, so a later version can change one value kind without
-// a schema migration of the others.
+// a schema migration of the others. Trailing bytes after the last field are an
+// error in every version.
 //
-// Segment value, version 1 (the stream and base are in the bucket and key):
+// Segment value, version 2 (the stream and base are in the bucket and key):
 //
-//	version    1 byte (1)
+//	version    1 byte (2)
 //	last       uvarint
 //	count      uvarint (must equal last-base+1: offsets are dense)
 //	bytes      varint (>= 0)
@@ -32,23 +37,24 @@ import (
 //	sealed_at  varint Unix seconds, uvarint nanoseconds (< 1e9)
 //	digest     32 bytes
 //	placements 1 byte, the tiers.Placements bits; only warm and cold
+//	cold_bytes varint (>= 0)
+//	tombstoned varint Unix seconds, uvarint nanoseconds (zero time: live)
 //
-// Stream value, version 1:
-//
-//	version     1 byte (1)
-//	created_at  varint Unix seconds, uvarint nanoseconds (< 1e9)
-//	segments    uvarint, number of segments held
-//	records     uvarint, sum of their counts
-//	bytes       uvarint, sum of their bytes
-//	next_offset uvarint, one past the highest offset ever catalogued
-//
-// Trailing bytes after the last field are an error in version 1.
+// Version 1 is version 2 without the last two fields; it reads as cold_bytes
+// 0 and not tombstoned.
 
 const (
-	schemaVersion        = 1
-	segmentValueVersion  = 1
-	streamValueVersion   = 1
-	maxSegmentValueBytes = 1 + 7*binary.MaxVarintLen64 + len(tiers.Digest{}) + 1
+	// schemaVersion 2 added the intents and errors buckets and segment
+	// value version 2; a version-1 file is upgraded in place on open (no
+	// value changes), and builds that know only version 1 refuse version 2
+	// instead of failing on the first version-2 value.
+	schemaVersion       = 2
+	oldestSchemaVersion = 1
+	segmentValueV1      = 1
+	segmentValueVersion = 2
+	streamValueVersion  = 1
+	// maxSegmentValueBytes bounds a version-2 segment value.
+	maxSegmentValueBytes = 1 + 10*binary.MaxVarintLen64 + len(tiers.Digest{}) + 1
 
 	// durable is the set of placements the catalog stores; hot residency
 	// is volatile and belongs to the engine.
@@ -96,11 +102,13 @@ func checkSegment(m *tiers.SegmentMeta) error {
 		return fmt.Errorf("placements %08b hold more than warm and cold", uint8(m.Placements))
 	case m.Placements == 0:
 		return errors.New("no durable placement (warm or cold)")
+	case m.ColdBytes < 0:
+		return fmt.Errorf("negative cold bytes %d", m.ColdBytes)
 	}
 	return nil
 }
 
-// encodeSegment returns the version 1 value of m. m must pass checkSegment.
+// encodeSegment returns the version 2 value of m. m must pass checkSegment.
 func encodeSegment(m *tiers.SegmentMeta) []byte {
 	b := make([]byte, 0, maxSegmentValueBytes)
 	b = append(b, segmentValueVersion)
@@ -111,7 +119,9 @@ func encodeSegment(m *tiers.SegmentMeta) []byte {
 	b = binary.AppendVarint(b, m.MaxTS)
 	b = appendTime(b, m.SealedAt)
 	b = append(b, m.Digest[:]...)
-	return append(b, byte(m.Placements))
+	b = append(b, byte(m.Placements))
+	b = binary.AppendVarint(b, m.ColdBytes)
+	return appendTime(b, m.Tombstoned)
 }
 
 // decodeSegment decodes a segment value stored under (stream, base). It
@@ -119,8 +129,9 @@ func encodeSegment(m *tiers.SegmentMeta) []byte {
 // have produced.
 func decodeSegment(stream string, base uint64, b []byte) (tiers.SegmentMeta, error) {
 	d := reader{b: b}
-	if v := d.byte(); d.err == nil && v != segmentValueVersion {
-		return tiers.SegmentMeta{}, fmt.Errorf("unsupported segment value version %d", v)
+	ver := d.byte()
+	if d.err == nil && ver != segmentValueV1 && ver != segmentValueVersion {
+		return tiers.SegmentMeta{}, fmt.Errorf("unsupported segment value version %d", ver)
 	}
 	m := tiers.SegmentMeta{Stream: stream, Base: base}
 	m.Last = d.uvarint()
@@ -131,6 +142,10 @@ func decodeSegment(stream string, base uint64, b []byte) (tiers.SegmentMeta, err
 	m.SealedAt = d.time()
 	copy(m.Digest[:], d.take(len(m.Digest)))
 	m.Placements = tiers.Placements(d.byte())
+	if ver >= 2 {
+		m.ColdBytes = d.varint()
+		m.Tombstoned = d.time()
+	}
 	if err := d.finish(); err != nil {
 		return tiers.SegmentMeta{}, err
 	}
@@ -182,6 +197,102 @@ func decodeStream(b []byte) (streamValue, error) {
 		return streamValue{}, fmt.Errorf("byte total %d overflows int64", s.Bytes)
 	}
 	return s, nil
+}
+
+// Intent value, version 1 (the stream and base are in the bucket and key):
+//
+//	version    1 byte (1)
+//	kind       uvarint length (1..64) + bytes
+//	key        uvarint length (<= 4096) + bytes
+//	started    varint Unix seconds, uvarint nanoseconds (< 1e9)
+//	attempts   uvarint (<= MaxInt32)
+//	last_error uvarint length (<= 4096) + bytes
+//
+// Failure value, version 1:
+//
+//	version    1 byte (1)
+//	at         varint Unix seconds, uvarint nanoseconds (< 1e9)
+//	kind       uvarint length (<= 64) + bytes, empty without an intent
+//	attempts   uvarint (1..MaxInt32)
+//	error      uvarint length (<= 4096) + bytes
+const (
+	intentValueVersion  = 1
+	failureValueVersion = 1
+)
+
+// encodeIntent returns the version 1 value of in. in must pass checkIntent.
+func encodeIntent(in *Intent) []byte {
+	b := make([]byte, 0, 1+5*binary.MaxVarintLen64+len(in.Kind)+len(in.Key)+len(in.LastError))
+	b = append(b, intentValueVersion)
+	b = appendString(b, in.Kind)
+	b = appendString(b, in.Key)
+	b = appendTime(b, in.Started)
+	b = binary.AppendUvarint(b, uint64(in.Attempts))
+	return appendString(b, in.LastError)
+}
+
+// decodeIntent decodes an intent value stored under (stream, base); errors,
+// never panics, on garbage.
+func decodeIntent(stream string, base uint64, b []byte) (Intent, error) {
+	d := reader{b: b}
+	if v := d.byte(); d.err == nil && v != intentValueVersion {
+		return Intent{}, fmt.Errorf("unsupported intent value version %d", v)
+	}
+	in := Intent{Stream: stream, Base: base}
+	in.Kind = d.string(maxKindBytes)
+	in.Key = d.string(maxKeyBytes)
+	in.Started = d.time()
+	attempts := d.uvarint()
+	in.LastError = d.string(maxErrorBytes)
+	if err := d.finish(); err != nil {
+		return Intent{}, err
+	}
+	if attempts > math.MaxInt32 {
+		return Intent{}, fmt.Errorf("attempts %d out of range", attempts)
+	}
+	in.Attempts = int(attempts)
+	if err := checkIntent(&in); err != nil {
+		return Intent{}, err
+	}
+	return in, nil
+}
+
+// encodeFailure returns the version 1 value of f.
+func encodeFailure(f *Failure) []byte {
+	b := make([]byte, 0, 1+4*binary.MaxVarintLen64+len(f.Kind)+len(f.Err))
+	b = append(b, failureValueVersion)
+	b = appendTime(b, f.At)
+	b = appendString(b, f.Kind)
+	b = binary.AppendUvarint(b, uint64(f.Attempts))
+	return appendString(b, f.Err)
+}
+
+// decodeFailure decodes a failure value stored under (stream, base); errors,
+// never panics, on garbage.
+func decodeFailure(stream string, base uint64, b []byte) (Failure, error) {
+	d := reader{b: b}
+	if v := d.byte(); d.err == nil && v != failureValueVersion {
+		return Failure{}, fmt.Errorf("unsupported failure value version %d", v)
+	}
+	f := Failure{Stream: stream, Base: base}
+	f.At = d.time()
+	f.Kind = d.string(maxKindBytes)
+	attempts := d.uvarint()
+	f.Err = d.string(maxErrorBytes)
+	if err := d.finish(); err != nil {
+		return Failure{}, err
+	}
+	if attempts == 0 || attempts > math.MaxInt32 {
+		return Failure{}, fmt.Errorf("attempts %d out of range", attempts)
+	}
+	f.Attempts = int(attempts)
+	return f, nil
+}
+
+// appendString stores s as its length and bytes.
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // appendTime stores t to the nanosecond as Unix seconds and nanoseconds,
@@ -239,6 +350,19 @@ func (r *reader) uvarint() uint64 {
 	}
 	r.off += n
 	return v
+}
+
+// string reads a length-prefixed string of at most max bytes.
+func (r *reader) string(limit int) string {
+	n := r.uvarint()
+	if r.err != nil {
+		return ""
+	}
+	if n > uint64(limit) {
+		r.fail(fmt.Errorf("string of %d bytes, max %d", n, limit))
+		return ""
+	}
+	return string(r.take(int(n)))
 }
 
 func (r *reader) varint() int64 {

@@ -14,40 +14,54 @@ import (
 // creating the stream if needed. tiers.Hot is dropped from m.Placements (hot
 // residency is not stored). It fails with ErrInvalidSegment unless Base <=
 // Last < MaxUint64, Count == Last-Base+1 (offsets are dense), Bytes >= 0,
-// MinTS <= MaxTS and warm or cold is among the placements; and with
-// ErrOverlap if the offsets intersect a different segment of the stream.
-// On success the stream's NextOffset is at least Last+1.
+// ColdBytes >= 0, MinTS <= MaxTS and warm or cold is among the placements;
+// and with ErrOverlap if the offsets intersect a different segment of the
+// stream. On success the stream's NextOffset is at least Last+1.
 func (c *Catalog) PutSegment(ctx context.Context, m tiers.SegmentMeta) error {
+	if err := validForPut(&m); err != nil {
+		return err
+	}
+	return c.update(ctx, "put_segment", func(tx *bolt.Tx) error {
+		return c.putTx(tx, &m)
+	})
+}
+
+// validForPut drops hot residency from m and checks what PutSegment checks
+// before its transaction.
+func validForPut(m *tiers.SegmentMeta) error {
 	if err := tiers.ValidateStreamName(m.Stream); err != nil {
 		return fmt.Errorf("catalog: put segment: %w", err)
 	}
 	m.Placements = m.Placements.Without(tiers.Hot)
-	if err := checkSegment(&m); err != nil {
+	if err := checkSegment(m); err != nil {
 		return fmt.Errorf("%w: %s/%d: %v", ErrInvalidSegment, m.Stream, m.Base, err)
 	}
-	return c.update(ctx, "put_segment", func(tx *bolt.Tx) error {
-		s, segs, err := c.ensureStreamTx(tx, m.Stream)
-		if err != nil {
+	return nil
+}
+
+// putTx is PutSegment inside tx, for a segment that passed validForPut.
+func (c *Catalog) putTx(tx *bolt.Tx, m *tiers.SegmentMeta) error {
+	s, segs, err := c.ensureStreamTx(tx, m.Stream)
+	if err != nil {
+		return err
+	}
+	old, replacing, err := c.checkOverlap(segs, m)
+	if err != nil {
+		return err
+	}
+	if err := segs.Put(segmentKey(m.Base), encodeSegment(m)); err != nil {
+		return err
+	}
+	if replacing {
+		if err := c.subtract(&s, &old); err != nil {
 			return err
 		}
-		old, replacing, err := c.checkOverlap(segs, &m)
-		if err != nil {
-			return err
-		}
-		if err := segs.Put(segmentKey(m.Base), encodeSegment(&m)); err != nil {
-			return err
-		}
-		if replacing {
-			if err := c.subtract(&s, &old); err != nil {
-				return err
-			}
-		}
-		s.Segments++
-		s.Records += m.Count
-		s.Bytes += uint64(m.Bytes)
-		s.NextOffset = max(s.NextOffset, m.Last+1)
-		return storeStream(tx, m.Stream, &s)
-	})
+	}
+	s.Segments++
+	s.Records += m.Count
+	s.Bytes += uint64(m.Bytes)
+	s.NextOffset = max(s.NextOffset, m.Last+1)
+	return storeStream(tx, m.Stream, &s)
 }
 
 // checkOverlap returns the segment m replaces, if any, or ErrOverlap when m
@@ -130,7 +144,9 @@ func (c *Catalog) Segments(ctx context.Context, stream string) ([]tiers.SegmentM
 // Locate returns the segments of stream that hold any offset in [from, to]
 // (both inclusive), ordered by base. It seeks to from rather than scanning,
 // so its cost depends on the answer, not on the stream's length. Offsets past
-// the last segment are the engine's (the hot active segment). from > to
+// the last segment are the engine's (the hot active segment). Tombstoned
+// segments are returned too, with Tombstoned set, so that the router can
+// name the expired range (410) rather than report a gap. from > to
 // yields an empty slice; an unknown stream wraps tiers.ErrStreamNotFound.
 func (c *Catalog) Locate(ctx context.Context, stream string, from, to uint64) ([]tiers.SegmentMeta, error) {
 	out := []tiers.SegmentMeta{}
@@ -224,29 +240,51 @@ func (c *Catalog) scan(ctx context.Context, op, stream string, keep func(*tiers.
 }
 
 // UpdatePlacements replaces the placements of segment (stream, base) with
-// fn's answer in one transaction, so that no other writer slips between the
-// read and the write, and returns the segment as stored. fn sees the stored
-// (durable) placements; tiers.Hot in its answer is dropped. fn runs inside
-// the write transaction: it must be quick and must not call the Catalog. An
-// answer with neither warm nor cold fails with ErrInvalidSegment and changes
-// nothing (DeleteSegment forgets a segment). A missing segment wraps
-// tiers.ErrSegmentNotFound.
+// fn's answer in one transaction and returns the segment as stored. It is
+// UpdateSegment for a caller that changes placements only: fn sees the stored
+// (durable) placements, tiers.Hot in its answer is dropped, and an answer
+// with neither warm nor cold fails with ErrInvalidSegment and changes
+// nothing.
 func (c *Catalog) UpdatePlacements(ctx context.Context, stream string, base uint64, fn func(tiers.Placements) tiers.Placements) (tiers.SegmentMeta, error) {
+	return c.updateSegment(ctx, "update_placements", stream, base, false, func(m *tiers.SegmentMeta) error {
+		m.Placements = fn(m.Placements)
+		return nil
+	})
+}
+
+// UpdateSegment applies fn to the stored segment (stream, base) and stores
+// the result in one transaction, so that no other writer slips between the
+// read and the write, and returns the segment as stored. fn may change
+// Placements, ColdBytes and Tombstoned; a change to any other field fails
+// with ErrInvalidSegment, because the records a segment holds never change
+// once it is sealed. tiers.Hot in the answer is dropped, and the result must
+// pass PutSegment's checks: in particular a segment keeps a warm or cold
+// placement until DeleteSegment (or CommitDelete) forgets it. An error from
+// fn, or a failed check, changes nothing and is returned (fn's error as is).
+// fn runs inside the write transaction: it must be quick and must not call
+// the Catalog. A missing segment wraps tiers.ErrSegmentNotFound.
+func (c *Catalog) UpdateSegment(ctx context.Context, stream string, base uint64, fn func(*tiers.SegmentMeta) error) (tiers.SegmentMeta, error) {
+	return c.updateSegment(ctx, "update_segment", stream, base, false, fn)
+}
+
+// updateSegment is UpdateSegment accounted as op; with clearIntent it also
+// forgets the segment's intent and last failure in the same transaction.
+func (c *Catalog) updateSegment(ctx context.Context, op, stream string, base uint64, clearIntent bool, fn func(*tiers.SegmentMeta) error) (tiers.SegmentMeta, error) {
 	var m tiers.SegmentMeta
-	err := c.update(ctx, "update_placements", func(tx *bolt.Tx) error {
+	err := c.update(ctx, op, func(tx *bolt.Tx) error {
+		if clearIntent {
+			if v := getNested(tx, bucketIntents, stream, base); v == nil {
+				return fmt.Errorf("%w: %s/%d", ErrNoIntent, stream, base)
+			}
+		}
 		var err error
-		if m, err = c.getTx(tx, stream, base); err != nil {
+		if m, err = c.updateTx(tx, stream, base, fn); err != nil {
 			return err
 		}
-		next := fn(m.Placements).Without(tiers.Hot)
-		if next == m.Placements {
-			return nil
+		if clearIntent {
+			return clearSegmentTx(tx, stream, base)
 		}
-		m.Placements = next
-		if err := checkSegment(&m); err != nil {
-			return fmt.Errorf("%w: %s/%d: %v", ErrInvalidSegment, stream, base, err)
-		}
-		return tx.Bucket([]byte(bucketSegments)).Bucket([]byte(stream)).Put(segmentKey(base), encodeSegment(&m))
+		return nil
 	})
 	if err != nil {
 		return tiers.SegmentMeta{}, err
@@ -254,30 +292,76 @@ func (c *Catalog) UpdatePlacements(ctx context.Context, stream string, base uint
 	return m, nil
 }
 
-// DeleteSegment forgets segment (stream, base). The stream stays, and its
+// updateTx applies fn to segment (stream, base) inside tx.
+func (c *Catalog) updateTx(tx *bolt.Tx, stream string, base uint64, fn func(*tiers.SegmentMeta) error) (tiers.SegmentMeta, error) {
+	old, err := c.getTx(tx, stream, base)
+	if err != nil {
+		return tiers.SegmentMeta{}, err
+	}
+	m := old
+	if err := fn(&m); err != nil {
+		return tiers.SegmentMeta{}, err
+	}
+	m.Placements = m.Placements.Without(tiers.Hot)
+	if !sameRecords(&m, &old) {
+		return tiers.SegmentMeta{}, fmt.Errorf("%w: %s/%d: only placements, cold bytes and the tombstone may change", ErrInvalidSegment, stream, base)
+	}
+	if m.Placements == old.Placements && m.ColdBytes == old.ColdBytes && m.Tombstoned.Equal(old.Tombstoned) && m.Tombstoned.IsZero() == old.Tombstoned.IsZero() {
+		return old, nil
+	}
+	if err := checkSegment(&m); err != nil {
+		return tiers.SegmentMeta{}, fmt.Errorf("%w: %s/%d: %v", ErrInvalidSegment, stream, base, err)
+	}
+	if err := tx.Bucket([]byte(bucketSegments)).Bucket([]byte(stream)).Put(segmentKey(base), encodeSegment(&m)); err != nil {
+		return tiers.SegmentMeta{}, err
+	}
+	// Return what a later read returns (times are stored to the nanosecond, in UTC).
+	return decodeSegment(stream, base, encodeSegment(&m))
+}
+
+// sameRecords reports whether a and b describe the same records: every field
+// but Placements, ColdBytes and Tombstoned is equal.
+func sameRecords(a, b *tiers.SegmentMeta) bool {
+	return a.Stream == b.Stream && a.Base == b.Base && a.Last == b.Last && a.Count == b.Count &&
+		a.Bytes == b.Bytes && a.MinTS == b.MinTS && a.MaxTS == b.MaxTS &&
+		a.SealedAt.Equal(b.SealedAt) && a.Digest == b.Digest
+}
+
+// DeleteSegment forgets segment (stream, base) and its last failure, but not
+// its intent (CommitDelete forgets both). The stream stays, and its
 // NextOffset does not move back. A missing segment wraps
 // tiers.ErrSegmentNotFound, which a retrying caller may ignore.
 func (c *Catalog) DeleteSegment(ctx context.Context, stream string, base uint64) error {
 	return c.update(ctx, "delete_segment", func(tx *bolt.Tx) error {
-		m, err := c.getTx(tx, stream, base)
-		if err != nil {
-			return err
-		}
-		s, ok, err := c.loadStream(tx, stream)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return c.corrupt(fmt.Errorf("segment %s/%d has no stream value", stream, base))
-		}
-		if err := tx.Bucket([]byte(bucketSegments)).Bucket([]byte(stream)).Delete(segmentKey(base)); err != nil {
-			return err
-		}
-		if err := c.subtract(&s, &m); err != nil {
-			return err
-		}
-		return storeStream(tx, stream, &s)
+		return c.deleteTx(tx, stream, base)
 	})
+}
+
+// deleteTx is DeleteSegment inside tx.
+func (c *Catalog) deleteTx(tx *bolt.Tx, stream string, base uint64) error {
+	m, err := c.getTx(tx, stream, base)
+	if err != nil {
+		return err
+	}
+	s, ok, err := c.loadStream(tx, stream)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return c.corrupt(fmt.Errorf("segment %s/%d has no stream value", stream, base))
+	}
+	if err := tx.Bucket([]byte(bucketSegments)).Bucket([]byte(stream)).Delete(segmentKey(base)); err != nil {
+		return err
+	}
+	if err := c.subtract(&s, &m); err != nil {
+		return err
+	}
+	// explain has nothing to show for a forgotten segment. Its intent
+	// stays: it may name an object that recovery must still remove.
+	if err := deleteNested(tx, bucketErrors, stream, base); err != nil {
+		return err
+	}
+	return storeStream(tx, stream, &s)
 }
 
 // subtract takes segment m out of its stream's totals. Totals smaller than
