@@ -171,6 +171,13 @@ func sameSegment(got, want tiers.SegmentMeta) error {
 	return nil
 }
 
+// Check reports whether the segment's object is in the store and is the
+// catalogued segment (by its footer metadata), returning its size. Recovery
+// uses it to finish an upload a crash interrupted after the Put.
+func (t *Tier) Check(ctx context.Context, m tiers.SegmentMeta) (int64, error) {
+	return t.checkObject(ctx, ObjectKey(m), m)
+}
+
 // checkObject stats the object and reads its footer metadata through the
 // cache, returning its size when it is the catalogued segment.
 func (t *Tier) checkObject(ctx context.Context, key string, m tiers.SegmentMeta) (int64, error) {

@@ -97,6 +97,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		e.catalog.Close()
 		return nil, fmt.Errorf("engine: open warm store: %w", err)
 	}
+	if err := e.recoverMoves(ctx); err != nil {
+		e.closeStores()
+		return nil, err
+	}
 	next, err := e.recoverWarm(ctx)
 	if err != nil {
 		e.closeStores()

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -41,15 +44,17 @@ func (m *moveLocks) lock(stream string, base uint64) func() {
 	return l.Unlock
 }
 
-// Offload moves one sealed segment to the cold tier now: its warm copy is
-// converted to Parquet, uploaded and verified, the cold placement is
-// committed to the catalog, and, unless keepWarm, the warm placement is
-// dropped in the same catalog transaction and its file removed (readers that
-// hold it keep their mapping). Each step is idempotent, so a move
-// interrupted anywhere is finished by running it again, ending with exactly
-// one object; at start-up a warm file the catalog no longer places warm is
-// removed. Offloading a segment that is already cold only drops the warm
-// copy if asked.
+// Offload moves one sealed segment to the cold tier now, with the move
+// protocol of DESIGN.md: the intent is recorded in the catalog, the warm
+// copy is converted to Parquet, uploaded and verified (cold.Tier.Upload),
+// then one catalog transaction (CommitMove) adds the cold placement with the
+// object's size, drops the warm placement unless keepWarm, and clears the
+// intent; last the warm file is removed (readers that hold it keep their
+// mapping). A failure is recorded as the segment's last error and changes
+// nothing else. Each step is idempotent: running it again finishes an
+// interrupted move with exactly one object, and Open finishes or rolls back
+// a move a crash left behind (recoverMoves). Offloading a segment that is
+// already cold only drops the warm copy if asked.
 func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWarm bool) (tiers.SegmentMeta, error) {
 	if e.cold == nil {
 		return tiers.SegmentMeta{}, ErrNoColdTier
@@ -65,38 +70,107 @@ func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWa
 		}
 		return tiers.SegmentMeta{}, err
 	}
-	if !m.Placements.Has(tiers.Cold) {
+	place := func(sm *tiers.SegmentMeta) error {
+		sm.Placements = sm.Placements.With(tiers.Cold)
+		if !keepWarm {
+			sm.Placements = sm.Placements.Without(tiers.Warm)
+		}
+		return nil
+	}
+	switch {
+	case !m.Placements.Has(tiers.Cold):
 		if !m.Placements.Has(tiers.Warm) {
 			return tiers.SegmentMeta{}, fmt.Errorf("engine: segment %s/%d has no warm copy to offload", stream, base)
 		}
-		r, err := e.warm.Acquire(stream, base)
+		if err := e.catalog.PutIntent(ctx, catalog.Intent{Stream: stream, Base: base, Kind: catalog.IntentUpload, Key: cold.ObjectKey(m)}); err != nil {
+			return tiers.SegmentMeta{}, fmt.Errorf("engine: record upload intent of %s/%d: %w", stream, base, err)
+		}
+		size, err := e.upload(ctx, m)
 		if err != nil {
+			if rerr := e.catalog.RecordFailure(ctx, stream, base, err.Error()); rerr != nil {
+				e.opts.Logger.Warn("record move failure", "stream", stream, "base", base, "err", rerr)
+			}
 			return tiers.SegmentMeta{}, err
 		}
-		q := tiers.AllRecords()
-		_, err = e.cold.Upload(ctx, m, r.Scan(q))
-		r.Release()
+		m, err = e.catalog.CommitMove(ctx, stream, base, func(sm *tiers.SegmentMeta) error {
+			sm.ColdBytes = size
+			return place(sm)
+		})
 		if err != nil {
-			return tiers.SegmentMeta{}, err
+			return tiers.SegmentMeta{}, fmt.Errorf("engine: commit cold placement of %s/%d: %w", stream, base, err)
+		}
+	case !keepWarm && m.Placements.Has(tiers.Warm):
+		if m, err = e.catalog.UpdateSegment(ctx, stream, base, place); err != nil {
+			return tiers.SegmentMeta{}, fmt.Errorf("engine: drop warm placement of %s/%d: %w", stream, base, err)
 		}
 	}
-	m, err = e.catalog.UpdatePlacements(ctx, stream, base, func(p tiers.Placements) tiers.Placements {
-		p = p.With(tiers.Cold)
-		if !keepWarm {
-			p = p.Without(tiers.Warm)
-		}
-		return p
-	})
-	if err != nil {
-		return tiers.SegmentMeta{}, fmt.Errorf("engine: commit cold placement of %s/%d: %w", stream, base, err)
-	}
-	if !keepWarm {
+	if !m.Placements.Has(tiers.Warm) {
 		if err := e.warm.Remove(stream, base); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
 			// The catalog no longer places it warm; start-up removes it.
 			e.opts.Logger.Warn("remove offloaded warm file", "stream", stream, "base", base, "err", err)
 		}
 	}
 	return m, nil
+}
+
+// upload converts the segment's warm copy and uploads it.
+func (e *Engine) upload(ctx context.Context, m tiers.SegmentMeta) (int64, error) {
+	r, err := e.warm.Acquire(m.Stream, m.Base)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Release()
+	return e.cold.Upload(ctx, m, r.Scan(tiers.AllRecords()))
+}
+
+// recoverMoves finishes or rolls back the moves a crash interrupted. An
+// upload whose object is in the store and matches the catalog is committed
+// (keeping the warm copy: the policy decides when it goes); one whose object
+// is missing is rolled back, leaving the segment as it was, to be moved
+// again. Intents of other kinds belong to the migrator and are left to it.
+func (e *Engine) recoverMoves(ctx context.Context) error {
+	intents, err := e.catalog.Intents(ctx)
+	if err != nil {
+		return fmt.Errorf("engine: list move intents: %w", err)
+	}
+	for _, in := range intents {
+		if in.Kind != catalog.IntentUpload {
+			continue
+		}
+		m, err := e.catalog.Segment(ctx, in.Stream, in.Base)
+		if err != nil {
+			return fmt.Errorf("engine: intent for %s/%d: %w", in.Stream, in.Base, err)
+		}
+		if e.cold == nil {
+			e.opts.Logger.Warn("upload intent left with no cold store configured; rolling it back", "stream", in.Stream, "base", in.Base)
+			if err := e.catalog.ClearIntent(ctx, in.Stream, in.Base); err != nil {
+				return err
+			}
+			continue
+		}
+		size, err := e.cold.Check(ctx, m)
+		switch {
+		case err == nil:
+			e.opts.Logger.Info("finishing an upload interrupted after its object was written", "stream", in.Stream, "base", in.Base, "key", in.Key)
+			if _, err := e.catalog.CommitMove(ctx, in.Stream, in.Base, func(sm *tiers.SegmentMeta) error {
+				sm.Placements = sm.Placements.With(tiers.Cold)
+				sm.ColdBytes = size
+				return nil
+			}); err != nil {
+				return fmt.Errorf("engine: finish upload of %s/%d: %w", in.Stream, in.Base, err)
+			}
+		case errors.Is(err, objstore.ErrNotFound):
+			e.opts.Logger.Info("rolling back an upload interrupted before its object was written", "stream", in.Stream, "base", in.Base)
+			if err := e.catalog.ClearIntent(ctx, in.Stream, in.Base); err != nil {
+				return err
+			}
+		default:
+			// The store is down or the object is not this segment: leave the
+			// intent; the next offload of the segment overwrites the object.
+			e.opts.Logger.Warn("cannot settle an interrupted upload now", "stream", in.Stream, "base", in.Base, "err", err)
+		}
+	}
+	return nil
 }
 
 // notPersisted distinguishes a segment that is still in memory from one that

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/testenv"
@@ -514,5 +515,77 @@ func TestReadsDuringMoves(t *testing.T) {
 	wg.Wait()
 	if reads == 0 {
 		t.Fatal("no read completed while segments moved")
+	}
+}
+
+// TestOpenSettlesInterruptedUploads: a crash after the upload intent was
+// recorded is settled at start-up: with the object written, the move is
+// committed (cold added, warm kept, one object); without it, rolled back.
+func TestOpenSettlesInterruptedUploads(t *testing.T) {
+	dir, storeURL := t.TempDir(), coldStores[0].url(t)
+	e := openWithCold(t, dir, storeURL)
+	want := fill(t, e, "s", 300)
+	if err := e.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	segs := sealedSegments(t, e, "s")
+	ctx := context.Background()
+	written, notWritten := segs[0], segs[1]
+	for _, s := range []SegmentInfo{written, notWritten} {
+		if err := e.catalog.PutIntent(ctx, catalog.Intent{Stream: "s", Base: s.Base, Kind: catalog.IntentUpload, Key: cold.ObjectKey(s.SegmentMeta)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.upload(ctx, written.SegmentMeta); err != nil { // then the crash
+		t.Fatal(err)
+	}
+	e.Close(ctx)
+
+	e = openWithCold(t, dir, storeURL)
+	defer e.Close(ctx)
+	if in, err := e.catalog.Intents(ctx); err != nil || len(in) != 0 {
+		t.Fatalf("intents left after start-up: %+v %v", in, err)
+	}
+	m, _ := e.catalog.Segment(ctx, "s", written.Base)
+	if m.Placements != tiers.Of(tiers.Warm, tiers.Cold) || m.ColdBytes <= 0 {
+		t.Fatalf("interrupted upload with its object: %v, %d cold bytes; want warm+cold", m.Placements, m.ColdBytes)
+	}
+	m, _ = e.catalog.Segment(ctx, "s", notWritten.Base)
+	if m.Placements != tiers.Of(tiers.Warm) {
+		t.Fatalf("interrupted upload without its object: %v, want warm", m.Placements)
+	}
+	if keys := listObjects(t, storeURL); len(keys) != 1 {
+		t.Fatalf("objects %v, want exactly one", keys)
+	}
+	got := readAll(t, e, "s", tiers.AllRecords())
+	if len(got) != len(want) {
+		t.Fatalf("read %d, want %d", len(got), len(want))
+	}
+}
+
+func TestFailedOffloadRecordsItsError(t *testing.T) {
+	m := testenv.StartDedicatedMinIO(t)
+	storeURL := m.URL("minio")
+	creds.Store(storeURL, objstore.Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
+	e := openWithCold(t, t.TempDir(), storeURL)
+	defer e.Close(context.Background())
+	fill(t, e, "s", 100)
+	e.Flush(context.Background())
+	base := sealedSegments(t, e, "s")[0].Base
+	ctx := context.Background()
+	m.Stop()
+	if _, err := e.Offload(ctx, "s", base, false); err == nil {
+		t.Fatal("offload with the store down succeeded")
+	}
+	f, ok, err := e.catalog.LastError(ctx, "s", base)
+	if err != nil || !ok || !strings.Contains(f.Err, "unavailable") {
+		t.Fatalf("last error after a failed offload: %+v %v %v", f, ok, err)
+	}
+	m.Restart()
+	if _, err := e.Offload(ctx, "s", base, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := e.catalog.LastError(ctx, "s", base); ok {
+		t.Fatal("the last error survived a successful offload")
 	}
 }
