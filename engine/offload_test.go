@@ -180,10 +180,16 @@ func TestOffloadRoundTrip(t *testing.T) {
 					t.Fatalf("filtered record %d differs", i)
 				}
 			}
+			var coldBytes int64
 			for _, s := range sealedSegments(t, e, "IF2406") {
-				if s.Placements != tiers.Of(tiers.Cold) {
-					t.Fatalf("segment %d listed as %v", s.Base, s.Placements)
+				if s.Placements != tiers.Of(tiers.Cold) || s.ColdBytes <= 0 {
+					t.Fatalf("segment %d listed as %v with %d cold bytes", s.Base, s.Placements, s.ColdBytes)
 				}
+				coldBytes += s.ColdBytes
+			}
+			st, err := e.Streams(context.Background())
+			if err != nil || st[0].Tiers[tiers.Cold].Bytes != coldBytes {
+				t.Fatalf("streams report %+v, want %d cold bytes (%v)", st, coldBytes, err)
 			}
 		})
 	}

@@ -143,7 +143,11 @@ func (e *Engine) Streams(ctx context.Context) ([]StreamInfo, error) {
 			for _, p := range s.Placements.List() {
 				u := info.Tiers[p]
 				u.Segments++
-				u.Bytes += s.Bytes
+				if p == tiers.Cold && s.ColdBytes > 0 {
+					u.Bytes += s.ColdBytes // the object, not the warm file it came from
+				} else {
+					u.Bytes += s.Bytes
+				}
 				info.Tiers[p] = u
 			}
 		}
