@@ -55,7 +55,7 @@ func TestOffloadEndpoint(t *testing.T) {
 		t.Fatalf("offload: %d %s", r.status, r.body)
 	}
 	var got segmentOut
-	if err := json.Unmarshal(r.body, &got); err != nil || got.Base != segs[1].Base || strings.Join(got.Tiers, ",") != "cold" {
+	if err := json.Unmarshal(r.body, &got); err != nil || got.Base != segs[1].Base || strings.Join(got.Tiers, ",") != "cold" || got.ColdBytes <= 0 {
 		t.Fatalf("offload answered %s (%v)", r.body, err)
 	}
 	r = e.do("POST", fmt.Sprintf("/v1/streams/s/segments/%d/offload?keep_warm=true", segs[0].Base), nil)

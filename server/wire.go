@@ -174,26 +174,29 @@ func toStreamOut(si *engine.StreamInfo) streamOut {
 // segmentOut is one entry of a segments listing. The active segment has no
 // seal time or digest yet, and an empty one no time range.
 type segmentOut struct {
-	Base     uint64   `json:"base"`
-	Last     uint64   `json:"last"`
-	Count    uint64   `json:"count"`
-	Bytes    int64    `json:"bytes"`
-	MinTS    string   `json:"min_ts,omitempty"`
-	MaxTS    string   `json:"max_ts,omitempty"`
-	SealedAt string   `json:"sealed_at,omitempty"`
-	Tiers    []string `json:"tiers"`
-	Digest   string   `json:"digest,omitempty"`
-	Active   bool     `json:"active,omitempty"`
+	Base  uint64 `json:"base"`
+	Last  uint64 `json:"last"`
+	Count uint64 `json:"count"`
+	Bytes int64  `json:"bytes"`
+	// ColdBytes is the cold object's size, present once the segment has one.
+	ColdBytes int64    `json:"cold_bytes,omitempty"`
+	MinTS     string   `json:"min_ts,omitempty"`
+	MaxTS     string   `json:"max_ts,omitempty"`
+	SealedAt  string   `json:"sealed_at,omitempty"`
+	Tiers     []string `json:"tiers"`
+	Digest    string   `json:"digest,omitempty"`
+	Active    bool     `json:"active,omitempty"`
 }
 
 func toSegmentOut(si *engine.SegmentInfo) segmentOut {
 	out := segmentOut{
-		Base:   si.Base,
-		Last:   si.Last,
-		Count:  si.Count,
-		Bytes:  si.Bytes,
-		Tiers:  si.Placements.Strings(),
-		Active: si.Active,
+		Base:      si.Base,
+		Last:      si.Last,
+		Count:     si.Count,
+		Bytes:     si.Bytes,
+		ColdBytes: si.ColdBytes,
+		Tiers:     si.Placements.Strings(),
+		Active:    si.Active,
 	}
 	if si.Count > 0 {
 		out.MinTS, out.MaxTS = formatTS(si.MinTS), formatTS(si.MaxTS)
