@@ -3,11 +3,13 @@
 // may hold. It parses with github.com/goccy/go-yaml's AST so that every
 // problem is reported with its file, line and field, all at once.
 //
-// The settings here are node-wide defaults; per-stream policies, the cold
-// tier and the migrator join them as new sections of Config.
+// The top-level settings are node-wide defaults; policies: refines them per
+// stream (matched by glob, first match wins), and Plan turns a policy and a
+// catalog snapshot into the migrator's actions.
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -44,11 +46,16 @@ type Config struct {
 	// MaxBodyBytes caps one append request's body.
 	MaxBodyBytes int64
 
-	WAL     WALConfig
-	Segment SegmentConfig
-	Hot     HotConfig
-	Warm    WarmConfig
-	Cold    ColdConfig
+	WAL      WALConfig
+	Segment  SegmentConfig
+	Hot      HotConfig
+	Warm     WarmConfig
+	Cold     ColdConfig
+	Migrator MigratorConfig
+	// Policies are tried in order for each stream; the first whose globs
+	// match applies, and a stream matching none gets DefaultPolicy. Nil
+	// when the file lists none.
+	Policies []Policy
 }
 
 // WALConfig is the wal: section.
@@ -83,11 +90,36 @@ type WarmConfig struct {
 type ColdConfig struct {
 	// Store is the object store URL: s3://BUCKET/PREFIX?endpoint=…&region=…
 	// [&driver=minio|aws] or file:///path. Empty means the embedded default,
-	// a file store in <data_dir>/cold.
+	// a file store in <data_dir>/cold; StoreNone runs without a cold tier.
 	Store       string
 	Compression CompressionConfig
 	// CacheBytes bounds the cold read cache (footers and recent ranges).
 	CacheBytes int64
+	// DeleteDelay is how long a segment deleted by retention stays
+	// tombstoned before its objects are removed, so that readers that
+	// located it just before finish and an operator can still undo a
+	// mistaken policy.
+	DeleteDelay time.Duration
+}
+
+// StoreNone as cold.store means no cold tier: segments are never uploaded,
+// and warm.max_age (and the warm.max_bytes budget) delete them instead.
+const StoreNone = "none"
+
+// ErrNoColdStore is returned by StoreURL when cold.store is none.
+var ErrNoColdStore = errors.New("policy: no cold store (cold.store: none)")
+
+// MigratorConfig is the migrator: section: when and how fast segments move.
+type MigratorConfig struct {
+	// Schedule is a robfig/cron/v3 standard spec: five fields ("*/5 * * *
+	// *"), a descriptor (@hourly, @daily, …) or "@every 30s", optionally
+	// prefixed with CRON_TZ=Zone.
+	Schedule string
+	// Concurrency is how many moves run at once, at least 1.
+	Concurrency int
+	// MaxBytesPerSecond caps the bytes moved per second, all moves
+	// together; 0 means no limit.
+	MaxBytesPerSecond int64
 }
 
 // CompressionConfig is cold.compression.
@@ -96,8 +128,16 @@ type CompressionConfig struct {
 	Level int    // zstd level, 1 (fastest) to 22
 }
 
-// StoreURL returns the cold store URL with the embedded default filled in.
+// HasColdStore reports whether the node has a cold tier (cold.store is not
+// none).
+func (c Config) HasColdStore() bool { return c.Cold.Store != StoreNone }
+
+// StoreURL returns the cold store URL with the embedded default filled in,
+// or ErrNoColdStore.
 func (c Config) StoreURL() (string, error) {
+	if c.Cold.Store == StoreNone {
+		return "", ErrNoColdStore
+	}
 	if c.Cold.Store != "" {
 		return c.Cold.Store, nil
 	}
@@ -120,7 +160,8 @@ func Default() Config {
 		Segment:        SegmentConfig{MaxBytes: 64 * MiB, MaxAge: 10 * time.Minute},
 		Hot:            HotConfig{MaxBytes: 1 * GiB, MaxAge: 10 * time.Minute},
 		Warm:           WarmConfig{MaxBytes: 100 * GiB},
-		Cold:           ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 * MiB},
+		Cold:           ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 * MiB, DeleteDelay: time.Hour},
+		Migrator:       MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 * MiB},
 	}
 }
 
@@ -146,9 +187,31 @@ type validator struct {
 	errs []FieldError
 }
 
+// errorf records a problem with field, located at the field or, for one the
+// file did not set (a missing policy name), at its nearest enclosing one.
 func (v *validator) errorf(field, format string, args ...any) {
-	p := v.pos[field]
+	p := v.where(field)
 	v.errs = append(v.errs, FieldError{File: v.file, Line: p.line, Column: p.col, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// where returns the position of field or of its nearest ancestor the file
+// set ("policies[2].name" falls back to "policies[2]").
+func (v *validator) where(field string) position {
+	for f := field; f != ""; f = parentPath(f) {
+		if p, ok := v.pos[f]; ok {
+			return p
+		}
+	}
+	return position{}
+}
+
+// parentPath drops the last ".key" or "[i]" of a field path.
+func parentPath(f string) string {
+	i := strings.LastIndexAny(f, ".[")
+	if i < 0 {
+		return ""
+	}
+	return f[:i]
 }
 
 // ok reports whether all of fields hold values that decoded.
@@ -219,6 +282,20 @@ func (v *validator) check(c *Config) {
 			v.errorf(f.field, "%s must be positive", FormatDuration(f.d))
 		}
 	}
+	if v.ok("cold.delete_delay") && c.Cold.DeleteDelay < 0 {
+		v.errorf("cold.delete_delay", "%s must not be negative", FormatDuration(c.Cold.DeleteDelay))
+	}
+	if v.ok("migrator.schedule") {
+		if err := CheckSchedule(c.Migrator.Schedule); err != nil {
+			v.errorf("migrator.schedule", "%v", err)
+		}
+	}
+	if v.ok("migrator.max_bytes_per_second") && c.Migrator.MaxBytesPerSecond < 0 {
+		v.errorf("migrator.max_bytes_per_second", "%s must not be negative (0 means no limit)", FormatSize(c.Migrator.MaxBytesPerSecond))
+	}
+	if v.ok("migrator.concurrency") && c.Migrator.Concurrency < 1 {
+		v.errorf("migrator.concurrency", "%d must be at least 1", c.Migrator.Concurrency)
+	}
 	if v.ok("wal.sync") && !slices.Contains(syncModes(), c.WAL.Sync) {
 		v.bad["wal.sync"] = true
 		v.errorf("wal.sync", "%s", badSyncMode(string(c.WAL.Sync)))
@@ -231,7 +308,7 @@ func (v *validator) check(c *Config) {
 			v.errorf("wal.sync_interval", "must be positive with sync: interval")
 		}
 	}
-	if v.ok("cold.store") && c.Cold.Store != "" {
+	if v.ok("cold.store") && c.Cold.Store != "" && c.Cold.Store != StoreNone {
 		if err := checkStoreURL(c.Cold.Store); err != nil {
 			v.errorf("cold.store", "%v", err)
 		}
@@ -245,6 +322,7 @@ func (v *validator) check(c *Config) {
 	v.notAbove(c.Segment.MaxBytes, "segment.max_bytes", c.Hot.MaxBytes, "hot.max_bytes", "a sealed segment must fit in the memory budget")
 	v.notAbove(c.MaxRecordBytes, "max_record_bytes", c.Segment.MaxBytes, "segment.max_bytes", "a record must fit in a segment")
 	v.notAbove(c.MaxRecordBytes, "max_record_bytes", c.MaxBodyBytes, "max_body_bytes", "a record must fit in a request body")
+	v.checkPolicies(c)
 }
 
 // notAbove reports small < big as an error on whichever of the two fields

@@ -1,6 +1,10 @@
 package policy
 
-import "github.com/goccy/go-yaml/ast"
+import (
+	"time"
+
+	"github.com/goccy/go-yaml/ast"
+)
 
 // configFields is the schema of the file: every key Parse accepts, by
 // section, and where its value goes. Keys not listed are errors.
@@ -39,13 +43,43 @@ func configFields(c *Config) []field {
 					})
 				}},
 				{"cache_bytes", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Cold.CacheBytes) }},
+				{"delete_delay", func(d *decoder, n ast.Node, p string) { d.duration(n, p, &c.Cold.DeleteDelay) }},
+			})
+		}},
+		{"migrator", func(d *decoder, n ast.Node, p string) {
+			d.mapping(n, p, []field{
+				{"schedule", func(d *decoder, n ast.Node, p string) { d.str(n, p, &c.Migrator.Schedule) }},
+				{"concurrency", func(d *decoder, n ast.Node, p string) { d.integer(n, p, &c.Migrator.Concurrency) }},
+				{"max_bytes_per_second", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Migrator.MaxBytesPerSecond) }},
+			})
+		}},
+		{"policies", func(d *decoder, n ast.Node, p string) {
+			d.sequence(n, p, func(d *decoder, n ast.Node, p string) {
+				c.Policies = append(c.Policies, Policy{})
+				d.mapping(n, p, policyFields(&c.Policies[len(c.Policies)-1]))
 			})
 		}},
 	}
 }
 
-// segmentFields is the segment: section, shared with per-stream policies
-// when they arrive.
+// policyFields is one entry of policies:.
+func policyFields(pol *Policy) []field {
+	maxAge := func(dst *time.Duration) func(d *decoder, n ast.Node, p string) {
+		return func(d *decoder, n ast.Node, p string) {
+			d.mapping(n, p, []field{{"max_age", func(d *decoder, n ast.Node, p string) { d.duration(n, p, dst) }}})
+		}
+	}
+	return []field{
+		{"name", func(d *decoder, n ast.Node, p string) { d.str(n, p, &pol.Name) }},
+		{"streams", func(d *decoder, n ast.Node, p string) { d.stringList(n, p, &pol.Streams) }},
+		{"segment", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, segmentFields(&pol.Segment)) }},
+		{"hot", maxAge(&pol.HotMaxAge)},
+		{"warm", maxAge(&pol.WarmMaxAge)},
+		{"cold", maxAge(&pol.ColdMaxAge)},
+	}
+}
+
+// segmentFields is the segment: section, shared with per-stream policies.
 func segmentFields(s *SegmentConfig) []field {
 	return []field{
 		{"max_bytes", func(d *decoder, n ast.Node, p string) { d.size(n, p, &s.MaxBytes) }},

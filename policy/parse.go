@@ -30,20 +30,28 @@ func Load(path string) (Config, error) {
 // *ValidationError listing every problem found, in file order, and a zero
 // Config.
 func Parse(file string, data []byte) (Config, error) {
+	cfg, _, err := parse(file, data)
+	return cfg, err
+}
+
+// parse is Parse, also returning the validator that knows where each field
+// is, for warnings.
+func parse(file string, data []byte) (Config, *validator, error) {
 	cfg := Default()
 	d := &decoder{file: file, pos: map[string]position{}, bad: map[string]bool{}, anchors: map[string][]anchorDef{}}
 	body, ok := d.document(data)
 	if ok && body != nil {
 		d.mapping(body, "", configFields(&cfg))
 	}
-	v := validator{file: file, pos: d.pos, bad: d.bad, errs: d.errs}
+	v := &validator{file: file, pos: d.pos, bad: d.bad, errs: d.errs}
 	if ok {
 		v.check(&cfg)
 	}
 	if err := v.result(); err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
-	return cfg, nil
+	v.errs = nil
+	return cfg, v, nil
 }
 
 // Limits that keep hostile or broken files cheap: YAML aliases and merge
@@ -371,6 +379,38 @@ func (d *decoder) mergeSources(n ast.Node, path string, depth int) []pair {
 		out = append(out, ps...)
 	}
 	return out
+}
+
+// sequence decodes n, a list (or null, which sets nothing), calling item
+// for each element with its path ("policies[2]").
+func (d *decoder) sequence(n ast.Node, path string, item func(d *decoder, n ast.Node, path string)) {
+	v, _, err := d.resolve(n)
+	if err != nil {
+		d.fail(n, path, "%v", err)
+		return
+	}
+	switch v := v.(type) {
+	case nil, *ast.NullNode:
+	case *ast.SequenceNode:
+		for i, el := range v.Values {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			d.pos[p] = posOf(el)
+			item(d, el, p)
+		}
+	default:
+		d.fail(v, path, "must be a list, not %s", kind(v))
+	}
+}
+
+// stringList decodes a list of strings.
+func (d *decoder) stringList(n ast.Node, path string, dst *[]string) {
+	out := []string{}
+	d.sequence(n, path, func(d *decoder, n ast.Node, p string) {
+		var s string
+		d.str(n, p, &s)
+		out = append(out, s)
+	})
+	*dst = out
 }
 
 // str decodes a string value.

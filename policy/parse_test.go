@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -15,13 +16,14 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		DataDir: "./tierd-data", Listen: "127.0.0.1:7070",
 		MaxRecordBytes: 1 << 20, MaxBodyBytes: 64 << 20,
-		WAL:     WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20},
-		Segment: SegmentConfig{MaxBytes: 64 << 20, MaxAge: 10 * time.Minute},
-		Hot:     HotConfig{MaxBytes: 1 << 30, MaxAge: 10 * time.Minute},
-		Warm:    WarmConfig{MaxBytes: 100 << 30},
-		Cold:    ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 << 20},
+		WAL:      WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20},
+		Segment:  SegmentConfig{MaxBytes: 64 << 20, MaxAge: 10 * time.Minute},
+		Hot:      HotConfig{MaxBytes: 1 << 30, MaxAge: 10 * time.Minute},
+		Warm:     WarmConfig{MaxBytes: 100 << 30},
+		Cold:     ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 << 20, DeleteDelay: time.Hour},
+		Migrator: MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 << 20},
 	}
-	if Default() != want {
+	if !reflect.DeepEqual(Default(), want) {
 		t.Fatalf("Default() = %+v, want %+v", Default(), want)
 	}
 	if err := Default().Validate(); err != nil {
@@ -29,7 +31,7 @@ func TestDefaults(t *testing.T) {
 	}
 	for _, in := range []string{"", "\n", "# nothing here\n", "---\n", "---\n...\n", "wal:\nhot: {}\n", "%YAML 1.2\n---\n"} {
 		got, err := Parse("empty.yaml", []byte(in))
-		if err != nil || got != Default() {
+		if err != nil || !reflect.DeepEqual(got, Default()) {
 			t.Errorf("Parse(%q) = %+v, %v; want the defaults", in, got, err)
 		}
 	}
@@ -51,7 +53,10 @@ wal: {sync: interval, sync_interval: 5ms, segment_bytes: 128MiB}
 segment: {max_bytes: 16MiB, max_age: 1h30m}
 hot: {max_bytes: 2GiB, max_age: 1d}
 warm: {max_bytes: 2TiB}
-cold: {store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws", compression: {codec: zstd, level: 9}, cache_bytes: 16MiB}
+cold: {store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws", compression: {codec: zstd, level: 9}, cache_bytes: 16MiB, delete_delay: 0s}
+migrator: {schedule: "CRON_TZ=UTC */5 * * * mon-fri", concurrency: 8, max_bytes_per_second: 0}
+policies:
+  - {name: a, streams: [x], segment: {max_bytes: 1MiB}, hot: {max_age: 1m}, warm: {max_age: 1h}, cold: {max_age: 1y}}
 `, func(c *Config) {
 			*c = Config{
 				DataDir: "/var/lib/tierd", Listen: "[::1]:0", MaxRecordBytes: 4096, MaxBodyBytes: 1 << 20,
@@ -61,6 +66,9 @@ cold: {store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-
 				Warm:    WarmConfig{MaxBytes: 2 << 40},
 				Cold: ColdConfig{Store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws",
 					Compression: CompressionConfig{Codec: "zstd", Level: 9}, CacheBytes: 16 << 20},
+				Migrator: MigratorConfig{Schedule: "CRON_TZ=UTC */5 * * * mon-fri", Concurrency: 8},
+				Policies: []Policy{{Name: "a", Streams: []string{"x"}, Segment: SegmentConfig{MaxBytes: 1 << 20},
+					HotMaxAge: time.Minute, WarmMaxAge: time.Hour, ColdMaxAge: 365 * 24 * time.Hour}},
 			}
 		}},
 		{"block style and quoting", "hot:\n  max_bytes: '3GiB'\n  max_age: \"2w\"\ndata_dir: 'my data'\n", func(c *Config) {
@@ -88,7 +96,7 @@ hot:
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("got  %+v\nwant %+v", got, want)
 			}
 		})
@@ -178,7 +186,7 @@ hot: {max_bytes: lots}
 			if err == nil {
 				t.Fatalf("Parse accepted it: %+v", got)
 			}
-			if got != (Config{}) {
+			if !reflect.DeepEqual(got, Config{}) {
 				t.Errorf("Parse returned a non-zero Config with its error: %+v", got)
 			}
 			if !errors.Is(err, ErrInvalid) {
@@ -231,7 +239,7 @@ func TestValidateInCode(t *testing.T) {
 		{"zero everything", func(c *Config) { *c = Config{WAL: WALConfig{Sync: SyncNone}} }, []string{
 			"data_dir", "listen", "max_record_bytes", "max_body_bytes", "wal.segment_bytes",
 			"segment.max_bytes", "hot.max_bytes", "warm.max_bytes", "cold.cache_bytes", "segment.max_age", "hot.max_age",
-			"cold.compression.codec", "cold.compression.level",
+			"migrator.schedule", "migrator.concurrency", "cold.compression.codec", "cold.compression.level",
 		}},
 		{"segment over hot", func(c *Config) { c.Segment.MaxBytes = c.Hot.MaxBytes + 1 }, []string{"segment.max_bytes"}},
 	}
@@ -289,8 +297,17 @@ func TestExampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("examples/tierd.yaml: %v", err)
 	}
-	if c != Default() {
-		t.Fatalf("examples/tierd.yaml = %+v\nwant the defaults %+v", c, Default())
+	want := Default()
+	want.Policies = []Policy{
+		{Name: "trading", Streams: []string{"IF*", "IC*"}, Segment: SegmentConfig{MaxBytes: 16 * MiB, MaxAge: 5 * time.Minute},
+			HotMaxAge: time.Hour, WarmMaxAge: 24 * time.Hour, ColdMaxAge: 365 * Day},
+		{Name: "audit", Streams: []string{"audit.*"}, WarmMaxAge: 7 * Day},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("examples/tierd.yaml = %+v\nwant the defaults and two policies %+v", c, want)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("examples/tierd.yaml has warnings: %v", w)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -306,10 +323,15 @@ func TestExampleFile(t *testing.T) {
 		set = append(set, f)
 	}
 	slices.Sort(set)
-	want := []string{"cold", "cold.cache_bytes", "cold.compression", "cold.compression.codec", "cold.compression.level", "cold.store", "data_dir", "hot", "hot.max_age", "hot.max_bytes", "listen", "max_body_bytes", "max_record_bytes",
+	fields := []string{"cold", "cold.cache_bytes", "cold.compression", "cold.compression.codec", "cold.compression.level", "cold.delete_delay", "cold.store", "data_dir", "hot", "hot.max_age", "hot.max_bytes", "listen", "max_body_bytes", "max_record_bytes",
+		"migrator", "migrator.concurrency", "migrator.max_bytes_per_second", "migrator.schedule",
+		"policies", "policies[0]", "policies[0].cold", "policies[0].cold.max_age", "policies[0].hot", "policies[0].hot.max_age", "policies[0].name",
+		"policies[0].segment", "policies[0].segment.max_age", "policies[0].segment.max_bytes", "policies[0].streams", "policies[0].streams[0]", "policies[0].streams[1]",
+		"policies[0].warm", "policies[0].warm.max_age",
+		"policies[1]", "policies[1].name", "policies[1].streams", "policies[1].streams[0]", "policies[1].warm", "policies[1].warm.max_age",
 		"segment", "segment.max_age", "segment.max_bytes", "wal", "wal.segment_bytes", "wal.sync", "wal.sync_interval", "warm", "warm.max_bytes"}
-	if !slices.Equal(set, want) {
-		t.Fatalf("examples/tierd.yaml sets %v, want every field %v", set, want)
+	if !slices.Equal(set, fields) {
+		t.Fatalf("examples/tierd.yaml sets %v, want every field %v", set, fields)
 	}
 	for i, line := range strings.Split(string(data), "\n") {
 		if s := strings.TrimSpace(line); s != "" && !strings.HasPrefix(s, "#") && !strings.Contains(s, " # ") {
@@ -326,6 +348,9 @@ func FuzzParse(f *testing.F) {
 		"wal: &w\n  <<: *w\n",
 		"a: [1, {b: *c}]\n---\n- x\n",
 		"hot: {max_bytes: 1.5GiB, max_age: 1d12h}\n",
+		"cold: {store: none, delete_delay: 0}\nmigrator: {schedule: 'CRON_TZ=UTC */5 * * 1-6 mon-fri', concurrency: 1, max_bytes_per_second: 0}\n",
+		"policies:\n  - &p {name: a, streams: ['IF*', '[a-z]?'], segment: {max_bytes: 1MiB, max_age: 1m}, hot: {max_age: 1m}, warm: {max_age: 1h}, cold: {max_age: 1y}}\n  - {<<: *p, name: b}\n  - [x]\n",
+		"policies:\n  - {name: '', streams: ['['], warm: {max_age: 1m}, cold: {max_age: 1s}}\n  - {name: '', streams: ''}\n",
 	}
 	if data, err := os.ReadFile(filepath.Join("..", "examples", "tierd.yaml")); err == nil {
 		seeds = append(seeds, string(data))

@@ -90,6 +90,7 @@ The server address is --addr, else $TIERD_ADDR, else ` + defaultAddr + `.`,
 	pf.StringVar(&a.addr, "addr", addr, "tierd base URL (env TIERD_ADDR)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newAppendCmd(a), newReadCmd(a), newStreamsCmd(a), newSegmentsCmd(a), newStatusCmd(a))
+	root.AddCommand(newPolicyCmd(a))
 	return root
 }
 
