@@ -36,6 +36,12 @@ type Options struct {
 	SegmentMaxBytes int64         // seal the active segment at this size
 	SegmentMaxAge   time.Duration // or at this age
 
+	// StreamPolicy gives a stream's own segment and residency settings;
+	// nil means the values above for every stream. HotTick is how often
+	// the flusher checks ages (default: a tenth of the smallest, 20 ms–1 s).
+	StreamPolicy func(stream string) hot.StreamPolicy
+	HotTick      time.Duration
+
 	MaxRecordBytes int // cap on a record's value
 
 	// Cold is the cold tier, or nil for none. The engine closes it.
@@ -111,6 +117,8 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		SegmentMaxBytes: opts.SegmentMaxBytes,
 		SegmentMaxAge:   opts.SegmentMaxAge,
 		Residency:       opts.HotResidency,
+		PolicyFor:       opts.StreamPolicy,
+		Tick:            opts.HotTick,
 		WAL: wal.Options{
 			Dir:          filepath.Join(opts.DataDir, "wal"),
 			Sync:         opts.WALSync,

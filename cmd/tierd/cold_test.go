@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -126,4 +127,50 @@ func readTiers(t *testing.T, addr, stream string) []string {
 		out = append(out, r.Tier)
 	}
 	return out
+}
+
+// TestNoColdStore: with cold.store: none tierd runs without a cold tier and
+// says so on offload; a per-stream policy's segment size applies.
+func TestNoColdStore(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "tierd.yaml")
+	os.WriteFile(config, []byte(`
+max_record_bytes: 512B
+cold: {store: none}
+policies:
+  - name: tiny
+    streams: ["tiny*"]
+    segment: {max_bytes: 1KiB}
+`), 0o644)
+	d := startDaemon(t, config, filepath.Join(dir, "data"))
+	for _, stream := range []string{"tiny1", "other"} {
+		for i := 0; i < 5; i++ {
+			b := &batch{id: fmt.Sprintf("%s-%d", stream, i), stream: stream, values: []string{fmt.Sprintf(`{"pad":"%0300d"}`, i)}}
+			if err := appendBatch(http.DefaultClient, d.addr, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	count := func(stream string) int {
+		resp, err := http.Get("http://" + d.addr + "/v1/streams/" + stream + "/segments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var segs []json.RawMessage
+		json.NewDecoder(resp.Body).Decode(&segs)
+		return len(segs)
+	}
+	if tiny, other := count("tiny1"), count("other"); tiny < 2 || other != 1 {
+		t.Fatalf("segments: tiny1 %d (policy 1 KiB), other %d (default 64 MiB)", tiny, other)
+	}
+	resp, err := http.Post("http://"+d.addr+"/v1/streams/tiny1/segments/0/offload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 409 || !bytes.Contains(body, []byte("no_cold_tier")) {
+		t.Fatalf("offload without a cold store: %d %s", resp.StatusCode, body)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/server"
@@ -125,12 +126,19 @@ func run(ctx context.Context, f flags) error {
 		HotResidency:    cfg.Hot.MaxAge,
 		SegmentMaxBytes: cfg.Segment.MaxBytes,
 		SegmentMaxAge:   cfg.Segment.MaxAge,
-		MaxRecordBytes:  int(cfg.MaxRecordBytes),
-		Cold:            coldTier,
-		Logger:          log,
+		StreamPolicy: func(stream string) hot.StreamPolicy {
+			p := cfg.PolicyFor(stream)
+			return hot.StreamPolicy{SegmentMaxBytes: p.Segment.MaxBytes, SegmentMaxAge: p.Segment.MaxAge, Residency: p.HotMaxAge}
+		},
+		HotTick:        hotTick(cfg),
+		MaxRecordBytes: int(cfg.MaxRecordBytes),
+		Cold:           coldTier,
+		Logger:         log,
 	})
 	if err != nil {
-		coldTier.Close()
+		if coldTier != nil {
+			coldTier.Close()
+		}
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -176,6 +184,9 @@ func run(ctx context.Context, f flags) error {
 // openCold opens the cold tier on cfg's store: an S3 bucket, or by default a
 // file store in <data_dir>/cold.
 func openCold(ctx context.Context, cfg policy.Config, log *slog.Logger) (*cold.Tier, error) {
+	if !cfg.HasColdStore() {
+		return nil, nil
+	}
 	u, err := cfg.StoreURL()
 	if err != nil {
 		return nil, err
@@ -213,4 +224,15 @@ func redact(raw string) string {
 	u.User = nil
 	u.RawQuery = ""
 	return u.String()
+}
+
+// hotTick is a tenth of the smallest segment or residency age of any
+// policy, so short ages are honoured promptly, within [20 ms, 1 s].
+func hotTick(cfg policy.Config) time.Duration {
+	d := min(cfg.Segment.MaxAge, cfg.Hot.MaxAge)
+	for _, p := range cfg.Policies {
+		p = cfg.Resolve(p)
+		d = min(d, p.Segment.MaxAge, p.HotMaxAge)
+	}
+	return min(max(d/10, 20*time.Millisecond), time.Second)
 }

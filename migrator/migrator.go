@@ -1,0 +1,286 @@
+// Package migrator runs the policy's plan: on a cron schedule (and on
+// demand) it asks the planner what should move, and executes those actions
+// through an Executor (the engine) with a concurrency limit, a byte-rate
+// limit, per-segment retries with backoff, and the last error of each
+// segment kept for explain. One failing segment never blocks the others.
+package migrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"golang.org/x/time/rate"
+
+	"github.com/tierd/tierd/policy"
+)
+
+// Executor is what the migrator needs of the engine: the planner's input
+// and the crash-safe execution of one action.
+type Executor interface {
+	// PlanInput returns every segment the planner should consider, those of
+	// one stream when stream is not empty.
+	PlanInput(ctx context.Context, stream string) ([]policy.Segment, error)
+	// Execute performs one action; it must be safe to repeat after a crash
+	// at any point.
+	Execute(ctx context.Context, a policy.Action) error
+}
+
+// Options configures a Migrator.
+type Options struct {
+	Config         policy.Config // policies, budgets, schedule, limits
+	Schedule       string        // cron spec; "" = on demand only
+	Concurrency    int           // actions at once (default 2)
+	BytesPerSecond int64         // upload rate limit; 0 = unlimited
+	MinBackoff     time.Duration // first retry delay of a failing segment (default 1 s)
+	MaxBackoff     time.Duration // longest retry delay (default 5 m)
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Result is the outcome of one action in a run.
+type Result struct {
+	Action policy.Action
+	Err    string // empty on success
+}
+
+// Report is what one run did.
+type Report struct {
+	Started  time.Time
+	Duration time.Duration
+	DryRun   bool
+	Results  []Result
+	Skipped  int // actions not tried because their segment is backing off
+}
+
+// Failure is the last error of a segment, kept until it next succeeds.
+type Failure struct {
+	Action   policy.Action
+	Err      string
+	At       time.Time
+	Attempts int
+	RetryAt  time.Time
+}
+
+type segKey struct {
+	stream string
+	base   uint64
+}
+
+// Migrator executes plans.
+type Migrator struct {
+	opts    Options
+	exec    Executor
+	limiter *rate.Limiter
+	cron    *cron.Cron
+	runMu   sync.Mutex // one run at a time
+	mu      struct {
+		sync.Mutex
+		failures map[segKey]*Failure
+		last     *Report
+	}
+}
+
+// ErrBadSchedule reports a schedule the cron parser rejects.
+var ErrBadSchedule = errors.New("migrator: bad schedule")
+
+// New returns a Migrator; Start begins the schedule.
+func New(exec Executor, opts Options) (*Migrator, error) {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 2
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m := &Migrator{opts: opts, exec: exec}
+	m.mu.failures = map[segKey]*Failure{}
+	if opts.BytesPerSecond > 0 {
+		m.limiter = rate.NewLimiter(rate.Limit(opts.BytesPerSecond), int(min(opts.BytesPerSecond, 1<<30)))
+	}
+	if opts.Schedule != "" {
+		m.cron = cron.New(cron.WithParser(cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)))
+		if _, err := m.cron.AddFunc(opts.Schedule, m.scheduled); err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrBadSchedule, opts.Schedule, err)
+		}
+	}
+	return m, nil
+}
+
+// Start runs the schedule until Stop.
+func (m *Migrator) Start() {
+	if m.cron != nil {
+		m.cron.Start()
+	}
+}
+
+// Stop stops the schedule and waits for a running pass to end or ctx.
+func (m *Migrator) Stop(ctx context.Context) {
+	if m.cron == nil {
+		return
+	}
+	select {
+	case <-m.cron.Stop().Done():
+	case <-ctx.Done():
+	}
+}
+
+func (m *Migrator) scheduled() {
+	if !m.runMu.TryLock() {
+		return // the previous pass is still running
+	}
+	m.runMu.Unlock()
+	if _, err := m.Run(context.Background(), "", false); err != nil {
+		m.opts.Logger.Error("migrator run", "err", err)
+	}
+}
+
+// Run plans now and, unless dryRun, executes the plan; stream limits it to
+// one stream. It returns what was planned and what happened to each action.
+func (m *Migrator) Run(ctx context.Context, stream string, dryRun bool) (Report, error) {
+	m.runMu.Lock()
+	defer m.runMu.Unlock()
+	now := m.opts.Now()
+	rep := Report{Started: now, DryRun: dryRun}
+	segs, err := m.exec.PlanInput(ctx, stream)
+	if err != nil {
+		return rep, fmt.Errorf("migrator: plan input: %w", err)
+	}
+	actions := policy.Plan(now, segs, m.opts.Config)
+	if dryRun {
+		for _, a := range actions {
+			rep.Results = append(rep.Results, Result{Action: a})
+		}
+		rep.Duration = m.opts.Now().Sub(now)
+		return rep, nil
+	}
+	// Actions of one segment run in plan order, one after another; segments
+	// run in parallel up to the concurrency limit.
+	bySeg := map[segKey][]policy.Action{}
+	var order []segKey
+	for _, a := range actions {
+		k := segKey{a.Stream, a.Base}
+		if _, ok := bySeg[k]; !ok {
+			order = append(order, k)
+		}
+		bySeg[k] = append(bySeg[k], a)
+	}
+	var (
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, m.opts.Concurrency)
+		rmu sync.Mutex
+	)
+	for _, k := range order {
+		if f := m.failure(k); f != nil && now.Before(f.RetryAt) {
+			rep.Skipped += len(bySeg[k])
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, a := range bySeg[k] {
+				err := m.execute(ctx, a)
+				rmu.Lock()
+				r := Result{Action: a}
+				if err != nil {
+					r.Err = err.Error()
+				}
+				rep.Results = append(rep.Results, r)
+				rmu.Unlock()
+				if err != nil {
+					return // later actions of this segment depend on this one
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	sort.SliceStable(rep.Results, func(i, j int) bool {
+		a, b := rep.Results[i].Action, rep.Results[j].Action
+		if a.Stream != b.Stream {
+			return a.Stream < b.Stream
+		}
+		return a.Base < b.Base
+	})
+	rep.Duration = m.opts.Now().Sub(now)
+	m.mu.Lock()
+	last := rep
+	m.mu.last = &last
+	m.mu.Unlock()
+	return rep, nil
+}
+
+// execute runs one action under the rate limit and books its outcome.
+func (m *Migrator) execute(ctx context.Context, a policy.Action) error {
+	if m.limiter != nil && a.Kind == policy.Upload {
+		for left := a.Bytes; left > 0; {
+			n := min(left, int64(m.limiter.Burst()))
+			if err := m.limiter.WaitN(ctx, int(n)); err != nil {
+				return err
+			}
+			left -= n
+		}
+	}
+	err := m.exec.Execute(ctx, a)
+	k := segKey{a.Stream, a.Base}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err == nil {
+		delete(m.mu.failures, k)
+		return nil
+	}
+	f := m.mu.failures[k]
+	if f == nil {
+		f = &Failure{}
+		m.mu.failures[k] = f
+	}
+	f.Attempts++
+	f.Action, f.Err, f.At = a, err.Error(), m.opts.Now()
+	backoff := m.opts.MinBackoff << min(f.Attempts-1, 20)
+	f.RetryAt = f.At.Add(min(backoff, m.opts.MaxBackoff))
+	m.opts.Logger.Warn("migrator action failed", "action", a.String(), "attempts", f.Attempts, "retry_at", f.RetryAt, "err", err)
+	return err
+}
+
+func (m *Migrator) failure(k segKey) *Failure {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f := m.mu.failures[k]; f != nil {
+		c := *f
+		return &c
+	}
+	return nil
+}
+
+// LastFailure returns the last error of a segment, if its latest attempt
+// failed.
+func (m *Migrator) LastFailure(stream string, base uint64) (Failure, bool) {
+	f := m.failure(segKey{stream, base})
+	if f == nil {
+		return Failure{}, false
+	}
+	return *f, true
+}
+
+// LastRun returns the report of the latest run that executed, if any.
+func (m *Migrator) LastRun() (Report, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.last == nil {
+		return Report{}, false
+	}
+	return *m.mu.last, true
+}
