@@ -187,15 +187,7 @@ func TestUncommittedWarmFileIsRemovedAndRecoveredFromWAL(t *testing.T) {
 	if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("stray warm file still there: %v", err)
 	}
-	got := readAll(t, e, "s", tiers.AllRecords())
-	if len(got) != len(want) {
-		t.Fatalf("read %d, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if !got[i].Record.Equal(&want[i]) {
-			t.Fatalf("record %d differs", i)
-		}
-	}
+	wantRecords(t, readAll(t, e, "s", tiers.AllRecords()), want)
 }
 
 func TestAppendRejectsBadInputAndChangesNothing(t *testing.T) {
@@ -224,5 +216,18 @@ func TestAppendRejectsBadInputAndChangesNothing(t *testing.T) {
 	}
 	if _, err := e.Segments(context.Background(), "../etc"); !errors.Is(err, tiers.ErrStreamNotFound) {
 		t.Fatalf("a rejected stream exists: %v", err)
+	}
+}
+
+// wantRecords fails unless got holds exactly want, in order.
+func wantRecords(t *testing.T, got []Item, want []tiers.Record) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("read %d records, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if !got[i].Record.Equal(&want[i]) {
+			t.Fatalf("record %d differs: %+v, want %+v", i, got[i].Record, want[i])
+		}
 	}
 }

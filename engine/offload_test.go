@@ -299,15 +299,7 @@ func TestRestartRemovesWarmCopyOfMovedSegment(t *testing.T) {
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("warm copy of a moved segment survived the restart: %v", err)
 	}
-	got := readAll(t, e, "s", tiers.AllRecords())
-	if len(got) != len(want) {
-		t.Fatalf("read %d, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if !got[i].Record.Equal(&want[i]) {
-			t.Fatalf("record %d differs", i)
-		}
-	}
+	wantRecords(t, readAll(t, e, "s", tiers.AllRecords()), want)
 }
 
 // TestDamagedColdObject: a truncated or bit-flipped object never yields
@@ -433,15 +425,7 @@ func TestOffloadWhileMinIOIsDown(t *testing.T) {
 			}
 			more := fill(t, e, "s", 20) // ingest goes on; Append set the offsets
 			want = append(want, more...)
-			got := readAll(t, e, "s", tiers.AllRecords())
-			if len(got) != len(want) {
-				t.Fatalf("read %d, want %d", len(got), len(want))
-			}
-			for i := range got {
-				if !got[i].Record.Equal(&want[i]) {
-					t.Fatalf("record %d differs", i)
-				}
-			}
+			wantRecords(t, readAll(t, e, "s", tiers.AllRecords()), want)
 
 			m.Restart()
 			if seg, err = e.Offload(context.Background(), "s", first.Base, false); err != nil || seg.Placements != tiers.Of(tiers.Cold) {
