@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/internal/promreg"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
@@ -253,11 +254,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 9),
 		}, []string{"op"}),
 	}
-	for _, col := range []prometheus.Collector{m.ops, m.duration} {
-		if err := reg.Register(col); err != nil {
-			return nil, fmt.Errorf("catalog: register metrics: %w", err)
-		}
-	}
+	m.ops = promreg.Register(reg, m.ops)
+	m.duration = promreg.Register(reg, m.duration)
 	return m, nil
 }
 

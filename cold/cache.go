@@ -3,7 +3,6 @@ package cold
 import (
 	"container/list"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/internal/promreg"
 )
 
 // blockSize is the unit the read cache fetches and keeps. Small blocks keep
@@ -53,8 +53,8 @@ func newBlockCache(max int64, reg prometheus.Registerer) *blockCache {
 	}
 	c.mu.lru = list.New()
 	c.mu.blocks = map[blockKey]*list.Element{}
-	c.hits = registerCounter(reg, c.hits)
-	c.misses = registerCounter(reg, c.misses)
+	c.hits = promreg.Register(reg, c.hits)
+	c.misses = promreg.Register(reg, c.misses)
 	return c
 }
 
@@ -186,21 +186,4 @@ func (c *blockCache) peek(k blockKey) ([]byte, bool) {
 		return e.Value.(*cacheEntry).data, true
 	}
 	return nil, false
-}
-
-// registerCounter registers c, or returns the counter already registered
-// under its name (a second Tier in one process shares it).
-func registerCounter(reg prometheus.Registerer, c prometheus.Counter) prometheus.Counter {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if ex, ok := are.ExistingCollector.(prometheus.Counter); ok {
-				return ex
-			}
-		}
-	}
-	return c
 }

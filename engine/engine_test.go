@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"os"
 	"path/filepath"
 	"testing"
@@ -230,4 +231,35 @@ func wantRecords(t *testing.T, got []Item, want []tiers.Record) {
 			t.Fatalf("record %d differs: %+v, want %+v", i, got[i].Record, want[i])
 		}
 	}
+}
+
+// TestReopenOnTheSameRegistry: an engine closed and opened again in one
+// process with one metrics registry (an embedding program, a test) opens,
+// and its components keep counting into the same series.
+func TestReopenOnTheSameRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	dir := t.TempDir()
+	for i := 0; i < 2; i++ {
+		e := open(t, dir, func(o *Options) { o.Registerer = reg })
+		fill(t, e, "s", 10)
+		if err := e.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "tierd_warm_segments_committed_total" {
+			if got := f.GetMetric()[0].GetCounter().GetValue(); got != 2 {
+				t.Fatalf("segments committed across both opens: %v, want 2", got)
+			}
+			return
+		}
+	}
+	t.Fatal("tierd_warm_segments_committed_total not gathered")
 }

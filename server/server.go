@@ -88,8 +88,7 @@ type Server struct {
 }
 
 // New returns a Server for e. It registers its metrics with
-// opts.Registerer, if set, and panics if they are already registered there
-// (as prometheus.MustRegister does): two servers need two registries.
+// opts.Registerer, if set; servers sharing a registry share the series.
 func New(e *engine.Engine, opts Options) *Server {
 	opts = opts.withDefaults()
 	s := &Server{eng: e, opts: opts, log: opts.Logger, mux: http.NewServeMux()}

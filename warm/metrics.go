@@ -1,10 +1,10 @@
 package warm
 
 import (
-	"fmt"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/internal/promreg"
 )
 
 // metrics are always live; with a nil Registerer they are simply not
@@ -48,13 +48,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Segment files currently mapped into memory.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.fsync, m.commits, m.commitBytes, m.corruptions, m.acquires, m.mappedGauge} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("warm: register metrics: %w", err)
-			}
-		}
-	}
+	m.fsync = promreg.Register(reg, m.fsync)
+	m.commits = promreg.Register(reg, m.commits)
+	m.commitBytes = promreg.Register(reg, m.commitBytes)
+	m.corruptions = promreg.Register(reg, m.corruptions)
+	m.acquires = promreg.Register(reg, m.acquires)
+	m.mappedGauge = promreg.Register(reg, m.mappedGauge)
 	return m, nil
 }
 

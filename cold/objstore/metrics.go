@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/internal/promreg"
 )
 
 // Metric label values. result is bounded to these four so a failing store
@@ -41,25 +42,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Bytes sent (put) and received (get, get_range) by the object store.",
 		}, []string{"op"}),
 	}
-	m.requests = register(reg, m.requests)
-	m.duration = register(reg, m.duration)
-	m.bytes = register(reg, m.bytes)
+	m.requests = promreg.Register(reg, m.requests)
+	m.duration = promreg.Register(reg, m.duration)
+	m.bytes = promreg.Register(reg, m.bytes)
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// the same name, so several buckets (say, one per test) can share a
-// registry. Any other registration failure leaves c unregistered: metrics
-// must never stop the store from working.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	return c
 }
 
 func (m *metrics) observe(op string, start time.Time, err error) {

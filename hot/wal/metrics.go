@@ -1,10 +1,9 @@
 package wal
 
 import (
-	"errors"
-	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/internal/promreg"
 )
 
 // metrics are always built, so the write path never checks for nil; they
@@ -20,7 +19,7 @@ type metrics struct {
 	failed        prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
+func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		fsyncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tierd_wal_fsync_duration_seconds",
@@ -59,31 +58,14 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.fsyncDuration = register(reg, log, m.fsyncDuration)
-	m.bytesWritten = register(reg, log, m.bytesWritten)
-	m.batches = register(reg, log, m.batches)
-	m.groupCommits = register(reg, log, m.groupCommits)
-	m.tornRepairs = register(reg, log, m.tornRepairs)
-	m.removed = register(reg, log, m.removed)
-	m.files = register(reg, log, m.files)
-	m.failed = register(reg, log, m.failed)
+	m.fsyncDuration = promreg.Register(reg, m.fsyncDuration)
+	m.bytesWritten = promreg.Register(reg, m.bytesWritten)
+	m.batches = promreg.Register(reg, m.batches)
+	m.groupCommits = promreg.Register(reg, m.groupCommits)
+	m.tornRepairs = promreg.Register(reg, m.tornRepairs)
+	m.removed = promreg.Register(reg, m.removed)
+	m.files = promreg.Register(reg, m.files)
+	m.failed = promreg.Register(reg, m.failed)
 	m.failed.Set(0)
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// its name, so that reopening a WAL with the same registry keeps counting.
-func register[T prometheus.Collector](reg prometheus.Registerer, log *slog.Logger, c T) T {
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(T); ok {
-			return existing
-		}
-	}
-	log.Warn("wal: metric not registered", "err", err)
-	return c
 }

@@ -195,7 +195,7 @@ func Open(ctx context.Context, opts Options, replay func(Batch) error) (*WAL, er
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
 	}
-	w.metrics = newMetrics(opts.Registerer, w.log)
+	w.metrics = newMetrics(opts.Registerer)
 	segs, err := w.recover(ctx, replay)
 	if err != nil {
 		return nil, err
