@@ -138,21 +138,28 @@ func (m *Migrator) Stop(ctx context.Context) {
 	}
 }
 
+// scheduled is the cron job: it skips a tick while a run is still going
+// instead of queueing behind it.
 func (m *Migrator) scheduled() {
 	if !m.runMu.TryLock() {
-		return // the previous pass is still running
+		return
 	}
-	m.runMu.Unlock()
-	if _, err := m.Run(context.Background(), "", false); err != nil {
+	defer m.runMu.Unlock()
+	if _, err := m.runLocked(context.Background(), "", false); err != nil {
 		m.opts.Logger.Error("migrator run", "err", err)
 	}
 }
 
 // Run plans now and, unless dryRun, executes the plan; stream limits it to
 // one stream. It returns what was planned and what happened to each action.
+// It waits for a run in progress to end first.
 func (m *Migrator) Run(ctx context.Context, stream string, dryRun bool) (Report, error) {
 	m.runMu.Lock()
 	defer m.runMu.Unlock()
+	return m.runLocked(ctx, stream, dryRun)
+}
+
+func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool) (Report, error) {
 	now := m.opts.Now()
 	rep := Report{Started: now, DryRun: dryRun}
 	segs, err := m.exec.PlanInput(ctx, stream)
