@@ -1,7 +1,6 @@
 package wal
 
 import (
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/internal/promreg"
 )
