@@ -599,8 +599,31 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v (all: %v)", name, got[name], want, got)
 		}
 	}
-	if _, err := Open(t.TempDir(), Options{Registerer: reg}); err == nil {
-		t.Error("a second store on the same registry registered duplicate metrics")
+	// A second store on the same registry (an engine reopened in one
+	// process) opens and counts into the same series.
+	s2, err := Open(t.TempDir(), Options{Registerer: reg})
+	if err != nil {
+		t.Fatalf("second store on one registry: %v", err)
+	}
+	defer s2.Close()
+	w2, err := s2.Create("s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.Append(&tiers.Record{Offset: 0, Value: []byte("x")})
+	if _, err := w2.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err = reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "tierd_warm_segments_committed_total" {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != got["tierd_warm_segments_committed_total"]+1 {
+				t.Errorf("segments committed by both stores: %v, want %v", v, got["tierd_warm_segments_committed_total"]+1)
+			}
+		}
 	}
 }
 
