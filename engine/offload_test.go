@@ -375,7 +375,7 @@ func TestDamagedColdObject(t *testing.T) {
 				}
 				for i := range got {
 					if !got[i].Equal(&want[i]) {
-						t.Fatalf("record %d silently wrong: %+v", i, got[i])
+						t.Fatalf("record %d silently wrong: %+v, want %+v", i, got[i], want[i])
 					}
 				}
 			}

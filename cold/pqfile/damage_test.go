@@ -122,6 +122,21 @@ func TestDamagedFiles(t *testing.T) {
 			b[valueStart+valueSize/2] ^= 0x10
 			return b
 		}, nil},
+		{"bit flip in a key dictionary page", func(b []byte) []byte {
+			// parquet-go loads dictionaries without checking their CRC;
+			// checkDictionaries does. The last byte of the dictionary page
+			// is the one before the first data page.
+			f, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			md := f.Metadata().RowGroups[0].Columns[2].MetaData
+			if md.DictionaryPageOffset <= 0 {
+				t.Fatal("key column has no dictionary page")
+			}
+			b[md.DataPageOffset-1] ^= 0x10
+			return b
+		}, nil},
 		{"bit flip in the offset column", func(b []byte) []byte {
 			s, n := columnChunk(t, b, 2, 0)
 			b[s+n-2] ^= 0x01
@@ -291,4 +306,59 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("error %v is not a *tiers.CorruptionError", err)
 		}
 	})
+}
+
+// TestDictionaryBitFlipFailsTheScan: a scan alone (no Verify after it)
+// never returns records a damaged dictionary page changed. parquet-go does
+// not check a dictionary page's CRC; checkDictionaries does.
+func TestDictionaryBitFlipFailsTheScan(t *testing.T) {
+	recs := mixedRecords(600, 100)
+	good, _ := writeBytes(t, "s", recs, Options{RowGroupRows: 300})
+	f, err := parquet.OpenFile(bytes.NewReader(good), int64(len(good)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, col := range []int{2, 3} { // key, tags
+		md := f.Metadata().RowGroups[1].Columns[col].MetaData
+		if md.DictionaryPageOffset <= 0 {
+			t.Fatalf("column %d has no dictionary page", col)
+		}
+		for _, pos := range []int64{md.DataPageOffset - 1, md.DataPageOffset - 3} {
+			b := append([]byte(nil), good...)
+			b[pos] ^= 0x10
+			ctx := context.Background()
+			r, err := Open(ctx, bytes.NewReader(b), int64(len(b)), "damaged.parquet")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var scanErr error
+			i := 0
+			for rec, err := range r.Scan(ctx, tiers.AllRecords()) {
+				if err != nil {
+					scanErr = err
+					break
+				}
+				if !rec.Equal(&recs[i]) {
+					t.Fatalf("column %d, flip at %d: record %d silently wrong: %+v, want %+v", col, pos, i, rec, recs[i])
+				}
+				i++
+			}
+			var ce *tiers.CorruptionError
+			if !errors.As(scanErr, &ce) {
+				t.Fatalf("column %d, flip at %d: scan error %v, want a *tiers.CorruptionError", col, pos, scanErr)
+			}
+			// A scan that starts inside the damaged row group fails too.
+			q := tiers.AllRecords()
+			q.From = recs[450].Offset
+			for _, err := range r.Scan(ctx, q) {
+				scanErr = err
+				if err != nil {
+					break
+				}
+			}
+			if !errors.As(scanErr, &ce) {
+				t.Fatalf("column %d, flip at %d: seeking scan error %v, want a *tiers.CorruptionError", col, pos, scanErr)
+			}
+		}
+	}
 }

@@ -2,6 +2,7 @@ package pqfile
 
 import (
 	"errors"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
@@ -11,7 +12,7 @@ import (
 // A reader accepts every major version it knows (only 1 so far) and rejects
 // others with ErrUnsupportedVersion; a minor version ("1.1") only ever adds
 // things a version-1 reader may ignore.
-const FormatVersion = "1"
+const FormatVersion = "1.1"
 
 // formatMajor is the major version this package reads.
 const formatMajor = 1
@@ -27,6 +28,9 @@ const (
 	MetaMaxTS         = "tierd.max_ts"         // largest ts, Unix ns, decimal
 	MetaDigest        = "tierd.digest"         // tiers.Digest.String()
 	MetaFormatVersion = "tierd.format_version" // FormatVersion
+	// MetaSealedAt (format 1.1, optional) is when the segment was sealed,
+	// Unix ns, decimal, so that a rebuilt catalog keeps segments' ages.
+	MetaSealedAt = "tierd.sealed_at"
 )
 
 // Column names, in schema order.
@@ -96,6 +100,8 @@ type Options struct {
 	// memory: a row group is buffered (compressed) until it is flushed.
 	// 0 means 64 MiB.
 	RowGroupBytes int64
+	// SealedAt, when set, is written as tierd.sealed_at.
+	SealedAt time.Time
 }
 
 // Defaults of Options.

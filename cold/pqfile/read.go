@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -25,6 +26,9 @@ type Reader struct {
 	meta tiers.SegmentMeta
 
 	groups []groupInfo
+	// dictChecked[i] is set once row group i's dictionary pages passed
+	// their CRC check (checkDictionaries).
+	dictChecked []atomic.Bool
 	// column positions of the leaf columns in every row group
 	colOffset, colTS, colKey int
 
@@ -33,6 +37,7 @@ type Reader struct {
 
 // groupInfo is what pruning needs to know of one row group, checked at Open.
 type groupInfo struct {
+	index        int // in the file
 	rg           parquet.RowGroup
 	first, last  uint64 // offsets; dense, so row i of the group is first+i
 	minTS, maxTS int64
@@ -159,6 +164,13 @@ func (rd *Reader) checkMeta() error {
 	case m.MinTS > m.MaxTS:
 		return fmt.Errorf("%w: min_ts %d > max_ts %d", ErrNotSegment, m.MinTS, m.MaxTS)
 	}
+	if v, ok := f.Lookup(MetaSealedAt); ok {
+		ns, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: %s %q: %v", ErrNotSegment, MetaSealedAt, v, err)
+		}
+		m.SealedAt = time.Unix(0, ns).UTC()
+	}
 	m.Bytes = rd.ra.size
 	m.Placements = tiers.Of(tiers.Cold)
 	rd.meta = m
@@ -193,7 +205,7 @@ func (rd *Reader) checkGroups() error {
 		if n <= 0 || len(chunks) != len(schema.Columns()) {
 			return fmt.Errorf("%w: row group %d has %d rows and %d columns", ErrNotSegment, i, n, len(chunks))
 		}
-		g := groupInfo{rg: rg, first: next, last: next + uint64(n) - 1}
+		g := groupInfo{index: i, rg: rg, first: next, last: next + uint64(n) - 1}
 		lo, hi, ok := rd.int64Stats(i, rd.colOffset)
 		if !ok || uint64(lo) != g.first || uint64(hi) != g.last {
 			return fmt.Errorf("%w: row group %d: offset statistics %d..%d (present: %t), want %d..%d", ErrNotSegment, i, lo, hi, ok, g.first, g.last)
@@ -209,6 +221,7 @@ func (rd *Reader) checkGroups() error {
 	if next != rd.meta.Last+1 {
 		return fmt.Errorf("%w: row groups end at offset %d, %s is %d", ErrNotSegment, next-1, MetaLast, rd.meta.Last)
 	}
+	rd.dictChecked = make([]atomic.Bool, len(rd.groups))
 	return nil
 }
 
@@ -364,6 +377,9 @@ func (rd *Reader) readGroup(ctx context.Context, g *groupInfo, from uint64, fn f
 	}
 	var pr *parquet.GenericReader[row]
 	err := protect(func() error {
+		if err := rd.checkDictionaries(g.index); err != nil {
+			return err
+		}
 		if start > 0 {
 			// Load the offset indexes so SeekToRow skips whole pages
 			// instead of decoding them.

@@ -121,6 +121,7 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 		MaxTS:  s.maxTS,
 		Digest: s.dig.Sum(),
 	}
+	meta.SealedAt = s.opts.SealedAt
 	for k, v := range metadataOf(&meta) {
 		pw.SetKeyValueMetadata(k, v)
 	}
@@ -234,7 +235,7 @@ func (s *writeState) flushRowGroup() error {
 
 // metadataOf returns the tierd key/value metadata describing m.
 func metadataOf(m *tiers.SegmentMeta) map[string]string {
-	return map[string]string{
+	md := map[string]string{
 		MetaStream:        m.Stream,
 		MetaBase:          strconv.FormatUint(m.Base, 10),
 		MetaLast:          strconv.FormatUint(m.Last, 10),
@@ -244,6 +245,10 @@ func metadataOf(m *tiers.SegmentMeta) map[string]string {
 		MetaDigest:        m.Digest.String(),
 		MetaFormatVersion: FormatVersion,
 	}
+	if !m.SealedAt.IsZero() {
+		md[MetaSealedAt] = strconv.FormatInt(m.SealedAt.UnixNano(), 10)
+	}
+	return md
 }
 
 // countingWriter counts the bytes that reach w and keeps its first error,
