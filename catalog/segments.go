@@ -389,3 +389,29 @@ func (c *Catalog) decodeAt(stream string, k, v []byte) (tiers.SegmentMeta, error
 	}
 	return m, nil
 }
+
+// FirstLive returns the lowest segment of stream that is not tombstoned;
+// ok is false when every segment is (or there is none). It reads past the
+// tombstoned segments at the low end only, so its cost does not grow with
+// the stream. An unknown stream wraps tiers.ErrStreamNotFound.
+func (c *Catalog) FirstLive(ctx context.Context, stream string) (m tiers.SegmentMeta, ok bool, err error) {
+	err = c.view(ctx, "first_live", func(tx *bolt.Tx) error {
+		segs, err := c.segmentBucket(tx, stream)
+		if err != nil {
+			return err
+		}
+		cur := segs.Cursor()
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			s, err := c.decodeAt(stream, k, v)
+			if err != nil {
+				return err
+			}
+			if s.Tombstoned.IsZero() {
+				m, ok = s, true
+				return nil
+			}
+		}
+		return nil
+	})
+	return m, ok, err
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/cold/pqfile"
+	"github.com/tierd/tierd/internal/failpoint"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -128,7 +129,9 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	info, err := pqfile.Write(ctx, f, m.Stream, records, t.pqOptions())
+	popts := t.pqOptions()
+	popts.SealedAt = m.SealedAt
+	info, err := pqfile.Write(ctx, f, m.Stream, records, popts)
 	if err != nil {
 		return 0, fmt.Errorf("cold: convert %s: %w", key, err)
 	}
@@ -152,6 +155,9 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 		return 0, storeErr("upload", key, err)
 	}
 	t.cache.drop(key)
+	if err := failpoint.Inject(failpoint.MoveAfterWrite); err != nil {
+		return 0, err
+	}
 	got, err := t.checkObject(ctx, key, m)
 	if err != nil {
 		return 0, fmt.Errorf("cold: verify %s after upload: %w", key, err)

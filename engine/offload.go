@@ -9,6 +9,7 @@ import (
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/internal/failpoint"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -42,6 +43,22 @@ func (m *moveLocks) lock(stream string, base uint64) func() {
 	m.mu.Unlock()
 	l.Lock()
 	return l.Unlock
+}
+
+// busy reports whether a move of the segment is running now.
+func (m *moveLocks) busy(stream string, base uint64) bool {
+	k := fmt.Sprintf("%s/%d", stream, base)
+	m.mu.Lock()
+	l := m.locks[k]
+	m.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	if l.TryLock() {
+		l.Unlock()
+		return false
+	}
+	return true
 }
 
 // Offload moves one sealed segment to the cold tier now, with the move
@@ -92,6 +109,9 @@ func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWa
 			}
 			return tiers.SegmentMeta{}, err
 		}
+		if err := failpoint.Inject(failpoint.MoveAfterVerify); err != nil {
+			return tiers.SegmentMeta{}, err
+		}
 		m, err = e.catalog.CommitMove(ctx, stream, base, func(sm *tiers.SegmentMeta) error {
 			sm.ColdBytes = size
 			return place(sm)
@@ -104,10 +124,16 @@ func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWa
 			return tiers.SegmentMeta{}, fmt.Errorf("engine: drop warm placement of %s/%d: %w", stream, base, err)
 		}
 	}
+	if err := failpoint.Inject(failpoint.MoveAfterCommit); err != nil {
+		return m, err
+	}
 	if !m.Placements.Has(tiers.Warm) {
 		if err := e.warm.Remove(stream, base); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
 			// The catalog no longer places it warm; start-up removes it.
 			e.opts.Logger.Warn("remove offloaded warm file", "stream", stream, "base", base, "err", err)
+		}
+		if err := failpoint.Inject(failpoint.MoveAfterRemove); err != nil {
+			return m, err
 		}
 	}
 	return m, nil
@@ -127,7 +153,7 @@ func (e *Engine) upload(ctx context.Context, m tiers.SegmentMeta) (int64, error)
 // upload whose object is in the store and matches the catalog is committed
 // (keeping the warm copy: the policy decides when it goes); one whose object
 // is missing is rolled back, leaving the segment as it was, to be moved
-// again. Intents of other kinds belong to the migrator and are left to it.
+// again. Intents of other kinds are settled by recoverIntent.
 func (e *Engine) recoverMoves(ctx context.Context) error {
 	intents, err := e.catalog.Intents(ctx)
 	if err != nil {
@@ -135,6 +161,9 @@ func (e *Engine) recoverMoves(ctx context.Context) error {
 	}
 	for _, in := range intents {
 		if in.Kind != catalog.IntentUpload {
+			if err := e.recoverIntent(ctx, in); err != nil {
+				return fmt.Errorf("engine: settle %s intent of %s/%d: %w", in.Kind, in.Stream, in.Base, err)
+			}
 			continue
 		}
 		m, err := e.catalog.Segment(ctx, in.Stream, in.Base)

@@ -35,7 +35,9 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 			n++
 			return q.Limit <= 0 || n < q.Limit
 		}
-		// Below the first resident offset the records are in the warm store.
+		// Below the first resident offset the records are in the warm store
+		// or the cold tier. A range no live segment covers has been deleted
+		// by retention (or is being): it answers ErrExpired, never silence.
 		if hotFirst := sn.First(); q.From < hotFirst && hotFirst > 0 {
 			wq := q
 			wq.To = min(q.To, hotFirst-1)
@@ -44,7 +46,16 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 				yield(Item{}, err)
 				return
 			}
+			expect := wq.From // the next offset the read must account for
 			for _, seg := range segs {
+				if !seg.Tombstoned.IsZero() {
+					continue // its range is reported as a gap below
+				}
+				if seg.Base > expect {
+					yield(Item{}, expired(stream, expect, seg.Base))
+					return
+				}
+				expect = seg.Last + 1
 				if !wq.OverlapsTime(seg.MinTS, seg.MaxTS) {
 					continue
 				}
@@ -55,6 +66,10 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 				if !e.readSegment(ctx, seg, wq, emit, yield) {
 					return
 				}
+			}
+			if expect <= wq.To {
+				yield(Item{}, expired(stream, expect, wq.To+1))
+				return
 			}
 		}
 		for r, err := range sn.Scan(q) {
@@ -74,6 +89,51 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 // consumer is done, the limit is reached, or an error was yielded). A
 // segment moved out of warm between the catalog lookup and the open is
 // looked up again and read from where it went.
+// expired is the error for offsets [from, to) of stream that no live
+// segment holds.
+func expired(stream string, from, to uint64) error {
+	return fmt.Errorf("%w: offsets [%d, %d) of stream %s are no longer retained", tiers.ErrExpired, from, to, stream)
+}
+
+// Retention says which of a stream's offsets can be read.
+type Retention struct {
+	// First is the lowest retained offset: the base of the lowest live
+	// segment, or the first offset in memory. Offsets below it were deleted
+	// by retention.
+	First uint64
+	// FirstTS is the ts of the record at First (its segment's smallest ts),
+	// when HasFirstTS.
+	FirstTS    int64
+	HasFirstTS bool
+	// Next is the offset the next record will get.
+	Next uint64
+}
+
+// Retention reports the retained range of stream. An unknown stream is
+// tiers.ErrStreamNotFound.
+func (e *Engine) Retention(ctx context.Context, stream string) (Retention, error) {
+	sn := e.hot.Snapshot(stream)
+	if !sn.Known {
+		return Retention{}, tiers.ErrStreamNotFound
+	}
+	r := Retention{First: sn.First(), Next: sn.Next}
+	m, ok, err := e.catalog.FirstLive(ctx, stream)
+	if err != nil && !errors.Is(err, tiers.ErrStreamNotFound) {
+		return Retention{}, err
+	}
+	if ok && m.Base < r.First {
+		r.First, r.FirstTS, r.HasFirstTS = m.Base, m.MinTS, true
+	}
+	if !r.HasFirstTS {
+		for _, s := range sn.Segments() {
+			if s.Base == r.First && s.Count > 0 {
+				r.FirstTS, r.HasFirstTS = s.MinTS, true
+			}
+		}
+	}
+	return r, nil
+}
+
 func (e *Engine) readSegment(ctx context.Context, seg tiers.SegmentMeta, q tiers.Query, emit func(tiers.Record, tiers.Placement) bool, yield func(Item, error) bool) bool {
 	if seg.Placements.Has(tiers.Warm) {
 		r, err := e.warm.Acquire(seg.Stream, seg.Base)

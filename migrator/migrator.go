@@ -78,6 +78,8 @@ type Migrator struct {
 	exec    Executor
 	limiter *rate.Limiter
 	cron    *cron.Cron
+	ctx     context.Context // scheduled runs; cancelled by Stop
+	cancel  context.CancelFunc
 	runMu   sync.Mutex // one run at a time
 	mu      struct {
 		sync.Mutex
@@ -107,6 +109,7 @@ func New(exec Executor, opts Options) (*Migrator, error) {
 		opts.Now = time.Now
 	}
 	m := &Migrator{opts: opts, exec: exec}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.mu.failures = map[segKey]*Failure{}
 	if opts.BytesPerSecond > 0 {
 		m.limiter = rate.NewLimiter(rate.Limit(opts.BytesPerSecond), int(min(opts.BytesPerSecond, 1<<30)))
@@ -127,8 +130,10 @@ func (m *Migrator) Start() {
 	}
 }
 
-// Stop stops the schedule and waits for a running pass to end or ctx.
+// Stop stops the schedule, cancels a scheduled run in progress (each move
+// is safe to interrupt) and waits for it to end or ctx.
 func (m *Migrator) Stop(ctx context.Context) {
+	m.cancel()
 	if m.cron == nil {
 		return
 	}
@@ -145,7 +150,7 @@ func (m *Migrator) scheduled() {
 		return
 	}
 	defer m.runMu.Unlock()
-	if _, err := m.runLocked(context.Background(), "", false); err != nil {
+	if _, err := m.runLocked(m.ctx, "", false); err != nil {
 		m.opts.Logger.Error("migrator run", "err", err)
 	}
 }

@@ -212,6 +212,9 @@ func (p *planner) candidates(s *Segment) []Action {
 	}
 	a := p.now.Sub(s.SealedAt)
 	because := func(limit string, d time.Duration) string {
+		if a < d {
+			return fmt.Sprintf("at age %s: %s %s (policy %s); age now %s", FormatDuration(d), limit, FormatDuration(d), pol.Name, age(a))
+		}
 		return fmt.Sprintf("age %s >= %s %s (policy %s)", age(a), limit, FormatDuration(d), pol.Name)
 	}
 	var out []Action

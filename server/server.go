@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -42,6 +43,9 @@ type Options struct {
 	// Now is the ingest clock for records without ts, read once per append;
 	// default time.Now.
 	Now func() time.Time
+	// Migrator serves migrate and explain; without one they answer 409
+	// migrator_disabled.
+	Migrator *migrator.Migrator
 }
 
 // The defaults of Options, in one place.
@@ -100,6 +104,9 @@ func New(e *engine.Engine, opts Options) *Server {
 	s.mux.HandleFunc("GET /v1/streams", s.handleStreams)
 	s.mux.HandleFunc("GET /v1/streams/{stream}/segments", s.handleSegments)
 	s.mux.HandleFunc("POST /v1/streams/{stream}/segments/{base}/offload", s.handleOffload)
+	s.mux.HandleFunc("POST /v1/migrate", s.handleMigrate)
+	s.mux.HandleFunc("GET /v1/streams/{stream}/explain", s.handleExplain)
+	s.mux.HandleFunc("POST /v1/verify", s.handleVerify)
 	s.mux.HandleFunc("GET /v1/status", s.handleStatus)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	return s
@@ -287,6 +294,10 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.applyRetention(r.Context(), stream, params, &q); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 
 	rc := http.NewResponseController(w)
 	bw := bufio.NewWriterSize(w, 32<<10)
@@ -348,6 +359,32 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 	flush()
 }
 
+// applyRetention fits a read to the stream's retained range: a read that
+// names offsets (from, to) or a time range (until) lying wholly below the
+// first retained record fails with tiers.ErrExpired naming the expired
+// range (410); a read without from starts at the first retained offset.
+func (s *Server) applyRetention(ctx context.Context, stream string, params url.Values, q *tiers.Query) error {
+	ret, err := s.eng.Retention(ctx, stream)
+	if err != nil || ret.First == 0 {
+		return err
+	}
+	gone := func(from, to uint64) error {
+		return fmt.Errorf("%w: offsets [%d, %d) of stream %s were deleted by retention; the first retained offset is %d",
+			tiers.ErrExpired, from, to, stream, ret.First)
+	}
+	switch {
+	case params.Has("from") && q.From < ret.First:
+		return gone(q.From, min(q.To, ret.First-1)+1)
+	case q.To < ret.First:
+		return gone(q.From, q.To+1)
+	case !params.Has("from") && params.Has("until") && ret.HasFirstTS && q.Until <= ret.FirstTS:
+		return fmt.Errorf("%w: records of stream %s before %s were deleted by retention; the first retained record is offset %d at %s",
+			tiers.ErrExpired, stream, formatTS(q.Until), ret.First, formatTS(ret.FirstTS))
+	}
+	q.From = max(q.From, ret.First)
+	return nil
+}
+
 // errInvalidParameter marks a bad query parameter.
 var errInvalidParameter = errors.New("server: invalid parameter")
 
@@ -383,10 +420,14 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, "invalid_record"
 	case errors.Is(err, tiers.ErrStreamNotFound):
 		return http.StatusNotFound, "stream_not_found"
+	case errors.Is(err, tiers.ErrExpired):
+		return http.StatusGone, "expired"
 	case errors.Is(err, tiers.ErrSegmentNotFound):
 		return http.StatusNotFound, "segment_not_found"
 	case errors.Is(err, engine.ErrNotPersisted):
 		return http.StatusConflict, "segment_not_persisted"
+	case errors.Is(err, errNoMigrator):
+		return http.StatusConflict, "migrator_disabled"
 	case errors.Is(err, engine.ErrNoColdTier):
 		return http.StatusConflict, "no_cold_tier"
 	case errors.Is(err, cold.ErrStoreUnavailable):
@@ -442,7 +483,11 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // reasons say ">=", and nobody embeds this in HTML
+	err := enc.Encode(v)
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if err != nil { // only a type the server defines can get here
 		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"encoding the response failed"}}`)
 	}

@@ -186,6 +186,9 @@ type segmentOut struct {
 	Tiers     []string `json:"tiers"`
 	Digest    string   `json:"digest,omitempty"`
 	Active    bool     `json:"active,omitempty"`
+	// Tombstoned is when deletion by retention began; the segment is no
+	// longer served and its copies go after cold.delete_delay.
+	Tombstoned string `json:"tombstoned,omitempty"`
 }
 
 func toSegmentOut(si *engine.SegmentInfo) segmentOut {
@@ -207,6 +210,9 @@ func toSegmentOut(si *engine.SegmentInfo) segmentOut {
 		}
 		if !si.Digest.IsZero() {
 			out.Digest = si.Digest.String()
+		}
+		if !si.Tombstoned.IsZero() {
+			out.Tombstoned = si.Tombstoned.UTC().Format(time.RFC3339Nano)
 		}
 	}
 	if si.Active && len(out.Tiers) == 0 {

@@ -113,4 +113,6 @@ var (
 	ErrBackpressure      = errors.New("tiers: memory budget full of unpersisted data")
 	ErrClosed            = errors.New("tiers: closed")
 	ErrStorageFailed     = errors.New("tiers: storage failed, writes disabled until restart")
+	// ErrExpired reports a read of offsets that retention has deleted.
+	ErrExpired = errors.New("tiers: records expired by retention")
 )

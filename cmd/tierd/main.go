@@ -15,19 +15,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/tierd/tierd/cold"
-	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/internal/boot"
+	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/server"
 )
@@ -113,7 +111,7 @@ func run(ctx context.Context, f flags) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	coldTier, err := openCold(ctx, cfg, log)
+	coldTier, err := boot.OpenCold(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}
@@ -141,6 +139,17 @@ func run(ctx context.Context, f flags) error {
 		}
 		return err
 	}
+	mig, err := migrator.New(eng, migrator.Options{
+		Config:         cfg,
+		Schedule:       cfg.Migrator.Schedule,
+		Concurrency:    cfg.Migrator.Concurrency,
+		BytesPerSecond: cfg.Migrator.MaxBytesPerSecond,
+		Logger:         log,
+	})
+	if err != nil {
+		eng.Close(context.Background())
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		eng.Close(context.Background())
@@ -151,13 +160,15 @@ func run(ctx context.Context, f flags) error {
 			MaxBodyBytes:   cfg.MaxBodyBytes,
 			MaxRecordBytes: int(cfg.MaxRecordBytes),
 			Logger:         log,
+			Migrator:       mig,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("tierd listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync, "cold_store", redact(storeURL(cfg)))
+	log.Info("tierd listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync, "cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	mig.Start()
 
 	select {
 	case err = <-serveErr:
@@ -166,6 +177,7 @@ func run(ctx context.Context, f flags) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	mig.Stop(shutCtx)
 	if serr := srv.Shutdown(shutCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
@@ -179,51 +191,6 @@ func run(ctx context.Context, f flags) error {
 		log.Info("stopped")
 	}
 	return err
-}
-
-// openCold opens the cold tier on cfg's store: an S3 bucket, or by default a
-// file store in <data_dir>/cold.
-func openCold(ctx context.Context, cfg policy.Config, log *slog.Logger) (*cold.Tier, error) {
-	if !cfg.HasColdStore() {
-		return nil, nil
-	}
-	u, err := cfg.StoreURL()
-	if err != nil {
-		return nil, err
-	}
-	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("cold.store: %w", err)
-	}
-	t, err := cold.New(cold.Options{
-		Bucket:     b,
-		Level:      cfg.Cold.Compression.Level,
-		CacheBytes: cfg.Cold.CacheBytes,
-		SpoolDir:   filepath.Join(cfg.DataDir, "cold-spool"),
-		Logger:     log,
-	})
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	return t, nil
-}
-
-func storeURL(cfg policy.Config) string {
-	u, _ := cfg.StoreURL()
-	return u
-}
-
-// redact drops anything that could be a credential from a store URL before
-// it is logged.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
-	}
-	u.User = nil
-	u.RawQuery = ""
-	return u.String()
 }
 
 // hotTick is a tenth of the smallest segment or residency age of any

@@ -1,0 +1,292 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/internal/failpoint"
+	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/tiers"
+)
+
+// This file makes the Engine the migrator's executor (migrator.Executor):
+// it hands the planner every durable segment and performs each planned
+// action with the move protocol of DESIGN.md. Every action is safe to repeat
+// after a crash at any point, and Open finishes or rolls back what a crash
+// interrupted (recoverMoves).
+
+// PlanInput returns every durable segment of stream (of every stream when
+// stream is ""), as the planner sees it: the catalog entry, Hot added when
+// the segment is also resident in memory, and InFlight while a move of it
+// runs. Segments only in memory (sealed, not yet persisted) are the
+// flusher's, not the planner's, and are left out.
+func (e *Engine) PlanInput(ctx context.Context, stream string) ([]policy.Segment, error) {
+	names := []string{stream}
+	if stream == "" {
+		cs, err := e.catalog.Streams(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("engine: plan input: %w", err)
+		}
+		names = names[:0]
+		for _, s := range cs {
+			names = append(names, s.Name)
+		}
+	} else if err := tiers.ValidateStreamName(stream); err != nil {
+		return nil, err
+	}
+	var out []policy.Segment
+	for _, name := range names {
+		metas, err := e.catalog.Segments(ctx, name)
+		if errors.Is(err, tiers.ErrStreamNotFound) {
+			if stream != "" && e.hot.Snapshot(name).Known {
+				continue // a stream with nothing persisted yet
+			}
+			return nil, err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("engine: plan input: %w", err)
+		}
+		sn := e.hot.Snapshot(name)
+		for _, m := range metas {
+			if sn.Resident(m.Base) {
+				m.Placements = m.Placements.With(tiers.Hot)
+			}
+			out = append(out, policy.Segment{SegmentMeta: m, InFlight: e.moves.busy(name, m.Base)})
+		}
+	}
+	return out, nil
+}
+
+// Execute performs one planned action (migrator.Executor). A failure is
+// recorded as the segment's last error in the catalog, where explain finds
+// it after a restart too.
+func (e *Engine) Execute(ctx context.Context, a policy.Action) error {
+	if err := tiers.ValidateStreamName(a.Stream); err != nil {
+		return err
+	}
+	var err error
+	switch a.Kind {
+	case policy.EvictHot:
+		err = e.evictHot(ctx, a.Stream, a.Base)
+	case policy.Upload:
+		_, err = e.Offload(ctx, a.Stream, a.Base, true)
+		return err // Offload records its own failures
+	case policy.DropWarm:
+		err = e.dropWarm(ctx, a.Stream, a.Base)
+	case policy.DeleteWarm, policy.Tombstone:
+		err = e.tombstone(ctx, a.Stream, a.Base)
+		if err == nil && a.Kind == policy.DeleteWarm {
+			// No cold store, so nothing to wait for: a reader that located
+			// the segment before the tombstone keeps its warm mapping.
+			err = e.deleteSegment(ctx, a.Stream, a.Base)
+		}
+	case policy.DeleteCold:
+		err = e.deleteSegment(ctx, a.Stream, a.Base)
+	default:
+		err = fmt.Errorf("engine: unknown action %v", a.Kind)
+	}
+	if err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
+		if rerr := e.catalog.RecordFailure(ctx, a.Stream, a.Base, fmt.Sprintf("%s: %v", a.Kind, err)); rerr != nil {
+			e.opts.Logger.Warn("record move failure", "stream", a.Stream, "base", a.Base, "err", rerr)
+		}
+	}
+	return err
+}
+
+// evictHot drops the segment, and any older resident one, from memory. It
+// is only planned for segments with a durable copy.
+func (e *Engine) evictHot(ctx context.Context, stream string, base uint64) error {
+	m, err := e.catalog.Segment(ctx, stream, base)
+	if err != nil {
+		return err
+	}
+	e.hot.Evict(stream, m.Last+1)
+	return nil
+}
+
+// dropWarm removes the warm copy of a segment whose cold copy is committed:
+// intent, then the placement change committed, then the file removed (a
+// reader holding it keeps its mapping), then the intent cleared. A crash
+// after the commit leaves a file the catalog no longer places warm, which
+// Open removes.
+func (e *Engine) dropWarm(ctx context.Context, stream string, base uint64) error {
+	defer e.moves.lock(stream, base)()
+	m, err := e.catalog.Segment(ctx, stream, base)
+	if err != nil {
+		return err
+	}
+	if !m.Placements.Has(tiers.Warm) {
+		return nil // done already
+	}
+	if !m.Placements.Has(tiers.Cold) {
+		return fmt.Errorf("engine: drop warm copy of %s/%d: no committed cold copy", stream, base)
+	}
+	if err := e.putIntent(ctx, catalog.Intent{Stream: stream, Base: base, Kind: catalog.IntentDropWarm, Key: e.warm.Path(stream, base)}); err != nil {
+		return err
+	}
+	if _, err := e.catalog.UpdateSegment(ctx, stream, base, func(sm *tiers.SegmentMeta) error {
+		sm.Placements = sm.Placements.Without(tiers.Warm)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("engine: drop warm placement of %s/%d: %w", stream, base, err)
+	}
+	if err := failpoint.Inject(failpoint.MoveAfterCommit); err != nil {
+		return err
+	}
+	return e.finishDropWarm(ctx, stream, base)
+}
+
+// finishDropWarm removes the warm file of a segment no longer placed warm
+// and clears the intent.
+func (e *Engine) finishDropWarm(ctx context.Context, stream string, base uint64) error {
+	if err := e.warm.Remove(stream, base); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
+		return fmt.Errorf("engine: remove warm copy of %s/%d: %w", stream, base, err)
+	}
+	if err := failpoint.Inject(failpoint.MoveAfterRemove); err != nil {
+		return err
+	}
+	return e.catalog.ClearIntent(ctx, stream, base)
+}
+
+// putIntent records an intent, replacing a stale one of another kind that a
+// failed earlier action left (the plan has moved on; what that action wrote
+// is at a deterministic place that the new one overwrites or removes).
+func (e *Engine) putIntent(ctx context.Context, in catalog.Intent) error {
+	err := e.catalog.PutIntent(ctx, in)
+	if errors.Is(err, catalog.ErrIntentConflict) {
+		old, ok, gerr := e.catalog.Intent(ctx, in.Stream, in.Base)
+		if gerr != nil {
+			return gerr
+		}
+		if ok && old.Kind == catalog.IntentUpload && in.Kind != catalog.IntentUpload {
+			e.opts.Logger.Info("superseding a failed upload", "stream", in.Stream, "base", in.Base, "by", in.Kind)
+			if err := e.catalog.ClearIntent(ctx, in.Stream, in.Base); err != nil {
+				return err
+			}
+			err = e.catalog.PutIntent(ctx, in)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("engine: record %s intent of %s/%d: %w", in.Kind, in.Stream, in.Base, err)
+	}
+	return nil
+}
+
+// tombstone is the first step of a deletion by retention: from the commit
+// on, reads no longer serve the segment (they answer that its range
+// expired), and it leaves memory. Its copies go in deleteSegment.
+func (e *Engine) tombstone(ctx context.Context, stream string, base uint64) error {
+	defer e.moves.lock(stream, base)()
+	now := e.opts.Now()
+	m, err := e.catalog.UpdateSegment(ctx, stream, base, func(sm *tiers.SegmentMeta) error {
+		if sm.Tombstoned.IsZero() {
+			sm.Tombstoned = now
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("engine: tombstone %s/%d: %w", stream, base, err)
+	}
+	e.hot.Evict(stream, m.Last+1)
+	return failpoint.Inject(failpoint.DeleteAfterTombstone)
+}
+
+// deleteSegment is the second step of a deletion: intent, every copy
+// removed (the cold object, the warm file), then the catalog entry, its
+// intent and its last error forgotten in one transaction. The stream's next
+// offset stays, so the range reads as expired. Repeating it after a crash
+// at any point finishes it.
+func (e *Engine) deleteSegment(ctx context.Context, stream string, base uint64) error {
+	defer e.moves.lock(stream, base)()
+	m, err := e.catalog.Segment(ctx, stream, base)
+	if errors.Is(err, tiers.ErrSegmentNotFound) {
+		return e.catalog.ClearIntent(ctx, stream, base) // deleted already
+	}
+	if err != nil {
+		return err
+	}
+	if m.Tombstoned.IsZero() {
+		return fmt.Errorf("engine: delete %s/%d: not tombstoned", stream, base)
+	}
+	kind := catalog.IntentDeleteCold
+	if !m.Placements.Has(tiers.Cold) {
+		kind = catalog.IntentDeleteWarm
+	}
+	if err := e.putIntent(ctx, catalog.Intent{Stream: stream, Base: base, Kind: kind, Key: e.warm.Path(stream, base)}); err != nil {
+		return err
+	}
+	return e.finishDelete(ctx, m)
+}
+
+// finishDelete removes a tombstoned segment's copies and forgets it. The
+// cold object is removed whether or not the placement was committed: an
+// upload interrupted before its commit may have left it.
+func (e *Engine) finishDelete(ctx context.Context, m tiers.SegmentMeta) error {
+	if e.cold != nil {
+		if err := e.cold.Delete(ctx, m); err != nil {
+			return err
+		}
+	} else if m.Placements.Has(tiers.Cold) {
+		return fmt.Errorf("engine: delete %s/%d: %w to remove its cold copy from", m.Stream, m.Base, ErrNoColdTier)
+	}
+	if err := e.warm.Remove(m.Stream, m.Base); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
+		return fmt.Errorf("engine: delete %s/%d: %w", m.Stream, m.Base, err)
+	}
+	if err := failpoint.Inject(failpoint.DeleteAfterRemove); err != nil {
+		return err
+	}
+	if err := e.catalog.CommitDelete(ctx, m.Stream, m.Base); err != nil {
+		return fmt.Errorf("engine: forget deleted %s/%d: %w", m.Stream, m.Base, err)
+	}
+	e.opts.Logger.Info("segment deleted by retention", "stream", m.Stream, "base", m.Base, "last", m.Last)
+	return nil
+}
+
+// recoverIntent settles one non-upload intent a crash left: a drop-warm
+// whose commit happened is finished, one whose commit did not is rolled
+// back; a deletion is finished. An intent that cannot be settled now (the
+// cold store is down) is left for the migrator, which plans the action
+// again.
+func (e *Engine) recoverIntent(ctx context.Context, in catalog.Intent) error {
+	m, err := e.catalog.Segment(ctx, in.Stream, in.Base)
+	if errors.Is(err, tiers.ErrSegmentNotFound) {
+		return e.catalog.ClearIntent(ctx, in.Stream, in.Base)
+	}
+	if err != nil {
+		return err
+	}
+	switch in.Kind {
+	case catalog.IntentDropWarm:
+		if m.Placements.Has(tiers.Warm) {
+			e.opts.Logger.Info("rolling back a warm drop interrupted before its commit", "stream", in.Stream, "base", in.Base)
+			return e.catalog.ClearIntent(ctx, in.Stream, in.Base)
+		}
+		e.opts.Logger.Info("finishing a warm drop interrupted after its commit", "stream", in.Stream, "base", in.Base)
+		return e.finishDropWarm(ctx, in.Stream, in.Base)
+	case catalog.IntentDeleteWarm, catalog.IntentDeleteCold:
+		if m.Tombstoned.IsZero() {
+			return e.catalog.ClearIntent(ctx, in.Stream, in.Base) // never started
+		}
+		e.opts.Logger.Info("finishing an interrupted deletion", "stream", in.Stream, "base", in.Base)
+		if err := e.finishDelete(ctx, m); err != nil {
+			e.opts.Logger.Warn("cannot finish an interrupted deletion now; the migrator will", "stream", in.Stream, "base", in.Base, "err", err)
+		}
+		return nil
+	}
+	e.opts.Logger.Warn("unknown intent kind left as it is", "stream", in.Stream, "base", in.Base, "kind", in.Kind)
+	return nil
+}
+
+// LastFailure returns the last recorded failure of a move of the segment
+// (migrator.FailureSource): it survives restarts, unlike the migrator's
+// own memory.
+func (e *Engine) LastFailure(ctx context.Context, stream string, base uint64) (msg string, at time.Time, attempts int, ok bool, err error) {
+	f, ok, err := e.catalog.LastError(ctx, stream, base)
+	if err != nil || !ok {
+		return "", time.Time{}, 0, false, err
+	}
+	return f.Err, f.At, f.Attempts, true, nil
+}

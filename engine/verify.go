@@ -1,0 +1,280 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/tiers"
+	"github.com/tierd/tierd/warm"
+)
+
+// Kinds of verify finding.
+const (
+	// FindingGap: offsets in [first retained, next) no live segment holds.
+	FindingGap = "gap"
+	// FindingOverlap: offsets more than one live segment holds.
+	FindingOverlap = "overlap"
+	// FindingDigest: a placement's records do not hash to the catalog's
+	// digest, or its bytes are damaged.
+	FindingDigest = "digest"
+	// FindingMissing: a placement the catalog records has no file or object.
+	FindingMissing = "missing"
+	// FindingUnreadable: a placement could not be checked (the store is
+	// down): not proof of damage, but not proof of health either.
+	FindingUnreadable = "unreadable"
+	// FindingOrphanWarm: a warm file no segment places warm.
+	FindingOrphanWarm = "orphan_warm"
+	// FindingOrphanCold: a cold object no segment places cold.
+	FindingOrphanCold = "orphan_cold"
+)
+
+// Finding is one problem verify found.
+type Finding struct {
+	Kind   string
+	Stream string
+	// Base identifies the segment, for segment findings.
+	Base uint64
+	// From and To bound a gap or overlap: offsets [From, To).
+	From, To uint64
+	// Tier is the placement checked ("warm", "cold").
+	Tier string
+	// Path is the file or object key concerned.
+	Path    string
+	Message string
+}
+
+// StreamCheck is what verify covered of one stream.
+type StreamCheck struct {
+	Stream string
+	// First and Next bound the retained, persisted offsets [First, Next)
+	// that must be covered exactly once.
+	First, Next uint64
+	// Segments live segments were checked, Placements copies of them.
+	Segments, Placements int
+}
+
+// VerifyReport is the outcome of Verify. It is clean when Findings is
+// empty.
+type VerifyReport struct {
+	Streams  []StreamCheck
+	Findings []Finding
+	// WarmFiles and ColdObjects count what the orphan scan looked at.
+	WarmFiles, ColdObjects int
+}
+
+// VerifyProgress is told, after each segment, how many of the segments to
+// check are done.
+type VerifyProgress func(done, total int)
+
+// Verify proves, for stream (every stream when ""), that its offsets
+// [first retained, next persisted) are covered by committed live segments
+// exactly once, and that every placement of every live segment is there
+// and hashes to the catalog's digest (warm: every frame and the footer;
+// cold: the whole object read back). It then lists the warm directory and
+// the cold store and reports files and objects no segment claims (a move
+// in progress is not reported). It reads every byte of every copy, so it
+// takes as long as reading the archive. An error is returned only when
+// verify itself cannot proceed (the catalog is unreadable); what it finds
+// is in the report.
+func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgress) (VerifyReport, error) {
+	rep := VerifyReport{Streams: []StreamCheck{}, Findings: []Finding{}}
+	names := []string{stream}
+	if stream == "" {
+		cs, err := e.catalog.Streams(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("engine: verify: %w", err)
+		}
+		names = names[:0]
+		for _, s := range cs {
+			names = append(names, s.Name)
+		}
+	} else if err := tiers.ValidateStreamName(stream); err != nil {
+		return rep, err
+	} else if !e.hot.Snapshot(stream).Known {
+		return rep, tiers.ErrStreamNotFound
+	}
+	// claimed holds every file and object a segment accounts for: its
+	// committed placements, and the destination of a move in progress.
+	claimedWarm, claimedCold := map[string]bool{}, map[string]bool{}
+	segsOf := map[string][]tiers.SegmentMeta{}
+	total := 0
+	for _, name := range names {
+		metas, err := e.catalog.Segments(ctx, name)
+		if errors.Is(err, tiers.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return rep, fmt.Errorf("engine: verify %s: %w", name, err)
+		}
+		segsOf[name] = metas
+		for _, m := range metas {
+			if m.Tombstoned.IsZero() {
+				total++
+			}
+			// A tombstoned segment's copies are claimed until deleted.
+			claimedWarm[e.warm.Path(m.Stream, m.Base)] = m.Placements.Has(tiers.Warm) || !m.Tombstoned.IsZero()
+			claimedCold[cold.ObjectKey(m)] = m.Placements.Has(tiers.Cold) || !m.Tombstoned.IsZero()
+		}
+	}
+	intents, err := e.catalog.Intents(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("engine: verify: %w", err)
+	}
+	for _, in := range intents {
+		if m, err := e.catalog.Segment(ctx, in.Stream, in.Base); err == nil {
+			claimedWarm[e.warm.Path(m.Stream, m.Base)] = true
+			claimedCold[cold.ObjectKey(m)] = true
+		}
+	}
+
+	done := 0
+	for _, name := range names {
+		metas, ok := segsOf[name]
+		if !ok {
+			rep.Streams = append(rep.Streams, StreamCheck{Stream: name})
+			continue
+		}
+		sc := StreamCheck{Stream: name}
+		first, next, gaps, overlaps, err := e.catalog.Coverage(ctx, name)
+		if err != nil {
+			return rep, fmt.Errorf("engine: verify %s: %w", name, err)
+		}
+		sc.First, sc.Next = first, next
+		for _, g := range gaps {
+			rep.Findings = append(rep.Findings, Finding{Kind: FindingGap, Stream: name, From: g[0], To: g[1],
+				Message: fmt.Sprintf("offsets [%d, %d) are held by no live segment", g[0], g[1])})
+		}
+		for _, o := range overlaps {
+			rep.Findings = append(rep.Findings, Finding{Kind: FindingOverlap, Stream: name, From: o[0], To: o[1],
+				Message: fmt.Sprintf("offsets [%d, %d) are held by more than one segment", o[0], o[1])})
+		}
+		for _, m := range metas {
+			if !m.Tombstoned.IsZero() {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+			sc.Segments++
+			for _, p := range m.Placements.List() {
+				sc.Placements++
+				if f, bad := e.verifyPlacement(ctx, m, p); bad {
+					rep.Findings = append(rep.Findings, f)
+				}
+			}
+			done++
+			if progress != nil {
+				progress(done, total)
+			}
+		}
+		rep.Streams = append(rep.Streams, sc)
+	}
+	if err := e.findOrphans(ctx, stream, claimedWarm, claimedCold, &rep); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// verifyPlacement checks one copy of a segment against the catalog.
+func (e *Engine) verifyPlacement(ctx context.Context, m tiers.SegmentMeta, p tiers.Placement) (Finding, bool) {
+	f := Finding{Stream: m.Stream, Base: m.Base, Tier: p.String()}
+	var err error
+	switch p {
+	case tiers.Warm:
+		f.Path = e.warm.Path(m.Stream, m.Base)
+		var r *warm.Reader
+		if r, err = e.warm.Acquire(m.Stream, m.Base); err == nil {
+			err = r.Verify()
+			if got := r.Meta(); err == nil && (got.Digest != m.Digest || got.Last != m.Last) {
+				err = fmt.Errorf("file holds [%d, %d] %s, catalog has [%d, %d] %s", got.Base, got.Last, got.Digest, m.Base, m.Last, m.Digest)
+				f.Kind = FindingDigest
+			}
+			r.Release()
+		}
+	case tiers.Cold:
+		f.Path = cold.ObjectKey(m)
+		if e.cold == nil {
+			err = ErrNoColdTier
+			f.Kind = FindingUnreadable
+		} else {
+			err = e.cold.Verify(ctx, m)
+		}
+	default:
+		return f, false
+	}
+	if err == nil {
+		return f, false
+	}
+	if f.Kind == "" {
+		var ce *tiers.CorruptionError
+		switch {
+		case errors.Is(err, tiers.ErrSegmentNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, objstore.ErrNotFound):
+			f.Kind = FindingMissing
+		case errors.Is(err, cold.ErrStoreUnavailable):
+			f.Kind = FindingUnreadable
+		case errors.As(err, &ce), errors.Is(err, cold.ErrDigestMismatch):
+			f.Kind = FindingDigest
+		default:
+			f.Kind = FindingUnreadable
+		}
+	}
+	f.Message = err.Error()
+	return f, true
+}
+
+// findOrphans lists the warm directory and the cold store and reports what
+// no segment claims.
+func (e *Engine) findOrphans(ctx context.Context, stream string, claimedWarm, claimedCold map[string]bool, rep *VerifyReport) error {
+	files, err := e.warm.List()
+	if err != nil {
+		return fmt.Errorf("engine: verify: %w", err)
+	}
+	cs, err := e.catalog.Streams(ctx)
+	if err != nil {
+		return fmt.Errorf("engine: verify: %w", err)
+	}
+	persisted := map[string]uint64{}
+	for _, s := range cs {
+		persisted[s.Name] = s.NextOffset
+	}
+	// A file at or above its stream's persisted offset may be the flusher's,
+	// written but not yet committed.
+	unpersisted := func(stream string, base uint64) bool {
+		n, ok := persisted[stream]
+		return !ok || base >= n
+	}
+	for _, f := range files {
+		if stream != "" && f.Stream != stream {
+			continue
+		}
+		rep.WarmFiles++
+		if !claimedWarm[filepath.Clean(f.Path)] && !e.moves.busy(f.Stream, f.Base) && !unpersisted(f.Stream, f.Base) {
+			rep.Findings = append(rep.Findings, Finding{Kind: FindingOrphanWarm, Stream: f.Stream, Base: f.Base, Tier: "warm", Path: f.Path,
+				Message: "no segment places this file warm"})
+		}
+	}
+	if e.cold == nil {
+		return nil
+	}
+	for o, err := range e.cold.Objects(ctx, stream) {
+		if err != nil {
+			rep.Findings = append(rep.Findings, Finding{Kind: FindingUnreadable, Stream: stream, Tier: "cold", Message: "listing the cold store: " + err.Error()})
+			return nil
+		}
+		rep.ColdObjects++
+		if claimedCold[o.Key] || (o.Segment && e.moves.busy(o.Stream, o.Base)) {
+			continue
+		}
+		msg := "no segment places this object cold"
+		if !o.Segment {
+			msg = "not a segment object"
+		}
+		rep.Findings = append(rep.Findings, Finding{Kind: FindingOrphanCold, Stream: o.Stream, Base: o.Base, Tier: "cold", Path: o.Key, Message: msg})
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+// Package boot turns a validated configuration into the parts tierd runs
+// on, for the daemon and for tierctl's offline verbs alike, so that both
+// open the cold store the same way.
+package boot
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/policy"
+)
+
+// OpenCold opens the cold tier on cfg's store: an S3 bucket, or by default
+// a file store in <data_dir>/cold. It returns nil, nil with cold.store: none.
+func OpenCold(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prometheus.Registerer) (*cold.Tier, error) {
+	if !cfg.HasColdStore() {
+		return nil, nil
+	}
+	u, err := cfg.StoreURL()
+	if err != nil {
+		return nil, err
+	}
+	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("cold.store: %w", err)
+	}
+	t, err := cold.New(cold.Options{
+		Bucket:     b,
+		Level:      cfg.Cold.Compression.Level,
+		CacheBytes: cfg.Cold.CacheBytes,
+		SpoolDir:   filepath.Join(cfg.DataDir, "cold-spool"),
+		Logger:     log,
+		Registerer: reg,
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// StoreURL is cfg's cold store URL with anything that could be a
+// credential removed, fit for logs; "none" without a cold store.
+func StoreURL(cfg policy.Config) string {
+	raw, err := cfg.StoreURL()
+	if err != nil {
+		return "none"
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
+}

@@ -1,0 +1,156 @@
+// Package failpoint stops tierd between the steps of a move, so that tests
+// can prove that a crash or a failure at any step loses and doubles nothing.
+// A failpoint is a named place in the code (Inject("move/after-commit"));
+// unarmed, it costs one atomic load. Tests arm failpoints in-process with
+// Enable, or in a real tierd process with the TIERD_FAILPOINTS environment
+// variable:
+//
+//	TIERD_FAILPOINTS="move/after-write=crash,delete/after-remove=error"
+//
+// Actions:
+//   - crash: the process kills itself with SIGKILL on the spot (what kill -9
+//     does: no deferred calls, no flushes);
+//   - error: Inject returns an error wrapping ErrInjected;
+//   - crash@N, error@N: the action fires on the Nth hit only (1-based).
+//
+// The names are listed in Names; docs/operations.md explains their use.
+package failpoint
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// The failpoints of the move and delete protocols (DESIGN.md, migrator/).
+const (
+	// MoveAfterWrite: the destination object is written, not yet verified.
+	MoveAfterWrite = "move/after-write"
+	// MoveAfterVerify: the destination is verified, not yet committed.
+	MoveAfterVerify = "move/after-verify"
+	// MoveAfterCommit: the placement is committed, the source not removed.
+	MoveAfterCommit = "move/after-commit"
+	// MoveAfterRemove: the source is removed, the intent not yet cleared.
+	MoveAfterRemove = "move/after-remove-source"
+	// DeleteAfterTombstone: a segment is tombstoned, nothing removed yet.
+	DeleteAfterTombstone = "delete/after-tombstone"
+	// DeleteAfterRemove: a deleted segment's copies are removed, its catalog
+	// entry not yet forgotten.
+	DeleteAfterRemove = "delete/after-remove"
+)
+
+// Names lists every failpoint, for validation and documentation.
+var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove}
+
+// EnvVar is the environment variable a process reads its failpoints from.
+const EnvVar = "TIERD_FAILPOINTS"
+
+// ErrInjected is what an armed "error" failpoint returns.
+var ErrInjected = errors.New("failpoint: injected failure")
+
+type action struct {
+	crash bool
+	nth   int64 // 0 = every hit
+	hits  atomic.Int64
+}
+
+var (
+	armed  atomic.Bool // any failpoint armed: the fast path checks only this
+	mu     sync.Mutex
+	points = map[string]*action{}
+)
+
+func init() {
+	if spec := os.Getenv(EnvVar); spec != "" {
+		if err := Parse(spec); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", EnvVar, err)
+			os.Exit(2)
+		}
+	}
+}
+
+// Parse arms the failpoints of spec ("name=action[,name=action]").
+func Parse(spec string) error {
+	for _, item := range strings.Split(spec, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, act, ok := strings.Cut(item, "=")
+		if !ok {
+			return fmt.Errorf("failpoint %q: want name=action", item)
+		}
+		if err := Enable(name, act); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Enable arms failpoint name with action (crash, error, crash@N, error@N).
+func Enable(name, act string) error {
+	known := false
+	for _, n := range Names {
+		known = known || n == name
+	}
+	if !known {
+		return fmt.Errorf("failpoint: unknown name %q (known: %s)", name, strings.Join(Names, ", "))
+	}
+	kind, nth, hasN := strings.Cut(act, "@")
+	a := &action{}
+	switch kind {
+	case "crash":
+		a.crash = true
+	case "error":
+	default:
+		return fmt.Errorf("failpoint %s: unknown action %q (crash, error, crash@N, error@N)", name, act)
+	}
+	if hasN {
+		n, err := strconv.ParseInt(nth, 10, 64)
+		if err != nil || n < 1 {
+			return fmt.Errorf("failpoint %s: bad hit number %q", name, nth)
+		}
+		a.nth = n
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	points[name] = a
+	armed.Store(true)
+	return nil
+}
+
+// Disable disarms failpoint name.
+func Disable(name string) {
+	mu.Lock()
+	defer mu.Unlock()
+	delete(points, name)
+	armed.Store(len(points) > 0)
+}
+
+// Inject is a failpoint: nil unless name is armed, in which case it crashes
+// the process or returns an error wrapping ErrInjected.
+func Inject(name string) error {
+	if !armed.Load() {
+		return nil
+	}
+	mu.Lock()
+	a := points[name]
+	mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	if n := a.hits.Add(1); a.nth != 0 && n != a.nth {
+		return nil
+	}
+	if a.crash {
+		fmt.Fprintf(os.Stderr, "failpoint %s: crashing\n", name)
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // SIGKILL is not deliverable late; never return
+	}
+	return fmt.Errorf("%w at %s", ErrInjected, name)
+}

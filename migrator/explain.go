@@ -1,0 +1,87 @@
+package migrator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tierd/tierd/policy"
+)
+
+// FailureSource is what an Executor may offer to explain failures that
+// outlive the process: the last error of a segment as the catalog keeps
+// it. The migrator's own memory of failures goes at restart.
+type FailureSource interface {
+	LastFailure(ctx context.Context, stream string, base uint64) (msg string, at time.Time, attempts int, ok bool, err error)
+}
+
+// SegmentExplanation is what explain says of one segment.
+type SegmentExplanation struct {
+	Segment policy.Segment
+	// Age is now − SealedAt.
+	Age time.Duration
+	// Next is the action that will happen next and when (Due ≤ now: due
+	// now, at the next run); nil when nothing ever will as things stand.
+	Next *policy.Action
+	// Failure is the last error of a move of the segment, if its latest
+	// attempt failed.
+	Failure *Failure
+}
+
+// Explanation is explain's answer for one stream.
+type Explanation struct {
+	Stream string
+	Now    time.Time
+	// Policy is the policy that applies to the stream.
+	Policy   policy.Policy
+	Segments []SegmentExplanation
+}
+
+// Explain says, for each durable segment of stream, where it is, which
+// policy applies, what happens next and when, and its last error. An
+// action a budget calls for now (which depends on the other streams'
+// segments too) takes precedence over the segment's own age schedule.
+func (m *Migrator) Explain(ctx context.Context, stream string) (Explanation, error) {
+	now := m.opts.Now()
+	ex := Explanation{Stream: stream, Now: now, Policy: m.opts.Config.PolicyFor(stream), Segments: []SegmentExplanation{}}
+	segs, err := m.exec.PlanInput(ctx, stream)
+	if err != nil {
+		return ex, err
+	}
+	// Budgets need every stream's segments.
+	all, err := m.exec.PlanInput(ctx, "")
+	if err != nil {
+		return ex, fmt.Errorf("migrator: explain: %w", err)
+	}
+	dueNow := map[uint64]policy.Action{}
+	for _, a := range policy.Plan(now, all, m.opts.Config) {
+		if a.Stream != stream {
+			continue
+		}
+		if have, ok := dueNow[a.Base]; !ok || a.Kind < have.Kind {
+			dueNow[a.Base] = a
+		}
+	}
+	fs, _ := m.exec.(FailureSource)
+	for _, s := range segs {
+		se := SegmentExplanation{Segment: s, Age: now.Sub(s.SealedAt)}
+		if a, ok := dueNow[s.Base]; ok {
+			se.Next = &a
+		} else if a, ok := policy.Next(now, s, m.opts.Config); ok {
+			se.Next = &a
+		}
+		if f, ok := m.LastFailure(s.Stream, s.Base); ok {
+			se.Failure = &f
+		} else if fs != nil {
+			msg, at, attempts, ok, err := fs.LastFailure(ctx, s.Stream, s.Base)
+			if err != nil {
+				return ex, fmt.Errorf("migrator: explain: %w", err)
+			}
+			if ok {
+				se.Failure = &Failure{Err: msg, At: at, Attempts: attempts}
+			}
+		}
+		ex.Segments = append(ex.Segments, se)
+	}
+	return ex, nil
+}

@@ -1,0 +1,319 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/migrator"
+	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/tiers"
+)
+
+// The operator's endpoints: migrate (plan, or run now), explain and verify.
+
+// errNoMigrator answers migrate and explain on a server built without one.
+var errNoMigrator = errors.New("server: this server has no migrator")
+
+// adminParams checks that params holds only the allowed names, each once,
+// and returns them.
+func adminParams(r *http.Request, allowed ...string) (url.Values, error) {
+	params, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errInvalidParameter, err)
+	}
+	for name, vals := range params {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || a == name
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown parameter %q (allowed: %v)", errInvalidParameter, name, allowed)
+		}
+		if len(vals) != 1 {
+			return nil, fmt.Errorf("%w: %s given %d times", errInvalidParameter, name, len(vals))
+		}
+	}
+	if st := params.Get("stream"); params.Has("stream") {
+		if err := tiers.ValidateStreamName(st); err != nil {
+			return nil, err
+		}
+	}
+	return params, nil
+}
+
+// handleMigrate plans a migration run (dry_run=true, the default) or runs
+// one now, for every stream or one (stream=), and reports each action.
+func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Migrator == nil {
+		s.fail(w, r, errNoMigrator)
+		return
+	}
+	params, err := adminParams(r, "dry_run", "stream")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	dryRun := true
+	if v := params.Get("dry_run"); params.Has("dry_run") {
+		if dryRun, err = strconv.ParseBool(v); err != nil {
+			s.fail(w, r, fmt.Errorf("%w: dry_run=%q is not true or false", errInvalidParameter, v))
+			return
+		}
+	}
+	stream := params.Get("stream")
+	if stream != "" {
+		if _, err := s.eng.Retention(r.Context(), stream); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	rep, err := s.opts.Migrator.Run(r.Context(), stream, dryRun)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toMigrateOut(rep))
+}
+
+type actionOut struct {
+	Action string `json:"action"`
+	Stream string `json:"stream"`
+	Base   uint64 `json:"base"`
+	Bytes  int64  `json:"bytes"`
+	Policy string `json:"policy"`
+	Reason string `json:"reason"`
+	Due    string `json:"due"`
+	// Error is the action's failure in a run; empty on success and in a
+	// dry run.
+	Error string `json:"error,omitempty"`
+}
+
+func toActionOut(a policy.Action) actionOut {
+	return actionOut{Action: a.Kind.String(), Stream: a.Stream, Base: a.Base, Bytes: a.Bytes, Policy: a.Policy, Reason: a.Reason, Due: formatTime(a.Due)}
+}
+
+type migrateOut struct {
+	DryRun     bool        `json:"dry_run"`
+	Started    string      `json:"started"`
+	DurationMS int64       `json:"duration_ms"`
+	Actions    []actionOut `json:"actions"`
+	Failed     int         `json:"failed"`
+	// Skipped counts actions not tried because their segment is backing
+	// off after a failure.
+	Skipped int `json:"skipped"`
+}
+
+func toMigrateOut(rep migrator.Report) migrateOut {
+	out := migrateOut{DryRun: rep.DryRun, Started: formatTime(rep.Started), DurationMS: rep.Duration.Milliseconds(), Actions: []actionOut{}, Skipped: rep.Skipped}
+	for _, res := range rep.Results {
+		a := toActionOut(res.Action)
+		a.Error = res.Err
+		if res.Err != "" {
+			out.Failed++
+		}
+		out.Actions = append(out.Actions, a)
+	}
+	return out
+}
+
+// handleExplain says, per segment of a stream, where it is, which policy
+// applies, what happens next and when, and its last error.
+func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	if err := tiers.ValidateStreamName(stream); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, err := adminParams(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if s.opts.Migrator == nil {
+		s.fail(w, r, errNoMigrator)
+		return
+	}
+	infos, err := s.eng.Segments(r.Context(), stream)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ex, err := s.opts.Migrator.Explain(r.Context(), stream)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toExplainOut(ex, infos))
+}
+
+type policyOut struct {
+	Name       string `json:"name"`
+	HotMaxAge  string `json:"hot_max_age,omitempty"`
+	WarmMaxAge string `json:"warm_max_age,omitempty"`
+	ColdMaxAge string `json:"cold_max_age,omitempty"`
+}
+
+type nextOut struct {
+	Action string `json:"action"`
+	Due    string `json:"due"`
+	// In is how long until it is due; "0s" when due now (the next run).
+	In     string `json:"in"`
+	Reason string `json:"reason"`
+}
+
+type failureOut struct {
+	Error    string `json:"error"`
+	At       string `json:"at"`
+	Attempts int    `json:"attempts"`
+	RetryAt  string `json:"retry_at,omitempty"`
+}
+
+type explainSegmentOut struct {
+	segmentOut
+	Age       string      `json:"age,omitempty"`
+	InFlight  bool        `json:"in_flight,omitempty"`
+	Next      *nextOut    `json:"next"`
+	LastError *failureOut `json:"last_error,omitempty"`
+	// Note says why a segment has no planned action when that is not the
+	// policy's doing (active, or waiting for the flusher).
+	Note string `json:"note,omitempty"`
+}
+
+type explainOut struct {
+	Stream   string              `json:"stream"`
+	Now      string              `json:"now"`
+	Policy   policyOut           `json:"policy"`
+	Segments []explainSegmentOut `json:"segments"`
+}
+
+func fmtAge(d time.Duration) string {
+	if d <= 0 {
+		return "0s"
+	}
+	return policy.FormatDuration(d.Truncate(time.Second))
+}
+
+func toExplainOut(ex migrator.Explanation, infos []engine.SegmentInfo) explainOut {
+	p := ex.Policy
+	out := explainOut{Stream: ex.Stream, Now: formatTime(ex.Now), Segments: []explainSegmentOut{},
+		Policy: policyOut{Name: p.Name}}
+	if p.HotMaxAge > 0 {
+		out.Policy.HotMaxAge = policy.FormatDuration(p.HotMaxAge)
+	}
+	if p.WarmMaxAge > 0 {
+		out.Policy.WarmMaxAge = policy.FormatDuration(p.WarmMaxAge)
+	}
+	if p.ColdMaxAge > 0 {
+		out.Policy.ColdMaxAge = policy.FormatDuration(p.ColdMaxAge)
+	}
+	byBase := map[uint64]migrator.SegmentExplanation{}
+	for _, se := range ex.Segments {
+		byBase[se.Segment.Base] = se
+	}
+	for i := range infos {
+		info := &infos[i]
+		so := explainSegmentOut{segmentOut: toSegmentOut(info)}
+		se, durable := byBase[info.Base]
+		switch {
+		case info.Active:
+			so.Note = "active: seals at the policy's segment.max_bytes or max_age"
+		case !durable:
+			so.Note = "sealed, in memory only: the flusher persists it warm"
+		default:
+			if !info.SealedAt.IsZero() {
+				so.Age = fmtAge(se.Age)
+			}
+			so.InFlight = se.Segment.InFlight
+			if a := se.Next; a != nil {
+				so.Next = &nextOut{Action: a.Kind.String(), Due: formatTime(a.Due), In: fmtAge(a.Due.Sub(ex.Now)), Reason: a.Reason}
+			}
+			if f := se.Failure; f != nil {
+				fo := &failureOut{Error: f.Err, At: formatTime(f.At), Attempts: f.Attempts}
+				if !f.RetryAt.IsZero() {
+					fo.RetryAt = formatTime(f.RetryAt)
+				}
+				so.LastError = fo
+			}
+		}
+		out.Segments = append(out.Segments, so)
+	}
+	return out
+}
+
+// handleVerify checks coverage, digests and orphans (engine.Verify) for
+// every stream or one (stream=). It answers 200 with "ok": false and the
+// findings when something is wrong: the check itself succeeded.
+func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
+	params, err := adminParams(r, "stream")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rep, err := s.eng.Verify(r.Context(), params.Get("stream"), nil)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toVerifyOut(rep))
+}
+
+type findingOut struct {
+	Kind    string  `json:"kind"`
+	Stream  string  `json:"stream,omitempty"`
+	Base    *uint64 `json:"base,omitempty"`
+	From    *uint64 `json:"from,omitempty"`
+	To      *uint64 `json:"to,omitempty"`
+	Tier    string  `json:"tier,omitempty"`
+	Path    string  `json:"path,omitempty"`
+	Message string  `json:"message"`
+}
+
+type streamCheckOut struct {
+	Stream     string `json:"stream"`
+	First      uint64 `json:"first"`
+	Next       uint64 `json:"next"`
+	Segments   int    `json:"segments"`
+	Placements int    `json:"placements"`
+}
+
+type verifyOut struct {
+	OK          bool             `json:"ok"`
+	Streams     []streamCheckOut `json:"streams"`
+	Findings    []findingOut     `json:"findings"`
+	WarmFiles   int              `json:"warm_files"`
+	ColdObjects int              `json:"cold_objects"`
+}
+
+func toVerifyOut(rep engine.VerifyReport) verifyOut {
+	out := verifyOut{OK: len(rep.Findings) == 0, Streams: []streamCheckOut{}, Findings: []findingOut{}, WarmFiles: rep.WarmFiles, ColdObjects: rep.ColdObjects}
+	for _, s := range rep.Streams {
+		out.Streams = append(out.Streams, streamCheckOut{Stream: s.Stream, First: s.First, Next: s.Next, Segments: s.Segments, Placements: s.Placements})
+	}
+	for _, f := range rep.Findings {
+		fo := findingOut{Kind: f.Kind, Stream: f.Stream, Tier: f.Tier, Path: f.Path, Message: f.Message}
+		switch f.Kind {
+		case engine.FindingGap, engine.FindingOverlap:
+			from, to := f.From, f.To
+			fo.From, fo.To = &from, &to
+		default:
+			if f.Stream != "" {
+				base := f.Base
+				fo.Base = &base
+			}
+		}
+		out.Findings = append(out.Findings, fo)
+	}
+	return out
+}
+
+// formatTime renders t in RFC 3339 UTC, "" for the zero time.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
