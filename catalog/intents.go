@@ -234,6 +234,15 @@ func (c *Catalog) RecordFailure(ctx context.Context, stream string, base uint64,
 	})
 }
 
+// ClearFailure forgets the last failure of segment (stream, base), once a
+// later action on it succeeded; its intent, if any, stays. Clearing an
+// absent failure is not an error.
+func (c *Catalog) ClearFailure(ctx context.Context, stream string, base uint64) error {
+	return c.update(ctx, "clear_failure", func(tx *bolt.Tx) error {
+		return deleteNested(tx, bucketErrors, stream, base)
+	})
+}
+
 // LastError returns the last failure of a move of segment (stream, base)
 // since its last success; ok is false when there is none.
 func (c *Catalog) LastError(ctx context.Context, stream string, base uint64) (f Failure, ok bool, err error) {

@@ -78,6 +78,9 @@ func (e *Engine) Execute(ctx context.Context, a policy.Action) error {
 		err = e.dropWarm(ctx, a.Stream, a.Base)
 	case policy.DeleteWarm, policy.Tombstone:
 		err = e.tombstone(ctx, a.Stream, a.Base)
+		if errors.Is(err, tiers.ErrSegmentNotFound) {
+			return nil // deleted already: a repeated action
+		}
 		if err == nil && a.Kind == policy.DeleteWarm {
 			// No cold store, so nothing to wait for: a reader that located
 			// the segment before the tombstone keeps its warm mapping.
@@ -88,7 +91,16 @@ func (e *Engine) Execute(ctx context.Context, a policy.Action) error {
 	default:
 		err = fmt.Errorf("engine: unknown action %v", a.Kind)
 	}
-	if err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
+	switch {
+	case err == nil:
+		// A success ends the segment's failure history (explain shows it
+		// until then); look before writing, it is rarely there.
+		if _, had, lerr := e.catalog.LastError(ctx, a.Stream, a.Base); lerr == nil && had {
+			if cerr := e.catalog.ClearFailure(ctx, a.Stream, a.Base); cerr != nil {
+				e.opts.Logger.Warn("clear move failure", "stream", a.Stream, "base", a.Base, "err", cerr)
+			}
+		}
+	case !errors.Is(err, tiers.ErrSegmentNotFound):
 		if rerr := e.catalog.RecordFailure(ctx, a.Stream, a.Base, fmt.Sprintf("%s: %v", a.Kind, err)); rerr != nil {
 			e.opts.Logger.Warn("record move failure", "stream", a.Stream, "base", a.Base, "err", rerr)
 		}
@@ -148,12 +160,55 @@ func (e *Engine) finishDropWarm(ctx context.Context, stream string, base uint64)
 	if err := failpoint.Inject(failpoint.MoveAfterRemove); err != nil {
 		return err
 	}
-	return e.catalog.ClearIntent(ctx, stream, base)
+	if err := e.catalog.ClearIntent(ctx, stream, base); err != nil {
+		return err
+	}
+	// Finished, whether now or by a later Settle or start-up: a success.
+	return e.catalog.ClearFailure(ctx, stream, base)
+}
+
+// Settle finishes, while tierd runs, the moves that failed after their
+// catalog commit (migrator.Settler; the migrator calls it before each
+// run): a warm drop whose placement change is committed but whose file
+// removal failed is not planned again (the segment is no longer placed
+// warm), so its intent would otherwise wait for a restart. Other intents
+// are redone by the plan itself.
+func (e *Engine) Settle(ctx context.Context) error {
+	intents, err := e.catalog.Intents(ctx)
+	if err != nil {
+		return fmt.Errorf("engine: settle: %w", err)
+	}
+	var errs []error
+	for _, in := range intents {
+		if in.Kind != catalog.IntentDropWarm || e.moves.busy(in.Stream, in.Base) {
+			continue
+		}
+		if err := e.settleDropWarm(ctx, in); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) settleDropWarm(ctx context.Context, in catalog.Intent) error {
+	defer e.moves.lock(in.Stream, in.Base)()
+	cur, ok, err := e.catalog.Intent(ctx, in.Stream, in.Base)
+	if err != nil || !ok || cur.Kind != catalog.IntentDropWarm {
+		return err // settled meanwhile
+	}
+	if err := e.recoverIntent(ctx, cur); err != nil {
+		if rerr := e.catalog.RecordFailure(ctx, in.Stream, in.Base, "drop-warm: "+err.Error()); rerr != nil {
+			e.opts.Logger.Warn("record move failure", "stream", in.Stream, "base", in.Base, "err", rerr)
+		}
+		return fmt.Errorf("engine: finish warm drop of %s/%d: %w", in.Stream, in.Base, err)
+	}
+	return nil
 }
 
 // putIntent records an intent, replacing a stale one of another kind that a
-// failed earlier action left (the plan has moved on; what that action wrote
-// is at a deterministic place that the new one overwrites or removes).
+// failed earlier action left: an upload's, or a warm drop's when deleting
+// (the plan has moved on; what that action wrote is at a deterministic
+// place that the new one overwrites or removes).
 func (e *Engine) putIntent(ctx context.Context, in catalog.Intent) error {
 	err := e.catalog.PutIntent(ctx, in)
 	if errors.Is(err, catalog.ErrIntentConflict) {
@@ -161,8 +216,11 @@ func (e *Engine) putIntent(ctx context.Context, in catalog.Intent) error {
 		if gerr != nil {
 			return gerr
 		}
-		if ok && old.Kind == catalog.IntentUpload && in.Kind != catalog.IntentUpload {
-			e.opts.Logger.Info("superseding a failed upload", "stream", in.Stream, "base", in.Base, "by", in.Kind)
+		deleting := in.Kind == catalog.IntentDeleteCold || in.Kind == catalog.IntentDeleteWarm
+		if ok && (old.Kind == catalog.IntentUpload || deleting && old.Kind == catalog.IntentDropWarm) {
+			// A failed upload's object, or a failed drop's file, is at a
+			// deterministic place that the new action overwrites or removes.
+			e.opts.Logger.Info("superseding an unfinished move", "stream", in.Stream, "base", in.Base, "kind", old.Kind, "by", in.Kind)
 			if err := e.catalog.ClearIntent(ctx, in.Stream, in.Base); err != nil {
 				return err
 			}

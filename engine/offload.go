@@ -72,7 +72,7 @@ func (m *moveLocks) busy(stream string, base uint64) bool {
 // interrupted move with exactly one object, and Open finishes or rolls back
 // a move a crash left behind (recoverMoves). Offloading a segment that is
 // already cold only drops the warm copy if asked.
-func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWarm bool) (tiers.SegmentMeta, error) {
+func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWarm bool) (_ tiers.SegmentMeta, err error) {
 	if e.cold == nil {
 		return tiers.SegmentMeta{}, ErrNoColdTier
 	}
@@ -87,6 +87,17 @@ func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWa
 		}
 		return tiers.SegmentMeta{}, err
 	}
+	committed := false
+	defer func() {
+		if err != nil && !committed {
+			// The move did not happen: whatever step failed is the
+			// segment's last error. (After the commit the move is done; a
+			// warm file left behind is removed at start-up.)
+			if rerr := e.catalog.RecordFailure(context.WithoutCancel(ctx), stream, base, "upload: "+err.Error()); rerr != nil {
+				e.opts.Logger.Warn("record move failure", "stream", stream, "base", base, "err", rerr)
+			}
+		}
+	}()
 	place := func(sm *tiers.SegmentMeta) error {
 		sm.Placements = sm.Placements.With(tiers.Cold)
 		if !keepWarm {
@@ -104,9 +115,6 @@ func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWa
 		}
 		size, err := e.upload(ctx, m)
 		if err != nil {
-			if rerr := e.catalog.RecordFailure(ctx, stream, base, err.Error()); rerr != nil {
-				e.opts.Logger.Warn("record move failure", "stream", stream, "base", base, "err", rerr)
-			}
 			return tiers.SegmentMeta{}, err
 		}
 		if err := failpoint.Inject(failpoint.MoveAfterVerify); err != nil {
@@ -124,6 +132,7 @@ func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWa
 			return tiers.SegmentMeta{}, fmt.Errorf("engine: drop warm placement of %s/%d: %w", stream, base, err)
 		}
 	}
+	committed = true
 	if err := failpoint.Inject(failpoint.MoveAfterCommit); err != nil {
 		return m, err
 	}

@@ -37,9 +37,10 @@ type RebuildReport struct {
 // What the files do not carry is lost: intents (an interrupted move is
 // redone by the migrator), last errors, and tombstones (a segment past its
 // cold.max_age is tombstoned again by the next run). A segment's SealedAt
-// comes from the cold object's metadata, else from the warm file's
-// modification time (written right after the seal, so the age is at most
-// the flusher's delay younger: retention never comes early).
+// comes from the cold object's metadata (the seal time itself), else from
+// the warm file's modification time: written right after the seal, so the
+// age is at most the flusher's delay younger (or a few milliseconds older,
+// as file times come from the kernel's coarse clock).
 func RebuildCatalog(ctx context.Context, dataDir string, coldTier *cold.Tier, log *slog.Logger, progress RebuildProgress) (RebuildReport, error) {
 	var rep RebuildReport
 	if log == nil {
@@ -97,6 +98,19 @@ func RebuildCatalog(ctx context.Context, dataDir string, coldTier *cold.Tier, lo
 			progress("cold", i+1, len(objs))
 		}
 		rep.ColdObjects = len(objs)
+	}
+	// The cold object's sealed_at is the seal time itself; a warm file's
+	// modification time only approximates it, so the cold one wins.
+	coldSealed := map[string]time.Time{}
+	for _, m := range coldSegs {
+		if !m.SealedAt.IsZero() {
+			coldSealed[fmt.Sprintf("%s/%d", m.Stream, m.Base)] = m.SealedAt
+		}
+	}
+	for i := range warmSegs {
+		if at, ok := coldSealed[fmt.Sprintf("%s/%d", warmSegs[i].Stream, warmSegs[i].Base)]; ok {
+			warmSegs[i].SealedAt = at
+		}
 	}
 	// A cold object written by tierd before format 1.1 has no sealed_at;
 	// the warm copy's time stands in, else the time of the rebuild (ages

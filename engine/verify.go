@@ -188,7 +188,7 @@ func (e *Engine) verifyPlacement(ctx context.Context, m tiers.SegmentMeta, p tie
 	case tiers.Warm:
 		f.Path = e.warm.Path(m.Stream, m.Base)
 		var r *warm.Reader
-		if r, err = e.warm.Acquire(m.Stream, m.Base); err == nil {
+		if r, err = e.warm.AcquireUncached(m.Stream, m.Base); err == nil {
 			err = r.Verify()
 			if got := r.Meta(); err == nil && (got.Digest != m.Digest || got.Last != m.Last) {
 				err = fmt.Errorf("file holds [%d, %d] %s, catalog has [%d, %d] %s", got.Base, got.Last, got.Digest, m.Base, m.Last, m.Digest)

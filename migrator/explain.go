@@ -10,7 +10,8 @@ import (
 
 // FailureSource is what an Executor may offer to explain failures that
 // outlive the process: the last error of a segment as the catalog keeps
-// it. The migrator's own memory of failures goes at restart.
+// it. When offered, it is what explain reports (the migrator's own memory
+// of failures goes at restart and misses moves finished elsewhere).
 type FailureSource interface {
 	LastFailure(ctx context.Context, stream string, base uint64) (msg string, at time.Time, attempts int, ok bool, err error)
 }
@@ -70,16 +71,25 @@ func (m *Migrator) Explain(ctx context.Context, stream string) (Explanation, err
 		} else if a, ok := policy.Next(now, s, m.opts.Config); ok {
 			se.Next = &a
 		}
-		if f, ok := m.LastFailure(s.Stream, s.Base); ok {
-			se.Failure = &f
-		} else if fs != nil {
+		mem, inMem := m.LastFailure(s.Stream, s.Base)
+		switch {
+		case fs != nil:
+			// The executor's record is the truth (it survives restarts and
+			// is cleared by whatever finishes the move); the migrator's
+			// memory adds when it retries.
 			msg, at, attempts, ok, err := fs.LastFailure(ctx, s.Stream, s.Base)
 			if err != nil {
 				return ex, fmt.Errorf("migrator: explain: %w", err)
 			}
 			if ok {
-				se.Failure = &Failure{Err: msg, At: at, Attempts: attempts}
+				f := Failure{Err: msg, At: at, Attempts: attempts}
+				if inMem {
+					f.Action, f.RetryAt = mem.Action, mem.RetryAt
+				}
+				se.Failure = &f
 			}
+		case inMem:
+			se.Failure = &mem
 		}
 		ex.Segments = append(ex.Segments, se)
 	}

@@ -31,6 +31,13 @@ type Executor interface {
 	Execute(ctx context.Context, a policy.Action) error
 }
 
+// Settler is what an Executor may offer to finish, before each run, moves
+// that the plan will not ask for again (a warm drop that failed after its
+// commit). Its errors are logged; the run goes on.
+type Settler interface {
+	Settle(ctx context.Context) error
+}
+
 // Options configures a Migrator.
 type Options struct {
 	Config         policy.Config // policies, budgets, schedule, limits
@@ -172,6 +179,11 @@ func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool) (R
 		return rep, fmt.Errorf("migrator: plan input: %w", err)
 	}
 	actions := policy.Plan(now, segs, m.opts.Config)
+	if s, ok := m.exec.(Settler); ok && !dryRun {
+		if err := s.Settle(ctx); err != nil {
+			m.opts.Logger.Warn("migrator: settling unfinished moves", "err", err)
+		}
+	}
 	if dryRun {
 		for _, a := range actions {
 			rep.Results = append(rep.Results, Result{Action: a})

@@ -197,6 +197,15 @@ func fmtAge(d time.Duration) string {
 	return policy.FormatDuration(d.Truncate(time.Second))
 }
 
+// fmtDueIn renders the time until an action is due, rounded up to the
+// second so that only an action due now reads "0s".
+func fmtDueIn(d time.Duration) string {
+	if d <= 0 {
+		return "0s"
+	}
+	return policy.FormatDuration((d + time.Second - 1).Truncate(time.Second))
+}
+
 func toExplainOut(ex migrator.Explanation, infos []engine.SegmentInfo) explainOut {
 	p := ex.Policy
 	out := explainOut{Stream: ex.Stream, Now: formatTime(ex.Now), Segments: []explainSegmentOut{},
@@ -229,7 +238,7 @@ func toExplainOut(ex migrator.Explanation, infos []engine.SegmentInfo) explainOu
 			}
 			so.InFlight = se.Segment.InFlight
 			if a := se.Next; a != nil {
-				so.Next = &nextOut{Action: a.Kind.String(), Due: formatTime(a.Due), In: fmtAge(a.Due.Sub(ex.Now)), Reason: a.Reason}
+				so.Next = &nextOut{Action: a.Kind.String(), Due: formatTime(a.Due), In: fmtDueIn(a.Due.Sub(ex.Now)), Reason: a.Reason}
 			}
 			if f := se.Failure; f != nil {
 				fo := &failureOut{Error: f.Err, At: formatTime(f.At), Attempts: f.Attempts}

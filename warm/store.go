@@ -273,6 +273,26 @@ func (s *Store) Acquire(stream string, base uint64) (*Reader, error) {
 	return &Reader{s: s, sg: sg}, nil
 }
 
+// AcquireUncached is Acquire without the reader cache: it maps the file as
+// it is on disk now, even if a cached mapping of an older file (since
+// removed or replaced) exists, and does not cache its own. Verify uses it.
+func (s *Store) AcquireUncached(stream string, base uint64) (*Reader, error) {
+	if err := tiers.ValidateStreamName(stream); err != nil {
+		return nil, fmt.Errorf("warm: acquire: %w", err)
+	}
+	if s.isClosed() {
+		return nil, fmt.Errorf("warm: acquire: %w", tiers.ErrClosed)
+	}
+	sg, err := s.mapSegment(segKey{stream, base})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	sg.refs = 1
+	s.mu.Unlock()
+	return &Reader{s: s, sg: sg}, nil
+}
+
 // mapSegment opens, maps and parses one file.
 func (s *Store) mapSegment(k segKey) (*segment, error) {
 	path := s.Path(k.stream, k.base)

@@ -1,0 +1,341 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/policy"
+)
+
+// verifyFixture is an archive of one stream "s" with a segment in cold
+// only (segs[0]), one in warm and cold (segs[1]) and the rest warm, closed,
+// ready to be damaged and opened again.
+type verifyFixture struct {
+	dir, storeDir, storeURL string
+	clk                     *clock
+	segs                    []SegmentInfo
+}
+
+func newVerifyFixture(t *testing.T) *verifyFixture {
+	t.Helper()
+	ctx := context.Background()
+	f := &verifyFixture{dir: t.TempDir(), clk: newClock(t0)}
+	f.storeDir, f.storeURL = fileStore(t)
+	e := openClocked(t, f.dir, f.storeURL, f.clk)
+	defer e.Close(ctx)
+	fill(t, e, "s", 300)
+	if err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.segs = sealedSegments(t, e, "s")
+	if len(f.segs) < 4 {
+		t.Fatalf("want at least 4 segments, got %d", len(f.segs))
+	}
+	if _, err := e.Offload(ctx, "s", f.segs[0].Base, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Offload(ctx, "s", f.segs[1].Base, true); err != nil {
+		t.Fatal(err)
+	}
+	f.segs = sealedSegments(t, e, "s")
+	return f
+}
+
+func (f *verifyFixture) open(t *testing.T) *Engine {
+	t.Helper()
+	e := openClocked(t, f.dir, f.storeURL, f.clk)
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+func (f *verifyFixture) warmPath(base uint64) string {
+	return filepath.Join(f.dir, "warm", "s", filepath.Base(warmName("s", base)))
+}
+
+func (f *verifyFixture) objectPath(s SegmentInfo) string {
+	return filepath.Join(f.storeDir, filepath.FromSlash(cold.ObjectKey(s.SegmentMeta)))
+}
+
+func verify(t *testing.T, e *Engine, stream string) VerifyReport {
+	t.Helper()
+	rep, err := e.Verify(context.Background(), stream, nil)
+	if err != nil {
+		t.Fatalf("verify %q: %v", stream, err)
+	}
+	return rep
+}
+
+// wantOneFinding fails unless rep holds exactly one finding, of kind, on
+// segment base of stream s, in tier, about path; it returns it.
+func wantOneFinding(t *testing.T, rep VerifyReport, kind string, base uint64, tier, path string) Finding {
+	t.Helper()
+	if len(rep.Findings) != 1 {
+		t.Fatalf("verify found %d problems, want one %s: %+v", len(rep.Findings), kind, rep.Findings)
+	}
+	f := rep.Findings[0]
+	if f.Kind != kind || f.Stream != "s" || f.Base != base || f.Tier != tier || f.Message == "" {
+		t.Fatalf("finding %+v, want %s on s@%d in %s", f, kind, base, tier)
+	}
+	if path != "" && filepath.ToSlash(f.Path) != filepath.ToSlash(path) {
+		t.Fatalf("finding names %q, want %q", f.Path, path)
+	}
+	return f
+}
+
+func flipByte(t *testing.T, path string, at int64) {
+	t.Helper()
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	b := []byte{0}
+	if _, err := fh.ReadAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x20
+	if _, err := fh.WriteAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func size(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyCleanArchive(t *testing.T) {
+	f := newVerifyFixture(t)
+	e := f.open(t)
+	var calls, lastDone, lastTotal int
+	rep, err := e.Verify(context.Background(), "", func(done, total int) { calls++; lastDone, lastTotal = done, total })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) != 0 {
+		t.Fatalf("clean archive: findings %+v", rep.Findings)
+	}
+	n := len(f.segs)
+	if len(rep.Streams) != 1 {
+		t.Fatalf("streams checked: %+v", rep.Streams)
+	}
+	sc := rep.Streams[0]
+	if sc.Stream != "s" || sc.First != 0 || sc.Next != 300 || sc.Segments != n || sc.Placements != n+1 {
+		t.Fatalf("stream check %+v, want s [0, 300) with %d segments and %d placements", sc, n, n+1)
+	}
+	if rep.WarmFiles != n-1 || rep.ColdObjects != 2 {
+		t.Fatalf("orphan scan saw %d warm files and %d objects, want %d and 2", rep.WarmFiles, rep.ColdObjects, n-1)
+	}
+	if calls != n || lastDone != n || lastTotal != n {
+		t.Fatalf("progress called %d times, last %d/%d; want %d calls ending %d/%d", calls, lastDone, lastTotal, n, n, n)
+	}
+	if rep := verify(t, e, "s"); len(rep.Findings) != 0 || len(rep.Streams) != 1 {
+		t.Fatalf("verify of stream s: %+v", rep)
+	}
+	if _, err := e.Verify(context.Background(), "nope", nil); err == nil {
+		t.Fatal("verify of an unknown stream succeeded")
+	}
+}
+
+func TestVerifyWarmDigest(t *testing.T) {
+	f := newVerifyFixture(t)
+	s := f.segs[2]
+	p := f.warmPath(s.Base)
+	flipByte(t, p, size(t, p)/3) // inside the record frames
+	e := f.open(t)
+	wantOneFinding(t, verify(t, e, ""), FindingDigest, s.Base, "warm", p)
+	// The segment with a cold copy as well: only the warm copy is bad.
+	g := newVerifyFixture(t)
+	s = g.segs[1]
+	p = g.warmPath(s.Base)
+	flipByte(t, p, size(t, p)/2)
+	wantOneFinding(t, verify(t, g.open(t), "s"), FindingDigest, s.Base, "warm", p)
+}
+
+func TestVerifyWarmMissing(t *testing.T) {
+	f := newVerifyFixture(t)
+	s := f.segs[3]
+	if err := os.Remove(f.warmPath(s.Base)); err != nil {
+		t.Fatal(err)
+	}
+	e := f.open(t)
+	wantOneFinding(t, verify(t, e, ""), FindingMissing, s.Base, "warm", f.warmPath(s.Base))
+}
+
+// TestVerifyWarmDeletedWhileRunning: a warm file removed under a running
+// daemon (after reads mapped it) is reported missing: verify proves the
+// copy is on disk, not that a mapping of it is still in memory.
+func TestVerifyWarmDeletedWhileRunning(t *testing.T) {
+	f := newVerifyFixture(t)
+	e := f.open(t)
+	s := f.segs[3]
+	if rep := verify(t, e, ""); len(rep.Findings) != 0 { // maps every warm file
+		t.Fatalf("clean archive: %+v", rep.Findings)
+	}
+	if err := os.Remove(f.warmPath(s.Base)); err != nil {
+		t.Fatal(err)
+	}
+	wantOneFinding(t, verify(t, e, ""), FindingMissing, s.Base, "warm", f.warmPath(s.Base))
+}
+
+func TestVerifyOrphanWarm(t *testing.T) {
+	f := newVerifyFixture(t)
+	// A copy of segment 2's file under a base no segment starts at, inside
+	// the persisted range (so not the flusher's file in progress).
+	stray := f.warmPath(f.segs[2].Base + 1)
+	copyFile(t, f.warmPath(f.segs[2].Base), stray)
+	e := f.open(t)
+	wantOneFinding(t, verify(t, e, ""), FindingOrphanWarm, f.segs[2].Base+1, "warm", stray)
+	// A file put back, under a running daemon, where a segment moved to
+	// cold only used to be.
+	back := f.warmPath(f.segs[0].Base)
+	copyFile(t, f.warmPath(f.segs[3].Base), back)
+	rep := verify(t, e, "")
+	if len(rep.Findings) != 2 {
+		t.Fatalf("findings %+v, want two orphans", rep.Findings)
+	}
+	got := rep.Findings[0]
+	if got.Path != back {
+		got = rep.Findings[1]
+	}
+	if got.Kind != FindingOrphanWarm || got.Path != back || got.Base != f.segs[0].Base {
+		t.Fatalf("findings %+v, want orphan_warm %s", rep.Findings, back)
+	}
+}
+
+func TestVerifyOrphanCold(t *testing.T) {
+	f := newVerifyFixture(t)
+	// An object that looks like a segment no catalog entry claims…
+	s := f.segs[3]
+	key := cold.ObjectKey(s.SegmentMeta)
+	copyFile(t, f.objectPath(f.segs[0]), filepath.Join(f.storeDir, filepath.FromSlash(key)))
+	e := f.open(t)
+	fd := wantOneFinding(t, verify(t, e, ""), FindingOrphanCold, s.Base, "cold", key)
+	if fd.Path != key {
+		t.Fatalf("orphan named %q, want %q", fd.Path, key)
+	}
+	// …and one that is no segment at all.
+	g := newVerifyFixture(t)
+	if err := os.WriteFile(filepath.Join(g.storeDir, "stray.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := verify(t, g.open(t), "")
+	if len(rep.Findings) != 1 || rep.Findings[0].Kind != FindingOrphanCold || rep.Findings[0].Path != "stray.txt" {
+		t.Fatalf("stray object: findings %+v, want one orphan_cold stray.txt", rep.Findings)
+	}
+}
+
+// valueChunkData returns a position in the compressed record data of the
+// value column in the first row group of a Parquet file: near the end of
+// the chunk, past the page header (whose min/max statistics of the value
+// column no read uses).
+func valueChunkData(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := pf.Metadata().RowGroups[0].Columns
+	md := cols[len(cols)-1].MetaData // value is the last column
+	if md.PathInSchema[len(md.PathInSchema)-1] != "value" {
+		t.Fatalf("last column is %v, not value", md.PathInSchema)
+	}
+	return md.DataPageOffset + md.TotalCompressedSize - 16
+}
+
+func TestVerifyColdDigest(t *testing.T) {
+	for _, i := range []int{0, 1} { // cold only; warm and cold
+		f := newVerifyFixture(t)
+		s := f.segs[i]
+		p := f.objectPath(s)
+		flipByte(t, p, valueChunkData(t, p))
+		e := f.open(t)
+		wantOneFinding(t, verify(t, e, ""), FindingDigest, s.Base, "cold", cold.ObjectKey(s.SegmentMeta))
+	}
+	// A truncated object is damage too.
+	f := newVerifyFixture(t)
+	p := f.objectPath(f.segs[0])
+	if err := os.Truncate(p, size(t, p)-3); err != nil {
+		t.Fatal(err)
+	}
+	wantOneFinding(t, verify(t, f.open(t), ""), FindingDigest, f.segs[0].Base, "cold", "")
+	// A missing one is missing.
+	g := newVerifyFixture(t)
+	if err := os.Remove(g.objectPath(g.segs[1])); err != nil {
+		t.Fatal(err)
+	}
+	wantOneFinding(t, verify(t, g.open(t), ""), FindingMissing, g.segs[1].Base, "cold", "")
+}
+
+// TestVerifyTombstonedIsNoGap: tombstoned segments at the low end are
+// expired, not missing; their copies, kept until delete-cold, are not
+// orphans; and once deleted nothing is reported either.
+func TestVerifyTombstonedIsNoGap(t *testing.T) {
+	ctx := context.Background()
+	f := newVerifyFixture(t)
+	e := f.open(t)
+	for _, s := range f.segs[:2] {
+		mustExecute(t, e, policy.Tombstone, "s", s.Base)
+	}
+	rep := verify(t, e, "")
+	if len(rep.Findings) != 0 {
+		t.Fatalf("tombstoned segments reported: %+v", rep.Findings)
+	}
+	if sc := rep.Streams[0]; sc.First != f.segs[2].Base || sc.Next != 300 || sc.Segments != len(f.segs)-2 {
+		t.Fatalf("stream check %+v, want [%d, 300) over %d live segments", sc, f.segs[2].Base, len(f.segs)-2)
+	}
+	f.clk.Advance(2 * time.Hour)
+	for _, s := range f.segs[:2] {
+		mustExecute(t, e, policy.DeleteCold, "s", s.Base)
+	}
+	rep = verify(t, e, "")
+	if len(rep.Findings) != 0 {
+		t.Fatalf("deleted segments reported: %+v", rep.Findings)
+	}
+	if rep.ColdObjects != 0 || rep.WarmFiles != len(f.segs)-2 {
+		t.Fatalf("after deletion verify saw %d objects and %d warm files", rep.ColdObjects, rep.WarmFiles)
+	}
+	// A segment missing from the middle is a gap.
+	if err := e.catalog.DeleteSegment(ctx, "s", f.segs[3].Base); err != nil {
+		t.Fatal(err)
+	}
+	rep = verify(t, e, "")
+	var gap *Finding
+	for i := range rep.Findings {
+		if rep.Findings[i].Kind == FindingGap {
+			gap = &rep.Findings[i]
+		}
+	}
+	if gap == nil || gap.From != f.segs[3].Base || gap.To != f.segs[3].Last+1 {
+		t.Fatalf("a segment gone from the middle: findings %+v, want a gap [%d, %d)", rep.Findings, f.segs[3].Base, f.segs[3].Last+1)
+	}
+}
