@@ -165,16 +165,20 @@ func (c *Client) Streams(ctx context.Context) ([]Stream, error) {
 // Segment is one segment of a stream. The active segment has Active set and
 // no SealedAt or Digest; an empty one no time range.
 type Segment struct {
-	Base     uint64    `json:"base"`
-	Last     uint64    `json:"last"`
-	Count    uint64    `json:"count"`
-	Bytes    int64     `json:"bytes"`
-	MinTS    time.Time `json:"min_ts,omitzero"`
-	MaxTS    time.Time `json:"max_ts,omitzero"`
-	SealedAt time.Time `json:"sealed_at,omitzero"`
-	Tiers    []string  `json:"tiers"`
-	Digest   string    `json:"digest,omitempty"`
-	Active   bool      `json:"active,omitempty"`
+	Base  uint64 `json:"base"`
+	Last  uint64 `json:"last"`
+	Count uint64 `json:"count"`
+	Bytes int64  `json:"bytes"`
+	// ColdBytes is the cold object's size, 0 while there is none.
+	ColdBytes int64     `json:"cold_bytes,omitempty"`
+	MinTS     time.Time `json:"min_ts,omitzero"`
+	MaxTS     time.Time `json:"max_ts,omitzero"`
+	SealedAt  time.Time `json:"sealed_at,omitzero"`
+	Tiers     []string  `json:"tiers"`
+	Digest    string    `json:"digest,omitempty"`
+	Active    bool      `json:"active,omitempty"`
+	// Tombstoned is when deletion by retention began; zero while live.
+	Tombstoned time.Time `json:"tombstoned,omitzero"`
 }
 
 // Segments lists a stream's segments in offset order, the active one last.

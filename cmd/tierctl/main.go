@@ -1,5 +1,7 @@
 // Command tierctl is the operator's CLI for a tierd server: append NDJSON
-// records, read them back, and list streams, segments and status.
+// records, read them back, list streams, segments and status, explain and
+// run migrations, verify the archive, check a configuration offline, and
+// rebuild the catalog offline (catalog rebuild).
 //
 //	tierctl [--addr URL] [-o table|json] VERB ...
 //

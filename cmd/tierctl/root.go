@@ -70,11 +70,14 @@ func newRoot(a *app, getenv func(string) string) *cobra.Command {
 		Use:   "tierctl",
 		Short: "Operate a tierd tiered-storage archiver",
 		Long: `tierctl talks to a tierd server over its HTTP API: it appends NDJSON
-records, reads them back, and shows streams, segments and status.
+records, reads them back, shows streams, segments and status, explains
+and runs the migrator, and verifies the archive. policy check and catalog
+rebuild work offline, without a server.
 
 The server address is --addr, else $TIERD_ADDR, else ` + defaultAddr + `.`,
 		Example: `  tierctl append trades --file trades.ndjson
   tierctl read trades --since 2026-11-22T10:00:00Z --limit 10
+  tierctl explain trades
   TIERD_ADDR=http://archive:7070 tierctl streams -o json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -90,7 +93,8 @@ The server address is --addr, else $TIERD_ADDR, else ` + defaultAddr + `.`,
 	pf.StringVar(&a.addr, "addr", addr, "tierd base URL (env TIERD_ADDR)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(newAppendCmd(a), newReadCmd(a), newStreamsCmd(a), newSegmentsCmd(a), newStatusCmd(a))
-	root.AddCommand(newPolicyCmd(a))
+	root.AddCommand(newExplainCmd(a), newMigrateCmd(a), newVerifyCmd(a))
+	root.AddCommand(newPolicyCmd(a), newCatalogCmd(a))
 	return root
 }
 

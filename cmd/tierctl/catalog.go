@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/internal/boot"
+	"github.com/tierd/tierd/policy"
+)
+
+// catalog rebuild: the one verb that opens tierd's data itself, offline.
+
+func newCatalogCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "catalog",
+		Short: "Work with a stopped tierd's catalog offline",
+		Args:  noArgs,
+	}
+	cmd.AddCommand(newCatalogRebuildCmd(a))
+	return cmd
+}
+
+func newCatalogRebuildCmd(a *app) *cobra.Command {
+	var config, dataDir string
+	cmd := &cobra.Command{
+		Use:   "rebuild --config FILE [--data-dir DIR]",
+		Short: "Recreate catalog.db from the warm files and the cold store (offline)",
+		Long: `rebuild recreates <data_dir>/catalog.db from what the tiers hold: every warm
+file's footer and every cold object's Parquet metadata describe their
+segment. It needs no server: it reads FILE (tierd's configuration, for
+data_dir and cold.store; --data-dir overrides data_dir as it does for
+tierd) and opens the data directory and the cold store itself.
+
+Stop tierd first, and move the damaged catalog aside: rebuild refuses to
+overwrite an existing catalog.db. It prints the streams and segments
+catalogued, the warm files and cold objects read, and, one per line, every
+conflict (copies that disagree, overlapping segments) and unreadable file
+or object; those are left out of the new catalog, never dropped silently,
+and do not change the exit code. It exits 1 when it could not rebuild.
+
+What the files do not carry is lost: move intents (the migrator redoes an
+interrupted move), last errors, and tombstones (the next migrator run
+tombstones again whatever is past cold.max_age). Progress goes to stderr
+when it is a terminal.`,
+		Example: `  mv tierd-data/catalog.db tierd-data/catalog.db.broken
+  tierctl catalog rebuild --config /etc/tierd/tierd.yaml
+  tierctl catalog rebuild --config tierd.yaml --data-dir /srv/tierd -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if config == "" {
+				return usagef("catalog rebuild needs --config FILE, tierd's configuration (for data_dir and cold.store)")
+			}
+			a.ran = true
+			return a.catalogRebuild(cmd.Context(), config, dataDir)
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "tierd's configuration file (required)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory (overrides data_dir)")
+	return cmd
+}
+
+// rebuildReport is catalog rebuild's JSON output.
+type rebuildReport struct {
+	Catalog     string   `json:"catalog"`
+	Streams     int      `json:"streams"`
+	Segments    int      `json:"segments"`
+	WarmFiles   int      `json:"warm_files"`
+	ColdObjects int      `json:"cold_objects"`
+	Conflicts   []string `json:"conflicts"`
+	Unreadable  []string `json:"unreadable"`
+}
+
+func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error {
+	cfg, err := policy.Load(config)
+	if err != nil {
+		return err
+	}
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	// A mistyped directory must not get a new, empty catalog.
+	if fi, err := os.Stat(cfg.DataDir); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("data_dir %s is not a directory", cfg.DataDir)
+	}
+	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	coldTier, err := boot.OpenCold(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	if coldTier != nil {
+		defer coldTier.Close()
+	}
+	prog := newProgress(a.stderr)
+	rep, err := engine.RebuildCatalog(ctx, cfg.DataDir, coldTier, log, prog.report)
+	prog.done()
+	path := filepath.Join(cfg.DataDir, "catalog.db")
+	if errors.Is(err, catalog.ErrExists) {
+		return fmt.Errorf("%w\nrebuild only creates a missing catalog: stop tierd if it runs on %s, then move the catalog aside (mv %s %s.old) and run again",
+			err, cfg.DataDir, path, path)
+	}
+	if err != nil {
+		return fmt.Errorf("rebuilding %s: %w", path, err)
+	}
+	out := rebuildReport{Catalog: path, Streams: rep.Streams, Segments: rep.Segments, WarmFiles: rep.WarmFiles, ColdObjects: rep.ColdObjects,
+		Conflicts: rep.Conflicts, Unreadable: rep.Unreadable}
+	if out.Conflicts == nil {
+		out.Conflicts = []string{}
+	}
+	if out.Unreadable == nil {
+		out.Unreadable = []string{}
+	}
+	if a.output == "json" {
+		return writeJSON(a.stdout, out)
+	}
+	return printRebuild(a.stdout, out, coldTier != nil)
+}
+
+func printRebuild(w io.Writer, r rebuildReport, hasCold bool) error {
+	fmt.Fprintf(w, "rebuilt %s: %d %s, %d %s\n", r.Catalog, r.Streams, plural(r.Streams, "stream", "streams"), r.Segments, plural(r.Segments, "segment", "segments"))
+	if hasCold {
+		fmt.Fprintf(w, "read %d warm %s and %d cold %s\n", r.WarmFiles, plural(r.WarmFiles, "file", "files"), r.ColdObjects, plural(r.ColdObjects, "object", "objects"))
+	} else {
+		fmt.Fprintf(w, "read %d warm %s (no cold store)\n", r.WarmFiles, plural(r.WarmFiles, "file", "files"))
+	}
+	for _, sec := range []struct {
+		one, many string
+		lines     []string
+	}{{"conflict", "conflicts", r.Conflicts}, {"unreadable file or object", "unreadable files or objects", r.Unreadable}} {
+		if len(sec.lines) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%d %s, not catalogued:\n", len(sec.lines), plural(len(sec.lines), sec.one, sec.many))
+		for _, l := range sec.lines {
+			if _, err := fmt.Fprintf(w, "  %s\n", oneLine(l)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// progress shows a rebuild's progress on one terminal line: "rebuild:
+// reading warm 120/4000". It writes nothing when w is not a terminal.
+type progress struct {
+	w     io.Writer // nil: not a terminal
+	mu    sync.Mutex
+	last  time.Time
+	phase string
+	shown bool
+}
+
+func newProgress(w io.Writer) *progress {
+	if !isTerminal(w) {
+		return &progress{}
+	}
+	return &progress{w: w}
+}
+
+// isTerminal reports whether w is a character device, as a terminal is.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// report is the engine.RebuildProgress: at most ten updates a second, and
+// always the last item of a phase.
+func (p *progress) report(phase string, done, total int) {
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if phase == p.phase && done < total && now.Sub(p.last) < 100*time.Millisecond {
+		return
+	}
+	if phase != p.phase && p.shown {
+		fmt.Fprintln(p.w)
+	}
+	p.phase, p.last, p.shown = phase, now, true
+	fmt.Fprintf(p.w, "\rrebuild: reading %s %d/%d", phase, done, total)
+}
+
+// done ends the progress line.
+func (p *progress) done() {
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown {
+		fmt.Fprintln(p.w)
+		p.shown = false
+	}
+}
