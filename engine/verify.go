@@ -161,12 +161,9 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 				return rep, err
 			}
 			sc.Segments++
-			for _, p := range m.Placements.List() {
-				sc.Placements++
-				if f, bad := e.verifyPlacement(ctx, m, p); bad {
-					rep.Findings = append(rep.Findings, f)
-				}
-			}
+			findings, n := e.verifySegment(ctx, m)
+			sc.Placements += n
+			rep.Findings = append(rep.Findings, findings...)
 			done++
 			if progress != nil {
 				progress(done, total)
@@ -178,6 +175,41 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 		return rep, err
 	}
 	return rep, nil
+}
+
+// verifySegment checks every copy of a segment, holding the segment's move
+// lock so that no move or deletion changes its placements meanwhile (the
+// placements are read again under the lock). It returns the findings and
+// how many copies it checked.
+func (e *Engine) verifySegment(ctx context.Context, m tiers.SegmentMeta) ([]Finding, int) {
+	defer e.moves.lock(m.Stream, m.Base)()
+	cur, err := e.catalog.Segment(ctx, m.Stream, m.Base)
+	if err != nil || !cur.Tombstoned.IsZero() {
+		return nil, 0 // deleted or tombstoned since the listing
+	}
+	var out []Finding
+	n := 0
+	for _, p := range cur.Placements.List() {
+		n++
+		if f, bad := e.verifyPlacement(ctx, cur, p); bad {
+			out = append(out, f)
+		}
+	}
+	return out, n
+}
+
+// claimedNow reports whether the catalog, read now, accounts for the warm
+// file or cold object of segment (stream, base): a move committed after
+// verify's first listing must not make its destination look orphaned.
+func (e *Engine) claimedNow(ctx context.Context, stream string, base uint64, p tiers.Placement, key string) bool {
+	m, err := e.catalog.Segment(ctx, stream, base)
+	if err != nil {
+		return false
+	}
+	if p == tiers.Cold && cold.ObjectKey(m) != key {
+		return false
+	}
+	return m.Placements.Has(p) || !m.Tombstoned.IsZero()
 }
 
 // verifyPlacement checks one copy of a segment against the catalog.
@@ -253,7 +285,8 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, claimedWarm, cl
 			continue
 		}
 		rep.WarmFiles++
-		if !claimedWarm[filepath.Clean(f.Path)] && !e.moves.busy(f.Stream, f.Base) && !unpersisted(f.Stream, f.Base) {
+		if !claimedWarm[filepath.Clean(f.Path)] && !e.moves.busy(f.Stream, f.Base) && !unpersisted(f.Stream, f.Base) &&
+			!e.claimedNow(ctx, f.Stream, f.Base, tiers.Warm, "") {
 			rep.Findings = append(rep.Findings, Finding{Kind: FindingOrphanWarm, Stream: f.Stream, Base: f.Base, Tier: "warm", Path: f.Path,
 				Message: "no segment places this file warm"})
 		}
@@ -267,7 +300,7 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, claimedWarm, cl
 			return nil
 		}
 		rep.ColdObjects++
-		if claimedCold[o.Key] || (o.Segment && e.moves.busy(o.Stream, o.Base)) {
+		if claimedCold[o.Key] || (o.Segment && (e.moves.busy(o.Stream, o.Base) || e.claimedNow(ctx, o.Stream, o.Base, tiers.Cold, o.Key))) {
 			continue
 		}
 		msg := "no segment places this object cold"
