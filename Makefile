@@ -34,8 +34,11 @@ run: build
 bench: build minio-bin
 	$(BIN)/tierbench ingest
 	./testenv/minio.sh start >/dev/null
-	AWS_ACCESS_KEY_ID=tierd AWS_SECRET_ACCESS_KEY=tierd-secret $(BIN)/tierbench cold --endpoint $$(cat .cache/minio-run/endpoint); \
+	export AWS_ACCESS_KEY_ID=tierd AWS_SECRET_ACCESS_KEY=tierd-secret; \
+	  $(BIN)/tierbench cold --endpoint $$(cat .cache/minio-run/endpoint) && \
+	  $(BIN)/tierbench migrate --endpoint $$(cat .cache/minio-run/endpoint); \
 	  status=$$?; ./testenv/minio.sh stop; exit $$status
+	$(BIN)/tierbench migrate
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	mrand "math/rand/v2"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -62,20 +61,12 @@ AWS_SECRET_ACCESS_KEY). 'make bench' starts one with testenv/minio.sh.`,
 	return cmd
 }
 
-// benchRecords makes a segment of trading-like records: 50 instruments as
-// keys, rising ts with jitter, a tag, and a small JSON value.
+// benchRecords makes a segment of trading-like records (recordGen's), with
+// offsets from 0.
 func benchRecords(n int) []tiers.Record {
-	rng := mrand.New(mrand.NewPCG(7, 11))
-	ts := time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC).UnixNano()
-	sides := []string{"B", "S"}
-	tags := [][]string{{"order"}, {"fill"}, {"cancel"}}
-	out := make([]tiers.Record, n)
+	out := newRecordGen(7).batch(n)
 	for i := range out {
-		ts += int64(rng.IntN(20_000))
-		inst := fmt.Sprintf("IF24%02d", rng.IntN(50))
-		v := fmt.Sprintf(`{"px":%.1f,"qty":%d,"side":%q,"order_id":%d,"acct":"A%05d","venue":"CFFEX"}`,
-			3500+rng.Float64()*50, 1+rng.IntN(20), sides[rng.IntN(2)], 1_000_000+i, rng.IntN(3000))
-		out[i] = tiers.Record{Offset: uint64(i), TS: ts, Key: inst, Tags: tags[rng.IntN(3)], Value: []byte(v)}
+		out[i].Offset = uint64(i)
 	}
 	return out
 }

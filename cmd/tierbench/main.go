@@ -32,7 +32,7 @@ func main() {
 		return pprof.StartCPUProfile(f)
 	}
 	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
-	root.AddCommand(newIngestCmd(), newColdCmd())
+	root.AddCommand(newIngestCmd(), newColdCmd(), newMigrateCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tierbench:", err)
 		os.Exit(1)
