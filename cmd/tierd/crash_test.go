@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,25 +27,28 @@ import (
 // present whole or not at all, and offsets dense.
 
 // buildTierd compiles this package once per test binary.
-var buildTierd = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "tierd-bin-")
+var buildTierd = sync.OnceValues(func() (string, error) { return goBuild("github.com/tierd/tierd/cmd/tierd", "tierd") })
+
+// goBuild compiles pkg into a fresh temporary directory as name.
+func goBuild(pkg, name string) (string, error) {
+	dir, err := os.MkdirTemp("", name+"-bin-")
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "tierd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	bin := filepath.Join(dir, name)
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin, nil
-})
+}
 
 // daemon is one running tierd process.
 type daemon struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	addr   string
-	log    *bytes.Buffer
+	log    *lockedBuffer // stdout and stderr, readable while it runs
 	exited chan struct{} // closed once the process is reaped
 }
 
@@ -61,46 +65,7 @@ func freeAddr(t *testing.T) string {
 // startDaemon starts tierd on config and waits until /healthz answers.
 func startDaemon(t *testing.T, config, dataDir string) *daemon {
 	t.Helper()
-	bin, err := buildTierd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		d := &daemon{t: t, addr: freeAddr(t), log: &bytes.Buffer{}}
-		d.cmd = exec.Command(bin, "--config", config, "--data-dir", dataDir, "--listen", d.addr)
-		d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-		if err := d.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		d.exited = exited
-		go func() { d.cmd.Wait(); close(exited) }()
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			select {
-			case <-exited:
-				deadline = time.Time{} // port taken or a start-up error: look at the log
-				continue
-			default:
-			}
-			resp, err := http.Get("http://" + d.addr + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					t.Cleanup(func() { d.cmd.Process.Kill(); <-exited })
-					return d
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		d.cmd.Process.Kill()
-		<-exited
-		if !bytes.Contains(d.log.Bytes(), []byte("address already in use")) {
-			t.Fatalf("tierd did not start:\n%s", d.log)
-		}
-	}
-	t.Fatal("tierd did not find a free port")
-	return nil
+	return startDaemonEnv(t, config, dataDir).daemon
 }
 
 func (d *daemon) kill() {
@@ -336,7 +301,7 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("tierd still running 30 s after SIGTERM:\n%s", d.log)
 	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 || !bytes.Contains(d.log.Bytes(), []byte("stopped")) {
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(d.log.String(), "stopped") {
 		t.Fatalf("exit code %d after SIGTERM, log:\n%s", code, d.log)
 	}
 	d2 := startDaemon(t, config, filepath.Join(dir, "data"))

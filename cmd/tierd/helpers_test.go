@@ -52,11 +52,10 @@ func (l *lockedBuffer) String() string {
 // envDaemon is a tierd process started with extra environment variables.
 type envDaemon struct {
 	*daemon
-	out *lockedBuffer
 }
 
 // logs returns the daemon's output so far.
-func (d *envDaemon) logs() string { return d.out.String() }
+func (d *envDaemon) logs() string { return d.log.String() }
 
 // tail returns the last n bytes of the daemon's output.
 func (d *envDaemon) tail(n int) string {
@@ -67,8 +66,8 @@ func (d *envDaemon) tail(n int) string {
 	return s
 }
 
-// startDaemonEnv is startDaemon with env ("NAME=value") added to the
-// test process's environment. On failure of the test the end of the
+// startDaemonEnv starts tierd on config with env ("NAME=value") added to
+// the test process's environment and waits until /healthz answers. On failure of the test the end of the
 // daemon's log is printed.
 func startDaemonEnv(t *testing.T, config, dataDir string, env ...string) *envDaemon {
 	t.Helper()
@@ -77,10 +76,10 @@ func startDaemonEnv(t *testing.T, config, dataDir string, env ...string) *envDae
 		t.Fatal(err)
 	}
 	for attempt := 0; attempt < 5; attempt++ {
-		d := &envDaemon{daemon: &daemon{t: t, addr: freeAddr(t), log: &bytes.Buffer{}}, out: &lockedBuffer{}}
+		d := &envDaemon{daemon: &daemon{t: t, addr: freeAddr(t), log: &lockedBuffer{}}}
 		d.cmd = exec.Command(bin, "--config", config, "--data-dir", dataDir, "--listen", d.addr)
 		d.cmd.Env = append(os.Environ(), env...)
-		d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+		d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 		if err := d.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

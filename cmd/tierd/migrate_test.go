@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -578,18 +577,7 @@ policies:
 }
 
 // buildTierctl compiles cmd/tierctl once per test binary.
-var buildTierctl = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "tierctl-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "tierctl")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/tierd/tierd/cmd/tierctl").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build ./cmd/tierctl: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+var buildTierctl = sync.OnceValues(func() (string, error) { return goBuild("github.com/tierd/tierd/cmd/tierctl", "tierctl") })
 
 // tierctl runs the real tierctl binary and returns its exit code and output.
 // TestMigrationFailedWarmDropThenRetention: a warm drop that fails after
