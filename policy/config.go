@@ -52,6 +52,10 @@ type Config struct {
 	Warm     WarmConfig
 	Cold     ColdConfig
 	Migrator MigratorConfig
+	// Auth holds the API's bearer tokens; none means an open API.
+	Auth AuthConfig
+	// TLS makes the API HTTPS.
+	TLS TLSConfig
 	// Policies are tried in order for each stream; the first whose globs
 	// match applies, and a stream matching none gets DefaultPolicy. Nil
 	// when the file lists none.
@@ -323,6 +327,7 @@ func (v *validator) check(c *Config) {
 	v.notAbove(c.MaxRecordBytes, "max_record_bytes", c.Segment.MaxBytes, "segment.max_bytes", "a record must fit in a segment")
 	v.notAbove(c.MaxRecordBytes, "max_record_bytes", c.MaxBodyBytes, "max_body_bytes", "a record must fit in a request body")
 	v.checkPolicies(c)
+	v.checkAuth(c)
 }
 
 // notAbove reports small < big as an error on whichever of the two fields

@@ -53,6 +53,8 @@ func configFields(c *Config) []field {
 				{"max_bytes_per_second", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Migrator.MaxBytesPerSecond) }},
 			})
 		}},
+		{"auth", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, authFields(&c.Auth)) }},
+		{"tls", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, tlsFields(&c.TLS)) }},
 		{"policies", func(d *decoder, n ast.Node, p string) {
 			d.sequence(n, p, func(d *decoder, n ast.Node, p string) {
 				c.Policies = append(c.Policies, Policy{})

@@ -46,6 +46,9 @@ type Options struct {
 	// Migrator serves migrate and explain; without one they answer 409
 	// migrator_disabled.
 	Migrator *migrator.Migrator
+	// Tokens are the bearer tokens the API accepts (see requiredRole for
+	// which role each route needs). None means an open API.
+	Tokens []Token
 }
 
 // The defaults of Options, in one place.
@@ -88,7 +91,8 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	mux     *http.ServeMux
-	metrics *metrics // nil without a Registerer
+	metrics *metrics       // nil without a Registerer
+	auth    *authenticator // nil: an open API
 }
 
 // New returns a Server for e. It registers its metrics with
@@ -96,6 +100,9 @@ type Server struct {
 func New(e *engine.Engine, opts Options) *Server {
 	opts = opts.withDefaults()
 	s := &Server{eng: e, opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	if len(opts.Tokens) > 0 {
+		s.auth = newAuthenticator(opts.Tokens)
+	}
 	if opts.Registerer != nil {
 		s.metrics = newMetrics(opts.Registerer)
 	}
@@ -128,6 +135,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	defer s.recoverPanic(sw, r)
+	if !s.authorize(sw, r, pattern) {
+		return
+	}
 	if pattern == "" {
 		s.serveUnmatched(sw, r, h)
 		return
