@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/tierd/tierd/client"
@@ -18,13 +19,19 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	addr           string
+	token          string // $TIERD_TOKEN: sent as a bearer token, never printed
 	output         string
 	// ran is set once a verb's own code starts, so an error before it is
 	// known to be a usage error.
 	ran bool
 }
 
-func (a *app) client() *client.Client { return client.New(a.addr) }
+func (a *app) client() *client.Client {
+	if a.token != "" {
+		return client.New(a.addr, client.WithToken(a.token))
+	}
+	return client.New(a.addr)
+}
 
 // usageError marks a mistake in the command line rather than a failure.
 type usageError struct{ err error }
@@ -37,7 +44,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 // run executes one command line and returns the exit code: 0 on success, 1
 // on an API or I/O failure, 2 on a usage error. Tests call it in-process.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, token: strings.TrimSpace(getenv("TIERD_TOKEN"))}
 	root := newRoot(a, getenv)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -74,11 +81,12 @@ records, reads them back, shows streams, segments and status, explains
 and runs the migrator, and verifies the archive. policy check and catalog
 rebuild work offline, without a server.
 
-The server address is --addr, else $TIERD_ADDR, else ` + defaultAddr + `.`,
+The server address is --addr, else $TIERD_ADDR, else ` + defaultAddr + `.
+A server that requires tokens gets $TIERD_TOKEN as a bearer token.`,
 		Example: `  tierctl append trades --file trades.ndjson
   tierctl read trades --since 2026-11-22T10:00:00Z --limit 10
   tierctl explain trades
-  TIERD_ADDR=http://archive:7070 tierctl streams -o json`,
+  TIERD_ADDR=http://archive:7070 TIERD_TOKEN=$(cat ops.token) tierctl streams -o json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
