@@ -1,0 +1,237 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tierd/tierd/client"
+)
+
+// The kill -9 test runs the real tierd binary, as cmd/tierd's crash test
+// does, and a Producer against it.
+
+// buildTierd compiles the daemon into dir.
+func buildTierd(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "tierd")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/tierd/tierd/cmd/tierd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build tierd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// syncBuffer collects a daemon's output; it may be read while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) tail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.b.Bytes()
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// tierdProcess is one run of the daemon.
+type tierdProcess struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// startTierd runs tierd on addr and dataDir with the embedded defaults
+// (wal.sync always) and waits until /healthz answers. Its output goes to
+// log, printed if the test fails.
+func startTierd(t *testing.T, bin, addr, dataDir string, log *syncBuffer) *tierdProcess {
+	t.Helper()
+	d := &tierdProcess{exited: make(chan struct{})}
+	d.cmd = exec.Command(bin, "--data-dir", dataDir, "--listen", addr)
+	d.cmd.Stdout, d.cmd.Stderr = log, log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(d.kill)
+	hc := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-d.exited:
+			t.Fatalf("tierd exited at start:\n%s", log.tail(4000))
+		default:
+		}
+		if resp, err := hc.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return d
+			}
+		}
+	}
+	t.Fatalf("tierd did not answer on %s within 30 s:\n%s", addr, log.tail(4000))
+	return nil
+}
+
+// kill sends SIGKILL and reaps the process.
+func (d *tierdProcess) kill() {
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
+}
+
+// Killing the server with SIGKILL while a Producer streams into it loses
+// nothing the producer reported persisted: after three kills and restarts
+// on the same data directory and port, every record OnBatch reported is at
+// the offset it reported, with its content, and with unlimited retries
+// under the Block policy every record sent is reported persisted. A batch
+// whose request died with the server is retried, so it may also be stored
+// by that request: only batches that needed more than one attempt may
+// appear twice, and then as whole batches.
+func TestProducerKillNineLosesNothingReported(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the real daemon for several seconds")
+	}
+	dataDir, addr := t.TempDir(), reservedAddr(t)
+	log := &syncBuffer{}
+	defer func() {
+		if t.Failed() {
+			t.Logf("tierd log tail:\n%s", log.tail(6000))
+		}
+	}()
+	bin := buildTierd(t, t.TempDir())
+	d := startTierd(t, bin, addr, dataDir, log)
+	c := client.New(addr, client.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}))
+	var outs outcomes
+	p := client.NewProducer(c, client.ProducerOptions{
+		Policy:         client.Block,
+		MinBackoff:     5 * time.Millisecond,
+		MaxBackoff:     100 * time.Millisecond,
+		RequestTimeout: 10 * time.Second,
+		OnBatch:        outs.add,
+	})
+	closeLater(t, p)
+	streams := []string{"k0", "k1", "k2"}
+
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	senderDone := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				senderDone <- nil
+				return
+			default:
+			}
+			if err := p.Send(streams[i%len(streams)], rec(0, i)); err != nil {
+				senderDone <- err
+				return
+			}
+			sent.Add(1)
+			if i%64 == 0 {
+				time.Sleep(time.Millisecond) // about 30 000 records/s at most
+			}
+		}
+	}()
+
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := range 3 {
+		time.Sleep(time.Duration(200+r.IntN(400)) * time.Millisecond)
+		before := p.Stats().Persisted
+		d.kill()
+		t.Logf("round %d: killed tierd after %d records sent, %d reported persisted", round, sent.Load(), before)
+		time.Sleep(time.Duration(50+r.IntN(300)) * time.Millisecond)
+		d = startTierd(t, bin, addr, dataDir, log)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	if err := <-senderDone; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := sent.Load()
+	st := p.Stats()
+	t.Logf("%d records sent, stats %+v", n, st)
+	if st.Received != uint64(n) || st.Persisted != uint64(n) || st.Failed != 0 || st.Dropped != 0 || st.Pending != 0 {
+		t.Fatalf("stats %+v after %d sent: every record must be reported persisted", st, n)
+	}
+	if st.Retries == 0 {
+		t.Fatal("no request failed: the kills did not happen while producing")
+	}
+
+	// Ground truth: the restarted daemon's records.
+	stored := map[string][]client.Record{}
+	copies := map[string][]uint64{} // id → offsets holding it
+	for _, s := range streams {
+		recs := readStream(t, c, s)
+		for i, r := range recs {
+			if r.Offset != uint64(i) {
+				t.Fatalf("%s: offsets not dense: position %d holds offset %d", s, i, r.Offset)
+			}
+			checkRecord(t, s, r)
+			copies[r.Key] = append(copies[r.Key], r.Offset)
+		}
+		stored[s] = recs
+	}
+	reported := map[string]int{} // id → attempts of its batch
+	for _, o := range outs.all() {
+		if o.err != nil {
+			t.Fatalf("batch of %s failed: %v", o.stream, o.err)
+		}
+		for k, id := range o.ids {
+			if _, twice := reported[id]; twice {
+				t.Fatalf("%s reported persisted twice", id)
+			}
+			reported[id] = o.attempts
+			off := o.first + uint64(k)
+			if off >= uint64(len(stored[o.stream])) || stored[o.stream][off].Key != id {
+				t.Fatalf("%s was reported persisted at %s/%d, which does not hold it (lost)", id, o.stream, off)
+			}
+		}
+	}
+	if len(reported) != int(n) {
+		t.Fatalf("%d records reported persisted, %d sent", len(reported), n)
+	}
+	duplicated := 0
+	for id, offs := range copies {
+		attempts, ok := reported[id]
+		switch {
+		case !ok:
+			t.Fatalf("%s is stored at %v but was never sent", id, offs)
+		case len(offs) > 1 && attempts < 2:
+			t.Fatalf("%s is stored %d times (%v) though its batch went in one request", id, len(offs), offs)
+		case len(offs) > 1:
+			duplicated++
+		}
+	}
+	// A batch is atomic, so each earlier copy holds the whole batch: every
+	// record of a batch is stored the same number of times.
+	for _, o := range outs.all() {
+		for _, id := range o.ids {
+			if len(copies[id]) != len(copies[o.ids[0]]) {
+				t.Fatalf("batch of %s: %s stored at %v but %s at %v: a partial batch", o.stream, id, copies[id], o.ids[0], copies[o.ids[0]])
+			}
+		}
+	}
+	t.Logf("%d records persisted through 3 kills; %d stored a second time by a request whose answer was lost", len(reported), duplicated)
+}
