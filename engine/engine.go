@@ -83,6 +83,7 @@ type Engine struct {
 	hot     *hot.Tier
 	cold    *cold.Tier
 	moves   moveLocks
+	metrics *metrics
 }
 
 // Open opens (creating if needed) the archive in opts.DataDir and recovers
@@ -94,7 +95,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	e := &Engine{opts: opts, started: opts.Now(), cold: opts.Cold}
+	e := &Engine{opts: opts, started: opts.Now(), cold: opts.Cold, metrics: newMetrics(opts.Registerer)}
 	var err error
 	if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now}); err != nil {
 		return nil, fmt.Errorf("engine: open catalog: %w", err)
@@ -136,6 +137,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		e.closeStores()
 		return nil, fmt.Errorf("engine: recover: %w", err)
 	}
+	e.metrics.usage.bind(e)
 	return e, nil
 }
 
@@ -188,6 +190,7 @@ func (e *Engine) closeStores() error {
 // after Close fail with tiers.ErrClosed. Sealed segments not yet persisted are
 // recovered from the WAL at the next Open.
 func (e *Engine) Close(ctx context.Context) error {
+	e.metrics.usage.unbind(e)
 	return errors.Join(e.hot.Close(), e.closeStores())
 }
 
@@ -212,7 +215,9 @@ func (e *Engine) Append(ctx context.Context, stream string, recs []tiers.Record)
 			return AppendResult{}, fmt.Errorf("record %d: %w", i, err)
 		}
 	}
+	start := time.Now()
 	first, err := e.hot.Append(ctx, stream, recs)
+	e.metrics.appended(recs, err, time.Since(start))
 	if err != nil {
 		return AppendResult{}, err
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 	"golang.org/x/time/rate"
 
@@ -48,6 +49,9 @@ type Options struct {
 	MaxBackoff     time.Duration // longest retry delay (default 5 m)
 	Logger         *slog.Logger
 	Now            func() time.Time
+	// Registerer receives the tierd_migrator_* metrics (migrator/metrics.go);
+	// nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Result is the outcome of one action in a run.
@@ -84,6 +88,7 @@ type Migrator struct {
 	opts    Options
 	exec    Executor
 	limiter *rate.Limiter
+	metrics *metrics
 	cron    *cron.Cron
 	ctx     context.Context // scheduled runs; cancelled by Stop
 	cancel  context.CancelFunc
@@ -115,7 +120,7 @@ func New(exec Executor, opts Options) (*Migrator, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	m := &Migrator{opts: opts, exec: exec}
+	m := &Migrator{opts: opts, exec: exec, metrics: newMetrics(opts.Registerer)}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.mu.failures = map[segKey]*Failure{}
 	if opts.BytesPerSecond > 0 {
@@ -174,6 +179,9 @@ func (m *Migrator) Run(ctx context.Context, stream string, dryRun bool) (Report,
 func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool) (Report, error) {
 	now := m.opts.Now()
 	rep := Report{Started: now, DryRun: dryRun}
+	if !dryRun {
+		defer func() { m.metrics.ran(time.Now()) }()
+	}
 	segs, err := m.exec.PlanInput(ctx, stream)
 	if err != nil {
 		return rep, fmt.Errorf("migrator: plan input: %w", err)
@@ -210,6 +218,7 @@ func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool) (R
 	for _, k := range order {
 		if f := m.failure(k); f != nil && now.Before(f.RetryAt) {
 			rep.Skipped += len(bySeg[k])
+			m.metrics.skipped(bySeg[k])
 			continue
 		}
 		wg.Add(1)
@@ -253,15 +262,19 @@ func (m *Migrator) execute(ctx context.Context, a policy.Action) error {
 		for left := a.Bytes; left > 0; {
 			n := min(left, int64(m.limiter.Burst()))
 			if err := m.limiter.WaitN(ctx, int(n)); err != nil {
+				m.metrics.count(a, err)
 				return err
 			}
 			left -= n
 		}
 	}
+	start := time.Now()
 	err := m.exec.Execute(ctx, a)
+	m.metrics.moved(a, err, time.Since(start))
 	k := segKey{a.Stream, a.Base}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer func() { m.metrics.failing.Set(float64(len(m.mu.failures))) }()
 	if err == nil {
 		delete(m.mu.failures, k)
 		return nil

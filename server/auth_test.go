@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
@@ -70,7 +71,8 @@ func newAuthEnv(t *testing.T) (srv *httptest.Server, logs *syncBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv = httptest.NewServer(New(eng, Options{Migrator: mig, Logger: log, Now: func() time.Time { return fixedNow }, Tokens: []Token{
+	reg := prometheus.NewRegistry()
+	srv = httptest.NewServer(New(eng, Options{Migrator: mig, Logger: log, Registerer: reg, Gatherer: reg, Now: func() time.Time { return fixedNow }, Tokens: []Token{
 		{Name: "reader", Role: policy.RoleRead, Secret: readSecret},
 		{Name: "ingest", Role: policy.RoleWrite, Secret: writeSecret},
 		{Name: "ops", Role: policy.RoleAdmin, Secret: adminSecret},
@@ -126,6 +128,7 @@ func TestAuthEveryRoleEveryEndpoint(t *testing.T) {
 		{"HEAD", "/v1/streams/s/records?from=0&limit=5", "", policy.RoleRead, 200},
 		{"GET", "/v1/streams/s/segments", "", policy.RoleRead, 200},
 		{"GET", "/v1/status", "", policy.RoleRead, 200},
+		{"GET", "/metrics", "", policy.RoleRead, 200},
 		{"GET", "/v1/nope", "", policy.RoleRead, 404},
 		{"DELETE", "/v1/streams", "", policy.RoleRead, 405},
 		{"POST", "/v1/streams/s/records", record, policy.RoleWrite, 200},

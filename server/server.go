@@ -40,6 +40,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer, when set, receives the server's request metrics.
 	Registerer prometheus.Registerer
+	// Gatherer, when set, is served at GET /metrics (usually the registry
+	// Registerer belongs to); without one /metrics answers 404.
+	Gatherer prometheus.Gatherer
 	// Now is the ingest clock for records without ts, read once per append;
 	// default time.Now.
 	Now func() time.Time
@@ -116,6 +119,7 @@ func New(e *engine.Engine, opts Options) *Server {
 	s.mux.HandleFunc("POST /v1/verify", s.handleVerify)
 	s.mux.HandleFunc("GET /v1/status", s.handleStatus)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.Handle("GET /metrics", s.metricsHandler())
 	return s
 }
 
@@ -265,7 +269,11 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	recs, err := ParseNDJSON(body, ParseOptions{
+	parse := ParseNDJSON
+	if isBatchBody(r.Header.Get("Content-Type")) {
+		parse = ParseBatch
+	}
+	recs, err := parse(body, ParseOptions{
 		MaxRecordBytes: s.opts.MaxRecordBytes,
 		MaxRecords:     s.opts.MaxBatchRecords,
 		IngestTS:       s.opts.Now().UnixNano(),
@@ -410,8 +418,10 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, "invalid_body"
 	case errors.Is(err, ErrEmptyBatch):
 		return http.StatusBadRequest, "empty_batch"
-	case errors.Is(err, ErrBatchTooLarge):
+	case errors.Is(err, ErrBatchTooLarge), errors.Is(err, tiers.ErrBatchTooLarge):
 		return http.StatusRequestEntityTooLarge, "batch_too_large"
+	case errors.Is(err, tiers.ErrInvalidBatch):
+		return http.StatusBadRequest, "invalid_batch"
 	case errors.Is(err, ErrInvalidJSON):
 		return http.StatusBadRequest, "invalid_json"
 	case errors.Is(err, ErrInvalidTS):

@@ -6,10 +6,12 @@
 //
 // With no --config it runs on the embedded defaults (data in ./tierd-data,
 // listening on 127.0.0.1:7070). SIGINT or SIGTERM shuts it down gracefully.
+// GET /metrics serves its Prometheus metrics (docs/metrics.md).
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/hot"
@@ -43,6 +47,8 @@ type flags struct {
 	listen    string
 	logFormat string
 	logLevel  string
+	// insecureListen allows an API without tokens on a non-loopback address.
+	insecureListen bool
 }
 
 func newRootCmd() *cobra.Command {
@@ -65,6 +71,7 @@ func newRootCmd() *cobra.Command {
 	fl.StringVar(&f.listen, "listen", "", "HTTP listen address host:port (overrides listen)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.BoolVar(&f.insecureListen, "insecure-listen", false, "allow listening beyond loopback with no auth.tokens configured (an open API)")
 	return cmd
 }
 
@@ -107,11 +114,19 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
+	tokens, err := serverTokens(cfg)
+	if err != nil {
+		return err
+	}
+	if err := checkOpenListen(cfg.Listen, len(tokens) == 0, f.insecureListen); err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	coldTier, err := boot.OpenCold(ctx, cfg, log, nil)
+	reg := newRegistry()
+	coldTier, err := boot.OpenCold(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -132,6 +147,7 @@ func run(ctx context.Context, f flags) error {
 		MaxRecordBytes: int(cfg.MaxRecordBytes),
 		Cold:           coldTier,
 		Logger:         log,
+		Registerer:     reg,
 	})
 	if err != nil {
 		if coldTier != nil {
@@ -145,10 +161,20 @@ func run(ctx context.Context, f flags) error {
 		Concurrency:    cfg.Migrator.Concurrency,
 		BytesPerSecond: cfg.Migrator.MaxBytesPerSecond,
 		Logger:         log,
+		Registerer:     reg,
 	})
 	if err != nil {
 		eng.Close(context.Background())
 		return err
+	}
+	var tlsConfig *tls.Config
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			eng.Close(context.Background())
+			return fmt.Errorf("tls: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -161,13 +187,31 @@ func run(ctx context.Context, f flags) error {
 			MaxRecordBytes: int(cfg.MaxRecordBytes),
 			Logger:         log,
 			Migrator:       mig,
+			Registerer:     reg,
+			Gatherer:       reg,
+			Tokens:         tokens,
 		}),
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("tierd listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync, "cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule)
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	log.Info("tierd listening", "addr", ln.Addr().String(), "scheme", scheme, "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync,
+		"cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule, "tokens", len(tokens))
+	if len(tokens) == 0 {
+		log.Warn("no auth.tokens configured: the API is open to anyone who can reach it", "addr", ln.Addr().String(), "insecure_listen", f.insecureListen)
+	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			serveErr <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		serveErr <- srv.Serve(ln)
+	}()
 	mig.Start()
 
 	select {
@@ -191,6 +235,19 @@ func run(ctx context.Context, f flags) error {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// newRegistry is the registry every component registers its metrics
+// with, served at GET /metrics (docs/metrics.md lists the series): tierd's
+// own, plus the Go runtime's, the process's and the build's.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+	return reg
 }
 
 // hotTick is a tenth of the smallest segment or residency age of any

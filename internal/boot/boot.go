@@ -19,6 +19,7 @@ import (
 
 // OpenCold opens the cold tier on cfg's store: an S3 bucket, or by default
 // a file store in <data_dir>/cold. It returns nil, nil with cold.store: none.
+// A non-nil reg receives the store's request metrics and the read cache's.
 func OpenCold(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prometheus.Registerer) (*cold.Tier, error) {
 	if !cfg.HasColdStore() {
 		return nil, nil
@@ -27,7 +28,7 @@ func OpenCold(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prom
 	if err != nil {
 		return nil, err
 	}
-	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log})
+	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, fmt.Errorf("cold.store: %w", err)
 	}
