@@ -105,7 +105,7 @@ func (d *tierdProcess) kill() {
 // appear twice, and then as whole batches.
 func TestProducerKillNineLosesNothingReported(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs the real daemon for several seconds")
+		t.Skip("-short: this test runs the real tierd binary for several seconds")
 	}
 	dataDir, addr := t.TempDir(), reservedAddr(t)
 	log := &syncBuffer{}

@@ -159,7 +159,7 @@ const helperEnv = "TIERD_FAILPOINT_HELPER"
 // after each hit it survives.
 func TestHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
-		t.Skip("the child of the crash tests")
+		t.Skip("not a test on its own: the child process the crash tests re-execute with " + helperEnv + "=1")
 	}
 	for i := 1; i <= 2; i++ {
 		err := Inject(MoveAfterWrite)
@@ -179,9 +179,6 @@ func errString(err error) string {
 // TIERD_FAILPOINTS and returns its outcome.
 func runHelper(t *testing.T, spec string) (stdout, stderr string, err error) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("re-executes the test binary")
-	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", EnvVar+"="+spec)
 	var out, errb bytes.Buffer
