@@ -99,35 +99,7 @@ func RebuildCatalog(ctx context.Context, dataDir string, coldTier *cold.Tier, lo
 		}
 		rep.ColdObjects = len(objs)
 	}
-	// The cold object's sealed_at is the seal time itself; a warm file's
-	// modification time only approximates it, so the cold one wins.
-	coldSealed := map[string]time.Time{}
-	for _, m := range coldSegs {
-		if !m.SealedAt.IsZero() {
-			coldSealed[fmt.Sprintf("%s/%d", m.Stream, m.Base)] = m.SealedAt
-		}
-	}
-	for i := range warmSegs {
-		if at, ok := coldSealed[fmt.Sprintf("%s/%d", warmSegs[i].Stream, warmSegs[i].Base)]; ok {
-			warmSegs[i].SealedAt = at
-		}
-	}
-	// A cold object written by tierd before format 1.1 has no sealed_at;
-	// the warm copy's time stands in, else the time of the rebuild (ages
-	// restart: retention comes late, never early).
-	sealed := map[string]tiers.SegmentMeta{}
-	for _, m := range warmSegs {
-		sealed[fmt.Sprintf("%s/%d", m.Stream, m.Base)] = m
-	}
-	for i := range coldSegs {
-		if coldSegs[i].SealedAt.IsZero() {
-			if w, ok := sealed[fmt.Sprintf("%s/%d", coldSegs[i].Stream, coldSegs[i].Base)]; ok {
-				coldSegs[i].SealedAt = w.SealedAt
-			} else {
-				coldSegs[i].SealedAt = time.Now().UTC()
-			}
-		}
-	}
+	reconcileSealedAt(warmSegs, coldSegs, time.Now().UTC())
 	cr, err := catalog.Rebuild(ctx, path, warmSegs, coldSegs, catalog.Options{Logger: log})
 	rep.RebuildReport = cr
 	if err != nil {
@@ -153,4 +125,32 @@ func warmMeta(ws *warm.Store, f warm.SegmentFile) (tiers.SegmentMeta, error) {
 	m.SealedAt = info.ModTime().UTC()
 	m.Placements = tiers.Of(tiers.Warm)
 	return m, nil
+}
+
+// reconcileSealedAt gives the warm and cold copies of a segment one seal
+// time: the cold object's tierd.sealed_at when it has one (the seal time
+// itself; a warm file's modification time only approximates it), else the
+// warm copy's, else now for a cold object written before format 1.1 with
+// no warm copy (its age restarts: retention comes late, never early).
+func reconcileSealedAt(warmSegs, coldSegs []tiers.SegmentMeta, now time.Time) {
+	type id struct {
+		stream string
+		base   uint64
+	}
+	warmAt := make(map[id]*tiers.SegmentMeta, len(warmSegs))
+	for i := range warmSegs {
+		warmAt[id{warmSegs[i].Stream, warmSegs[i].Base}] = &warmSegs[i]
+	}
+	for i := range coldSegs {
+		c := &coldSegs[i]
+		w := warmAt[id{c.Stream, c.Base}]
+		switch {
+		case !c.SealedAt.IsZero() && w != nil:
+			w.SealedAt = c.SealedAt
+		case c.SealedAt.IsZero() && w != nil:
+			c.SealedAt = w.SealedAt
+		case c.SealedAt.IsZero():
+			c.SealedAt = now
+		}
+	}
 }

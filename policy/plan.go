@@ -208,14 +208,14 @@ func (p *planner) candidates(s *Segment) []Action {
 	if !s.Tombstoned.IsZero() {
 		due := s.Tombstoned.Add(p.cfg.Cold.DeleteDelay)
 		return []Action{mk(DeleteCold, due, fmt.Sprintf("tombstoned %s ago, cold.delete_delay %s (policy %s)",
-			age(p.now.Sub(s.Tombstoned)), FormatDuration(p.cfg.Cold.DeleteDelay), pol.Name))}
+			FormatAge(p.now.Sub(s.Tombstoned)), FormatDuration(p.cfg.Cold.DeleteDelay), pol.Name))}
 	}
 	a := p.now.Sub(s.SealedAt)
 	because := func(limit string, d time.Duration) string {
 		if a < d {
-			return fmt.Sprintf("at age %s: %s %s (policy %s); age now %s", FormatDuration(d), limit, FormatDuration(d), pol.Name, age(a))
+			return fmt.Sprintf("at age %s: %s %s (policy %s); age now %s", FormatDuration(d), limit, FormatDuration(d), pol.Name, FormatAge(a))
 		}
-		return fmt.Sprintf("age %s >= %s %s (policy %s)", age(a), limit, FormatDuration(d), pol.Name)
+		return fmt.Sprintf("age %s >= %s %s (policy %s)", FormatAge(a), limit, FormatDuration(d), pol.Name)
 	}
 	var out []Action
 	pl := s.Placements
@@ -345,8 +345,9 @@ func (p *planner) warmBudget(segs []Segment) {
 	}
 }
 
-// age renders an age to the second: "1d1h3s".
-func age(d time.Duration) string {
+// FormatAge renders an age truncated to the second, "0s" for none or a
+// negative one: "1d1h3s".
+func FormatAge(d time.Duration) string {
 	if d < 0 {
 		return "0s"
 	}

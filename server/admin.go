@@ -190,13 +190,6 @@ type explainOut struct {
 	Segments []explainSegmentOut `json:"segments"`
 }
 
-func fmtAge(d time.Duration) string {
-	if d <= 0 {
-		return "0s"
-	}
-	return policy.FormatDuration(d.Truncate(time.Second))
-}
-
 // fmtDueIn renders the time until an action is due, rounded up to the
 // second so that only an action due now reads "0s".
 func fmtDueIn(d time.Duration) string {
@@ -234,7 +227,7 @@ func toExplainOut(ex migrator.Explanation, infos []engine.SegmentInfo) explainOu
 			so.Note = "sealed, in memory only: the flusher persists it warm"
 		default:
 			if !info.SealedAt.IsZero() {
-				so.Age = fmtAge(se.Age)
+				so.Age = policy.FormatAge(se.Age)
 			}
 			so.InFlight = se.Segment.InFlight
 			if a := se.Next; a != nil {

@@ -206,13 +206,13 @@ func toSegmentOut(si *engine.SegmentInfo) segmentOut {
 	}
 	if !si.Active {
 		if !si.SealedAt.IsZero() {
-			out.SealedAt = si.SealedAt.UTC().Format(time.RFC3339Nano)
+			out.SealedAt = formatTime(si.SealedAt)
 		}
 		if !si.Digest.IsZero() {
 			out.Digest = si.Digest.String()
 		}
 		if !si.Tombstoned.IsZero() {
-			out.Tombstoned = si.Tombstoned.UTC().Format(time.RFC3339Nano)
+			out.Tombstoned = formatTime(si.Tombstoned)
 		}
 	}
 	if si.Active && len(out.Tiers) == 0 {
