@@ -15,7 +15,6 @@ import (
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/internal/boot"
-	"github.com/tierd/tierd/policy"
 )
 
 // catalog rebuild: the one verb that opens tierd's data itself, offline.
@@ -81,14 +80,8 @@ type rebuildReport struct {
 }
 
 func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error {
-	cfg, err := policy.Load(config)
+	cfg, err := boot.LoadConfig(config, dataDir, "")
 	if err != nil {
-		return err
-	}
-	if dataDir != "" {
-		cfg.DataDir = dataDir
-	}
-	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	// A mistyped directory must not get a new, empty catalog.

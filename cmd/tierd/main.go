@@ -95,19 +95,8 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
-	cfg := policy.Default()
-	if f.config != "" {
-		if cfg, err = policy.Load(f.config); err != nil {
-			return err
-		}
-	}
-	if f.dataDir != "" {
-		cfg.DataDir = f.dataDir
-	}
-	if f.listen != "" {
-		cfg.Listen = f.listen
-	}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := boot.LoadConfig(f.config, f.dataDir, f.listen)
+	if err != nil {
 		return err
 	}
 	syncMode, err := wal.ParseSyncMode(string(cfg.WAL.Sync))

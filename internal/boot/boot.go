@@ -62,3 +62,27 @@ func StoreURL(cfg policy.Config) string {
 	u.RawQuery = ""
 	return u.String()
 }
+
+// LoadConfig reads the configuration file at path (the embedded defaults
+// when path is ""), applies the command line's overrides of data_dir and
+// listen (ignored when ""), and validates the result, so that the daemon
+// and tierctl's offline verbs see one configuration the same way.
+func LoadConfig(path, dataDir, listen string) (policy.Config, error) {
+	cfg := policy.Default()
+	if path != "" {
+		var err error
+		if cfg, err = policy.Load(path); err != nil {
+			return policy.Config{}, err
+		}
+	}
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	if listen != "" {
+		cfg.Listen = listen
+	}
+	if err := cfg.Validate(); err != nil {
+		return policy.Config{}, err
+	}
+	return cfg, nil
+}
