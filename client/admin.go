@@ -22,6 +22,8 @@ type MigrateRequest struct {
 	DryRun bool
 	// Stream limits the run to one stream; "" means every stream.
 	Stream string
+	// Progress, if set, is told how far a run is while it runs.
+	Progress func(Progress)
 }
 
 // MigrateAction is one planned action of a migration run, and in a run
@@ -78,7 +80,7 @@ func (c *Client) Migrate(ctx context.Context, req MigrateRequest) (MigrateReport
 		q.Set("stream", req.Stream)
 	}
 	var out MigrateReport
-	if err := c.callJSON(ctx, http.MethodPost, "/v1/migrate", q, &out); err != nil {
+	if err := c.callLong(ctx, http.MethodPost, "/v1/migrate", q, req.Progress, &out); err != nil {
 		return MigrateReport{}, err
 	}
 	return out, nil
@@ -238,13 +240,13 @@ type VerifyReport struct {
 // every byte of the archive, so give it a generous context. What it finds
 // is in the report (OK false), not an error; an unknown stream is an
 // *APIError with Code "stream_not_found".
-func (c *Client) Verify(ctx context.Context, stream string) (VerifyReport, error) {
+func (c *Client) Verify(ctx context.Context, req VerifyRequest) (VerifyReport, error) {
 	q := url.Values{}
-	if stream != "" {
-		q.Set("stream", stream)
+	if req.Stream != "" {
+		q.Set("stream", req.Stream)
 	}
 	var out VerifyReport
-	if err := c.callJSON(ctx, http.MethodPost, "/v1/verify", q, &out); err != nil {
+	if err := c.callLong(ctx, http.MethodPost, "/v1/verify", q, req.Progress, &out); err != nil {
 		return VerifyReport{}, err
 	}
 	return out, nil

@@ -269,7 +269,7 @@ func TestVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, err := env.c.Verify(ctx, "")
+	rep, err := env.c.Verify(ctx, client.VerifyRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestVerify(t *testing.T) {
 	}
 	warmFile := filepath.Join(env.dataDir, "warm", "other", fmt.Sprintf("%020d.seg", segs[0].Base))
 	flipByte(t, warmFile)
-	rep, err = env.c.Verify(ctx, "")
+	rep, err = env.c.Verify(ctx, client.VerifyRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestVerify(t *testing.T) {
 	}
 
 	// One stream only.
-	rep, err = env.c.Verify(ctx, "s1")
+	rep, err = env.c.Verify(ctx, client.VerifyRequest{Stream: "s1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestAdminErrors(t *testing.T) {
 	check("migrate without a migrator", err, http.StatusConflict, "migrator_disabled")
 	_, err = bare.c.Explain(ctx, "s1")
 	check("explain without a migrator", err, http.StatusConflict, "migrator_disabled")
-	if rep, err := bare.c.Verify(ctx, ""); err != nil || !rep.OK {
+	if rep, err := bare.c.Verify(ctx, client.VerifyRequest{}); err != nil || !rep.OK {
 		t.Errorf("verify without a migrator: %+v %v", rep, err)
 	}
 
@@ -354,7 +354,7 @@ func TestAdminErrors(t *testing.T) {
 	check("explain of an unknown stream", err, http.StatusNotFound, "stream_not_found")
 	_, err = env.c.Migrate(ctx, client.MigrateRequest{Stream: "nope"})
 	check("migrate of an unknown stream", err, http.StatusNotFound, "stream_not_found")
-	_, err = env.c.Verify(ctx, "nope")
+	_, err = env.c.Verify(ctx, client.VerifyRequest{Stream: "nope"})
 	check("verify of an unknown stream", err, http.StatusNotFound, "stream_not_found")
 	_, err = env.c.Migrate(ctx, client.MigrateRequest{Stream: ".bad"})
 	check("migrate of a bad name", err, http.StatusBadRequest, "invalid_stream_name")

@@ -4,7 +4,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -74,6 +73,11 @@ type errorBody struct {
 // do sends a request and returns the response of a 2xx answer, whose body
 // the caller closes; any other answer becomes an *APIError.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
+	return c.doAccept(ctx, method, path, query, body, "")
+}
+
+// doAccept is do with an Accept header, when accept is not empty.
+func (c *Client) doAccept(ctx context.Context, method, path string, query url.Values, body io.Reader, accept string) (*http.Response, error) {
 	u := c.base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -87,6 +91,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -188,14 +195,4 @@ func (c *Client) Segments(ctx context.Context, stream string) ([]Segment, error)
 		return nil, err
 	}
 	return out, nil
-}
-
-// Status returns the server's status object as sent. It is raw JSON because
-// the server adds fields as the engine grows; docs/api.md describes them.
-func (c *Client) Status(ctx context.Context) (json.RawMessage, error) {
-	var out json.RawMessage
-	if err := c.getJSON(ctx, "/v1/status", &out); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSpace(out), nil
 }

@@ -268,8 +268,11 @@ func TestListingsStatusAndToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m map[string]any
-	if err := json.Unmarshal(st, &m); err != nil || m["streams"] != 2.0 {
-		t.Fatalf("status %s: %v", st, err)
+	if err := json.Unmarshal(st.Raw, &m); err != nil || m["streams"] != 2.0 || st.Streams != 2 {
+		t.Fatalf("status %s: %v", st.Raw, err)
+	}
+	if h := st.Tiers["hot"]; h.Streams != 2 || h.Segments != 2 || h.Bytes <= 0 || h.OldestTS.IsZero() || h.NewestTS.Before(h.OldestTS) || h.BudgetBytes <= 0 {
+		t.Errorf("status tiers.hot = %+v", h)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -119,6 +119,10 @@ type Query struct {
 	Key   *string
 	Tag   string // only records carrying this tag; "" for no filter
 	Limit int    // at most this many records, 1 to 100000; 0 for the server default
+	// Wait long-polls: while the stream holds nothing at From or above,
+	// the server waits up to Wait (at most a minute) for a record to be
+	// appended before it answers. 0 answers at once.
+	Wait time.Duration
 }
 
 // values renders q as URL parameters. Times go as integer Unix
@@ -145,6 +149,9 @@ func (q *Query) values() url.Values {
 	}
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Wait > 0 {
+		v.Set("wait", q.Wait.String())
 	}
 	return v
 }

@@ -31,6 +31,7 @@ type Options struct {
 	WALSegmentBytes int64
 
 	HotMaxBytes  int64         // memory budget across all streams
+	WarmMaxBytes int64         // local disk budget (warm.max_bytes): reported by Tiers; the migrator enforces it
 	HotResidency time.Duration // how long a sealed, persisted segment stays in memory
 
 	SegmentMaxBytes int64         // seal the active segment at this size
@@ -84,6 +85,8 @@ type Engine struct {
 	cold    *cold.Tier
 	moves   moveLocks
 	metrics *metrics
+	// appended wakes WaitFor after each successful append.
+	appended appendSignal
 }
 
 // Open opens (creating if needed) the archive in opts.DataDir and recovers
@@ -221,6 +224,7 @@ func (e *Engine) Append(ctx context.Context, stream string, recs []tiers.Record)
 	if err != nil {
 		return AppendResult{}, err
 	}
+	e.appended.fire()
 	return AppendResult{First: first, Last: first + uint64(len(recs)) - 1, Count: len(recs)}, nil
 }
 

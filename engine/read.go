@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"time"
 
 	"github.com/tierd/tierd/tiers"
 )
@@ -257,40 +256,4 @@ func (e *Engine) Segments(ctx context.Context, stream string) ([]SegmentInfo, er
 		})
 	}
 	return out, nil
-}
-
-// Status is the engine's state at a glance.
-type Status struct {
-	Started        time.Time
-	Streams        int
-	HotBytes       int64 // memory in use by all streams
-	HotMaxBytes    int64
-	HotUnpersisted int64 // bytes not yet persisted warm
-	HotSegments    int
-	WarmBytes      int64
-	WarmSegments   int
-	WALFiles       int
-	WALBytes       int64
-	WALSync        string
-	WALFailed      string // the sticky storage error, if writes are disabled
-}
-
-// Status reports the engine's state.
-func (e *Engine) Status(ctx context.Context) Status {
-	hs := e.hot.Stats()
-	st := Status{
-		Started: e.started, Streams: hs.Streams,
-		HotBytes: hs.Bytes, HotMaxBytes: hs.MaxBytes, HotUnpersisted: hs.Unpersisted, HotSegments: hs.Segments,
-		WALFiles: hs.WAL.Files, WALBytes: hs.WAL.Bytes, WALSync: hs.WAL.Sync,
-	}
-	if hs.WAL.Failed != nil {
-		st.WALFailed = hs.WAL.Failed.Error()
-	}
-	if cs, err := e.catalog.Streams(ctx); err == nil {
-		for _, s := range cs {
-			st.WarmSegments += s.Segments
-			st.WarmBytes += s.Bytes
-		}
-	}
-	return st
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,10 +94,13 @@ type Migrator struct {
 	ctx     context.Context // scheduled runs; cancelled by Stop
 	cancel  context.CancelFunc
 	runMu   sync.Mutex // one run at a time
+	running atomic.Bool
 	mu      struct {
 		sync.Mutex
-		failures map[segKey]*Failure
-		last     *Report
+		failures  map[segKey]*Failure
+		last      *Report
+		lastErr   string // why the latest run could not plan; "" once one could
+		lastErrAt time.Time
 	}
 }
 
@@ -162,7 +166,7 @@ func (m *Migrator) scheduled() {
 		return
 	}
 	defer m.runMu.Unlock()
-	if _, err := m.runLocked(m.ctx, "", false); err != nil {
+	if _, err := m.runLocked(m.ctx, "", false, nil); err != nil {
 		m.opts.Logger.Error("migrator run", "err", err)
 	}
 }
@@ -171,20 +175,44 @@ func (m *Migrator) scheduled() {
 // one stream. It returns what was planned and what happened to each action.
 // It waits for a run in progress to end first.
 func (m *Migrator) Run(ctx context.Context, stream string, dryRun bool) (Report, error) {
-	m.runMu.Lock()
-	defer m.runMu.Unlock()
-	return m.runLocked(ctx, stream, dryRun)
+	return m.RunProgress(ctx, stream, dryRun, nil)
 }
 
-func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool) (Report, error) {
+// Progress is how far a run is: actions finished (done, failed or skipped)
+// of those planned, and their bytes.
+type Progress struct {
+	Done, Total       int
+	Bytes, TotalBytes int64
+}
+
+// RunProgress is Run telling progress, if not nil, once the plan is made
+// and after each action; it is called from one goroutine at a time.
+func (m *Migrator) RunProgress(ctx context.Context, stream string, dryRun bool, progress func(Progress)) (Report, error) {
+	m.runMu.Lock()
+	defer m.runMu.Unlock()
+	return m.runLocked(ctx, stream, dryRun, progress)
+}
+
+func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool, progress func(Progress)) (Report, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
 	now := m.opts.Now()
 	rep := Report{Started: now, DryRun: dryRun}
 	if !dryRun {
 		defer func() { m.metrics.ran(time.Now()) }()
+		m.running.Store(true)
+		defer m.running.Store(false)
 	}
 	segs, err := m.exec.PlanInput(ctx, stream)
 	if err != nil {
-		return rep, fmt.Errorf("migrator: plan input: %w", err)
+		err = fmt.Errorf("migrator: plan input: %w", err)
+		if !dryRun {
+			m.mu.Lock()
+			m.mu.lastErr, m.mu.lastErrAt = err.Error(), now
+			m.mu.Unlock()
+		}
+		return rep, err
 	}
 	actions := policy.Plan(now, segs, m.opts.Config)
 	if s, ok := m.exec.(Settler); ok && !dryRun {
@@ -211,21 +239,38 @@ func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool) (R
 		bySeg[k] = append(bySeg[k], a)
 	}
 	var (
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, m.opts.Concurrency)
-		rmu sync.Mutex
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, m.opts.Concurrency)
+		rmu  sync.Mutex // guards rep.Results and prog
+		prog = Progress{Total: len(actions)}
 	)
+	for _, a := range actions {
+		prog.TotalBytes += a.Bytes
+	}
+	progress(prog)
+	// finished books actions as done for the progress report; rmu held.
+	finished := func(as ...policy.Action) {
+		for _, a := range as {
+			prog.Done++
+			prog.Bytes += a.Bytes
+		}
+		progress(prog)
+	}
 	for _, k := range order {
 		if f := m.failure(k); f != nil && now.Before(f.RetryAt) {
 			rep.Skipped += len(bySeg[k])
 			m.metrics.skipped(bySeg[k])
+			rmu.Lock()
+			finished(bySeg[k]...)
+			rmu.Unlock()
 			continue
 		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			for _, a := range bySeg[k] {
+			as := bySeg[k]
+			for i, a := range as {
 				err := m.execute(ctx, a)
 				rmu.Lock()
 				r := Result{Action: a}
@@ -233,9 +278,14 @@ func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool) (R
 					r.Err = err.Error()
 				}
 				rep.Results = append(rep.Results, r)
+				if err != nil {
+					finished(as[i:]...) // later actions of this segment depend on this one
+				} else {
+					finished(a)
+				}
 				rmu.Unlock()
 				if err != nil {
-					return // later actions of this segment depend on this one
+					return
 				}
 			}
 		}()
@@ -252,6 +302,7 @@ func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool) (R
 	m.mu.Lock()
 	last := rep
 	m.mu.last = &last
+	m.mu.lastErr, m.mu.lastErrAt = "", time.Time{}
 	m.mu.Unlock()
 	return rep, nil
 }

@@ -72,12 +72,11 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rep, err := s.opts.Migrator.Run(r.Context(), stream, dryRun)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toMigrateOut(rep))
+	ps := newProgressStream(w, r)
+	rep, err := s.opts.Migrator.RunProgress(r.Context(), stream, dryRun, func(p migrator.Progress) {
+		ps.report(progressOut{Done: int64(p.Done), Total: int64(p.Total), Unit: "actions", Bytes: p.Bytes, TotalBytes: p.TotalBytes}, p.Done == p.Total)
+	})
+	s.answerLong(w, r, ps, toMigrateOut(rep), err)
 }
 
 type actionOut struct {
@@ -255,12 +254,11 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	rep, err := s.eng.Verify(r.Context(), params.Get("stream"), nil)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toVerifyOut(rep))
+	ps := newProgressStream(w, r)
+	rep, err := s.eng.Verify(r.Context(), params.Get("stream"), func(done, total int) {
+		ps.report(progressOut{Done: int64(done), Total: int64(total), Unit: "segments"}, done == total)
+	})
+	s.answerLong(w, r, ps, toVerifyOut(rep), err)
 }
 
 type findingOut struct {

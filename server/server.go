@@ -96,6 +96,9 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics       // nil without a Registerer
 	auth    *authenticator // nil: an open API
+	// closing is cancelled by Shutdown; it ends long-polling reads.
+	closing   context.Context
+	stopWaits context.CancelFunc
 }
 
 // New returns a Server for e. It registers its metrics with
@@ -103,6 +106,7 @@ type Server struct {
 func New(e *engine.Engine, opts Options) *Server {
 	opts = opts.withDefaults()
 	s := &Server{eng: e, opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s.closing, s.stopWaits = context.WithCancel(context.Background())
 	if len(opts.Tokens) > 0 {
 		s.auth = newAuthenticator(opts.Tokens)
 	}
@@ -191,10 +195,6 @@ func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.H
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, statusOut(s.eng.Status(r.Context())))
 }
 
 func (s *Server) handleStreams(w http.ResponseWriter, r *http.Request) {
@@ -304,6 +304,11 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: %v", errInvalidParameter, err))
 		return
 	}
+	wait, err := takeWait(params)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: %w", errInvalidParameter, err))
+		return
+	}
 	q, err := parseQuery(params)
 	if err != nil {
 		if !errors.Is(err, ErrInvalidTS) {
@@ -311,6 +316,9 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 		}
 		s.fail(w, r, err)
 		return
+	}
+	if wait > 0 {
+		s.waitFor(r.Context(), stream, q.From, wait)
 	}
 	if err := s.applyRetention(r.Context(), stream, params, &q); err != nil {
 		s.fail(w, r, err)

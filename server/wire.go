@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/url"
-	"reflect"
 	"strconv"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/tierd/tierd/engine"
@@ -110,7 +107,7 @@ func parseQuery(v url.Values) (tiers.Query, error) {
 			}
 			q.Limit = n
 		default:
-			err = fmt.Errorf("unknown parameter %q (known: from, to, since, until, key, tag, limit)", name)
+			err = fmt.Errorf("unknown parameter %q (known: from, to, since, until, key, tag, limit, wait)", name)
 		}
 		if err != nil {
 			return q, err
@@ -219,54 +216,4 @@ func toSegmentOut(si *engine.SegmentInfo) segmentOut {
 		out.Tiers = []string{tiers.Hot.String()}
 	}
 	return out
-}
-
-// statusOut renders engine.Status with snake_case names by reflection, so
-// fields the engine adds later show up without a server change. Times are
-// RFC 3339 in UTC, durations Go duration strings.
-func statusOut(st engine.Status) map[string]any {
-	out := map[string]any{}
-	v := reflect.ValueOf(st)
-	t := v.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		val := v.Field(i).Interface()
-		switch x := val.(type) {
-		case time.Time:
-			if x.IsZero() {
-				val = nil
-			} else {
-				val = x.UTC().Format(time.RFC3339Nano)
-			}
-		case time.Duration:
-			val = x.String()
-		case float64:
-			if math.IsNaN(x) || math.IsInf(x, 0) {
-				val = nil
-			}
-		}
-		out[snakeCase(f.Name)] = val
-	}
-	return out
-}
-
-// snakeCase turns a Go field name into snake_case, keeping initialisms
-// together: HotMaxBytes → hot_max_bytes, WALFiles → wal_files.
-func snakeCase(s string) string {
-	rs := []rune(s)
-	var b []rune
-	for i, r := range rs {
-		if unicode.IsUpper(r) && i > 0 {
-			prev := rs[i-1]
-			nextLower := i+1 < len(rs) && unicode.IsLower(rs[i+1])
-			if unicode.IsLower(prev) || unicode.IsDigit(prev) || (unicode.IsUpper(prev) && nextLower) {
-				b = append(b, '_')
-			}
-		}
-		b = append(b, unicode.ToLower(r))
-	}
-	return string(b)
 }

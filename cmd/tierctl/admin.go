@@ -116,7 +116,13 @@ shows the error).`,
   tierctl migrate -o json | jq '.actions[] | select(.error)'`,
 		Args: noArgs,
 		RunE: a.verb(func(cmd *cobra.Command, _ []string) error {
-			rep, err := a.client().Migrate(cmd.Context(), client.MigrateRequest{DryRun: dryRun, Stream: stream})
+			req := client.MigrateRequest{DryRun: dryRun, Stream: stream}
+			prog := a.newProgress("migrate", "actions")
+			if prog != nil && !dryRun {
+				req.Progress = func(p client.Progress) { prog.update(p.Done, p.Total) }
+			}
+			rep, err := a.client().Migrate(cmd.Context(), req)
+			prog.done()
 			if err != nil {
 				return err
 			}
@@ -188,7 +194,13 @@ It exits 0 when the archive is clean and 1 on any finding.`,
   tierctl verify -o json | jq '.findings'`,
 		Args: noArgs,
 		RunE: a.verb(func(cmd *cobra.Command, _ []string) error {
-			rep, err := a.client().Verify(cmd.Context(), stream)
+			req := client.VerifyRequest{Stream: stream}
+			prog := a.newProgress("verify", "segments")
+			if prog != nil {
+				req.Progress = func(p client.Progress) { prog.update(p.Done, p.Total) }
+			}
+			rep, err := a.client().Verify(cmd.Context(), req)
+			prog.done()
 			if err != nil {
 				return err
 			}

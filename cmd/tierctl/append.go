@@ -55,16 +55,19 @@ batches before it stay appended and are reported on stderr.`,
 			if batch < 1 {
 				return usagef("--batch %d: want at least 1", batch)
 			}
-			in := a.stdin
+			in, size := a.stdin, int64(0) // size 0: unknown, no ETA
 			if file != "" && file != "-" {
 				f, err := os.Open(file)
 				if err != nil {
 					return err
 				}
 				defer f.Close()
+				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+					size = fi.Size()
+				}
 				in = f
 			}
-			return a.appendAll(cmd, args[0], in, batch, batchBytes)
+			return a.appendAll(cmd, args[0], in, size, batch, batchBytes)
 		}),
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read records from this file instead of stdin (- for stdin)")
@@ -74,10 +77,14 @@ batches before it stay appended and are reported on stderr.`,
 }
 
 // appendAll streams the input in batches, holding one batch in memory.
-func (a *app) appendAll(cmd *cobra.Command, stream string, in io.Reader, batch, batchBytes int) error {
+// size, when known, is the input's length, for the progress line.
+func (a *app) appendAll(cmd *cobra.Command, stream string, in io.Reader, size int64, batch, batchBytes int) error {
 	c := a.client()
 	sum := appendSummary{Stream: stream}
-	br := bufio.NewReaderSize(in, 64<<10)
+	cr := &countingReader{r: in}
+	br := bufio.NewReaderSize(cr, 64<<10)
+	prog := a.newProgress("append "+stream, "bytes")
+	defer prog.done()
 	var (
 		body     bytes.Buffer
 		recLines []int // the input line of each record in body
@@ -95,6 +102,7 @@ func (a *app) appendAll(cmd *cobra.Command, stream string, in io.Reader, batch, 
 		sum.add(res)
 		body.Reset()
 		recLines = recLines[:0]
+		prog.update(cr.n-int64(br.Buffered()), size)
 		return nil
 	}
 	for {
@@ -173,4 +181,16 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

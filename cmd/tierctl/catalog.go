@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tierd/tierd/catalog"
@@ -21,9 +19,10 @@ import (
 
 func newCatalogCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "catalog",
-		Short: "Work with a stopped tierd's catalog offline",
-		Args:  noArgs,
+		Use:     "catalog",
+		Short:   "Work with a stopped tierd's catalog offline",
+		Example: `  tierctl catalog rebuild --config /etc/tierd/tierd.yaml`,
+		Args:    noArgs,
 	}
 	cmd.AddCommand(newCatalogRebuildCmd(a))
 	return cmd
@@ -98,8 +97,15 @@ func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error 
 	if coldTier != nil {
 		defer coldTier.Close()
 	}
-	prog := newProgress(a.stderr)
-	rep, err := engine.RebuildCatalog(ctx, cfg.DataDir, coldTier, log, prog.report)
+	prog := a.newProgress("rebuild: warm", "files")
+	rep, err := engine.RebuildCatalog(ctx, cfg.DataDir, coldTier, log, func(phase string, done, total int) {
+		unit := "files"
+		if phase == "cold" {
+			unit = "objects"
+		}
+		prog.phase("rebuild: "+phase, unit)
+		prog.update(int64(done), int64(total))
+	})
 	prog.done()
 	path := filepath.Join(cfg.DataDir, "catalog.db")
 	if errors.Is(err, catalog.ErrExists) {
@@ -145,63 +151,4 @@ func printRebuild(w io.Writer, r rebuildReport, hasCold bool) error {
 		}
 	}
 	return nil
-}
-
-// progress shows a rebuild's progress on one terminal line: "rebuild:
-// reading warm 120/4000". It writes nothing when w is not a terminal.
-type progress struct {
-	w     io.Writer // nil: not a terminal
-	mu    sync.Mutex
-	last  time.Time
-	phase string
-	shown bool
-}
-
-func newProgress(w io.Writer) *progress {
-	if !isTerminal(w) {
-		return &progress{}
-	}
-	return &progress{w: w}
-}
-
-// isTerminal reports whether w is a character device, as a terminal is.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// report is the engine.RebuildProgress: at most ten updates a second, and
-// always the last item of a phase.
-func (p *progress) report(phase string, done, total int) {
-	if p.w == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if phase == p.phase && done < total && now.Sub(p.last) < 100*time.Millisecond {
-		return
-	}
-	if phase != p.phase && p.shown {
-		fmt.Fprintln(p.w)
-	}
-	p.phase, p.last, p.shown = phase, now, true
-	fmt.Fprintf(p.w, "\rrebuild: reading %s %d/%d", phase, done, total)
-}
-
-// done ends the progress line.
-func (p *progress) done() {
-	if p.w == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shown {
-		fmt.Fprintln(p.w)
-		p.shown = false
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -58,4 +59,36 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return usagef("%s takes no arguments (got %q)", cmd.Name(), args)
 	}
 	return nil
+}
+
+// humanAge renders a duration for people: its two largest units, "3d 4h",
+// "5m 10s", "42s", or "950ms" under a second.
+func humanAge(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	if d < time.Second {
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	units := []struct {
+		name string
+		len  time.Duration
+	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}}
+	var parts []string
+	for _, u := range units {
+		if d >= u.len || len(parts) > 0 {
+			n := d / u.len
+			d -= n * u.len
+			if n > 0 || len(parts) > 0 {
+				parts = append(parts, fmt.Sprintf("%d%s", n, u.name))
+			}
+		}
+		if len(parts) == 2 {
+			break
+		}
+	}
+	if len(parts) == 2 && parts[1][0] == '0' {
+		parts = parts[:1] // "2h 0m" reads better as "2h"
+	}
+	return strings.Join(parts, " ")
 }

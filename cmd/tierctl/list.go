@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -99,61 +96,4 @@ func shortDigest(d string) string {
 		return d[:len("sha256:")+12] + "…"
 	}
 	return d
-}
-
-func newStatusCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "Show the server's state: memory, WAL and warm usage",
-		Long: `status shows what GET /v1/status reports, one field per row; sizes
-(fields ending in _bytes) are shown in KiB/MiB/GiB.`,
-		Example: `  tierctl status
-  tierctl status -o json | jq .hot_bytes`,
-		Args: noArgs,
-		RunE: a.verb(func(cmd *cobra.Command, _ []string) error {
-			raw, err := a.client().Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var m map[string]any
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.UseNumber()
-			if err := dec.Decode(&m); err != nil {
-				return fmt.Errorf("decoding status: %w", err)
-			}
-			if a.output == "json" {
-				return writeJSON(a.stdout, m)
-			}
-			keys := make([]string, 0, len(m))
-			for k := range m {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			t := newTable(a.stdout, "FIELD", "VALUE")
-			for _, k := range keys {
-				t.row(k, statusValue(k, m[k]))
-			}
-			return t.flush()
-		}),
-	}
-}
-
-// statusValue formats one status field for the table.
-func statusValue(key string, v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "-"
-	case string:
-		if x == "" {
-			return "-"
-		}
-		return x
-	case json.Number:
-		if n, err := x.Int64(); err == nil && strings.HasSuffix(key, "_bytes") {
-			return humanBytes(n)
-		}
-		return x.String()
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
 }

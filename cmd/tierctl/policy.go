@@ -14,9 +14,10 @@ import (
 
 func newPolicyCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "policy",
-		Short: "Work with tierd configuration files offline",
-		Args:  noArgs,
+		Use:     "policy",
+		Short:   "Work with tierd configuration files offline",
+		Example: `  tierctl policy check /etc/tierd/tierd.yaml`,
+		Args:    noArgs,
 	}
 	cmd.AddCommand(newPolicyCheckCmd(a))
 	return cmd

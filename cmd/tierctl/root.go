@@ -21,6 +21,7 @@ type app struct {
 	addr           string
 	token          string // $TIERD_TOKEN: sent as a bearer token, never printed
 	output         string
+	progress       string // --progress: auto, always or never
 	// ran is set once a verb's own code starts, so an error before it is
 	// known to be a usage error.
 	ran bool
@@ -93,6 +94,9 @@ A server that requires tokens gets $TIERD_TOKEN as a bearer token.`,
 			if a.output != "table" && a.output != "json" {
 				return usagef("-o %q: want table or json", a.output)
 			}
+			if a.progress != "auto" && a.progress != "always" && a.progress != "never" {
+				return usagef("--progress %q: want auto, always or never", a.progress)
+			}
 			return nil
 		},
 	}
@@ -100,9 +104,13 @@ A server that requires tokens gets $TIERD_TOKEN as a bearer token.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.addr, "addr", addr, "tierd base URL (env TIERD_ADDR)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(newAppendCmd(a), newReadCmd(a), newStreamsCmd(a), newSegmentsCmd(a), newStatusCmd(a))
+	pf.StringVar(&a.progress, "progress", "auto", "progress line on stderr for long operations: auto (when stdout is a terminal), always or never")
+	root.AddCommand(newAppendCmd(a), newReadCmd(a), newTailCmd(a), newStreamsCmd(a), newSegmentsCmd(a), newStatusCmd(a))
 	root.AddCommand(newExplainCmd(a), newMigrateCmd(a), newVerifyCmd(a))
 	root.AddCommand(newPolicyCmd(a), newCatalogCmd(a))
+	root.SetOut(a.stdout) // before the completion command, which keeps its writer
+	root.SetErr(a.stderr)
+	a.setUpCompletion(root)
 	return root
 }
 

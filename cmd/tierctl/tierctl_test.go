@@ -258,13 +258,25 @@ func TestListings(t *testing.T) {
 	}
 
 	out = mustRun(t, s.url, "", "status")
-	if !strings.Contains(out, "hot_max_bytes") || !strings.Contains(out, "streams") {
-		t.Errorf("status table:\n%s", out)
-	}
+	rows := map[string][]string{}
 	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) > 0 && f[0] == "streams" && f[1] != "2" {
-			t.Errorf("status row %q", l)
+		if f := strings.Fields(l); len(f) > 0 {
+			rows[f[0]] = f
 		}
+	}
+	// TIER STREAMS SEGMENTS SIZE(2 cells) OLDEST NEWEST BUDGET: a, b and b's
+	// active segment in memory; b's sealed segment warm.
+	if h := rows["hot"]; len(h) < 3 || h[1] != "2" || h[2] != "3" || !strings.Contains(strings.Join(h, " "), "/ 1.0 GiB (") {
+		t.Errorf("status hot row %q in\n%s", h, out)
+	}
+	if w := rows["warm"]; len(w) < 3 || w[1] != "1" || w[2] != "1" {
+		t.Errorf("status warm row %q in\n%s", w, out)
+	}
+	if _, ok := rows["cold"]; ok {
+		t.Errorf("a server without a cold tier shows a cold row:\n%s", out)
+	}
+	if !strings.Contains(out, "migrator: none") || !strings.Contains(out, "sync always") {
+		t.Errorf("status table:\n%s", out)
 	}
 	var st map[string]any
 	if err := json.Unmarshal([]byte(mustRun(t, s.url, "", "status", "-o", "json")), &st); err != nil || st["streams"] != 2.0 {

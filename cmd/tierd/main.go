@@ -125,6 +125,7 @@ func run(ctx context.Context, f flags) error {
 		WALSyncInterval: cfg.WAL.SyncInterval,
 		WALSegmentBytes: cfg.WAL.SegmentBytes,
 		HotMaxBytes:     cfg.Hot.MaxBytes,
+		WarmMaxBytes:    cfg.Warm.MaxBytes,
 		HotResidency:    cfg.Hot.MaxAge,
 		SegmentMaxBytes: cfg.Segment.MaxBytes,
 		SegmentMaxAge:   cfg.Segment.MaxAge,
@@ -170,20 +171,22 @@ func run(ctx context.Context, f flags) error {
 		eng.Close(context.Background())
 		return err
 	}
+	api := server.New(eng, server.Options{
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		MaxRecordBytes: int(cfg.MaxRecordBytes),
+		Logger:         log,
+		Migrator:       mig,
+		Registerer:     reg,
+		Gatherer:       reg,
+		Tokens:         tokens,
+	})
 	srv := &http.Server{
-		Handler: server.New(eng, server.Options{
-			MaxBodyBytes:   cfg.MaxBodyBytes,
-			MaxRecordBytes: int(cfg.MaxRecordBytes),
-			Logger:         log,
-			Migrator:       mig,
-			Registerer:     reg,
-			Gatherer:       reg,
-			Tokens:         tokens,
-		}),
+		Handler:           api,
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(api.Shutdown) // long-polling reads answer at once
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"

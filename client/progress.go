@@ -1,0 +1,76 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+)
+
+// Progress is how far a long operation (migrate, verify) is.
+type Progress struct {
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+	Unit  string `json:"unit"` // "actions" (migrate), "segments" (verify)
+	// Bytes and TotalBytes size the actions (migrate only).
+	Bytes      int64 `json:"bytes"`
+	TotalBytes int64 `json:"total_bytes"`
+}
+
+// VerifyRequest selects what verify checks.
+type VerifyRequest struct {
+	// Stream limits the check to one stream; "" means every stream.
+	Stream string
+	// Progress, if set, is told how far the check is while it runs.
+	Progress func(Progress)
+}
+
+// progressLine is one line of a progress stream: exactly one field is set.
+type progressLine struct {
+	Progress *Progress       `json:"progress"`
+	Result   json.RawMessage `json:"result"`
+	Error    *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// callLong sends a bodiless request for a long operation and decodes its
+// result into v. With progress set it asks for the server's progress
+// stream (docs/api.md, "Progress") and tells progress each line.
+func (c *Client) callLong(ctx context.Context, method, path string, query url.Values, progress func(Progress), v any) error {
+	if progress == nil {
+		return c.callJSON(ctx, method, path, query, v)
+	}
+	resp, err := c.doAccept(ctx, method, path, query, nil, "application/x-ndjson")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+		// The server answered at once, without progress.
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			return fmt.Errorf("client: decoding %s %s: %w", method, path, err)
+		}
+		return nil
+	}
+	for line, err := range lines(resp.Body) {
+		if err != nil {
+			return err // an {"error":…} line is an *APIError here
+		}
+		var pl progressLine
+		if err := json.Unmarshal(line, &pl); err != nil {
+			return fmt.Errorf("client: decoding %s %s: %w", method, path, err)
+		}
+		switch {
+		case pl.Progress != nil:
+			progress(*pl.Progress)
+		case pl.Result != nil:
+			if err := json.Unmarshal(pl.Result, v); err != nil {
+				return fmt.Errorf("client: decoding %s %s: %w", method, path, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("client: %s %s: the progress stream ended without a result", method, path)
+}

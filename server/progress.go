@@ -1,0 +1,124 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Long operations (migrate, verify) report progress to a client that asks
+// for it with "Accept: application/x-ndjson": the answer is then a stream
+// of lines, {"progress":{…}} at most every progressInterval, and last
+// either {"result":{…}} (the body the plain answer would have) or
+// {"error":{…}}. A request refused before the work starts is answered with
+// its usual status and error body, as without the header.
+
+// progressInterval spaces progress lines.
+const progressInterval = 200 * time.Millisecond
+
+// progressOut is one progress line's object.
+type progressOut struct {
+	Done       int64  `json:"done"`
+	Total      int64  `json:"total"`
+	Unit       string `json:"unit"` // "actions", "segments"
+	Bytes      int64  `json:"bytes,omitempty"`
+	TotalBytes int64  `json:"total_bytes,omitempty"`
+}
+
+// progressStream writes a long operation's answer as NDJSON.
+type progressStream struct {
+	w       http.ResponseWriter
+	mu      sync.Mutex
+	started bool
+	last    time.Time
+	broken  bool // the client went away
+}
+
+// wantsProgress reports whether the client asked for a progress stream.
+func wantsProgress(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if strings.EqualFold(strings.TrimSpace(mt), "application/x-ndjson") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// newProgressStream returns a stream for r, or nil when the client did not
+// ask for one; report on a nil stream does nothing.
+func newProgressStream(w http.ResponseWriter, r *http.Request) *progressStream {
+	if !wantsProgress(r) {
+		return nil
+	}
+	return &progressStream{w: w}
+}
+
+// report sends a progress line unless one went out less than
+// progressInterval ago; final forces it. Safe for concurrent use.
+func (p *progressStream) report(po progressOut, final bool) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if !final && now.Sub(p.last) < progressInterval {
+		return
+	}
+	p.last = now
+	p.line(map[string]any{"progress": po})
+}
+
+// line writes one line and flushes it; p.mu held.
+func (p *progressStream) line(v any) {
+	if p.broken {
+		return
+	}
+	if !p.started {
+		p.w.Header().Set("Content-Type", "application/x-ndjson")
+		p.w.WriteHeader(http.StatusOK)
+		p.started = true
+	}
+	b, err := json.Marshal(v)
+	if err == nil {
+		_, err = p.w.Write(append(b, '\n'))
+	}
+	if err == nil {
+		err = http.NewResponseController(p.w).Flush()
+	}
+	p.broken = err != nil
+}
+
+// answerLong answers a long operation's result or error: as plain JSON
+// when no progress stream was asked for (p is nil) or an error came before
+// any progress, else as the stream's last line.
+func (s *Server) answerLong(w http.ResponseWriter, r *http.Request, p *progressStream, result any, err error) {
+	if p != nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+	}
+	if p == nil || !p.started {
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if p == nil {
+			writeJSON(w, http.StatusOK, result)
+			return
+		}
+		p.line(map[string]any{"result": result})
+		return
+	}
+	if err != nil {
+		status, code := classify(err)
+		s.logFailure(r, status, code, err)
+		p.line(errorBody{Error: errorDetail{Code: code, Message: err.Error()}})
+		return
+	}
+	p.line(map[string]any{"result": result})
+}
