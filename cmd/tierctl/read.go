@@ -10,6 +10,9 @@ import (
 	"github.com/tierd/tierd/client"
 )
 
+// maxReadLimit is the most records the server sends for one read.
+const maxReadLimit = 100000
+
 func newReadCmd(a *app) *cobra.Command {
 	var (
 		q            client.Query
@@ -34,6 +37,9 @@ nanoseconds; --until is exclusive. --key "" selects records without a key.`,
 		Args: exactArgs("STREAM"),
 		RunE: a.verb(func(cmd *cobra.Command, args []string) error {
 			fl := cmd.Flags()
+			if fl.Changed("limit") && (q.Limit < 1 || q.Limit > maxReadLimit) {
+				return usagef("--limit %d: want 1 to %d", q.Limit, maxReadLimit)
+			}
 			if fl.Changed("to") {
 				q.To = &to
 			}

@@ -30,8 +30,8 @@ soon as it is durable, until interrupted (Ctrl-C). Following long-polls the
 server (GET …/records?wait=), so an idle stream costs one request per
 --wait; a record appears within milliseconds of its acknowledgement.
 
-If the server goes away while following, tail says so on stderr and keeps
-retrying every second; it resumes at the next offset it has not printed,
+If the server goes away (or answers 5xx) while following, tail says so on
+stderr and keeps retrying every second; it resumes at the next offset it has not printed,
 so nothing is printed twice or skipped. Records that retention deletes
 before tail reads them are reported on stderr and skipped.`,
 		Example: `  tierctl tail trades
@@ -82,7 +82,7 @@ func (a *app) tail(ctx context.Context, stream string, n uint64, follow bool, wa
 			}
 			cursor = got
 		case ctx.Err() != nil:
-		case isAPIError(err):
+		case !retryable(err):
 			return err
 		default:
 			if !down {
@@ -172,7 +172,10 @@ func nextOffset(ctx context.Context, c *client.Client, stream string) (uint64, e
 	return 0, &client.APIError{Status: 404, Code: "stream_not_found", Message: fmt.Sprintf("no stream %q", stream)}
 }
 
-func isAPIError(err error) bool {
+// retryable tells the errors a follower waits out: the server is
+// unreachable, or answers 5xx (shutting down, storage trouble), rather
+// than refusing the request itself.
+func retryable(err error) bool {
 	var ae *client.APIError
-	return errors.As(err, &ae)
+	return !errors.As(err, &ae) || ae.Status >= 500
 }
