@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
@@ -89,10 +90,14 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 		if err != nil {
 			return rep, fmt.Errorf("engine: verify: %w", err)
 		}
-		names = names[:0]
+		// Every stream the engine knows, those with nothing persisted yet
+		// too, as verify --stream S would show each.
+		names = e.hot.StreamNames()
 		for _, s := range cs {
 			names = append(names, s.Name)
 		}
+		slices.Sort(names)
+		names = slices.Compact(names)
 	} else if err := tiers.ValidateStreamName(stream); err != nil {
 		return rep, err
 	} else if !e.hot.Snapshot(stream).Known {

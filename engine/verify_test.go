@@ -12,6 +12,7 @@ import (
 
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/tiers"
 )
 
 // verifyFixture is an archive of one stream "s" with a segment in cold
@@ -159,6 +160,18 @@ func TestVerifyCleanArchive(t *testing.T) {
 	}
 	if _, err := e.Verify(context.Background(), "nope", nil); err == nil {
 		t.Fatal("verify of an unknown stream succeeded")
+	}
+	// A stream with nothing persisted yet is checked by a verify of every
+	// stream as by one of it alone: an empty range, no finding.
+	if _, err := e.Append(context.Background(), "young", []tiers.Record{{Value: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	rep = verify(t, e, "")
+	if len(rep.Findings) != 0 || len(rep.Streams) != 2 || rep.Streams[0].Stream != "s" || rep.Streams[1].Stream != "young" || rep.Streams[1].Segments != 0 {
+		t.Fatalf("verify with a stream that has nothing persisted: %+v", rep)
+	}
+	if alone := verify(t, e, "young"); len(alone.Streams) != 1 || alone.Streams[0] != rep.Streams[1] {
+		t.Fatalf("verify of young alone %+v, in the whole %+v", alone.Streams, rep.Streams[1])
 	}
 }
 
