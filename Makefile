@@ -33,6 +33,7 @@ run: build
 
 bench: build minio-bin
 	$(BIN)/tierbench ingest
+	$(BIN)/tierbench produce
 	./testenv/minio.sh start >/dev/null
 	export AWS_ACCESS_KEY_ID=tierd AWS_SECRET_ACCESS_KEY=tierd-secret; \
 	  $(BIN)/tierbench cold --endpoint $$(cat .cache/minio-run/endpoint) && \

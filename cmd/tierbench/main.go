@@ -2,6 +2,7 @@
 // the same machine, and reports each figure as a ratio to its baseline.
 //
 //	tierbench ingest [--dir DIR] [--runs 5] [--duration 2s] [--batch 100]
+//	tierbench produce [--addr HOST:PORT] [--runs 5] [--duration 5s] [--goroutines 8] [--policy block|drop]
 package main
 
 import (
@@ -32,7 +33,7 @@ func main() {
 		return pprof.StartCPUProfile(f)
 	}
 	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
-	root.AddCommand(newIngestCmd(), newColdCmd(), newMigrateCmd())
+	root.AddCommand(newIngestCmd(), newColdCmd(), newMigrateCmd(), newProduceCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tierbench:", err)
 		os.Exit(1)
