@@ -235,6 +235,13 @@ func NewProducer(c *Client, opts ProducerOptions) *Producer {
 // after Send. Records with errors the server would refuse are reported
 // through OnBatch, not here: Send does no validation.
 func (p *Producer) Send(stream string, rec Record) error {
+	if p.opts.Policy != Block && p.held.Load() >= p.capacity {
+		// Full under drop: refuse with a read of the shared count rather
+		// than a write to it (and a second to undo it), so that callers
+		// hammering a full queue do not fight over its cache line.
+		p.dropped.Add(1)
+		return ErrQueueFull
+	}
 	if p.held.Add(1) > p.capacity {
 		if err := p.full(); err != nil {
 			return err
