@@ -81,8 +81,14 @@ func TestStatusTiersAndMigrator(t *testing.T) {
 	if f.Action != "upload" || f.Attempts != 1 || !strings.Contains(f.Error, "failpoint") || f.RetryAt == "" {
 		t.Fatalf("failure %+v", f)
 	}
-	if c := st.Tiers["cold"]; c.Segments != n-1 || c.Streams != 2 || c.Bytes <= 0 {
-		t.Fatalf("cold tier after the run %+v, want %d segments", c, n-1)
+	// Which upload failed depends on the run's concurrency: when it was the
+	// only segment of "other", cold holds one stream.
+	wantStreams := 2
+	if f.Stream == "other" && len(segsO) == 1 {
+		wantStreams = 1
+	}
+	if c := st.Tiers["cold"]; c.Segments != n-1 || c.Streams != wantStreams || c.Bytes <= 0 {
+		t.Fatalf("cold tier after the run %+v, want %d segments in %d streams (failed: %s/%d)", c, n-1, wantStreams, f.Stream, f.Base)
 	}
 	if h := st.Tiers["hot"]; h.Segments != 0 || h.Streams != 0 || h.OldestTS != "" {
 		t.Fatalf("hot tier after every segment's evict-hot: %+v", h)
