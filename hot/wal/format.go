@@ -13,8 +13,9 @@ import (
 // The on-disk format; docs/format/wal.md is its specification.
 const (
 	// FormatVersion is the version written in every file header. Readers
-	// reject other versions rather than guess at their frames.
-	FormatVersion = 1
+	// accept it and version 1 (whose files hold only type-1 frames) and
+	// reject others rather than guess at their frames.
+	FormatVersion = 2
 
 	headerLen      = 8 // magic (4) + version (1) + reserved zeros (3)
 	frameHeaderLen = 8 // length u32 LE + crc32c u32 LE
@@ -24,7 +25,9 @@ const (
 	// monopolising a group commit; callers split larger batches.
 	MaxFrameBytes = 256 << 20
 
-	typeBatch = 1
+	typeBatch         = 1 // a batch
+	typeProducerBatch = 2 // a batch of an idempotent producer
+	typeSnapshot      = 3 // the producer table, at the head of a file
 
 	// minFramedRecord is the fewest bytes one record can take inside a batch
 	// (length prefix 1, offset 1, ts 8, key length 1, tag count 1, value
@@ -65,10 +68,17 @@ var (
 )
 
 // Batch is one stream's records as one frame holds them. Offsets are dense:
-// Records[i].Offset == Records[0].Offset+i.
+// Records[i].Offset == Records[0].Offset+i. A batch of an idempotent
+// producer carries its ID and the batch's sequence number (≥ 1) in that
+// stream; the zero ID is no producer.
 type Batch struct {
-	Stream  string
-	Records []tiers.Record
+	Stream   string
+	Records  []tiers.Record
+	Producer ProducerID
+	Seq      uint64
+	// At is when a producer's batch was logged (Unix ns; Enqueue sets
+	// it): the producer's entry expires by it.
+	At int64
 }
 
 // appendHeader appends a file header.
@@ -83,8 +93,8 @@ func checkHeader(h []byte) error {
 	if !bytes.Equal(h[:4], magic[:]) || h[5] != 0 || h[6] != 0 || h[7] != 0 {
 		return fmt.Errorf("%w: magic/reserved bytes % x", ErrBadHeader, h[:headerLen])
 	}
-	if h[4] != FormatVersion {
-		return fmt.Errorf("%w: format version %d, this build reads %d", ErrBadHeader, h[4], FormatVersion)
+	if h[4] != FormatVersion && h[4] != 1 {
+		return fmt.Errorf("%w: format version %d, this build reads 1 and %d", ErrBadHeader, h[4], FormatVersion)
 	}
 	return nil
 }
@@ -104,6 +114,14 @@ func batchBodyLen(b *Batch) (int, error) {
 		return 0, fmt.Errorf("%w: offsets overflow", ErrInvalidBatch)
 	}
 	n := 1 + uvarintLen(uint64(len(b.Stream))) + len(b.Stream) + uvarintLen(uint64(len(b.Records)))
+	if !b.Producer.IsZero() {
+		if b.Seq == 0 {
+			return 0, fmt.Errorf("%w: producer batch with sequence 0", ErrInvalidBatch)
+		}
+		n += len(b.Producer) + uvarintLen(b.Seq) + 8
+	} else if b.Seq != 0 {
+		return 0, fmt.Errorf("%w: sequence %d without a producer", ErrInvalidBatch, b.Seq)
+	}
 	for i := range b.Records {
 		r := &b.Records[i]
 		if r.Offset != first+uint64(i) {
@@ -132,7 +150,14 @@ func AppendFrame(dst []byte, b *Batch) ([]byte, error) {
 // once, straight into dst.
 func appendFrame(dst []byte, b *Batch) []byte {
 	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0, typeBatch)
+	if b.Producer.IsZero() {
+		dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0, typeBatch)
+	} else {
+		dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0, typeProducerBatch)
+		dst = append(dst, b.Producer[:]...)
+		dst = binary.AppendUvarint(dst, b.Seq)
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(b.At))
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(b.Stream)))
 	dst = append(dst, b.Stream...)
 	dst = binary.AppendUvarint(dst, uint64(len(b.Records)))
@@ -147,20 +172,30 @@ func appendFrame(dst []byte, b *Batch) []byte {
 	return dst
 }
 
-// DecodeFrame decodes the frame at the start of b and returns its batch and
-// the frame's length. Record values alias b; keys and tags are copied.
+// Frame is one decoded frame: a batch, or (Snapshot set) the producer
+// table written at the head of a file.
+type Frame struct {
+	Batch    Batch
+	Snapshot []ProducerState
+	// IsSnapshot tells a snapshot frame (possibly of no producers) from a
+	// batch.
+	IsSnapshot bool
+}
+
+// DecodeFrame decodes the frame at the start of b and returns it and the
+// frame's length. Record values alias b; keys and tags are copied.
 // Errors wrap ErrTruncated (b ends inside the frame, or its length field is
 // zero or above MaxFrameBytes), ErrChecksum, or ErrMalformed.
-func DecodeFrame(b []byte) (Batch, int, error) {
+func DecodeFrame(b []byte) (Frame, int, error) {
 	payload, n, err := framePayload(b)
 	if err != nil {
-		return Batch{}, 0, err
+		return Frame{}, 0, err
 	}
-	batch, err := decodePayload(payload)
+	fr, err := decodePayload(payload)
 	if err != nil {
-		return Batch{}, 0, err
+		return Frame{}, 0, err
 	}
-	return batch, n, nil
+	return fr, n, nil
 }
 
 // framePayload checks the length and CRC of the frame at the start of b and
@@ -185,12 +220,36 @@ func framePayload(b []byte) ([]byte, int, error) {
 }
 
 // decodePayload decodes a checksummed payload. Only canonical encodings are
-// accepted, so a decoded batch re-encodes to the same bytes.
-func decodePayload(p []byte) (Batch, error) {
-	if p[0] != typeBatch {
-		return Batch{}, fmt.Errorf("%w: unknown frame type %d", ErrMalformed, p[0])
-	}
+// accepted, so a decoded frame re-encodes to the same bytes.
+func decodePayload(p []byte) (Frame, error) {
 	d := walker{b: p, off: 1}
+	var producer ProducerID
+	var seq uint64
+	var at int64
+	switch p[0] {
+	case typeBatch:
+	case typeProducerBatch:
+		copy(producer[:], d.bytes(uint64(len(producer))))
+		seq = d.uvarint()
+		if b := d.bytes(8); b != nil {
+			at = int64(binary.LittleEndian.Uint64(b))
+		}
+		if d.err == nil && (seq == 0 || producer.IsZero()) {
+			return Frame{}, fmt.Errorf("%w: producer batch of producer %s with sequence %d", ErrMalformed, producer, seq)
+		}
+	case typeSnapshot:
+		snap, err := decodeSnapshot(&d)
+		return Frame{Snapshot: snap, IsSnapshot: true}, err
+	default:
+		return Frame{}, fmt.Errorf("%w: unknown frame type %d", ErrMalformed, p[0])
+	}
+	batch, err := decodeBatch(&d, p)
+	batch.Producer, batch.Seq, batch.At = producer, seq, at
+	return Frame{Batch: batch}, err
+}
+
+// decodeBatch decodes a batch body from d.off to the end of p.
+func decodeBatch(d *walker, p []byte) (Batch, error) {
 	nameLen := d.uvarint()
 	if d.err == nil && (nameLen == 0 || nameLen > tiers.MaxStreamNameLen) {
 		return Batch{}, fmt.Errorf("%w: stream name length %d", ErrMalformed, nameLen)
@@ -237,11 +296,24 @@ func plausibleFrameAt(b []byte) bool {
 		return false
 	}
 	l := binary.LittleEndian.Uint32(b)
-	if l < 2 || l > MaxFrameBytes || uint64(l) > uint64(len(b)-frameHeaderLen) || b[frameHeaderLen] != typeBatch {
+	if l < 2 || l > MaxFrameBytes || uint64(l) > uint64(len(b)-frameHeaderLen) {
 		return false
 	}
 	p := b[frameHeaderLen : frameHeaderLen+int(l)]
 	d := walker{b: p, off: 1}
+	switch b[frameHeaderLen] {
+	case typeBatch:
+	case typeProducerBatch:
+		d.bytes(uint64(len(ProducerID{})))
+		d.uvarint()
+		d.bytes(8)
+	case typeSnapshot:
+		// A snapshot opens a file and is written with its header, so it is
+		// never the frame after a torn one; a CRC match is enough.
+		return crc32.Checksum(p, castagnoli) == binary.LittleEndian.Uint32(b[4:])
+	default:
+		return false
+	}
 	d.bytes(d.uvarint())
 	count := d.uvarint()
 	for i := uint64(0); d.err == nil && i < count && d.off < len(p); i++ {

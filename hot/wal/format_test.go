@@ -23,6 +23,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		}}},
 		{"longest stream name", Batch{Stream: strings.Repeat("n", tiers.MaxStreamNameLen), Records: []tiers.Record{{Offset: 3}}}},
 		{"many records", genBatches(1, 1, 500, 3)[0]},
+		{"a producer's batch", Batch{Stream: "s", Producer: ProducerID{1, 2, 3, 15: 0xff}, Seq: 1 << 33, Records: []tiers.Record{{Offset: 7, Value: []byte("v")}, {Offset: 8}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			frame, err := AppendFrame([]byte("prefix"), &tc.b)
@@ -37,11 +38,14 @@ func TestFrameRoundTrip(t *testing.T) {
 				t.Fatalf("crc field is not the CRC32C of type+body")
 			}
 			got, n, err := DecodeFrame(append(frame, "trailing"...))
-			if err != nil || n != len(frame) {
+			if err != nil || n != len(frame) || got.IsSnapshot {
 				t.Fatalf("DecodeFrame: n=%d (want %d), err=%v", n, len(frame), err)
 			}
-			if err := batchesEqual([]Batch{got}, []Batch{tc.b}); err != nil {
+			if err := batchesEqual([]Batch{got.Batch}, []Batch{tc.b}); err != nil {
 				t.Fatal(err)
+			}
+			if got.Batch.Producer != tc.b.Producer || got.Batch.Seq != tc.b.Seq {
+				t.Fatalf("producer %s seq %d, want %s %d", got.Batch.Producer, got.Batch.Seq, tc.b.Producer, tc.b.Seq)
 			}
 			for cut := range len(frame) {
 				if _, _, err := DecodeFrame(frame[:cut]); !errors.Is(err, ErrTruncated) {
@@ -112,18 +116,27 @@ func FuzzDecodeFrame(f *testing.F) {
 		f.Add(frame[frameHeaderLen:])
 	}
 	f.Add([]byte{typeBatch, 1, 's', 1, 12, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0})
+	pb := Batch{Stream: "p", Producer: ProducerID{9, 15: 1}, Seq: 3, Records: []tiers.Record{{Offset: 5, Value: []byte("x")}}}
+	f.Add(appendFrame(nil, &pb))
+	f.Add(appendSnapshotFrame(nil, []ProducerState{
+		{Stream: "a", Producer: ProducerID{1}, Seq: 2, First: 10, Count: 3, At: 1_700_000_000_000_000_000},
+		{Stream: "a", Producer: ProducerID{2}, Seq: 1, First: 0, Count: 1, At: -1},
+	}))
+	f.Add(appendSnapshotFrame(nil, nil))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		check := func(in []byte) {
-			batch, n, err := DecodeFrame(in)
+			fr, n, err := DecodeFrame(in)
 			if err != nil {
 				return
 			}
 			if n > len(in) {
 				t.Fatalf("used %d of %d bytes", n, len(in))
 			}
-			again, err := AppendFrame(nil, &batch)
-			if err != nil {
+			var again []byte
+			if fr.IsSnapshot {
+				again = appendSnapshotFrame(nil, fr.Snapshot)
+			} else if again, err = AppendFrame(nil, &fr.Batch); err != nil {
 				t.Fatalf("decoded batch does not re-encode: %v", err)
 			}
 			if !bytes.Equal(again, in[:n]) {

@@ -139,10 +139,22 @@ func (w *WAL) replayFile(ctx context.Context, seq uint64, newest bool, buf []byt
 			// not buf.
 			payload = bytes.Clone(payload)
 		}
-		batch, err := decodePayload(payload)
+		fr, err := decodePayload(payload)
 		if err != nil {
 			return nil, buf, corrupt(off, err)
 		}
+		if fr.IsSnapshot {
+			// The table as of this file's first byte: it replaces what the
+			// older files said (which it holds, but for expired entries).
+			w.producers.table = producerTable{}
+			for _, st := range fr.Snapshot {
+				w.producers.table[ProducerKey{st.Stream, st.Producer}] = st
+			}
+			off += n
+			continue
+		}
+		batch := fr.Batch
+		w.producers.table.note(&batch)
 		seg.note(batch.Stream, batch.Records[len(batch.Records)-1].Offset)
 		if replay != nil {
 			if err := replay(batch); err != nil {

@@ -34,7 +34,16 @@ type Options struct {
 	// OpenFile opens WAL files; tests inject short writes and failed syncs
 	// through it. Default os.OpenFile.
 	OpenFile func(path string, flag int, perm os.FileMode) (SegmentFile, error)
+	// ProducerTTL is how long an idempotent producer's last batch is
+	// remembered after it was written (default 7 days): a retry later than
+	// that is appended again.
+	ProducerTTL time.Duration
+	// Now is the clock of producer expiry; default time.Now.
+	Now func() time.Time
 }
+
+// DefaultProducerTTL is the default Options.ProducerTTL.
+const DefaultProducerTTL = 7 * 24 * time.Hour
 
 func (o *Options) setDefaults() {
 	if o.SyncInterval <= 0 {
@@ -45,6 +54,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ProducerTTL <= 0 {
+		o.ProducerTTL = DefaultProducerTTL
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.OpenFile == nil {
 		o.OpenFile = func(path string, flag int, perm os.FileMode) (SegmentFile, error) {
@@ -104,6 +119,11 @@ type frameInfo struct {
 	end    int // end of the frame in the group buffer
 	stream string
 	last   uint64 // highest offset in the frame
+	// An idempotent producer's batch: its ID, sequence and record count.
+	producer ProducerID
+	seq      uint64
+	at       int64
+	count    uint64
 }
 
 // segment is one WAL file and, for Checkpoint, the highest offset of each
@@ -113,6 +133,7 @@ type segment struct {
 	seq     uint64
 	path    string
 	size    int64
+	head    int64 // the header and the producer snapshot
 	streams map[string]uint64
 }
 
@@ -160,6 +181,13 @@ type WAL struct {
 	}
 	checkpointMu sync.Mutex // one Checkpoint at a time
 
+	// producers is the durable producer table: what the written frames
+	// say. The committer writes it; Producers reads it.
+	producers struct {
+		sync.Mutex
+		table producerTable
+	}
+
 	// Owned by the committer goroutine.
 	cur      SegmentFile
 	curSeg   *segment
@@ -196,6 +224,7 @@ func Open(ctx context.Context, opts Options, replay func(Batch) error) (*WAL, er
 		done: make(chan struct{}),
 	}
 	w.metrics = newMetrics(opts.Registerer)
+	w.producers.table = producerTable{}
 	segs, err := w.recover(ctx, replay)
 	if err != nil {
 		return nil, err
@@ -221,6 +250,9 @@ func Open(ctx context.Context, opts Options, replay func(Batch) error) (*WAL, er
 // ErrInvalidBatch or ErrBatchTooLarge; after Close, tiers.ErrClosed; after a
 // storage failure, the sticky tiers.ErrStorageFailed.
 func (w *WAL) Enqueue(b Batch) *Ticket {
+	if !b.Producer.IsZero() && b.At == 0 {
+		b.At = w.opts.Now().UnixNano()
+	}
 	if _, err := batchBodyLen(&b); err != nil {
 		return doneTicket(err)
 	}
@@ -232,9 +264,13 @@ func (w *WAL) Enqueue(b Batch) *Ticket {
 	}
 	w.mu.buf = appendFrame(w.mu.buf, &b)
 	w.mu.frames = append(w.mu.frames, frameInfo{
-		end:    len(w.mu.buf),
-		stream: b.Stream,
-		last:   b.Records[len(b.Records)-1].Offset,
+		end:      len(w.mu.buf),
+		stream:   b.Stream,
+		last:     b.Records[len(b.Records)-1].Offset,
+		producer: b.Producer,
+		seq:      b.Seq,
+		at:       b.At,
+		count:    uint64(len(b.Records)),
 	})
 	if w.mu.group == nil {
 		w.mu.group = newTicket()
@@ -416,7 +452,7 @@ func (w *WAL) writeGroup(buf []byte, frames []frameInfo) error {
 	start, pos, first := 0, 0, 0
 	for i, fr := range frames {
 		size := w.curSeg.size + int64(pos-start)
-		if size > headerLen && size+int64(fr.end-pos) > w.opts.SegmentBytes {
+		if size > w.curSeg.head && size+int64(fr.end-pos) > w.opts.SegmentBytes {
 			if err := w.writeChunk(buf[start:pos], frames[first:i]); err != nil {
 				return err
 			}
@@ -454,7 +490,32 @@ func (w *WAL) writeChunk(b []byte, frames []frameInfo) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", w.curSeg.path, err)
 	}
+	// Written, so the next file's snapshot must hold them: rotation syncs
+	// this file before the next one exists.
+	w.producers.Lock()
+	for _, fr := range frames {
+		if !fr.producer.IsZero() {
+			w.producers.table[ProducerKey{fr.stream, fr.producer}] = ProducerState{
+				Stream: fr.stream, Producer: fr.producer, Seq: fr.seq,
+				First: fr.last + 1 - fr.count, Count: fr.count, At: fr.at,
+			}
+		}
+	}
+	w.producers.Unlock()
 	return nil
+}
+
+// Producers returns the durable producer table: per stream and producer,
+// the last batch the log holds. The hot tier seeds its own table with it
+// after Open.
+func (w *WAL) Producers() []ProducerState {
+	w.producers.Lock()
+	defer w.producers.Unlock()
+	out := make([]ProducerState, 0, len(w.producers.table))
+	for _, st := range w.producers.table {
+		out = append(out, st)
+	}
+	return out
 }
 
 // rotate syncs and closes the current file and starts the next one.
@@ -479,7 +540,13 @@ func (w *WAL) createSegment(seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("wal: create %s: %w", tmp, err)
 	}
-	err = writeFull(f, appendHeader(nil))
+	// The header and the producer snapshot go in one write, before the
+	// file has its name: a file never exists without both.
+	w.producers.Lock()
+	snap := w.producers.table.live(w.opts.Now().Add(-w.opts.ProducerTTL).UnixNano())
+	w.producers.Unlock()
+	head := appendSnapshotFrame(appendHeader(nil), snap)
+	err = writeFull(f, head)
 	if err == nil {
 		err = w.timedSync(f)
 	}
@@ -494,7 +561,7 @@ func (w *WAL) createSegment(seq uint64) error {
 		os.Remove(tmp)
 		return fmt.Errorf("wal: create %s: %w", path, err)
 	}
-	seg := &segment{seq: seq, path: path, size: headerLen, streams: map[string]uint64{}}
+	seg := &segment{seq: seq, path: path, size: int64(len(head)), head: int64(len(head)), streams: map[string]uint64{}}
 	w.cur, w.curSeg, w.dirty = f, seg, false
 	w.files.Lock()
 	w.files.list = append(w.files.list, seg)
