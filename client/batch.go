@@ -3,12 +3,15 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/tierd/tierd/tiers"
@@ -21,8 +24,9 @@ import (
 var ErrInvalidRecord = errors.New("client: invalid record")
 
 // errUnreadableAck marks a 2xx answer to an append whose body could not be
-// read or decoded: the batch is durable, but its offsets are unknown, and
-// sending it again would store it twice.
+// read or decoded: the batch is durable, but its offsets are unknown.
+// Sending it again stores it twice unless the append carries Idempotence,
+// as the Producer's do.
 var errUnreadableAck = errors.New("client: the server took the batch but its answer was unreadable")
 
 // AppendBatch is Append in the compact binary batch encoding
@@ -32,6 +36,35 @@ var errUnreadableAck = errors.New("client: the server took the batch but its ans
 // the server's ingest time; a JSON Value is stored compacted, exactly as
 // Append would store it.
 func (c *Client) AppendBatch(ctx context.Context, stream string, recs []Record) (AppendResult, error) {
+	return c.AppendBatchIdempotent(ctx, stream, Idempotence{}, recs)
+}
+
+// Idempotence makes an append safe to retry: the producer's ID (32
+// lowercase hex digits, NewProducerID) and the batch's sequence number in
+// the stream, 1 for the producer's first batch there and one more for each
+// next one; a retry repeats the number. The server remembers each
+// producer's last batch per stream and answers its retry with the offsets
+// it already got (AppendResult.Duplicate) instead of appending it twice;
+// an older number is refused (409 producer_sequence). The zero value is a
+// plain append.
+type Idempotence struct {
+	ProducerID string
+	Seq        uint64
+}
+
+// NewProducerID returns a random producer ID for Idempotence.
+func NewProducerID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported systems
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// AppendBatchIdempotent is AppendBatch with idem's producer headers, so
+// that retrying it after any error (a timeout, a dropped connection, a
+// restarted server) never stores the batch twice.
+func (c *Client) AppendBatchIdempotent(ctx context.Context, stream string, idem Idempotence, recs []Record) (AppendResult, error) {
 	var (
 		enc     tiers.BatchEncoder
 		scratch bytes.Buffer
@@ -42,7 +75,7 @@ func (c *Client) AppendBatch(ctx context.Context, stream string, recs []Record) 
 			return AppendResult{}, fmt.Errorf("client: record %d: %w", i, err)
 		}
 	}
-	return c.postBatch(ctx, stream, enc.Finish())
+	return c.postBatch(ctx, stream, enc.Finish(), idem)
 }
 
 // The instants an int64 of Unix nanoseconds can hold.
@@ -84,13 +117,17 @@ func addRecord(enc *tiers.BatchEncoder, r *Record, scratch *bytes.Buffer, maxVal
 
 // postBatch sends one encoded batch body. A refusal is an *APIError; a 2xx
 // whose answer cannot be read wraps errUnreadableAck.
-func (c *Client) postBatch(ctx context.Context, stream string, body []byte) (AppendResult, error) {
+func (c *Client) postBatch(ctx context.Context, stream string, body []byte, idem Idempotence) (AppendResult, error) {
 	path := recordsPath(stream)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("client: %w", err)
 	}
 	req.Header.Set("Content-Type", tiers.BatchMediaType)
+	if idem.ProducerID != "" {
+		req.Header.Set("Tierd-Producer-Id", idem.ProducerID)
+		req.Header.Set("Tierd-Producer-Seq", strconv.FormatUint(idem.Seq, 10))
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}

@@ -123,10 +123,10 @@ type Outcome struct {
 	// records are reused once OnBatch returns: copy what you keep.
 	Records []Record
 	// Attempts is the number of requests made for the batch: 0 for a
-	// record refused before sending, more than 1 after retries. A batch
-	// retried after a request whose answer was lost (a network error
-	// mid-request) may also be stored by that earlier request: delivery
-	// is at least once.
+	// record refused before sending, more than 1 after retries. A retry
+	// of a batch an earlier request stored (its answer lost to a network
+	// error or a crash) is answered with that request's offsets and not
+	// stored again: delivery is exactly once (Idempotence).
 	Attempts int
 	// Err is nil when the batch is persisted. Otherwise it is why the
 	// records were not: an *APIError, a network error after the last
@@ -177,6 +177,7 @@ type Producer struct {
 
 	c    *Client
 	opts ProducerOptions
+	id   string // the producer ID every batch carries (Idempotence)
 
 	// room is where Sends wait under the Block policy.
 	room    sync.Mutex
@@ -211,6 +212,7 @@ func NewProducer(c *Client, opts ProducerOptions) *Producer {
 		in:       make(chan entry, opts.QueueSize+flushSlots),
 		c:        c,
 		opts:     opts,
+		id:       NewProducerID(),
 		flushSem: make(chan struct{}, flushSlots),
 		work:     make(chan *job),
 		done:     make(chan *job, opts.Workers),
@@ -395,6 +397,7 @@ func (p *Producer) drain(ctx context.Context) error {
 // job is one batch on its way to the server.
 type job struct {
 	st   *streamState // dispatcher-owned; the worker reads only stream
+	seq  uint64       // the batch's number in its stream, for idempotence
 	recs []Record
 	out  Outcome
 }
@@ -445,7 +448,7 @@ func (p *Producer) send(j *job, enc *tiers.BatchEncoder, scratch *bytes.Buffer) 
 		}
 		attempts++
 		actx, cancel := context.WithTimeout(p.ctx, p.opts.RequestTimeout)
-		res, err = p.c.postBatch(actx, j.st.name, body)
+		res, err = p.c.postBatch(actx, j.st.name, body, Idempotence{ProducerID: p.id, Seq: j.seq})
 		cancel()
 		if err == nil || !retryable(err) || (p.opts.MaxAttempts > 0 && attempts >= p.opts.MaxAttempts) {
 			break
@@ -490,10 +493,11 @@ func (p *Producer) report(j *job, recs []Record, attempts int, err error) {
 	j.out = Outcome{}
 }
 
-// retryable reports whether trying a failed batch again can succeed
-// without storing it twice knowingly: backpressure and gateway answers,
-// and network errors. A 2xx with an unreadable answer is not retried: the
-// batch is stored.
+// retryable reports whether trying a failed batch again can succeed:
+// backpressure and gateway answers, network errors, and a 2xx whose answer
+// was unreadable. Every batch carries the producer's ID and its sequence
+// number, so a retry of a batch the server already holds is answered with
+// its offsets, not stored twice.
 func retryable(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
@@ -504,7 +508,7 @@ func retryable(err error) bool {
 		}
 		return false
 	}
-	return !errors.Is(err, errUnreadableAck)
+	return true
 }
 
 // streamState is the dispatcher's view of one stream with records held.

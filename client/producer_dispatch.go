@@ -18,6 +18,9 @@ type dispatcher struct {
 	timerAt time.Time // zero when the timer is not armed
 	free    []*streamState
 	jobs    []*job
+	// seqs numbers each stream's batches for idempotence; it outlives the
+	// recycled stream states.
+	seqs map[string]uint64
 }
 
 // drainBurst is how many queued entries the dispatcher takes per wakeup
@@ -30,7 +33,7 @@ const maxFree = 1024
 func newDispatcher(p *Producer) *dispatcher {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &dispatcher{p: p, streams: map[string]*streamState{}, timer: t}
+	return &dispatcher{p: p, streams: map[string]*streamState{}, timer: t, seqs: map[string]uint64{}}
 }
 
 func (d *dispatcher) run() {
@@ -142,6 +145,8 @@ func (d *dispatcher) prepare() {
 		n++
 	}
 	j.st = st
+	d.seqs[st.name]++
+	j.seq = d.seqs[st.name]
 	j.recs = append(j.recs, st.pending[st.head:st.head+n]...)
 	clear(st.pending[st.head : st.head+n]) // the job holds them now
 	st.head += n

@@ -63,6 +63,10 @@ type AppendResult struct {
 	FirstOffset uint64 `json:"first_offset"`
 	LastOffset  uint64 `json:"last_offset"`
 	Count       int    `json:"count"`
+	// Duplicate is set when the append was an idempotent retry of a batch
+	// the server already held: nothing was appended again, and the offsets
+	// are those the batch got the first time.
+	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // Append appends recs to stream as one atomic batch: all of them get

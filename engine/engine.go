@@ -73,6 +73,10 @@ type AppendResult struct {
 	First uint64 // offset of the batch's first record
 	Last  uint64 // offset of its last record
 	Count int
+	// Duplicate is set when the batch was an idempotent producer's retry
+	// of a batch already appended: nothing was appended now, and the
+	// offsets are those the first attempt got.
+	Duplicate bool
 }
 
 // Engine is an open archive.
@@ -207,6 +211,14 @@ func (e *Engine) Flush(ctx context.Context) error { return e.hot.Flush(ctx) }
 // input, nothing appended), tiers.ErrBackpressure (retry later),
 // tiers.ErrStorageFailed, tiers.ErrClosed.
 func (e *Engine) Append(ctx context.Context, stream string, recs []tiers.Record) (AppendResult, error) {
+	return e.AppendAs(ctx, stream, hot.Producer{}, recs)
+}
+
+// AppendAs is Append for an idempotent producer's batch (hot.Tier.AppendAs):
+// a retry of the producer's last batch in the stream is not appended again
+// and answers the offsets the batch got, with Duplicate set. An out of
+// sequence batch is tiers.ErrProducerSequence. A zero p appends as Append.
+func (e *Engine) AppendAs(ctx context.Context, stream string, p hot.Producer, recs []tiers.Record) (AppendResult, error) {
 	if err := tiers.ValidateStreamName(stream); err != nil {
 		return AppendResult{}, err
 	}
@@ -219,13 +231,19 @@ func (e *Engine) Append(ctx context.Context, stream string, recs []tiers.Record)
 		}
 	}
 	start := time.Now()
-	first, err := e.hot.Append(ctx, stream, recs)
-	e.metrics.appended(recs, err, time.Since(start))
+	first, dup, err := e.hot.AppendAs(ctx, stream, p, recs)
+	if dup {
+		e.metrics.duplicate()
+	} else {
+		e.metrics.appended(recs, err, time.Since(start))
+	}
 	if err != nil {
 		return AppendResult{}, err
 	}
-	e.appended.fire()
-	return AppendResult{First: first, Last: first + uint64(len(recs)) - 1, Count: len(recs)}, nil
+	if !dup {
+		e.appended.fire()
+	}
+	return AppendResult{First: first, Last: first + uint64(len(recs)) - 1, Count: len(recs), Duplicate: dup}, nil
 }
 
 // persister writes sealed segments to the warm store and commits them to the

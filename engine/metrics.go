@@ -26,6 +26,7 @@ type metrics struct {
 	bytes        prometheus.Counter
 	ack          prometheus.Histogram
 	backpressure prometheus.Counter
+	duplicates   prometheus.Counter
 	usage        *usageCollector
 }
 
@@ -48,15 +49,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tierd_ingest_backpressure_rejections_total",
 			Help: "Batches refused because unpersisted data filled the memory budget (hot.max_bytes); the API answers them 503 with Retry-After.",
 		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tierd_ingest_duplicate_batches_total",
+			Help: "Idempotent producers' retries of a batch already appended, answered with its offsets and not appended again.",
+		}),
 		usage: &usageCollector{},
 	}
 	m.records = promreg.Register(reg, m.records)
 	m.bytes = promreg.Register(reg, m.bytes)
 	m.ack = promreg.Register(reg, m.ack)
 	m.backpressure = promreg.Register(reg, m.backpressure)
+	m.duplicates = promreg.Register(reg, m.duplicates)
 	m.usage = promreg.Register(reg, m.usage)
 	return m
 }
+
+// duplicate books a producer's retry that was not appended again.
+func (m *metrics) duplicate() { m.duplicates.Inc() }
 
 // appended books the outcome of one batch handed to the hot tier.
 func (m *metrics) appended(recs []tiers.Record, err error, took time.Duration) {

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/tierd/tierd/hot/wal"
 )
 
 // run is the flusher: on every kick or tick it seals segments that reached
@@ -154,9 +156,14 @@ func (t *Tier) evict(now time.Time) {
 		seg *Segment
 	}
 	var cands []cand
+	ttl := t.opts.WAL.ProducerTTL
+	if ttl <= 0 {
+		ttl = wal.DefaultProducerTTL
+	}
 	t.mu.RLock()
 	for _, s := range t.mu.streams {
 		s.mu.Lock()
+		s.pruneProducersLocked(now.Add(-ttl))
 		for len(s.mu.segs) > 0 {
 			seg := s.mu.segs[0]
 			if !seg.persisted || now.Sub(seg.sealed) < s.pol.Residency {

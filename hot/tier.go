@@ -123,6 +123,8 @@ type stream struct {
 		persisted uint64     // first offset not persisted warm
 		segs      []*Segment // resident segments by base; the last may be active
 		active    *Segment   // nil when no records since the last seal
+		// producers holds each idempotent producer's last batch.
+		producers map[wal.ProducerID]*producerEntry
 	}
 	visible atomic.Uint64 // records below this offset are durable and readable
 }
@@ -137,11 +139,15 @@ func Open(ctx context.Context, opts Options) (*Tier, error) {
 		s.mu.next, s.mu.persisted = next, next
 		s.visible.Store(next)
 	}
+	if opts.WAL.Now == nil {
+		opts.WAL.Now = opts.Now // producers expire by the tier's clock
+	}
 	w, err := wal.Open(ctx, opts.WAL, t.replay)
 	if err != nil {
 		return nil, err
 	}
 	t.wal = w
+	t.seedProducers(w.Producers())
 	for _, s := range t.mu.streams {
 		s.visible.Store(s.mu.next)
 		if s.mu.active != nil && s.mu.active.bytes >= s.pol.SegmentMaxBytes {
@@ -208,11 +214,25 @@ func (t *Tier) getStream(name string) *stream {
 // WAL sync mode. The caller has validated the records. A batch is atomic: it
 // is one WAL frame, so after a crash it is present whole or not at all.
 func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (first uint64, err error) {
+	first, _, err = t.AppendAs(ctx, name, Producer{}, recs)
+	return first, err
+}
+
+// AppendAs is Append for an idempotent producer's batch (p.ID not zero):
+// a retry of the producer's last batch in the stream (the same p.Seq and
+// as many records) is not appended again; it returns the offset its
+// records got and dup set, once they are durable. An older p.Seq, or the
+// last one with another record count, is tiers.ErrProducerSequence. A zero
+// p appends as Append does.
+func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tiers.Record) (first uint64, dup bool, err error) {
 	if len(recs) == 0 {
-		return 0, fmt.Errorf("%w: empty batch", tiers.ErrInvalidRecord)
+		return 0, false, fmt.Errorf("%w: empty batch", tiers.ErrInvalidRecord)
+	}
+	if !p.ID.IsZero() && p.Seq == 0 {
+		return 0, false, fmt.Errorf("%w: sequence numbers start at 1", tiers.ErrProducerSequence)
 	}
 	if t.closed.Load() {
-		return 0, tiers.ErrClosed
+		return 0, false, tiers.ErrClosed
 	}
 	var size int64
 	for i := range recs {
@@ -220,11 +240,11 @@ func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (fi
 	}
 	if size > t.opts.MaxBytes {
 		// Retrying cannot help a batch larger than the whole budget.
-		return 0, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrRecordTooLarge, size, t.opts.MaxBytes)
+		return 0, false, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrRecordTooLarge, size, t.opts.MaxBytes)
 	}
 	if t.unpersisted.Load()+size > t.opts.MaxBytes {
 		t.kickFlusher()
-		return 0, tiers.ErrBackpressure
+		return 0, false, tiers.ErrBackpressure
 	}
 	s := t.getStream(name)
 	if s == nil {
@@ -234,6 +254,15 @@ func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (fi
 	}
 	now := t.opts.Now()
 	s.mu.Lock()
+	if !p.ID.IsZero() {
+		if e, ok, err := s.lastOfLocked(p, len(recs)); err != nil || ok {
+			s.mu.Unlock()
+			if err != nil {
+				return 0, false, err
+			}
+			return e.wait(ctx)
+		}
+	}
 	first = s.mu.next
 	for i := range recs {
 		recs[i].Offset = first + uint64(i)
@@ -245,7 +274,10 @@ func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (fi
 		t.sealLocked(s)
 		sealed = true
 	}
-	ticket := t.wal.Enqueue(wal.Batch{Stream: name, Records: recs})
+	ticket := t.wal.Enqueue(wal.Batch{Stream: name, Records: recs, Producer: p.ID, Seq: p.Seq})
+	if !p.ID.IsZero() {
+		s.noteLocked(p, first, len(recs), ticket, now)
+	}
 	s.mu.Unlock()
 	if sealed {
 		t.kickFlusher()
@@ -261,13 +293,13 @@ func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (fi
 				}
 			}()
 		}
-		return 0, err
+		return 0, false, err
 	}
 	s.publish(end)
 	if t.bytes.Load() > t.opts.MaxBytes {
 		t.kickFlusher()
 	}
-	return first, nil
+	return first, false, nil
 }
 
 // publish makes records below end visible to readers.

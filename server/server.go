@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/internal/failpoint"
 	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/tiers"
 )
@@ -268,6 +269,11 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	prod, err := parseProducer(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	parse := ParseNDJSON
 	if isBatchBody(r.Header.Get("Content-Type")) {
@@ -282,12 +288,15 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	res, err := s.eng.Append(r.Context(), stream, recs)
+	res, err := s.eng.AppendAs(r.Context(), stream, prod, recs)
+	if err == nil {
+		err = failpoint.Inject(failpoint.AppendAfterDurable) // the answer lost
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, appendOut{Stream: stream, FirstOffset: res.First, LastOffset: res.Last, Count: res.Count})
+	writeJSON(w, http.StatusOK, appendOut{Stream: stream, FirstOffset: res.First, LastOffset: res.Last, Count: res.Count, Duplicate: res.Duplicate})
 }
 
 // handleRead streams the matching records as NDJSON while the engine yields
@@ -436,6 +445,10 @@ func classify(err error) (int, string) {
 		return http.StatusBadRequest, "invalid_ts"
 	case errors.Is(err, ErrInvalidBase64):
 		return http.StatusBadRequest, "invalid_base64"
+	case errors.Is(err, errInvalidProducer):
+		return http.StatusBadRequest, "invalid_producer"
+	case errors.Is(err, tiers.ErrProducerSequence):
+		return http.StatusConflict, "producer_sequence"
 	case errors.Is(err, errInvalidParameter):
 		return http.StatusBadRequest, "invalid_parameter"
 	case errors.Is(err, tiers.ErrInvalidStreamName):

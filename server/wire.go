@@ -144,6 +144,8 @@ type appendOut struct {
 	FirstOffset uint64 `json:"first_offset"`
 	LastOffset  uint64 `json:"last_offset"`
 	Count       int    `json:"count"`
+	// Duplicate: an idempotent producer's retry, not appended again.
+	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // streamOut is one entry of the streams listing.

@@ -113,6 +113,10 @@ var (
 	ErrBackpressure      = errors.New("tiers: memory budget full of unpersisted data")
 	ErrClosed            = errors.New("tiers: closed")
 	ErrStorageFailed     = errors.New("tiers: storage failed, writes disabled until restart")
+	// ErrProducerSequence refuses an idempotent producer's batch that is
+	// neither its next one nor a retry of its last: an older sequence
+	// number, or its last one with other records.
+	ErrProducerSequence = errors.New("tiers: batch out of the producer's sequence")
 	// ErrExpired reports a read of offsets that retention has deleted.
 	ErrExpired = errors.New("tiers: records expired by retention")
 )

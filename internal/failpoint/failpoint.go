@@ -1,5 +1,6 @@
-// Package failpoint stops tierd between the steps of a move, so that tests
-// can prove that a crash or a failure at any step loses and doubles nothing.
+// Package failpoint stops tierd between the steps of a move (or between an
+// append and its answer), so that tests can prove that a crash or a failure
+// at any step loses and doubles nothing.
 // A failpoint is a named place in the code (Inject("move/after-commit"));
 // unarmed, it costs one atomic load. Tests arm failpoints in-process with
 // Enable, or in a real tierd process with the TIERD_FAILPOINTS environment
@@ -42,10 +43,13 @@ const (
 	// DeleteAfterRemove: a deleted segment's copies are removed, its catalog
 	// entry not yet forgotten.
 	DeleteAfterRemove = "delete/after-remove"
+	// AppendAfterDurable: an append is durable, its answer not yet sent
+	// (the client sees a broken connection and retries).
+	AppendAfterDurable = "append/after-durable"
 )
 
 // Names lists every failpoint, for validation and documentation.
-var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove}
+var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable}
 
 // EnvVar is the environment variable a process reads its failpoints from.
 const EnvVar = "TIERD_FAILPOINTS"

@@ -1,0 +1,112 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tierd/tierd/client"
+)
+
+// garbleFirstAnswers passes appends to the real API but replaces the first
+// n answers with a body the client cannot read: the batch is stored, and
+// the client does not learn its offsets.
+func garbleFirstAnswers(n int64, garbled *atomic.Int64) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost || garbled.Load() >= n {
+				h.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if rec.Code != http.StatusOK {
+				w.WriteHeader(rec.Code)
+				w.Write(rec.Body.Bytes())
+				return
+			}
+			garbled.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte(`{"stream":"s","first_off`)) // cut short
+		})
+	}
+}
+
+// A batch whose 200 answer is lost is retried, and the retry, carrying the
+// same producer ID and sequence number, is answered with the offsets the
+// batch already has: every record is stored once, at the offsets OnBatch
+// reports.
+func TestProducerRetriesALostAnswerWithoutDoubling(t *testing.T) {
+	addr := reservedAddr(t)
+	var garbled atomic.Int64
+	serveAt(t, addr, garbleFirstAnswers(3, &garbled))
+	c := client.New(addr)
+	var outs outcomes
+	p := client.NewProducer(c, client.ProducerOptions{BatchRecords: 10, Linger: time.Millisecond, MinBackoff: time.Millisecond, OnBatch: outs.add})
+	closeLater(t, p)
+	const n = 50
+	for i := range n {
+		if err := p.Send("s", rec(0, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if garbled.Load() != 3 {
+		t.Fatalf("%d answers garbled, want 3", garbled.Load())
+	}
+	if st := p.Stats(); st.Persisted != n || st.Failed != 0 || st.Retries < 3 {
+		t.Fatalf("stats %+v: want %d persisted after 3 retries", st, n)
+	}
+	recs := readStream(t, c, "s")
+	if len(recs) != n {
+		t.Fatalf("%d records stored for %d sent", len(recs), n)
+	}
+	for _, o := range outs.all() {
+		for k, id := range o.ids {
+			if got := recs[o.first+uint64(k)].Key; got != id {
+				t.Fatalf("OnBatch reported %s at %d, which holds %s", id, o.first+uint64(k), got)
+			}
+		}
+	}
+}
+
+// AppendBatchIdempotent used by hand: a repeated call is a duplicate with
+// the first call's offsets; an older sequence is refused.
+func TestAppendBatchIdempotent(t *testing.T) {
+	addr := reservedAddr(t)
+	serveAt(t, addr, nil)
+	c := client.New(addr)
+	ctx := context.Background()
+	idem := client.Idempotence{ProducerID: client.NewProducerID(), Seq: 1}
+	recs := []client.Record{rec(0, 0), rec(0, 1)}
+	a, err := c.AppendBatchIdempotent(ctx, "s", idem, recs)
+	if err != nil || a.Duplicate || a.FirstOffset != 0 {
+		t.Fatalf("first: %+v %v", a, err)
+	}
+	b, err := c.AppendBatchIdempotent(ctx, "s", idem, recs)
+	if err != nil || !b.Duplicate || b.FirstOffset != 0 || b.LastOffset != 1 {
+		t.Fatalf("repeat: %+v %v", b, err)
+	}
+	idem.Seq = 2
+	if _, err := c.AppendBatchIdempotent(ctx, "s", idem, recs); err != nil {
+		t.Fatal(err)
+	}
+	idem.Seq = 1
+	_, err = c.AppendBatchIdempotent(ctx, "s", idem, recs)
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != 409 || ae.Code != "producer_sequence" {
+		t.Fatalf("older sequence: %v, want 409 producer_sequence", err)
+	}
+	if got := len(readStream(t, c, "s")); got != 4 {
+		t.Fatalf("%d records stored, want 4", got)
+	}
+}

@@ -1,0 +1,106 @@
+package hot
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/tiers"
+)
+
+// Producer identifies an idempotent producer's batch: the producer and the
+// batch's sequence number in the stream (1, 2, 3, …; a retry repeats it).
+// The zero Producer is a plain append.
+type Producer struct {
+	ID  wal.ProducerID
+	Seq uint64
+}
+
+// producerEntry is a producer's last batch in a stream. ticket is nil once
+// the batch is known durable (seeded from the WAL at open).
+type producerEntry struct {
+	seq, first, count uint64
+	ticket            *wal.Ticket
+	at                time.Time
+}
+
+// wait returns the entry's offset once its batch is durable, as the answer
+// to a retry.
+func (e producerEntry) wait(ctx context.Context) (uint64, bool, error) {
+	if e.ticket != nil {
+		if err := e.ticket.Wait(ctx); err != nil {
+			return 0, false, err
+		}
+	}
+	return e.first, true, nil
+}
+
+// lastOfLocked checks p against the producer's last batch: ok when p is a
+// retry of it (its entry returned), an error when p is older or a retry
+// with another record count, neither when p is new. s.mu held.
+func (s *stream) lastOfLocked(p Producer, count int) (producerEntry, bool, error) {
+	e := s.mu.producers[p.ID]
+	switch {
+	case e == nil || p.Seq > e.seq:
+		return producerEntry{}, false, nil
+	case p.Seq < e.seq:
+		return producerEntry{}, false, fmt.Errorf("%w: producer %s sent batch %d to stream %s after batch %d", tiers.ErrProducerSequence, p.ID, p.Seq, s.name, e.seq)
+	case uint64(count) != e.count:
+		return producerEntry{}, false, fmt.Errorf("%w: producer %s retried batch %d of stream %s with %d records; it had %d", tiers.ErrProducerSequence, p.ID, p.Seq, s.name, count, e.count)
+	}
+	return *e, true, nil
+}
+
+// noteLocked records p's batch as the producer's last. s.mu held.
+func (s *stream) noteLocked(p Producer, first uint64, count int, ticket *wal.Ticket, now time.Time) {
+	if s.mu.producers == nil {
+		s.mu.producers = map[wal.ProducerID]*producerEntry{}
+	}
+	if len(s.mu.producers) >= wal.MaxProducers {
+		s.forgetOldestLocked()
+	}
+	s.mu.producers[p.ID] = &producerEntry{seq: p.Seq, first: first, count: uint64(count), ticket: ticket, at: now}
+}
+
+// forgetOldestLocked drops the older half of the stream's producers, as the
+// WAL's table does past wal.MaxProducers (amortised: once per half). s.mu
+// held.
+func (s *stream) forgetOldestLocked() {
+	ats := make([]time.Time, 0, len(s.mu.producers))
+	for _, e := range s.mu.producers {
+		ats = append(ats, e.at)
+	}
+	slices.SortFunc(ats, time.Time.Compare)
+	cutoff := ats[len(ats)/2]
+	for id, e := range s.mu.producers {
+		if e.at.Before(cutoff) || e.at.Equal(cutoff) && len(s.mu.producers) > len(ats)/2 {
+			delete(s.mu.producers, id)
+		}
+	}
+}
+
+// seedProducers loads the WAL's durable producer table after replay.
+func (t *Tier) seedProducers(states []wal.ProducerState) {
+	for _, st := range states {
+		s := t.mu.streams[st.Stream]
+		if s == nil {
+			continue // not a stream the tier knows: nothing to deduplicate against
+		}
+		if s.mu.producers == nil {
+			s.mu.producers = map[wal.ProducerID]*producerEntry{}
+		}
+		s.mu.producers[st.Producer] = &producerEntry{seq: st.Seq, first: st.First, count: st.Count, at: time.Unix(0, st.At)}
+	}
+}
+
+// pruneProducersLocked forgets producers idle since before cutoff, as the
+// WAL's snapshots do. s.mu held.
+func (s *stream) pruneProducersLocked(cutoff time.Time) {
+	for id, e := range s.mu.producers {
+		if e.at.Before(cutoff) {
+			delete(s.mu.producers, id)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package hot
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/tiers"
+)
+
+func TestAppendAsAppendsARetryOnce(t *testing.T) {
+	dir := t.TempDir()
+	p := &memPersister{}
+	tr := openTier(t, dir, p, nil)
+	ctx := context.Background()
+	prod := wal.ProducerID{7}
+
+	first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 3, 0))
+	if err != nil || dup || first != 0 {
+		t.Fatalf("batch 1: first %d dup %v err %v", first, dup, err)
+	}
+	tr.Append(ctx, "s", recs("s", 2, 100)) // another writer in between
+	// The retry is answered with the offsets it got, not appended again.
+	first, dup, err = tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 3, 0))
+	if err != nil || !dup || first != 0 {
+		t.Fatalf("retry of batch 1: first %d dup %v err %v", first, dup, err)
+	}
+	if n := len(readAll(t, tr, "s")); n != 5 {
+		t.Fatalf("%d records after the retry, want 5", n)
+	}
+	first, dup, err = tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 1, 3))
+	if err != nil || dup || first != 5 {
+		t.Fatalf("batch 2: first %d dup %v err %v", first, dup, err)
+	}
+	// Out of sequence: an older batch, or the last with other records.
+	for _, c := range []struct {
+		seq uint64
+		n   int
+	}{{1, 3}, {2, 2}} {
+		if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, c.seq}, recs("s", c.n, 0)); !errors.Is(err, tiers.ErrProducerSequence) {
+			t.Fatalf("batch %d of %d records: %v, want ErrProducerSequence", c.seq, c.n, err)
+		}
+	}
+	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 0}, recs("s", 1, 0)); !errors.Is(err, tiers.ErrProducerSequence) {
+		t.Fatalf("sequence 0: %v", err)
+	}
+	// Producers are per stream: the same ID starts afresh elsewhere.
+	if first, dup, err := tr.AppendAs(ctx, "other", Producer{prod, 1}, recs("other", 1, 0)); err != nil || dup || first != 0 {
+		t.Fatalf("same producer, other stream: first %d dup %v err %v", first, dup, err)
+	}
+
+	// After a restart (WAL replay) and after everything is persisted and
+	// the WAL checkpointed (the snapshot), a retry is still recognised.
+	for round, flush := range []bool{false, true} {
+		if flush {
+			if err := tr.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tr.Close(); err != nil {
+			t.Fatal(err)
+		}
+		tr = openTier(t, dir, p, func(o *Options) { o.Streams = map[string]uint64{"s": p.next("s"), "other": p.next("other")} })
+		first, dup, err = tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 1, 3))
+		if err != nil || !dup || first != 5 {
+			t.Fatalf("round %d: retry of batch 2 after reopen: first %d dup %v err %v", round, first, dup, err)
+		}
+		if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 3, 0)); !errors.Is(err, tiers.ErrProducerSequence) {
+			t.Fatalf("round %d: batch 1 after reopen: %v", round, err)
+		}
+		if next := tr.Snapshot("s").Next; next != 6 {
+			t.Fatalf("round %d: next offset %d, want 6", round, next)
+		}
+	}
+	tr.Close()
+}
+
+func TestAppendAsConcurrentRetriesAppendOnce(t *testing.T) {
+	tr := openTier(t, t.TempDir(), &memPersister{}, nil)
+	defer tr.Close()
+	ctx := context.Background()
+	prod := wal.ProducerID{9}
+	var wg sync.WaitGroup
+	firsts := make([]uint64, 16)
+	dups := make([]bool, 16)
+	for i := range firsts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			firsts[i], dups[i], err = tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 4, 0))
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	appended := 0
+	for i := range firsts {
+		if firsts[i] != 0 {
+			t.Fatalf("call %d got offset %d", i, firsts[i])
+		}
+		if !dups[i] {
+			appended++
+		}
+	}
+	if appended != 1 || len(readAll(t, tr, "s")) != 4 {
+		t.Fatalf("%d calls appended, %d records stored; want 1 and 4", appended, len(readAll(t, tr, "s")))
+	}
+}
