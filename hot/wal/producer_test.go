@@ -1,9 +1,13 @@
 package wal
 
 import (
+	"context"
 	"errors"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,5 +122,140 @@ func TestProducerBatchValidation(t *testing.T) {
 	id, err := ParseProducerID("0123456789abcdef0123456789abcdef")
 	if err != nil || id.String() != "0123456789abcdef0123456789abcdef" {
 		t.Fatalf("ParseProducerID round trip: %v %v", id, err)
+	}
+}
+
+// writeProducers logs one batch for each of n producers in stream "p".
+func writeProducers(t *testing.T, w *WAL, n int) {
+	t.Helper()
+	bs := make([]Batch, n)
+	for i := range bs {
+		bs[i] = producerBatch("p", ProducerID{byte(i >> 8), byte(i), 15: 1}, 1, uint64(i), 1)
+	}
+	writeBatches(t, w, bs)
+}
+
+func TestSnapshotPlacementIsChecked(t *testing.T) {
+	newestFile := func(dir string) string {
+		files := walFiles(t, dir)
+		return files[len(files)-1]
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(path string)
+	}{
+		{"snapshot after the first frame", func(path string) {
+			b, _ := os.ReadFile(path)
+			os.WriteFile(path, appendSnapshotFrame(b, nil), 0o644)
+		}},
+		{"producer batch in a version 1 file", func(path string) {
+			b, _ := os.ReadFile(path)
+			b = b[:headerLen]
+			b[4] = 1
+			pb := producerBatch("s", ProducerID{1}, 1, 0, 1)
+			os.WriteFile(path, appendFrame(b, &pb), 0o644)
+		}},
+		{"version 2 file without its snapshot", func(path string) {
+			b, _ := os.ReadFile(path)
+			pb := Batch{Stream: "s", Records: []tiers.Record{{}}}
+			os.WriteFile(path, appendFrame(b[:headerLen], &pb), 0o644)
+		}},
+		{"damaged snapshot of the newest file", func(path string) {
+			b, _ := os.ReadFile(path)
+			b[headerLen+frameHeaderLen+2] ^= 0x40 // inside the snapshot's first entry
+			os.WriteFile(path, b, 0o644)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w, _ := openWAL(t, Options{Dir: dir})
+			writeProducers(t, w, 3)
+			closeWAL(t, w)
+			w, _ = openWAL(t, Options{Dir: dir}) // a newest file whose snapshot holds 3
+			closeWAL(t, w)
+			path := newestFile(dir)
+			tc.damage(path)
+			_, err := Open(context.Background(), Options{Dir: dir}, nil)
+			var ce *tiers.CorruptionError
+			if !errors.As(err, &ce) || ce.Path != path {
+				t.Fatalf("Open = %v, want a corruption error naming %s", err, path)
+			}
+		})
+	}
+	// A version-1 file of plain batches still opens.
+	dir := t.TempDir()
+	b := appendHeader(nil)
+	b[4] = 1
+	pb := Batch{Stream: "s", Records: []tiers.Record{{Value: []byte("old")}}}
+	os.WriteFile(filepath.Join(dir, segmentName(1)), appendFrame(b, &pb), 0o644)
+	w, replayed := openWAL(t, Options{Dir: dir})
+	closeWAL(t, w)
+	if len(replayed) != 1 || string(replayed[0].Records[0].Value) != "old" {
+		t.Fatalf("version 1 file replayed %v", replayed)
+	}
+}
+
+// A snapshot larger than SegmentBytes does not count towards it: frames
+// still share files instead of each starting one (with its own copy of
+// the snapshot and two fsyncs).
+func TestLargeSnapshotDoesNotRotatePerFrame(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, SegmentBytes: 16 << 10}
+	w, _ := openWAL(t, opts)
+	writeProducers(t, w, 1000) // a snapshot of about 50 KiB
+	closeWAL(t, w)
+	w, _ = openWAL(t, opts)
+	defer closeWAL(t, w)
+	before := w.Stats().Files
+	for i := range 50 {
+		writeBatches(t, w, []Batch{{Stream: "s", Records: []tiers.Record{{Offset: uint64(i), Value: []byte("small")}}}})
+	}
+	if grew := w.Stats().Files - before; grew > 0 {
+		t.Fatalf("50 small frames started %d new files", grew)
+	}
+}
+
+// eventFS records the syncs of the files the WAL opens.
+type eventFS struct {
+	mu     sync.Mutex
+	events []string
+}
+
+type eventFile struct {
+	*os.File
+	fs *eventFS
+}
+
+func (f eventFile) Sync() error {
+	f.fs.mu.Lock()
+	f.fs.events = append(f.fs.events, "sync "+filepath.Base(f.Name()))
+	f.fs.mu.Unlock()
+	return f.File.Sync()
+}
+
+func (e *eventFS) open(path string, flag int, perm os.FileMode) (SegmentFile, error) {
+	f, err := os.OpenFile(path, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return eventFile{f, e}, nil
+}
+
+// Frames a crash left written but not synced are replayed from the page
+// cache; Open syncs them before it writes the next file's snapshot (which
+// would otherwise make a retry of such a batch a "duplicate" of data a
+// power loss can still take) and before anything is appended.
+func TestOpenSyncsTheReplayedNewestFile(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := openWAL(t, Options{Dir: dir, Sync: SyncNone}) // never fsyncs its frames
+	writeBatches(t, w, []Batch{producerBatch("s", ProducerID{1}, 1, 0, 3)})
+	closeWAL(t, w)
+	newest := filepath.Base(walFiles(t, dir)[0])
+	fs := &eventFS{}
+	w, _ = openWAL(t, Options{Dir: dir, OpenFile: fs.open})
+	defer closeWAL(t, w)
+	want := []string{"sync " + newest, "sync " + segmentName(2) + tmpSuffix}
+	if len(fs.events) < 2 || fs.events[0] != want[0] || fs.events[1] != want[1] {
+		t.Fatalf("Open's syncs %v, want %v first: the replayed file before the new one", fs.events, want)
 	}
 }

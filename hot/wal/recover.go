@@ -78,7 +78,34 @@ func (w *WAL) recover(ctx context.Context, replay func(Batch) error) ([]*segment
 		}
 		segs = append(segs, seg)
 	}
+	// What was replayed may have been read from the page cache only: the
+	// process died after writing the newest file's frames and before their
+	// fsync (or never fsyncs them, under sync interval and none). Make
+	// them durable before anything builds on them: memory serves them,
+	// their offsets are taken, and the next file's producer snapshot
+	// answers retries with them. Older files were synced at rotation.
+	if len(segs) > 0 {
+		if err := w.syncFile(segs[len(segs)-1].path); err != nil {
+			return nil, err
+		}
+	}
 	return segs, nil
+}
+
+// syncFile fsyncs a file that is not open.
+func (w *WAL) syncFile(path string) error {
+	f, err := w.opts.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("wal: sync %s: %w", path, err)
+	}
+	err = w.timedSync(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("wal: sync %s: %w", path, err)
+	}
+	return nil
 }
 
 // replayFile validates and replays one file, repairing it if it is the
@@ -114,6 +141,7 @@ func (w *WAL) replayFile(ctx context.Context, seq uint64, newest bool, buf []byt
 		return seg, buf, nil
 	}
 
+	version := data[4]
 	off := headerLen
 	for off < len(data) {
 		if err := ctx.Err(); err != nil {
@@ -123,7 +151,9 @@ func (w *WAL) replayFile(ctx context.Context, seq uint64, newest bool, buf []byt
 		if err != nil {
 			// A torn write leaves nothing whole after the damage; anything
 			// valid there was written later, so the damage is not a tail.
-			if !newest || validFrameAfter(data, off+1) {
+			// The head of a version-2 file (its snapshot) was written and
+			// synced before the file got its name: never torn.
+			if !newest || validFrameAfter(data, off+1) || version >= 2 && off == headerLen {
 				return nil, buf, corrupt(off, err)
 			}
 			if err := w.truncateFile(path, int64(off)); err != nil {
@@ -140,6 +170,9 @@ func (w *WAL) replayFile(ctx context.Context, seq uint64, newest bool, buf []byt
 			payload = bytes.Clone(payload)
 		}
 		fr, err := decodePayload(payload)
+		if err == nil {
+			err = checkPlacement(version, off, payload[0])
+		}
 		if err != nil {
 			return nil, buf, corrupt(off, err)
 		}
@@ -244,6 +277,21 @@ func (w *WAL) rewriteHeader(path string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("wal: repair %s: rewrite header: %w", path, err)
+	}
+	return nil
+}
+
+// checkPlacement enforces where frame types may appear: a version-1 file
+// holds only batches; a version-2 file opens with its snapshot and has no
+// other.
+func checkPlacement(version byte, off int, typ byte) error {
+	switch {
+	case version < 2 && typ != typeBatch:
+		return fmt.Errorf("%w: frame type %d in a version %d file", ErrMalformed, typ, version)
+	case version >= 2 && off == headerLen && typ != typeSnapshot:
+		return fmt.Errorf("%w: a version %d file opens with frame type %d, not its producer snapshot", ErrMalformed, version, typ)
+	case off > headerLen && typ == typeSnapshot:
+		return fmt.Errorf("%w: a producer snapshot after the first frame", ErrMalformed)
 	}
 	return nil
 }

@@ -238,10 +238,10 @@ func TestDamage(t *testing.T) {
 			name: "frame with a valid crc but an unknown type",
 			damage: func(t *testing.T, fx *damageFixture) {
 				modify(t, fx.files[newest], func(b []byte) []byte {
-					// A valid frame of type 2 at the tail: a torn write cannot
-					// make it, so it is not repaired away.
+					// A valid frame of an unknown type at the tail: a torn
+					// write cannot make it, so it is not repaired away.
 					frame := appendFrame(nil, &fx.batches[0])
-					frame[frameHeaderLen] = 2
+					frame[frameHeaderLen] = 4
 					return append(b, reframe(frame)...)
 				})
 			},

@@ -452,7 +452,9 @@ func (w *WAL) writeGroup(buf []byte, frames []frameInfo) error {
 	start, pos, first := 0, 0, 0
 	for i, fr := range frames {
 		size := w.curSeg.size + int64(pos-start)
-		if size > w.curSeg.head && size+int64(fr.end-pos) > w.opts.SegmentBytes {
+		// The head (header and producer snapshot) does not count: a large
+		// snapshot must not make every frame start a file of its own.
+		if size > w.curSeg.head && size-w.curSeg.head+int64(fr.end-pos) > w.opts.SegmentBytes {
 			if err := w.writeChunk(buf[start:pos], frames[first:i]); err != nil {
 				return err
 			}
