@@ -29,6 +29,10 @@ var ErrInvalidRecord = errors.New("client: invalid record")
 // as the Producer's do.
 var errUnreadableAck = errors.New("client: the server took the batch but its answer was unreadable")
 
+// errUnreadableIdempotentAck is errUnreadableAck from a server that echoed
+// the batch's producer sequence: it deduplicates, so a retry is safe.
+var errUnreadableIdempotentAck = errors.New("client: the server took the batch but its answer was unreadable (retry is safe: the server deduplicates)")
+
 // AppendBatch is Append in the compact binary batch encoding
 // (Content-Type application/vnd.tierd.batch, docs/format/batch.md) instead
 // of NDJSON: no JSON escaping or base64 on either side, and a CRC32C over
@@ -40,9 +44,9 @@ func (c *Client) AppendBatch(ctx context.Context, stream string, recs []Record) 
 }
 
 // Idempotence makes an append safe to retry: the producer's ID (32
-// lowercase hex digits, NewProducerID) and the batch's sequence number in
-// the stream, 1 for the producer's first batch there and one more for each
-// next one; a retry repeats the number. The server remembers each
+// lowercase hex digits, NewProducerID) and the batch's sequence number, at
+// least 1 and larger than the producer's previous batch to the stream (gaps
+// are fine, so one counter may serve every stream); a retry repeats it. The server remembers each
 // producer's last batch per stream and answers its retry with the offsets
 // it already got (AppendResult.Duplicate) instead of appending it twice;
 // an older number is refused (409 producer_sequence). The zero value is a
@@ -144,6 +148,11 @@ func (c *Client) postBatch(ctx context.Context, stream string, body []byte, idem
 	// Reading to the end lets the transport reuse the connection.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	if err != nil {
+		if idem.ProducerID != "" && resp.Header.Get("Tierd-Producer-Seq") == strconv.FormatUint(idem.Seq, 10) {
+			// The server deduplicates (it echoed the sequence): a retry
+			// learns the offsets without storing the batch again.
+			return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableIdempotentAck, err)
+		}
 		return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableAck, err)
 	}
 	return out, nil

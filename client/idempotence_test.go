@@ -13,9 +13,10 @@ import (
 )
 
 // garbleFirstAnswers passes appends to the real API but replaces the first
-// n answers with a body the client cannot read: the batch is stored, and
-// the client does not learn its offsets.
-func garbleFirstAnswers(n int64, garbled *atomic.Int64) func(http.Handler) http.Handler {
+// n answers' bodies with one the client cannot read, keeping the headers
+// (unless dropEcho, which makes the server look too old to deduplicate):
+// the batch is stored, and the client does not learn its offsets.
+func garbleFirstAnswers(n int64, garbled *atomic.Int64, dropEcho bool) func(http.Handler) http.Handler {
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodPost || garbled.Load() >= n {
@@ -30,7 +31,12 @@ func garbleFirstAnswers(n int64, garbled *atomic.Int64) func(http.Handler) http.
 				return
 			}
 			garbled.Add(1)
-			w.Header().Set("Content-Type", "application/json")
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			if dropEcho {
+				w.Header().Del("Tierd-Producer-Seq")
+			}
 			w.WriteHeader(http.StatusOK)
 			w.Write([]byte(`{"stream":"s","first_off`)) // cut short
 		})
@@ -44,7 +50,7 @@ func garbleFirstAnswers(n int64, garbled *atomic.Int64) func(http.Handler) http.
 func TestProducerRetriesALostAnswerWithoutDoubling(t *testing.T) {
 	addr := reservedAddr(t)
 	var garbled atomic.Int64
-	serveAt(t, addr, garbleFirstAnswers(3, &garbled))
+	serveAt(t, addr, garbleFirstAnswers(3, &garbled, false))
 	c := client.New(addr)
 	var outs outcomes
 	p := client.NewProducer(c, client.ProducerOptions{BatchRecords: 10, Linger: time.Millisecond, MinBackoff: time.Millisecond, OnBatch: outs.add})
@@ -76,6 +82,36 @@ func TestProducerRetriesALostAnswerWithoutDoubling(t *testing.T) {
 				t.Fatalf("OnBatch reported %s at %d, which holds %s", id, o.first+uint64(k), got)
 			}
 		}
+	}
+}
+
+// Against a server that does not say it deduplicates (no echoed
+// Tierd-Producer-Seq, as from a tierd too old for the headers), a 2xx
+// whose answer is unreadable is not retried: the batch is reported failed
+// rather than risked twice.
+func TestProducerDoesNotRetryAnUnreadableAnswerWithoutDedup(t *testing.T) {
+	addr := reservedAddr(t)
+	var garbled atomic.Int64
+	serveAt(t, addr, garbleFirstAnswers(1, &garbled, true))
+	c := client.New(addr)
+	var outs outcomes
+	p := client.NewProducer(c, client.ProducerOptions{BatchRecords: 10, Linger: time.Millisecond, MinBackoff: time.Millisecond, OnBatch: outs.add})
+	closeLater(t, p)
+	for i := range 10 {
+		if err := p.Send("s", rec(0, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Failed != 10 || st.Retries != 0 {
+		t.Fatalf("stats %+v: want the batch failed, not retried", st)
+	}
+	if n := len(readStream(t, c, "s")); n != 10 {
+		t.Fatalf("%d records stored, want the batch once", n)
 	}
 }
 

@@ -126,7 +126,8 @@ type Outcome struct {
 	// record refused before sending, more than 1 after retries. A retry
 	// of a batch an earlier request stored (its answer lost to a network
 	// error or a crash) is answered with that request's offsets and not
-	// stored again: delivery is exactly once (Idempotence).
+	// stored again (Idempotence). A batch reported failed may still have
+	// been stored by an attempt whose answer was lost.
 	Attempts int
 	// Err is nil when the batch is persisted. Otherwise it is why the
 	// records were not: an *APIError, a network error after the last
@@ -495,9 +496,11 @@ func (p *Producer) report(j *job, recs []Record, attempts int, err error) {
 
 // retryable reports whether trying a failed batch again can succeed:
 // backpressure and gateway answers, network errors, and a 2xx whose answer
-// was unreadable. Every batch carries the producer's ID and its sequence
-// number, so a retry of a batch the server already holds is answered with
-// its offsets, not stored twice.
+// was unreadable from a server that said it deduplicates. Every batch
+// carries the producer's ID and its sequence number, so a retry of a batch
+// the server already holds is answered with its offsets, not stored twice.
+// (A server too old for the headers would store it twice; one that says
+// nothing about them gets no retry after a 2xx.)
 func retryable(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
@@ -508,7 +511,7 @@ func retryable(err error) bool {
 		}
 		return false
 	}
-	return true
+	return !errors.Is(err, errUnreadableAck)
 }
 
 // streamState is the dispatcher's view of one stream with records held.

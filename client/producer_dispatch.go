@@ -18,9 +18,10 @@ type dispatcher struct {
 	timerAt time.Time // zero when the timer is not armed
 	free    []*streamState
 	jobs    []*job
-	// seqs numbers each stream's batches for idempotence; it outlives the
-	// recycled stream states.
-	seqs map[string]uint64
+	// seq numbers the batches for idempotence. One counter for all
+	// streams: the numbers of a stream's batches still increase (the
+	// server allows gaps), and no state outlives a recycled stream.
+	seq uint64
 }
 
 // drainBurst is how many queued entries the dispatcher takes per wakeup
@@ -33,7 +34,7 @@ const maxFree = 1024
 func newDispatcher(p *Producer) *dispatcher {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &dispatcher{p: p, streams: map[string]*streamState{}, timer: t, seqs: map[string]uint64{}}
+	return &dispatcher{p: p, streams: map[string]*streamState{}, timer: t}
 }
 
 func (d *dispatcher) run() {
@@ -145,8 +146,8 @@ func (d *dispatcher) prepare() {
 		n++
 	}
 	j.st = st
-	d.seqs[st.name]++
-	j.seq = d.seqs[st.name]
+	d.seq++
+	j.seq = d.seq
 	j.recs = append(j.recs, st.pending[st.head:st.head+n]...)
 	clear(st.pending[st.head : st.head+n]) // the job holds them now
 	st.head += n

@@ -240,9 +240,7 @@ func (e *Engine) AppendAs(ctx context.Context, stream string, p hot.Producer, re
 	if err != nil {
 		return AppendResult{}, err
 	}
-	if !dup {
-		e.appended.fire()
-	}
+	e.appended.fire() // a retry may publish records its first attempt did not
 	return AppendResult{First: first, Last: first + uint64(len(recs)) - 1, Count: len(recs), Duplicate: dup}, nil
 }
 

@@ -26,14 +26,22 @@ type producerEntry struct {
 	at                time.Time
 }
 
-// wait returns the entry's offset once its batch is durable, as the answer
-// to a retry.
-func (e producerEntry) wait(ctx context.Context) (uint64, bool, error) {
+// answerRetry answers a retry of e's batch once the batch is durable, and
+// makes it readable first: the original request, which publishes it, may
+// not have come back yet (or gave up waiting). Publishing here is safe: the
+// WAL completes tickets in order, so every record of the stream below the
+// batch's end is durable too. A non-nil err (an out of sequence batch) is
+// returned as is.
+func (s *stream) answerRetry(ctx context.Context, e producerEntry, err error) (uint64, bool, error) {
+	if err != nil {
+		return 0, false, err
+	}
 	if e.ticket != nil {
 		if err := e.ticket.Wait(ctx); err != nil {
 			return 0, false, err
 		}
 	}
+	s.publish(e.first + e.count)
 	return e.first, true, nil
 }
 
@@ -58,26 +66,30 @@ func (s *stream) noteLocked(p Producer, first uint64, count int, ticket *wal.Tic
 	if s.mu.producers == nil {
 		s.mu.producers = map[wal.ProducerID]*producerEntry{}
 	}
-	if len(s.mu.producers) >= wal.MaxProducers {
+	if _, known := s.mu.producers[p.ID]; !known && len(s.mu.producers) >= wal.MaxProducers {
 		s.forgetOldestLocked()
 	}
 	s.mu.producers[p.ID] = &producerEntry{seq: p.Seq, first: first, count: uint64(count), ticket: ticket, at: now}
 }
 
 // forgetOldestLocked drops the older half of the stream's producers, as the
-// WAL's table does past wal.MaxProducers (amortised: once per half). s.mu
-// held.
+// WAL's table forgets the least recently logged past wal.MaxProducers
+// (amortised: once per half). A producer whose last batch is still in
+// flight is kept whatever its age. s.mu held.
 func (s *stream) forgetOldestLocked() {
-	ats := make([]time.Time, 0, len(s.mu.producers))
-	for _, e := range s.mu.producers {
-		ats = append(ats, e.at)
+	type aged struct {
+		id wal.ProducerID
+		at time.Time
 	}
-	slices.SortFunc(ats, time.Time.Compare)
-	cutoff := ats[len(ats)/2]
+	all := make([]aged, 0, len(s.mu.producers))
 	for id, e := range s.mu.producers {
-		if e.at.Before(cutoff) || e.at.Equal(cutoff) && len(s.mu.producers) > len(ats)/2 {
-			delete(s.mu.producers, id)
+		if e.ticket == nil || e.ticket.Done() {
+			all = append(all, aged{id, e.at})
 		}
+	}
+	slices.SortFunc(all, func(a, b aged) int { return a.at.Compare(b.at) })
+	for _, a := range all[:len(all)/2] {
+		delete(s.mu.producers, a.id)
 	}
 }
 

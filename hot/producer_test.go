@@ -3,6 +3,7 @@ package hot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -108,5 +109,64 @@ func TestAppendAsConcurrentRetriesAppendOnce(t *testing.T) {
 	}
 	if appended != 1 || len(readAll(t, tr, "s")) != 4 {
 		t.Fatalf("%d calls appended, %d records stored; want 1 and 4", appended, len(readAll(t, tr, "s")))
+	}
+}
+
+// A retry answered "duplicate" is readable at once, even while the first
+// attempt (which publishes it) has not come back.
+func TestRetryAnswerIsReadable(t *testing.T) {
+	tr := openTier(t, t.TempDir(), &memPersister{}, nil)
+	defer tr.Close()
+	ctx := context.Background()
+	for i := range 200 {
+		stream := fmt.Sprintf("s%d", i)
+		p := Producer{wal.ProducerID{1}, 1}
+		// The first attempt gives up at once (its caller timed out): the
+		// batch is enqueued, and published only when it becomes durable.
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, _, err := tr.AppendAs(gone, stream, p, recs(stream, 3, 0)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("the abandoned attempt: %v", err)
+		}
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() {
+				first, dup, err := tr.AppendAs(ctx, stream, p, recs(stream, 3, 0))
+				if err == nil && dup {
+					if sn := tr.Snapshot(stream); sn.Next < first+3 {
+						err = fmt.Errorf("%s: duplicate answered at offset %d, but only offsets below %d are readable", stream, first, sn.Next)
+					}
+				}
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// A retry of a batch already stored is answered even while memory is full
+// of unpersisted data: it adds nothing, so backpressure does not apply.
+func TestRetryIsAnsweredUnderBackpressure(t *testing.T) {
+	p := &memPersister{fail: errors.New("disk unavailable")}
+	tr := openTier(t, t.TempDir(), p, func(o *Options) { o.MaxBytes = 64 << 10; o.SegmentMaxBytes = 8 << 10 })
+	defer tr.Close()
+	ctx := context.Background()
+	prod := wal.ProducerID{3}
+	var err error
+	seq := uint64(0)
+	for i := 0; i < 1000 && err == nil; i++ {
+		seq++
+		_, _, err = tr.AppendAs(ctx, "s", Producer{prod, seq}, recs("s", 10, i*10))
+	}
+	if !errors.Is(err, tiers.ErrBackpressure) {
+		t.Fatalf("budget never pushed back: %v", err)
+	}
+	first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, seq - 1}, recs("s", 10, 0))
+	if err != nil || !dup || first != (seq-2)*10 {
+		t.Fatalf("retry of the last stored batch under backpressure: first %d dup %v err %v", first, dup, err)
 	}
 }

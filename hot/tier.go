@@ -242,11 +242,20 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 		// Retrying cannot help a batch larger than the whole budget.
 		return 0, false, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrRecordTooLarge, size, t.opts.MaxBytes)
 	}
+	s := t.getStream(name)
+	if s != nil && !p.ID.IsZero() {
+		// A retry is answered before backpressure: it adds nothing.
+		s.mu.Lock()
+		e, ok, err := s.lastOfLocked(p, len(recs))
+		s.mu.Unlock()
+		if err != nil || ok {
+			return s.answerRetry(ctx, e, err)
+		}
+	}
 	if t.unpersisted.Load()+size > t.opts.MaxBytes {
 		t.kickFlusher()
 		return 0, false, tiers.ErrBackpressure
 	}
-	s := t.getStream(name)
 	if s == nil {
 		t.mu.Lock()
 		s = t.streamLocked(name)
@@ -255,12 +264,11 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 	now := t.opts.Now()
 	s.mu.Lock()
 	if !p.ID.IsZero() {
+		// Again under the lock that orders the stream's appends: the same
+		// batch may have been appended since the look above.
 		if e, ok, err := s.lastOfLocked(p, len(recs)); err != nil || ok {
 			s.mu.Unlock()
-			if err != nil {
-				return 0, false, err
-			}
-			return e.wait(ctx)
+			return s.answerRetry(ctx, e, err)
 		}
 	}
 	first = s.mu.next

@@ -50,6 +50,9 @@ func TestIdempotentProducerAppends(t *testing.T) {
 	}
 	e.mustAppend("s", `{"value":"other writer"}`+"\n")
 	retry := decode(e.appendAs("s", two, HeaderProducerID, id, HeaderProducerSeq, "1"))
+	if r := e.appendAs("s", two, HeaderProducerID, id, HeaderProducerSeq, "1"); r.header.Get(HeaderProducerSeq) != "1" {
+		t.Errorf("answer echoes %s %q, want \"1\"", HeaderProducerSeq, r.header.Get(HeaderProducerSeq))
+	}
 	if !retry.Duplicate || retry.FirstOffset != 0 || retry.LastOffset != 1 || retry.Count != 2 {
 		t.Fatalf("retry %+v, want the first attempt's offsets marked duplicate", retry)
 	}

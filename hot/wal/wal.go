@@ -100,6 +100,16 @@ func (t *Ticket) complete(err error) {
 	close(t.done)
 }
 
+// Done reports whether the ticket is complete (Wait would not block).
+func (t *Ticket) Done() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Wait blocks until the ticket's frame is durable per the sync mode
 // (SyncAlways: after the fsync covering it; SyncInterval/SyncNone: after the
 // write), or ctx ends. ctx ending does not undo the frame; it may still
