@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -168,5 +171,46 @@ func TestRetryIsAnsweredUnderBackpressure(t *testing.T) {
 	first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, seq - 1}, recs("s", 10, 0))
 	if err != nil || !dup || first != (seq-2)*10 {
 		t.Fatalf("retry of the last stored batch under backpressure: first %d dup %v err %v", first, dup, err)
+	}
+}
+
+// A producer's batch torn by a crash (its frame cut short) was never
+// acknowledged: after the restart the table does not hold it, and the
+// retry is appended, at the offset the torn attempt would have taken.
+func TestRetryOfATornBatchIsAppended(t *testing.T) {
+	dir := t.TempDir()
+	p := &memPersister{}
+	tr := openTier(t, dir, p, nil)
+	ctx := context.Background()
+	prod := wal.ProducerID{5}
+	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2)); err != nil {
+		t.Fatal(err)
+	}
+	tr.Close()
+	files, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	slices.Sort(files)
+	newest := files[len(files)-1]
+	st, err := os.Stat(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(newest, st.Size()-5); err != nil { // tear batch 2's frame
+		t.Fatal(err)
+	}
+	tr = openTier(t, dir, p, nil)
+	defer tr.Close()
+	if next := tr.Snapshot("s").Next; next != 2 {
+		t.Fatalf("after the torn tail, next offset %d, want 2", next)
+	}
+	first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2))
+	if err != nil || dup || first != 2 {
+		t.Fatalf("retry of the torn batch: first %d dup %v err %v, want appended at 2", first, dup, err)
+	}
+	first, dup, err = tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 2, 0))
+	if !errors.Is(err, tiers.ErrProducerSequence) {
+		t.Fatalf("batch 1 after batch 2: first %d dup %v err %v, want ErrProducerSequence", first, dup, err)
 	}
 }

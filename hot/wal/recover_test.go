@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tierd/tierd/tiers"
@@ -352,11 +354,22 @@ func TestLeftoverTempFileIsRemoved(t *testing.T) {
 // replays the same batches).
 func FuzzOpen(f *testing.F) {
 	b := genBatches(2, 3, 2, 20)
-	valid := appendHeader(nil)
+	// A version-2 file: its snapshot, plain batches and a producer's.
+	valid := appendSnapshotFrame(appendHeader(nil), []ProducerState{{Stream: "stream-0", Producer: ProducerID{1}, Seq: 4, First: 0, Count: 1, At: 5}})
 	for i := range b {
+		if i == 1 {
+			b[i].Producer, b[i].Seq, b[i].At = ProducerID{2}, 7, 99
+		}
 		valid = appendFrame(valid, &b[i])
 	}
 	f.Add(valid)
+	v1 := appendHeader(nil)
+	v1[4] = 1
+	plain := genBatches(1, 2, 2, 8)
+	for i := range plain {
+		v1 = appendFrame(v1, &plain[i])
+	}
+	f.Add(v1)
 	f.Add(valid[:len(valid)-7])
 	f.Add(append(bytes.Clone(valid), make([]byte, 64)...))
 	f.Add(appendHeader(nil))
@@ -378,6 +391,10 @@ func FuzzOpen(f *testing.F) {
 				first = append(first, b)
 				return nil
 			})
+			var producers []ProducerState
+			if err == nil {
+				producers = sortedProducers(w)
+			}
 			if err != nil {
 				var ce *tiers.CorruptionError
 				if !errors.As(err, &ce) {
@@ -396,10 +413,26 @@ func FuzzOpen(f *testing.F) {
 			if err != nil {
 				t.Fatalf("second Open after a successful one: %v", err)
 			}
+			again := sortedProducers(w)
 			w.Close()
 			if err := batchesEqual(second, first); err != nil {
 				t.Fatalf("second Open replayed differently: %v", err)
 			}
+			if !slices.Equal(again, producers) {
+				t.Fatalf("second Open's producer table differs:\n first  %v\n second %v", producers, again)
+			}
 		}
 	})
+}
+
+// sortedProducers is w's producer table in a fixed order.
+func sortedProducers(w *WAL) []ProducerState {
+	ps := w.Producers()
+	slices.SortFunc(ps, func(a, b ProducerState) int {
+		if c := strings.Compare(a.Stream, b.Stream); c != 0 {
+			return c
+		}
+		return slices.Compare(a.Producer[:], b.Producer[:])
+	})
+	return ps
 }
