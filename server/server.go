@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/internal/failpoint"
 	"github.com/tierd/tierd/migrator"
@@ -486,6 +488,10 @@ func classify(err error) (int, string) {
 		return http.StatusServiceUnavailable, "shutting_down"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "canceled"
+	case errors.Is(err, objstore.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		// A copy the catalog places is gone from its tier (deleted behind
+		// tierd's back): data is missing, not a bug. verify lists them.
+		return http.StatusInternalServerError, "segment_missing"
 	case errors.As(err, &ce):
 		return http.StatusInternalServerError, "corruption"
 	}
