@@ -29,6 +29,9 @@ type Options struct {
 	WALSync         wal.SyncMode
 	WALSyncInterval time.Duration
 	WALSegmentBytes int64
+	// ProducerTTL is how long an idempotent producer's last batch is
+	// remembered (wal.producer_ttl); 0 means the WAL's default, 7 days.
+	ProducerTTL time.Duration
 
 	HotMaxBytes  int64         // memory budget across all streams
 	WarmMaxBytes int64         // local disk budget (warm.max_bytes): reported by Tiers; the migrator enforces it
@@ -132,6 +135,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 			Sync:         opts.WALSync,
 			SyncInterval: opts.WALSyncInterval,
 			SegmentBytes: opts.WALSegmentBytes,
+			ProducerTTL:  opts.ProducerTTL,
 			Logger:       opts.Logger,
 			Registerer:   opts.Registerer,
 		},

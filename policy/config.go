@@ -67,6 +67,9 @@ type WALConfig struct {
 	Sync         SyncMode
 	SyncInterval time.Duration // fsync period with SyncInterval
 	SegmentBytes int64         // a WAL file rotates at this size
+	// ProducerTTL is how long an idempotent producer's last batch is
+	// remembered: a retry later than that is appended again.
+	ProducerTTL time.Duration
 }
 
 // SegmentConfig is the segment: section: when the active segment seals.
@@ -160,7 +163,7 @@ func Default() Config {
 		Listen:         "127.0.0.1:7070",
 		MaxRecordBytes: 1 * MiB,
 		MaxBodyBytes:   64 * MiB,
-		WAL:            WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 * MiB},
+		WAL:            WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 * MiB, ProducerTTL: 7 * Day},
 		Segment:        SegmentConfig{MaxBytes: 64 * MiB, MaxAge: 10 * time.Minute},
 		Hot:            HotConfig{MaxBytes: 1 * GiB, MaxAge: 10 * time.Minute},
 		Warm:           WarmConfig{MaxBytes: 100 * GiB},
@@ -311,6 +314,9 @@ func (v *validator) check(c *Config) {
 		case d == 0 && c.WAL.Sync == SyncInterval && v.ok("wal.sync"):
 			v.errorf("wal.sync_interval", "must be positive with sync: interval")
 		}
+	}
+	if v.ok("wal.producer_ttl") && c.WAL.ProducerTTL < time.Minute {
+		v.errorf("wal.producer_ttl", "%s must be at least 1m: a producer's retries must find its last batch", FormatDuration(c.WAL.ProducerTTL))
 	}
 	if v.ok("cold.store") && c.Cold.Store != "" && c.Cold.Store != StoreNone {
 		if err := checkStoreURL(c.Cold.Store); err != nil {

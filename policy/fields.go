@@ -19,6 +19,7 @@ func configFields(c *Config) []field {
 				{"sync", func(d *decoder, n ast.Node, p string) { d.syncMode(n, p, &c.WAL.Sync) }},
 				{"sync_interval", func(d *decoder, n ast.Node, p string) { d.duration(n, p, &c.WAL.SyncInterval) }},
 				{"segment_bytes", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.WAL.SegmentBytes) }},
+				{"producer_ttl", func(d *decoder, n ast.Node, p string) { d.duration(n, p, &c.WAL.ProducerTTL) }},
 			})
 		}},
 		{"segment", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, segmentFields(&c.Segment)) }},

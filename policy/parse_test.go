@@ -16,7 +16,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		DataDir: "./tierd-data", Listen: "127.0.0.1:7070",
 		MaxRecordBytes: 1 << 20, MaxBodyBytes: 64 << 20,
-		WAL:      WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20},
+		WAL:      WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, ProducerTTL: 7 * 24 * time.Hour},
 		Segment:  SegmentConfig{MaxBytes: 64 << 20, MaxAge: 10 * time.Minute},
 		Hot:      HotConfig{MaxBytes: 1 << 30, MaxAge: 10 * time.Minute},
 		Warm:     WarmConfig{MaxBytes: 100 << 30},
@@ -49,7 +49,7 @@ data_dir: /var/lib/tierd
 listen: "[::1]:0"
 max_record_bytes: 4KiB
 max_body_bytes: 1048576
-wal: {sync: interval, sync_interval: 5ms, segment_bytes: 128MiB}
+wal: {sync: interval, sync_interval: 5ms, segment_bytes: 128MiB, producer_ttl: 2d}
 segment: {max_bytes: 16MiB, max_age: 1h30m}
 hot: {max_bytes: 2GiB, max_age: 1d}
 warm: {max_bytes: 2TiB}
@@ -60,7 +60,7 @@ policies:
 `, func(c *Config) {
 			*c = Config{
 				DataDir: "/var/lib/tierd", Listen: "[::1]:0", MaxRecordBytes: 4096, MaxBodyBytes: 1 << 20,
-				WAL:     WALConfig{Sync: SyncInterval, SyncInterval: 5 * time.Millisecond, SegmentBytes: 128 << 20},
+				WAL:     WALConfig{Sync: SyncInterval, SyncInterval: 5 * time.Millisecond, SegmentBytes: 128 << 20, ProducerTTL: 48 * time.Hour},
 				Segment: SegmentConfig{MaxBytes: 16 << 20, MaxAge: 90 * time.Minute},
 				Hot:     HotConfig{MaxBytes: 2 << 30, MaxAge: 24 * time.Hour},
 				Warm:    WarmConfig{MaxBytes: 2 << 40},
@@ -117,7 +117,7 @@ func TestParseErrors(t *testing.T) {
 		want []loc
 	}{
 		{"unknown top-level field", "data_dir: x\nlisten_addr: :1\n", []loc{{2, "listen_addr", "unknown field (want one of data_dir, listen,"}}},
-		{"unknown nested field", "wal:\n  sync: always\n  fsync: true\n", []loc{{3, "wal.fsync", "unknown field (want one of sync, sync_interval, segment_bytes)"}}},
+		{"unknown nested field", "wal:\n  sync: always\n  fsync: true\n", []loc{{3, "wal.fsync", "unknown field (want one of sync, sync_interval, segment_bytes, producer_ttl)"}}},
 		{"bad sync mode", "listen: :1\nwal: {sync: sometimes}\n", []loc{{2, "wal.sync", `"sometimes" is not one of always, interval, none`}}},
 		{"section of the wrong type", "wal: always\n", []loc{{1, "wal", "must be a mapping, not a string"}}},
 		{"list where a string belongs", "data_dir: [a, b]\n", []loc{{1, "data_dir", "must be a string, not a list"}}},
@@ -144,6 +144,7 @@ func TestParseErrors(t *testing.T) {
 		{"zero and negative durations", "segment: {max_age: 0}\nhot: {max_age: -1h}\n", []loc{{1, "segment.max_age", "must be positive"}, {2, "hot.max_age", "must be positive"}}},
 		{"interval sync needs an interval", "wal:\n  sync: interval\n  sync_interval: 0s\n", []loc{{3, "wal.sync_interval", "must be positive with sync: interval"}}},
 		{"negative sync interval", "wal: {sync_interval: -1ms}\n", []loc{{1, "wal.sync_interval", "must not be negative"}}},
+		{"producer ttl too short", "wal: {producer_ttl: 30s}\n", []loc{{1, "wal.producer_ttl", "must be at least 1m"}}},
 		{"segment larger than hot, both set", "segment:\n  max_bytes: 2GiB\nhot:\n  max_bytes: 1GiB\n", []loc{{2, "segment.max_bytes", "2GiB exceeds hot.max_bytes (1GiB)"}}},
 		{"segment larger than default hot", "segment: {max_bytes: 2GiB}\n", []loc{{1, "segment.max_bytes", "2GiB exceeds hot.max_bytes (1GiB, the default)"}}},
 		{"hot smaller than default segment", "\nhot: {max_bytes: 16MiB}\n", []loc{{2, "hot.max_bytes", "16MiB is below segment.max_bytes (64MiB, the default)"}}},
@@ -239,7 +240,7 @@ func TestValidateInCode(t *testing.T) {
 		{"zero everything", func(c *Config) { *c = Config{WAL: WALConfig{Sync: SyncNone}} }, []string{
 			"data_dir", "listen", "max_record_bytes", "max_body_bytes", "wal.segment_bytes",
 			"segment.max_bytes", "hot.max_bytes", "warm.max_bytes", "cold.cache_bytes", "segment.max_age", "hot.max_age",
-			"migrator.schedule", "migrator.concurrency", "cold.compression.codec", "cold.compression.level",
+			"migrator.schedule", "migrator.concurrency", "wal.producer_ttl", "cold.compression.codec", "cold.compression.level",
 		}},
 		{"segment over hot", func(c *Config) { c.Segment.MaxBytes = c.Hot.MaxBytes + 1 }, []string{"segment.max_bytes"}},
 	}
@@ -329,7 +330,7 @@ func TestExampleFile(t *testing.T) {
 		"policies[0].segment", "policies[0].segment.max_age", "policies[0].segment.max_bytes", "policies[0].streams", "policies[0].streams[0]", "policies[0].streams[1]",
 		"policies[0].warm", "policies[0].warm.max_age",
 		"policies[1]", "policies[1].name", "policies[1].streams", "policies[1].streams[0]", "policies[1].warm", "policies[1].warm.max_age",
-		"segment", "segment.max_age", "segment.max_bytes", "wal", "wal.segment_bytes", "wal.sync", "wal.sync_interval", "warm", "warm.max_bytes"}
+		"segment", "segment.max_age", "segment.max_bytes", "wal", "wal.producer_ttl", "wal.segment_bytes", "wal.sync", "wal.sync_interval", "warm", "warm.max_bytes"}
 	if !slices.Equal(set, fields) {
 		t.Fatalf("examples/tierd.yaml sets %v, want every field %v", set, fields)
 	}

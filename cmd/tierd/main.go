@@ -124,6 +124,7 @@ func run(ctx context.Context, f flags) error {
 		WALSync:         syncMode,
 		WALSyncInterval: cfg.WAL.SyncInterval,
 		WALSegmentBytes: cfg.WAL.SegmentBytes,
+		ProducerTTL:     cfg.WAL.ProducerTTL,
 		HotMaxBytes:     cfg.Hot.MaxBytes,
 		WarmMaxBytes:    cfg.Warm.MaxBytes,
 		HotResidency:    cfg.Hot.MaxAge,
