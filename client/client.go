@@ -73,11 +73,19 @@ type errorBody struct {
 // do sends a request and returns the response of a 2xx answer, whose body
 // the caller closes; any other answer becomes an *APIError.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
-	return c.doAccept(ctx, method, path, query, body, "")
+	return c.doHeaders(ctx, method, path, query, body, nil)
 }
 
 // doAccept is do with an Accept header, when accept is not empty.
 func (c *Client) doAccept(ctx context.Context, method, path string, query url.Values, body io.Reader, accept string) (*http.Response, error) {
+	if accept == "" {
+		return c.do(ctx, method, path, query, body)
+	}
+	return c.doHeaders(ctx, method, path, query, body, http.Header{"Accept": {accept}})
+}
+
+// doHeaders is do with extra request headers.
+func (c *Client) doHeaders(ctx context.Context, method, path string, query url.Values, body io.Reader, hdr http.Header) (*http.Response, error) {
 	u := c.base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -92,8 +100,8 @@ func (c *Client) doAccept(ctx context.Context, method, path string, query url.Va
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

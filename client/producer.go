@@ -451,7 +451,7 @@ func (p *Producer) send(j *job, enc *tiers.BatchEncoder, scratch *bytes.Buffer) 
 		actx, cancel := context.WithTimeout(p.ctx, p.opts.RequestTimeout)
 		res, err = p.c.postBatch(actx, j.st.name, body, Idempotence{ProducerID: p.id, Seq: j.seq})
 		cancel()
-		if err == nil || !retryable(err) || (p.opts.MaxAttempts > 0 && attempts >= p.opts.MaxAttempts) {
+		if err == nil || !Retryable(err) || (p.opts.MaxAttempts > 0 && attempts >= p.opts.MaxAttempts) {
 			break
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -494,14 +494,14 @@ func (p *Producer) report(j *job, recs []Record, attempts int, err error) {
 	j.out = Outcome{}
 }
 
-// retryable reports whether trying a failed batch again can succeed:
-// backpressure and gateway answers, network errors, and a 2xx whose answer
-// was unreadable from a server that said it deduplicates. Every batch
-// carries the producer's ID and its sequence number, so a retry of a batch
-// the server already holds is answered with its offsets, not stored twice.
-// (A server too old for the headers would store it twice; one that says
-// nothing about them gets no retry after a 2xx.)
-func retryable(err error) bool {
+// Retryable reports whether an append that failed with err may succeed if
+// sent again: backpressure and gateway answers (408, 429, 502, 503, 504),
+// network errors, and a 2xx whose answer was unreadable from a server that
+// echoed the append's Idempotence. Only an append with Idempotence is safe
+// to retry after a network error: the server answers a retry of a batch it
+// already holds with its offsets. (A server too old for the headers would
+// store it twice; one that does not echo them gets no retry after a 2xx.)
+func Retryable(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
 		switch ae.Status {

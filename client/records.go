@@ -96,14 +96,27 @@ func (c *Client) Append(ctx context.Context, stream string, recs []Record) (Appe
 // AppendNDJSON sends body, NDJSON in the API's append form, as one batch.
 // It is for callers that already hold encoded records, like tierctl.
 func (c *Client) AppendNDJSON(ctx context.Context, stream string, body io.Reader) (AppendResult, error) {
-	resp, err := c.do(ctx, http.MethodPost, recordsPath(stream), nil, body)
+	return c.AppendNDJSONIdempotent(ctx, stream, Idempotence{}, body)
+}
+
+// AppendNDJSONIdempotent is AppendNDJSON with idem's producer headers, so
+// that retrying it (Retryable) never stores the batch twice.
+func (c *Client) AppendNDJSONIdempotent(ctx context.Context, stream string, idem Idempotence, body io.Reader) (AppendResult, error) {
+	var hdr http.Header
+	if idem.ProducerID != "" {
+		hdr = http.Header{"Tierd-Producer-Id": {idem.ProducerID}, "Tierd-Producer-Seq": {strconv.FormatUint(idem.Seq, 10)}}
+	}
+	resp, err := c.doHeaders(ctx, http.MethodPost, recordsPath(stream), nil, body, hdr)
 	if err != nil {
 		return AppendResult{}, err
 	}
 	defer resp.Body.Close()
 	var out AppendResult
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return AppendResult{}, fmt.Errorf("client: decoding append result: %w", err)
+		if idem.ProducerID != "" && resp.Header.Get("Tierd-Producer-Seq") == strconv.FormatUint(idem.Seq, 10) {
+			return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableIdempotentAck, err)
+		}
+		return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableAck, err)
 	}
 	return out, nil
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tierd/tierd/client"
@@ -38,6 +40,7 @@ func newAppendCmd(a *app) *cobra.Command {
 		file       string
 		batch      int
 		batchBytes int
+		retries    int
 	)
 	cmd := &cobra.Command{
 		Use:   "append STREAM",
@@ -46,7 +49,13 @@ func newAppendCmd(a *app) *cobra.Command {
 form ({"key":…,"ts":…,"tags":[…],"value":…} or "value_b64"), to STREAM.
 Lines go unchanged in batches of --batch lines (and at most --batch-bytes);
 each batch is atomic, the whole input is not: if a batch is refused, the
-batches before it stay appended and are reported on stderr.`,
+batches before it stay appended and are reported on stderr.
+
+A batch that fails for a reason that may pass (the server unreachable or
+restarting, backpressure, a gateway error) is retried, up to --retries
+times with backoff, saying so on stderr. Every batch carries this run's
+producer ID and its number, so a retry of a batch the server already
+stored (its answer lost) is not stored twice.`,
 		Example: `  tierctl append trades < trades.ndjson
   tierctl append trades --file trades.ndjson --batch 5000
   echo '{"key":"IF2406","value":{"px":3501.2}}' | tierctl append trades`,
@@ -67,19 +76,21 @@ batches before it stay appended and are reported on stderr.`,
 				}
 				in = f
 			}
-			return a.appendAll(cmd, args[0], in, size, batch, batchBytes)
+			return a.appendAll(cmd, args[0], in, size, batch, batchBytes, retries)
 		}),
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read records from this file instead of stdin (- for stdin)")
 	cmd.Flags().IntVar(&batch, "batch", 1000, "records per request")
 	cmd.Flags().IntVar(&batchBytes, "batch-bytes", 16<<20, "bytes per request, so a batch stays under the server's body limit")
+	cmd.Flags().IntVar(&retries, "retries", 30, "retries of a batch that failed for a reason that may pass (0: none)")
 	return cmd
 }
 
 // appendAll streams the input in batches, holding one batch in memory.
 // size, when known, is the input's length, for the progress line.
-func (a *app) appendAll(cmd *cobra.Command, stream string, in io.Reader, size int64, batch, batchBytes int) error {
+func (a *app) appendAll(cmd *cobra.Command, stream string, in io.Reader, size int64, batch, batchBytes, retries int) error {
 	c := a.client()
+	idem := client.Idempotence{ProducerID: client.NewProducerID()}
 	sum := appendSummary{Stream: stream}
 	cr := &countingReader{r: in}
 	br := bufio.NewReaderSize(cr, 64<<10)
@@ -94,7 +105,8 @@ func (a *app) appendAll(cmd *cobra.Command, stream string, in io.Reader, size in
 		if len(recLines) == 0 {
 			return nil
 		}
-		res, err := c.AppendNDJSON(cmd.Context(), stream, bytes.NewReader(body.Bytes()))
+		idem.Seq++
+		res, err := a.appendRetrying(cmd.Context(), c, stream, idem, body.Bytes(), retries)
 		if err != nil {
 			a.reportPartial(&sum, recLines[0], recLines[len(recLines)-1])
 			return inputLineError(err, recLines)
@@ -193,4 +205,24 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// appendRetrying sends one batch, retrying what client.Retryable allows
+// with backoff (100 ms doubling to 5 s) and a note on stderr. The batch's
+// Idempotence makes a retry of a stored batch harmless.
+func (a *app) appendRetrying(ctx context.Context, c *client.Client, stream string, idem client.Idempotence, body []byte, retries int) (client.AppendResult, error) {
+	wait := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		res, err := c.AppendNDJSONIdempotent(ctx, stream, idem, bytes.NewReader(body))
+		if err == nil || attempt >= retries || !client.Retryable(err) || ctx.Err() != nil {
+			return res, err
+		}
+		fmt.Fprintf(a.stderr, "tierctl: batch %d: %v; retrying in %s (%d of %d)\n", idem.Seq, err, wait, attempt+1, retries)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
