@@ -67,17 +67,43 @@ func (d *envDaemon) tail(n int) string {
 }
 
 // startDaemonEnv starts tierd on config with env ("NAME=value") added to
-// the test process's environment and waits until /healthz answers. On failure of the test the end of the
-// daemon's log is printed.
+// the test process's environment, on a free port, and waits until /healthz
+// answers. On failure of the test the end of the daemon's log is printed.
 func startDaemonEnv(t *testing.T, config, dataDir string, env ...string) *envDaemon {
+	t.Helper()
+	return launchDaemon(t, config, dataDir, "", env)
+}
+
+// startDaemonAt starts tierd on addr (to restart it where its clients
+// expect it) and waits until /healthz answers. The port was just freed by
+// the daemon that stopped; should another process take it meanwhile, the
+// start is retried for a few seconds before the test gives up.
+func startDaemonAt(t *testing.T, config, dataDir, addr string) *envDaemon {
+	t.Helper()
+	return launchDaemon(t, config, dataDir, addr, nil)
+}
+
+// launchDaemon starts tierd on addr, or on a free port when addr is "",
+// retrying while the port turns out to be taken: with a new free port up
+// to 5 times, on the same addr up to 20 times 250 ms apart.
+func launchDaemon(t *testing.T, config, dataDir, addr string, env []string) *envDaemon {
 	t.Helper()
 	bin, err := buildTierd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		d := &envDaemon{daemon: &daemon{t: t, addr: freeAddr(t), log: &lockedBuffer{}}}
-		d.cmd = exec.Command(bin, "--config", config, "--data-dir", dataDir, "--listen", d.addr)
+	attempts, pause := 5, time.Duration(0)
+	if addr != "" {
+		attempts, pause = 20, 250*time.Millisecond
+	}
+	var last string
+	for attempt := 0; attempt < attempts; attempt++ {
+		at := addr
+		if at == "" {
+			at = freeAddr(t)
+		}
+		d := &envDaemon{daemon: &daemon{t: t, addr: at, log: &lockedBuffer{}}}
+		d.cmd = exec.Command(bin, "--config", config, "--data-dir", dataDir, "--listen", at)
 		d.cmd.Env = append(os.Environ(), env...)
 		d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 		if err := d.cmd.Start(); err != nil {
@@ -94,30 +120,39 @@ func startDaemonEnv(t *testing.T, config, dataDir string, env ...string) *envDae
 				continue
 			default:
 			}
-			resp, err := http.Get("http://" + d.addr + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					t.Cleanup(func() {
-						d.cmd.Process.Kill()
-						<-exited
-						if t.Failed() {
-							t.Logf("tierd %s (env %v) log tail:\n%s", d.addr, env, d.tail(6000))
-						}
-					})
-					return d
-				}
+			if code, _ := readStatusNoFail("http://" + at + "/healthz"); code == 200 {
+				t.Cleanup(func() {
+					d.cmd.Process.Kill()
+					<-exited
+					if t.Failed() {
+						t.Logf("tierd %s (env %v) log tail:\n%s", at, env, d.tail(6000))
+					}
+				})
+				return d
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		d.cmd.Process.Kill()
 		<-exited
-		if !strings.Contains(d.logs(), "address already in use") {
-			t.Fatalf("tierd did not start:\n%s", d.logs())
+		last = d.logs()
+		if !strings.Contains(last, "address already in use") {
+			t.Fatalf("tierd did not start on %s:\n%s", at, last)
 		}
+		time.Sleep(pause)
 	}
-	t.Fatal("tierd did not find a free port")
+	t.Fatalf("tierd found no port to listen on in %d attempts (addr %q):\n%s", attempts, addr, last)
 	return nil
+}
+
+// readStatusNoFail is readStatus for polling: a refused connection is 0.
+func readStatusNoFail(u string) (int, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 // stop shuts the daemon down with SIGTERM and waits for a clean exit.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -318,68 +317,4 @@ func mustGlob(t *testing.T, pattern string) []string {
 		t.Fatal(err)
 	}
 	return m
-}
-
-// startDaemonAt starts tierd on addr (to restart it where its clients
-// expect it) and waits until /healthz answers. The port was just freed by
-// the daemon that stopped; should another process take it meanwhile, the
-// start is retried for a few seconds before the test gives up.
-func startDaemonAt(t *testing.T, config, dataDir, addr string) *envDaemon {
-	t.Helper()
-	bin, err := buildTierd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var last string
-	for attempt := 0; attempt < 20; attempt++ {
-		d := &envDaemon{daemon: &daemon{t: t, addr: addr, log: &lockedBuffer{}}}
-		d.cmd = exec.Command(bin, "--config", config, "--data-dir", dataDir, "--listen", addr)
-		d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-		if err := d.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		d.exited = exited
-		go func() { d.cmd.Wait(); close(exited) }()
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			select {
-			case <-exited:
-				deadline = time.Time{}
-				continue
-			default:
-			}
-			if code, _ := readStatusNoFail("http://" + addr + "/healthz"); code == 200 {
-				t.Cleanup(func() {
-					d.cmd.Process.Kill()
-					<-exited
-					if t.Failed() {
-						t.Logf("tierd %s log tail:\n%s", addr, d.tail(6000))
-					}
-				})
-				return d
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		d.cmd.Process.Kill()
-		<-exited
-		last = d.logs()
-		if !strings.Contains(last, "address already in use") {
-			t.Fatalf("tierd did not start on %s:\n%s", addr, last)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("tierd could not listen on %s again in 20 attempts over 5 s or more; another process holds the port:\n%s", addr, last)
-	return nil
-}
-
-// readStatusNoFail is readStatus for polling: a refused connection is 0.
-func readStatusNoFail(u string) (int, error) {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(u)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
 }
