@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tierd/tierd/hot/wal"
@@ -212,5 +213,68 @@ func TestRetryOfATornBatchIsAppended(t *testing.T) {
 	first, dup, err = tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 2, 0))
 	if !errors.Is(err, tiers.ErrProducerSequence) {
 		t.Fatalf("batch 1 after batch 2: first %d dup %v err %v, want ErrProducerSequence", first, dup, err)
+	}
+}
+
+// failingSyncs wraps WAL files so that Sync fails while fail is set.
+type failingSyncs struct{ fail atomic.Bool }
+
+type failSyncFile struct {
+	*os.File
+	fs *failingSyncs
+}
+
+func (f failSyncFile) Sync() error {
+	if f.fs.fail.Load() {
+		return errors.New("injected: fsync failed")
+	}
+	return f.File.Sync()
+}
+
+func (fs *failingSyncs) open(path string, flag int, perm os.FileMode) (wal.SegmentFile, error) {
+	f, err := os.OpenFile(path, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return failSyncFile{f, fs}, nil
+}
+
+// A WAL failure during a producer's batch: the batch and its retry are
+// refused (storage failed), and after a restart the retry stores the batch
+// once — as a duplicate of the frame the failed fsync left, or afresh —
+// never twice.
+func TestRetryAfterAWALFailureIsStoredOnce(t *testing.T) {
+	dir := t.TempDir()
+	p := &memPersister{}
+	fs := &failingSyncs{}
+	tr := openTier(t, dir, p, func(o *Options) { o.WAL.OpenFile = fs.open })
+	ctx := context.Background()
+	prod := wal.ProducerID{8}
+	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	fs.fail.Store(true)
+	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2)); !errors.Is(err, tiers.ErrStorageFailed) {
+		t.Fatalf("batch 2 with a failing fsync: %v, want ErrStorageFailed", err)
+	}
+	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2)); !errors.Is(err, tiers.ErrStorageFailed) {
+		t.Fatalf("its retry before the restart: %v, want ErrStorageFailed", err)
+	}
+	tr.Close() // reports the failure; the process would restart now
+	fs.fail.Store(false)
+	tr = openTier(t, dir, p, func(o *Options) { o.Streams = map[string]uint64{"s": p.next("s")} })
+	defer tr.Close()
+	first, _, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2))
+	if err != nil || first != 2 {
+		t.Fatalf("retry after the restart: first %d err %v, want offset 2", first, err)
+	}
+	got := readAll(t, tr, "s")
+	if len(got) != 5 {
+		t.Fatalf("%d records after the retry, want 5 (batch 2 once)", len(got))
+	}
+	for i, r := range got {
+		if want := fmt.Sprintf("s-%d", i); r.Key != want || r.Offset != uint64(i) {
+			t.Fatalf("offset %d holds %s at %d, want %s", i, r.Key, r.Offset, want)
+		}
 	}
 }

@@ -259,3 +259,38 @@ func TestOpenSyncsTheReplayedNewestFile(t *testing.T) {
 		t.Fatalf("Open's syncs %v, want %v first: the replayed file before the new one", fs.events, want)
 	}
 }
+
+// Producer batches enqueued together form one group that rotates files
+// part way through: the table still holds each producer's last batch, on
+// reopen and after every older file is checkpointed away.
+func TestProducerTableAcrossRotationInAGroup(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, SegmentBytes: 512}
+	w, _ := openWAL(t, opts)
+	var bs []Batch
+	want := map[ProducerKey]ProducerState{}
+	for i := range 40 {
+		p := ProducerID{byte(i % 7), 15: 1}
+		b := producerBatch("g", p, uint64(i+1), uint64(i*2), 2)
+		bs = append(bs, b)
+		want[ProducerKey{"g", p}] = ProducerState{Stream: "g", Producer: p, Seq: uint64(i + 1), First: uint64(i * 2), Count: 2}
+	}
+	writeBatches(t, w, bs) // one Enqueue each, all before the committer runs: groups that span files
+	if w.Stats().Files < 4 {
+		t.Fatalf("%d files: the group did not rotate", w.Stats().Files)
+	}
+	if got := producerMap(w); !maps.Equal(got, want) {
+		t.Fatalf("table while open:\n got %v\nwant %v", got, want)
+	}
+	closeWAL(t, w)
+	w, _ = openWAL(t, opts)
+	if _, err := w.Checkpoint(func(string) uint64 { return 1 << 62 }); err != nil {
+		t.Fatal(err)
+	}
+	closeWAL(t, w)
+	w, _ = openWAL(t, opts)
+	defer closeWAL(t, w)
+	if got := producerMap(w); !maps.Equal(got, want) {
+		t.Fatalf("table after checkpoint and reopen:\n got %v\nwant %v", got, want)
+	}
+}
