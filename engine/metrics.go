@@ -157,8 +157,7 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		records += infos[i].Records
 		for p, u := range infos[i].Tiers {
 			t := usage[p]
-			t.Bytes += u.Bytes
-			t.Segments += u.Segments
+			t.merge(u)
 			usage[p] = t
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"time"
 
 	"github.com/tierd/tierd/tiers"
 )
@@ -173,10 +174,48 @@ func (e *Engine) emitAll(recs iter.Seq2[tiers.Record, error], tier tiers.Placeme
 	return true
 }
 
-// TierUsage counts what one tier holds.
+// TierUsage counts what one tier holds (of a stream, or of all of them).
 type TierUsage struct {
 	Segments int
-	Bytes    int64
+	Bytes    int64 // for cold, the objects' size
+	// OldestTS and NewestTS bound the records' ts (Unix ns), when
+	// Segments > 0.
+	OldestTS, NewestTS int64
+	// OldestSealedAt is when the oldest sealed segment sealed, what the
+	// policies' ages count from; zero when only the active segment is
+	// here.
+	OldestSealedAt time.Time
+}
+
+// add counts segment s, held in tier p.
+func (u *TierUsage) add(s *SegmentInfo, p tiers.Placement) {
+	bytes := s.Bytes
+	if p == tiers.Cold && s.ColdBytes > 0 {
+		bytes = s.ColdBytes // the object, not the warm file it came from
+	}
+	sealed := s.SealedAt
+	if s.Active {
+		sealed = time.Time{}
+	}
+	u.merge(TierUsage{Segments: 1, Bytes: bytes, OldestTS: s.MinTS, NewestTS: s.MaxTS, OldestSealedAt: sealed})
+}
+
+// merge adds o's counts to u.
+func (u *TierUsage) merge(o TierUsage) {
+	if o.Segments == 0 {
+		return
+	}
+	if u.Segments == 0 || o.OldestTS < u.OldestTS {
+		u.OldestTS = o.OldestTS
+	}
+	if u.Segments == 0 || o.NewestTS > u.NewestTS {
+		u.NewestTS = o.NewestTS
+	}
+	if !o.OldestSealedAt.IsZero() && (u.OldestSealedAt.IsZero() || o.OldestSealedAt.Before(u.OldestSealedAt)) {
+		u.OldestSealedAt = o.OldestSealedAt
+	}
+	u.Segments += o.Segments
+	u.Bytes += o.Bytes
 }
 
 // StreamInfo summarises one stream.
@@ -196,17 +235,13 @@ func (e *Engine) Streams(ctx context.Context) ([]StreamInfo, error) {
 			return nil, err
 		}
 		info := StreamInfo{Name: name, Tiers: map[tiers.Placement]TierUsage{}}
-		for _, s := range segs {
+		for i := range segs {
+			s := &segs[i]
 			info.Records += s.Count
 			info.NextOffset = s.Last + 1
 			for _, p := range s.Placements.List() {
 				u := info.Tiers[p]
-				u.Segments++
-				if p == tiers.Cold && s.ColdBytes > 0 {
-					u.Bytes += s.ColdBytes // the object, not the warm file it came from
-				} else {
-					u.Bytes += s.Bytes
-				}
+				u.add(s, p)
 				info.Tiers[p] = u
 			}
 		}

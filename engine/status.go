@@ -45,16 +45,8 @@ func (e *Engine) Status(ctx context.Context) Status {
 
 // TierStatus summarises what one tier holds across every stream.
 type TierStatus struct {
-	Streams  int // streams with at least one segment in the tier
-	Segments int
-	Bytes    int64 // for cold, the objects' size
-	// OldestTS and NewestTS bound the records' ts (Unix ns) in the tier,
-	// when Segments > 0.
-	OldestTS, NewestTS int64
-	// OldestSealedAt is when the tier's oldest sealed segment sealed, what
-	// the policies' ages count from; zero when the tier holds only the
-	// active segment.
-	OldestSealedAt time.Time
+	TierUsage
+	Streams int // streams with at least one segment in the tier
 	// BudgetBytes is the tier's budget (hot.max_bytes, warm.max_bytes), 0
 	// for none; BudgetUsed is what counts against it: memory in use for
 	// hot, the files on local disk for warm.
@@ -68,36 +60,16 @@ func (e *Engine) Tiers(ctx context.Context) (map[tiers.Placement]TierStatus, err
 	if e.cold != nil {
 		out[tiers.Cold] = TierStatus{}
 	}
-	for _, name := range e.hot.StreamNames() {
-		segs, err := e.Segments(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		seen := map[tiers.Placement]bool{}
-		for _, s := range segs {
-			for _, p := range s.Placements.List() {
-				t := out[p]
-				if !seen[p] {
-					seen[p] = true
-					t.Streams++
-				}
-				if t.Segments == 0 || s.MinTS < t.OldestTS {
-					t.OldestTS = s.MinTS
-				}
-				if t.Segments == 0 || s.MaxTS > t.NewestTS {
-					t.NewestTS = s.MaxTS
-				}
-				if !s.Active && (t.OldestSealedAt.IsZero() || s.SealedAt.Before(t.OldestSealedAt)) {
-					t.OldestSealedAt = s.SealedAt
-				}
-				t.Segments++
-				if p == tiers.Cold && s.ColdBytes > 0 {
-					t.Bytes += s.ColdBytes
-				} else {
-					t.Bytes += s.Bytes
-				}
-				out[p] = t
-			}
+	infos, err := e.Streams(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range infos {
+		for p, u := range infos[i].Tiers {
+			t := out[p]
+			t.Streams++
+			t.merge(u)
+			out[p] = t
 		}
 	}
 	hs := e.hot.Stats()
