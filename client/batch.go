@@ -119,41 +119,35 @@ func addRecord(enc *tiers.BatchEncoder, r *Record, scratch *bytes.Buffer, maxVal
 	return nil
 }
 
-// postBatch sends one encoded batch body. A refusal is an *APIError; a 2xx
-// whose answer cannot be read wraps errUnreadableAck.
+// postBatch sends one encoded batch body.
 func (c *Client) postBatch(ctx context.Context, stream string, body []byte, idem Idempotence) (AppendResult, error) {
-	path := recordsPath(stream)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return AppendResult{}, fmt.Errorf("client: %w", err)
-	}
-	req.Header.Set("Content-Type", tiers.BatchMediaType)
+	return c.postAppend(ctx, stream, tiers.BatchMediaType, bytes.NewReader(body), idem)
+}
+
+// postAppend sends one append body of the given type with idem's producer
+// headers, if any. A refusal is an *APIError; a 2xx whose answer cannot be
+// read wraps errUnreadableIdempotentAck when the server echoed idem's
+// sequence (it deduplicates, so a retry is safe), else errUnreadableAck.
+func (c *Client) postAppend(ctx context.Context, stream, contentType string, body io.Reader, idem Idempotence) (AppendResult, error) {
+	hdr := http.Header{"Content-Type": {contentType}}
+	seq := strconv.FormatUint(idem.Seq, 10)
 	if idem.ProducerID != "" {
-		req.Header.Set("Tierd-Producer-Id", idem.ProducerID)
-		req.Header.Set("Tierd-Producer-Seq", strconv.FormatUint(idem.Seq, 10))
+		hdr["Tierd-Producer-Id"], hdr["Tierd-Producer-Seq"] = []string{idem.ProducerID}, []string{seq}
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.doHeaders(ctx, http.MethodPost, recordsPath(stream), nil, body, hdr)
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("client: POST %s: %w", path, err)
+		return AppendResult{}, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return AppendResult{}, responseError(resp)
-	}
 	var out AppendResult
 	err = json.NewDecoder(resp.Body).Decode(&out)
 	// Reading to the end lets the transport reuse the connection.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	if err != nil {
-		if idem.ProducerID != "" && resp.Header.Get("Tierd-Producer-Seq") == strconv.FormatUint(idem.Seq, 10) {
-			// The server deduplicates (it echoed the sequence): a retry
-			// learns the offsets without storing the batch again.
-			return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableIdempotentAck, err)
-		}
-		return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableAck, err)
+	switch {
+	case err == nil:
+		return out, nil
+	case idem.ProducerID != "" && resp.Header.Get("Tierd-Producer-Seq") == seq:
+		return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableIdempotentAck, err)
 	}
-	return out, nil
+	return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableAck, err)
 }

@@ -102,23 +102,7 @@ func (c *Client) AppendNDJSON(ctx context.Context, stream string, body io.Reader
 // AppendNDJSONIdempotent is AppendNDJSON with idem's producer headers, so
 // that retrying it (Retryable) never stores the batch twice.
 func (c *Client) AppendNDJSONIdempotent(ctx context.Context, stream string, idem Idempotence, body io.Reader) (AppendResult, error) {
-	var hdr http.Header
-	if idem.ProducerID != "" {
-		hdr = http.Header{"Tierd-Producer-Id": {idem.ProducerID}, "Tierd-Producer-Seq": {strconv.FormatUint(idem.Seq, 10)}}
-	}
-	resp, err := c.doHeaders(ctx, http.MethodPost, recordsPath(stream), nil, body, hdr)
-	if err != nil {
-		return AppendResult{}, err
-	}
-	defer resp.Body.Close()
-	var out AppendResult
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		if idem.ProducerID != "" && resp.Header.Get("Tierd-Producer-Seq") == strconv.FormatUint(idem.Seq, 10) {
-			return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableIdempotentAck, err)
-		}
-		return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableAck, err)
-	}
-	return out, nil
+	return c.postAppend(ctx, stream, "application/x-ndjson", body, idem)
 }
 
 func recordsPath(stream string) string { return "/v1/streams/" + url.PathEscape(stream) + "/records" }
