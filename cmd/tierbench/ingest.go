@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -292,38 +291,11 @@ func drive(f ingestFlags, mk func(w int, rng *rand.Rand) (func() error, error), 
 		}
 		ops[w] = op
 	}
-	var (
-		mu       sync.Mutex
-		lat      []time.Duration
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	start := time.Now()
-	for _, op := range ops {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			for time.Since(start) < f.duration {
-				t0 := time.Now()
-				if err := op(); err != nil {
-					mu.Lock()
-					firstErr = err
-					mu.Unlock()
-					return
-				}
-				mine = append(mine, time.Since(t0))
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
+	lat, secs, err := timedCalls(context.Background(), len(ops), f.duration, func(w, _ int) (bool, error) {
+		return true, ops[w]()
+	})
+	if err != nil {
+		return result{}, err
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return result{}, firstErr
-	}
-	el := time.Since(start).Seconds()
-	n := float64(len(lat) * f.batch)
-	return result{records: n / el, mbps: n * float64(size) / el / 1e6, p50: percentile(lat, 50), p99: percentile(lat, 99)}, nil
+	return batchResult(lat, secs, f.batch, size), nil
 }

@@ -392,49 +392,22 @@ func sendLoop(ctx context.Context, f produceFlags, send func(w, i int) error) (s
 // returns the records/s, the ack latency and the calls repeated after
 // backpressure.
 func appendLoop(ctx context.Context, c *client.Client, f produceFlags, streams []string, recs [][]client.Record) (result, uint64, error) {
-	var (
-		retries  atomic.Uint64
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		lat      []time.Duration
-		firstErr error
-	)
-	start := time.Now()
-	for w := range f.goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			for i := w; time.Since(start) < f.duration && ctx.Err() == nil; i++ {
-				t0 := time.Now()
-				_, err := c.AppendBatch(ctx, streams[i%len(streams)], recs[w])
-				var ae *client.APIError
-				if errors.As(err, &ae) && (ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusTooManyRequests) {
-					// Backpressure: wait and try again, as the Producer does.
-					retries.Add(1)
-					time.Sleep(max(ae.RetryAfter, client.DefaultMinBackoff))
-					continue
-				}
-				if err != nil {
-					mu.Lock()
-					firstErr = cmp.Or(firstErr, err)
-					mu.Unlock()
-					return
-				}
-				mine = append(mine, time.Since(t0))
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
+	var retries atomic.Uint64
+	lat, secs, err := timedCalls(ctx, f.goroutines, f.duration, func(w, i int) (bool, error) {
+		_, err := c.AppendBatch(ctx, streams[(w+i)%len(streams)], recs[w])
+		var ae *client.APIError
+		if errors.As(err, &ae) && (ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusTooManyRequests) {
+			// Backpressure: wait and try again, as the Producer does.
+			retries.Add(1)
+			time.Sleep(max(ae.RetryAfter, client.DefaultMinBackoff))
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return result{}, 0, err
 	}
-	wg.Wait()
-	if firstErr = cmp.Or(firstErr, ctx.Err()); firstErr != nil {
-		return result{}, 0, firstErr
-	}
-	el := time.Since(start).Seconds()
-	n := float64(len(lat) * f.batch)
-	return result{records: n / el, mbps: n * float64(f.valueBytes) / el / 1e6, p50: percentile(lat, 50), p99: percentile(lat, 99)}, retries.Load(), nil
+	return batchResult(lat, secs, f.batch, f.valueBytes), retries.Load(), nil
 }
 
 // timerFloor is the median of an empty interval timed the way sendLoop

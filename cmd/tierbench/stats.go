@@ -1,7 +1,10 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -70,4 +73,53 @@ func ratio(rs, base []result) float64 {
 		}
 	}
 	return median(xs)
+}
+
+// timedCalls runs op from n goroutines (op(w, i): goroutine w's i-th
+// call) until d has passed, op fails or ctx ends, and times every call
+// op counts (a call it asks to repeat, returning false, is not a sample).
+// It returns the samples and the seconds the run took.
+func timedCalls(ctx context.Context, n int, d time.Duration, op func(w, i int) (bool, error)) ([]time.Duration, float64, error) {
+	var (
+		mu       sync.Mutex
+		lat      []time.Duration
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for i := 0; time.Since(start) < d && ctx.Err() == nil; i++ {
+				t0 := time.Now()
+				counted, err := op(w, i)
+				if err != nil {
+					mu.Lock()
+					firstErr = cmp.Or(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				if counted {
+					mine = append(mine, time.Since(t0))
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := cmp.Or(firstErr, ctx.Err()); err != nil {
+		return nil, 0, err
+	}
+	return lat, time.Since(start).Seconds(), nil
+}
+
+// batchResult turns the timed calls of a run, each of batch records of
+// size value bytes, into its throughput and latency.
+func batchResult(lat []time.Duration, secs float64, batch, size int) result {
+	n := float64(len(lat) * batch)
+	return result{records: n / secs, mbps: n * float64(size) / secs / 1e6, p50: percentile(lat, 50), p99: percentile(lat, 99)}
 }
