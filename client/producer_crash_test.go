@@ -91,6 +91,33 @@ func startTierd(t *testing.T, bin, addr, dataDir string, log *syncBuffer, env ..
 	return nil
 }
 
+// crashFixture is a tierd binary, its data directory and address, kept
+// across the restarts of a crash test, and the log of all its runs (its
+// tail is printed when the test fails).
+type crashFixture struct {
+	t             *testing.T
+	bin           string
+	addr, dataDir string
+	log           *syncBuffer
+}
+
+func newCrashFixture(t *testing.T) *crashFixture {
+	t.Helper()
+	fx := &crashFixture{t: t, bin: buildTierd(t, t.TempDir()), addr: reservedAddr(t), dataDir: t.TempDir(), log: &syncBuffer{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("tierd log tail:\n%s", fx.log.tail(6000))
+		}
+	})
+	return fx
+}
+
+// start runs tierd (again) on the fixture's address and data, with env.
+func (fx *crashFixture) start(env ...string) *tierdProcess {
+	fx.t.Helper()
+	return startTierd(fx.t, fx.bin, fx.addr, fx.dataDir, fx.log, env...)
+}
+
 // kill sends SIGKILL and reaps the process.
 func (d *tierdProcess) kill() {
 	d.cmd.Process.Signal(syscall.SIGKILL)
@@ -110,16 +137,9 @@ func TestProducerKillNineLosesNothingReported(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: this test runs the real tierd binary for several seconds")
 	}
-	dataDir, addr := t.TempDir(), reservedAddr(t)
-	log := &syncBuffer{}
-	defer func() {
-		if t.Failed() {
-			t.Logf("tierd log tail:\n%s", log.tail(6000))
-		}
-	}()
-	bin := buildTierd(t, t.TempDir())
-	d := startTierd(t, bin, addr, dataDir, log)
-	c := client.New(addr, client.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}))
+	fx := newCrashFixture(t)
+	d := fx.start()
+	c := client.New(fx.addr, client.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}))
 	var outs outcomes
 	p := client.NewProducer(c, client.ProducerOptions{
 		Policy:         client.Block,
@@ -160,7 +180,7 @@ func TestProducerKillNineLosesNothingReported(t *testing.T) {
 		d.kill()
 		t.Logf("round %d: killed tierd after %d records sent, %d reported persisted", round, sent.Load(), before)
 		time.Sleep(time.Duration(50+r.IntN(300)) * time.Millisecond)
-		d = startTierd(t, bin, addr, dataDir, log)
+		d = fx.start()
 	}
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
@@ -235,16 +255,9 @@ func TestProducerRetryOfADurableBatchIsNotStoredTwice(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: this test runs the real tierd binary")
 	}
-	dataDir, addr := t.TempDir(), reservedAddr(t)
-	log := &syncBuffer{}
-	defer func() {
-		if t.Failed() {
-			t.Logf("tierd log tail:\n%s", log.tail(6000))
-		}
-	}()
-	bin := buildTierd(t, t.TempDir())
-	d := startTierd(t, bin, addr, dataDir, log, "TIERD_FAILPOINTS=append/after-durable=crash@3")
-	c := client.New(addr)
+	fx := newCrashFixture(t)
+	d := fx.start("TIERD_FAILPOINTS=append/after-durable=crash@3")
+	c := client.New(fx.addr)
 	var outs outcomes
 	p := client.NewProducer(c, client.ProducerOptions{
 		Policy: client.Block, BatchRecords: 10, Linger: time.Millisecond,
@@ -262,7 +275,7 @@ func TestProducerRetryOfADurableBatchIsNotStoredTwice(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("the failpoint did not kill tierd at the third append")
 			}
-			d = startTierd(t, bin, addr, dataDir, log)
+			d = fx.start()
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
