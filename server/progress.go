@@ -102,23 +102,14 @@ func (s *Server) answerLong(w http.ResponseWriter, r *http.Request, p *progressS
 		p.mu.Lock()
 		defer p.mu.Unlock()
 	}
-	if p == nil || !p.started {
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		if p == nil {
-			writeJSON(w, http.StatusOK, result)
-			return
-		}
+	switch {
+	case err != nil && (p == nil || !p.started):
+		s.fail(w, r, err)
+	case err != nil:
+		p.line(s.errorLine(r, err))
+	case p == nil:
+		writeJSON(w, http.StatusOK, result)
+	default:
 		p.line(map[string]any{"result": result})
-		return
 	}
-	if err != nil {
-		status, code := classify(err)
-		s.logFailure(r, status, code, err)
-		p.line(errorBody{Error: errorDetail{Code: code, Message: err.Error()}})
-		return
-	}
-	p.line(map[string]any{"result": result})
 }

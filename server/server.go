@@ -370,9 +370,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 				s.fail(w, r, err)
 				return
 			}
-			status, code := classify(err)
-			s.logFailure(r, status, code, err)
-			line, _ := json.Marshal(errorBody{Error: errorDetail{Code: code, Message: err.Error()}})
+			line, _ := json.Marshal(s.errorLine(r, err))
 			bw.Write(line)
 			bw.WriteByte('\n')
 			flush()
@@ -506,6 +504,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	}
 	writeError(w, status, code, err.Error())
+}
+
+// errorLine logs err and returns the error object that ends a streamed
+// answer already under way (its status is sent: 200).
+func (s *Server) errorLine(r *http.Request, err error) errorBody {
+	status, code := classify(err)
+	s.logFailure(r, status, code, err)
+	return errorBody{Error: errorDetail{Code: code, Message: err.Error()}}
 }
 
 // logFailure logs server-side failures loudly and client mistakes quietly.
