@@ -11,7 +11,8 @@ import (
 )
 
 // Producer identifies an idempotent producer's batch: the producer and the
-// batch's sequence number in the stream (1, 2, 3, …; a retry repeats it).
+// batch's sequence number, at least 1 and larger than the producer's
+// previous batch to the stream (a retry repeats it).
 // The zero Producer is a plain append.
 type Producer struct {
 	ID  wal.ProducerID
