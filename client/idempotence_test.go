@@ -43,19 +43,18 @@ func garbleFirstAnswers(n int64, garbled *atomic.Int64, dropEcho bool) func(http
 	}
 }
 
-// A batch whose 200 answer is lost is retried, and the retry, carrying the
-// same producer ID and sequence number, is answered with the offsets the
-// batch already has: every record is stored once, at the offsets OnBatch
-// reports.
-func TestProducerRetriesALostAnswerWithoutDoubling(t *testing.T) {
+// produceThroughGarbling sends n records to stream "s" through a Producer
+// (batches of 10) against the real API behind garbleFirstAnswers(garble,
+// dropEcho), and flushes.
+func produceThroughGarbling(t *testing.T, garble int64, dropEcho bool, n int) (*client.Client, *client.Producer, *outcomes, *atomic.Int64) {
+	t.Helper()
 	addr := reservedAddr(t)
-	var garbled atomic.Int64
-	serveAt(t, addr, garbleFirstAnswers(3, &garbled, false))
+	garbled := &atomic.Int64{}
+	serveAt(t, addr, garbleFirstAnswers(garble, garbled, dropEcho))
 	c := client.New(addr)
-	var outs outcomes
+	outs := &outcomes{}
 	p := client.NewProducer(c, client.ProducerOptions{BatchRecords: 10, Linger: time.Millisecond, MinBackoff: time.Millisecond, OnBatch: outs.add})
 	closeLater(t, p)
-	const n = 50
 	for i := range n {
 		if err := p.Send("s", rec(0, i)); err != nil {
 			t.Fatal(err)
@@ -66,6 +65,16 @@ func TestProducerRetriesALostAnswerWithoutDoubling(t *testing.T) {
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return c, p, outs, garbled
+}
+
+// A batch whose 200 answer is lost is retried, and the retry, carrying the
+// same producer ID and sequence number, is answered with the offsets the
+// batch already has: every record is stored once, at the offsets OnBatch
+// reports.
+func TestProducerRetriesALostAnswerWithoutDoubling(t *testing.T) {
+	const n = 50
+	c, p, outs, garbled := produceThroughGarbling(t, 3, false, n)
 	if garbled.Load() != 3 {
 		t.Fatalf("%d answers garbled, want 3", garbled.Load())
 	}
@@ -90,23 +99,7 @@ func TestProducerRetriesALostAnswerWithoutDoubling(t *testing.T) {
 // whose answer is unreadable is not retried: the batch is reported failed
 // rather than risked twice.
 func TestProducerDoesNotRetryAnUnreadableAnswerWithoutDedup(t *testing.T) {
-	addr := reservedAddr(t)
-	var garbled atomic.Int64
-	serveAt(t, addr, garbleFirstAnswers(1, &garbled, true))
-	c := client.New(addr)
-	var outs outcomes
-	p := client.NewProducer(c, client.ProducerOptions{BatchRecords: 10, Linger: time.Millisecond, MinBackoff: time.Millisecond, OnBatch: outs.add})
-	closeLater(t, p)
-	for i := range 10 {
-		if err := p.Send("s", rec(0, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, p, _, _ := produceThroughGarbling(t, 1, true, 10)
 	if st := p.Stats(); st.Failed != 10 || st.Retries != 0 {
 		t.Fatalf("stats %+v: want the batch failed, not retried", st)
 	}
