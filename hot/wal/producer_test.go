@@ -57,9 +57,7 @@ func TestProducerTableSurvivesReopenAndCheckpoint(t *testing.T) {
 	}
 	// Every frame persisted: the checkpoint deletes all but the newest file,
 	// whose head snapshot must now carry the whole table.
-	if _, err := w.Checkpoint(func(string) uint64 { return 1 << 62 }); err != nil {
-		t.Fatal(err)
-	}
+	checkpointAll(t, w)
 	closeWAL(t, w)
 	w, replayed := openWAL(t, opts)
 	if got := producerMap(w); !maps.Equal(got, want) {
@@ -67,9 +65,7 @@ func TestProducerTableSurvivesReopenAndCheckpoint(t *testing.T) {
 	}
 	// Once more with nothing written in between: the new file's snapshot is
 	// all there is.
-	if _, err := w.Checkpoint(func(string) uint64 { return 1 << 62 }); err != nil {
-		t.Fatal(err)
-	}
+	checkpointAll(t, w)
 	closeWAL(t, w)
 	w, _ = openWAL(t, opts)
 	defer closeWAL(t, w)
@@ -93,9 +89,7 @@ func TestProducerTableExpires(t *testing.T) {
 	closeWAL(t, w)
 	now = now.Add(45 * time.Minute) // producer 1 is 75 minutes old, 2 is 45
 	w, _ = openWAL(t, opts)         // the new file's snapshot drops 1 …
-	if _, err := w.Checkpoint(func(string) uint64 { return 1 << 62 }); err != nil {
-		t.Fatal(err) // … and the file that held its batch goes
-	}
+	checkpointAll(t, w)             // … and the file that held its batch goes
 	closeWAL(t, w)
 	w, _ = openWAL(t, opts)
 	defer closeWAL(t, w)
@@ -284,13 +278,20 @@ func TestProducerTableAcrossRotationInAGroup(t *testing.T) {
 	}
 	closeWAL(t, w)
 	w, _ = openWAL(t, opts)
-	if _, err := w.Checkpoint(func(string) uint64 { return 1 << 62 }); err != nil {
-		t.Fatal(err)
-	}
+	checkpointAll(t, w)
 	closeWAL(t, w)
 	w, _ = openWAL(t, opts)
 	defer closeWAL(t, w)
 	if got := producerMap(w); !maps.Equal(got, want) {
 		t.Fatalf("table after checkpoint and reopen:\n got %v\nwant %v", got, want)
+	}
+}
+
+// checkpointAll checkpoints w as if every stream were persisted: every
+// file but the one being written goes.
+func checkpointAll(t *testing.T, w *WAL) {
+	t.Helper()
+	if _, err := w.Checkpoint(func(string) uint64 { return 1 << 62 }); err != nil {
+		t.Fatal(err)
 	}
 }
