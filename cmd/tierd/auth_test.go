@@ -131,20 +131,44 @@ func TestStartupRefusals(t *testing.T) {
 		t.Fatalf("broken TLS files: exit %d\n%s", code, out)
 	}
 
-	// --insecure-listen: it starts, says the API is open, and serves.
+	// --insecure-listen: it starts, says the API is open, and serves. The
+	// port is free only when freePort looked: another test's process may
+	// take it, and then answer /healthz in this one's place. So success is
+	// this process's own "listening" line; a port lost to another process
+	// is tried again with a new one.
 	bin, _ := buildTierd()
-	port := freePort(t)
-	cmd := exec.Command(bin, "--data-dir", data, "--listen", "0.0.0.0:"+port, "--insecure-listen")
-	var logs lockedBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	local := "http://127.0.0.1:" + port
-	waitHealthy(t, http.DefaultClient, local, &logs)
-	if !strings.Contains(logs.String(), "the API is open") {
-		t.Fatalf("no warning about the open API:\n%s", logs.String())
+	for attempt := 0; ; attempt++ {
+		port := freePort(t)
+		cmd := exec.Command(bin, "--data-dir", data, "--listen", "0.0.0.0:"+port, "--insecure-listen")
+		var logs lockedBuffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		waitFor(t, 30*time.Second, "tierd --insecure-listen listens or exits", func() (bool, string) {
+			select {
+			case <-exited:
+				return true, logs.String()
+			default:
+			}
+			return strings.Contains(logs.String(), "tierd listening"), logs.String()
+		})
+		select {
+		case <-exited:
+			if attempt < 5 && strings.Contains(logs.String(), "address already in use") {
+				continue
+			}
+			t.Fatalf("tierd --insecure-listen exited:\n%s", logs.String())
+		default:
+		}
+		defer func() { cmd.Process.Kill(); <-exited }()
+		waitHealthy(t, http.DefaultClient, "http://127.0.0.1:"+port, &logs)
+		if !strings.Contains(logs.String(), "the API is open") {
+			t.Fatalf("no warning about the open API:\n%s", logs.String())
+		}
+		return
 	}
 }
 
