@@ -43,6 +43,13 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+// count is how many times sub occurs in what was written.
+func (s *syncBuffer) count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Count(s.b.Bytes(), []byte(sub))
+}
+
 func (s *syncBuffer) tail(n int) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -65,6 +72,7 @@ type tierdProcess struct {
 func startTierd(t *testing.T, bin, addr, dataDir string, log *syncBuffer, env ...string) *tierdProcess {
 	t.Helper()
 	d := &tierdProcess{exited: make(chan struct{})}
+	started := log.count("tierd listening") // the log holds earlier runs too
 	d.cmd = exec.Command(bin, "--data-dir", dataDir, "--listen", addr)
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = log, log
@@ -82,7 +90,9 @@ func startTierd(t *testing.T, bin, addr, dataDir string, log *syncBuffer, env ..
 		}
 		if resp, err := hc.Get("http://" + addr + "/healthz"); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// Its own "listening" line too: another process that took the
+			// port may answer /healthz in its place.
+			if resp.StatusCode == http.StatusOK && log.count("tierd listening") > started {
 				return d
 			}
 		}

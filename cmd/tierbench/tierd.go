@@ -67,7 +67,7 @@ func startTierd(ctx context.Context, bin, dir string) (*tierdProc, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.cmd = exec.Command(bin, "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--log-level", "warn")
+		d.cmd = exec.Command(bin, "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--listen", addr) // info: rare events only, and its "listening" line tells this process from another on the port
 		d.cmd.Stdout, d.cmd.Stderr = logf, logf
 		err = d.cmd.Start()
 		logf.Close() // the child has its own descriptor
@@ -95,8 +95,8 @@ func freeLoopbackAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// waitHealthy polls /healthz until it answers 200, the process exits, or
-// timeout passes.
+// waitHealthy polls /healthz until it answers 200 and the log says this
+// process listens, the process exits, or timeout passes.
 func (d *tierdProc) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -109,7 +109,9 @@ func (d *tierdProc) waitHealthy(ctx context.Context, timeout time.Duration) erro
 		}
 		if resp, err := http.Get("http://" + d.addr + "/healthz"); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// Its own "listening" line too: a process that took the port
+			// after it was picked may answer /healthz in its place.
+			if log, _ := os.ReadFile(d.logPath); resp.StatusCode == http.StatusOK && strings.Contains(string(log), "tierd listening") {
 				return nil
 			}
 		}

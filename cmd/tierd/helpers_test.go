@@ -120,7 +120,9 @@ func launchDaemon(t *testing.T, config, dataDir, addr string, env []string) *env
 				continue
 			default:
 			}
-			if code, _ := readStatusNoFail("http://" + at + "/healthz"); code == 200 {
+			// Its own "listening" line too: a process that took the port
+			// after freeAddr looked may answer /healthz in its place.
+			if code, _ := readStatusNoFail("http://" + at + "/healthz"); code == 200 && strings.Contains(d.logs(), "tierd listening") {
 				t.Cleanup(func() {
 					d.cmd.Process.Kill()
 					<-exited
