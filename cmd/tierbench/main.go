@@ -33,7 +33,7 @@ func main() {
 		return pprof.StartCPUProfile(f)
 	}
 	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
-	root.AddCommand(newIngestCmd(), newColdCmd(), newMigrateCmd(), newProduceCmd())
+	root.AddCommand(newIngestCmd(), newColdCmd(), newMigrateCmd(), newProduceCmd(), newMemoryCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tierbench:", err)
 		os.Exit(1)
