@@ -37,6 +37,10 @@ type Options struct {
 	WarmMaxBytes int64         // local disk budget (warm.max_bytes): reported by Tiers; the migrator enforces it
 	HotResidency time.Duration // how long a sealed, persisted segment stays in memory
 
+	// WarmMapCacheBytes bounds the memory of the warm readers kept open
+	// between reads (warm.map_cache_bytes); 0 means warm's default.
+	WarmMapCacheBytes int64
+
 	SegmentMaxBytes int64         // seal the active segment at this size
 	SegmentMaxAge   time.Duration // or at this age
 
@@ -110,7 +114,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now}); err != nil {
 		return nil, fmt.Errorf("engine: open catalog: %w", err)
 	}
-	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{Logger: opts.Logger, Registerer: opts.Registerer}); err != nil {
+	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{MapCacheBytes: opts.WarmMapCacheBytes, Logger: opts.Logger, Registerer: opts.Registerer}); err != nil {
 		e.catalog.Close()
 		return nil, fmt.Errorf("engine: open warm store: %w", err)
 	}

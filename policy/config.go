@@ -91,6 +91,10 @@ type WarmConfig struct {
 	// MaxBytes is the local disk budget of all streams (recorded now,
 	// enforced by the migrator).
 	MaxBytes int64
+	// MapCacheBytes bounds the memory of the warm readers kept open between
+	// reads (each costs its segment's block table and key filter; no page
+	// of a mapped file stays resident between reads).
+	MapCacheBytes int64
 }
 
 // ColdConfig is the cold: section: where Parquet segments go.
@@ -166,7 +170,7 @@ func Default() Config {
 		WAL:            WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 * MiB, ProducerTTL: 7 * Day},
 		Segment:        SegmentConfig{MaxBytes: 64 * MiB, MaxAge: 10 * time.Minute},
 		Hot:            HotConfig{MaxBytes: 1 * GiB, MaxAge: 10 * time.Minute},
-		Warm:           WarmConfig{MaxBytes: 100 * GiB},
+		Warm:           WarmConfig{MaxBytes: 100 * GiB, MapCacheBytes: 32 * MiB},
 		Cold:           ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 * MiB, DeleteDelay: time.Hour},
 		Migrator:       MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 * MiB},
 	}
@@ -270,6 +274,7 @@ func (v *validator) check(c *Config) {
 		{"segment.max_bytes", c.Segment.MaxBytes},
 		{"hot.max_bytes", c.Hot.MaxBytes},
 		{"warm.max_bytes", c.Warm.MaxBytes},
+		{"warm.map_cache_bytes", c.Warm.MapCacheBytes},
 		{"cold.cache_bytes", c.Cold.CacheBytes},
 	} {
 		if v.ok(f.field) && f.n <= 0 {

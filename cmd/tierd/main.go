@@ -139,6 +139,8 @@ func run(ctx context.Context, f flags) error {
 		Cold:           coldTier,
 		Logger:         log,
 		Registerer:     reg,
+
+		WarmMapCacheBytes: cfg.Warm.MapCacheBytes,
 	})
 	if err != nil {
 		if coldTier != nil {
