@@ -419,3 +419,20 @@ func checkStoreURL(raw string) error {
 	}
 	return nil
 }
+
+// BaseMemory is the heap tierd needs besides what its budgets count: the
+// Go runtime's own, goroutine stacks, buffers of requests in flight.
+// MemoryLimit counts it once.
+const BaseMemory = 32 * MiB
+
+// MemoryLimit is the Go runtime's soft memory limit tierd runs under
+// (unless $GOMEMLIMIT sets another): the heap a node with these budgets
+// holds live — hot.max_bytes, cold.cache_bytes, warm.map_cache_bytes and
+// BaseMemory — plus a quarter of hot.max_bytes for the garbage the
+// collector has not reclaimed yet. Without it the collector lets the heap
+// grow to twice what is live (GOGC=100), and a full 1 GiB hot tier showed
+// as 2 GiB of RSS. The process's RSS adds to it the binary's mapped pages
+// and the warm pages of reads in progress (docs/operations.md, Memory).
+func (c Config) MemoryLimit() int64 {
+	return c.Hot.MaxBytes + c.Hot.MaxBytes/4 + c.Cold.CacheBytes + c.Warm.MapCacheBytes + BaseMemory
+}
