@@ -3,6 +3,7 @@
 //
 //	tierbench ingest [--dir DIR] [--runs 5] [--duration 2s] [--batch 100]
 //	tierbench produce [--addr HOST:PORT] [--runs 5] [--duration 5s] [--goroutines 8] [--policy block|drop]
+//	tierbench memory [--runs 3] [--workloads default,edge,streams] [--edge-config examples/edge.yaml]
 package main
 
 import (

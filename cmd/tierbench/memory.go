@@ -406,11 +406,9 @@ func reader(ctx context.Context, c *client.Client, streams []string, next []atom
 		q := client.Query{From: rng.Uint64N(n), Limit: limit}
 		got := 0
 		for _, err := range c.ReadNDJSON(ctx, streams[i], q) {
-			var ae *client.APIError
-			if errors.As(err, &ae) && ae.Status == http.StatusGone {
-				break // retention deleted it: the edge policy keeps cold forever, but be tolerant
-			}
 			if err != nil {
+				// Every workload keeps what it appends: a read error,
+				// 410 expired included, is a failure of the run.
 				return fmt.Errorf("read %s from %d: %w", streams[i], q.From, err)
 			}
 			got++
