@@ -32,7 +32,7 @@ func TestReadProcMem(t *testing.T) {
 // TestEdgeBenchConfig: the edge workload's configuration is the edge
 // profile's budgets with the time-compressed policy, and tierd accepts it.
 func TestEdgeBenchConfig(t *testing.T) {
-	text, err := edgeBenchConfig("../../examples/edge.yaml")
+	text, err := edgeBenchConfig("../../examples/edge.yaml", 15*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
