@@ -78,6 +78,11 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 		// value bounds in the page index would be arbitrary payload
 		// prefixes: useless for pruning, and they leak data into the footer.
 		parquet.SkipPageBounds(ColValue),
+		// Nor does a value page's header carry its min and max: parquet-go
+		// would copy both whole (twice: the deprecated fields too) into
+		// every page header, which made 200 KiB random values cost 3× their
+		// size. offset and ts keep theirs; pruning needs them.
+		parquet.SkipPageStatistics(ColValue),
 	)
 
 	s := writeState{
