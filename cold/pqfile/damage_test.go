@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -238,7 +239,11 @@ func TestFooterBitFlips(t *testing.T) {
 		for _, bit := range []int{0, 3, 5, 7} { // every byte; the low, high and two middle bits
 			b := bytes.Clone(good)
 			b[pos] ^= 1 << bit
+			allocated := totalAlloc()
 			r, err := Open(context.Background(), bytes.NewReader(b), int64(len(b)), "damaged.parquet")
+			if a := totalAlloc() - allocated; a > maxOpenAlloc {
+				t.Fatalf("flip %d at %d: Open allocated %d MiB for a %d-byte file", bit, pos, a>>20, len(b))
+			}
 			if err != nil {
 				var ce *tiers.CorruptionError
 				if !errors.As(err, &ce) {
@@ -264,6 +269,49 @@ func TestFooterBitFlips(t *testing.T) {
 		}
 	}
 	t.Logf("footer of %d bytes: %d flips detected at Open, %d failed a read, %d harmless", footerLen, detected, failedReads, benign)
+}
+
+// maxOpenAlloc bounds what Open may allocate for a small file, however
+// damaged: a length in the trailer or the footer must not be believed
+// before it is checked against the bytes there are.
+const maxOpenAlloc = 16 << 20
+
+func totalAlloc() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.TotalAlloc
+}
+
+// TestDamagedLengthsAllocateLittle: a footer length or a Thrift list or
+// string length near 2^31 costs an error, not gigabytes of memory.
+func TestDamagedLengthsAllocateLittle(t *testing.T) {
+	good, _ := writeBytes(t, "s", mixedRecords(50, 0), Options{RowGroupRows: 20})
+	_, start := footerOf(t, good)
+	tests := map[string]func([]byte){
+		"footer length 2^31":   func(b []byte) { binary.LittleEndian.PutUint32(b[len(b)-8:], 1<<31) },
+		"footer length 2^32-1": func(b []byte) { binary.LittleEndian.PutUint32(b[len(b)-8:], 1<<32-1) },
+	}
+	// Every byte of the footer set to 0xff in turn: a varint continuation
+	// run that makes some list or string length huge.
+	for pos := start; pos < len(good)-13; pos += 3 {
+		tests[fmt.Sprintf("footer byte %d = 0xff", pos)] = func(b []byte) { copy(b[pos:], []byte{0xff, 0xff, 0xff, 0xff, 0x07}) }
+	}
+	for name, damage := range tests {
+		b := bytes.Clone(good)
+		damage(b)
+		allocated := totalAlloc()
+		_, err := Open(context.Background(), bytes.NewReader(b), int64(len(b)), "x")
+		if a := totalAlloc() - allocated; a > maxOpenAlloc {
+			t.Fatalf("%s: Open allocated %d MiB for a %d-byte file", name, a>>20, len(b))
+		}
+		if err == nil {
+			continue // the bytes hit something harmless
+		}
+		var ce *tiers.CorruptionError
+		if !errors.As(err, &ce) {
+			t.Fatalf("%s: error %v is not a *tiers.CorruptionError", name, err)
+		}
+	}
 }
 
 // TestStoreErrorIsNotCorruption: a failing ReaderAt (a store outage) is

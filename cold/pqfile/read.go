@@ -90,6 +90,21 @@ const readBufferSize = 16 << 10
 
 // open does Open's work; it may panic on hostile input (protect recovers).
 func (rd *Reader) open() error {
+	// The footer's length comes first: parquet-go allocates whatever the
+	// trailer says before it reads, so a flipped high bit there would cost
+	// gigabytes of zeroed memory on every open.
+	var trailer [8]byte
+	if _, err := rd.ra.ReadAt(trailer[:], rd.ra.size-8); err != nil {
+		return err
+	}
+	footerLen := int64(binary.LittleEndian.Uint32(trailer[:4]))
+	rd.footerStart = rd.ra.size - 8 - footerLen
+	if string(trailer[4:]) != "PAR1" {
+		return fmt.Errorf("%w: trailing magic %q", ErrNotSegment, trailer[4:])
+	}
+	if footerLen == 0 || rd.footerStart < 4 {
+		return fmt.Errorf("%w: footer length %d in a file of %d bytes", ErrNotSegment, footerLen, rd.ra.size)
+	}
 	f, err := parquet.OpenFile(rd.ra, rd.ra.size,
 		parquet.SkipPageIndex(true),
 		parquet.SkipBloomFilters(true),
@@ -102,14 +117,6 @@ func (rd *Reader) open() error {
 		return err
 	}
 	rd.file = f
-	var trailer [8]byte
-	if _, err := rd.ra.ReadAt(trailer[:], rd.ra.size-8); err != nil {
-		return err
-	}
-	rd.footerStart = rd.ra.size - 8 - int64(binary.LittleEndian.Uint32(trailer[:4]))
-	if rd.footerStart < 4 {
-		return fmt.Errorf("%w: footer length %d", ErrNotSegment, binary.LittleEndian.Uint32(trailer[:4]))
-	}
 	if err := rd.checkMeta(); err != nil {
 		return err
 	}
