@@ -183,6 +183,9 @@ func parseLayout(path string, data []byte) (*layout, error) {
 		return nil, bad(0, ErrTruncated, "file is %d bytes, shorter than a header", size)
 	}
 	if v := le.Uint16(data[4:]); v != formatVersion {
+		if damagedVersion(data) {
+			return nil, bad(0, ErrBadHeader, "format version %d, but the header's checksum holds for version %d: the version field is damaged", v, formatVersion)
+		}
 		return nil, fmt.Errorf("%w: %s is format version %d, this build reads version %d", ErrUnsupportedVersion, path, v, formatVersion)
 	}
 	l := &layout{}
@@ -274,6 +277,23 @@ func parseLayout(path string, data []byte) (*layout, error) {
 		return nil, bad(l.footerStart, ErrBadFooter, "ts range [%d, %d] but blocks span [%d, %d]", f.minTS, f.maxTS, minTS, maxTS)
 	}
 	return l, nil
+}
+
+// damagedVersion reports whether a header whose version is not ours would
+// pass its checksum with our version in its place: then the version field
+// itself was damaged (a flipped bit), and the file is corrupt, not newer. A
+// newer tierd's header checksum covers the version it wrote.
+func damagedVersion(data []byte) bool {
+	if len(data) < headerFixedLen {
+		return false
+	}
+	n := headerFixedLen + int(binary.LittleEndian.Uint16(data[6:]))
+	if len(data) < n+crcLen {
+		return false
+	}
+	hdr := append([]byte(nil), data[:n]...)
+	binary.LittleEndian.PutUint16(hdr[4:], formatVersion)
+	return crc32.Checksum(hdr, castagnoli) == binary.LittleEndian.Uint32(data[n:])
 }
 
 // block decodes entry i of the block table; i must be < l.blocks.
