@@ -106,6 +106,7 @@ func parquetRegions(t *testing.T, b []byte) map[string]spans {
 // silently missing record, and verify reports every damage that changed an
 // answer (runDamage).
 func TestColdObjectDamage(t *testing.T) {
+	t.Parallel() // mostly waiting on fsync: the three damage tests overlap well
 	f := newDamageFixture(t, "s")
 	f.rowGroupRows = 100 // two row groups; the first spans two checksum blocks
 	f.build(t, func(e *Engine) []tiers.Record {
