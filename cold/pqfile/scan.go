@@ -174,6 +174,7 @@ func (rd *Reader) readGroup(ctx context.Context, g *groupInfo, from uint64, fn f
 	bc := blockChecker{rd: rd, g: g, block: block}
 	batch := make([]row, readBatchRows)
 	want := g.first + uint64(start)
+	var rec tiers.Record // one variable: fn gets its address, which escapes
 	for want <= g.last {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("pqfile: scan %s: %w", rd.name, err)
@@ -202,7 +203,7 @@ func (rd *Reader) readGroup(ctx context.Context, g *groupInfo, from uint64, fn f
 			if b.TS < g.minTS || b.TS > g.maxTS {
 				return rd.corrupt(fmt.Errorf("%w: row at offset %d has ts %d outside its row group's %d..%d", ErrDigestMismatch, want, b.TS, g.minTS, g.maxTS))
 			}
-			rec := tiers.Record{Offset: want, TS: b.TS, Key: b.Key, Tags: b.Tags, Value: b.Value}
+			rec = tiers.Record{Offset: want, TS: b.TS, Key: b.Key, Tags: b.Tags, Value: b.Value}
 			if len(rec.Tags) == 0 {
 				rec.Tags = nil
 			}
