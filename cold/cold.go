@@ -241,6 +241,14 @@ func (t *Tier) Scan(ctx context.Context, m tiers.SegmentMeta, q tiers.Query) ite
 			yield(tiers.Record{}, err)
 			return
 		}
+		defer func() {
+			// A damaged bloom filter costs a read nothing but time (the row
+			// group is read instead); say so, as verify will.
+			if errs := r.IgnoredBloomFilters(); len(errs) > 0 {
+				t.opts.Logger.Warn("cold object has damaged key bloom filters; reads skip them, verify reports them",
+					"key", ObjectKey(m), "err", errors.Join(errs...))
+			}
+		}()
 		for rec, err := range r.Scan(ctx, q) {
 			if !yield(rec, err) || err != nil {
 				return

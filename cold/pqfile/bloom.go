@@ -43,6 +43,19 @@ func (rd *Reader) mayHaveKey(g *groupInfo, key string) (bool, error) {
 	return st.filter.Check(bloom.XXH64{}.Sum64([]byte(key))), nil
 }
 
+// IgnoredBloomFilters returns why each key bloom filter Scans loaded so far
+// was not trusted (in a format 1.2 file: damage), so the caller can log
+// what reads worked around; Verify reports the same damage.
+func (rd *Reader) IgnoredBloomFilters() []error {
+	var out []error
+	for i := range rd.blooms {
+		if st := rd.blooms[i].Load(); st != nil && st.filter == nil {
+			out = append(out, st.err)
+		}
+	}
+	return out
+}
+
 // loadBloom reads and checks g's key bloom filter once per Reader. It
 // returns an error only when the store fails; a damaged filter is a
 // bloomState with a nil filter and the reason.

@@ -356,6 +356,9 @@ func TestBloomFilterDamage(t *testing.T) {
 					t.Fatalf("flip at %d.%d: Open: %v", pos, bit, err)
 				}
 				scanChecked(t, "key read", r, q, want)
+				if ig := r.IgnoredBloomFilters(); len(ig) != 1 || !errors.Is(ig[0], ErrBloomFilter) {
+					t.Fatalf("flip at %d.%d: ignored bloom filters %v, want the damaged one", pos, bit, ig)
+				}
 				wantCorrupt(t, r.Verify(context.Background()), ErrBloomFilter)
 			}
 		}
