@@ -93,6 +93,12 @@ func (rd *Reader) Verify(ctx context.Context) error {
 	minTS, maxTS := int64(math.MaxInt64), int64(math.MinInt64)
 	for i := range rd.groups {
 		g := &rd.groups[i]
+		// The page headers first: the rows are read right after, mostly
+		// from the blocks the walk brought into a store's cache.
+		ioErrs := rd.ra.ioErrs.Load()
+		if err := protect(func() error { return rd.checkOffsetIndexes(i, true) }); err != nil {
+			return rd.classify(ioErrs, "checking the offset indexes of", err)
+		}
 		keys := map[string]struct{}{}
 		err := rd.readGroup(ctx, g, 0, func(r *tiers.Record) bool {
 			dig.Add(r)
@@ -103,10 +109,6 @@ func (rd *Reader) Verify(ctx context.Context) error {
 		})
 		if err != nil {
 			return err
-		}
-		ioErrs := rd.ra.ioErrs.Load()
-		if err := protect(func() error { return rd.checkOffsetIndexes(i, true) }); err != nil {
-			return rd.classify(ioErrs, "checking the offset indexes of", err)
 		}
 		if err := rd.verifyBloom(g, keys); err != nil {
 			return err
