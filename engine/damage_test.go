@@ -17,8 +17,12 @@ package engine
 //   - no panic (it would end the test) and no hang (each flip is bounded).
 //
 // A target names the file and the bit positions (a dense, seeded sample of
-// every region of the format), and how the engine is opened around it. The
-// catalog.db damage test can reuse runDamage with its own target.
+// every region of the format), and how the engine is opened around it. To
+// damage another file (catalog.db), build a fixture with build, make a
+// target whose file is "data/catalog.db", fresh (start-up reads it), with
+// openErr accepting the refusals the format allows, and check for a flip
+// what this file cannot know (a migrator pass deleting nothing, verify's
+// findings) in the target's check hook.
 
 import (
 	"context"
@@ -152,6 +156,9 @@ type damageTarget struct {
 	// changed (damage only other engines would see, such as a bloom
 	// filter tierd does not trust).
 	mustReport func(fl bitFlip) bool
+	// check, when set, runs after the reads and verify of every flip whose
+	// start-up succeeded, for the target's own properties.
+	check func(ctx context.Context, e *Engine, root string, fl bitFlip) error
 	// loseFrom is the first offset whose record the flip may drop without
 	// an error (the WAL's torn tail); nil or math.MaxUint64: none.
 	loseFrom func(fl bitFlip) uint64
@@ -371,7 +378,11 @@ func (f *damageFixture) flipSession(t *testing.T, tg damageTarget, fl bitFlip, r
 		}
 		if _, err := os.Stat(filepath.Join(root, tg.file)); err != nil {
 			out.err = fmt.Errorf("the damaged file is gone: %w", err)
+			return out
 		}
+	}
+	if tg.check != nil {
+		out.err = tg.check(ctx, e, root, fl)
 	}
 	return out
 }
