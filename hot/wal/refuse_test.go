@@ -24,9 +24,9 @@ type refuseFS struct {
 	hold       atomic.Bool           // the next open of a .tmp file waits for holdOpen to close
 	holdOpen   chan struct{}
 	opening    chan struct{} // closed when an open is being held
-	enospc     atomic.Bool           // a write writes half, then fails with ENOSPC
-	tmpSyncErr atomic.Bool           // fsync of a .tmp file fails with EIO
-	truncErr   atomic.Bool           // Truncate fails with EIO
+	enospc     atomic.Bool   // a write writes half, then fails with ENOSPC
+	tmpSyncErr atomic.Bool   // fsync of a .tmp file fails with EIO
+	truncErr   atomic.Bool   // Truncate fails with EIO
 	tmpOpens   atomic.Int64
 }
 
