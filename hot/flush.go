@@ -86,7 +86,7 @@ func (t *Tier) pass(ctx context.Context, sealAll bool) error {
 		}()
 	}
 	wg.Wait()
-	if len(ready) > 0 && ctx.Err() == nil {
+	if persist && ctx.Err() == nil {
 		t.notePersist(firstErr)
 	}
 	if len(ready) > 0 {
@@ -242,15 +242,21 @@ func (t *Tier) Evict(stream string, upTo uint64) int {
 // within about that long.
 const persistRetryMax = 2 * time.Second
 
+// persistSettle is how long a persist failure episode outlasts its last
+// failure: near a full disk, other writers free and take space all the
+// time, and the state reported must not flap with them.
+const persistSettle = 2 * time.Second
+
 // persistState remembers a persist failure: when it began, the latest
-// error, and when the flusher tries again.
+// error, when the flusher tries again.
 type persistState struct {
 	sync.Mutex
-	err     error
-	since   time.Time
-	retryAt time.Time
-	delay   time.Duration
-	logged  time.Time
+	err      error
+	since    time.Time
+	lastFail time.Time
+	retryAt  time.Time
+	delay    time.Duration
+	logged   time.Time
 }
 
 // persistDue reports whether the flusher should try persisting now.
@@ -262,23 +268,25 @@ func (t *Tier) persistDue() bool {
 
 // notePersist records the outcome of a pass that tried to persist: a
 // failure starts or continues an episode (with a growing wait before the
-// next attempt), success ends it. An episode is logged when it starts, when
-// its cause changes, every 30 s while it lasts, and when it ends.
+// next attempt), success ends it once no failure came for persistSettle.
+// An episode is logged when it starts, when its cause changes, every 30 s
+// while it lasts, and when it ends.
 func (t *Tier) notePersist(err error) {
 	now := time.Now()
 	pf := &t.persistFail
 	pf.Lock()
 	defer pf.Unlock()
 	if err == nil {
-		if pf.err != nil {
+		if pf.err != nil && now.Sub(pf.lastFail) >= persistSettle {
 			t.opts.Logger.Info("hot: persisting segments works again", "failed_for", now.Sub(pf.since).Round(time.Millisecond))
+			pf.err, pf.since, pf.delay = nil, time.Time{}, 0
 		}
-		pf.err, pf.since, pf.delay = nil, time.Time{}, 0
 		return
 	}
 	if pf.err == nil {
 		pf.since = now
 	}
+	pf.lastFail = now
 	if pf.err == nil || tiers.StorageCause(pf.err) != tiers.StorageCause(err) || now.Sub(pf.logged) >= 30*time.Second {
 		t.opts.Logger.Error("hot: persisting segments fails; retrying", "cause", tiers.StorageCause(err), "since", pf.since, "err", err)
 		pf.logged = now

@@ -78,7 +78,9 @@ func TestRefusedAppendIsTakenBack(t *testing.T) {
 		}
 	}
 	after := tr.Stats()
-	if after.Bytes != before.Bytes || after.Unpersisted != before.Unpersisted {
+	// A refused batch may have sealed the segment it landed in (then
+	// persisted with the records before it); it holds no memory.
+	if after.Bytes != before.Bytes || after.Unpersisted > before.Unpersisted {
 		t.Errorf("memory %d (unpersisted %d) after refused appends, was %d (%d)", after.Bytes, after.Unpersisted, before.Bytes, before.Unpersisted)
 	}
 	if after.WAL.Refused == nil || after.WAL.Failed != nil {
@@ -125,6 +127,7 @@ func TestConcurrentAppendsAcrossARefusal(t *testing.T) {
 	dir := t.TempDir()
 	nf := &noFiles{}
 	tr := openTier(t, dir, &memPersister{}, func(o *Options) {
+		o.SegmentMaxBytes = 64 << 20 // nothing sealed, persisted or checkpointed: the WAL holds it all
 		o.WAL.SegmentBytes = 2 << 10
 		o.WAL.OpenFile = nf.open
 		o.WAL.RetryInterval = 5 * time.Millisecond
@@ -205,6 +208,7 @@ func TestRefusedProducerBatchIsAppendedOnRetry(t *testing.T) {
 	dir := t.TempDir()
 	nf := &noFiles{}
 	tr := openTier(t, dir, &memPersister{}, func(o *Options) {
+		o.SegmentMaxBytes = 64 << 20 // nothing persisted: the WAL holds it all
 		o.WAL.SegmentBytes = 1
 		o.WAL.OpenFile = nf.open
 		o.WAL.RetryInterval = time.Hour

@@ -43,14 +43,20 @@ func undoable(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
-// retryState is the committer's memory of a refusal episode.
+// retryState is the committer's memory of a refusal episode. An episode
+// ends once the condition is seen gone (a group written, a probe passed)
+// and no refusal came for settle: near a full disk other writers free and
+// take space all the time, and the state reported must not flap with
+// them.
 type retryState struct {
-	active  bool
-	op      string // what failed last: opCreate or opWrite
-	pending int64  // bytes of the refused group(s): what must fit
-	delay   time.Duration
-	t       *time.Timer
-	logged  time.Time // last warning, to log an episode without flooding
+	active      bool
+	op          string // what failed last: opCreate or opWrite
+	pending     int64  // bytes of the refused group(s): what must fit
+	delay       time.Duration
+	t           *time.Timer
+	logged      time.Time // last warning, to log an episode without flooding
+	lastRefused time.Time
+	gone        bool // the condition was seen gone after lastRefused
 }
 
 // timer returns the channel of the pending probe, nil when none is due.
@@ -68,12 +74,20 @@ func (r *retryState) stop() {
 	}
 }
 
-// schedule arms the next probe, doubling the wait up to limit.
-func (r *retryState) schedule(limit time.Duration) {
-	r.delay = min(limit, max(r.delay*2, limit/50))
+// after arms the next probe d from now.
+func (r *retryState) after(d time.Duration) {
 	r.stop()
-	r.t = time.NewTimer(r.delay)
+	r.t = time.NewTimer(d)
 }
+
+// backoff arms the next probe, doubling the wait up to limit.
+func (r *retryState) backoff(limit time.Duration) {
+	r.delay = min(limit, max(r.delay*2, limit/50))
+	r.after(r.delay)
+}
+
+// settle is how long an episode outlasts its last refusal.
+func (w *WAL) settle() time.Duration { return 2 * w.opts.RetryInterval }
 
 // logEvery is how often a refusal episode that goes on is logged again.
 const logEvery = 30 * time.Second
@@ -109,9 +123,12 @@ func (w *WAL) refuse(g *Ticket, frames []frameInfo, size int64, r *refusal) {
 		w.log.Warn("wal: group refused, nothing written; retrying until storage takes it", "cause", cause, "since", since, "err", err)
 		w.retry.logged = now
 	}
+	if !w.retry.active {
+		w.retry.delay = 0
+	}
 	w.retry.active, w.retry.op, w.retry.pending = true, r.op, size
-	w.retry.delay = 0
-	w.retry.schedule(w.opts.RetryInterval)
+	w.retry.lastRefused, w.retry.gone = now, false
+	w.retry.backoff(w.opts.RetryInterval)
 
 	if w.opts.Unwritten != nil {
 		w.opts.Unwritten(firsts)
@@ -135,10 +152,15 @@ func addFirsts(firsts map[string]uint64, frames []frameInfo) {
 	}
 }
 
-// resume ends a refusal episode: a group was written, or a probe found the
-// condition gone.
+// resume notes that the condition looks gone: a group was written, or a
+// probe passed. The episode ends once no refusal came for settle.
 func (w *WAL) resume() {
 	if !w.retry.active {
+		return
+	}
+	w.retry.gone = true
+	if wait := w.settle() - time.Since(w.retry.lastRefused); wait > 0 {
+		w.retry.after(wait)
 		return
 	}
 	w.retry.active = false
@@ -160,6 +182,10 @@ func (w *WAL) probe() {
 	if !w.retry.active || !w.healthy() {
 		return
 	}
+	if w.retry.gone {
+		w.resume() // settling: no refusal since the condition was seen gone
+		return
+	}
 	var err error
 	if w.retry.op == opCreate || w.rotationDue(w.retry.pending) {
 		err = w.rotate()
@@ -177,7 +203,7 @@ func (w *WAL) probe() {
 			w.mu.stalled = fmt.Errorf("wal: %w: %w", tiers.ErrStorageUnavailable, r.err)
 		}
 		w.mu.Unlock()
-		w.retry.schedule(w.opts.RetryInterval)
+		w.retry.backoff(w.opts.RetryInterval)
 	default:
 		w.fail(err)
 	}
