@@ -28,7 +28,7 @@ func (h WriteHealth) Sticky() bool { return h.Cause == tiers.CauseWALFailed }
 // refused now), then a failing persist (appends are taken only until the
 // memory budget fills with what cannot be persisted).
 func (e *Engine) WriteHealth() WriteHealth {
-	hs := e.hot.Stats()
+	hs := e.hot.WriteState()
 	switch {
 	case hs.WAL.Failed != nil:
 		return WriteHealth{Cause: tiers.CauseWALFailed, Err: hs.WAL.Failed, Since: e.walFailedAt(hs.WAL.Failed)}

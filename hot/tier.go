@@ -460,6 +460,15 @@ func (t *Tier) Stats() Stats {
 	return st
 }
 
+// WriteState is what keeps writes from storage, if anything: the WAL's
+// stats (Failed, Refused) and a failing persist (PersistFailed), without
+// the per-stream walk of Stats, for health checks.
+func (t *Tier) WriteState() Stats {
+	st := Stats{WAL: t.wal.Stats()}
+	st.PersistFailedSince, st.PersistFailed = t.persistFailure()
+	return st
+}
+
 // StreamNames returns every stream the tier knows, sorted.
 func (t *Tier) StreamNames() []string {
 	t.mu.RLock()
