@@ -330,6 +330,15 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseWrite half-closes the connection when it can, so that net/http can
+// end an answer with FIN and let the client read it before the close.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // SetReadDeadline keeps a reserve connection's reads within its bound,
 // whatever the server asks.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {

@@ -202,6 +202,14 @@ func TestReserveAndRefusal(t *testing.T) {
 	if resp, _ := get(t, e.dial(), "/healthz"); resp.StatusCode != 200 {
 		t.Fatalf("healthz on a reserve connection: %d", resp.StatusCode)
 	}
+	// An append's body is not read, yet its client gets the answer (the
+	// connection is half-closed after it, not reset).
+	pc := e.dial()
+	pc.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(pc, "POST /v1/streams/s/records HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", 100<<10, strings.Repeat("x", 100<<10))
+	if resp, err := http.ReadResponse(bufio.NewReader(pc), nil); err != nil || resp.StatusCode != 503 {
+		t.Fatalf("append on a reserve connection: %v %v", resp, err)
+	}
 	// Take the whole reserve with silent connections (they end within
 	// reserveHeaderWait).
 	reserve := ReservedConnections(2)
