@@ -155,10 +155,21 @@ func (s *server) stop() error {
 	return s.stopLocked()
 }
 
+// signal sends sig to the running process.
+func (s *server) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return errorf("MinIO at %s is not running", s.endpoint)
+	}
+	return s.proc.Signal(sig)
+}
+
 func (s *server) stopLocked() error {
 	if s.proc == nil {
 		return nil
 	}
+	s.proc.Signal(syscall.SIGCONT) // a paused process would hold SIGTERM until continued
 	s.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:

@@ -27,6 +27,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,6 +174,30 @@ func (m *MinIO) Restart() {
 	m.mustBeDedicated("Restart")
 	if err := m.srv.start(false); err != nil {
 		m.tb.Fatalf("testenv: restart MinIO: %v", err)
+	}
+}
+
+// Pause stops the server's process with SIGSTOP: it keeps its port and
+// its connections, and the kernel still accepts new ones, but nothing is
+// answered — a hung store, not a dead one. Resume continues it; a cleanup
+// resumes it at the end of the test whatever happens (a stopped process
+// would ignore the SIGTERM that stops it). Only for a dedicated server.
+func (m *MinIO) Pause() {
+	m.tb.Helper()
+	m.mustBeDedicated("Pause")
+	if err := m.srv.signal(syscall.SIGSTOP); err != nil {
+		m.tb.Fatalf("testenv: pause MinIO: %v", err)
+	}
+	m.tb.Cleanup(func() { m.srv.signal(syscall.SIGCONT) })
+}
+
+// Resume continues a paused server with SIGCONT. Only for a dedicated
+// server.
+func (m *MinIO) Resume() {
+	m.tb.Helper()
+	m.mustBeDedicated("Resume")
+	if err := m.srv.signal(syscall.SIGCONT); err != nil {
+		m.tb.Fatalf("testenv: resume MinIO: %v", err)
 	}
 }
 
