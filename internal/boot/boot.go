@@ -28,7 +28,8 @@ func OpenCold(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prom
 	if err != nil {
 		return nil, err
 	}
-	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log, Registerer: reg})
+	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log, Registerer: reg,
+		Deadlines: objstore.Deadlines{ReadTimeout: cfg.Cold.ReadTimeout, MinBytesPerSecond: cfg.Cold.MinBytesPerSecond}})
 	if err != nil {
 		return nil, fmt.Errorf("cold.store: %w", err)
 	}
