@@ -52,10 +52,12 @@ func (t *Tier) FetchedBytes() int64 { return t.fetched.Load() }
 // missing object): the operation may succeed when the store is back.
 var ErrStoreUnavailable = errors.New("cold: object store unavailable")
 
-// storeErr classifies an object store error: not-found stays as it is,
-// anything else is the store failing.
+// storeErr classifies an object store error: not-found stays as it is, and
+// so does the caller's own cancellation (a client gone, a shutdown: the
+// store did not fail); anything else, a timeout included, is the store
+// failing.
 func storeErr(op, key string, err error) error {
-	if errors.Is(err, objstore.ErrNotFound) {
+	if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("cold: %s %s: %w", op, key, err)
 	}
 	return fmt.Errorf("%w: %s %s: %w", ErrStoreUnavailable, op, key, err)
