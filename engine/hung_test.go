@@ -66,11 +66,16 @@ func TestColdStoreHung(t *testing.T) {
 
 	start := time.Now()
 	var readErr error
-	for _, err := range e.Read(guard, "s", fromTo(segs[0].Base, segs[0].Last)) {
+	var served []tiers.Placement
+	for it, err := range e.Read(guard, "s", fromTo(segs[0].Base, segs[0].Last)) {
 		if err != nil {
 			readErr = err
 			break
 		}
+		served = append(served, it.Tier)
+	}
+	if len(served) > 0 {
+		t.Fatalf("a read of a cold-only segment was served from %v with the store paused (MinIO still stopped: %v)", served[:min(5, len(served))], m.Paused())
 	}
 	took := time.Since(start)
 	if !errors.Is(readErr, cold.ErrStoreUnavailable) || errors.Is(readErr, context.Canceled) || errors.Is(readErr, context.DeadlineExceeded) {

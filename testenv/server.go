@@ -165,6 +165,17 @@ func (s *server) signal(sig syscall.Signal) error {
 	return s.proc.Signal(sig)
 }
 
+// isStopped reports whether the process is stopped, where the platform
+// can tell (ok).
+func (s *server) isStopped() (isStopped, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return false, true
+	}
+	return stopped(s.proc.Pid)
+}
+
 func (s *server) stopLocked() error {
 	if s.proc == nil {
 		return nil

@@ -136,7 +136,7 @@ policies:
 	// A cold read: the store fails in time, as the store failing.
 	resp, body, took := timedGet(t, "http://"+d.addr+"/v1/streams/arch/records?from=0&limit=5")
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"cold_store_unavailable"`) {
-		t.Fatalf("cold read with the store paused: %d %s after %v", resp.StatusCode, body, took)
+		t.Fatalf("cold read with the store paused: %d %.300s after %v (MinIO still stopped: %v)", resp.StatusCode, body, took, m.Paused())
 	}
 	if resp.Header.Get("Retry-After") == "" {
 		t.Errorf("a cold_store_unavailable answer without Retry-After")
