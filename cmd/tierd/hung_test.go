@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -350,11 +351,20 @@ policies:
 				return st.Migrator.Running, fmt.Sprintf("%+v", st.Migrator)
 			})
 			// An operator's offload of another segment hangs too.
-			segs := segments(t, d.addr, "arch")
+			var target segInfo
+			waitFor(t, 30*time.Second, "a segment persisted warm", func() (bool, string) {
+				segs := segments(t, d.addr, "arch")
+				for _, s := range segs {
+					if !s.Active && slices.Contains(s.Tiers, "warm") {
+						target = s
+					}
+				}
+				return target.Count > 0, fmt.Sprint(segs)
+			})
 			offloaded := make(chan string, 1)
 			go func() {
 				c := &http.Client{Timeout: 2 * time.Minute}
-				resp, err := c.Post(fmt.Sprintf("http://%s/v1/streams/arch/segments/%d/offload", d.addr, segs[len(segs)-2].Base), "", nil)
+				resp, err := c.Post(fmt.Sprintf("http://%s/v1/streams/arch/segments/%d/offload", d.addr, target.Base), "", nil)
 				if err != nil {
 					offloaded <- err.Error()
 					return
