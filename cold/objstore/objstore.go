@@ -1,10 +1,12 @@
 // Package objstore is tierd's object store: one small Bucket interface with
 // three providers (a local directory, S3 through minio-go, S3 through
 // aws-sdk-go-v2) and features layered on top as wrappers (WithPrefix,
-// WithMetrics) rather than inside each provider, after thanos-io/objstore and
-// pebble's remote.Storage. Callers above this package never see which
-// provider they talk to: not-found is always ErrNotFound, ranges behave the
-// same, and one acceptance suite holds every provider to that.
+// WithDeadlines, WithBreaker, WithMetrics) rather than inside each provider,
+// after thanos-io/objstore and pebble's remote.Storage. Callers above this
+// package never see which provider they talk to: not-found is always
+// ErrNotFound, a store that does not answer in time is always ErrTimeout
+// (then ErrUnavailable until it answers again), ranges behave the same, and
+// one acceptance suite holds every provider to that.
 package objstore
 
 import (
