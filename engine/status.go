@@ -21,6 +21,13 @@ type Status struct {
 	WALBytes       int64
 	WALSync        string
 	WALFailed      string // the sticky storage error, if writes are disabled
+	// ColdStore is the cold store's state: "ok", "unavailable" (a call
+	// timed out, cold.read_timeout: calls fail fast until a probe is
+	// answered), or "" without a cold tier. ColdStoreError is the timeout
+	// and ColdStoreSince when it began, while unavailable.
+	ColdStore      string
+	ColdStoreError string
+	ColdStoreSince time.Time
 }
 
 // Status reports the engine's state.
@@ -33,6 +40,12 @@ func (e *Engine) Status(ctx context.Context) Status {
 	}
 	if hs.WAL.Failed != nil {
 		st.WALFailed = hs.WAL.Failed.Error()
+	}
+	if e.cold != nil {
+		st.ColdStore = "ok"
+		if h := e.cold.Health(); !h.Available {
+			st.ColdStore, st.ColdStoreError, st.ColdStoreSince = "unavailable", h.Err, h.Since
+		}
 	}
 	if cs, err := e.catalog.Streams(ctx); err == nil {
 		for _, s := range cs {

@@ -278,7 +278,9 @@ func (s *Server) handleOffload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	m, err := s.eng.Offload(r.Context(), stream, base, keepWarm)
+	ctx, stop := s.untilShutdown(r)
+	defer stop()
+	m, err := s.eng.Offload(ctx, stream, base, keepWarm)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -17,7 +17,9 @@ func newStatusCmd(a *app) *cobra.Command {
 streams and segments it holds, their size, the age of its oldest and newest
 record (by record ts), and its budget use (hot: memory in use against
 hot.max_bytes; warm: files on local disk against warm.max_bytes; cold has
-none). Below the table: memory not yet persisted, the WAL, and the
+none). Below the table: memory not yet persisted, the WAL, whether the
+cold store answers (after a call times out, cold.read_timeout, it is
+unavailable and its calls fail fast until it answers a probe), and the
 migrator: its schedule, when it runs next, what its last run did, and the
 segments whose last move failed, with their errors.
 
@@ -67,6 +69,11 @@ func printStatus(w io.Writer, st client.ServerStatus, now time.Time) error {
 		wal += "; WRITES DISABLED: " + oneLine(st.WALFailed)
 	}
 	fmt.Fprintf(w, "wal:      %s\n", wal)
+	if st.ColdStore == "unavailable" {
+		fmt.Fprintf(w, "cold:     STORE UNAVAILABLE since %s, calls fail fast until it answers: %s\n", ago(now, st.ColdStoreSince), oneLine(st.ColdStoreError))
+	} else if st.ColdStore != "" {
+		fmt.Fprintf(w, "cold:     store %s\n", st.ColdStore)
+	}
 	if !st.Started.IsZero() {
 		fmt.Fprintf(w, "up:       %s (since %s)\n", humanAge(now.Sub(st.Started)), tableTime(st.Started))
 	}
