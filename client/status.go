@@ -32,6 +32,12 @@ type ServerStatus struct {
 	Writes      string    `json:"writes"`
 	WritesError string    `json:"writes_error"`
 	WritesSince time.Time `json:"writes_since"`
+	// ColdStore is "ok", "unavailable" (a call timed out; calls fail fast
+	// until the store answers a probe) or "" without a cold tier;
+	// ColdStoreError and ColdStoreSince say why and since when.
+	ColdStore      string    `json:"cold_store"`
+	ColdStoreError string    `json:"cold_store_error"`
+	ColdStoreSince time.Time `json:"cold_store_since"`
 	// Tiers is keyed by tier name: hot, warm and, with a cold store, cold.
 	Tiers map[string]TierStatus `json:"tiers"`
 	// Migrator is nil when the server runs without one.

@@ -173,7 +173,14 @@ func (e *Engine) finishDropWarm(ctx context.Context, stream string, base uint64)
 // removal failed is not planned again (the segment is no longer placed
 // warm), so its intent would otherwise wait for a restart. Other intents
 // are redone by the plan itself.
+//
+// It first asks the cold store whether it answers (cold.Tier.CheckStore),
+// so that a hung store shows in status within one run even when no move
+// is due; its failure is the store's health to report, not Settle's error.
 func (e *Engine) Settle(ctx context.Context) error {
+	if e.cold != nil {
+		e.cold.CheckStore(ctx)
+	}
 	intents, err := e.catalog.Intents(ctx)
 	if err != nil {
 		return fmt.Errorf("engine: settle: %w", err)

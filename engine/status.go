@@ -28,6 +28,13 @@ type Status struct {
 	Writes      string
 	WritesError string
 	WritesSince time.Time
+	// ColdStore is the cold store's state: "ok", "unavailable" (a call
+	// timed out, cold.read_timeout: calls fail fast until a probe is
+	// answered), or "" without a cold tier. ColdStoreError is the timeout
+	// and ColdStoreSince when it began, while unavailable.
+	ColdStore      string
+	ColdStoreError string
+	ColdStoreSince time.Time
 }
 
 // Status reports the engine's state.
@@ -44,6 +51,12 @@ func (e *Engine) Status(ctx context.Context) Status {
 	st.Writes = "ok"
 	if h := e.WriteHealth(); h.Cause != "" {
 		st.Writes, st.WritesError, st.WritesSince = h.Cause, h.Err.Error(), h.Since
+	}
+	if e.cold != nil {
+		st.ColdStore = "ok"
+		if h := e.cold.Health(); !h.Available {
+			st.ColdStore, st.ColdStoreError, st.ColdStoreSince = "unavailable", h.Err, h.Since
+		}
 	}
 	if cs, err := e.catalog.Streams(ctx); err == nil {
 		for _, s := range cs {

@@ -243,7 +243,7 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 	}
 	if size > t.opts.MaxBytes {
 		// Retrying cannot help a batch larger than the whole budget.
-		return 0, false, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrRecordTooLarge, size, t.opts.MaxBytes)
+		return 0, false, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrBatchOverBudget, size, t.opts.MaxBytes)
 	}
 	s := t.getStream(name)
 	if s != nil && !p.ID.IsZero() {

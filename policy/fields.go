@@ -45,6 +45,8 @@ func configFields(c *Config) []field {
 				}},
 				{"cache_bytes", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Cold.CacheBytes) }},
 				{"delete_delay", func(d *decoder, n ast.Node, p string) { d.duration(n, p, &c.Cold.DeleteDelay) }},
+				{"read_timeout", func(d *decoder, n ast.Node, p string) { d.duration(n, p, &c.Cold.ReadTimeout) }},
+				{"min_bytes_per_second", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Cold.MinBytesPerSecond) }},
 			})
 		}},
 		{"migrator", func(d *decoder, n ast.Node, p string) {

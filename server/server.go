@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -140,6 +141,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	h, pattern := s.mux.Handler(r)
+	if !cleanPath(r.URL.Path) {
+		// The mux would redirect to the cleaned path, which may be another
+		// route ("/v1/streams/../records" is "/v1/records"): a request the
+		// client did not make. Refuse it instead.
+		h, pattern = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusBadRequest, "invalid_path", fmt.Sprintf("path %q is not clean: tierd does not resolve \".\", \"..\" or empty segments", r.URL.Path))
+		}), ""
+	}
 	route := pattern
 	if pattern == "" {
 		route = "unmatched"
@@ -160,6 +169,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(sw, r)
 }
 
+// cleanPath reports whether p is absolute and has no ".", ".." or empty
+// segments (a trailing slash is allowed), as the mux's own cleaning would
+// leave it.
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if p[len(p)-1] == '/' && c != "/" {
+		c += "/"
+	}
+	return c == p
+}
+
 // recoverPanic turns a handler panic into a logged 500. A response already
 // under way cannot change its status, so that connection is aborted instead,
 // which a client sees as a truncated body rather than a clean end.
@@ -178,9 +201,8 @@ func (s *Server) recoverPanic(w *statusWriter, r *http.Request) {
 	writeError(w, http.StatusInternalServerError, "internal", "internal error")
 }
 
-// serveUnmatched runs the mux's own answer (404, 405 or a redirect to a
-// cleaned path) into a buffer and replaces a 404 or 405 with its JSON
-// equivalent.
+// serveUnmatched runs the mux's own answer (404, 405 or a redirect) into a
+// buffer and replaces a 404 or 405 with its JSON equivalent.
 func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	rec := &bufferedWriter{header: http.Header{}}
 	h.ServeHTTP(rec, r)
@@ -291,7 +313,9 @@ func (s *Server) handleOffload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	m, err := s.eng.Offload(r.Context(), stream, base, keepWarm)
+	ctx, stop := s.untilShutdown(r)
+	defer stop()
+	m, err := s.eng.Offload(ctx, stream, base, keepWarm)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -497,6 +521,8 @@ func classify(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "key_too_large"
 	case errors.Is(err, tiers.ErrRecordTooLarge):
 		return http.StatusRequestEntityTooLarge, "record_too_large"
+	case errors.Is(err, tiers.ErrBatchOverBudget):
+		return http.StatusRequestEntityTooLarge, "batch_over_budget"
 	case errors.Is(err, tiers.ErrInvalidRecord):
 		return http.StatusBadRequest, "invalid_record"
 	case errors.Is(err, tiers.ErrStreamNotFound):

@@ -19,7 +19,10 @@ record (by record ts), and its budget use (hot: memory in use against
 hot.max_bytes; warm: files on local disk against warm.max_bytes; cold has
 none). Below the table: memory not yet persisted, the WAL, whether the
 server takes writes (or what keeps it from it — a full disk, no file
-descriptors, a failed WAL — and since when), and the migrator: its schedule, when it runs next, what its last run did, and the
+descriptors, a failed WAL — and since when), whether the
+cold store answers (after a call times out, cold.read_timeout, it is
+unavailable and its calls fail fast until it answers a probe), and the
+migrator: its schedule, when it runs next, what its last run did, and the
 segments whose last move failed, with their errors.
 
 -o json prints GET /v1/status as the server sent it.`,
@@ -97,6 +100,11 @@ func printStatus(w io.Writer, st client.ServerStatus, now time.Time) error {
 	fmt.Fprintf(w, "wal:      %s\n", wal)
 	if line := writesLine(st, now); line != "" {
 		fmt.Fprintf(w, "writes:   %s\n", line)
+	}
+	if st.ColdStore == "unavailable" {
+		fmt.Fprintf(w, "cold:     STORE UNAVAILABLE since %s, calls fail fast until it answers: %s\n", ago(now, st.ColdStoreSince), oneLine(st.ColdStoreError))
+	} else if st.ColdStore != "" {
+		fmt.Fprintf(w, "cold:     store %s\n", st.ColdStore)
 	}
 	if !st.Started.IsZero() {
 		fmt.Fprintf(w, "up:       %s (since %s)\n", humanAge(now.Sub(st.Started)), tableTime(st.Started))

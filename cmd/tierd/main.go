@@ -119,6 +119,7 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
+	boot.CheckCold(ctx, coldTier, cfg, log) // warns; a broken store does not stop tierd
 	eng, err := engine.Open(ctx, engine.Options{
 		DataDir:         cfg.DataDir,
 		WALSync:         syncMode,
@@ -217,6 +218,11 @@ func run(ctx context.Context, f flags) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// End the operator's long operations (offload, migrate, verify) and the
+	// migrator's run before waiting for them: a move stalled on a hung
+	// cold store is safe to abandon (its intent is settled at the next
+	// start), and must not hold up the exit.
+	api.Shutdown()
 	mig.Stop(shutCtx)
 	if serr := srv.Shutdown(shutCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
