@@ -23,6 +23,15 @@ type ServerStatus struct {
 	WALBytes       int64     `json:"wal_bytes"`
 	WALSync        string    `json:"wal_sync"`
 	WALFailed      string    `json:"wal_failed"`
+	// Writes is "ok" while the server can make appends durable, else the
+	// condition keeping it from that: "disk_full", "out_of_descriptors",
+	// "storage_unavailable" (cleared by the server itself once storage
+	// takes writes) or "wal_failed" (until restart). WritesError is the
+	// condition's latest error, WritesSince when it began. Servers before
+	// this field leave Writes empty.
+	Writes      string    `json:"writes"`
+	WritesError string    `json:"writes_error"`
+	WritesSince time.Time `json:"writes_since"`
 	// ColdStore is "ok", "unavailable" (a call timed out; calls fail fast
 	// until the store answers a probe) or "" without a cold tier;
 	// ColdStoreError and ColdStoreSince say why and since when.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,12 @@ type Options struct {
 	// ProducerTTL is how long an idempotent producer's last batch is
 	// remembered (wal.producer_ttl); 0 means the WAL's default, 7 days.
 	ProducerTTL time.Duration
+	// WALOpenFile opens WAL files (wal.Options.OpenFile): a seam for tests
+	// of storage conditions; nil means os.OpenFile.
+	WALOpenFile func(path string, flag int, perm os.FileMode) (wal.SegmentFile, error)
+	// WALRetryInterval bounds the WAL's own retries of a refused group
+	// (wal.Options.RetryInterval); 0 means its default, 1s.
+	WALRetryInterval time.Duration
 
 	HotMaxBytes  int64         // memory budget across all streams
 	WarmMaxBytes int64         // local disk budget (warm.max_bytes): reported by Tiers; the migrator enforces it
@@ -94,6 +101,8 @@ type Engine struct {
 	metrics *metrics
 	// appended wakes WaitFor after each successful append.
 	appended appendSignal
+	// walFailed is when WriteHealth first saw the WAL's sticky failure.
+	walFailed atomic.Pointer[time.Time]
 }
 
 // Open opens (creating if needed) the archive in opts.DataDir and recovers
@@ -131,13 +140,15 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		PolicyFor:       opts.StreamPolicy,
 		Tick:            opts.HotTick,
 		WAL: wal.Options{
-			Dir:          filepath.Join(opts.DataDir, "wal"),
-			Sync:         opts.WALSync,
-			SyncInterval: opts.WALSyncInterval,
-			SegmentBytes: opts.WALSegmentBytes,
-			ProducerTTL:  opts.ProducerTTL,
-			Logger:       opts.Logger,
-			Registerer:   opts.Registerer,
+			Dir:           filepath.Join(opts.DataDir, "wal"),
+			Sync:          opts.WALSync,
+			SyncInterval:  opts.WALSyncInterval,
+			SegmentBytes:  opts.WALSegmentBytes,
+			ProducerTTL:   opts.ProducerTTL,
+			OpenFile:      opts.WALOpenFile,
+			RetryInterval: opts.WALRetryInterval,
+			Logger:        opts.Logger,
+			Registerer:    opts.Registerer,
 		},
 		Streams:   next,
 		Persister: persister{e},
@@ -149,6 +160,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: recover: %w", err)
 	}
 	e.metrics.usage.bind(e)
+	e.metrics.health.bind(e)
 	return e, nil
 }
 
@@ -202,6 +214,7 @@ func (e *Engine) closeStores() error {
 // recovered from the WAL at the next Open.
 func (e *Engine) Close(ctx context.Context) error {
 	e.metrics.usage.unbind(e)
+	e.metrics.health.unbind(e)
 	return errors.Join(e.hot.Close(), e.closeStores())
 }
 
@@ -213,7 +226,9 @@ func (e *Engine) Flush(ctx context.Context) error { return e.hot.Flush(ctx) }
 // are overwritten with the assigned ones. Errors: tiers.ErrInvalidStreamName,
 // tiers.ErrInvalidRecord, tiers.ErrKeyTooLarge, tiers.ErrRecordTooLarge (bad
 // input, nothing appended), tiers.ErrBackpressure (retry later),
-// tiers.ErrStorageFailed, tiers.ErrClosed.
+// tiers.ErrStorageUnavailable (storage refused it with nothing written:
+// disk full, out of descriptors; retry later), tiers.ErrStorageFailed
+// (sticky until restart), tiers.ErrClosed.
 func (e *Engine) Append(ctx context.Context, stream string, recs []tiers.Record) (AppendResult, error) {
 	return e.AppendAs(ctx, stream, hot.Producer{}, recs)
 }

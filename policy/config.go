@@ -56,6 +56,8 @@ type Config struct {
 	Auth AuthConfig
 	// TLS makes the API HTTPS.
 	TLS TLSConfig
+	// HTTP bounds the API's connections.
+	HTTP HTTPConfig
 	// Policies are tried in order for each stream; the first whose globs
 	// match applies, and a stream matching none gets DefaultPolicy. Nil
 	// when the file lists none.
@@ -178,6 +180,7 @@ func Default() Config {
 		Warm:           WarmConfig{MaxBytes: 100 * GiB},
 		Cold:           ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 * MiB, DeleteDelay: time.Hour, ReadTimeout: 10 * time.Second, MinBytesPerSecond: 1 * MiB},
 		Migrator:       MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 * MiB},
+		HTTP:           HTTPConfig{ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConnections: 10000},
 	}
 }
 
@@ -345,6 +348,7 @@ func (v *validator) check(c *Config) {
 	v.notAbove(c.MaxRecordBytes, "max_record_bytes", c.MaxBodyBytes, "max_body_bytes", "a record must fit in a request body")
 	v.checkPolicies(c)
 	v.checkAuth(c)
+	v.checkHTTP(c)
 }
 
 // notAbove reports small < big as an error on whichever of the two fields

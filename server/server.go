@@ -65,6 +65,10 @@ const (
 	// retryAfterSeconds is what a backpressure answer asks a producer to
 	// wait: the flusher frees memory within about that long.
 	retryAfterSeconds = 1
+	// storageRetryAfterSeconds is what a write refused by storage (disk
+	// full, out of descriptors) asks: such conditions take an operator or
+	// a checkpoint to clear, not a flush.
+	storageRetryAfterSeconds = 5
 	// Streamed reads are flushed at least every flushRecords records or
 	// flushInterval, so a slow reader sees progress and a fast one is not
 	// slowed by a flush per record.
@@ -218,8 +222,39 @@ func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.H
 	}
 }
 
+// handleHealth answers whether the node takes writes: 200 {"status":"ok"},
+// or, while storage keeps appends from being made durable, 503 naming the
+// cause (docs/api.md, "Health").
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	h := s.eng.WriteHealth()
+	if h.Cause == "" {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		return
+	}
+	code, retry := "storage_unavailable", true
+	switch h.Cause {
+	case tiers.CauseDiskFull:
+		code = "storage_full"
+	case tiers.CauseWALFailed:
+		code, retry = "storage_failed", false
+	}
+	if retry {
+		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))
+	}
+	writeJSON(w, http.StatusServiceUnavailable, healthOut{
+		Status: "unavailable", Cause: h.Cause, Since: formatTime(h.Since), Sticky: h.Sticky(),
+		Error: errorDetail{Code: code, Message: h.Err.Error()},
+	})
+}
+
+// healthOut is /healthz's answer while writes are refused: the fields a
+// health checker reads, and the error object every error answer has.
+type healthOut struct {
+	Status string      `json:"status"`
+	Cause  string      `json:"cause"`
+	Since  string      `json:"since,omitempty"`
+	Sticky bool        `json:"sticky"`
+	Error  errorDetail `json:"error"`
 }
 
 func (s *Server) handleStreams(w http.ResponseWriter, r *http.Request) {
@@ -504,10 +539,17 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, "no_cold_tier"
 	case errors.Is(err, cold.ErrStoreUnavailable):
 		return http.StatusServiceUnavailable, "cold_store_unavailable"
+	case errors.Is(err, tiers.ErrStorageUnavailable):
+		// Before backpressure: memory full of what storage refuses is the
+		// storage's condition, not a second's wait.
+		if tiers.StorageCause(err) == tiers.CauseDiskFull {
+			return http.StatusServiceUnavailable, "storage_full"
+		}
+		return http.StatusServiceUnavailable, "storage_unavailable"
 	case errors.Is(err, tiers.ErrBackpressure):
 		return http.StatusServiceUnavailable, "backpressure"
 	case errors.Is(err, tiers.ErrStorageFailed):
-		return http.StatusServiceUnavailable, "storage_unavailable"
+		return http.StatusServiceUnavailable, "storage_failed"
 	case errors.Is(err, tiers.ErrClosed):
 		return http.StatusServiceUnavailable, "shutting_down"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -526,8 +568,11 @@ func classify(err error) (int, string) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	s.logFailure(r, status, code, err)
-	if code == "backpressure" || code == "cold_store_unavailable" {
+	switch code {
+	case "backpressure", "cold_store_unavailable":
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	case "storage_full", "storage_unavailable":
+		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))
 	}
 	writeError(w, status, code, err.Error())
 }

@@ -182,12 +182,15 @@ func run(ctx context.Context, f flags) error {
 		Gatherer:       reg,
 		Tokens:         tokens,
 	})
-	srv := &http.Server{
-		Handler:           api,
-		TLSConfig:         tlsConfig,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv, sln := server.NewHTTPServer(api, ln, server.HTTPOptions{
+		ReadTimeout:    cfg.HTTP.ReadTimeout,
+		IdleTimeout:    cfg.HTTP.IdleTimeout,
+		MaxConnections: fitConnections(cfg.HTTP.MaxConnections, log),
+		TLSConfig:      tlsConfig,
+		ErrorLog:       log,
+		Logger:         log,
+		Registerer:     reg,
+	})
 	srv.RegisterOnShutdown(api.Shutdown) // long-polling reads answer at once
 	scheme := "http"
 	if tlsConfig != nil {
@@ -201,10 +204,10 @@ func run(ctx context.Context, f flags) error {
 	serveErr := make(chan error, 1)
 	go func() {
 		if tlsConfig != nil {
-			serveErr <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			serveErr <- srv.ServeTLS(sln, "", "") // the certificate is in TLSConfig
 			return
 		}
-		serveErr <- srv.Serve(ln)
+		serveErr <- srv.Serve(sln)
 	}()
 	mig.Start()
 
