@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -85,11 +86,6 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 	}
 }
 
-// readSegment emits a durable segment's records matching q from its best
-// placement, warm before cold; it returns false when the read must stop (the
-// consumer is done, the limit is reached, or an error was yielded). A
-// segment moved out of warm between the catalog lookup and the open is
-// looked up again and read from where it went.
 // expired is the error for offsets [from, to) of stream that retention
 // deleted.
 func expired(stream string, from, to uint64) error {
@@ -161,9 +157,9 @@ func spans(segs []tiers.SegmentMeta, from, to, retained uint64) []span {
 
 // Retention says which of a stream's offsets can be read.
 type Retention struct {
-	// First is the lowest retained offset: the base of the lowest live
-	// segment, or the first offset in memory. Offsets below it were deleted
-	// by retention.
+	// First is the lowest retained offset: the stream's retention
+	// watermark, or the first offset in memory if lower. Offsets below it
+	// were deleted by retention.
 	First uint64
 	// FirstTS is the ts of the record at First (its segment's smallest ts),
 	// when HasFirstTS.
@@ -202,6 +198,11 @@ func (e *Engine) Retention(ctx context.Context, stream string) (Retention, error
 	return r, nil
 }
 
+// readSegment emits a durable segment's records matching q from its best
+// placement, warm before cold; it returns false when the read must stop (the
+// consumer is done, the limit is reached, or an error was yielded). A
+// segment moved out of warm between the catalog lookup and the open is
+// looked up again and read from where it went.
 func (e *Engine) readSegment(ctx context.Context, seg tiers.SegmentMeta, q tiers.Query, emit func(tiers.Record, tiers.Placement) bool, yield func(Item, error) bool) bool {
 	// A copy serves only the segment's own offsets, each once, in order:
 	// whatever it holds beyond what the catalog says is damage.
@@ -209,7 +210,11 @@ func (e *Engine) readSegment(ctx context.Context, seg tiers.SegmentMeta, q tiers
 	next, outer := q.From, emit
 	emitOwn := func(r tiers.Record, tier tiers.Placement) bool {
 		if r.Offset < next || r.Offset > q.To {
-			yield(Item{}, &tiers.CorruptionError{Path: e.catalogPath(), Offset: -1, Err: fmt.Errorf(
+			path := e.warm.Path(seg.Stream, seg.Base)
+			if tier == tiers.Cold {
+				path = cold.ObjectKey(seg)
+			}
+			yield(Item{}, &tiers.CorruptionError{Path: path, Offset: -1, Err: fmt.Errorf(
 				"%s copy of segment %s/%d [%d, %d] served offset %d after %d", tier, seg.Stream, seg.Base, seg.Base, seg.Last, r.Offset, next)})
 			return false
 		}
