@@ -19,7 +19,8 @@ import (
 // a range is gone on purpose. One small file per stream,
 // <dir>/<stream>.retention, written atomically (temp file, fsync, rename,
 // fsync of the directory) before the catalog commits a watermark that
-// passes it, so the marker is never behind the catalog. Layout
+// passes it, so the marker is never behind the catalog (writeMarker says
+// how, on a full disk too). Layout
 // (docs/format/retention.md), little-endian:
 //
 //	magic          4 bytes "TDRM"
@@ -84,8 +85,31 @@ func decodeMarker(b []byte) (stream string, retainedFrom uint64, err error) {
 }
 
 // writeMarker makes stream's marker in dir say retainedFrom, durably, before
-// it returns.
+// it returns. A stream's marker always has the same size, so once it exists
+// it is overwritten in place and fsynced: that needs no new disk block, so
+// retention can still delete (and free space) on a full disk, and a write
+// of a few hundred bytes within one sector is not torn (were it, the crc
+// says so). The first marker of a stream is created with a temp file,
+// fsync, rename and a directory fsync.
 func writeMarker(dir, stream string, retainedFrom uint64) error {
+	b := encodeMarker(stream, retainedFrom)
+	path := markerPath(dir, stream)
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(b)) {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteAt(b, 0)
+			if err == nil {
+				err = f.Sync()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("catalog: write retention marker of %s: %w", stream, err)
+		}
+		return nil
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("catalog: retention marker: %w", err)
 	}
@@ -94,7 +118,7 @@ func writeMarker(dir, stream string, retainedFrom uint64) error {
 		return fmt.Errorf("catalog: retention marker: %w", err)
 	}
 	tmp := f.Name()
-	_, err = f.Write(encodeMarker(stream, retainedFrom))
+	_, err = f.Write(b)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -102,7 +126,7 @@ func writeMarker(dir, stream string, retainedFrom uint64) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, markerPath(dir, stream))
+		err = os.Rename(tmp, path)
 	}
 	if err == nil {
 		err = syncDir(dir)

@@ -137,7 +137,9 @@ func (c *Catalog) writeMarkerTx(stream string, from uint64) error {
 // syncMarkers brings every stream's retention marker up to the catalog's
 // watermark at open: a catalog from an older build has none, and a marker
 // lost or damaged since is written again. A marker ahead of the catalog is
-// left as it is (a tombstone whose commit did not happen, to be redone).
+// left as it is (a tombstone whose commit did not happen, to be redone). A
+// marker that cannot be written is logged, not fatal: the catalog is right,
+// and the next tombstone of the stream writes it again or fails.
 func (c *Catalog) syncMarkers() error {
 	if c.retentionDir == "" {
 		return nil
@@ -161,7 +163,7 @@ func (c *Catalog) syncMarkers() error {
 			continue
 		}
 		if err := writeMarker(c.retentionDir, s.Name, s.RetainedFrom); err != nil {
-			return err
+			c.log.Error("retention marker behind the catalog: a rebuild now would not know all retention deleted", "stream", s.Name, "err", err)
 		}
 	}
 	return nil
