@@ -572,15 +572,16 @@ func (a *damageArchive) run(t *testing.T, work string, damage func([]byte) []byt
 
 // sampleEvery says how densely flipSample samples each kind of byte: every
 // byte of the structure bbolt walks (meta pages, freelist, page headers,
-// branch elements and keys, bucket headers), every second or third of the
-// leaf elements and keys, every sixth value byte, and a sparse sample of the
-// bytes bbolt never reads. TIERD_CATALOG_DAMAGE=all flips every bit of every
+// branch elements and keys), every second or third of the bucket headers,
+// leaf elements and keys, every sixth value byte, and a sparse sample of
+// the bytes bbolt never reads. TIERD_CATALOG_DAMAGE=all flips every bit of every
 // byte bbolt reads instead (minutes, not seconds).
 var sampleEvery = map[string]int{
 	bolttest.LeafElement: 3, bolttest.InlinePrefix + bolttest.LeafElement: 3,
 	bolttest.Key: 2, bolttest.InlinePrefix + bolttest.Key: 2,
 	bolttest.Value: 6, bolttest.InlinePrefix + bolttest.Value: 6,
-	"unused": 509,
+	bolttest.BucketHeader: 2, // half of it is the bucket's sequence, which tierd never uses
+	"unused":              1021,
 }
 
 // flipSample returns the bit positions of catalog.db to flip, spread over
