@@ -222,54 +222,74 @@ func (c *Catalog) upgradeTx(tx *bolt.Tx, from uint64) error {
 			return err
 		}
 	}
-	for _, top := range []string{bucketIntents, bucketErrors} {
-		parent := tx.Bucket([]byte(top))
-		var names [][]byte
-		parent.ForEach(func(k, _ []byte) error {
-			names = append(names, bytes.Clone(k))
-			return nil
-		})
-		for _, nk := range names {
-			b := parent.Bucket(nk)
-			type kv struct{ k, v []byte }
-			var all []kv
-			b.ForEach(func(k, v []byte) error {
-				all = append(all, kv{bytes.Clone(k), bytes.Clone(v)})
-				return nil
-			})
-			for _, e := range all {
-				base, _ := keyBase(e.k)
-				var enc []byte
-				if top == bucketIntents {
-					in, err := decodeIntent(string(nk), base, e.v, true)
-					if err != nil {
-						return c.corrupt(fmt.Errorf("intent %s/%d: %w", nk, base, err))
-					}
-					if in.Started.IsZero() || !plausibleTime(in.Started) {
-						in.Started = now
-					}
-					enc = encodeIntent(&in)
-				} else {
-					f, err := decodeFailure(string(nk), base, e.v, true)
-					if err != nil {
-						return c.corrupt(fmt.Errorf("last error %s/%d: %w", nk, base, err))
-					}
-					if f.At.IsZero() || !plausibleTime(f.At) {
-						f.At = now
-					}
-					enc = encodeFailure(&f)
-				}
-				if err := b.Put(e.k, enc); err != nil {
-					return err
-				}
-			}
+	if err := rewriteNested(tx, bucketIntents, func(stream string, base uint64, v []byte) ([]byte, error) {
+		in, err := decodeIntent(stream, base, v, true)
+		if err != nil {
+			return nil, c.corrupt(fmt.Errorf("intent %s/%d: %w", stream, base, err))
 		}
+		if in.Started.IsZero() || !plausibleTime(in.Started) {
+			in.Started = now
+		}
+		return encodeIntent(&in), nil
+	}); err != nil {
+		return err
+	}
+	if err := rewriteNested(tx, bucketErrors, func(stream string, base uint64, v []byte) ([]byte, error) {
+		f, err := decodeFailure(stream, base, v, true)
+		if err != nil {
+			return nil, c.corrupt(fmt.Errorf("last error %s/%d: %w", stream, base, err))
+		}
+		if f.At.IsZero() || !plausibleTime(f.At) {
+			f.At = now
+		}
+		return encodeFailure(&f), nil
+	}); err != nil {
+		return err
 	}
 	if err := tx.Bucket([]byte(bucketMeta)).Put([]byte(keySchema), encodeSchema()); err != nil {
 		return err
 	}
 	if _, err := c.checkTx(tx, false); err != nil {
 		return fmt.Errorf("catalog: upgrade from schema %d produced a catalog that does not check: %w", from, err)
+	}
+	return nil
+}
+
+// rewriteNested replaces every value top/<stream>/<base> with what fn makes
+// of it. The values are read first and written after, as bbolt cursors do
+// not survive writes to their bucket.
+func rewriteNested(tx *bolt.Tx, top string, fn func(stream string, base uint64, v []byte) ([]byte, error)) error {
+	parent := tx.Bucket([]byte(top))
+	var streams [][]byte
+	if err := parent.ForEachBucket(func(k []byte) error {
+		streams = append(streams, bytes.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range streams {
+		b := parent.Bucket(name)
+		type kv struct{ k, v []byte }
+		var all []kv
+		if err := b.ForEach(func(k, v []byte) error {
+			all = append(all, kv{bytes.Clone(k), bytes.Clone(v)})
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, e := range all {
+			base, err := keyBase(e.k)
+			if err != nil {
+				return err
+			}
+			enc, err := fn(string(name), base, e.v)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(e.k, enc); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
