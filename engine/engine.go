@@ -19,6 +19,7 @@ import (
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 	"github.com/tierd/tierd/warm"
 )
@@ -57,6 +58,11 @@ type Options struct {
 
 	// Cold is the cold tier, or nil for none. The engine closes it.
 	Cold *cold.Tier
+
+	// Config is the configuration the migrator plans with. Every
+	// destructive action is justified again against it, and against the
+	// catalog, when it executes (justify.go): nil refuses every deletion.
+	Config *policy.Config
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -116,7 +122,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, started: opts.Now(), cold: opts.Cold, metrics: newMetrics(opts.Registerer)}
 	var err error
-	if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now}); err != nil {
+	if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{
+		Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now,
+		RetentionDir: RetentionDir(opts.DataDir),
+	}); err != nil {
 		return nil, fmt.Errorf("engine: open catalog: %w", err)
 	}
 	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{Logger: opts.Logger, Registerer: opts.Registerer}); err != nil {
@@ -189,6 +198,10 @@ func (e *Engine) recoverWarm(ctx context.Context) (map[string]uint64, error) {
 			m, err := e.catalog.Segment(ctx, f.Stream, f.Base)
 			if err != nil || m.Placements.Has(tiers.Warm) || !m.Placements.Has(tiers.Cold) {
 				continue // kept: placed warm, or not ours to judge (verify reports orphans)
+			}
+			if err := e.checkColdCopy(ctx, m); err != nil {
+				e.opts.Logger.Warn("keeping the warm copy of a segment moved to cold: its cold copy cannot be confirmed", "path", f.Path, "err", err)
+				continue
 			}
 			e.opts.Logger.Info("removing warm copy of a segment moved to cold", "path", f.Path)
 		} else {
@@ -263,6 +276,11 @@ func (e *Engine) AppendAs(ctx context.Context, stream string, p hot.Producer, re
 	return AppendResult{First: first, Last: first + uint64(len(recs)) - 1, Count: len(recs), Duplicate: dup}, nil
 }
 
+// RetentionDir is where the retention markers of the archive in dataDir
+// live (docs/format/retention.md): the record, outside the catalog, of what
+// retention deleted, which a catalog rebuild reads.
+func RetentionDir(dataDir string) string { return filepath.Join(dataDir, "retention") }
+
 // persister writes sealed segments to the warm store and commits them to the
 // catalog, in that order: a segment is visible in the catalog only once its
 // file is durable.
@@ -274,6 +292,9 @@ func (p persister) Persist(ctx context.Context, seg *hot.SealedSegment) error {
 	if err != nil {
 		return err
 	}
+	// The footer keeps the seal time, so a rebuilt catalog keeps the
+	// segment's age.
+	w.SetSealedAt(seg.SealedAt)
 	for r, err := range seg.Records() {
 		if err == nil {
 			err = w.Append(&r)

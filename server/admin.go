@@ -309,6 +309,11 @@ func toVerifyOut(rep engine.VerifyReport) verifyOut {
 				fo.Base = &base
 			}
 		}
+		if f.Kind == engine.FindingLostSegment {
+			// The offsets only this file or object holds.
+			from, to := f.From, f.To
+			fo.From, fo.To = &from, &to
+		}
 		out.Findings = append(out.Findings, fo)
 	}
 	return out

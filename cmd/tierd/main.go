@@ -138,6 +138,7 @@ func run(ctx context.Context, f flags) error {
 		HotTick:        hotTick(cfg),
 		MaxRecordBytes: int(cfg.MaxRecordBytes),
 		Cold:           coldTier,
+		Config:         &cfg,
 		Logger:         log,
 		Registerer:     reg,
 	})
