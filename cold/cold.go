@@ -52,10 +52,12 @@ func (t *Tier) FetchedBytes() int64 { return t.fetched.Load() }
 // missing object): the operation may succeed when the store is back.
 var ErrStoreUnavailable = errors.New("cold: object store unavailable")
 
-// storeErr classifies an object store error: not-found stays as it is,
-// anything else is the store failing.
+// storeErr classifies an object store error: not-found stays as it is, and
+// so does the caller's own cancellation (a client gone, a shutdown: the
+// store did not fail); anything else, a timeout included, is the store
+// failing.
 func storeErr(op, key string, err error) error {
-	if errors.Is(err, objstore.ErrNotFound) {
+	if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("cold: %s %s: %w", op, key, err)
 	}
 	return fmt.Errorf("%w: %s %s: %w", ErrStoreUnavailable, op, key, err)
@@ -91,6 +93,28 @@ func New(opts Options) (*Tier, error) {
 // Close closes the bucket.
 func (t *Tier) Close() error { return t.opts.Bucket.Close() }
 
+// Health reports whether the store answers (objstore.WithBreaker): after a
+// call times out it is unavailable, and every call fails fast, until a
+// probe is answered. A bucket without a breaker is always available.
+func (t *Tier) Health() objstore.Health {
+	h, ok := objstore.HealthOf(t.opts.Bucket)
+	if !ok {
+		return objstore.Health{Available: true}
+	}
+	return h
+}
+
+// CheckStore asks the store whether tierd can use it (objstore.Check): an
+// error wraps objstore.ErrBucketNotFound, objstore.ErrAccessDenied or
+// ErrStoreUnavailable (with objstore.ErrTimeout when it did not answer). A
+// timeout also makes the store unavailable (Health).
+func (t *Tier) CheckStore(ctx context.Context) error {
+	if err := objstore.Check(ctx, t.opts.Bucket); err != nil {
+		return storeErr("check", "the store", err)
+	}
+	return nil
+}
+
 // ObjectKey is where a segment lives in the bucket, Hive-style so engines can
 // read `.../**/*.parquet` with hive_partitioning:
 // stream=<stream>/date=<YYYY-MM-DD>/<base:020d>-<last:020d>.parquet. The date
@@ -116,10 +140,17 @@ func (t *Tier) pqOptions() pqfile.Options {
 // catalog: committing the placement is the caller's step.
 func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq2[tiers.Record, error]) (int64, error) {
 	key := ObjectKey(m)
-	if size, err := t.checkObject(ctx, key, m); err == nil {
+	size, err := t.checkObject(ctx, key, m)
+	switch {
+	case err == nil:
 		t.opts.Logger.Info("cold object already uploaded", "key", key)
 		return size, nil
-	} else if !errors.Is(err, objstore.ErrNotFound) {
+	case errors.Is(err, objstore.ErrNotFound):
+	case errors.Is(err, ErrStoreUnavailable), ctx.Err() != nil:
+		// The store did not answer (a timeout, a refused call): nothing is
+		// known of the object, so it is neither kept nor replaced now.
+		return 0, err
+	default:
 		t.opts.Logger.Warn("replacing cold object that does not match the catalog", "key", key, "err", err)
 	}
 
@@ -138,7 +169,7 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 	if err := sameSegment(info.Meta, m); err != nil {
 		return 0, fmt.Errorf("cold: convert %s: %w", key, err)
 	}
-	size := info.Meta.Bytes
+	size = info.Meta.Bytes
 	// Verify what was written by decoding it again, before anything leaves
 	// the machine.
 	r, err := pqfile.Open(ctx, f, size, f.Name())

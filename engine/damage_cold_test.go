@@ -19,11 +19,11 @@ import (
 	"github.com/tierd/tierd/tiers"
 )
 
-// damageRecords is n records of stream data: rising ts with a few out of
+// fixtureRecords is n records of stream data: rising ts with a few out of
 // order, keys k0..k4, tags, and values of valueBytes (compressible, so a
-// row group spans several checksum blocks and value pages while the file
+// row group byteRanges several checksum blocks and value pages while the file
 // stays small).
-func damageRecords(n, valueBytes int) []tiers.Record {
+func fixtureRecords(n, valueBytes int) []tiers.Record {
 	recs := make([]tiers.Record, n)
 	for i := range recs {
 		v := []byte(strings.Repeat(fmt.Sprintf(`{"n":%d,"px":%d.%02d}`, i, 3500+i%40, i%100), valueBytes/16+1))[:valueBytes]
@@ -56,12 +56,12 @@ func appendAll(t *testing.T, e *Engine, stream string, recs []tiers.Record) []ti
 // parquetRegions finds the parts of a Parquet file by walking it
 // independently of the reader: magic and trailer, the Thrift footer, every
 // page header, page data, bloom filters and the page index.
-func parquetRegions(t *testing.T, b []byte) map[string]spans {
+func parquetRegions(t *testing.T, b []byte) map[string]byteRanges {
 	t.Helper()
 	size := int64(len(b))
 	footerLen := int64(binary.LittleEndian.Uint32(b[size-8:]))
 	footerStart := size - 8 - footerLen
-	r := map[string]spans{
+	r := map[string]byteRanges{
 		"magic+trailer": {{0, 4}, {size - 8, size}},
 		"footer":        {{footerStart, size - 8}},
 	}
@@ -108,9 +108,9 @@ func parquetRegions(t *testing.T, b []byte) map[string]spans {
 func TestColdObjectDamage(t *testing.T) {
 	t.Parallel() // mostly waiting on fsync: the three damage tests overlap well
 	f := newDamageFixture(t, "s")
-	f.rowGroupRows = 100 // two row groups; the first spans two checksum blocks
+	f.rowGroupRows = 100 // two row groups; the first byteRanges two checksum blocks
 	f.build(t, func(e *Engine) []tiers.Record {
-		recs := appendAll(t, e, "s", damageRecords(150, 3000))
+		recs := appendAll(t, e, "s", fixtureRecords(150, 3000))
 		if err := e.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}

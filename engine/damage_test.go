@@ -451,11 +451,11 @@ func sampleFlips(rng *rand.Rand, region string, lo, hi int64, n int) []bitFlip {
 	return out
 }
 
-// spans is a set of byte ranges [lo, hi) of one region of a file.
-type spans [][2]int64
+// byteRanges is a set of byte ranges [lo, hi) of one region of a file.
+type byteRanges [][2]int64
 
-// sample picks n distinct bits over the spans, or all of them.
-func (s spans) sample(rng *rand.Rand, region string, n int) []bitFlip {
+// sample picks n distinct bits over the byteRanges, or all of them.
+func (s byteRanges) sample(rng *rand.Rand, region string, n int) []bitFlip {
 	var total int64
 	for _, sp := range s {
 		total += sp[1] - sp[0]

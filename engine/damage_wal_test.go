@@ -58,7 +58,7 @@ func TestWALDamage(t *testing.T) {
 	f := newDamageFixture(t, "l")
 	f.opts = func(o *Options) { o.WALSegmentBytes = 3000 }
 	f.build(t, func(e *Engine) []tiers.Record {
-		return appendAll(t, e, "l", damageRecords(200, 60))
+		return appendAll(t, e, "l", fixtureRecords(200, 60))
 	})
 	f.queries = standardQueries(f.want, tiers.SegmentMeta{Base: 0, Last: uint64(len(f.want) - 1)})
 	dir := filepath.Join(f.root, "data", "wal")
@@ -85,7 +85,7 @@ func TestWALDamage(t *testing.T) {
 			t.Fatal(err)
 		}
 		frames := walFrames(t, b)
-		var hdrs, bodies spans
+		var hdrs, bodies byteRanges
 		for _, fr := range frames {
 			hdrs = append(hdrs, [2]int64{fr.start, fr.start + 9})
 			bodies = append(bodies, [2]int64{fr.start + 9, fr.end})
@@ -94,7 +94,7 @@ func TestWALDamage(t *testing.T) {
 		if newest {
 			n = 500
 		}
-		flips := spans{{0, 8}}.sample(rng, "file header", 64)
+		flips := byteRanges{{0, 8}}.sample(rng, "file header", 64)
 		flips = append(flips, hdrs.sample(rng, "frame header", n)...)
 		flips = append(flips, bodies.sample(rng, "frame body", n)...)
 		if testing.Short() {

@@ -14,12 +14,12 @@ import (
 // warmRegions finds the parts of a warm segment file (docs/format/segment.md)
 // by walking its bytes: the header, each frame's length and CRC, the
 // records, the footer and the trailer.
-func warmRegions(t *testing.T, b []byte) map[string]spans {
+func warmRegions(t *testing.T, b []byte) map[string]byteRanges {
 	t.Helper()
 	size := int64(len(b))
 	footerStart := size - 8 - int64(binary.LittleEndian.Uint32(b[size-8:]))
 	h := 20 + int64(binary.LittleEndian.Uint16(b[6:])) // magic, version, name_len, base, name, header_crc
-	r := map[string]spans{
+	r := map[string]byteRanges{
 		"header":  {{0, h}},
 		"footer":  {{footerStart, size - 8}},
 		"trailer": {{size - 8, size}},
@@ -43,7 +43,7 @@ func TestWarmSegmentDamage(t *testing.T) {
 	t.Parallel() // mostly waiting on fsync: the three damage tests overlap well
 	f := newDamageFixture(t, "w")
 	f.build(t, func(e *Engine) []tiers.Record {
-		recs := appendAll(t, e, "w", damageRecords(150, 60))
+		recs := appendAll(t, e, "w", fixtureRecords(150, 60))
 		if err := e.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}

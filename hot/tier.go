@@ -106,6 +106,8 @@ type Tier struct {
 	bytes       atomic.Int64 // arena bytes allocated, all streams
 	unpersisted atomic.Int64 // arena bytes of segments not yet persisted
 
+	persistFail persistState // a failing persist, for status and backpressure
+
 	flushing sync.Mutex    // one flush pass at a time
 	kick     chan struct{} // wakes the flusher
 	stop     chan struct{}
@@ -142,6 +144,7 @@ func Open(ctx context.Context, opts Options) (*Tier, error) {
 	if opts.WAL.Now == nil {
 		opts.WAL.Now = opts.Now // producers expire by the tier's clock
 	}
+	opts.WAL.Unwritten = t.takeBack
 	w, err := wal.Open(ctx, opts.WAL, t.replay)
 	if err != nil {
 		return nil, err
@@ -240,7 +243,7 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 	}
 	if size > t.opts.MaxBytes {
 		// Retrying cannot help a batch larger than the whole budget.
-		return 0, false, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrRecordTooLarge, size, t.opts.MaxBytes)
+		return 0, false, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrBatchOverBudget, size, t.opts.MaxBytes)
 	}
 	s := t.getStream(name)
 	if s != nil && !p.ID.IsZero() {
@@ -254,6 +257,12 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 	}
 	if t.unpersisted.Load()+size > t.opts.MaxBytes {
 		t.kickFlusher()
+		if since, err := t.persistFailure(); err != nil {
+			// Memory is full because storage refuses the segments that
+			// would free it: say so, rather than "wait a second".
+			return 0, false, fmt.Errorf("%w: %w: persisting sealed segments has failed since %s: %w",
+				tiers.ErrBackpressure, tiers.ErrStorageUnavailable, since.UTC().Format(time.RFC3339), err)
+		}
 		return 0, false, tiers.ErrBackpressure
 	}
 	if s == nil {
@@ -283,6 +292,16 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 		sealed = true
 	}
 	ticket := t.wal.Enqueue(wal.Batch{Stream: name, Records: recs, Producer: p.ID, Seq: p.Seq})
+	if ticket.Done() {
+		if err := ticket.Wait(context.Background()); err != nil {
+			// Refused before it was queued (the log is failed, closed, or
+			// taking back a refused group): the batch is the stream's last,
+			// so its offsets go back at once.
+			t.truncateLocked(s, first)
+			s.mu.Unlock()
+			return 0, false, err
+		}
+	}
 	if !p.ID.IsZero() {
 		s.noteLocked(p, first, len(recs), ticket, now)
 	}
@@ -308,6 +327,58 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 		t.kickFlusher()
 	}
 	return first, false, nil
+}
+
+// takeBack is the WAL's Options.Unwritten: batches given offsets from
+// firsts[stream] on were refused with nothing written, and no later batch
+// of those streams is in the log, so the offsets go back to the streams
+// and are given again to the next appends. The refused appends answer
+// tiers.ErrStorageUnavailable: nothing of them was stored.
+func (t *Tier) takeBack(firsts map[string]uint64) {
+	for name, first := range firsts {
+		s := t.getStream(name)
+		if s == nil {
+			continue
+		}
+		s.mu.Lock()
+		t.truncateLocked(s, first)
+		s.mu.Unlock()
+	}
+}
+
+// truncateLocked drops the stream's records from offset from on, which the
+// WAL refused: the next append gets from again. Doing it twice is harmless.
+// s.mu held.
+func (t *Tier) truncateLocked(s *stream, from uint64) {
+	if from >= s.mu.next {
+		return
+	}
+	if vis := s.visible.Load(); from < vis {
+		// Visible records are durable; the log cannot have refused them.
+		t.opts.Logger.Error("hot: refusing to take back durable records", "stream", s.name, "from", from, "visible", vis)
+		return
+	}
+	for len(s.mu.segs) > 0 {
+		seg := s.mu.segs[len(s.mu.segs)-1]
+		if seg.base >= from {
+			s.mu.segs[len(s.mu.segs)-1] = nil
+			s.mu.segs = s.mu.segs[:len(s.mu.segs)-1]
+			if s.mu.active == seg {
+				s.mu.active = nil
+			}
+			t.bytes.Add(-seg.alloc)
+			t.unpersisted.Add(-seg.alloc)
+			continue
+		}
+		if k := int(from - seg.base); k < len(seg.idx) {
+			freed := seg.truncate(k)
+			t.bytes.Add(-freed)
+			t.unpersisted.Add(-freed)
+		}
+		break
+	}
+	s.mu.next = from
+	s.revertProducersLocked(from)
 }
 
 // publish makes records below end visible to readers.
@@ -367,11 +438,17 @@ type Stats struct {
 	Segments    int
 	Streams     int
 	WAL         wal.Stats
+	// PersistFailed is the latest error of a failing persist of sealed
+	// segments (nil once one succeeds), PersistFailedSince when the
+	// failures began. The flusher keeps retrying.
+	PersistFailed      error
+	PersistFailedSince time.Time
 }
 
 // Stats reports the tier's state.
 func (t *Tier) Stats() Stats {
 	st := Stats{Bytes: t.bytes.Load(), MaxBytes: t.opts.MaxBytes, Unpersisted: t.unpersisted.Load(), WAL: t.wal.Stats()}
+	st.PersistFailedSince, st.PersistFailed = t.persistFailure()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	st.Streams = len(t.mu.streams)
@@ -380,6 +457,15 @@ func (t *Tier) Stats() Stats {
 		st.Segments += len(s.mu.segs)
 		s.mu.RUnlock()
 	}
+	return st
+}
+
+// WriteState is what keeps writes from storage, if anything: the WAL's
+// stats (Failed, Refused) and a failing persist (PersistFailed), without
+// the per-stream walk of Stats, for health checks.
+func (t *Tier) WriteState() Stats {
+	st := Stats{WAL: t.wal.Stats()}
+	st.PersistFailedSince, st.PersistFailed = t.persistFailure()
 	return st
 }
 
