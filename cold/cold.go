@@ -199,13 +199,32 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 	return size, nil
 }
 
-// sameSegment checks that what was written is the catalogued segment.
+// sameSegment checks that a file's metadata (what was written, or what an
+// object's footer says) is the catalogued segment: the same stream, offset
+// range, count, ts range and digest.
 func sameSegment(got, want tiers.SegmentMeta) error {
-	if got.Base != want.Base || got.Last != want.Last || got.Count != want.Count || got.Digest != want.Digest {
-		return fmt.Errorf("%w: wrote [%d, %d] ×%d %s, catalog has [%d, %d] ×%d %s",
-			ErrDigestMismatch, got.Base, got.Last, got.Count, got.Digest, want.Base, want.Last, want.Count, want.Digest)
+	if got.Stream != want.Stream || got.Base != want.Base || got.Last != want.Last || got.Count != want.Count ||
+		got.MinTS != want.MinTS || got.MaxTS != want.MaxTS || got.Digest != want.Digest {
+		return fmt.Errorf("%w: file holds %s [%d, %d] ×%d ts %d..%d %s, catalog has %s [%d, %d] ×%d ts %d..%d %s",
+			ErrDigestMismatch, got.Stream, got.Base, got.Last, got.Count, got.MinTS, got.MaxTS, got.Digest,
+			want.Stream, want.Base, want.Last, want.Count, want.MinTS, want.MaxTS, want.Digest)
 	}
 	return nil
+}
+
+// openSegment opens the segment's object for a read or a verify and checks
+// its footer against the catalog's m: an object that holds anything else is
+// damaged (or misplaced), never served.
+func (t *Tier) openSegment(ctx context.Context, m tiers.SegmentMeta) (*pqfile.Reader, error) {
+	key := ObjectKey(m)
+	r, _, err := t.open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameSegment(r.Meta(), m); err != nil {
+		return nil, fmt.Errorf("cold: %w", &tiers.CorruptionError{Path: key, Offset: -1, Err: err})
+	}
+	return r, nil
 }
 
 // Check reports whether the segment's object is in the store and is the
@@ -242,14 +261,25 @@ func (t *Tier) open(ctx context.Context, key string) (*pqfile.Reader, int64, err
 }
 
 // Scan yields the segment's records matching q in offset order, fetching
-// only the row groups the query needs.
+// only the row groups the query needs. The object's footer must describe
+// the catalogued segment m (stream, offsets, count, ts range, digest), and
+// pqfile checks every row against it before yielding it (see
+// docs/format/parquet.md); damage is a *tiers.CorruptionError.
 func (t *Tier) Scan(ctx context.Context, m tiers.SegmentMeta, q tiers.Query) iter.Seq2[tiers.Record, error] {
 	return func(yield func(tiers.Record, error) bool) {
-		r, _, err := t.open(ctx, ObjectKey(m))
+		r, err := t.openSegment(ctx, m)
 		if err != nil {
 			yield(tiers.Record{}, err)
 			return
 		}
+		defer func() {
+			// A damaged bloom filter costs a read nothing but time (the row
+			// group is read instead); say so, as verify will.
+			if errs := r.IgnoredBloomFilters(); len(errs) > 0 {
+				t.opts.Logger.Warn("cold object has damaged key bloom filters; reads skip them, verify reports them",
+					"key", ObjectKey(m), "err", errors.Join(errs...))
+			}
+		}()
 		for rec, err := range r.Scan(ctx, q) {
 			if !yield(rec, err) || err != nil {
 				return
@@ -258,13 +288,12 @@ func (t *Tier) Scan(ctx context.Context, m tiers.SegmentMeta, q tiers.Query) ite
 	}
 }
 
-// Verify reads the whole object back and checks its digest against m.
+// Verify reads the whole object back and checks it against m: its footer,
+// every row and the digest, the offset indexes and the key bloom filters
+// (pqfile.Reader.Verify).
 func (t *Tier) Verify(ctx context.Context, m tiers.SegmentMeta) error {
-	r, _, err := t.open(ctx, ObjectKey(m))
+	r, err := t.openSegment(ctx, m)
 	if err != nil {
-		return err
-	}
-	if err := sameSegment(r.Meta(), m); err != nil {
 		return err
 	}
 	return r.Verify(ctx)

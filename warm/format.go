@@ -197,6 +197,9 @@ func parseLayout(path string, data []byte) (*layout, error) {
 	}
 	version := le.Uint16(data[4:])
 	if version != formatVersion && version != formatV1 {
+		if v, ok := damagedVersion(data); ok {
+			return nil, bad(0, ErrBadHeader, "format version %d, but the header's checksum holds for version %d: the version field is damaged", version, v)
+		}
 		return nil, fmt.Errorf("%w: %s is format version %d, this build reads versions %d and %d", ErrUnsupportedVersion, path, version, formatV1, formatVersion)
 	}
 	fixed := footerFixedLen
@@ -297,6 +300,29 @@ func parseLayout(path string, data []byte) (*layout, error) {
 		return nil, bad(l.footerStart, ErrBadFooter, "ts range [%d, %d] but blocks span [%d, %d]", f.minTS, f.maxTS, minTS, maxTS)
 	}
 	return l, nil
+}
+
+// damagedVersion reports whether a header whose version this build does
+// not read would pass its checksum with a version it does read in its
+// place, and which: then the version field itself was damaged (a flipped
+// bit), and the file is corrupt, not newer. A newer tierd's header
+// checksum covers the version it wrote.
+func damagedVersion(data []byte) (uint16, bool) {
+	if len(data) < headerFixedLen {
+		return 0, false
+	}
+	n := headerFixedLen + int(binary.LittleEndian.Uint16(data[6:]))
+	if len(data) < n+crcLen {
+		return 0, false
+	}
+	hdr := append([]byte(nil), data[:n]...)
+	for _, v := range []uint16{formatV1, formatVersion} {
+		binary.LittleEndian.PutUint16(hdr[4:], v)
+		if crc32.Checksum(hdr, castagnoli) == binary.LittleEndian.Uint32(data[n:]) {
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 // block decodes entry i of the block table; i must be < l.blocks.
