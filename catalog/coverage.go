@@ -5,20 +5,36 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/tierd/tierd/tiers"
 )
 
+// Coverage is what verify needs to know of one stream's offsets.
+type Coverage struct {
+	// First is the stream's retention watermark, Next its next offset: the
+	// retained, persisted offsets are [First, Next).
+	First, Next uint64
+	// Gaps are the ranges [from, to) of offsets in [First, Next) that no
+	// segment holds, live or tombstoned: records missing that retention
+	// does not explain. Overlaps are ranges held by more than one segment.
+	// Each range is reported once, in offset order.
+	Gaps, Overlaps [][2]uint64
+	// Misplaced are segments whose state contradicts the watermark: live
+	// below it (its records are served, but the catalog says they expired),
+	// or tombstoned at or above it (a tombstone out of offset order).
+	Misplaced []tiers.SegmentMeta
+	// Tombstoned are the stream's tombstoned segments, for verify to check
+	// that the policy still justifies their deletion.
+	Tombstoned []tiers.SegmentMeta
+}
+
 // Coverage checks, for verify, that the stream's retained offsets
-// [first, next) are covered by live (not tombstoned) segments exactly once.
-// next is the stream's NextOffset; first is the base of the lowest live
-// segment after any run of tombstoned segments at the low end (deletion by
-// retention goes oldest first), or next when no segment is live. gaps and
-// overlaps are half-open ranges [from, to) of offsets in [first, next)
-// covered by no live segment, or by more than one; a tombstoned segment above
-// a live one counts as a gap. Every range is reported once, in offset order.
-// An unknown stream wraps tiers.ErrStreamNotFound.
-func (c *Catalog) Coverage(ctx context.Context, stream string) (first, next uint64, gaps, overlaps [][2]uint64, err error) {
-	gaps, overlaps = [][2]uint64{}, [][2]uint64{}
-	err = c.view(ctx, "coverage", func(tx *bolt.Tx) error {
+// [RetainedFrom, NextOffset) are each held by exactly one segment, and lists
+// what contradicts the retention watermark. An unknown stream wraps
+// tiers.ErrStreamNotFound.
+func (c *Catalog) Coverage(ctx context.Context, stream string) (Coverage, error) {
+	cv := Coverage{Gaps: [][2]uint64{}, Overlaps: [][2]uint64{}}
+	err := c.view(ctx, "coverage", func(tx *bolt.Tx) error {
 		segs, err := c.segmentBucket(tx, stream)
 		if err != nil {
 			return err
@@ -30,10 +46,8 @@ func (c *Catalog) Coverage(ctx context.Context, stream string) (first, next uint
 		if !ok {
 			return c.corrupt(fmt.Errorf("stream %q has segments but no stream value", stream))
 		}
-		next = s.NextOffset
-		first = next
-		started := false
-		var covered uint64 // one past the highest offset covered so far
+		cv.First, cv.Next = s.RetainedFrom, s.NextOffset
+		covered := cv.First // one past the highest offset covered so far
 		cur := segs.Cursor()
 		n := 0
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
@@ -46,34 +60,35 @@ func (c *Catalog) Coverage(ctx context.Context, stream string) (first, next uint
 			if err != nil {
 				return err
 			}
-			if !m.Tombstoned.IsZero() {
-				continue // before the first live segment: expired; after: a gap found below
+			tomb := !m.Tombstoned.IsZero()
+			if tomb {
+				cv.Tombstoned = append(cv.Tombstoned, m)
 			}
-			if !started {
-				started, first, covered = true, m.Base, m.Base
+			if tomb != (m.Last < cv.First) {
+				cv.Misplaced = append(cv.Misplaced, m)
+			}
+			if m.Last < cv.First {
+				continue // expired, or misplaced above
 			}
 			if m.Base > covered {
-				gaps = append(gaps, [2]uint64{covered, m.Base})
-			} else if m.Base < covered {
-				overlaps = appendRange(overlaps, m.Base, min(covered, m.Last+1))
+				cv.Gaps = append(cv.Gaps, [2]uint64{covered, m.Base})
+			} else if m.Base < covered && m.Base >= cv.First {
+				cv.Overlaps = appendRange(cv.Overlaps, m.Base, min(covered, m.Last+1))
 			}
 			covered = max(covered, m.Last+1)
 		}
-		if !started {
-			return nil
+		if covered > cv.Next {
+			return c.corrupt(fmt.Errorf("stream %q: segments reach offset %d past its next offset %d", stream, covered-1, cv.Next))
 		}
-		if covered > next {
-			return c.corrupt(fmt.Errorf("stream %q: segments reach offset %d past its next offset %d", stream, covered-1, next))
-		}
-		if covered < next {
-			gaps = append(gaps, [2]uint64{covered, next})
+		if covered < cv.Next {
+			cv.Gaps = append(cv.Gaps, [2]uint64{covered, cv.Next})
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, 0, nil, nil, err
+		return Coverage{}, err
 	}
-	return first, next, gaps, overlaps, nil
+	return cv, nil
 }
 
 // appendRange appends [from, to) to rs, merging it into the last range when

@@ -86,6 +86,10 @@ type Failure struct {
 	At time.Time
 	// Attempts counts failures since the segment's last success.
 	Attempts int
+	// Refused marks a destructive step (a deletion by retention) that was
+	// refused because the catalog or the configuration did not justify it:
+	// verify reports it.
+	Refused bool
 }
 
 // PutIntent records in intent that a move of its segment starts. The segment
@@ -152,8 +156,8 @@ func (c *Catalog) Intent(ctx context.Context, stream string, base uint64) (in In
 func (c *Catalog) Intents(ctx context.Context) ([]Intent, error) {
 	out := []Intent{}
 	err := c.view(ctx, "intents", func(tx *bolt.Tx) error {
-		return forNested(ctx, tx, bucketIntents, func(stream string, base uint64, v []byte) error {
-			in, err := decodeIntent(stream, base, v)
+		return c.forNested(ctx, tx, bucketIntents, func(stream string, base uint64, v []byte) error {
+			in, err := decodeIntent(stream, base, v, false)
 			if err != nil {
 				return c.corrupt(fmt.Errorf("intent %s/%d: %w", stream, base, err))
 			}
@@ -186,13 +190,16 @@ func (c *Catalog) CommitMove(ctx context.Context, stream string, base uint64, fn
 	return c.updateSegment(ctx, "commit_move", stream, base, true, fn)
 }
 
-// CommitDelete is the last step of a deletion: in one transaction it forgets
-// segment (stream, base), its intent and its last failure. An already
+// CommitDelete is the last step of a deletion by retention: in one
+// transaction it forgets segment (stream, base), its intent and its last
+// failure. The segment must be tombstoned and below its stream's retention
+// watermark (ErrNotTombstoned otherwise: nothing changes), so that a
+// deletion never leaves retained offsets without a segment. An already
 // forgotten segment is not an error (its intent and failure are still
 // cleared), so that recovery can repeat it.
 func (c *Catalog) CommitDelete(ctx context.Context, stream string, base uint64) error {
 	return c.update(ctx, "commit_delete", func(tx *bolt.Tx) error {
-		if err := c.deleteTx(tx, stream, base); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
+		if err := c.deleteTx(tx, stream, base, true); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
 			return err
 		}
 		return clearSegmentTx(tx, stream, base)
@@ -204,12 +211,23 @@ func (c *Catalog) CommitDelete(ctx context.Context, stream string, base uint64) 
 // when there is an intent, and records the segment's last failure (see
 // LastError) either way. Messages are cut to 4 KiB.
 func (c *Catalog) RecordFailure(ctx context.Context, stream string, base uint64, errMsg string) error {
+	return c.recordFailure(ctx, stream, base, errMsg, false)
+}
+
+// RecordRefusal is RecordFailure for a destructive step that was refused
+// because nothing justified it: the failure is marked Refused, so that
+// verify reports it until a later action on the segment succeeds.
+func (c *Catalog) RecordRefusal(ctx context.Context, stream string, base uint64, errMsg string) error {
+	return c.recordFailure(ctx, stream, base, errMsg, true)
+}
+
+func (c *Catalog) recordFailure(ctx context.Context, stream string, base uint64, errMsg string, refused bool) error {
 	if err := tiers.ValidateStreamName(stream); err != nil {
 		return fmt.Errorf("catalog: record failure: %w", err)
 	}
 	errMsg = truncate(errMsg, maxErrorBytes)
 	return c.update(ctx, "record_failure", func(tx *bolt.Tx) error {
-		f := Failure{Stream: stream, Base: base, Err: errMsg, At: c.now()}
+		f := Failure{Stream: stream, Base: base, Err: errMsg, At: c.now(), Refused: refused}
 		in, ok, err := c.intentTx(tx, stream, base)
 		if err != nil {
 			return err
@@ -243,6 +261,25 @@ func (c *Catalog) ClearFailure(ctx context.Context, stream string, base uint64) 
 	})
 }
 
+// Failures returns every recorded failure, ordered by stream and base.
+func (c *Catalog) Failures(ctx context.Context) ([]Failure, error) {
+	out := []Failure{}
+	err := c.view(ctx, "failures", func(tx *bolt.Tx) error {
+		return c.forNested(ctx, tx, bucketErrors, func(stream string, base uint64, v []byte) error {
+			f, err := decodeFailure(stream, base, v, false)
+			if err != nil {
+				return c.corrupt(fmt.Errorf("last error %s/%d: %w", stream, base, err))
+			}
+			out = append(out, f)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LastError returns the last failure of a move of segment (stream, base)
 // since its last success; ok is false when there is none.
 func (c *Catalog) LastError(ctx context.Context, stream string, base uint64) (f Failure, ok bool, err error) {
@@ -259,7 +296,7 @@ func (c *Catalog) intentTx(tx *bolt.Tx, stream string, base uint64) (Intent, boo
 	if v == nil {
 		return Intent{}, false, nil
 	}
-	in, err := decodeIntent(stream, base, v)
+	in, err := decodeIntent(stream, base, v, false)
 	if err != nil {
 		return Intent{}, false, c.corrupt(fmt.Errorf("intent %s/%d: %w", stream, base, err))
 	}
@@ -272,7 +309,7 @@ func (c *Catalog) failureTx(tx *bolt.Tx, stream string, base uint64) (Failure, b
 	if v == nil {
 		return Failure{}, false, nil
 	}
-	f, err := decodeFailure(stream, base, v)
+	f, err := decodeFailure(stream, base, v, false)
 	if err != nil {
 		return Failure{}, false, c.corrupt(fmt.Errorf("last error %s/%d: %w", stream, base, err))
 	}
@@ -323,7 +360,7 @@ func deleteNested(tx *bolt.Tx, top, stream string, base uint64) error {
 }
 
 // forNested calls fn for every value of top, by stream and base.
-func forNested(ctx context.Context, tx *bolt.Tx, top string, fn func(stream string, base uint64, v []byte) error) error {
+func (c *Catalog) forNested(ctx context.Context, tx *bolt.Tx, top string, fn func(stream string, base uint64, v []byte) error) error {
 	parent := tx.Bucket([]byte(top))
 	var streams []string
 	if err := parent.ForEachBucket(func(k []byte) error {
@@ -344,8 +381,11 @@ func forNested(ctx context.Context, tx *bolt.Tx, top string, fn func(stream stri
 				}
 			}
 			base, err := keyBase(k)
+			if err == nil && v == nil {
+				err = errors.New("a bucket where a value belongs")
+			}
 			if err != nil {
-				return &tiers.CorruptionError{Path: tx.DB().Path(), Offset: -1, Err: fmt.Errorf("%s/%s: %w", top, stream, err)}
+				return c.corrupt(fmt.Errorf("%s/%s: %w", top, stream, err))
 			}
 			if err := fn(stream, base, v); err != nil {
 				return err

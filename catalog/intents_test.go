@@ -37,8 +37,8 @@ func TestUpdateSegment(t *testing.T) {
 		{"change last", func(m *tiers.SegmentMeta) error { m.Last++; m.Count++; return nil }, nil, ErrInvalidSegment},
 		{"change digest", func(m *tiers.SegmentMeta) error { m.Digest[0]++; return nil }, nil, ErrInvalidSegment},
 		{"change bytes", func(m *tiers.SegmentMeta) error { m.Bytes++; return nil }, nil, ErrInvalidSegment},
-		{"tombstone", func(m *tiers.SegmentMeta) error { m.Tombstoned = tomb.In(time.Local); return nil },
-			func(m *tiers.SegmentMeta) { m.Tombstoned = tomb }, nil},
+		{"tombstone (only Tombstone may)", func(m *tiers.SegmentMeta) error { m.Tombstoned = tomb.In(time.Local); return nil }, nil, ErrInvalidSegment},
+		{"cold bytes without cold", func(m *tiers.SegmentMeta) error { m.Placements = tiers.Of(tiers.Warm); return nil }, nil, ErrInvalidSegment},
 		{"no change", func(m *tiers.SegmentMeta) error { return nil }, func(*tiers.SegmentMeta) {}, nil},
 	}
 	c, _ := openT(t, Options{})
@@ -333,9 +333,21 @@ func TestCommitDelete(t *testing.T) {
 	ctx := context.Background()
 	c, _ := openT(t, Options{})
 	put(t, c, seg("s", 0, 9), seg("s", 10, 19))
-	if _, err := c.UpdateSegment(ctx, "s", 0, func(m *tiers.SegmentMeta) error { m.Tombstoned = t0; return nil }); err != nil {
+	// A live segment, or a tombstoned one above the watermark (as damage
+	// or an older build would leave it), is never forgotten as deleted.
+	if err := c.CommitDelete(ctx, "s", 0); !errors.Is(err, ErrNotTombstoned) {
+		t.Fatalf("CommitDelete of a live segment: %v, want ErrNotTombstoned", err)
+	}
+	if err := c.db.Update(func(tx *bolt.Tx) error {
+		m := tombstoned(seg("s", 10, 19))
+		return tx.Bucket([]byte(bucketSegments)).Bucket([]byte("s")).Put(segmentKey(10), encodeSegment(&m))
+	}); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.CommitDelete(ctx, "s", 10); !errors.Is(err, ErrNotTombstoned) {
+		t.Fatalf("CommitDelete above the watermark: %v, want ErrNotTombstoned", err)
+	}
+	tombstone(t, c, "s", 0)
 	if err := c.PutIntent(ctx, Intent{Stream: "s", Base: 0, Kind: IntentDeleteWarm}); err != nil {
 		t.Fatal(err)
 	}

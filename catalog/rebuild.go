@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -16,9 +17,13 @@ import (
 )
 
 // ErrExists refuses Rebuild over an existing catalog: rebuilding forgets
-// intents, failures and tombstones, so the operator moves the old file aside
-// first.
+// intents and failures, so the operator moves the old file aside first.
 var ErrExists = errors.New("catalog: catalog already exists")
+
+// ErrDamagedMarker refuses Rebuild when a retention marker cannot be read:
+// without it the rebuild cannot tell which of the stream's records
+// retention deleted, and the WAL could bring them back.
+var ErrDamagedMarker = errors.New("catalog: damaged retention marker")
 
 // RebuildReport says what Rebuild found.
 type RebuildReport struct {
@@ -28,15 +33,28 @@ type RebuildReport struct {
 	// catalogued as given: warm and cold copies of one base that disagree,
 	// segments that overlap, and metadata that fails the catalog's checks.
 	Conflicts []string
+	// Markers counts the streams whose retention watermark came from their
+	// retention marker; Expired the segments found below it, catalogued
+	// tombstoned (retention had begun deleting them; their copies go after
+	// cold.delete_delay).
+	Markers, Expired int
 }
 
 // Rebuild creates a fresh catalog at path from segment metadata gathered from
 // the tiers themselves: warmSegments from the warm files' footers,
 // coldSegments from the cold objects' metadata (ColdBytes their sizes). The
 // placements given are ignored: a segment found in warmSegments is warm, in
-// coldSegments cold, in both — same Last and Digest — warm and cold. Streams'
-// next offsets follow from their highest segments. Nothing is stored about
-// intents, failures or tombstones (the files do not carry them).
+// coldSegments cold, in both — same Last and Digest — warm and cold.
+//
+// What retention deleted comes from the retention markers in
+// opts.RetentionDir (ReadMarkers): each marked stream gets its watermark
+// back, its next offset is at least that (so the WAL never replays a
+// deleted record, and offsets are never handed out twice), and its segments
+// found below the watermark are catalogued tombstoned, now, to be deleted
+// again. A marker that cannot be read fails the rebuild (ErrDamagedMarker)
+// before anything is written. Streams' next offsets otherwise follow from
+// their highest segments. Nothing is stored about intents or failures (the
+// files do not carry them).
 //
 // What cannot be catalogued is reported, never silently dropped: a warm and a
 // cold segment with the same base but different Last or Digest (the warm one
@@ -55,8 +73,34 @@ func Rebuild(ctx context.Context, path string, warmSegments []tiers.SegmentMeta,
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return rep, fmt.Errorf("catalog: rebuild: %w", err)
 	}
+	marks := map[string]uint64{}
+	if opts.RetentionDir != "" {
+		m, problems, err := ReadMarkers(opts.RetentionDir)
+		if err != nil {
+			return rep, err
+		}
+		if len(problems) > 0 {
+			return rep, fmt.Errorf("%w: %s; move it aside to rebuild without it (what retention deleted from that stream may come back from the WAL)", ErrDamagedMarker, strings.Join(problems, "; "))
+		}
+		marks = m
+	}
 	segs, conflicts := mergeTiers(warmSegments, coldSegments)
 	rep.Conflicts = conflicts
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	now := opts.Now().Round(0).UTC()
+	for i := range segs {
+		if w, ok := marks[segs[i].Stream]; ok && segs[i].Last < w {
+			segs[i].Tombstoned = now
+			if segs[i].SealedAt.After(now) {
+				segs[i].Tombstoned = segs[i].SealedAt
+			}
+			rep.Expired++
+		} else if ok && segs[i].Base < w {
+			rep.Conflicts = append(rep.Conflicts, fmt.Sprintf("%s %s straddles the retention watermark %d: kept live", segs[i].Placements, describe(&segs[i]), w))
+		}
+	}
 
 	tmp := path + ".tmp"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -64,8 +108,10 @@ func Rebuild(ctx context.Context, path string, warmSegments []tiers.SegmentMeta,
 	}
 	// The temporary catalog registers no metrics: the caller's registerer
 	// is for the catalog it opens afterwards, and a second registration of
-	// the same collectors would fail.
+	// the same collectors would fail. Nor does it touch the markers: they
+	// are its input.
 	opts.Registerer = nil
+	opts.RetentionDir = ""
 	c, err := Open(tmp, opts)
 	if err != nil {
 		return rep, err
@@ -83,7 +129,23 @@ func Rebuild(ctx context.Context, path string, warmSegments []tiers.SegmentMeta,
 			}
 			streams[segs[i].Stream] = true
 		}
-		return c.setCreatedTx(tx, segs)
+		if err := c.setCreatedTx(tx, segs); err != nil {
+			return err
+		}
+		for name, w := range marks {
+			s, _, err := c.ensureStreamTx(tx, name)
+			if err != nil {
+				return err
+			}
+			s.NextOffset = max(s.NextOffset, w)
+			s.RetainedFrom = w
+			if err := storeStream(tx, name, &s); err != nil {
+				return err
+			}
+			streams[name] = true
+		}
+		rep.Markers = len(marks)
+		return nil
 	})
 	if cerr := c.Close(); err == nil {
 		err = cerr

@@ -173,7 +173,7 @@ func TestSchemaV1Upgrade(t *testing.T) {
 		}
 		streams, _ := tx.CreateBucket([]byte(bucketStreams))
 		sv := streamValue{CreatedAt: t0, Segments: 1, Records: 10, Bytes: uint64(m.Bytes), NextOffset: 10}
-		if err := streams.Put([]byte("s"), encodeStream(&sv)); err != nil {
+		if err := streams.Put([]byte("s"), encodeStreamV1(&sv)); err != nil {
 			return err
 		}
 		segs, _ := tx.CreateBucket([]byte(bucketSegments))

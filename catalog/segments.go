@@ -14,9 +14,12 @@ import (
 // creating the stream if needed. tiers.Hot is dropped from m.Placements (hot
 // residency is not stored). It fails with ErrInvalidSegment unless Base <=
 // Last < MaxUint64, Count == Last-Base+1 (offsets are dense), Bytes >= 0,
-// ColdBytes >= 0, MinTS <= MaxTS and warm or cold is among the placements;
-// and with ErrOverlap if the offsets intersect a different segment of the
-// stream. On success the stream's NextOffset is at least Last+1.
+// ColdBytes >= 0 (and > 0 only with a cold placement), MinTS <= MaxTS, warm
+// or cold is among the placements, SealedAt is set and a Tombstoned time is
+// not before it, and Base is not below the stream's retention watermark
+// (those offsets were deleted by retention and must stay deleted); and with
+// ErrOverlap if the offsets intersect a different segment of the stream. On
+// success the stream's NextOffset is at least Last+1.
 func (c *Catalog) PutSegment(ctx context.Context, m tiers.SegmentMeta) error {
 	if err := validForPut(&m); err != nil {
 		return err
@@ -44,6 +47,9 @@ func (c *Catalog) putTx(tx *bolt.Tx, m *tiers.SegmentMeta) error {
 	s, segs, err := c.ensureStreamTx(tx, m.Stream)
 	if err != nil {
 		return err
+	}
+	if m.Base < s.RetainedFrom {
+		return fmt.Errorf("%w: %s/%d: offsets below %d were deleted by retention", ErrInvalidSegment, m.Stream, m.Base, s.RetainedFrom)
 	}
 	old, replacing, err := c.checkOverlap(segs, m)
 	if err != nil {
@@ -142,18 +148,32 @@ func (c *Catalog) Segments(ctx context.Context, stream string) ([]tiers.SegmentM
 }
 
 // Locate returns the segments of stream that hold any offset in [from, to]
-// (both inclusive), ordered by base. It seeks to from rather than scanning,
-// so its cost depends on the answer, not on the stream's length. Offsets past
-// the last segment are the engine's (the hot active segment). Tombstoned
+// (both inclusive), ordered by base, and the stream's retention watermark,
+// read in one transaction. It seeks to from rather than scanning, so its
+// cost depends on the answer, not on the stream's length. Offsets past the
+// last segment are the engine's (the hot active segment). Tombstoned
 // segments are returned too, with Tombstoned set, so that the router can
-// name the expired range (410) rather than report a gap. from > to
-// yields an empty slice; an unknown stream wraps tiers.ErrStreamNotFound.
-func (c *Catalog) Locate(ctx context.Context, stream string, from, to uint64) ([]tiers.SegmentMeta, error) {
-	out := []tiers.SegmentMeta{}
-	err := c.view(ctx, "locate", func(tx *bolt.Tx) error {
+// name the expired range (410). An offset below retainedFrom that no
+// segment holds was deleted by retention; one at or above it that no
+// segment holds (below NextOffset) is damage. from > to yields no segments;
+// an unknown stream wraps tiers.ErrStreamNotFound.
+func (c *Catalog) Locate(ctx context.Context, stream string, from, to uint64) (out []tiers.SegmentMeta, retainedFrom uint64, err error) {
+	out = []tiers.SegmentMeta{}
+	err = c.view(ctx, "locate", func(tx *bolt.Tx) error {
 		segs, err := c.segmentBucket(tx, stream)
-		if err != nil || from > to {
+		if err != nil {
 			return err
+		}
+		s, ok, err := c.loadStream(tx, stream)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return c.corrupt(fmt.Errorf("stream %q has segments but no stream value", stream))
+		}
+		retainedFrom = s.RetainedFrom
+		if from > to {
+			return nil
 		}
 		start := segmentKey(from)
 		cur := segs.Cursor()
@@ -190,9 +210,9 @@ func (c *Catalog) Locate(ctx context.Context, stream string, from, to uint64) ([
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return out, nil
+	return out, retainedFrom, nil
 }
 
 // LocateTime returns the segments of stream whose [MinTS, MaxTS] meets
@@ -303,10 +323,10 @@ func (c *Catalog) updateTx(tx *bolt.Tx, stream string, base uint64, fn func(*tie
 		return tiers.SegmentMeta{}, err
 	}
 	m.Placements = m.Placements.Without(tiers.Hot)
-	if !sameRecords(&m, &old) {
-		return tiers.SegmentMeta{}, fmt.Errorf("%w: %s/%d: only placements, cold bytes and the tombstone may change", ErrInvalidSegment, stream, base)
+	if !sameRecords(&m, &old) || !m.Tombstoned.Equal(old.Tombstoned) || m.Tombstoned.IsZero() != old.Tombstoned.IsZero() {
+		return tiers.SegmentMeta{}, fmt.Errorf("%w: %s/%d: only placements and cold bytes may change", ErrInvalidSegment, stream, base)
 	}
-	if m.Placements == old.Placements && m.ColdBytes == old.ColdBytes && m.Tombstoned.Equal(old.Tombstoned) && m.Tombstoned.IsZero() == old.Tombstoned.IsZero() {
+	if m.Placements == old.Placements && m.ColdBytes == old.ColdBytes {
 		return old, nil
 	}
 	if err := checkSegment(&m); err != nil {
@@ -316,7 +336,7 @@ func (c *Catalog) updateTx(tx *bolt.Tx, stream string, base uint64, fn func(*tie
 		return tiers.SegmentMeta{}, err
 	}
 	// Return what a later read returns (times are stored to the nanosecond, in UTC).
-	return decodeSegment(stream, base, encodeSegment(&m))
+	return decodeSegment(stream, base, encodeSegment(&m), false)
 }
 
 // sameRecords reports whether a and b describe the same records: every field
@@ -328,17 +348,22 @@ func sameRecords(a, b *tiers.SegmentMeta) bool {
 }
 
 // DeleteSegment forgets segment (stream, base) and its last failure, but not
-// its intent (CommitDelete forgets both). The stream stays, and its
-// NextOffset does not move back. A missing segment wraps
-// tiers.ErrSegmentNotFound, which a retrying caller may ignore.
+// its intent (CommitDelete forgets both), whatever its state: it is for
+// repairs and tests. Forgetting a live segment leaves offsets at or above the
+// retention watermark that no segment holds, which reads answer as damage
+// and verify reports as a gap; deletion by retention goes through Tombstone
+// and CommitDelete. The stream stays, and its NextOffset does not move back.
+// A missing segment wraps tiers.ErrSegmentNotFound, which a retrying caller
+// may ignore.
 func (c *Catalog) DeleteSegment(ctx context.Context, stream string, base uint64) error {
 	return c.update(ctx, "delete_segment", func(tx *bolt.Tx) error {
-		return c.deleteTx(tx, stream, base)
+		return c.deleteTx(tx, stream, base, false)
 	})
 }
 
-// deleteTx is DeleteSegment inside tx.
-func (c *Catalog) deleteTx(tx *bolt.Tx, stream string, base uint64) error {
+// deleteTx is DeleteSegment inside tx; retention requires the segment to be
+// tombstoned and below the watermark, so that the deletion leaves no gap.
+func (c *Catalog) deleteTx(tx *bolt.Tx, stream string, base uint64, retention bool) error {
 	m, err := c.getTx(tx, stream, base)
 	if err != nil {
 		return err
@@ -349,6 +374,9 @@ func (c *Catalog) deleteTx(tx *bolt.Tx, stream string, base uint64) error {
 	}
 	if !ok {
 		return c.corrupt(fmt.Errorf("segment %s/%d has no stream value", stream, base))
+	}
+	if retention && (m.Tombstoned.IsZero() || m.Last >= s.RetainedFrom) {
+		return fmt.Errorf("%w: %s/%d: not tombstoned below the retention watermark %d (tombstoned %v)", ErrNotTombstoned, stream, base, s.RetainedFrom, m.Tombstoned)
 	}
 	if err := tx.Bucket([]byte(bucketSegments)).Bucket([]byte(stream)).Delete(segmentKey(base)); err != nil {
 		return err
@@ -383,35 +411,43 @@ func (c *Catalog) decodeAt(stream string, k, v []byte) (tiers.SegmentMeta, error
 	if err != nil {
 		return tiers.SegmentMeta{}, c.corrupt(fmt.Errorf("stream %q: %w", stream, err))
 	}
-	m, err := decodeSegment(stream, base, v)
+	if v == nil {
+		return tiers.SegmentMeta{}, c.corrupt(fmt.Errorf("segment %s/%d is a bucket, not a value", stream, base))
+	}
+	m, err := decodeSegment(stream, base, v, false)
 	if err != nil {
 		return tiers.SegmentMeta{}, c.corrupt(fmt.Errorf("segment %s/%d: %w", stream, base, err))
 	}
 	return m, nil
 }
 
-// FirstLive returns the lowest segment of stream that is not tombstoned;
-// ok is false when every segment is (or there is none). It reads past the
-// tombstoned segments at the low end only, so its cost does not grow with
-// the stream. An unknown stream wraps tiers.ErrStreamNotFound.
-func (c *Catalog) FirstLive(ctx context.Context, stream string) (m tiers.SegmentMeta, ok bool, err error) {
-	err = c.view(ctx, "first_live", func(tx *bolt.Tx) error {
+// Retained returns the stream's retention watermark (offsets below it were
+// deleted by retention), its next offset, and the segment that starts at
+// the watermark, when there is one (ok). An unknown stream wraps
+// tiers.ErrStreamNotFound.
+func (c *Catalog) Retained(ctx context.Context, stream string) (from, next uint64, first tiers.SegmentMeta, ok bool, err error) {
+	err = c.view(ctx, "retained", func(tx *bolt.Tx) error {
 		segs, err := c.segmentBucket(tx, stream)
 		if err != nil {
 			return err
 		}
-		cur := segs.Cursor()
-		for k, v := cur.First(); k != nil; k, v = cur.Next() {
-			s, err := c.decodeAt(stream, k, v)
+		s, found, err := c.loadStream(tx, stream)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return c.corrupt(fmt.Errorf("stream %q has segments but no stream value", stream))
+		}
+		from, next = s.RetainedFrom, s.NextOffset
+		key := segmentKey(from)
+		if v := segs.Get(key); v != nil {
+			m, err := c.decodeAt(stream, key, v)
 			if err != nil {
 				return err
 			}
-			if s.Tombstoned.IsZero() {
-				m, ok = s, true
-				return nil
-			}
+			first, ok = m, m.Tombstoned.IsZero()
 		}
 		return nil
 	})
-	return m, ok, err
+	return from, next, first, ok, err
 }

@@ -41,7 +41,10 @@ func (c *Catalog) Streams(ctx context.Context) ([]StreamInfo, error) {
 			if err := tiers.ValidateStreamName(name); err != nil {
 				return c.corrupt(fmt.Errorf("stream key: %w", err))
 			}
-			s, err := decodeStream(v)
+			if v == nil {
+				return c.corrupt(fmt.Errorf("stream %q is a bucket, not a value", name))
+			}
+			s, err := decodeStream(name, v, false)
 			if err != nil {
 				return c.corrupt(fmt.Errorf("stream %q: %w", name, err))
 			}
@@ -57,12 +60,13 @@ func (c *Catalog) Streams(ctx context.Context) ([]StreamInfo, error) {
 
 func (s *streamValue) info(name string) StreamInfo {
 	return StreamInfo{
-		Name:       name,
-		CreatedAt:  s.CreatedAt,
-		Segments:   int(s.Segments),
-		Records:    s.Records,
-		Bytes:      int64(s.Bytes),
-		NextOffset: s.NextOffset,
+		Name:         name,
+		CreatedAt:    s.CreatedAt,
+		Segments:     int(s.Segments),
+		Records:      s.Records,
+		Bytes:        int64(s.Bytes),
+		NextOffset:   s.NextOffset,
+		RetainedFrom: s.RetainedFrom,
 	}
 }
 
@@ -72,7 +76,7 @@ func (c *Catalog) loadStream(tx *bolt.Tx, name string) (s streamValue, ok bool, 
 	if v == nil {
 		return streamValue{}, false, nil
 	}
-	s, err = decodeStream(v)
+	s, err = decodeStream(name, v, false)
 	if err != nil {
 		return streamValue{}, false, c.corrupt(fmt.Errorf("stream %q: %w", name, err))
 	}
@@ -81,7 +85,7 @@ func (c *Catalog) loadStream(tx *bolt.Tx, name string) (s streamValue, ok bool, 
 
 // storeStream writes a stream's value.
 func storeStream(tx *bolt.Tx, name string, s *streamValue) error {
-	return tx.Bucket([]byte(bucketStreams)).Put([]byte(name), encodeStream(s))
+	return tx.Bucket([]byte(bucketStreams)).Put([]byte(name), encodeStream(name, s))
 }
 
 // ensureStreamTx returns the stream's value and segment bucket, creating both

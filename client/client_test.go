@@ -195,7 +195,7 @@ func TestAPIErrors(t *testing.T) {
 		t.Errorf("empty batch: %+v", ae)
 	}
 	_, err = c.Append(ctx, "s", []client.Record{{Value: json.RawMessage(`"` + strings.Repeat("x", 8<<10) + `"`)}})
-	if ae := apiErr(err); ae.Status != 413 || ae.Code != "record_too_large" {
+	if ae := apiErr(err); ae.Status != 413 || ae.Code != "batch_over_budget" {
 		t.Errorf("batch larger than the memory budget: %+v", ae)
 	}
 	if _, err := c.Append(ctx, "s", []client.Record{{Value: json.RawMessage(`1`), ValueB64: []byte{1}}}); err == nil {

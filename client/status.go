@@ -23,6 +23,21 @@ type ServerStatus struct {
 	WALBytes       int64     `json:"wal_bytes"`
 	WALSync        string    `json:"wal_sync"`
 	WALFailed      string    `json:"wal_failed"`
+	// Writes is "ok" while the server can make appends durable, else the
+	// condition keeping it from that: "disk_full", "out_of_descriptors",
+	// "storage_unavailable" (cleared by the server itself once storage
+	// takes writes) or "wal_failed" (until restart). WritesError is the
+	// condition's latest error, WritesSince when it began. Servers before
+	// this field leave Writes empty.
+	Writes      string    `json:"writes"`
+	WritesError string    `json:"writes_error"`
+	WritesSince time.Time `json:"writes_since"`
+	// ColdStore is "ok", "unavailable" (a call timed out; calls fail fast
+	// until the store answers a probe) or "" without a cold tier;
+	// ColdStoreError and ColdStoreSince say why and since when.
+	ColdStore      string    `json:"cold_store"`
+	ColdStoreError string    `json:"cold_store_error"`
+	ColdStoreSince time.Time `json:"cold_store_since"`
 	// Tiers is keyed by tier name: hot, warm and, with a cold store, cold.
 	Tiers map[string]TierStatus `json:"tiers"`
 	// Migrator is nil when the server runs without one.

@@ -52,10 +52,12 @@ func (t *Tier) FetchedBytes() int64 { return t.fetched.Load() }
 // missing object): the operation may succeed when the store is back.
 var ErrStoreUnavailable = errors.New("cold: object store unavailable")
 
-// storeErr classifies an object store error: not-found stays as it is,
-// anything else is the store failing.
+// storeErr classifies an object store error: not-found stays as it is, and
+// so does the caller's own cancellation (a client gone, a shutdown: the
+// store did not fail); anything else, a timeout included, is the store
+// failing.
 func storeErr(op, key string, err error) error {
-	if errors.Is(err, objstore.ErrNotFound) {
+	if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("cold: %s %s: %w", op, key, err)
 	}
 	return fmt.Errorf("%w: %s %s: %w", ErrStoreUnavailable, op, key, err)
@@ -91,6 +93,28 @@ func New(opts Options) (*Tier, error) {
 // Close closes the bucket.
 func (t *Tier) Close() error { return t.opts.Bucket.Close() }
 
+// Health reports whether the store answers (objstore.WithBreaker): after a
+// call times out it is unavailable, and every call fails fast, until a
+// probe is answered. A bucket without a breaker is always available.
+func (t *Tier) Health() objstore.Health {
+	h, ok := objstore.HealthOf(t.opts.Bucket)
+	if !ok {
+		return objstore.Health{Available: true}
+	}
+	return h
+}
+
+// CheckStore asks the store whether tierd can use it (objstore.Check): an
+// error wraps objstore.ErrBucketNotFound, objstore.ErrAccessDenied or
+// ErrStoreUnavailable (with objstore.ErrTimeout when it did not answer). A
+// timeout also makes the store unavailable (Health).
+func (t *Tier) CheckStore(ctx context.Context) error {
+	if err := objstore.Check(ctx, t.opts.Bucket); err != nil {
+		return storeErr("check", "the store", err)
+	}
+	return nil
+}
+
 // ObjectKey is where a segment lives in the bucket, Hive-style so engines can
 // read `.../**/*.parquet` with hive_partitioning:
 // stream=<stream>/date=<YYYY-MM-DD>/<base:020d>-<last:020d>.parquet. The date
@@ -116,10 +140,17 @@ func (t *Tier) pqOptions() pqfile.Options {
 // catalog: committing the placement is the caller's step.
 func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq2[tiers.Record, error]) (int64, error) {
 	key := ObjectKey(m)
-	if size, err := t.checkObject(ctx, key, m); err == nil {
+	size, err := t.checkObject(ctx, key, m)
+	switch {
+	case err == nil:
 		t.opts.Logger.Info("cold object already uploaded", "key", key)
 		return size, nil
-	} else if !errors.Is(err, objstore.ErrNotFound) {
+	case errors.Is(err, objstore.ErrNotFound):
+	case errors.Is(err, ErrStoreUnavailable), ctx.Err() != nil:
+		// The store did not answer (a timeout, a refused call): nothing is
+		// known of the object, so it is neither kept nor replaced now.
+		return 0, err
+	default:
 		t.opts.Logger.Warn("replacing cold object that does not match the catalog", "key", key, "err", err)
 	}
 
@@ -138,7 +169,7 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 	if err := sameSegment(info.Meta, m); err != nil {
 		return 0, fmt.Errorf("cold: convert %s: %w", key, err)
 	}
-	size := info.Meta.Bytes
+	size = info.Meta.Bytes
 	// Verify what was written by decoding it again, before anything leaves
 	// the machine.
 	r, err := pqfile.Open(ctx, f, size, f.Name())
@@ -168,13 +199,32 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 	return size, nil
 }
 
-// sameSegment checks that what was written is the catalogued segment.
+// sameSegment checks that a file's metadata (what was written, or what an
+// object's footer says) is the catalogued segment: the same stream, offset
+// range, count, ts range and digest.
 func sameSegment(got, want tiers.SegmentMeta) error {
-	if got.Base != want.Base || got.Last != want.Last || got.Count != want.Count || got.Digest != want.Digest {
-		return fmt.Errorf("%w: wrote [%d, %d] ×%d %s, catalog has [%d, %d] ×%d %s",
-			ErrDigestMismatch, got.Base, got.Last, got.Count, got.Digest, want.Base, want.Last, want.Count, want.Digest)
+	if got.Stream != want.Stream || got.Base != want.Base || got.Last != want.Last || got.Count != want.Count ||
+		got.MinTS != want.MinTS || got.MaxTS != want.MaxTS || got.Digest != want.Digest {
+		return fmt.Errorf("%w: file holds %s [%d, %d] ×%d ts %d..%d %s, catalog has %s [%d, %d] ×%d ts %d..%d %s",
+			ErrDigestMismatch, got.Stream, got.Base, got.Last, got.Count, got.MinTS, got.MaxTS, got.Digest,
+			want.Stream, want.Base, want.Last, want.Count, want.MinTS, want.MaxTS, want.Digest)
 	}
 	return nil
+}
+
+// openSegment opens the segment's object for a read or a verify and checks
+// its footer against the catalog's m: an object that holds anything else is
+// damaged (or misplaced), never served.
+func (t *Tier) openSegment(ctx context.Context, m tiers.SegmentMeta) (*pqfile.Reader, error) {
+	key := ObjectKey(m)
+	r, _, err := t.open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameSegment(r.Meta(), m); err != nil {
+		return nil, fmt.Errorf("cold: %w", &tiers.CorruptionError{Path: key, Offset: -1, Err: err})
+	}
+	return r, nil
 }
 
 // Check reports whether the segment's object is in the store and is the
@@ -211,14 +261,25 @@ func (t *Tier) open(ctx context.Context, key string) (*pqfile.Reader, int64, err
 }
 
 // Scan yields the segment's records matching q in offset order, fetching
-// only the row groups the query needs.
+// only the row groups the query needs. The object's footer must describe
+// the catalogued segment m (stream, offsets, count, ts range, digest), and
+// pqfile checks every row against it before yielding it (see
+// docs/format/parquet.md); damage is a *tiers.CorruptionError.
 func (t *Tier) Scan(ctx context.Context, m tiers.SegmentMeta, q tiers.Query) iter.Seq2[tiers.Record, error] {
 	return func(yield func(tiers.Record, error) bool) {
-		r, _, err := t.open(ctx, ObjectKey(m))
+		r, err := t.openSegment(ctx, m)
 		if err != nil {
 			yield(tiers.Record{}, err)
 			return
 		}
+		defer func() {
+			// A damaged bloom filter costs a read nothing but time (the row
+			// group is read instead); say so, as verify will.
+			if errs := r.IgnoredBloomFilters(); len(errs) > 0 {
+				t.opts.Logger.Warn("cold object has damaged key bloom filters; reads skip them, verify reports them",
+					"key", ObjectKey(m), "err", errors.Join(errs...))
+			}
+		}()
 		for rec, err := range r.Scan(ctx, q) {
 			if !yield(rec, err) || err != nil {
 				return
@@ -227,13 +288,12 @@ func (t *Tier) Scan(ctx context.Context, m tiers.SegmentMeta, q tiers.Query) ite
 	}
 }
 
-// Verify reads the whole object back and checks its digest against m.
+// Verify reads the whole object back and checks it against m: its footer,
+// every row and the digest, the offset indexes and the key bloom filters
+// (pqfile.Reader.Verify).
 func (t *Tier) Verify(ctx context.Context, m tiers.SegmentMeta) error {
-	r, _, err := t.open(ctx, ObjectKey(m))
+	r, err := t.openSegment(ctx, m)
 	if err != nil {
-		return err
-	}
-	if err := sameSegment(r.Meta(), m); err != nil {
 		return err
 	}
 	return r.Verify(ctx)

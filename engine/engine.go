@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 	"github.com/tierd/tierd/warm"
 )
@@ -32,6 +34,12 @@ type Options struct {
 	// ProducerTTL is how long an idempotent producer's last batch is
 	// remembered (wal.producer_ttl); 0 means the WAL's default, 7 days.
 	ProducerTTL time.Duration
+	// WALOpenFile opens WAL files (wal.Options.OpenFile): a seam for tests
+	// of storage conditions; nil means os.OpenFile.
+	WALOpenFile func(path string, flag int, perm os.FileMode) (wal.SegmentFile, error)
+	// WALRetryInterval bounds the WAL's own retries of a refused group
+	// (wal.Options.RetryInterval); 0 means its default, 1s.
+	WALRetryInterval time.Duration
 
 	HotMaxBytes  int64         // memory budget across all streams
 	WarmMaxBytes int64         // local disk budget (warm.max_bytes): reported by Tiers; the migrator enforces it
@@ -54,6 +62,11 @@ type Options struct {
 
 	// Cold is the cold tier, or nil for none. The engine closes it.
 	Cold *cold.Tier
+
+	// Config is the configuration the migrator plans with. Every
+	// destructive action is justified again against it, and against the
+	// catalog, when it executes (justify.go): nil refuses every deletion.
+	Config *policy.Config
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -98,6 +111,8 @@ type Engine struct {
 	metrics *metrics
 	// appended wakes WaitFor after each successful append.
 	appended appendSignal
+	// walFailed is when WriteHealth first saw the WAL's sticky failure.
+	walFailed atomic.Pointer[time.Time]
 }
 
 // Open opens (creating if needed) the archive in opts.DataDir and recovers
@@ -111,7 +126,10 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, started: opts.Now(), cold: opts.Cold, metrics: newMetrics(opts.Registerer)}
 	var err error
-	if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now}); err != nil {
+	if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{
+		Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now,
+		RetentionDir: RetentionDir(opts.DataDir),
+	}); err != nil {
 		return nil, fmt.Errorf("engine: open catalog: %w", err)
 	}
 	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{MapCacheBytes: opts.WarmMapCacheBytes, Logger: opts.Logger, Registerer: opts.Registerer}); err != nil {
@@ -135,13 +153,15 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		PolicyFor:       opts.StreamPolicy,
 		Tick:            opts.HotTick,
 		WAL: wal.Options{
-			Dir:          filepath.Join(opts.DataDir, "wal"),
-			Sync:         opts.WALSync,
-			SyncInterval: opts.WALSyncInterval,
-			SegmentBytes: opts.WALSegmentBytes,
-			ProducerTTL:  opts.ProducerTTL,
-			Logger:       opts.Logger,
-			Registerer:   opts.Registerer,
+			Dir:           filepath.Join(opts.DataDir, "wal"),
+			Sync:          opts.WALSync,
+			SyncInterval:  opts.WALSyncInterval,
+			SegmentBytes:  opts.WALSegmentBytes,
+			ProducerTTL:   opts.ProducerTTL,
+			OpenFile:      opts.WALOpenFile,
+			RetryInterval: opts.WALRetryInterval,
+			Logger:        opts.Logger,
+			Registerer:    opts.Registerer,
 		},
 		Streams:   next,
 		Persister: persister{e},
@@ -153,6 +173,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: recover: %w", err)
 	}
 	e.metrics.usage.bind(e)
+	e.metrics.health.bind(e)
 	return e, nil
 }
 
@@ -182,6 +203,10 @@ func (e *Engine) recoverWarm(ctx context.Context) (map[string]uint64, error) {
 			if err != nil || m.Placements.Has(tiers.Warm) || !m.Placements.Has(tiers.Cold) {
 				continue // kept: placed warm, or not ours to judge (verify reports orphans)
 			}
+			if err := e.checkColdCopy(ctx, m); err != nil {
+				e.opts.Logger.Warn("keeping the warm copy of a segment moved to cold: its cold copy cannot be confirmed", "path", f.Path, "err", err)
+				continue
+			}
 			e.opts.Logger.Info("removing warm copy of a segment moved to cold", "path", f.Path)
 		} else {
 			e.opts.Logger.Warn("removing uncommitted warm segment; the WAL holds its records", "path", f.Path)
@@ -206,6 +231,7 @@ func (e *Engine) closeStores() error {
 // recovered from the WAL at the next Open.
 func (e *Engine) Close(ctx context.Context) error {
 	e.metrics.usage.unbind(e)
+	e.metrics.health.unbind(e)
 	return errors.Join(e.hot.Close(), e.closeStores())
 }
 
@@ -217,7 +243,9 @@ func (e *Engine) Flush(ctx context.Context) error { return e.hot.Flush(ctx) }
 // are overwritten with the assigned ones. Errors: tiers.ErrInvalidStreamName,
 // tiers.ErrInvalidRecord, tiers.ErrKeyTooLarge, tiers.ErrRecordTooLarge (bad
 // input, nothing appended), tiers.ErrBackpressure (retry later),
-// tiers.ErrStorageFailed, tiers.ErrClosed.
+// tiers.ErrStorageUnavailable (storage refused it with nothing written:
+// disk full, out of descriptors; retry later), tiers.ErrStorageFailed
+// (sticky until restart), tiers.ErrClosed.
 func (e *Engine) Append(ctx context.Context, stream string, recs []tiers.Record) (AppendResult, error) {
 	return e.AppendAs(ctx, stream, hot.Producer{}, recs)
 }
@@ -252,6 +280,11 @@ func (e *Engine) AppendAs(ctx context.Context, stream string, p hot.Producer, re
 	return AppendResult{First: first, Last: first + uint64(len(recs)) - 1, Count: len(recs), Duplicate: dup}, nil
 }
 
+// RetentionDir is where the retention markers of the archive in dataDir
+// live (docs/format/retention.md): the record, outside the catalog, of what
+// retention deleted, which a catalog rebuild reads.
+func RetentionDir(dataDir string) string { return filepath.Join(dataDir, "retention") }
+
 // persister writes sealed segments to the warm store and commits them to the
 // catalog, in that order: a segment is visible in the catalog only once its
 // file is durable.
@@ -263,6 +296,9 @@ func (p persister) Persist(ctx context.Context, seg *hot.SealedSegment) error {
 	if err != nil {
 		return err
 	}
+	// The footer keeps the seal time, so a rebuilt catalog keeps the
+	// segment's age.
+	w.SetSealedAt(seg.SealedAt)
 	for r, err := range seg.Records() {
 		if err == nil {
 			err = w.Append(&r)

@@ -28,6 +28,7 @@ type metrics struct {
 	backpressure prometheus.Counter
 	duplicates   prometheus.Counter
 	usage        *usageCollector
+	health       *healthCollector
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -53,7 +54,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tierd_ingest_duplicate_batches_total",
 			Help: "Idempotent producers' retries of a batch already appended, answered with its offsets and not appended again.",
 		}),
-		usage: &usageCollector{},
+		usage:  &usageCollector{},
+		health: &healthCollector{},
 	}
 	m.records = promreg.Register(reg, m.records)
 	m.bytes = promreg.Register(reg, m.bytes)
@@ -61,6 +63,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.backpressure = promreg.Register(reg, m.backpressure)
 	m.duplicates = promreg.Register(reg, m.duplicates)
 	m.usage = promreg.Register(reg, m.usage)
+	m.health = promreg.Register(reg, m.health)
 	return m
 }
 

@@ -77,17 +77,33 @@ func (e *Engine) Execute(ctx context.Context, a policy.Action) error {
 	case policy.DropWarm:
 		err = e.dropWarm(ctx, a.Stream, a.Base)
 	case policy.DeleteWarm, policy.Tombstone:
-		err = e.tombstone(ctx, a.Stream, a.Base)
+		by := byColdAge
+		if a.Kind == policy.DeleteWarm {
+			by = byWarm
+		}
+		var done []tiers.SegmentMeta
+		done, err = e.tombstone(ctx, a.Stream, a.Base, by)
 		if errors.Is(err, tiers.ErrSegmentNotFound) {
 			return nil // deleted already: a repeated action
 		}
 		if err == nil && a.Kind == policy.DeleteWarm {
 			// No cold store, so nothing to wait for: a reader that located
-			// the segment before the tombstone keeps its warm mapping.
-			err = e.deleteSegment(ctx, a.Stream, a.Base)
+			// a segment before the tombstone keeps its warm mapping. The
+			// live segments below it were tombstoned with it (oldest
+			// first) and go now too.
+			for _, m := range done {
+				if m.Base != a.Base {
+					if err = e.deleteSegment(ctx, a.Stream, m.Base, false); err != nil {
+						break
+					}
+				}
+			}
+			if err == nil {
+				err = e.deleteSegment(ctx, a.Stream, a.Base, false)
+			}
 		}
 	case policy.DeleteCold:
-		err = e.deleteSegment(ctx, a.Stream, a.Base)
+		err = e.deleteSegment(ctx, a.Stream, a.Base, true)
 	default:
 		err = fmt.Errorf("engine: unknown action %v", a.Kind)
 	}
@@ -101,9 +117,7 @@ func (e *Engine) Execute(ctx context.Context, a policy.Action) error {
 			}
 		}
 	case !errors.Is(err, tiers.ErrSegmentNotFound):
-		if rerr := e.catalog.RecordFailure(ctx, a.Stream, a.Base, fmt.Sprintf("%s: %v", a.Kind, err)); rerr != nil {
-			e.opts.Logger.Warn("record move failure", "stream", a.Stream, "base", a.Base, "err", rerr)
-		}
+		e.recordOutcome(ctx, a.Stream, a.Base, fmt.Sprintf("%s: %v", a.Kind, err), err)
 	}
 	return err
 }
@@ -135,6 +149,9 @@ func (e *Engine) dropWarm(ctx context.Context, stream string, base uint64) error
 	}
 	if !m.Placements.Has(tiers.Cold) {
 		return fmt.Errorf("engine: drop warm copy of %s/%d: no committed cold copy", stream, base)
+	}
+	if err := e.checkColdCopy(ctx, m); err != nil {
+		return err
 	}
 	if err := e.putIntent(ctx, catalog.Intent{Stream: stream, Base: base, Kind: catalog.IntentDropWarm, Key: e.warm.Path(stream, base)}); err != nil {
 		return err
@@ -173,7 +190,14 @@ func (e *Engine) finishDropWarm(ctx context.Context, stream string, base uint64)
 // removal failed is not planned again (the segment is no longer placed
 // warm), so its intent would otherwise wait for a restart. Other intents
 // are redone by the plan itself.
+//
+// It first asks the cold store whether it answers (cold.Tier.CheckStore),
+// so that a hung store shows in status within one run even when no move
+// is due; its failure is the store's health to report, not Settle's error.
 func (e *Engine) Settle(ctx context.Context) error {
+	if e.cold != nil {
+		e.cold.CheckStore(ctx)
+	}
 	intents, err := e.catalog.Intents(ctx)
 	if err != nil {
 		return fmt.Errorf("engine: settle: %w", err)
@@ -235,29 +259,39 @@ func (e *Engine) putIntent(ctx context.Context, in catalog.Intent) error {
 
 // tombstone is the first step of a deletion by retention: from the commit
 // on, reads no longer serve the segment (they answer that its range
-// expired), and it leaves memory. Its copies go in deleteSegment.
-func (e *Engine) tombstone(ctx context.Context, stream string, base uint64) error {
+// expired), and it leaves memory. The catalog tombstones it with every live
+// segment below it (oldest first), each justified by by now (justify.go),
+// and moves the stream's retention watermark past it. Its copies go in
+// deleteSegment.
+func (e *Engine) tombstone(ctx context.Context, stream string, base uint64, by deleteBy) ([]tiers.SegmentMeta, error) {
 	defer e.moves.lock(stream, base)()
 	now := e.opts.Now()
-	m, err := e.catalog.UpdateSegment(ctx, stream, base, func(sm *tiers.SegmentMeta) error {
-		if sm.Tombstoned.IsZero() {
-			sm.Tombstoned = now
+	overBudget := false
+	if by == byWarm {
+		var err error
+		if overBudget, err = e.overWarmBudget(ctx); err != nil {
+			return nil, fmt.Errorf("engine: tombstone %s/%d: %w", stream, base, err)
 		}
-		return nil
+	}
+	done, err := e.catalog.Tombstone(ctx, stream, base, now, func(m *tiers.SegmentMeta) error {
+		return e.justifyDeletion(m, by, now, overBudget)
 	})
 	if err != nil {
-		return fmt.Errorf("engine: tombstone %s/%d: %w", stream, base, err)
+		return nil, fmt.Errorf("engine: tombstone %s/%d: %w", stream, base, err)
 	}
-	e.hot.Evict(stream, m.Last+1)
-	return failpoint.Inject(failpoint.DeleteAfterTombstone)
+	if n := len(done); n > 0 {
+		e.hot.Evict(stream, done[n-1].Last+1)
+	}
+	return done, failpoint.Inject(failpoint.DeleteAfterTombstone)
 }
 
-// deleteSegment is the second step of a deletion: intent, every copy
-// removed (the cold object, the warm file), then the catalog entry, its
-// intent and its last error forgotten in one transaction. The stream's next
-// offset stays, so the range reads as expired. Repeating it after a crash
-// at any point finishes it.
-func (e *Engine) deleteSegment(ctx context.Context, stream string, base uint64) error {
+// deleteSegment is the second step of a deletion: justified again
+// (justifyRemoval; delay: cold.delete_delay must have passed since the
+// tombstone), intent, every copy removed (the cold object, the warm file),
+// then the catalog entry, its intent and its last error forgotten in one
+// transaction. The stream's next offset and watermark stay, so the range
+// reads as expired. Repeating it after a crash at any point finishes it.
+func (e *Engine) deleteSegment(ctx context.Context, stream string, base uint64, delay bool) error {
 	defer e.moves.lock(stream, base)()
 	m, err := e.catalog.Segment(ctx, stream, base)
 	if errors.Is(err, tiers.ErrSegmentNotFound) {
@@ -266,8 +300,12 @@ func (e *Engine) deleteSegment(ctx context.Context, stream string, base uint64) 
 	if err != nil {
 		return err
 	}
-	if m.Tombstoned.IsZero() {
-		return fmt.Errorf("engine: delete %s/%d: not tombstoned", stream, base)
+	from, _, _, _, err := e.catalog.Retained(ctx, stream)
+	if err != nil {
+		return err
+	}
+	if err := e.justifyRemoval(&m, from, e.opts.Now(), delay); err != nil {
+		return err
 	}
 	kind := catalog.IntentDeleteCold
 	if !m.Placements.Has(tiers.Cold) {
@@ -327,6 +365,16 @@ func (e *Engine) recoverIntent(ctx context.Context, in catalog.Intent) error {
 	case catalog.IntentDeleteWarm, catalog.IntentDeleteCold:
 		if m.Tombstoned.IsZero() {
 			return e.catalog.ClearIntent(ctx, in.Stream, in.Base) // never started
+		}
+		from, _, _, _, err := e.catalog.Retained(ctx, in.Stream)
+		if err != nil {
+			return err
+		}
+		// The deletion was justified when it began; it is finished only if
+		// it still is (the policy may have changed, the catalog be damaged).
+		if err := e.justifyRemoval(&m, from, e.opts.Now(), false); err != nil {
+			e.recordOutcome(ctx, in.Stream, in.Base, "finish deletion: "+err.Error(), err)
+			return nil
 		}
 		e.opts.Logger.Info("finishing an interrupted deletion", "stream", in.Stream, "base", in.Base)
 		if err := e.finishDelete(ctx, m); err != nil {

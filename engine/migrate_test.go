@@ -62,18 +62,37 @@ func fileStore(t *testing.T) (dir, storeURL string) {
 }
 
 // openClocked opens an engine on dir whose ingest clock is clk, with small
-// segments and a cold tier on storeURL ("" for none).
+// segments and a cold tier on storeURL ("" for none), whose deletions are
+// justified against defaultConfig(storeURL).
 func openClocked(t *testing.T, dir, storeURL string, clk *clock) *Engine {
+	t.Helper()
+	cfg := defaultConfig(storeURL)
+	return openClockedConfig(t, dir, storeURL, clk, &cfg)
+}
+
+// openClockedConfig is openClocked with the configuration cfg.
+func openClockedConfig(t *testing.T, dir, storeURL string, clk *clock, cfg *policy.Config) *Engine {
 	t.Helper()
 	return open(t, dir, func(o *Options) {
 		o.Now = clk.Now
 		o.SegmentMaxBytes = 8 << 10
 		o.SegmentMaxAge = forever
 		o.HotResidency = forever
+		o.Config = cfg
 		if storeURL != "" {
 			o.Cold = openCold(t, storeURL)
 		}
 	})
+}
+
+// defaultConfig is the configuration the tests' engines justify deletions
+// against: with a cold store, uploads at 24h and deletion at 7d; without,
+// deletion from warm at 7d.
+func defaultConfig(storeURL string) policy.Config {
+	if storeURL == "" {
+		return testConfig("", time.Hour, 7*24*time.Hour, 0)
+	}
+	return testConfig(storeURL, time.Hour, 24*time.Hour, 7*24*time.Hour)
 }
 
 // testConfig is a policy for every stream with the given ages (0: keep
@@ -359,7 +378,7 @@ func TestExecuteEachAction(t *testing.T) {
 	mustExecute(t, e, policy.Upload, "s", segs[1].Base)
 
 	// tombstone: no longer served, copies kept until delete-cold.
-	clk.Advance(time.Minute)
+	clk.Advance(8 * 24 * time.Hour) // past cold.max_age
 	tombAt := clk.Now()
 	mustExecute(t, e, policy.Tombstone, "s", segs[0].Base)
 	mustExecute(t, e, policy.Tombstone, "s", segs[1].Base)
@@ -437,6 +456,7 @@ func TestExecuteDeleteWarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	segs := sealedSegments(t, e, "s")
+	clk.Advance(8 * 24 * time.Hour) // past warm.max_age
 	mustExecute(t, e, policy.DeleteWarm, "s", segs[0].Base)
 	if _, err := e.catalog.Segment(ctx, "s", segs[0].Base); !errors.Is(err, tiers.ErrSegmentNotFound) {
 		t.Fatalf("catalog still has the deleted segment: %v", err)
@@ -494,6 +514,7 @@ func TestExecuteIsIdempotent(t *testing.T) {
 	wantPlacements(t, e, "s", base, tiers.Of(tiers.Cold))
 	wantServed(t, e, "s", want)
 
+	clk.Advance(8 * 24 * time.Hour) // past cold.max_age
 	mustExecute(t, e, policy.Tombstone, "s", base)
 	tombAt := clk.Now()
 	clk.Advance(30 * time.Minute)
@@ -523,6 +544,7 @@ func TestExecuteDeleteWarmTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	segs := sealedSegments(t, e, "s")
+	clk.Advance(8 * 24 * time.Hour) // past warm.max_age
 	mustExecute(t, e, policy.DeleteWarm, "s", segs[0].Base)
 	if err := execute(e, policy.DeleteWarm, "s", segs[0].Base); err != nil {
 		t.Errorf("delete-warm of a segment already deleted: %v, want nil (delete-cold answers nil here)", err)

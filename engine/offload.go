@@ -128,6 +128,9 @@ func (e *Engine) Offload(ctx context.Context, stream string, base uint64, keepWa
 			return tiers.SegmentMeta{}, fmt.Errorf("engine: commit cold placement of %s/%d: %w", stream, base, err)
 		}
 	case !keepWarm && m.Placements.Has(tiers.Warm):
+		if err := e.checkColdCopy(ctx, m); err != nil {
+			return tiers.SegmentMeta{}, err
+		}
 		if m, err = e.catalog.UpdateSegment(ctx, stream, base, place); err != nil {
 			return tiers.SegmentMeta{}, fmt.Errorf("engine: drop warm placement of %s/%d: %w", stream, base, err)
 		}

@@ -5,10 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"path/filepath"
 	"time"
 
+	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/tiers"
 )
+
+// catalogPath names the catalog file in errors.
+func (e *Engine) catalogPath() string { return filepath.Join(e.opts.DataDir, "catalog.db") }
 
 // Item is a record as a read returns it, with the tier that served it.
 type Item struct {
@@ -36,40 +42,36 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 			return q.Limit <= 0 || n < q.Limit
 		}
 		// Below the first resident offset the records are in the warm store
-		// or the cold tier. A range no live segment covers has been deleted
-		// by retention (or is being): it answers ErrExpired, never silence.
+		// or the cold tier. Every offset there is accounted for: held by a
+		// live segment (served), by a tombstoned one or below the stream's
+		// retention watermark (deleted by retention: ErrExpired), or else
+		// missing, which is damage (a corruption error), never silence.
 		if hotFirst := sn.First(); q.From < hotFirst && hotFirst > 0 {
 			wq := q
 			wq.To = min(q.To, hotFirst-1)
-			segs, err := e.catalog.Locate(ctx, stream, wq.From, wq.To)
+			segs, retained, err := e.catalog.Locate(ctx, stream, wq.From, wq.To)
 			if err != nil && !errors.Is(err, tiers.ErrStreamNotFound) {
 				yield(Item{}, err)
 				return
 			}
-			expect := wq.From // the next offset the read must account for
-			for _, seg := range segs {
-				if !seg.Tombstoned.IsZero() {
-					continue // its range is reported as a gap below
-				}
-				if seg.Base > expect {
-					yield(Item{}, expired(stream, expect, seg.Base))
+			for _, sp := range spans(segs, wq.From, wq.To, retained) {
+				switch {
+				case sp.expired:
+					yield(Item{}, expired(stream, sp.from, sp.to))
 					return
-				}
-				expect = seg.Last + 1
-				if !wq.OverlapsTime(seg.MinTS, seg.MaxTS) {
+				case sp.seg == nil:
+					yield(Item{}, e.missing(stream, sp.from, sp.to, retained))
+					return
+				case !wq.OverlapsTime(sp.seg.MinTS, sp.seg.MaxTS):
 					continue
 				}
 				if err := ctx.Err(); err != nil {
 					yield(Item{}, err)
 					return
 				}
-				if !e.readSegment(ctx, seg, wq, emit, yield) {
+				if !e.readSegment(ctx, *sp.seg, wq, emit, yield) {
 					return
 				}
-			}
-			if expect <= wq.To {
-				yield(Item{}, expired(stream, expect, wq.To+1))
-				return
 			}
 		}
 		for r, err := range sn.Scan(q) {
@@ -84,22 +86,80 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 	}
 }
 
-// readSegment emits a durable segment's records matching q from its best
-// placement, warm before cold; it returns false when the read must stop (the
-// consumer is done, the limit is reached, or an error was yielded). A
-// segment moved out of warm between the catalog lookup and the open is
-// looked up again and read from where it went.
-// expired is the error for offsets [from, to) of stream that no live
-// segment holds.
+// expired is the error for offsets [from, to) of stream that retention
+// deleted.
 func expired(stream string, from, to uint64) error {
 	return fmt.Errorf("%w: offsets [%d, %d) of stream %s are no longer retained", tiers.ErrExpired, from, to, stream)
 }
 
+// missing is the error for offsets [from, to) of stream, at or above its
+// retention watermark, that no segment holds: retention does not explain
+// them (a *tiers.CorruptionError wrapping catalog.ErrRetainedGap: the
+// catalog lost the segment, or it was deleted behind tierd's back).
+func (e *Engine) missing(stream string, from, to, retained uint64) error {
+	return &tiers.CorruptionError{Path: e.catalogPath(), Offset: -1, Err: fmt.Errorf(
+		"%w: offsets [%d, %d) of stream %s are at or above its retention watermark %d, but no segment holds them; run tierctl verify",
+		catalog.ErrRetainedGap, from, to, stream, retained)}
+}
+
+// span is a run of offsets [from, to) a read must account for: held by a
+// live segment (seg), expired (tombstoned, or below the retention
+// watermark), or else missing (seg nil, not expired).
+type span struct {
+	from, to uint64
+	seg      *tiers.SegmentMeta
+	expired  bool
+}
+
+// spans accounts for every offset in [from, to] (to < MaxUint64: reads
+// below the memory's first offset) given the segments Locate found and the
+// stream's retention watermark, in offset order, with adjacent expired runs
+// merged so that a read names the whole range that expired.
+func spans(segs []tiers.SegmentMeta, from, to, retained uint64) []span {
+	var out []span
+	add := func(sp span) {
+		if sp.from >= sp.to {
+			return
+		}
+		if n := len(out); n > 0 && sp.expired && out[n-1].expired && out[n-1].to == sp.from {
+			out[n-1].to = sp.to
+			return
+		}
+		out = append(out, sp)
+	}
+	unheld := func(a, b uint64) { // no segment holds [a, b)
+		add(span{from: a, to: min(b, max(a, retained)), expired: true})
+		add(span{from: max(a, retained), to: b})
+	}
+	expect := from
+	for i := range segs {
+		seg := &segs[i]
+		if seg.Last < expect {
+			continue
+		}
+		if seg.Base > to {
+			break
+		}
+		unheld(expect, seg.Base)
+		sp := span{from: max(seg.Base, expect), to: min(seg.Last, to) + 1, expired: !seg.Tombstoned.IsZero()}
+		if !sp.expired {
+			sp.seg = seg
+		}
+		add(sp)
+		expect = seg.Last + 1
+		if seg.Last >= to {
+			return out
+		}
+	}
+	unheld(expect, to+1)
+	return out
+}
+
 // Retention says which of a stream's offsets can be read.
 type Retention struct {
-	// First is the lowest retained offset: the base of the lowest live
-	// segment, or the first offset in memory. Offsets below it were deleted
-	// by retention.
+	// First is the lowest retained offset: the stream's retention
+	// watermark, or the first offset in memory if lower. Offsets below it
+	// were deleted by retention.
 	First uint64
 	// FirstTS is the ts of the record at First (its segment's smallest ts),
 	// when HasFirstTS.
@@ -109,20 +169,24 @@ type Retention struct {
 	Next uint64
 }
 
-// Retention reports the retained range of stream. An unknown stream is
-// tiers.ErrStreamNotFound.
+// Retention reports the retained range of stream: First is the lower of
+// the first offset in memory and the catalog's retention watermark. An
+// unknown stream is tiers.ErrStreamNotFound.
 func (e *Engine) Retention(ctx context.Context, stream string) (Retention, error) {
 	sn := e.hot.Snapshot(stream)
 	if !sn.Known {
 		return Retention{}, tiers.ErrStreamNotFound
 	}
 	r := Retention{First: sn.First(), Next: sn.Next}
-	m, ok, err := e.catalog.FirstLive(ctx, stream)
+	from, _, m, ok, err := e.catalog.Retained(ctx, stream)
 	if err != nil && !errors.Is(err, tiers.ErrStreamNotFound) {
 		return Retention{}, err
 	}
-	if ok && m.Base < r.First {
-		r.First, r.FirstTS, r.HasFirstTS = m.Base, m.MinTS, true
+	if err == nil && from < r.First {
+		r.First = from
+		if ok {
+			r.FirstTS, r.HasFirstTS = m.MinTS, true
+		}
 	}
 	if !r.HasFirstTS {
 		for _, s := range sn.Segments() {
@@ -134,11 +198,39 @@ func (e *Engine) Retention(ctx context.Context, stream string) (Retention, error
 	return r, nil
 }
 
+// readSegment emits a durable segment's records matching q from its best
+// placement, warm before cold; it returns false when the read must stop (the
+// consumer is done, the limit is reached, or an error was yielded). A
+// segment moved out of warm between the catalog lookup and the open is
+// looked up again and read from where it went.
 func (e *Engine) readSegment(ctx context.Context, seg tiers.SegmentMeta, q tiers.Query, emit func(tiers.Record, tiers.Placement) bool, yield func(Item, error) bool) bool {
+	// A copy serves only the segment's own offsets, each once, in order:
+	// whatever it holds beyond what the catalog says is damage.
+	q.From, q.To = max(q.From, seg.Base), min(q.To, seg.Last)
+	next, outer := q.From, emit
+	emitOwn := func(r tiers.Record, tier tiers.Placement) bool {
+		if r.Offset < next || r.Offset > q.To {
+			path := e.warm.Path(seg.Stream, seg.Base)
+			if tier == tiers.Cold {
+				path = cold.ObjectKey(seg)
+			}
+			yield(Item{}, &tiers.CorruptionError{Path: path, Offset: -1, Err: fmt.Errorf(
+				"%s copy of segment %s/%d [%d, %d] served offset %d after %d", tier, seg.Stream, seg.Base, seg.Base, seg.Last, r.Offset, next)})
+			return false
+		}
+		next = r.Offset + 1
+		return outer(r, tier)
+	}
+	emit = emitOwn
 	if seg.Placements.Has(tiers.Warm) {
 		r, err := e.warm.Acquire(seg.Stream, seg.Base)
 		if err == nil {
 			defer r.Release()
+			if got := r.Meta(); got.Last != seg.Last || got.Digest != seg.Digest {
+				yield(Item{}, &tiers.CorruptionError{Path: e.warm.Path(seg.Stream, seg.Base), Offset: -1, Err: fmt.Errorf(
+					"warm file holds [%d, %d] %s, the catalog says [%d, %d] %s", got.Base, got.Last, got.Digest, seg.Base, seg.Last, seg.Digest)})
+				return false
+			}
 			return e.emitAll(r.Scan(q), tiers.Warm, emit, yield)
 		}
 		if !errors.Is(err, tiers.ErrSegmentNotFound) {

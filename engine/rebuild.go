@@ -34,13 +34,17 @@ type RebuildReport struct {
 // It runs offline — tierd must not be running on dataDir — and refuses to
 // overwrite an existing catalog (catalog.ErrExists).
 //
-// What the files do not carry is lost: intents (an interrupted move is
-// redone by the migrator), last errors, and tombstones (a segment past its
-// cold.max_age is tombstoned again by the next run). A segment's SealedAt
-// comes from the cold object's metadata (the seal time itself), else from
-// the warm file's modification time: written right after the seal, so the
-// age is at most the flusher's delay younger (or a few milliseconds older,
-// as file times come from the kernel's coarse clock).
+// What retention deleted is not forgotten: the retention markers in
+// <dataDir>/retention (RetentionDir) give each stream its watermark back,
+// so the WAL does not replay deleted records and segments found below it
+// are catalogued tombstoned (catalog.Rebuild). What the files do not carry
+// is lost: intents (an interrupted move is redone by the migrator) and last
+// errors. A segment's SealedAt comes from the warm file's footer or the
+// cold object's metadata (the seal time itself); for files written before
+// those carried it, from the warm file's modification time (written right
+// after the seal, so the age is at most the flusher's delay younger, or a
+// few milliseconds older, as file times come from the kernel's coarse
+// clock), else now (the age restarts: retention comes late, never early).
 func RebuildCatalog(ctx context.Context, dataDir string, coldTier *cold.Tier, log *slog.Logger, progress RebuildProgress) (RebuildReport, error) {
 	var rep RebuildReport
 	if log == nil {
@@ -100,7 +104,7 @@ func RebuildCatalog(ctx context.Context, dataDir string, coldTier *cold.Tier, lo
 		rep.ColdObjects = len(objs)
 	}
 	reconcileSealedAt(warmSegs, coldSegs, time.Now().UTC())
-	cr, err := catalog.Rebuild(ctx, path, warmSegs, coldSegs, catalog.Options{Logger: log})
+	cr, err := catalog.Rebuild(ctx, path, warmSegs, coldSegs, catalog.Options{Logger: log, RetentionDir: RetentionDir(dataDir)})
 	rep.RebuildReport = cr
 	if err != nil {
 		return rep, err
@@ -108,8 +112,8 @@ func RebuildCatalog(ctx context.Context, dataDir string, coldTier *cold.Tier, lo
 	return rep, nil
 }
 
-// warmMeta reads a warm file's footer, with the file's modification time as
-// SealedAt.
+// warmMeta reads a warm file's footer, with its sealed_at, or the file's
+// modification time for a file written before the footer carried it.
 func warmMeta(ws *warm.Store, f warm.SegmentFile) (tiers.SegmentMeta, error) {
 	r, err := ws.Acquire(f.Stream, f.Base)
 	if err != nil {
@@ -118,6 +122,10 @@ func warmMeta(ws *warm.Store, f warm.SegmentFile) (tiers.SegmentMeta, error) {
 	defer r.Release()
 	m := r.Meta()
 	m.Stream = f.Stream
+	if !m.SealedAt.IsZero() {
+		m.Placements = tiers.Of(tiers.Warm)
+		return m, nil
+	}
 	info, err := os.Stat(f.Path)
 	if err != nil {
 		return tiers.SegmentMeta{}, err
@@ -129,9 +137,10 @@ func warmMeta(ws *warm.Store, f warm.SegmentFile) (tiers.SegmentMeta, error) {
 
 // reconcileSealedAt gives the warm and cold copies of a segment one seal
 // time: the cold object's tierd.sealed_at when it has one (the seal time
-// itself; a warm file's modification time only approximates it), else the
-// warm copy's, else now for a cold object written before format 1.1 with
-// no warm copy (its age restarts: retention comes late, never early).
+// itself; a version 1 warm file's modification time only approximates it),
+// else the warm copy's, else now for a cold object written before format
+// 1.1 with no warm copy (its age restarts: retention comes late, never
+// early).
 func reconcileSealedAt(warmSegs, coldSegs []tiers.SegmentMeta, now time.Time) {
 	type id struct {
 		stream string

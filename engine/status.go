@@ -21,6 +21,20 @@ type Status struct {
 	WALBytes       int64
 	WALSync        string
 	WALFailed      string // the sticky storage error, if writes are disabled
+	// Writes is "ok" while appends can be made durable, else the cause
+	// (WriteHealth): wal_failed, disk_full, out_of_descriptors or
+	// storage_unavailable. WritesError is its latest error, WritesSince
+	// when it began.
+	Writes      string
+	WritesError string
+	WritesSince time.Time
+	// ColdStore is the cold store's state: "ok", "unavailable" (a call
+	// timed out, cold.read_timeout: calls fail fast until a probe is
+	// answered), or "" without a cold tier. ColdStoreError is the timeout
+	// and ColdStoreSince when it began, while unavailable.
+	ColdStore      string
+	ColdStoreError string
+	ColdStoreSince time.Time
 }
 
 // Status reports the engine's state.
@@ -33,6 +47,16 @@ func (e *Engine) Status(ctx context.Context) Status {
 	}
 	if hs.WAL.Failed != nil {
 		st.WALFailed = hs.WAL.Failed.Error()
+	}
+	st.Writes = "ok"
+	if h := e.WriteHealth(); h.Cause != "" {
+		st.Writes, st.WritesError, st.WritesSince = h.Cause, h.Err.Error(), h.Since
+	}
+	if e.cold != nil {
+		st.ColdStore = "ok"
+		if h := e.cold.Health(); !h.Available {
+			st.ColdStore, st.ColdStoreError, st.ColdStoreSince = "unavailable", h.Err, h.Since
+		}
 	}
 	// Only segments with a warm copy: the catalog's per-stream totals also
 	// count segments moved to cold, whose warm files are gone.

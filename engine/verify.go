@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
+	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/tiers"
@@ -16,7 +18,9 @@ import (
 
 // Kinds of verify finding.
 const (
-	// FindingGap: offsets in [first retained, next) no live segment holds.
+	// FindingGap: offsets at or above the stream's retention watermark
+	// (below its next offset) that no segment holds: records missing that
+	// retention does not explain.
 	FindingGap = "gap"
 	// FindingOverlap: offsets more than one live segment holds.
 	FindingOverlap = "overlap"
@@ -32,6 +36,19 @@ const (
 	FindingOrphanWarm = "orphan_warm"
 	// FindingOrphanCold: a cold object no segment places cold.
 	FindingOrphanCold = "orphan_cold"
+	// FindingLostSegment: a warm file or cold object no segment claims that
+	// holds offsets no live segment holds and retention did not delete
+	// (From, To): possibly their only copy. Never delete it: inspect it
+	// and rebuild the catalog.
+	FindingLostSegment = "lost_segment"
+	// FindingRetention: a segment whose retention state contradicts the
+	// catalog or the policy: live below its stream's retention watermark,
+	// tombstoned above it, or tombstoned while the policy no longer calls
+	// for its deletion.
+	FindingRetention = "retention"
+	// FindingRefused: a deletion by retention was refused at execution
+	// because nothing justified it (the segment's last failure says why).
+	FindingRefused = "refused"
 )
 
 // Finding is one problem verify found.
@@ -107,6 +124,8 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 	// committed placements, and the destination of a move in progress.
 	claimedWarm, claimedCold := map[string]bool{}, map[string]bool{}
 	segsOf := map[string][]tiers.SegmentMeta{}
+	retainedFrom := map[string]uint64{}
+	unsound := map[segID]bool{}
 	total := 0
 	for _, name := range names {
 		metas, err := e.catalog.Segments(ctx, name)
@@ -145,19 +164,21 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 			continue
 		}
 		sc := StreamCheck{Stream: name}
-		first, next, gaps, overlaps, err := e.catalog.Coverage(ctx, name)
+		cv, err := e.catalog.Coverage(ctx, name)
 		if err != nil {
 			return rep, fmt.Errorf("engine: verify %s: %w", name, err)
 		}
-		sc.First, sc.Next = first, next
-		for _, g := range gaps {
+		sc.First, sc.Next = cv.First, cv.Next
+		retainedFrom[name] = cv.First
+		for _, g := range cv.Gaps {
 			rep.Findings = append(rep.Findings, Finding{Kind: FindingGap, Stream: name, From: g[0], To: g[1],
-				Message: fmt.Sprintf("offsets [%d, %d) are held by no live segment", g[0], g[1])})
+				Message: fmt.Sprintf("offsets [%d, %d) are held by no segment, and retention deleted only those below %d: records are missing", g[0], g[1], cv.First)})
 		}
-		for _, o := range overlaps {
+		for _, o := range cv.Overlaps {
 			rep.Findings = append(rep.Findings, Finding{Kind: FindingOverlap, Stream: name, From: o[0], To: o[1],
 				Message: fmt.Sprintf("offsets [%d, %d) are held by more than one segment", o[0], o[1])})
 		}
+		rep.Findings = append(rep.Findings, e.retentionFindings(name, cv)...)
 		for _, m := range metas {
 			if !m.Tombstoned.IsZero() {
 				continue
@@ -169,6 +190,9 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 			findings, n := e.verifySegment(ctx, m)
 			sc.Placements += n
 			rep.Findings = append(rep.Findings, findings...)
+			if n > 0 && len(findings) >= n {
+				unsound[segID{m.Stream, m.Base}] = true // no copy checked out
+			}
 			done++
 			if progress != nil {
 				progress(done, total)
@@ -176,10 +200,54 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 		}
 		rep.Streams = append(rep.Streams, sc)
 	}
-	if err := e.findOrphans(ctx, stream, claimedWarm, claimedCold, &rep); err != nil {
+	refusals, err := e.refusalFindings(ctx, stream)
+	if err != nil {
+		return rep, err
+	}
+	rep.Findings = append(rep.Findings, refusals...)
+	o := orphanScan{claimedWarm: claimedWarm, claimedCold: claimedCold, segsOf: segsOf, retainedFrom: retainedFrom, unsound: unsound}
+	if err := e.findOrphans(ctx, stream, &o, &rep); err != nil {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// retentionFindings reports what contradicts a stream's retention
+// watermark, and tombstones the policy no longer justifies.
+func (e *Engine) retentionFindings(name string, cv catalog.Coverage) []Finding {
+	var out []Finding
+	for _, m := range cv.Misplaced {
+		msg := fmt.Sprintf("segment [%d, %d] is live below the retention watermark %d", m.Base, m.Last, cv.First)
+		if !m.Tombstoned.IsZero() {
+			msg = fmt.Sprintf("segment [%d, %d] is tombstoned at or above the retention watermark %d", m.Base, m.Last, cv.First)
+		}
+		out = append(out, Finding{Kind: FindingRetention, Stream: name, Base: m.Base, Message: msg})
+	}
+	now := e.opts.Now()
+	for _, m := range cv.Tombstoned {
+		if err := e.justifyRemoval(&m, cv.First, now, false); err != nil {
+			out = append(out, Finding{Kind: FindingRetention, Stream: name, Base: m.Base,
+				Message: fmt.Sprintf("tombstoned %v, but its deletion is not justified: %v", m.Tombstoned, err)})
+		}
+	}
+	return out
+}
+
+// refusalFindings reports every deletion refused for lack of justification
+// since the segment's last success.
+func (e *Engine) refusalFindings(ctx context.Context, stream string) ([]Finding, error) {
+	fs, err := e.catalog.Failures(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("engine: verify: %w", err)
+	}
+	var out []Finding
+	for _, f := range fs {
+		if f.Refused && (stream == "" || f.Stream == stream) {
+			out = append(out, Finding{Kind: FindingRefused, Stream: f.Stream, Base: f.Base,
+				Message: fmt.Sprintf("at %s: %s", f.At.UTC().Format(time.RFC3339), f.Err)})
+		}
+	}
+	return out, nil
 }
 
 // verifySegment checks every copy of a segment, holding the segment's move
@@ -264,9 +332,62 @@ func (e *Engine) verifyPlacement(ctx context.Context, m tiers.SegmentMeta, p tie
 	return f, true
 }
 
+// segID names a segment.
+type segID struct {
+	stream string
+	base   uint64
+}
+
+// orphanScan is what findOrphans needs to know of the catalog.
+type orphanScan struct {
+	claimedWarm, claimedCold map[string]bool
+	segsOf                   map[string][]tiers.SegmentMeta
+	retainedFrom             map[string]uint64
+	// unsound are live segments none of whose copies verified: their
+	// offsets count as held by nothing.
+	unsound map[segID]bool
+}
+
+// unheld returns the first range of offsets in [base, last] that no live
+// segment of stream holds with a sound copy and that retention did not
+// delete: what only an orphan may still hold. ok is false when there is
+// none.
+func (o *orphanScan) unheld(stream string, base, last uint64) (from, to uint64, ok bool) {
+	next := max(base, o.retainedFrom[stream])
+	for _, m := range o.segsOf[stream] {
+		if next > last {
+			return 0, 0, false
+		}
+		if !m.Tombstoned.IsZero() || m.Last < next || o.unsound[segID{m.Stream, m.Base}] {
+			continue
+		}
+		if m.Base > next {
+			return next, min(m.Base-1, last) + 1, true
+		}
+		next = m.Last + 1
+	}
+	if next <= last {
+		return next, last + 1, true
+	}
+	return 0, 0, false
+}
+
+// orphanFinding is the finding for an orphan of stream holding [base,
+// last]: lost_segment when it holds offsets nothing else does.
+func (o *orphanScan) orphanFinding(kind, stream string, base, last uint64, tier, path, msg string) Finding {
+	f := Finding{Kind: kind, Stream: stream, Base: base, Tier: tier, Path: path, Message: msg}
+	if from, to, ok := o.unheld(stream, base, last); ok {
+		f.Kind, f.From, f.To = FindingLostSegment, from, to
+		f.Message = fmt.Sprintf("%s, and it holds offsets [%d, %d) that no live segment holds with a sound copy and retention did not delete: it may be their only copy; do not delete it (docs/operations.md, Verify)", msg, from, to)
+		return f
+	}
+	f.Message = msg + "; every offset it holds is held by a live segment with a sound copy or was deleted by retention"
+	return f
+}
+
 // findOrphans lists the warm directory and the cold store and reports what
 // no segment claims.
-func (e *Engine) findOrphans(ctx context.Context, stream string, claimedWarm, claimedCold map[string]bool, rep *VerifyReport) error {
+func (e *Engine) findOrphans(ctx context.Context, stream string, o *orphanScan, rep *VerifyReport) error {
 	files, err := e.warm.List()
 	if err != nil {
 		return fmt.Errorf("engine: verify: %w", err)
@@ -290,29 +411,41 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, claimedWarm, cl
 			continue
 		}
 		rep.WarmFiles++
-		if !claimedWarm[filepath.Clean(f.Path)] && !e.moves.busy(f.Stream, f.Base) && !unpersisted(f.Stream, f.Base) &&
+		if !o.claimedWarm[filepath.Clean(f.Path)] && !e.moves.busy(f.Stream, f.Base) && !unpersisted(f.Stream, f.Base) &&
 			!e.claimedNow(ctx, f.Stream, f.Base, tiers.Warm, "") {
-			rep.Findings = append(rep.Findings, Finding{Kind: FindingOrphanWarm, Stream: f.Stream, Base: f.Base, Tier: "warm", Path: f.Path,
-				Message: "no segment places this file warm"})
+			rep.Findings = append(rep.Findings, o.orphanFinding(FindingOrphanWarm, f.Stream, f.Base, e.warmLast(f), "warm", f.Path,
+				"no segment places this file warm"))
 		}
 	}
 	if e.cold == nil {
 		return nil
 	}
-	for o, err := range e.cold.Objects(ctx, stream) {
+	for ob, err := range e.cold.Objects(ctx, stream) {
 		if err != nil {
 			rep.Findings = append(rep.Findings, Finding{Kind: FindingUnreadable, Stream: stream, Tier: "cold", Message: "listing the cold store: " + err.Error()})
 			return nil
 		}
 		rep.ColdObjects++
-		if claimedCold[o.Key] || (o.Segment && (e.moves.busy(o.Stream, o.Base) || e.claimedNow(ctx, o.Stream, o.Base, tiers.Cold, o.Key))) {
+		if o.claimedCold[ob.Key] || (ob.Segment && (e.moves.busy(ob.Stream, ob.Base) || e.claimedNow(ctx, ob.Stream, ob.Base, tiers.Cold, ob.Key))) {
 			continue
 		}
-		msg := "no segment places this object cold"
-		if !o.Segment {
-			msg = "not a segment object"
+		if !ob.Segment {
+			rep.Findings = append(rep.Findings, Finding{Kind: FindingOrphanCold, Tier: "cold", Path: ob.Key, Message: "not a segment object"})
+			continue
 		}
-		rep.Findings = append(rep.Findings, Finding{Kind: FindingOrphanCold, Stream: o.Stream, Base: o.Base, Tier: "cold", Path: o.Key, Message: msg})
+		rep.Findings = append(rep.Findings, o.orphanFinding(FindingOrphanCold, ob.Stream, ob.Base, ob.Last, "cold", ob.Key,
+			"no segment places this object cold"))
 	}
 	return nil
+}
+
+// warmLast reads the last offset of a warm file from its footer; a file
+// that cannot be read counts as holding its first offset at least.
+func (e *Engine) warmLast(f warm.SegmentFile) uint64 {
+	r, err := e.warm.AcquireUncached(f.Stream, f.Base)
+	if err != nil {
+		return f.Base
+	}
+	defer r.Release()
+	return r.Meta().Last
 }

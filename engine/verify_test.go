@@ -316,6 +316,7 @@ func TestVerifyTombstonedIsNoGap(t *testing.T) {
 	ctx := context.Background()
 	f := newVerifyFixture(t)
 	e := f.open(t)
+	f.clk.Advance(8 * 24 * time.Hour) // past cold.max_age
 	for _, s := range f.segs[:2] {
 		mustExecute(t, e, policy.Tombstone, "s", s.Base)
 	}

@@ -2,11 +2,13 @@ package hot
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/tiers"
 )
 
 // run is the flusher: on every kick or tick it seals segments that reached
@@ -37,10 +39,13 @@ func (t *Tier) Flush(ctx context.Context) error {
 }
 
 // pass does one round of sealing, persisting, checkpointing and evicting.
+// After a failed persist, the flusher's own passes wait (persistRetry)
+// before trying again; Flush always tries.
 func (t *Tier) pass(ctx context.Context, sealAll bool) error {
 	t.flushing.Lock()
 	defer t.flushing.Unlock()
 	now := t.opts.Now()
+	persist := sealAll || t.persistDue()
 	t.mu.RLock()
 	streams := make([]*stream, 0, len(t.mu.streams))
 	for _, s := range t.mu.streams {
@@ -69,12 +74,13 @@ func (t *Tier) pass(ctx context.Context, sealAll bool) error {
 				actives = append(actives, s)
 			}
 		}
-		if len(s.readyLocked()) > 0 {
+		if persist && len(s.readyLocked()) > 0 {
 			ready = append(ready, s)
 		}
 		s.mu.Unlock()
 	}
-	if pressure {
+	if pressure && persist {
+		// (While persisting fails, sealing early would free nothing.)
 		ready = t.sealForRoom(actives, sealed, ready)
 	}
 
@@ -99,6 +105,9 @@ func (t *Tier) pass(ctx context.Context, sealAll bool) error {
 		}()
 	}
 	wg.Wait()
+	if persist && ctx.Err() == nil {
+		t.notePersist(firstErr)
+	}
 	if len(ready) > 0 {
 		if _, err := t.wal.Checkpoint(t.persistedOffset); err != nil {
 			t.opts.Logger.Error("wal checkpoint", "err", err)
@@ -189,8 +198,7 @@ func (t *Tier) persistStream(ctx context.Context, s *stream) error {
 	s.mu.RUnlock()
 	for i, seg := range ready {
 		if err := t.opts.Persister.Persist(ctx, &views[i]); err != nil {
-			t.opts.Logger.Error("persist segment", "stream", s.name, "base", seg.base, "err", err)
-			return err
+			return fmt.Errorf("persist segment %s/%d: %w", s.name, seg.base, err)
 		}
 		s.mu.Lock()
 		seg.persisted = true
@@ -293,4 +301,71 @@ func (t *Tier) Evict(stream string, upTo uint64) int {
 		n++
 	}
 	return n
+}
+
+// persistRetryMax bounds the wait between the flusher's attempts to persist
+// after a failure: once storage takes writes again, persisting resumes
+// within about that long.
+const persistRetryMax = 2 * time.Second
+
+// persistSettle is how long a persist failure episode outlasts its last
+// failure: near a full disk, other writers free and take space all the
+// time, and the state reported must not flap with them.
+const persistSettle = 2 * time.Second
+
+// persistState remembers a persist failure: when it began, the latest
+// error, when the flusher tries again.
+type persistState struct {
+	sync.Mutex
+	err      error
+	since    time.Time
+	lastFail time.Time
+	retryAt  time.Time
+	delay    time.Duration
+	logged   time.Time
+}
+
+// persistDue reports whether the flusher should try persisting now.
+func (t *Tier) persistDue() bool {
+	t.persistFail.Lock()
+	defer t.persistFail.Unlock()
+	return t.persistFail.err == nil || !time.Now().Before(t.persistFail.retryAt)
+}
+
+// notePersist records the outcome of a pass that tried to persist: a
+// failure starts or continues an episode (with a growing wait before the
+// next attempt), success ends it once no failure came for persistSettle.
+// An episode is logged when it starts, when its cause changes, every 30 s
+// while it lasts, and when it ends.
+func (t *Tier) notePersist(err error) {
+	now := time.Now()
+	pf := &t.persistFail
+	pf.Lock()
+	defer pf.Unlock()
+	if err == nil {
+		if pf.err != nil && now.Sub(pf.lastFail) >= persistSettle {
+			t.opts.Logger.Info("hot: persisting segments works again", "failed_for", now.Sub(pf.since).Round(time.Millisecond))
+			pf.err, pf.since, pf.delay = nil, time.Time{}, 0
+		}
+		return
+	}
+	if pf.err == nil {
+		pf.since = now
+	}
+	pf.lastFail = now
+	if pf.err == nil || tiers.StorageCause(pf.err) != tiers.StorageCause(err) || now.Sub(pf.logged) >= 30*time.Second {
+		t.opts.Logger.Error("hot: persisting segments fails; retrying", "cause", tiers.StorageCause(err), "since", pf.since, "err", err)
+		pf.logged = now
+	}
+	pf.err = err
+	pf.delay = min(persistRetryMax, max(2*pf.delay, t.opts.Tick))
+	pf.retryAt = now.Add(pf.delay)
+}
+
+// persistFailure returns when the ongoing persist failure began and its
+// latest error (nil when persisting works).
+func (t *Tier) persistFailure() (time.Time, error) {
+	t.persistFail.Lock()
+	defer t.persistFail.Unlock()
+	return t.persistFail.since, t.persistFail.err
 }

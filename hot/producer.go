@@ -25,6 +25,9 @@ type producerEntry struct {
 	seq, first, count uint64
 	ticket            *wal.Ticket
 	at                time.Time
+	// prev is the entry this one replaced, while this one's batch may
+	// still be refused by the log (then prev is the last batch again).
+	prev *producerEntry
 }
 
 // answerRetry answers a retry of e's batch once the batch is durable, and
@@ -70,7 +73,28 @@ func (s *stream) noteLocked(p Producer, first uint64, count int, ticket *wal.Tic
 	if _, known := s.mu.producers[p.ID]; !known && len(s.mu.producers) >= wal.MaxProducers {
 		s.forgetOldestLocked()
 	}
-	s.mu.producers[p.ID] = &producerEntry{seq: p.Seq, first: first, count: uint64(count), ticket: ticket, at: now}
+	prev := s.mu.producers[p.ID]
+	if prev != nil {
+		prev.prev = nil // one step back is enough: a producer has one batch in flight
+	}
+	s.mu.producers[p.ID] = &producerEntry{seq: p.Seq, first: first, count: uint64(count), ticket: ticket, at: now, prev: prev}
+}
+
+// revertProducersLocked undoes the entries of batches at or past offset
+// from, which the log refused: each producer's last batch is the one
+// before again, or unknown if that one was refused too (a producer that
+// sent its next batch before the previous was answered). s.mu held.
+func (s *stream) revertProducersLocked(from uint64) {
+	for id, e := range s.mu.producers {
+		if e.first < from {
+			continue
+		}
+		if p := e.prev; p != nil && p.first < from {
+			s.mu.producers[id] = p
+		} else {
+			delete(s.mu.producers, id)
+		}
+	}
 }
 
 // forgetOldestLocked drops the older half of the stream's producers, as the

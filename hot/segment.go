@@ -167,6 +167,58 @@ func classBound(n int) int {
 	return n + 8<<10
 }
 
+// truncate keeps the segment's first k records (0 < k <= len(idx)) and
+// returns the heap bytes it frees: the chunks it drops, and the index's
+// capacity beyond a fresh copy of its first k entries. The dropped records
+// were never visible (the WAL refused them), so no view holds them, and
+// the arena space they used is written again by the next add: a view never
+// reads past its own records, and the chunk list grows into a fresh
+// backing array where a view's capacity ends.
+func (s *Segment) truncate(k int) (freed int64) {
+	widest := false // a dropped record may have set the time range
+	for _, r := range s.idx[k:] {
+		s.bytes -= int64(r.n)
+		rec, _, err := tiers.DecodeRecord(s.chunks[r.chunk][r.off : r.off+r.n])
+		if err != nil || rec.TS <= s.minTS || rec.TS >= s.maxTS {
+			widest = true
+		}
+	}
+	last := s.idx[k-1]
+	freed = int64(cap(s.idx)) * refSize
+	s.idx = slices.Clone(s.idx[:k]) // the refused batch may have grown it
+	freed -= int64(cap(s.idx)) * refSize
+	s.pos = int(last.off + last.n)
+	if keep := int(last.chunk) + 1; keep < len(s.chunks) {
+		for _, c := range s.chunks[keep:] {
+			freed += int64(len(c))
+		}
+		clear(s.chunks[keep:])
+		s.chunks = s.chunks[:keep:keep]
+	}
+	s.alloc -= freed
+	if widest {
+		s.minTS, s.maxTS = s.tsRange()
+	}
+	return freed
+}
+
+// tsRange computes the time range of the segment's records.
+func (s *Segment) tsRange() (lo, hi int64) {
+	for i, r := range s.idx {
+		rec, _, err := tiers.DecodeRecord(s.chunks[r.chunk][r.off : r.off+r.n])
+		if err != nil {
+			continue
+		}
+		if i == 0 || rec.TS < lo {
+			lo = rec.TS
+		}
+		if i == 0 || rec.TS > hi {
+			hi = rec.TS
+		}
+	}
+	return lo, hi
+}
+
 // view is an immutable snapshot of a segment's first n records.
 type view struct {
 	seg    *Segment

@@ -109,6 +109,8 @@ type Tier struct {
 	// flusher then seals active segments if nothing sealed can free room.
 	pressure atomic.Bool
 
+	persistFail persistState // a failing persist, for status and backpressure
+
 	flushing sync.Mutex    // one flush pass at a time
 	kick     chan struct{} // wakes the flusher
 	stop     chan struct{}
@@ -145,6 +147,7 @@ func Open(ctx context.Context, opts Options) (*Tier, error) {
 	if opts.WAL.Now == nil {
 		opts.WAL.Now = opts.Now // producers expire by the tier's clock
 	}
+	opts.WAL.Unwritten = t.takeBack
 	w, err := wal.Open(ctx, opts.WAL, t.replay)
 	if err != nil {
 		return nil, err
@@ -244,7 +247,7 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 	}
 	if size > t.opts.MaxBytes {
 		// Retrying cannot help a batch larger than the whole budget.
-		return 0, false, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrRecordTooLarge, size, t.opts.MaxBytes)
+		return 0, false, fmt.Errorf("%w: batch of %d bytes exceeds the memory budget of %d", tiers.ErrBatchOverBudget, size, t.opts.MaxBytes)
 	}
 	s := t.getStream(name)
 	if s != nil && !p.ID.IsZero() {
@@ -258,9 +261,7 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 	}
 	if u := t.unpersisted.Load(); u > 0 && u+size > t.opts.MaxBytes {
 		// The cheap look first: no stream is created under pressure.
-		t.pressure.Store(true)
-		t.kickFlusher()
-		return 0, false, tiers.ErrBackpressure
+		return 0, false, t.refuseForBudget()
 	}
 	if s == nil {
 		t.mu.Lock()
@@ -291,9 +292,7 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 	need := growthBound(s.mu.active, sizes, total, int(s.pol.SegmentMaxBytes))
 	if !t.reserve(need) {
 		s.mu.Unlock()
-		t.pressure.Store(true)
-		t.kickFlusher()
-		return 0, false, tiers.ErrBackpressure
+		return 0, false, t.refuseForBudget()
 	}
 	left := total // the batch's bytes from recs[i] on
 	var grew int64
@@ -309,6 +308,16 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 		sealed = true
 	}
 	ticket := t.wal.Enqueue(wal.Batch{Stream: name, Records: recs, Producer: p.ID, Seq: p.Seq})
+	if ticket.Done() {
+		if err := ticket.Wait(context.Background()); err != nil {
+			// Refused before it was queued (the log is failed, closed, or
+			// taking back a refused group): the batch is the stream's last,
+			// so its offsets go back at once.
+			t.truncateLocked(s, first)
+			s.mu.Unlock()
+			return 0, false, err
+		}
+	}
 	if !p.ID.IsZero() {
 		s.noteLocked(p, first, len(recs), ticket, now)
 	}
@@ -336,6 +345,58 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 	return first, false, nil
 }
 
+// takeBack is the WAL's Options.Unwritten: batches given offsets from
+// firsts[stream] on were refused with nothing written, and no later batch
+// of those streams is in the log, so the offsets go back to the streams
+// and are given again to the next appends. The refused appends answer
+// tiers.ErrStorageUnavailable: nothing of them was stored.
+func (t *Tier) takeBack(firsts map[string]uint64) {
+	for name, first := range firsts {
+		s := t.getStream(name)
+		if s == nil {
+			continue
+		}
+		s.mu.Lock()
+		t.truncateLocked(s, first)
+		s.mu.Unlock()
+	}
+}
+
+// truncateLocked drops the stream's records from offset from on, which the
+// WAL refused: the next append gets from again. Doing it twice is harmless.
+// s.mu held.
+func (t *Tier) truncateLocked(s *stream, from uint64) {
+	if from >= s.mu.next {
+		return
+	}
+	if vis := s.visible.Load(); from < vis {
+		// Visible records are durable; the log cannot have refused them.
+		t.opts.Logger.Error("hot: refusing to take back durable records", "stream", s.name, "from", from, "visible", vis)
+		return
+	}
+	for len(s.mu.segs) > 0 {
+		seg := s.mu.segs[len(s.mu.segs)-1]
+		if seg.base >= from {
+			s.mu.segs[len(s.mu.segs)-1] = nil
+			s.mu.segs = s.mu.segs[:len(s.mu.segs)-1]
+			if s.mu.active == seg {
+				s.mu.active = nil
+			}
+			t.bytes.Add(-seg.alloc)
+			t.unpersisted.Add(-seg.alloc)
+			continue
+		}
+		if k := int(from - seg.base); k < len(seg.idx) {
+			freed := seg.truncate(k)
+			t.bytes.Add(-freed)
+			t.unpersisted.Add(-freed)
+		}
+		break
+	}
+	s.mu.next = from
+	s.revertProducersLocked(from)
+}
+
 // publish makes records below end visible to readers.
 func (s *stream) publish(end uint64) {
 	for {
@@ -361,6 +422,20 @@ func (t *Tier) addLocked(s *stream, r *tiers.Record, now time.Time, hint int) in
 	grew += a.add(r, hint, int(s.pol.SegmentMaxBytes-a.bytes))
 	t.bytes.Add(grew)
 	return grew
+}
+
+// refuseForBudget is the error of an append the budget has no room for,
+// and wakes the flusher to make room (sealing early if it must).
+func (t *Tier) refuseForBudget() error {
+	t.pressure.Store(true)
+	t.kickFlusher()
+	if since, err := t.persistFailure(); err != nil {
+		// Memory is full because storage refuses the segments that
+		// would free it: say so, rather than "wait a second".
+		return fmt.Errorf("%w: %w: persisting sealed segments has failed since %s: %w",
+			tiers.ErrBackpressure, tiers.ErrStorageUnavailable, since.UTC().Format(time.RFC3339), err)
+	}
+	return tiers.ErrBackpressure
 }
 
 // reserve counts need bytes as unpersisted if the budget has room for
@@ -413,11 +488,17 @@ type Stats struct {
 	Segments    int
 	Streams     int
 	WAL         wal.Stats
+	// PersistFailed is the latest error of a failing persist of sealed
+	// segments (nil once one succeeds), PersistFailedSince when the
+	// failures began. The flusher keeps retrying.
+	PersistFailed      error
+	PersistFailedSince time.Time
 }
 
 // Stats reports the tier's state.
 func (t *Tier) Stats() Stats {
 	st := Stats{Bytes: t.bytes.Load(), MaxBytes: t.opts.MaxBytes, Unpersisted: t.unpersisted.Load(), WAL: t.wal.Stats()}
+	st.PersistFailedSince, st.PersistFailed = t.persistFailure()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	st.Streams = len(t.mu.streams)
@@ -426,6 +507,15 @@ func (t *Tier) Stats() Stats {
 		st.Segments += len(s.mu.segs)
 		s.mu.RUnlock()
 	}
+	return st
+}
+
+// WriteState is what keeps writes from storage, if anything: the WAL's
+// stats (Failed, Refused) and a failing persist (PersistFailed), without
+// the per-stream walk of Stats, for health checks.
+func (t *Tier) WriteState() Stats {
+	st := Stats{WAL: t.wal.Stats()}
+	st.PersistFailedSince, st.PersistFailed = t.persistFailure()
 	return st
 }
 

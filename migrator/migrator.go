@@ -146,8 +146,9 @@ func (m *Migrator) Start() {
 	}
 }
 
-// Stop stops the schedule, cancels a scheduled run in progress (each move
-// is safe to interrupt) and waits for it to end or ctx.
+// Stop stops the schedule, cancels a run in progress, scheduled or on
+// demand (each move is safe to interrupt), and waits for a scheduled one
+// to end or ctx.
 func (m *Migrator) Stop(ctx context.Context) {
 	m.cancel()
 	if m.cron == nil {
@@ -187,7 +188,13 @@ type Progress struct {
 
 // RunProgress is Run telling progress, if not nil, once the plan is made
 // and after each action; it is called from one goroutine at a time.
+//
+// Stop cancels it as it cancels a scheduled run: each move is safe to
+// interrupt, and a run stalled on a hung store must not hold up shutdown.
 func (m *Migrator) RunProgress(ctx context.Context, stream string, dryRun bool, progress func(Progress)) (Report, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.ctx, cancel)()
 	m.runMu.Lock()
 	defer m.runMu.Unlock()
 	return m.runLocked(ctx, stream, dryRun, progress)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -227,5 +228,68 @@ func TestRateLimitPacesUploads(t *testing.T) {
 	// 150 kB at 100 kB/s with a 100 kB burst: at least 0.5 s.
 	if el := time.Since(start); el < 400*time.Millisecond {
 		t.Fatalf("3 uploads of 50 kB at 100 kB/s took %v", el)
+	}
+}
+
+// stalledExecutor's actions hang until their context is cancelled, as an
+// upload to a hung store would without deadlines.
+type stalledExecutor struct {
+	*segmentStore
+	entered chan struct{}
+}
+
+func (s *stalledExecutor) Execute(ctx context.Context, a policy.Action) error {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestStopCancelsOnDemandRun: Stop ends an on-demand run too (an operator's
+// tierctl migrate), whose caller's context would not be cancelled by a
+// shutdown: its stalled actions return, and the run with them.
+func TestStopCancelsOnDemandRun(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	st := &stalledExecutor{segmentStore: newStore(3, now.Add(-2*time.Hour)), entered: make(chan struct{}, 1)}
+	m, err := New(st, Options{Config: config(t), Concurrency: 2, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		rep Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := m.Run(context.Background(), "", false)
+		done <- result{rep, err}
+	}()
+	select {
+	case <-st.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run never started an action")
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	m.Stop(stopCtx)
+	select {
+	case r := <-done:
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("the on-demand run ended %v after Stop", took)
+		}
+		failed := 0
+		for _, res := range r.rep.Results {
+			if strings.Contains(res.Err, "canceled") {
+				failed++
+			}
+		}
+		if r.err == nil && failed == 0 {
+			t.Errorf("the run stopped without a cancelled action: %+v", r.rep)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop did not end the on-demand run")
 	}
 }

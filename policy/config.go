@@ -56,6 +56,8 @@ type Config struct {
 	Auth AuthConfig
 	// TLS makes the API HTTPS.
 	TLS TLSConfig
+	// HTTP bounds the API's connections.
+	HTTP HTTPConfig
 	// Policies are tried in order for each stream; the first whose globs
 	// match applies, and a stream matching none gets DefaultPolicy. Nil
 	// when the file lists none.
@@ -111,6 +113,15 @@ type ColdConfig struct {
 	// located it just before finish and an operator can still undo a
 	// mistaken policy.
 	DeleteDelay time.Duration
+	// ReadTimeout bounds every wait for the store: a stat, a delete, a
+	// listing page, a read's first byte and each later read of its body. A
+	// store that does not answer within it is failing (a cold read answers
+	// 503 cold_store_unavailable) and is probed until it answers again.
+	ReadTimeout time.Duration
+	// MinBytesPerSecond is the slowest transfer rate a healthy store
+	// keeps: an upload (or a long ranged read) of n bytes fails after
+	// ReadTimeout + n / MinBytesPerSecond.
+	MinBytesPerSecond int64
 }
 
 // StoreNone as cold.store means no cold tier: segments are never uploaded,
@@ -171,8 +182,9 @@ func Default() Config {
 		Segment:        SegmentConfig{MaxBytes: 64 * MiB, MaxAge: 10 * time.Minute},
 		Hot:            HotConfig{MaxBytes: 1 * GiB, MaxAge: 10 * time.Minute},
 		Warm:           WarmConfig{MaxBytes: 100 * GiB, MapCacheBytes: 32 * MiB},
-		Cold:           ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 * MiB, DeleteDelay: time.Hour},
+		Cold:           ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 * MiB, DeleteDelay: time.Hour, ReadTimeout: 10 * time.Second, MinBytesPerSecond: 1 * MiB},
 		Migrator:       MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 * MiB},
+		HTTP:           HTTPConfig{ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConnections: 10000},
 	}
 }
 
@@ -276,6 +288,7 @@ func (v *validator) check(c *Config) {
 		{"warm.max_bytes", c.Warm.MaxBytes},
 		{"warm.map_cache_bytes", c.Warm.MapCacheBytes},
 		{"cold.cache_bytes", c.Cold.CacheBytes},
+		{"cold.min_bytes_per_second", c.Cold.MinBytesPerSecond},
 	} {
 		if v.ok(f.field) && f.n <= 0 {
 			v.bad[f.field] = true
@@ -288,6 +301,7 @@ func (v *validator) check(c *Config) {
 	}{
 		{"segment.max_age", c.Segment.MaxAge},
 		{"hot.max_age", c.Hot.MaxAge},
+		{"cold.read_timeout", c.Cold.ReadTimeout},
 	} {
 		if v.ok(f.field) && f.d <= 0 {
 			v.bad[f.field] = true
@@ -339,6 +353,7 @@ func (v *validator) check(c *Config) {
 	v.notAbove(c.MaxRecordBytes, "max_record_bytes", c.MaxBodyBytes, "max_body_bytes", "a record must fit in a request body")
 	v.checkPolicies(c)
 	v.checkAuth(c)
+	v.checkHTTP(c)
 }
 
 // notAbove reports small < big as an error on whichever of the two fields

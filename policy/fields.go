@@ -46,6 +46,8 @@ func configFields(c *Config) []field {
 				}},
 				{"cache_bytes", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Cold.CacheBytes) }},
 				{"delete_delay", func(d *decoder, n ast.Node, p string) { d.duration(n, p, &c.Cold.DeleteDelay) }},
+				{"read_timeout", func(d *decoder, n ast.Node, p string) { d.duration(n, p, &c.Cold.ReadTimeout) }},
+				{"min_bytes_per_second", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Cold.MinBytesPerSecond) }},
 			})
 		}},
 		{"migrator", func(d *decoder, n ast.Node, p string) {
@@ -57,6 +59,7 @@ func configFields(c *Config) []field {
 		}},
 		{"auth", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, authFields(&c.Auth)) }},
 		{"tls", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, tlsFields(&c.TLS)) }},
+		{"http", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, httpFields(&c.HTTP)) }},
 		{"policies", func(d *decoder, n ast.Node, p string) {
 			d.sequence(n, p, func(d *decoder, n ast.Node, p string) {
 				c.Policies = append(c.Policies, Policy{})

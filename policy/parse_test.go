@@ -20,8 +20,9 @@ func TestDefaults(t *testing.T) {
 		Segment:  SegmentConfig{MaxBytes: 64 << 20, MaxAge: 10 * time.Minute},
 		Hot:      HotConfig{MaxBytes: 1 << 30, MaxAge: 10 * time.Minute},
 		Warm:     WarmConfig{MaxBytes: 100 << 30, MapCacheBytes: 32 << 20},
-		Cold:     ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 << 20, DeleteDelay: time.Hour},
+		Cold:     ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 << 20, DeleteDelay: time.Hour, ReadTimeout: 10 * time.Second, MinBytesPerSecond: 1 << 20},
 		Migrator: MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 << 20},
+		HTTP:     HTTPConfig{ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConnections: 10000},
 	}
 	if !reflect.DeepEqual(Default(), want) {
 		t.Fatalf("Default() = %+v, want %+v", Default(), want)
@@ -53,8 +54,9 @@ wal: {sync: interval, sync_interval: 5ms, segment_bytes: 128MiB, producer_ttl: 2
 segment: {max_bytes: 16MiB, max_age: 1h30m}
 hot: {max_bytes: 2GiB, max_age: 1d}
 warm: {max_bytes: 2TiB, map_cache_bytes: 8MiB}
-cold: {store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws", compression: {codec: zstd, level: 9}, cache_bytes: 16MiB, delete_delay: 0s}
+cold: {store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws", compression: {codec: zstd, level: 9}, cache_bytes: 16MiB, delete_delay: 0s, read_timeout: 3s, min_bytes_per_second: 256KiB}
 migrator: {schedule: "CRON_TZ=UTC */5 * * * mon-fri", concurrency: 8, max_bytes_per_second: 0}
+http: {read_timeout: 30s, idle_timeout: 1m, max_connections: 500}
 policies:
   - {name: a, streams: [x], segment: {max_bytes: 1MiB}, hot: {max_age: 1m}, warm: {max_age: 1h}, cold: {max_age: 1y}}
 `, func(c *Config) {
@@ -65,8 +67,9 @@ policies:
 				Hot:     HotConfig{MaxBytes: 2 << 30, MaxAge: 24 * time.Hour},
 				Warm:    WarmConfig{MaxBytes: 2 << 40, MapCacheBytes: 8 << 20},
 				Cold: ColdConfig{Store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws",
-					Compression: CompressionConfig{Codec: "zstd", Level: 9}, CacheBytes: 16 << 20},
+					Compression: CompressionConfig{Codec: "zstd", Level: 9}, CacheBytes: 16 << 20, ReadTimeout: 3 * time.Second, MinBytesPerSecond: 256 << 10},
 				Migrator: MigratorConfig{Schedule: "CRON_TZ=UTC */5 * * * mon-fri", Concurrency: 8},
+				HTTP:     HTTPConfig{ReadTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxConnections: 500},
 				Policies: []Policy{{Name: "a", Streams: []string{"x"}, Segment: SegmentConfig{MaxBytes: 1 << 20},
 					HotMaxAge: time.Minute, WarmMaxAge: time.Hour, ColdMaxAge: 365 * 24 * time.Hour}},
 			}
@@ -239,8 +242,10 @@ func TestValidateInCode(t *testing.T) {
 		{"interval without interval", func(c *Config) { c.WAL.Sync, c.WAL.SyncInterval = SyncInterval, 0 }, []string{"wal.sync_interval"}},
 		{"zero everything", func(c *Config) { *c = Config{WAL: WALConfig{Sync: SyncNone}} }, []string{
 			"data_dir", "listen", "max_record_bytes", "max_body_bytes", "wal.segment_bytes",
-			"segment.max_bytes", "hot.max_bytes", "warm.max_bytes", "warm.map_cache_bytes", "cold.cache_bytes", "segment.max_age", "hot.max_age",
+			"segment.max_bytes", "hot.max_bytes", "warm.max_bytes", "warm.map_cache_bytes", "cold.cache_bytes", "cold.min_bytes_per_second",
+			"segment.max_age", "hot.max_age", "cold.read_timeout",
 			"migrator.schedule", "migrator.concurrency", "wal.producer_ttl", "cold.compression.codec", "cold.compression.level",
+			"http.read_timeout", "http.idle_timeout", "http.max_connections",
 		}},
 		{"segment over hot", func(c *Config) { c.Segment.MaxBytes = c.Hot.MaxBytes + 1 }, []string{"segment.max_bytes"}},
 	}
@@ -324,7 +329,8 @@ func TestExampleFile(t *testing.T) {
 		set = append(set, f)
 	}
 	slices.Sort(set)
-	fields := []string{"cold", "cold.cache_bytes", "cold.compression", "cold.compression.codec", "cold.compression.level", "cold.delete_delay", "cold.store", "data_dir", "hot", "hot.max_age", "hot.max_bytes", "listen", "max_body_bytes", "max_record_bytes",
+	fields := []string{"cold", "cold.cache_bytes", "cold.compression", "cold.compression.codec", "cold.compression.level", "cold.delete_delay", "cold.min_bytes_per_second", "cold.read_timeout", "cold.store", "data_dir", "hot", "hot.max_age", "hot.max_bytes",
+		"http", "http.idle_timeout", "http.max_connections", "http.read_timeout", "listen", "max_body_bytes", "max_record_bytes",
 		"migrator", "migrator.concurrency", "migrator.max_bytes_per_second", "migrator.schedule",
 		"policies", "policies[0]", "policies[0].cold", "policies[0].cold.max_age", "policies[0].hot", "policies[0].hot.max_age", "policies[0].name",
 		"policies[0].segment", "policies[0].segment.max_age", "policies[0].segment.max_bytes", "policies[0].streams", "policies[0].streams[0]", "policies[0].streams[1]",

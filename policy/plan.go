@@ -117,8 +117,15 @@ func (a Action) String() string {
 // the oldest (by SealedAt) move down early. In-flight segments get no
 // action. The result is sorted by stream, base and kind, with at most one
 // action per segment and kind.
+//
+// Retention deletes each stream's segments oldest first, in offset order
+// (the engine tombstones a segment together with every live one below it,
+// and the stream's retention watermark records how far it went): a segment
+// is due for Tombstone, or DeleteWarm by age, only once every live segment
+// below it is, so a seal clock that stepped back cannot make a newer
+// segment go first.
 func Plan(now time.Time, segs []Segment, cfg Config) []Action {
-	p := planner{now: now, cfg: cfg, policies: map[string]Policy{}, planned: map[segKey]uint8{}}
+	p := planner{now: now, cfg: cfg, policies: map[string]Policy{}, planned: map[segKey]uint8{}, retainSeal: retentionSeals(segs)}
 	for i := range segs {
 		p.ages(&segs[i])
 	}
@@ -170,6 +177,45 @@ type planner struct {
 	policies map[string]Policy // by stream, so globs are matched once
 	planned  map[segKey]uint8  // a bit per ActionKind planned
 	out      []Action
+	// retainSeal is, per live segment, the latest SealedAt of it and the
+	// live segments below it: retention's ages count from it (see Plan).
+	retainSeal map[segKey]time.Time
+}
+
+// retentionSeals returns, for every live segment, the latest SealedAt of it
+// and of every live segment of its stream with a lower base.
+func retentionSeals(segs []Segment) map[segKey]time.Time {
+	idx := make([]int, 0, len(segs))
+	for i := range segs {
+		if segs[i].Tombstoned.IsZero() {
+			idx = append(idx, i)
+		}
+	}
+	slices.SortFunc(idx, func(i, j int) int {
+		return cmp.Or(cmp.Compare(segs[i].Stream, segs[j].Stream), cmp.Compare(segs[i].Base, segs[j].Base))
+	})
+	out := make(map[segKey]time.Time, len(idx))
+	var stream string
+	var latest time.Time
+	for n, i := range idx {
+		s := &segs[i]
+		if n == 0 || s.Stream != stream {
+			stream, latest = s.Stream, s.SealedAt
+		} else if s.SealedAt.After(latest) {
+			latest = s.SealedAt
+		}
+		out[segKey{s.Stream, s.Base}] = latest
+	}
+	return out
+}
+
+// retentionSeal is when s's retention age counts from: its own SealedAt,
+// or a later one of a live segment below it.
+func (p *planner) retentionSeal(s *Segment) time.Time {
+	if t, ok := p.retainSeal[segKey{s.Stream, s.Base}]; ok {
+		return t
+	}
+	return s.SealedAt
 }
 
 func (p *planner) policy(stream string) Policy {
@@ -227,6 +273,7 @@ func (p *planner) candidates(s *Segment) []Action {
 		due := s.SealedAt.Add(pol.WarmMaxAge)
 		switch {
 		case !p.cfg.HasColdStore():
+			due = p.retentionSeal(s).Add(pol.WarmMaxAge)
 			out = append(out, mk(DeleteWarm, due, because("warm.max_age", pol.WarmMaxAge)+", no cold store"))
 		case pl.Has(tiers.Cold):
 			out = append(out, mk(DropWarm, due, because("warm.max_age", pol.WarmMaxAge)+", cold copy committed"))
@@ -235,7 +282,7 @@ func (p *planner) candidates(s *Segment) []Action {
 		}
 	}
 	if pol.ColdMaxAge > 0 && p.cfg.HasColdStore() {
-		out = append(out, mk(Tombstone, s.SealedAt.Add(pol.ColdMaxAge), because("cold.max_age", pol.ColdMaxAge)))
+		out = append(out, mk(Tombstone, p.retentionSeal(s).Add(pol.ColdMaxAge), because("cold.max_age", pol.ColdMaxAge)))
 	}
 	return out
 }

@@ -83,6 +83,22 @@ func TestPlan(t *testing.T) {
 			[]want{{Tombstone, "IF1", 0, "age 366d >= cold.max_age 365d (policy trading)"}}},
 		{"tombstone replaces every other move", nil, []Segment{seg("IF1", 0, 10, 366*Day, hot, warm)},
 			[]want{{Tombstone, "IF1", 0, "cold.max_age"}}},
+		{"retention goes oldest first: a newer segment sealed earlier waits", nil, []Segment{
+			seg("IF1", 0, 10, 364*Day, cld),
+			seg("IF1", 10, 10, 366*Day, cld), // the seal clock stepped back
+		}, nil},
+		{"retention goes oldest first: both due", nil, []Segment{
+			seg("IF1", 0, 10, 367*Day, cld),
+			seg("IF1", 10, 10, 366*Day, cld),
+		}, []want{{Tombstone, "IF1", 0, "cold.max_age"}, {Tombstone, "IF1", 10, "cold.max_age"}}},
+		{"retention goes oldest first: a tombstoned segment below does not hold it back", nil, []Segment{
+			tombstoned(seg("IF1", 0, 10, 300*Day, cld), time.Minute),
+			seg("IF1", 10, 10, 366*Day, cld),
+		}, []want{{Tombstone, "IF1", 10, "cold.max_age"}}},
+		{"no cold store: delete-warm goes oldest first", func(c *Config) { c.Cold.Store = StoreNone; c.Policies[0].ColdMaxAge = 0 }, []Segment{
+			seg("IF1", 0, 10, 23*time.Hour, warm),
+			seg("IF1", 10, 10, 25*time.Hour, warm),
+		}, nil},
 		{"tombstoned waits for delete_delay", nil, []Segment{tombstoned(seg("IF1", 0, 10, 400*Day, cld), 59*time.Minute)}, nil},
 		{"delete cold when delete_delay has passed", nil, []Segment{tombstoned(seg("IF1", 0, 10, 400*Day, cld), time.Hour)},
 			[]want{{DeleteCold, "IF1", 0, "tombstoned 1h ago, cold.delete_delay 1h"}}},

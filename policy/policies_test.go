@@ -94,6 +94,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"cold without warm", "policies:\n  - name: a\n    streams: [x]\n    cold: {max_age: 7d}\n", []loc{{4, "policies[0].cold.max_age", "needs warm.max_age"}}},
 		{"cold.max_age without a cold store", "cold: {store: none}\npolicies:\n  - name: a\n    streams: [x]\n    warm: {max_age: 1d}\n    cold: {max_age: 7d}\n", []loc{{6, "policies[0].cold.max_age", "cold.store is none"}}},
 		{"bad delete delay", "cold: {delete_delay: -1h}\n", []loc{{1, "cold.delete_delay", "must not be negative"}}},
+		{"zero read timeout", "cold:\n  read_timeout: 0s\n", []loc{{2, "cold.read_timeout", "must be positive"}}},
+		{"zero min transfer rate", "cold: {min_bytes_per_second: 0}\n", []loc{{1, "cold.min_bytes_per_second", "must be positive"}}},
 		{"unknown migrator field", "migrator: {every: 1m}\n", []loc{{1, "migrator.every", "unknown field (want one of schedule, concurrency, max_bytes_per_second)"}}},
 		{"bad cron spec", "migrator:\n  schedule: '*/5 * * *'\n", []loc{{2, "migrator.schedule", "has 4 fields; want 5"}}},
 		{"bad cron descriptor", "migrator: {schedule: '@every 1d'}\n", []loc{{1, "migrator.schedule", `unknown unit "d"`}}},

@@ -72,8 +72,10 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	ctx, stop := s.untilShutdown(r)
+	defer stop()
 	ps := newProgressStream(w, r)
-	rep, err := s.opts.Migrator.RunProgress(r.Context(), stream, dryRun, func(p migrator.Progress) {
+	rep, err := s.opts.Migrator.RunProgress(ctx, stream, dryRun, func(p migrator.Progress) {
 		ps.report(progressOut{Done: int64(p.Done), Total: int64(p.Total), Unit: "actions", Bytes: p.Bytes, TotalBytes: p.TotalBytes}, p.Done == p.Total)
 	})
 	s.answerLong(w, r, ps, toMigrateOut(rep), err)
@@ -254,8 +256,10 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	ctx, stop := s.untilShutdown(r)
+	defer stop()
 	ps := newProgressStream(w, r)
-	rep, err := s.eng.Verify(r.Context(), params.Get("stream"), func(done, total int) {
+	rep, err := s.eng.Verify(ctx, params.Get("stream"), func(done, total int) {
 		ps.report(progressOut{Done: int64(done), Total: int64(total), Unit: "segments"}, done == total)
 	})
 	s.answerLong(w, r, ps, toVerifyOut(rep), err)
@@ -304,6 +308,11 @@ func toVerifyOut(rep engine.VerifyReport) verifyOut {
 				base := f.Base
 				fo.Base = &base
 			}
+		}
+		if f.Kind == engine.FindingLostSegment {
+			// The offsets only this file or object holds.
+			from, to := f.From, f.To
+			fo.From, fo.To = &from, &to
 		}
 		out.Findings = append(out.Findings, fo)
 	}

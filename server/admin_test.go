@@ -69,17 +69,17 @@ func newAdminEnv(t *testing.T, withMigrator bool) *adminEnv {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
+	cfg := policy.Default()
+	cfg.Cold.Store = storeURL
+	cfg.Cold.DeleteDelay = time.Hour
+	cfg.Policies = []policy.Policy{{Name: "test", Streams: []string{"*"}, HotMaxAge: time.Hour, WarmMaxAge: 24 * time.Hour, ColdMaxAge: 7 * 24 * time.Hour}}
 	eng, err := engine.Open(context.Background(), engine.Options{
-		DataDir: dataDir, Cold: ct, Now: clk.Now,
+		DataDir: dataDir, Cold: ct, Now: clk.Now, Config: &cfg,
 		SegmentMaxBytes: 4 << 10, SegmentMaxAge: adminForever, HotResidency: adminForever,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := policy.Default()
-	cfg.Cold.Store = storeURL
-	cfg.Cold.DeleteDelay = time.Hour
-	cfg.Policies = []policy.Policy{{Name: "test", Streams: []string{"*"}, HotMaxAge: time.Hour, WarmMaxAge: 24 * time.Hour, ColdMaxAge: 7 * 24 * time.Hour}}
 	sopts := Options{Now: clk.Now}
 	if withMigrator {
 		if sopts.Migrator, err = migrator.New(eng, migrator.Options{Config: cfg, Now: clk.Now, MinBackoff: time.Second}); err != nil {

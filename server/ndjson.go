@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tierd/tierd/tiers"
@@ -17,7 +18,7 @@ import (
 // wrapped in a *ParseError naming it.
 var (
 	ErrInvalidJSON   = errors.New("server: invalid JSON")
-	ErrInvalidTS     = errors.New("server: invalid ts")
+	ErrInvalidTS     = tiers.ErrInvalidTS
 	ErrInvalidBase64 = errors.New("server: invalid value_b64")
 	ErrEmptyBatch    = errors.New("server: empty batch")
 	ErrBatchTooLarge = errors.New("server: too many records in one batch")
@@ -171,6 +172,17 @@ var (
 )
 
 func parseRFC3339(s string) (int64, error) {
+	// time.Parse takes any number of fractional digits and drops those
+	// past the nanosecond: a ts that cannot be stored as given is refused.
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		n := 0
+		for j := i + 1; j < len(s) && isDigit(s[j]); j++ {
+			n++
+		}
+		if n > 9 {
+			return 0, fmt.Errorf("%w: %q has %d fractional digits; at most 9 (nanoseconds)", ErrInvalidTS, s, n)
+		}
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %q is not RFC 3339 (e.g. 2026-11-22T10:00:00.123456789Z)", ErrInvalidTS, s)

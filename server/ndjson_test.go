@@ -158,6 +158,9 @@ func TestParseTS(t *testing.T) {
 		{"", 0, false},
 		{"1.5", 0, false},
 		{"1600-01-01T00:00:00Z", 0, false},
+		{"2026-11-22T10:00:00.000000001Z", 1795341600000000001, true},
+		{"2026-11-22T10:00:00.0000000010Z", 0, false}, // a 10th digit is refused, not dropped
+		{"2026-11-22T10:00:00.1234567891Z", 0, false},
 	}
 	for _, c := range cases {
 		got, err := ParseTS(c.in)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -64,6 +65,10 @@ const (
 	// retryAfterSeconds is what a backpressure answer asks a producer to
 	// wait: the flusher frees memory within about that long.
 	retryAfterSeconds = 1
+	// storageRetryAfterSeconds is what a write refused by storage (disk
+	// full, out of descriptors) asks: such conditions take an operator or
+	// a checkpoint to clear, not a flush.
+	storageRetryAfterSeconds = 5
 	// Streamed reads are flushed at least every flushRecords records or
 	// flushInterval, so a slow reader sees progress and a fast one is not
 	// slowed by a flush per record.
@@ -136,6 +141,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	h, pattern := s.mux.Handler(r)
+	if !cleanPath(r.URL.Path) {
+		// The mux would redirect to the cleaned path, which may be another
+		// route ("/v1/streams/../records" is "/v1/records"): a request the
+		// client did not make. Refuse it instead.
+		h, pattern = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusBadRequest, "invalid_path", fmt.Sprintf("path %q is not clean: tierd does not resolve \".\", \"..\" or empty segments", r.URL.Path))
+		}), ""
+	}
 	route := pattern
 	if pattern == "" {
 		route = "unmatched"
@@ -156,6 +169,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(sw, r)
 }
 
+// cleanPath reports whether p is absolute and has no ".", ".." or empty
+// segments (a trailing slash is allowed), as the mux's own cleaning would
+// leave it.
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if p[len(p)-1] == '/' && c != "/" {
+		c += "/"
+	}
+	return c == p
+}
+
 // recoverPanic turns a handler panic into a logged 500. A response already
 // under way cannot change its status, so that connection is aborted instead,
 // which a client sees as a truncated body rather than a clean end.
@@ -174,9 +201,8 @@ func (s *Server) recoverPanic(w *statusWriter, r *http.Request) {
 	writeError(w, http.StatusInternalServerError, "internal", "internal error")
 }
 
-// serveUnmatched runs the mux's own answer (404, 405 or a redirect to a
-// cleaned path) into a buffer and replaces a 404 or 405 with its JSON
-// equivalent.
+// serveUnmatched runs the mux's own answer (404, 405 or a redirect) into a
+// buffer and replaces a 404 or 405 with its JSON equivalent.
 func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	rec := &bufferedWriter{header: http.Header{}}
 	h.ServeHTTP(rec, r)
@@ -196,8 +222,39 @@ func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.H
 	}
 }
 
+// handleHealth answers whether the node takes writes: 200 {"status":"ok"},
+// or, while storage keeps appends from being made durable, 503 naming the
+// cause (docs/api.md, "Health").
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	h := s.eng.WriteHealth()
+	if h.Cause == "" {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		return
+	}
+	code, retry := "storage_unavailable", true
+	switch h.Cause {
+	case tiers.CauseDiskFull:
+		code = "storage_full"
+	case tiers.CauseWALFailed:
+		code, retry = "storage_failed", false
+	}
+	if retry {
+		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))
+	}
+	writeJSON(w, http.StatusServiceUnavailable, healthOut{
+		Status: "unavailable", Cause: h.Cause, Since: formatTime(h.Since), Sticky: h.Sticky(),
+		Error: errorDetail{Code: code, Message: h.Err.Error()},
+	})
+}
+
+// healthOut is /healthz's answer while writes are refused: the fields a
+// health checker reads, and the error object every error answer has.
+type healthOut struct {
+	Status string      `json:"status"`
+	Cause  string      `json:"cause"`
+	Since  string      `json:"since,omitempty"`
+	Sticky bool        `json:"sticky"`
+	Error  errorDetail `json:"error"`
 }
 
 func (s *Server) handleStreams(w http.ResponseWriter, r *http.Request) {
@@ -256,7 +313,9 @@ func (s *Server) handleOffload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	m, err := s.eng.Offload(r.Context(), stream, base, keepWarm)
+	ctx, stop := s.untilShutdown(r)
+	defer stop()
+	m, err := s.eng.Offload(ctx, stream, base, keepWarm)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -462,6 +521,8 @@ func classify(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "key_too_large"
 	case errors.Is(err, tiers.ErrRecordTooLarge):
 		return http.StatusRequestEntityTooLarge, "record_too_large"
+	case errors.Is(err, tiers.ErrBatchOverBudget):
+		return http.StatusRequestEntityTooLarge, "batch_over_budget"
 	case errors.Is(err, tiers.ErrInvalidRecord):
 		return http.StatusBadRequest, "invalid_record"
 	case errors.Is(err, tiers.ErrStreamNotFound):
@@ -478,10 +539,17 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, "no_cold_tier"
 	case errors.Is(err, cold.ErrStoreUnavailable):
 		return http.StatusServiceUnavailable, "cold_store_unavailable"
+	case errors.Is(err, tiers.ErrStorageUnavailable):
+		// Before backpressure: memory full of what storage refuses is the
+		// storage's condition, not a second's wait.
+		if tiers.StorageCause(err) == tiers.CauseDiskFull {
+			return http.StatusServiceUnavailable, "storage_full"
+		}
+		return http.StatusServiceUnavailable, "storage_unavailable"
 	case errors.Is(err, tiers.ErrBackpressure):
 		return http.StatusServiceUnavailable, "backpressure"
 	case errors.Is(err, tiers.ErrStorageFailed):
-		return http.StatusServiceUnavailable, "storage_unavailable"
+		return http.StatusServiceUnavailable, "storage_failed"
 	case errors.Is(err, tiers.ErrClosed):
 		return http.StatusServiceUnavailable, "shutting_down"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -500,8 +568,11 @@ func classify(err error) (int, string) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	s.logFailure(r, status, code, err)
-	if code == "backpressure" || code == "cold_store_unavailable" {
+	switch code {
+	case "backpressure", "cold_store_unavailable":
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	case "storage_full", "storage_unavailable":
+		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))
 	}
 	writeError(w, status, code, err.Error())
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"time"
 )
@@ -41,7 +42,18 @@ func (s *Server) waitFor(ctx context.Context, stream string, from uint64, d time
 	s.eng.WaitFor(ctx, stream, from) // its only errors end the wait early
 }
 
-// Shutdown ends every long-polling read's wait at once, so that
+// untilShutdown returns r's context, cancelled by Shutdown too, for the
+// operator's long operations (offload, migrate, verify): each is safe to
+// interrupt, and one stalled on a hung cold store must not hold up
+// http.Server.Shutdown, nor the daemon's exit. Call stop when done.
+func (s *Server) untilShutdown(r *http.Request) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(r.Context())
+	unhook := context.AfterFunc(s.closing, cancel)
+	return ctx, func() { unhook(); cancel() }
+}
+
+// Shutdown ends every long-polling read's wait and every long operation at
+// once (untilShutdown), so that
 // http.Server.Shutdown (which waits for active requests) is not held up
 // for MaxWait. Register it with http.Server.RegisterOnShutdown.
 func (s *Server) Shutdown() { s.stopWaits() }

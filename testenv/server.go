@@ -155,10 +155,32 @@ func (s *server) stop() error {
 	return s.stopLocked()
 }
 
+// signal sends sig to the running process.
+func (s *server) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return errorf("MinIO at %s is not running", s.endpoint)
+	}
+	return s.proc.Signal(sig)
+}
+
+// isStopped reports whether the process is stopped, where the platform
+// can tell (ok).
+func (s *server) isStopped() (isStopped, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return false, true
+	}
+	return stopped(s.proc.Pid)
+}
+
 func (s *server) stopLocked() error {
 	if s.proc == nil {
 		return nil
 	}
+	s.proc.Signal(syscall.SIGCONT) // a paused process would hold SIGTERM until continued
 	s.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:

@@ -27,6 +27,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,6 +177,48 @@ func (m *MinIO) Restart() {
 	}
 }
 
+// Pause stops the server's process with SIGSTOP: it keeps its port and
+// its connections, and the kernel still accepts new ones, but nothing is
+// answered — a hung store, not a dead one. Resume continues it; a cleanup
+// resumes it at the end of the test whatever happens (a stopped process
+// would ignore the SIGTERM that stops it). Only for a dedicated server.
+func (m *MinIO) Pause() {
+	m.tb.Helper()
+	m.mustBeDedicated("Pause")
+	if err := m.srv.signal(syscall.SIGSTOP); err != nil {
+		m.tb.Fatalf("testenv: pause MinIO: %v", err)
+	}
+	m.tb.Cleanup(func() { m.srv.signal(syscall.SIGCONT) })
+	// The stop takes effect when each thread next runs; one in a disk
+	// wait finishes it first. Return once it has.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if isStopped, ok := m.srv.isStopped(); isStopped || !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			m.tb.Fatalf("testenv: MinIO at %s not stopped 10 s after SIGSTOP", m.Endpoint)
+		}
+	}
+}
+
+// Paused reports whether the server's process is stopped now (true where
+// the platform cannot tell). A test that sees its paused store answer can
+// tell whether something continued the process.
+func (m *MinIO) Paused() bool {
+	isStopped, ok := m.srv.isStopped()
+	return isStopped || !ok
+}
+
+// Resume continues a paused server with SIGCONT. Only for a dedicated
+// server.
+func (m *MinIO) Resume() {
+	m.tb.Helper()
+	m.mustBeDedicated("Resume")
+	if err := m.srv.signal(syscall.SIGCONT); err != nil {
+		m.tb.Fatalf("testenv: resume MinIO: %v", err)
+	}
+}
+
 func (m *MinIO) mustBeDedicated(op string) {
 	m.tb.Helper()
 	if !m.dedicated {
@@ -203,12 +246,20 @@ func newMinIO(tb testing.TB, srv *server, dedicated bool) *MinIO {
 	if err != nil {
 		tb.Fatalf("testenv: minio client: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
-	if err := client.MakeBucket(ctx, m.Bucket, minio.MakeBucketOptions{Region: Region}); err != nil {
-		tb.Fatalf("testenv: create bucket %s at %s: %v", m.Bucket, srv.endpoint, err)
+	for {
+		err := client.MakeBucket(ctx, m.Bucket, minio.MakeBucketOptions{Region: Region})
+		if err == nil {
+			return m
+		}
+		// A server that just answered its readiness check may still be
+		// initializing its object layer on a loaded machine.
+		if !strings.Contains(err.Error(), "Server not initialized") || ctx.Err() != nil {
+			tb.Fatalf("testenv: create bucket %s at %s: %v", m.Bucket, srv.endpoint, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	return m
 }
 
 // bucketName derives a valid, unique S3 bucket name from a test name, so

@@ -3,6 +3,7 @@ package tiers
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"unicode/utf8"
 )
@@ -54,7 +55,7 @@ func ValidateStreamName(name string) error {
 }
 
 // Validate checks a record as a producer sent it (the offset is not looked
-// at): key length and encoding, tags, and the value size cap.
+// at): key length and encoding, tags, the ts range and the value size cap.
 func (r *Record) Validate(maxValueBytes int) error {
 	if len(r.Key) > MaxKeyBytes {
 		return fmt.Errorf("%w: key is %d bytes, max %d", ErrKeyTooLarge, len(r.Key), MaxKeyBytes)
@@ -69,6 +70,9 @@ func (r *Record) Validate(maxValueBytes int) error {
 		if len(t) > MaxKeyBytes {
 			return fmt.Errorf("%w: tag %d is %d bytes, max %d", ErrInvalidRecord, i, len(t), MaxKeyBytes)
 		}
+	}
+	if r.TS > MaxTS {
+		return fmt.Errorf("%w: ts %d is math.MaxInt64, reserved for \"no upper bound\"; the largest ts is %d", ErrInvalidTS, r.TS, int64(MaxTS))
 	}
 	if maxValueBytes <= 0 {
 		maxValueBytes = DefaultMaxRecordBytes
@@ -119,4 +123,15 @@ var (
 	ErrProducerSequence = errors.New("tiers: batch out of the producer's sequence")
 	// ErrExpired reports a read of offsets that retention has deleted.
 	ErrExpired = errors.New("tiers: records expired by retention")
+	// ErrInvalidTS refuses a record ts tierd cannot serve back (see
+	// MaxTS), or a timestamp that does not parse.
+	ErrInvalidTS = errors.New("tiers: invalid ts")
+	// ErrBatchOverBudget refuses a batch larger than the whole hot memory
+	// budget: unlike backpressure, retrying cannot help.
+	ErrBatchOverBudget = errors.New("tiers: batch larger than the memory budget")
 )
+
+// MaxTS is the largest record ts tierd accepts: one below math.MaxInt64,
+// which a Query's Until (exclusive) uses for "no upper bound", so a record
+// stamped math.MaxInt64 could never be read back.
+const MaxTS = math.MaxInt64 - 1

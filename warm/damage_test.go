@@ -126,7 +126,16 @@ func TestDamagedFiles(t *testing.T) {
 		{name: "flipped bit in stream name", damage: func(b []byte) []byte { b[headerFixedLen] ^= 4; return b }, stage: "acquire", is: ErrChecksum, offset: 0},
 		{name: "zeroed first page", damage: func(b []byte) []byte { clear(b[:4096]); return b }, stage: "acquire", is: ErrBadMagic, offset: 0},
 		{name: "file of another segment", damage: func(b []byte) []byte { return b }, at: 555, stage: "acquire", is: ErrBadHeader, offset: 0},
-		{name: "unknown version", damage: func(b []byte) []byte { b[4] = 2; return b }, stage: "acquire", is: ErrUnsupportedVersion},
+		{name: "unknown version", damage: func(b []byte) []byte {
+			// A newer tierd's file: its header checksum covers its version.
+			b[4] = 3
+			n := headerFixedLen + int(binary.LittleEndian.Uint16(b[6:]))
+			putU32(b, n, crc32.Checksum(b[:n], castagnoli))
+			return b
+		}, stage: "acquire", is: ErrUnsupportedVersion},
+		{name: "flipped bit in version (2 → 3)", damage: func(b []byte) []byte { b[4] ^= 0x01; return b }, stage: "acquire", is: ErrBadHeader, offset: 0},
+		{name: "flipped bit in version (2 → 6)", damage: func(b []byte) []byte { b[4] ^= 0x04; return b }, stage: "acquire", is: ErrBadHeader, offset: 0},
+		{name: "flipped high bit in version", damage: func(b []byte) []byte { b[5] ^= 0x80; return b }, stage: "acquire", is: ErrBadHeader, offset: 0},
 
 		{name: "flipped bit in record body", damage: func(b []byte) []byte { b[g.pos[dmgK+1]-1] ^= 0x10; return b }, stage: "read", is: ErrChecksum, frame: dmgK},
 		{name: "flipped bit in record offset", damage: func(b []byte) []byte { b[g.pos[dmgK]+8] ^= 0x01; return b }, stage: "read", is: ErrChecksum, frame: dmgK, nextFails: true},

@@ -10,23 +10,27 @@ import (
 	"github.com/tierd/tierd/tiers"
 )
 
-// The byte layout of a segment file, version 1 (docs/format/segment.md):
+// The byte layout of a segment file, version 2 (docs/format/segment.md):
 //
 //	header   magic "TDWS" | version u16 | name length u16 | base u64 | name | crc32c u32
 //	frames   length u32 | crc32c(length bytes ‖ payload) u32 | payload (tiers.AppendRecord)
 //	footer   fixed fields | block table | bloom words | crc32c u32
 //	trailer  footer length u32 | magic "TDWE"
 //
-// All integers are little-endian.
+// All integers are little-endian. Version 2 added sealed_at to the footer's
+// fixed fields, so that a rebuilt catalog keeps each segment's age; version
+// 1 files are still read (their seal time is unknown).
 const (
-	formatVersion = 1
+	formatVersion = 2
+	formatV1      = 1
 
-	headerFixedLen = 16 // magic, version, name length, base
-	frameHeaderLen = 8  // length, crc
-	trailerLen     = 8  // footer length, magic
-	footerFixedLen = 88 // base … bloom word count
-	blockEntryLen  = 32 // first offset, position, min ts, max ts
-	crcLen         = 4
+	headerFixedLen   = 16 // magic, version, name length, base
+	frameHeaderLen   = 8  // length, crc
+	trailerLen       = 8  // footer length, magic
+	footerFixedLen   = 96 // base … bloom word count, sealed_at (version 2)
+	footerFixedLenV1 = 88 // base … bloom word count
+	blockEntryLen    = 32 // first offset, position, min ts, max ts
+	crcLen           = 4
 
 	// minPayloadLen is the shortest record encoding: offset, ts, and three
 	// zero lengths (key, tag count, value). A shorter frame is damage.
@@ -118,6 +122,9 @@ type footer struct {
 	blocks            uint32
 	bloomK            uint32
 	bloomWords        uint32
+	// sealedAt is when the segment was sealed, Unix ns; 0 when unknown
+	// (a version 1 file, or a writer not told).
+	sealedAt int64
 }
 
 // appendFooter appends footer, block table, bloom words, footer CRC and the
@@ -135,6 +142,7 @@ func appendFooter(dst []byte, f *footer, blocks []blockEntry, bloom []uint64) []
 	dst = le.AppendUint32(dst, uint32(len(blocks)))
 	dst = le.AppendUint32(dst, f.bloomK)
 	dst = le.AppendUint32(dst, uint32(len(bloom)))
+	dst = le.AppendUint64(dst, uint64(f.sealedAt))
 	for _, b := range blocks {
 		dst = le.AppendUint64(dst, b.first)
 		dst = le.AppendUint64(dst, b.pos)
@@ -149,10 +157,15 @@ func appendFooter(dst []byte, f *footer, blocks []blockEntry, bloom []uint64) []
 	return append(dst, trailerMagic[:]...)
 }
 
-// footerLen is the footer's size including its CRC, or ok=false when it
-// would not fit the u32 the trailer stores it in.
+// footerLen is the size of a current footer including its CRC, or ok=false
+// when it would not fit the u32 the trailer stores it in.
 func footerLen(blocks, bloomWords int) (int, bool) {
-	n := uint64(footerFixedLen) + uint64(blocks)*blockEntryLen + uint64(bloomWords)*8 + crcLen
+	return footerLenOf(footerFixedLen, blocks, bloomWords)
+}
+
+// footerLenOf is footerLen for a footer whose fixed part is fixed bytes.
+func footerLenOf(fixed, blocks, bloomWords int) (int, bool) {
+	n := uint64(fixed) + uint64(blocks)*blockEntryLen + uint64(bloomWords)*8 + crcLen
 	return int(n), n <= math.MaxUint32
 }
 
@@ -182,8 +195,16 @@ func parseLayout(path string, data []byte) (*layout, error) {
 	if size < headerFixedLen {
 		return nil, bad(0, ErrTruncated, "file is %d bytes, shorter than a header", size)
 	}
-	if v := le.Uint16(data[4:]); v != formatVersion {
-		return nil, fmt.Errorf("%w: %s is format version %d, this build reads version %d", ErrUnsupportedVersion, path, v, formatVersion)
+	version := le.Uint16(data[4:])
+	if version != formatVersion && version != formatV1 {
+		if v, ok := damagedVersion(data); ok {
+			return nil, bad(0, ErrBadHeader, "format version %d, but the header's checksum holds for version %d: the version field is damaged", version, v)
+		}
+		return nil, fmt.Errorf("%w: %s is format version %d, this build reads versions %d and %d", ErrUnsupportedVersion, path, version, formatV1, formatVersion)
+	}
+	fixed := footerFixedLen
+	if version == formatV1 {
+		fixed = footerFixedLenV1
 	}
 	l := &layout{}
 	nameLen := int(le.Uint16(data[6:]))
@@ -206,7 +227,7 @@ func parseLayout(path string, data []byte) (*layout, error) {
 		return nil, bad(tpos, ErrBadMagic, "trailer does not end with %q (torn or truncated file)", trailerMagic[:])
 	}
 	flen := uint64(le.Uint32(data[tpos:]))
-	if flen < footerFixedLen+crcLen || flen > uint64(tpos-l.hdrLen) {
+	if flen < uint64(fixed)+crcLen || flen > uint64(tpos-l.hdrLen) {
 		return nil, bad(tpos, ErrBadFooter, "footer length %d does not fit a %d-byte file", flen, size)
 	}
 	l.footerStart = tpos - int(flen)
@@ -228,7 +249,10 @@ func parseLayout(path string, data []byte) (*layout, error) {
 	f.blocks = le.Uint32(body[76:])
 	f.bloomK = le.Uint32(body[80:])
 	f.bloomWords = le.Uint32(body[84:])
-	l.blocksOff = l.footerStart + footerFixedLen
+	if version != formatV1 {
+		f.sealedAt = int64(le.Uint64(body[88:]))
+	}
+	l.blocksOff = l.footerStart + fixed
 	l.bloomOff = l.blocksOff + int(f.blocks)*blockEntryLen
 
 	region := uint64(l.footerStart - l.hdrLen)
@@ -247,8 +271,10 @@ func parseLayout(path string, data []byte) (*layout, error) {
 		return nil, bad(l.footerStart, ErrBadFooter, "key filter k=%d words=%d", f.bloomK, f.bloomWords)
 	case f.minTS > f.maxTS:
 		return nil, bad(l.footerStart, ErrBadFooter, "min ts %d > max ts %d", f.minTS, f.maxTS)
+	case f.sealedAt < 0:
+		return nil, bad(l.footerStart, ErrBadFooter, "sealed_at %d before 1970", f.sealedAt)
 	}
-	if want, _ := footerLen(int(f.blocks), int(f.bloomWords)); uint64(want) != flen {
+	if want, _ := footerLenOf(fixed, int(f.blocks), int(f.bloomWords)); uint64(want) != flen {
 		return nil, bad(l.footerStart, ErrBadFooter, "footer is %d bytes, its tables need %d", flen, want)
 	}
 	// The block table must partition the frame region in offset order, and
@@ -274,6 +300,29 @@ func parseLayout(path string, data []byte) (*layout, error) {
 		return nil, bad(l.footerStart, ErrBadFooter, "ts range [%d, %d] but blocks span [%d, %d]", f.minTS, f.maxTS, minTS, maxTS)
 	}
 	return l, nil
+}
+
+// damagedVersion reports whether a header whose version this build does
+// not read would pass its checksum with a version it does read in its
+// place, and which: then the version field itself was damaged (a flipped
+// bit), and the file is corrupt, not newer. A newer tierd's header
+// checksum covers the version it wrote.
+func damagedVersion(data []byte) (uint16, bool) {
+	if len(data) < headerFixedLen {
+		return 0, false
+	}
+	n := headerFixedLen + int(binary.LittleEndian.Uint16(data[6:]))
+	if len(data) < n+crcLen {
+		return 0, false
+	}
+	hdr := append([]byte(nil), data[:n]...)
+	for _, v := range []uint16{formatV1, formatVersion} {
+		binary.LittleEndian.PutUint16(hdr[4:], v)
+		if crc32.Checksum(hdr, castagnoli) == binary.LittleEndian.Uint32(data[n:]) {
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 // block decodes entry i of the block table; i must be < l.blocks.

@@ -43,6 +43,7 @@ func fuzzSeed(f *testing.F, n, interval int) []byte {
 func FuzzOpenSegment(f *testing.F) {
 	good := fuzzSeed(f, 12, 4)
 	f.Add(good)
+	f.Add(v1File(good))
 	f.Add(fuzzSeed(f, 1, 64))
 	f.Add(good[:len(good)-9])
 	f.Add(good[:40])
@@ -64,6 +65,25 @@ func FuzzOpenSegment(f *testing.F) {
 			fuzzOpenSegment(t, dir, fixed)
 		}
 	})
+}
+
+// v1File rewrites a current (version 2) segment file as a version 1 file:
+// the same records and tables, without the footer's sealed_at, so that the
+// reader of the older format is tested on files it would really meet.
+func v1File(b []byte) []byte {
+	le := binary.LittleEndian
+	out := bytes.Clone(b)
+	le.PutUint16(out[4:], formatV1)
+	hdr := headerFixedLen + int(le.Uint16(out[6:]))
+	le.PutUint32(out[hdr:], crc32.Checksum(out[:hdr], castagnoli))
+	flen := int(le.Uint32(out[len(out)-trailerLen:]))
+	start := len(out) - trailerLen - flen
+	body := out[start : len(out)-trailerLen-crcLen]
+	v1 := append(bytes.Clone(body[:footerFixedLenV1]), body[footerFixedLen:]...)
+	res := append(out[:start:start], v1...)
+	res = le.AppendUint32(res, crc32.Checksum(v1, castagnoli))
+	res = le.AppendUint32(res, uint32(len(v1)+crcLen))
+	return append(res, trailerMagic[:]...)
 }
 
 // resealCRCs returns a copy of b with the header, frame and footer CRCs

@@ -59,6 +59,7 @@ func (sg *segment) parse() (err error) {
 		Stream: l.stream, Base: l.base, Last: l.last, Count: l.count,
 		Bytes: int64(len(sg.data)), MinTS: l.minTS, MaxTS: l.maxTS,
 		Digest: l.digest, Placements: tiers.Of(tiers.Warm),
+		SealedAt: sealedTime(l.sealedAt),
 	}
 	return nil
 }
@@ -216,7 +217,8 @@ func (r *Reader) Release() {
 }
 
 // Meta describes the segment as its footer records it. Bytes is the file
-// size; SealedAt is zero (the catalog knows it, the file does not).
+// size; SealedAt is the footer's seal time (format version 2), zero when the
+// file does not know it (version 1).
 func (r *Reader) Meta() tiers.SegmentMeta { return r.sg.meta }
 
 // MayContainKey reports whether a record with key may be in the segment:

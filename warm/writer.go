@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -38,6 +39,8 @@ type Writer struct {
 	buf      []byte
 
 	synced int64 // file bytes handed to writeback (bytesPerSync)
+
+	sealedAt time.Time // kept in the footer; zero: unknown
 
 	err  error // sticky: after a failed write the file is unusable
 	done bool
@@ -132,6 +135,11 @@ func (w *Writer) Append(r *tiers.Record) error {
 	return nil
 }
 
+// SetSealedAt records when the segment was sealed, kept in the footer so
+// that a catalog rebuilt from the file keeps the segment's age (its
+// retention clock). A time before 1970 or beyond 2262 is stored as unknown.
+func (w *Writer) SetSealedAt(t time.Time) { w.sealedAt = t }
+
 // startWriteback flushes the buffer and asks the kernel to start writing
 // what it holds of the file, without waiting. It is only a hint: durability
 // still comes from Commit's fsync, so errors are ignored here.
@@ -147,7 +155,7 @@ func (w *Writer) startWriteback() {
 // Commit writes the footer, fsyncs the file, renames it into place and
 // fsyncs the directory; the segment is durable and visible when it returns
 // nil. It replaces an existing file of the same segment (readers holding
-// the old one keep their bytes). Meta.SealedAt is left zero for the caller.
+// the old one keep their bytes). Meta.SealedAt is what SetSealedAt said.
 // On error nothing is committed (unless the final directory fsync failed
 // after the rename) and the caller should Abort.
 func (w *Writer) Commit(ctx context.Context) (tiers.SegmentMeta, error) {
@@ -179,7 +187,9 @@ func (w *Writer) Commit(ctx context.Context) (tiers.SegmentMeta, error) {
 		base: meta.Base, last: meta.Last, count: meta.Count,
 		minTS: meta.MinTS, maxTS: meta.MaxTS, digest: meta.Digest,
 		interval: uint32(w.s.opts.IndexInterval), bloomK: bloomK,
+		sealedAt: sealedNanos(w.sealedAt),
 	}
+	meta.SealedAt = sealedTime(f.sealedAt)
 	tail := appendFooter(nil, &f, w.blocks, bloom)
 	meta.Bytes = w.pos + int64(len(tail))
 	if err := w.fail(w.write(tail)); err != nil {
@@ -216,6 +226,23 @@ func (w *Writer) Commit(ctx context.Context) (tiers.SegmentMeta, error) {
 	w.s.met.commits.Inc()
 	w.s.met.commitBytes.Add(float64(meta.Bytes))
 	return meta, nil
+}
+
+// sealedNanos is the footer's sealed_at of t: Unix ns, 0 for unknown (the
+// zero time, or one Unix ns cannot hold).
+func sealedNanos(t time.Time) int64 {
+	if t.IsZero() || t.Before(time.Unix(0, 1)) || t.After(time.Unix(0, math.MaxInt64)) {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// sealedTime is the inverse of sealedNanos, in UTC.
+func sealedTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
 }
 
 func (w *Writer) write(b []byte) error {

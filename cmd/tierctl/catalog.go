@@ -46,10 +46,13 @@ conflict (copies that disagree, overlapping segments) and unreadable file
 or object; those are left out of the new catalog, never dropped silently,
 and do not change the exit code. It exits 1 when it could not rebuild.
 
-What the files do not carry is lost: move intents (the migrator redoes an
-interrupted move), last errors, and tombstones (the next migrator run
-tombstones again whatever is past cold.max_age). Progress goes to stderr
-when it is a terminal.`,
+What retention deleted stays deleted: each stream's retention marker
+(<data_dir>/retention) gives back its watermark, so the WAL does not replay
+deleted records, and segments found below it come back tombstoned. A
+damaged marker stops the rebuild (move it aside to rebuild without it). What
+the files do not carry is lost: move intents (the migrator redoes an
+interrupted move) and last errors. Progress goes to stderr when it is a
+terminal.`,
 		Example: `  mv tierd-data/catalog.db tierd-data/catalog.db.broken
   tierctl catalog rebuild --config /etc/tierd/tierd.yaml
   tierctl catalog rebuild --config tierd.yaml --data-dir /srv/tierd -o json`,
@@ -76,6 +79,11 @@ type rebuildReport struct {
 	ColdObjects int      `json:"cold_objects"`
 	Conflicts   []string `json:"conflicts"`
 	Unreadable  []string `json:"unreadable"`
+	// RetentionMarkers counts the streams whose retention watermark came
+	// back from their marker; Expired the segments found below one,
+	// catalogued tombstoned.
+	RetentionMarkers int `json:"retention_markers"`
+	Expired          int `json:"expired"`
 }
 
 func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error {
@@ -116,7 +124,7 @@ func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error 
 		return fmt.Errorf("rebuilding %s: %w", path, err)
 	}
 	out := rebuildReport{Catalog: path, Streams: rep.Streams, Segments: rep.Segments, WarmFiles: rep.WarmFiles, ColdObjects: rep.ColdObjects,
-		Conflicts: rep.Conflicts, Unreadable: rep.Unreadable}
+		Conflicts: rep.Conflicts, Unreadable: rep.Unreadable, RetentionMarkers: rep.Markers, Expired: rep.Expired}
 	if out.Conflicts == nil {
 		out.Conflicts = []string{}
 	}
@@ -135,6 +143,10 @@ func printRebuild(w io.Writer, r rebuildReport, hasCold bool) error {
 		fmt.Fprintf(w, "read %d warm %s and %d cold %s\n", r.WarmFiles, plural(r.WarmFiles, "file", "files"), r.ColdObjects, plural(r.ColdObjects, "object", "objects"))
 	} else {
 		fmt.Fprintf(w, "read %d warm %s (no cold store)\n", r.WarmFiles, plural(r.WarmFiles, "file", "files"))
+	}
+	if r.RetentionMarkers > 0 {
+		fmt.Fprintf(w, "kept what retention deleted from %d %s; %d %s below it catalogued tombstoned\n",
+			r.RetentionMarkers, plural(r.RetentionMarkers, "stream", "streams"), r.Expired, plural(r.Expired, "segment", "segments"))
 	}
 	for _, sec := range []struct {
 		one, many string

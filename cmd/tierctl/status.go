@@ -17,7 +17,11 @@ func newStatusCmd(a *app) *cobra.Command {
 streams and segments it holds, their size, the age of its oldest and newest
 record (by record ts), and its budget use (hot: memory in use against
 hot.max_bytes; warm: files on local disk against warm.max_bytes; cold has
-none). Below the table: memory not yet persisted, the WAL, and the
+none). Below the table: memory not yet persisted, the WAL, whether the
+server takes writes (or what keeps it from it — a full disk, no file
+descriptors, a failed WAL — and since when), whether the
+cold store answers (after a call times out, cold.read_timeout, it is
+unavailable and its calls fail fast until it answers a probe), and the
 migrator: its schedule, when it runs next, what its last run did, and the
 segments whose last move failed, with their errors.
 
@@ -38,6 +42,33 @@ segments whose last move failed, with their errors.
 			return printStatus(a.stdout, st, time.Now())
 		}),
 	}
+}
+
+// writesLine says whether the server takes writes: "ok", or the condition
+// that keeps it from them, since when, and whether it clears by itself.
+// Empty for a server that does not report it.
+func writesLine(st client.ServerStatus, now time.Time) string {
+	if st.Writes == "" || st.Writes == "ok" {
+		return st.Writes
+	}
+	what := map[string]string{
+		"disk_full":           "disk full",
+		"out_of_descriptors":  "out of file descriptors",
+		"storage_unavailable": "storage unavailable",
+		"wal_failed":          "WAL failed",
+	}[st.Writes]
+	if what == "" {
+		what = st.Writes
+	}
+	since := ""
+	if !st.WritesSince.IsZero() {
+		since = ", began " + ago(now, st.WritesSince)
+	}
+	how := "REFUSED (retried; resumes by itself once storage takes writes)"
+	if st.Writes == "wal_failed" {
+		how = "DISABLED until restart"
+	}
+	return fmt.Sprintf("%s: %s%s: %s", how, what, since, oneLine(st.WritesError))
 }
 
 // statusFailures is how many failing segments the table lists.
@@ -67,6 +98,14 @@ func printStatus(w io.Writer, st client.ServerStatus, now time.Time) error {
 		wal += "; WRITES DISABLED: " + oneLine(st.WALFailed)
 	}
 	fmt.Fprintf(w, "wal:      %s\n", wal)
+	if line := writesLine(st, now); line != "" {
+		fmt.Fprintf(w, "writes:   %s\n", line)
+	}
+	if st.ColdStore == "unavailable" {
+		fmt.Fprintf(w, "cold:     STORE UNAVAILABLE since %s, calls fail fast until it answers: %s\n", ago(now, st.ColdStoreSince), oneLine(st.ColdStoreError))
+	} else if st.ColdStore != "" {
+		fmt.Fprintf(w, "cold:     store %s\n", st.ColdStore)
+	}
 	if !st.Started.IsZero() {
 		fmt.Fprintf(w, "up:       %s (since %s)\n", humanAge(now.Sub(st.Started)), tableTime(st.Started))
 	}

@@ -121,6 +121,7 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
+	boot.CheckCold(ctx, coldTier, cfg, log) // warns; a broken store does not stop tierd
 	eng, err := engine.Open(ctx, engine.Options{
 		DataDir:         cfg.DataDir,
 		WALSync:         syncMode,
@@ -139,6 +140,7 @@ func run(ctx context.Context, f flags) error {
 		HotTick:        hotTick(cfg),
 		MaxRecordBytes: int(cfg.MaxRecordBytes),
 		Cold:           coldTier,
+		Config:         &cfg,
 		Logger:         log,
 		Registerer:     reg,
 
@@ -185,12 +187,15 @@ func run(ctx context.Context, f flags) error {
 		Gatherer:       reg,
 		Tokens:         tokens,
 	})
-	srv := &http.Server{
-		Handler:           api,
-		TLSConfig:         tlsConfig,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv, sln := server.NewHTTPServer(api, ln, server.HTTPOptions{
+		ReadTimeout:    cfg.HTTP.ReadTimeout,
+		IdleTimeout:    cfg.HTTP.IdleTimeout,
+		MaxConnections: fitConnections(cfg.HTTP.MaxConnections, log),
+		TLSConfig:      tlsConfig,
+		ErrorLog:       log,
+		Logger:         log,
+		Registerer:     reg,
+	})
 	srv.RegisterOnShutdown(api.Shutdown) // long-polling reads answer at once
 	scheme := "http"
 	if tlsConfig != nil {
@@ -204,10 +209,10 @@ func run(ctx context.Context, f flags) error {
 	serveErr := make(chan error, 1)
 	go func() {
 		if tlsConfig != nil {
-			serveErr <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			serveErr <- srv.ServeTLS(sln, "", "") // the certificate is in TLSConfig
 			return
 		}
-		serveErr <- srv.Serve(ln)
+		serveErr <- srv.Serve(sln)
 	}()
 	mig.Start()
 
@@ -218,6 +223,11 @@ func run(ctx context.Context, f flags) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// End the operator's long operations (offload, migrate, verify) and the
+	// migrator's run before waiting for them: a move stalled on a hung
+	// cold store is safe to abandon (its intent is settled at the next
+	// start), and must not hold up the exit.
+	api.Shutdown()
 	mig.Stop(shutCtx)
 	if serr := srv.Shutdown(shutCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)

@@ -117,8 +117,15 @@ func httpStatus(err error) int {
 }
 
 func (b *awsBucket) fail(op, key string, err error) error {
-	if isAWSNotFound(err) {
+	var ae smithy.APIError
+	hasCode := errors.As(err, &ae)
+	switch {
+	case hasCode && ae.ErrorCode() == "NoSuchBucket":
+		err = fmt.Errorf("%w: %w", ErrBucketNotFound, err)
+	case isAWSNotFound(err):
 		err = fmt.Errorf("%w: %w", ErrNotFound, err)
+	case hasCode && isDenied(ae.ErrorCode(), httpStatus(err)), httpStatus(err) == http.StatusForbidden:
+		err = fmt.Errorf("%w: %w", ErrAccessDenied, err)
 	}
 	return opError(b.desc, op, key, redact(err, b.secret))
 }

@@ -11,13 +11,15 @@ import (
 	"github.com/tierd/tierd/internal/promreg"
 )
 
-// Metric label values. result is bounded to these four so a failing store
+// Metric label values. result is bounded to these six so a failing store
 // cannot blow up the series count.
 const (
-	resultOK       = "ok"
-	resultNotFound = "not_found"
-	resultCanceled = "canceled"
-	resultError    = "error"
+	resultOK          = "ok"
+	resultNotFound    = "not_found"
+	resultCanceled    = "canceled"
+	resultTimeout     = "timeout"     // ErrTimeout: the store did not answer in time
+	resultUnavailable = "unavailable" // ErrUnavailable: failed fast, the store is not answering
+	resultError       = "error"
 )
 
 type metrics struct {
@@ -30,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierd_cold_store_requests_total",
-			Help: "Object store requests by operation and result (ok, not_found, canceled, error).",
+			Help: "Object store requests by operation and result (ok, not_found, canceled, timeout, unavailable, error).",
 		}, []string{"op", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tierd_cold_store_request_duration_seconds",
@@ -55,6 +57,10 @@ func (m *metrics) observe(op string, start time.Time, err error) {
 	case err == nil:
 	case errors.Is(err, ErrNotFound):
 		res = resultNotFound
+	case errors.Is(err, ErrTimeout):
+		res = resultTimeout
+	case errors.Is(err, ErrUnavailable):
+		res = resultUnavailable
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		res = resultCanceled
 	default:
@@ -79,6 +85,9 @@ func WithMetrics(b Bucket, reg prometheus.Registerer) Bucket {
 	}
 	return &metered{b: b, m: newMetrics(reg)}
 }
+
+// Unwrap returns the wrapped Bucket (see HealthOf).
+func (w *metered) Unwrap() Bucket { return w.b }
 
 func (w *metered) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	start := time.Now()

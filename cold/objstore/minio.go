@@ -17,13 +17,14 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
-// Transport timeouts shared by both S3 providers. They bound how long a
-// store that is down or unreachable can hold a caller: a refused connection
-// fails at once, a black-holed one after dialTimeout per attempt.
-const (
-	dialTimeout           = 5 * time.Second
-	responseHeaderTimeout = 2 * time.Minute // a CompleteMultipartUpload can be slow
-)
+// Transport timeouts shared by both S3 providers: a refused connection
+// fails at once, a black-holed one after dialTimeout per attempt. There is
+// no response timeout here on purpose: how long a call may wait for its
+// answer depends on the call (a stat, a 5 GiB upload's completion), and
+// WithDeadlines, which Open always adds, sets it per call. A fixed
+// transport timeout would either stall reads for minutes or cut large
+// uploads short.
+const dialTimeout = 5 * time.Second
 
 func newTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
@@ -34,7 +35,7 @@ func newTransport() *http.Transport {
 func tuneTransport(t *http.Transport) {
 	t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	t.TLSHandshakeTimeout = 10 * time.Second
-	t.ResponseHeaderTimeout = responseHeaderTimeout
+	t.ResponseHeaderTimeout = 0 // per call: WithDeadlines
 	t.MaxIdleConnsPerHost = 16
 	// Ranged reads of Parquet files are already compressed; asking for gzip
 	// would only cost CPU and break Content-Length checks.
@@ -109,11 +110,27 @@ func endpointName(cfg Config) string {
 
 func (b *minioBucket) fail(op, key string, err error) error {
 	var er minio.ErrorResponse
-	if errors.As(err, &er) && (er.Code == "NoSuchKey" || er.Code == "NotFound" ||
-		(er.StatusCode == http.StatusNotFound && er.Code != "NoSuchBucket")) {
-		err = fmt.Errorf("%w: %w", ErrNotFound, err)
+	if errors.As(err, &er) {
+		switch {
+		case er.Code == "NoSuchBucket":
+			err = fmt.Errorf("%w: %w", ErrBucketNotFound, err)
+		case er.Code == "NoSuchKey" || er.Code == "NotFound" || er.StatusCode == http.StatusNotFound:
+			err = fmt.Errorf("%w: %w", ErrNotFound, err)
+		case isDenied(er.Code, er.StatusCode):
+			err = fmt.Errorf("%w: %w", ErrAccessDenied, err)
+		}
 	}
 	return opError(b.desc, op, key, redact(err, b.secret))
+}
+
+// isDenied reports an S3 error that means the credentials were refused or
+// do not allow the request.
+func isDenied(code string, status int) bool {
+	switch code {
+	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken":
+		return true
+	}
+	return status == http.StatusForbidden
 }
 
 func (b *minioBucket) check(op, key string) error {

@@ -1,10 +1,12 @@
 // Package objstore is tierd's object store: one small Bucket interface with
 // three providers (a local directory, S3 through minio-go, S3 through
 // aws-sdk-go-v2) and features layered on top as wrappers (WithPrefix,
-// WithMetrics) rather than inside each provider, after thanos-io/objstore and
-// pebble's remote.Storage. Callers above this package never see which
-// provider they talk to: not-found is always ErrNotFound, ranges behave the
-// same, and one acceptance suite holds every provider to that.
+// WithDeadlines, WithBreaker, WithMetrics) rather than inside each provider,
+// after thanos-io/objstore and pebble's remote.Storage. Callers above this
+// package never see which provider they talk to: not-found is always
+// ErrNotFound, a store that does not answer in time is always ErrTimeout
+// (then ErrUnavailable until it answers again), ranges behave the same, and
+// one acceptance suite holds every provider to that.
 package objstore
 
 import (
@@ -41,6 +43,13 @@ var (
 	ErrInvalidURL = errors.New("objstore: invalid store URL")
 	// ErrClosed reports a call on a closed bucket.
 	ErrClosed = errors.New("objstore: bucket closed")
+	// ErrBucketNotFound reports an S3 bucket that does not exist (never
+	// ErrNotFound: a missing bucket is a configuration error, not a
+	// missing object).
+	ErrBucketNotFound = errors.New("objstore: bucket does not exist")
+	// ErrAccessDenied reports credentials the store refused, or a request
+	// they do not allow.
+	ErrAccessDenied = errors.New("objstore: access denied")
 )
 
 // MaxKeyLen is the longest key accepted, the S3 limit.
@@ -98,6 +107,12 @@ type Options struct {
 	// that is down fails within seconds instead of backing off for minutes.
 	// 0 means DefaultMaxRetries.
 	MaxRetries int
+	// Deadlines bound every call (WithDeadlines); zero fields take the
+	// defaults (DefaultReadTimeout, DefaultMinBytesPerSecond).
+	Deadlines Deadlines
+	// ProbeInterval is how often a store that stopped answering is probed
+	// (WithBreaker); 0 means DefaultProbeInterval.
+	ProbeInterval time.Duration
 }
 
 // DefaultMaxRetries is the number of attempts per S3 request when
@@ -124,7 +139,10 @@ func (o Options) maxRetries() int {
 //	file:///abs/path
 //
 // See ParseURL for the rules. PREFIX, when present, is applied with
-// WithPrefix, and a non-nil opts.Registerer adds WithMetrics.
+// WithPrefix; every call gets a deadline (WithDeadlines) and a store that
+// stops answering fails fast until it answers again (WithBreaker); a
+// non-nil opts.Registerer adds WithMetrics on top, so that the metrics count
+// timeouts and fast failures too.
 func Open(ctx context.Context, rawURL string, opts Options) (Bucket, error) {
 	cfg, err := ParseURL(rawURL)
 	if err != nil {
@@ -145,6 +163,8 @@ func Open(ctx context.Context, rawURL string, opts Options) (Bucket, error) {
 	if cfg.Prefix != "" {
 		b = WithPrefix(b, cfg.Prefix)
 	}
+	b = WithDeadlines(b, opts.Deadlines)
+	b = WithBreaker(b, BreakerOptions{ProbeInterval: opts.ProbeInterval, Logger: opts.Logger, Registerer: opts.Registerer})
 	if opts.Registerer != nil {
 		b = WithMetrics(b, opts.Registerer)
 	}

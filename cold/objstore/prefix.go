@@ -25,6 +25,9 @@ func WithPrefix(b Bucket, prefix string) Bucket {
 	return &prefixed{b: b, prefix: prefix + "/"}
 }
 
+// Unwrap returns the wrapped Bucket (see HealthOf).
+func (p *prefixed) Unwrap() Bucket { return p.b }
+
 func (p *prefixed) full(key string) (string, error) {
 	// Validate the caller's key on its own: "../x" under a prefix would
 	// otherwise be caught only as a different, confusing full key.

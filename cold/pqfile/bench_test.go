@@ -155,3 +155,56 @@ func BenchmarkWriteVsZstd(b *testing.B) {
 	slices.Sort(ratios)
 	b.ReportMetric(ratios[len(ratios)/2], "speed-vs-zstd")
 }
+
+// scanBenchFile is a 100 000-record file of benchRecords in the default
+// row groups, written once for the Scan benchmarks.
+var scanBenchFile = sync.OnceValue(func() []byte {
+	var buf bytes.Buffer
+	recs := benchRecords(100_000)
+	if _, err := Write(context.Background(), &buf, "bench", seqOf(recs), Options{}); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+})
+
+// benchmarkScan opens the file and runs q each iteration, as a cold read
+// does (a Reader per read).
+func benchmarkScan(b *testing.B, q tiers.Query) {
+	data := scanBenchFile()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		r, err := Open(context.Background(), bytes.NewReader(data), int64(len(data)), "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = 0
+		for _, err := range r.Scan(context.Background(), q) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+	}
+	b.ReportMetric(float64(n), "records/op")
+}
+
+// BenchmarkScanAll: every record of a 100 000-record file (format 1.2:
+// each checked against its block's CRC32C before it is yielded).
+func BenchmarkScanAll(b *testing.B) { benchmarkScan(b, tiers.AllRecords()) }
+
+// BenchmarkScanKey: one key of 50 (format 1.2: the bloom filter is read
+// whole and checked before it prunes; nothing prunes here, one row group).
+func BenchmarkScanKey(b *testing.B) {
+	q := tiers.AllRecords()
+	q.HasKey, q.Key = true, "IF2407"
+	benchmarkScan(b, q)
+}
+
+// BenchmarkScanTail: the last 1 % of the offsets (a seek into the row
+// group; format 1.2 starts at the checksum block holding From).
+func BenchmarkScanTail(b *testing.B) {
+	q := tiers.AllRecords()
+	q.From = 99_000
+	benchmarkScan(b, q)
+}

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -37,7 +40,7 @@ func checkAll(b []byte) ([]tiers.Record, error) {
 func writeRaw(t *testing.T, recs []tiers.Record, kv map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := parquet.NewGenericWriter[row](&buf, schema)
+	w := parquet.NewGenericWriter[row](&buf, schema, parquet.Compression(&parquet.Zstd))
 	rows := make([]row, len(recs))
 	for i, r := range recs {
 		rows[i] = row{Offset: int64(r.Offset), TS: r.TS, Key: r.Key, Tags: r.Tags, Value: r.Value}
@@ -78,7 +81,13 @@ func TestDamagedFiles(t *testing.T) {
 	footerLen := int64(binary.LittleEndian.Uint32(good[len(good)-8:]))
 	footerStart := int64(len(good)) - 8 - footerLen
 	valueStart, valueSize := columnChunk(t, good, 1, 4)
-	meta := metadataOf(&info.Meta)
+	// Hand-made files carry format 1.1 metadata: without tierd.row_groups
+	// and its checksum the 1.1 reader's checks are the ones tested.
+	meta, err := metadataOf(&info.Meta, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta[MetaFormatVersion] = "1.1"
 	with := func(k, v string) map[string]string {
 		m := map[string]string{}
 		for k, v := range meta {
@@ -201,9 +210,12 @@ func TestDamagedFiles(t *testing.T) {
 	}
 }
 
-// TestFooterBitFlips flips each bit of a small file's footer in turn: every
-// result is either a typed corruption error or the original records, intact
-// and verified. Never a panic, never different records without an error.
+// TestFooterBitFlips flips every bit of a small file's footer in turn: Open
+// fails with a typed corruption error, or every query answers exactly the
+// records written or fails with one before yielding a wrong record (a scan
+// alone, without Verify after it, is what a read serves); and when a query
+// fails, Verify fails too. Never a panic, never different records without
+// an error.
 func TestFooterBitFlips(t *testing.T) {
 	recs := mixedRecords(60, 0)
 	for i := range recs {
@@ -214,32 +226,92 @@ func TestFooterBitFlips(t *testing.T) {
 	good, _ := writeBytes(t, "s", recs, Options{RowGroupRows: 25})
 	footerLen := int(binary.LittleEndian.Uint32(good[len(good)-8:]))
 	footerStart := len(good) - 8 - footerLen
-	var detected, benign int
+	all := tiers.AllRecords()
+	key := all
+	key.HasKey, key.Key = true, "IF2406"
+	tsRange := all
+	tsRange.Since, tsRange.Until = recs[30].TS, recs[50].TS
+	mid := all
+	mid.From = 40
+	queries := []tiers.Query{all, key, tsRange, mid}
+	var detected, benign, failedReads int
 	for pos := footerStart; pos < len(good); pos++ {
-		for _, bit := range []byte{0x01, 0x20} {
+		for _, bit := range []int{0, 3, 5, 7} { // every byte; the low, high and two middle bits
 			b := bytes.Clone(good)
-			b[pos] ^= bit
-			got, err := checkAll(b)
+			b[pos] ^= 1 << bit
+			allocated := totalAlloc()
+			r, err := Open(context.Background(), bytes.NewReader(b), int64(len(b)), "damaged.parquet")
+			if a := totalAlloc() - allocated; a > maxOpenAlloc {
+				t.Fatalf("flip %d at %d: Open allocated %d MiB for a %d-byte file", bit, pos, a>>20, len(b))
+			}
 			if err != nil {
 				var ce *tiers.CorruptionError
 				if !errors.As(err, &ce) {
-					t.Fatalf("flip %#x at %d: error %v is not a *tiers.CorruptionError", bit, pos, err)
+					t.Fatalf("flip %d at %d: error %v is not a *tiers.CorruptionError", bit, pos, err)
 				}
 				detected++
 				continue
 			}
-			benign++
-			if len(got) != len(recs) {
-				t.Fatalf("flip %#x at %d: %d records without error, want %d", bit, pos, len(got), len(recs))
-			}
-			for i := range recs {
-				if !got[i].Equal(&recs[i]) {
-					t.Fatalf("flip %#x at %d: record %d differs without error", bit, pos, i)
+			failed := false
+			for _, q := range queries {
+				if scanChecked(t, fmt.Sprintf("flip %d at %d", bit, pos), r, q, matching(recs, q)) != nil {
+					failed = true
 				}
+			}
+			if failed {
+				failedReads++
+				if err := r.Verify(context.Background()); err == nil {
+					t.Fatalf("flip %d at %d failed a read, and Verify finds nothing", bit, pos)
+				}
+			} else {
+				benign++
 			}
 		}
 	}
-	t.Logf("footer of %d bytes: %d flips detected, %d harmless", footerLen, detected, benign)
+	t.Logf("footer of %d bytes: %d flips detected at Open, %d failed a read, %d harmless", footerLen, detected, failedReads, benign)
+}
+
+// maxOpenAlloc bounds what Open may allocate for a small file, however
+// damaged: a length in the trailer or the footer must not be believed
+// before it is checked against the bytes there are.
+const maxOpenAlloc = 16 << 20
+
+func totalAlloc() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.TotalAlloc
+}
+
+// TestDamagedLengthsAllocateLittle: a footer length or a Thrift list or
+// string length near 2^31 costs an error, not gigabytes of memory.
+func TestDamagedLengthsAllocateLittle(t *testing.T) {
+	good, _ := writeBytes(t, "s", mixedRecords(50, 0), Options{RowGroupRows: 20})
+	_, start := footerOf(t, good)
+	tests := map[string]func([]byte){
+		"footer length 2^31":   func(b []byte) { binary.LittleEndian.PutUint32(b[len(b)-8:], 1<<31) },
+		"footer length 2^32-1": func(b []byte) { binary.LittleEndian.PutUint32(b[len(b)-8:], 1<<32-1) },
+	}
+	// Every byte of the footer set to 0xff in turn: a varint continuation
+	// run that makes some list or string length huge.
+	for pos := start; pos < len(good)-13; pos += 3 {
+		tests[fmt.Sprintf("footer byte %d = 0xff", pos)] = func(b []byte) { copy(b[pos:], []byte{0xff, 0xff, 0xff, 0xff, 0x07}) }
+	}
+	for name, damage := range tests {
+		b := bytes.Clone(good)
+		damage(b)
+		allocated := totalAlloc()
+		_, err := Open(context.Background(), bytes.NewReader(b), int64(len(b)), "x")
+		if a := totalAlloc() - allocated; a > maxOpenAlloc {
+			t.Fatalf("%s: Open allocated %d MiB for a %d-byte file", name, a>>20, len(b))
+		}
+		if err == nil {
+			continue // the bytes hit something harmless
+		}
+		var ce *tiers.CorruptionError
+		if !errors.As(err, &ce) {
+			t.Fatalf("%s: error %v is not a *tiers.CorruptionError", name, err)
+		}
+	}
 }
 
 // TestStoreErrorIsNotCorruption: a failing ReaderAt (a store outage) is
@@ -298,6 +370,11 @@ func FuzzOpen(f *testing.F) {
 	}
 	f.Add(buf.Bytes())
 	f.Add(buf.Bytes()[:buf.Len()/2])
+	if v11, err := os.ReadFile("testdata/v1.1.parquet"); err == nil {
+		f.Add(v11) // format 1.1: read without checksums
+	} else {
+		f.Fatal(err)
+	}
 	f.Add([]byte("PAR1\x00\x00\x00\x00PAR1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, err := checkAll(b)

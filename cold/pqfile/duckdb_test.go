@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parquet-go/parquet-go/format"
+
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -125,10 +127,38 @@ func TestDuckDBReadsSameRows(t *testing.T) {
 	for _, r := range kv {
 		gotKV[r["k"].(string)] = r["v"].(string)
 	}
-	for k, v := range metadataOf(&info.Meta) {
+	want, err := metadataOf(&info.Meta, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The 1.2 keys, as the file holds them, and the metadata checksum
+	// DuckDB's bytes must sum to.
+	fb, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := openBytes(t, fb)
+	for _, k := range []string{MetaRowGroups, MetaChecksum} {
+		v, ok := pr.file.Lookup(k)
+		if !ok {
+			t.Fatalf("the file has no %s", k)
+		}
+		want[k] = v
+	}
+	if len(gotKV) != len(want) {
+		t.Errorf("DuckDB sees %d tierd keys, want %d: %v", len(gotKV), len(want), gotKV)
+	}
+	for k, v := range want {
 		if gotKV[k] != v {
 			t.Errorf("DuckDB sees %s = %q, want %q", k, gotKV[k], v)
 		}
+	}
+	var kvs []format.KeyValue
+	for k, v := range gotKV {
+		kvs = append(kvs, format.KeyValue{Key: k, Value: v})
+	}
+	if sum, err := metaChecksum(kvs); err != nil || sum != gotKV[MetaChecksum] {
+		t.Errorf("DuckDB's tierd metadata sums to %s (%v), %s is %s", sum, err, MetaChecksum, gotKV[MetaChecksum])
 	}
 
 	md := duckdb(t, "--sql", fmt.Sprintf(

@@ -10,12 +10,18 @@ import (
 
 // FormatVersion is the format version Write puts in tierd.format_version.
 // A reader accepts every major version it knows (only 1 so far) and rejects
-// others with ErrUnsupportedVersion; a minor version ("1.1") only ever adds
-// things a version-1 reader may ignore.
-const FormatVersion = "1.1"
+// others with ErrUnsupportedVersion; a minor version ("1.1", "1.2") only ever
+// adds things a version-1 reader may ignore.
+const FormatVersion = "1.2"
 
 // formatMajor is the major version this package reads.
 const formatMajor = 1
+
+// minorChecksums is the first minor version whose files carry checksums
+// (tierd.meta_crc32c, and tierd.row_groups with per-block record CRCs and
+// bloom filter CRCs); a reader requires them in files of this minor
+// version or later.
+const minorChecksums = 2
 
 // File key/value metadata keys. Each file carries all of them, so a catalog
 // can be rebuilt from a bucket listing and the footers alone.
@@ -31,6 +37,13 @@ const (
 	// MetaSealedAt (format 1.1, optional) is when the segment was sealed,
 	// Unix ns, decimal, so that a rebuilt catalog keeps segments' ages.
 	MetaSealedAt = "tierd.sealed_at"
+	// MetaRowGroups (format 1.2) describes each row group: its rows, ts
+	// bounds, the CRC32C of its key bloom filter and the CRC32C of each
+	// checksum block of its records (encodeRowGroups).
+	MetaRowGroups = "tierd.row_groups"
+	// MetaChecksum (format 1.2) is the CRC32C of the other tierd.* keys
+	// and values (metaChecksum), so a flipped bit in any of them is found.
+	MetaChecksum = "tierd.meta_crc32c"
 )
 
 // Column names, in schema order.
@@ -54,6 +67,11 @@ var (
 	// ErrDigestMismatch: the rows do not hash to tierd.digest, or do not
 	// match the count, offsets or ts bounds the metadata claims.
 	ErrDigestMismatch = errors.New("pqfile: rows do not match segment metadata")
+	// ErrBloomFilter: a row group's key bloom filter is damaged: its bytes
+	// do not match their CRC32C, it does not parse, or it rules out a key
+	// the row group holds. Reads do not use such a filter; Verify reports
+	// it.
+	ErrBloomFilter = errors.New("pqfile: key bloom filter damaged")
 	// ErrEmptySegment: Write was given no records; a segment has at least one.
 	ErrEmptySegment = errors.New("pqfile: segment has no records")
 	// ErrNotDense: Write was given records whose offsets are not base,

@@ -521,3 +521,29 @@ func TestConcurrentScans(t *testing.T) {
 		}
 	}
 }
+
+// TestRandomValuesSize: a segment of incompressible binary values is at
+// most 1.05× its values' bytes. parquet-go writes each page's min and max
+// into its data page header unless told not to, which for 200 KiB values
+// copied every value page's bounds twice into the file (a 2.39× object).
+func TestRandomValuesSize(t *testing.T) {
+	const n, valueSize = 100, 200 << 10
+	rng := rand.New(rand.NewPCG(7, 8))
+	recs := make([]tiers.Record, n)
+	var valueBytes int
+	for i := range recs {
+		v := make([]byte, valueSize)
+		for j := range v {
+			v[j] = byte(rng.Uint32())
+		}
+		recs[i] = tiers.Record{Offset: uint64(i), TS: int64(i) * 1e9, Key: fmt.Sprintf("k%d", i%7), Value: v}
+		valueBytes += len(v)
+	}
+	b, info := writeBytes(t, "s", recs, Options{})
+	ratio := float64(len(b)) / float64(valueBytes)
+	t.Logf("%d values of %d KiB (%d bytes) in a %d-byte file (%d row groups): %.3f×", n, valueSize>>10, valueBytes, len(b), info.RowGroups, ratio)
+	if ratio > 1.05 {
+		t.Fatalf("file is %.3f× its values' bytes, want ≤ 1.05×", ratio)
+	}
+	sameRecords(t, collect(t, openBytes(t, b).Scan(context.Background(), tiers.AllRecords())), recs)
+}

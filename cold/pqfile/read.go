@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"math"
 	"strconv"
 	"strings"
@@ -24,11 +23,23 @@ type Reader struct {
 	ra   *guardedReaderAt
 	file *parquet.File
 	meta tiers.SegmentMeta
+	// minor is the file's format minor version; checksums is set when it
+	// is minorChecksums or later: the tierd metadata is checksummed, and
+	// tierd.row_groups gives each row group's bounds, the CRC32C of its
+	// key bloom filter and of each block of its records.
+	minor     int
+	checksums bool
+	// footerStart is the offset of the Thrift footer: every page, index
+	// and filter lies before it.
+	footerStart int64
 
 	groups []groupInfo
 	// dictChecked[i] is set once row group i's dictionary pages passed
 	// their CRC check (checkDictionaries).
 	dictChecked []atomic.Bool
+	// blooms[i] is row group i's key bloom filter once loaded and checked
+	// (bloom.go).
+	blooms []atomic.Pointer[bloomState]
 	// column positions of the leaf columns in every row group
 	colOffset, colTS, colKey int
 
@@ -41,6 +52,9 @@ type groupInfo struct {
 	rg           parquet.RowGroup
 	first, last  uint64 // offsets; dense, so row i of the group is first+i
 	minTS, maxTS int64
+	// meta is the group's line of tierd.row_groups (format 1.2), nil for
+	// older files.
+	meta *groupMeta
 }
 
 // Open reads and checks the footer and the tierd metadata of a segment file
@@ -76,6 +90,21 @@ const readBufferSize = 16 << 10
 
 // open does Open's work; it may panic on hostile input (protect recovers).
 func (rd *Reader) open() error {
+	// The footer's length comes first: parquet-go allocates whatever the
+	// trailer says before it reads, so a flipped high bit there would cost
+	// gigabytes of zeroed memory on every open.
+	var trailer [8]byte
+	if _, err := rd.ra.ReadAt(trailer[:], rd.ra.size-8); err != nil {
+		return err
+	}
+	footerLen := int64(binary.LittleEndian.Uint32(trailer[:4]))
+	rd.footerStart = rd.ra.size - 8 - footerLen
+	if string(trailer[4:]) != "PAR1" {
+		return fmt.Errorf("%w: trailing magic %q", ErrNotSegment, trailer[4:])
+	}
+	if footerLen == 0 || rd.footerStart < 4 {
+		return fmt.Errorf("%w: footer length %d in a file of %d bytes", ErrNotSegment, footerLen, rd.ra.size)
+	}
 	f, err := parquet.OpenFile(rd.ra, rd.ra.size,
 		parquet.SkipPageIndex(true),
 		parquet.SkipBloomFilters(true),
@@ -97,16 +126,34 @@ func (rd *Reader) open() error {
 	return rd.checkGroups()
 }
 
-// checkMeta parses and checks the tierd key/value metadata.
+// checkMeta parses and checks the tierd key/value metadata: in format 1.2
+// first its checksum, so that nothing below trusts a damaged value.
 func (rd *Reader) checkMeta() error {
 	f := rd.file
 	v, ok := f.Lookup(MetaFormatVersion)
 	if !ok {
 		return fmt.Errorf("%w: no %s in the file metadata", ErrNotSegment, MetaFormatVersion)
 	}
-	major, _, _ := strings.Cut(v, ".")
-	if n, err := strconv.Atoi(major); err != nil || n != formatMajor {
-		return fmt.Errorf("%w: %s is %q, this reader knows major version %d", ErrUnsupportedVersion, MetaFormatVersion, v, formatMajor)
+	minor, err := parseVersion(v)
+	if err != nil {
+		return err
+	}
+	rd.minor = minor
+	// A checksum present is checked whatever the version says, so a flip
+	// that turns "1.2" into "1.0" cannot switch the checks off.
+	sum, hasSum := f.Lookup(MetaChecksum)
+	if hasSum || minor >= minorChecksums {
+		if !hasSum {
+			return fmt.Errorf("%w: format %s without %s", ErrNotSegment, v, MetaChecksum)
+		}
+		want, err := metaChecksum(f.Metadata().KeyValueMetadata)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotSegment, err)
+		}
+		if sum != want {
+			return fmt.Errorf("%w: %s is %q, the tierd metadata sums to %q", ErrDigestMismatch, MetaChecksum, sum, want)
+		}
+		rd.checksums = true
 	}
 	get := func(key string) (string, error) {
 		v, ok := f.Lookup(key)
@@ -177,9 +224,11 @@ func (rd *Reader) checkMeta() error {
 	return nil
 }
 
-// checkGroups collects each row group's offset and ts bounds from the
-// column chunk statistics and checks them against the metadata: pruning
-// trusts them, so they must be right.
+// checkGroups checks every row group's column chunks against the schema and
+// the file's layout (layout.go), and collects each row group's offset and ts
+// bounds, which pruning trusts: in format 1.2 from tierd.row_groups (under
+// the metadata checksum), which the footer's column statistics must equal;
+// in older files from the statistics alone.
 func (rd *Reader) checkGroups() error {
 	leaf := func(name string) (int, error) {
 		c, ok := rd.file.Schema().Lookup(name)
@@ -198,12 +247,24 @@ func (rd *Reader) checkGroups() error {
 	if rd.colKey, err = leaf(ColKey); err != nil {
 		return err
 	}
+	if err := rd.checkLayout(); err != nil {
+		return err
+	}
+	var metas []groupMeta
+	if rd.checksums {
+		v, ok := rd.file.Lookup(MetaRowGroups)
+		if !ok {
+			return fmt.Errorf("%w: format %d.%d without %s", ErrNotSegment, formatMajor, rd.minor, MetaRowGroups)
+		}
+		if metas, err = decodeRowGroups(v, len(rd.file.RowGroups())); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotSegment, err)
+		}
+	}
 	next := rd.meta.Base
 	for i, rg := range rd.file.RowGroups() {
 		n := rg.NumRows()
-		chunks := rg.ColumnChunks()
-		if n <= 0 || len(chunks) != len(schema.Columns()) {
-			return fmt.Errorf("%w: row group %d has %d rows and %d columns", ErrNotSegment, i, n, len(chunks))
+		if n <= 0 || uint64(n) > rd.meta.Last-next+1 {
+			return fmt.Errorf("%w: row group %d has %d rows", ErrNotSegment, i, n)
 		}
 		g := groupInfo{index: i, rg: rg, first: next, last: next + uint64(n) - 1}
 		lo, hi, ok := rd.int64Stats(i, rd.colOffset)
@@ -215,6 +276,18 @@ func (rd *Reader) checkGroups() error {
 			return fmt.Errorf("%w: row group %d: ts statistics %d..%d (present: %t) outside the file's %d..%d", ErrNotSegment, i, lo, hi, ok, rd.meta.MinTS, rd.meta.MaxTS)
 		}
 		g.minTS, g.maxTS = lo, hi
+		if metas != nil {
+			m := &metas[i]
+			if m.rows != n || m.minTS != lo || m.maxTS != hi {
+				return fmt.Errorf("%w: row group %d: footer says %d rows, ts %d..%d; %s says %d rows, ts %d..%d",
+					ErrNotSegment, i, n, lo, hi, MetaRowGroups, m.rows, m.minTS, m.maxTS)
+			}
+			hasBloom := rd.file.Metadata().RowGroups[i].Columns[rd.colKey].MetaData.BloomFilterOffset > 0
+			if hasBloom != m.hasBloom {
+				return fmt.Errorf("%w: row group %d: key bloom filter in the footer: %t, in %s: %t", ErrNotSegment, i, hasBloom, MetaRowGroups, m.hasBloom)
+			}
+			g.meta = m
+		}
 		rd.groups = append(rd.groups, g)
 		next = g.last + 1
 	}
@@ -222,6 +295,7 @@ func (rd *Reader) checkGroups() error {
 		return fmt.Errorf("%w: row groups end at offset %d, %s is %d", ErrNotSegment, next-1, MetaLast, rd.meta.Last)
 	}
 	rd.dictChecked = make([]atomic.Bool, len(rd.groups))
+	rd.blooms = make([]atomic.Pointer[bloomState], len(rd.groups))
 	return nil
 }
 
@@ -242,6 +316,11 @@ func (rd *Reader) int64Stats(group, col int) (lo, hi int64, ok bool) {
 // the file's size and Placements = cold. Verify checks it against the rows.
 func (rd *Reader) Meta() tiers.SegmentMeta { return rd.meta }
 
+// Checksummed reports whether the file carries format 1.2's checksums
+// (metadata, record blocks, bloom filters); older files are read with the
+// weaker checks docs/format/parquet.md lists.
+func (rd *Reader) Checksummed() bool { return rd.checksums }
+
 // RowGroups returns the number of row groups in the file.
 func (rd *Reader) RowGroups() int { return len(rd.groups) }
 
@@ -249,202 +328,6 @@ func (rd *Reader) RowGroups() int { return len(rd.groups) }
 // since Open (pruned ones are not counted): tests and benchmarks use it to
 // check pruning.
 func (rd *Reader) RowGroupsRead() int { return int(rd.rowGroupsRead.Load()) }
-
-// Scan yields the records matching q in offset order, at most q.Limit when
-// it is set. It skips row groups whose offset or ts statistics miss the
-// query and, when q.HasKey, those whose key bloom filter rules the key out;
-// within the first row group it reads it seeks to q.From through the offset
-// index, so only the pages holding wanted rows are fetched. Records own
-// their bytes. On damage it yields one error wrapping *tiers.CorruptionError
-// and stops.
-func (rd *Reader) Scan(ctx context.Context, q tiers.Query) iter.Seq2[tiers.Record, error] {
-	return func(yield func(tiers.Record, error) bool) {
-		if !q.OverlapsOffsets(rd.meta.Base, rd.meta.Last) || !q.OverlapsTime(rd.meta.MinTS, rd.meta.MaxTS) {
-			return
-		}
-		sent := 0
-		for i := range rd.groups {
-			g := &rd.groups[i]
-			if g.first > q.To {
-				return
-			}
-			if !q.OverlapsOffsets(g.first, g.last) || !q.OverlapsTime(g.minTS, g.maxTS) {
-				continue
-			}
-			if q.HasKey {
-				ok, err := rd.mayHaveKey(g, q.Key)
-				if err != nil {
-					yield(tiers.Record{}, err)
-					return
-				}
-				if !ok {
-					continue
-				}
-			}
-			more := true
-			err := rd.readGroup(ctx, g, q.From, func(r *tiers.Record) bool {
-				if r.Offset > q.To {
-					more = false
-					return false
-				}
-				if !q.Match(r) {
-					return true
-				}
-				if !yield(*r, nil) {
-					more = false
-					return false
-				}
-				sent++
-				if q.Limit > 0 && sent >= q.Limit {
-					more = false
-					return false
-				}
-				return true
-			})
-			if err != nil {
-				yield(tiers.Record{}, err)
-				return
-			}
-			if !more {
-				return
-			}
-		}
-	}
-}
-
-// Verify reads every row, recomputes the segment digest and checks it, and
-// the count, dense offsets and ts bounds, against the metadata. A mismatch is
-// a *tiers.CorruptionError wrapping ErrDigestMismatch.
-func (rd *Reader) Verify(ctx context.Context) error {
-	dig := tiers.NewDigester()
-	var count uint64
-	minTS, maxTS := int64(math.MaxInt64), int64(math.MinInt64)
-	for i := range rd.groups {
-		err := rd.readGroup(ctx, &rd.groups[i], 0, func(r *tiers.Record) bool {
-			dig.Add(r)
-			count++
-			minTS, maxTS = min(minTS, r.TS), max(maxTS, r.TS)
-			return true
-		})
-		if err != nil {
-			return err
-		}
-	}
-	m := &rd.meta
-	switch {
-	case count != m.Count:
-		return rd.corrupt(fmt.Errorf("%w: %d rows, count says %d", ErrDigestMismatch, count, m.Count))
-	case minTS != m.MinTS || maxTS != m.MaxTS:
-		return rd.corrupt(fmt.Errorf("%w: ts spans %d..%d, metadata says %d..%d", ErrDigestMismatch, minTS, maxTS, m.MinTS, m.MaxTS))
-	}
-	if d := dig.Sum(); d != m.Digest {
-		return rd.corrupt(fmt.Errorf("%w: rows hash to %s, metadata says %s", ErrDigestMismatch, d, m.Digest))
-	}
-	return nil
-}
-
-// mayHaveKey probes the row group's key bloom filter. No filter means maybe.
-func (rd *Reader) mayHaveKey(g *groupInfo, key string) (bool, error) {
-	ioErrs := rd.ra.ioErrs.Load()
-	ok := true
-	err := protect(func() error {
-		bf := g.rg.ColumnChunks()[rd.colKey].BloomFilter()
-		if bf == nil {
-			return nil
-		}
-		var err error
-		ok, err = bf.Check(parquet.ByteArrayValue([]byte(key)))
-		return err
-	})
-	if err != nil {
-		return false, rd.classify(ioErrs, "reading the key bloom filter of", err)
-	}
-	return ok, nil
-}
-
-// readBatchRows is how many rows readGroup decodes at a time.
-const readBatchRows = 64
-
-// readGroup reads the rows of g from offset from (or its first row) in order
-// and calls fn with each until fn returns false. It checks that offsets are
-// dense, so a damaged offset column cannot reorder or hide records.
-func (rd *Reader) readGroup(ctx context.Context, g *groupInfo, from uint64, fn func(*tiers.Record) bool) error {
-	rd.rowGroupsRead.Add(1)
-	ioErrs := rd.ra.ioErrs.Load()
-	start := int64(0)
-	if from > g.first {
-		start = int64(from - g.first)
-	}
-	var pr *parquet.GenericReader[row]
-	err := protect(func() error {
-		if err := rd.checkDictionaries(g.index); err != nil {
-			return err
-		}
-		if start > 0 {
-			// Load the offset indexes so SeekToRow skips whole pages
-			// instead of decoding them.
-			for _, cc := range g.rg.ColumnChunks() {
-				if fc, ok := cc.(*parquet.FileColumnChunk); ok {
-					if _, err := fc.OffsetIndex(); err != nil && !errors.Is(err, parquet.ErrMissingOffsetIndex) {
-						return err
-					}
-				}
-			}
-		}
-		pr = parquet.NewGenericRowGroupReader[row](g.rg)
-		if start > 0 {
-			return pr.SeekToRow(start)
-		}
-		return nil
-	})
-	if err != nil {
-		return rd.classify(ioErrs, "reading", err)
-	}
-	defer protect(pr.Close) //nolint:errcheck // read-only: nothing to lose
-
-	batch := make([]row, readBatchRows)
-	want := g.first + uint64(start)
-	var rec tiers.Record
-	for want <= g.last {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("pqfile: scan %s: %w", rd.name, err)
-		}
-		clear(batch) // fresh slices per record: records own their bytes
-		n := 0
-		err := protect(func() error {
-			var err error
-			n, err = pr.Read(batch[:min(uint64(len(batch)), g.last-want+1)])
-			if errors.Is(err, io.EOF) && n > 0 {
-				err = nil
-			}
-			return err
-		})
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("row group ends at offset %d, want %d", want, g.last)
-			}
-			return rd.classify(ioErrs, "reading", err)
-		}
-		for i := range n {
-			b := &batch[i]
-			if b.Offset < 0 || uint64(b.Offset) != want {
-				return rd.corrupt(fmt.Errorf("%w: row at offset %d holds offset %d", ErrDigestMismatch, want, b.Offset))
-			}
-			rec = tiers.Record{Offset: want, TS: b.TS, Key: b.Key, Tags: b.Tags, Value: b.Value}
-			if len(rec.Tags) == 0 {
-				rec.Tags = nil
-			}
-			if len(rec.Value) == 0 {
-				rec.Value = nil
-			}
-			want++
-			if !fn(&rec) {
-				return nil
-			}
-		}
-	}
-	return nil
-}
 
 // corrupt wraps err as corruption of this file at an unknown byte offset.
 func (rd *Reader) corrupt(err error) error {

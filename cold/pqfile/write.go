@@ -3,6 +3,7 @@ package pqfile
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"iter"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/tierd/tierd/tiers"
 )
@@ -64,6 +66,7 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 	}
 	defer codec.Close()
 	cw := &countingWriter{w: w}
+	blooms := &bloomBuffers{}
 	pw := parquet.NewGenericWriter[row](cw,
 		schema,
 		parquet.Compression(codec),
@@ -71,6 +74,10 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 		parquet.PageBufferSize(pageBufferBytes),
 		parquet.DictionaryMaxBytes(dictionaryMaxBytes),
 		parquet.BloomFilters(parquet.SplitBlockFilter(bloomBitsPerValue, ColKey)),
+		// Bloom filters are built into our buffers and written after the
+		// last row group, so Write sees their bytes and can put their
+		// CRC32C in tierd.row_groups before the footer is written.
+		parquet.DeferBloomFiltersWithBuffers(blooms),
 		parquet.CreatedBy("tierd", "pqfile/v"+FormatVersion, ""),
 		// Page statistics go to the column index (page index), which
 		// engines use to skip pages; chunk statistics always exist.
@@ -78,17 +85,24 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 		// value bounds in the page index would be arbitrary payload
 		// prefixes: useless for pruning, and they leak data into the footer.
 		parquet.SkipPageBounds(ColValue),
+		// Nor does a value page's header carry its min and max: parquet-go
+		// would copy both whole (twice: the deprecated fields too) into
+		// every page header, which made 200 KiB random values cost 3× their
+		// size. offset and ts keep theirs; pruning needs them.
+		parquet.SkipPageStatistics(ColValue),
 	)
 
 	s := writeState{
 		opts:   opts,
 		pw:     pw,
+		blooms: blooms,
 		dig:    tiers.NewDigester(),
 		batch:  make([]row, 0, batchRows),
 		minTS:  math.MaxInt64,
 		maxTS:  math.MinInt64,
 		stream: stream,
 	}
+	s.resetGroup()
 	for r, err := range records {
 		if err != nil {
 			return Info{}, fmt.Errorf("pqfile: write %s: reading records: %w", stream, err)
@@ -122,7 +136,11 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 		Digest: s.dig.Sum(),
 	}
 	meta.SealedAt = s.opts.SealedAt
-	for k, v := range metadataOf(&meta) {
+	md, err := metadataOf(&meta, s.groups)
+	if err != nil {
+		return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, err)
+	}
+	for k, v := range md {
 		pw.SetKeyValueMetadata(k, v)
 	}
 	if err := pw.Close(); err != nil {
@@ -130,6 +148,17 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 	}
 	if cw.err != nil {
 		return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, cw.err)
+	}
+	// tierd.row_groups describes the row groups Write cut; parquet-go must
+	// have cut the same ones (it is told the same row cap).
+	written := pw.File().Metadata().RowGroups
+	if len(written) != len(s.groups) {
+		return Info{}, fmt.Errorf("pqfile: write %s: parquet-go wrote %d row groups, tierd.row_groups lists %d", stream, len(written), len(s.groups))
+	}
+	for i := range written {
+		if written[i].NumRows != s.groups[i].rows {
+			return Info{}, fmt.Errorf("pqfile: write %s: row group %d has %d rows, tierd.row_groups says %d", stream, i, written[i].NumRows, s.groups[i].rows)
+		}
 	}
 	meta.Bytes = cw.n
 	return Info{Meta: meta, RowGroups: s.rowGroups}, nil
@@ -139,8 +168,16 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 type writeState struct {
 	opts   Options
 	pw     *parquet.GenericWriter[row]
+	blooms *bloomBuffers
 	dig    *tiers.Digester
 	stream string
+	enc    []byte // the current record's canonical encoding
+
+	groups []groupMeta // the row groups flushed so far
+	group  groupMeta   // the current row group; its blocks so far
+	block  blockMeta   // the current checksum block
+	// blockBytes counts the current block's canonical bytes.
+	blockBytes int
 
 	batch []row
 	arena []byte   // the batch's values, copied: the iterator may reuse its buffers
@@ -170,10 +207,19 @@ func (s *writeState) add(r *tiers.Record) error {
 			return fmt.Errorf("pqfile: write %s: offset %d: %w: tag %d is not valid UTF-8", s.stream, r.Offset, tiers.ErrInvalidRecord, i)
 		}
 	}
-	s.dig.Add(r)
+	s.block.crc, s.enc = appendRecordCRC(s.block.crc, s.enc, r)
+	s.dig.AddEncoded(s.enc)
 	s.count++
 	s.minTS = min(s.minTS, r.TS)
 	s.maxTS = max(s.maxTS, r.TS)
+	s.group.rows++
+	s.group.minTS = min(s.group.minTS, r.TS)
+	s.group.maxTS = max(s.group.maxTS, r.TS)
+	s.block.rows++
+	s.blockBytes += len(s.enc)
+	if s.block.rows >= blockMaxRows || s.blockBytes >= blockMaxBytes {
+		s.endBlock()
+	}
 
 	start := len(s.arena)
 	s.arena = append(s.arena, r.Value...)
@@ -189,7 +235,7 @@ func (s *writeState) add(r *tiers.Record) error {
 	}
 	s.batch = append(s.batch, row{Offset: int64(r.Offset), TS: r.TS, Key: r.Key, Tags: tags, Value: v})
 	s.rgRows++
-	s.rgBytes += int64(tiers.EncodedLen(r))
+	s.rgBytes += int64(len(s.enc))
 
 	if s.rgRows >= s.opts.RowGroupRows || s.rgBytes >= s.opts.RowGroupBytes {
 		return s.flushRowGroup()
@@ -228,13 +274,37 @@ func (s *writeState) flushRowGroup() error {
 	if err := s.pw.Flush(); err != nil {
 		return fmt.Errorf("pqfile: write %s: flushing row group: %w", s.stream, err)
 	}
+	s.endBlock()
+	// The flush built the row group's one bloom filter (on key) into the
+	// next of our buffers.
+	if len(s.blooms.bufs) != len(s.groups)+1 {
+		return fmt.Errorf("pqfile: write %s: %d bloom filters for %d row groups", s.stream, len(s.blooms.bufs), len(s.groups)+1)
+	}
+	s.group.bloomCRC = crc32.Checksum(s.blooms.bufs[len(s.groups)].b, castagnoli)
+	s.group.hasBloom = true
+	s.groups = append(s.groups, s.group)
+	s.resetGroup()
 	s.rowGroups++
 	s.rgRows, s.rgBytes = 0, 0
 	return nil
 }
 
-// metadataOf returns the tierd key/value metadata describing m.
-func metadataOf(m *tiers.SegmentMeta) map[string]string {
+// endBlock ends the current checksum block, if it has rows.
+func (s *writeState) endBlock() {
+	if s.block.rows > 0 {
+		s.group.blocks = append(s.group.blocks, s.block)
+	}
+	s.block, s.blockBytes = blockMeta{}, 0
+}
+
+// resetGroup starts the description of the next row group.
+func (s *writeState) resetGroup() {
+	s.group = groupMeta{minTS: math.MaxInt64, maxTS: math.MinInt64}
+}
+
+// metadataOf returns the tierd key/value metadata describing m and, unless
+// groups is nil, its row groups and the metadata's checksum (format 1.2).
+func metadataOf(m *tiers.SegmentMeta, groups []groupMeta) (map[string]string, error) {
 	md := map[string]string{
 		MetaStream:        m.Stream,
 		MetaBase:          strconv.FormatUint(m.Base, 10),
@@ -248,7 +318,77 @@ func metadataOf(m *tiers.SegmentMeta) map[string]string {
 	if !m.SealedAt.IsZero() {
 		md[MetaSealedAt] = strconv.FormatInt(m.SealedAt.UnixNano(), 10)
 	}
-	return md
+	if groups == nil {
+		return md, nil
+	}
+	md[MetaRowGroups] = encodeRowGroups(groups)
+	kv := make([]format.KeyValue, 0, len(md))
+	for k, v := range md {
+		kv = append(kv, format.KeyValue{Key: k, Value: v})
+	}
+	sum, err := metaChecksum(kv)
+	if err != nil {
+		return nil, err
+	}
+	md[MetaChecksum] = sum
+	return md, nil
+}
+
+// bloomBuffers is the buffer pool parquet-go writes deferred bloom filters
+// into: it keeps every buffer, in the order the row groups asked for them,
+// so Write can checksum each filter's bytes.
+type bloomBuffers struct{ bufs []*memBuffer }
+
+// GetBuffer implements parquet.BufferPool.
+func (p *bloomBuffers) GetBuffer() io.ReadWriteSeeker {
+	b := &memBuffer{}
+	p.bufs = append(p.bufs, b)
+	return b
+}
+
+// PutBuffer implements parquet.BufferPool; the buffers stay until Write
+// returns.
+func (p *bloomBuffers) PutBuffer(io.ReadWriteSeeker) {}
+
+// memBuffer is an in-memory io.ReadWriteSeeker.
+type memBuffer struct {
+	b   []byte
+	off int64
+}
+
+func (m *memBuffer) Write(p []byte) (int, error) {
+	if end := m.off + int64(len(p)); end > int64(len(m.b)) {
+		m.b = append(m.b, make([]byte, end-int64(len(m.b)))...)
+	}
+	n := copy(m.b[m.off:], p)
+	m.off += int64(n)
+	return n, nil
+}
+
+func (m *memBuffer) Read(p []byte) (int, error) {
+	if m.off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[m.off:])
+	m.off += int64(n)
+	return n, nil
+}
+
+func (m *memBuffer) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += m.off
+	case io.SeekEnd:
+		offset += int64(len(m.b))
+	default:
+		return 0, fmt.Errorf("pqfile: seek whence %d", whence)
+	}
+	if offset < 0 {
+		return 0, fmt.Errorf("pqfile: seek to %d", offset)
+	}
+	m.off = offset
+	return offset, nil
 }
 
 // countingWriter counts the bytes that reach w and keeps its first error,

@@ -148,9 +148,13 @@ func TestIntervalSyncFailure(t *testing.T) {
 	}
 }
 
-func TestRotationFailureIsSticky(t *testing.T) {
+// Rotation syncs the file it leaves before the next one exists; when that
+// fsync of written frames fails the log stops (fsyncgate), unlike a failure
+// to create the next file (TestCreateFailureIsRefused).
+func TestRotationFsyncFailureIsSticky(t *testing.T) {
 	fs := &faultFS{}
-	opts := Options{Dir: t.TempDir(), SegmentBytes: 1, OpenFile: fs.open}
+	// Interval mode with a long interval: the file is dirty at rotation.
+	opts := Options{Dir: t.TempDir(), Sync: SyncInterval, SyncInterval: time.Hour, SegmentBytes: 1, OpenFile: fs.open}
 	w, _ := openWAL(t, opts)
 	batches := genBatches(1, 3, 1, 10)
 	writeEach(t, w, batches[:1])

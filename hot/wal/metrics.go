@@ -3,6 +3,7 @@ package wal
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/internal/promreg"
+	"github.com/tierd/tierd/tiers"
 )
 
 // metrics are always built, so the write path never checks for nil; they
@@ -16,6 +17,8 @@ type metrics struct {
 	removed       prometheus.Counter
 	files         prometheus.Gauge
 	failed        prometheus.Gauge
+	refused       *prometheus.CounterVec
+	refusing      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -53,6 +56,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tierd_wal_failed",
 			Help: "1 once a write or fsync failed and the WAL stopped writing until restart.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tierd_wal_refused_groups_total",
+			Help: "Groups refused with nothing written (the next file could not be created, the disk was full), by cause; the log goes on.",
+		}, []string{"cause"}),
+		refusing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tierd_wal_refusing",
+			Help: "1 while the WAL refuses groups for a storage condition (disk full, out of descriptors) it retries by itself.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -66,5 +77,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.files = promreg.Register(reg, m.files)
 	m.failed = promreg.Register(reg, m.failed)
 	m.failed.Set(0)
+	m.refused = promreg.Register(reg, m.refused)
+	for _, c := range []string{tiers.CauseDiskFull, tiers.CauseDescriptors, tiers.CauseStorage} {
+		m.refused.WithLabelValues(c)
+	}
+	m.refusing = promreg.Register(reg, m.refusing)
+	m.refusing.Set(0)
 	return m
 }

@@ -254,24 +254,49 @@ func TestOpenSyncsTheReplayedNewestFile(t *testing.T) {
 	}
 }
 
-// Producer batches enqueued together form one group that rotates files
-// part way through: the table still holds each producer's last batch, on
-// reopen and after every older file is checkpointed away.
-func TestProducerTableAcrossRotationInAGroup(t *testing.T) {
+// Producer batches enqueued together form one group larger than
+// SegmentBytes: it goes whole into a new file (a group never spans files),
+// and the table still holds each producer's last batch, on reopen and
+// after every older file is checkpointed away.
+func TestProducerTableWithAGroupOverSegmentBytes(t *testing.T) {
 	dir := t.TempDir()
-	opts := Options{Dir: dir, SegmentBytes: 512}
+	g := &gateFS{release: make(chan struct{}), holding: make(chan struct{})}
+	opts := Options{Dir: dir, SegmentBytes: 512, OpenFile: g.open}
 	w, _ := openWAL(t, opts)
-	var bs []Batch
 	want := map[ProducerKey]ProducerState{}
-	for i := range 40 {
-		p := ProducerID{byte(i % 7), 15: 1}
-		b := producerBatch("g", p, uint64(i+1), uint64(i*2), 2)
-		bs = append(bs, b)
-		want[ProducerKey{"g", p}] = ProducerState{Stream: "g", Producer: p, Seq: uint64(i + 1), First: uint64(i * 2), Count: 2}
+	note := func(b Batch) {
+		want[ProducerKey{b.Stream, b.Producer}] = ProducerState{Stream: b.Stream, Producer: b.Producer, Seq: b.Seq,
+			First: b.Records[0].Offset, Count: uint64(len(b.Records))}
 	}
-	writeBatches(t, w, bs) // one Enqueue each, all before the committer runs: groups that span files
-	if w.Stats().Files < 4 {
-		t.Fatalf("%d files: the group did not rotate", w.Stats().Files)
+	lone := producerBatch("g", ProducerID{99, 15: 1}, 1, 0, 1)
+	writeEach(t, w, []Batch{lone}) // the first file has frames
+	note(lone)
+	// The next batch's fsync is held until the 40 are queued: they form
+	// one group, over SegmentBytes, which must go whole into a new file.
+	g.armed.Store(true)
+	heldBatch := producerBatch("h", ProducerID{98, 15: 1}, 1, 0, 1)
+	held := w.Enqueue(heldBatch)
+	note(heldBatch)
+	<-g.holding
+	tickets := []*Ticket{held}
+	for i := range 40 {
+		b := producerBatch("g", ProducerID{byte(i % 7), 15: 1}, uint64(i+1), uint64(1+i*2), 2)
+		tickets = append(tickets, w.Enqueue(b))
+		note(b)
+	}
+	close(g.release)
+	for _, tk := range tickets {
+		if err := tk.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var counts []int
+	for _, f := range walFiles(t, dir) {
+		counts = append(counts, len(frameStarts(t, f)))
+	}
+	// lone and held (small, they share the file) | the group of 40
+	if want := []int{2, 40}; !slices.Equal(counts, want) {
+		t.Fatalf("frames per file = %v, want %v", counts, want)
 	}
 	if got := producerMap(w); !maps.Equal(got, want) {
 		t.Fatalf("table while open:\n got %v\nwant %v", got, want)

@@ -2,8 +2,10 @@ package wal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -40,10 +42,26 @@ type Options struct {
 	ProducerTTL time.Duration
 	// Now is the clock of producer expiry; default time.Now.
 	Now func() time.Time
+	// Unwritten is told, after a group was refused with nothing written
+	// (the next file could not be created, the disk is full), each
+	// stream's first offset that is not in the log: the refused group's and
+	// those of every batch queued behind it, which are refused too. The log
+	// refuses every Enqueue until it returns, so the caller can take back
+	// the offsets it assigned before any later batch builds on them. It is
+	// called from the committer goroutine with no WAL lock held.
+	Unwritten func(firsts map[string]uint64)
+	// RetryInterval is the longest wait between the log's own attempts to
+	// get past a refusal while no batch arrives (creating the next file,
+	// checking for free space); they start at a fiftieth of it and double.
+	// Default 1s.
+	RetryInterval time.Duration
 }
 
 // DefaultProducerTTL is the default Options.ProducerTTL.
 const DefaultProducerTTL = 7 * 24 * time.Hour
+
+// DefaultRetryInterval is the default Options.RetryInterval.
+const DefaultRetryInterval = time.Second
 
 func (o *Options) setDefaults() {
 	if o.SyncInterval <= 0 {
@@ -60,6 +78,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.RetryInterval <= 0 {
+		o.RetryInterval = DefaultRetryInterval
 	}
 	if o.OpenFile == nil {
 		o.OpenFile = func(path string, flag int, perm os.FileMode) (SegmentFile, error) {
@@ -155,10 +176,16 @@ func (s *segment) note(stream string, last uint64) {
 
 // Stats is a snapshot for status pages and tierctl.
 type Stats struct {
-	Files        int
-	Bytes        int64
-	Sync         string
-	Failed       error  // the sticky storage failure; nil while healthy
+	Files  int
+	Bytes  int64
+	Sync   string
+	Failed error // the sticky storage failure; nil while healthy
+	// Refused is why the latest group was refused with nothing written
+	// (wrapping tiers.ErrStorageUnavailable), while the condition lasts:
+	// nil again once a group is written or the log sees the condition
+	// gone. RefusedSince is when the first refusal of the episode came.
+	Refused      error
+	RefusedSince time.Time
 	GroupCommits uint64 // groups written
 	Syncs        uint64 // fsyncs of WAL files
 }
@@ -182,6 +209,13 @@ type WAL struct {
 		closed bool
 		failed error   // sticky; wraps tiers.ErrStorageFailed
 		refuse *Ticket // completed ticket returned once closed or failed
+		// refusing is set while Options.Unwritten takes back a refused
+		// group's offsets: every Enqueue is refused with it meanwhile.
+		refusing error
+		// stalled is the latest refusal while the condition lasts (see
+		// Stats.Refused), stalledSince when the episode began.
+		stalled      error
+		stalledSince time.Time
 	}
 
 	// files guards the file list shared with Checkpoint and Stats.
@@ -199,12 +233,14 @@ type WAL struct {
 	}
 
 	// Owned by the committer goroutine.
+	dir      *os.File // the log's directory, held open so that a rotation needs no descriptor to sync it
 	cur      SegmentFile
 	curSeg   *segment
 	dirty    bool // written since the last fsync
 	spareBuf []byte
 	spareFrm []frameInfo
 	closeErr error
+	retry    retryState
 
 	groupCommits atomic.Uint64
 	syncs        atomic.Uint64
@@ -244,10 +280,15 @@ func Open(ctx context.Context, opts Options, replay func(Batch) error) (*WAL, er
 		next = segs[len(segs)-1].seq + 1
 	}
 	w.files.list = segs
-	if err := w.createSegment(next); err != nil {
-		return nil, err
+	if w.dir, err = os.Open(opts.Dir); err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
 	}
-	w.metrics.files.Set(float64(len(w.files.list)))
+	f, seg, err := w.newFile(next)
+	if err != nil {
+		w.dir.Close()
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	w.install(f, seg)
 	go w.run()
 	return w, nil
 }
@@ -271,6 +312,10 @@ func (w *WAL) Enqueue(b Batch) *Ticket {
 		t := w.mu.refuse
 		w.mu.Unlock()
 		return t
+	}
+	if err := w.mu.refusing; err != nil {
+		w.mu.Unlock()
+		return doneTicket(err)
 	}
 	w.mu.buf = appendFrame(w.mu.buf, &b)
 	w.mu.frames = append(w.mu.frames, frameInfo{
@@ -324,6 +369,9 @@ func (w *WAL) Stats() Stats {
 	}
 	w.mu.Lock()
 	s.Failed = w.mu.failed
+	if s.Failed == nil {
+		s.Refused, s.RefusedSince = w.mu.stalled, w.mu.stalledSince
+	}
 	w.mu.Unlock()
 	w.files.Lock()
 	s.Files = len(w.files.list)
@@ -373,7 +421,7 @@ scan:
 		w.log.Debug("wal: checkpoint removed files", "files", removed, "through", older[removed-1].path)
 		// Not strictly needed: a file that reappears after a crash is
 		// replayed again, and callers skip what they have persisted.
-		if serr := syncDir(w.opts.Dir); serr != nil && err == nil {
+		if serr := w.dir.Sync(); serr != nil && err == nil {
 			err = fmt.Errorf("wal: checkpoint: %w", serr)
 		}
 	}
@@ -399,6 +447,9 @@ func (w *WAL) run() {
 					w.fail(err)
 				}
 			}
+			continue
+		case <-w.retry.timer():
+			w.probe()
 			continue
 		}
 		for {
@@ -434,8 +485,12 @@ func (w *WAL) take() (*Ticket, []byte, []frameInfo, bool) {
 // should not pin its memory for the life of the process.
 const maxKeptBuf = 16 << 20
 
-// commit writes one group: one write per file it touches, rotating between
-// frames, then one fsync under SyncAlways.
+// commit writes one group: with one write to one file (rotating first if
+// the group would take the current file past SegmentBytes), then one fsync
+// under SyncAlways. A group never spans files, so it is refused whole with
+// nothing written when the next file cannot be created or the write can be
+// undone; only a failure that may have left bytes the log cannot take back
+// stops the log (fail).
 func (w *WAL) commit(g *Ticket, buf []byte, frames []frameInfo) {
 	defer func() {
 		if cap(buf) <= maxKeptBuf {
@@ -447,11 +502,15 @@ func (w *WAL) commit(g *Ticket, buf []byte, frames []frameInfo) {
 		return
 	}
 	err := w.writeGroup(buf, frames)
-	if err == nil && w.opts.Sync == SyncAlways {
-		err = w.syncCur()
+	var r *refusal
+	if errors.As(err, &r) {
+		w.refuse(g, frames, int64(len(buf)), r)
+		return
 	}
 	if err != nil {
 		err = w.fail(err)
+	} else {
+		w.resume()
 	}
 	w.groupCommits.Add(1)
 	w.metrics.groupCommits.Inc()
@@ -459,28 +518,35 @@ func (w *WAL) commit(g *Ticket, buf []byte, frames []frameInfo) {
 }
 
 func (w *WAL) writeGroup(buf []byte, frames []frameInfo) error {
-	start, pos, first := 0, 0, 0
-	for i, fr := range frames {
-		size := w.curSeg.size + int64(pos-start)
-		// The head (header and producer snapshot) does not count: a large
-		// snapshot must not make every frame start a file of its own.
-		if size > w.curSeg.head && size-w.curSeg.head+int64(fr.end-pos) > w.opts.SegmentBytes {
-			if err := w.writeChunk(buf[start:pos], frames[first:i]); err != nil {
-				return err
-			}
-			if err := w.rotate(); err != nil {
-				return err
-			}
-			start, first = pos, i
+	if w.rotationDue(int64(len(buf))) {
+		if err := w.rotate(); err != nil {
+			return err
 		}
-		pos = fr.end
 	}
-	return w.writeChunk(buf[start:pos], frames[first:])
+	if err := w.writeFrames(buf, frames); err != nil {
+		return err
+	}
+	if w.opts.Sync == SyncAlways {
+		return w.syncCur()
+	}
+	return nil
 }
 
-// writeChunk writes frames to the current file with one write. Bookkeeping
-// comes first so that Checkpoint never underestimates what a file may hold.
-func (w *WAL) writeChunk(b []byte, frames []frameInfo) error {
+// rotationDue reports whether n more bytes of frames would take the
+// current file past SegmentBytes. The head (header and producer snapshot)
+// does not count: a large snapshot must not make every group start a file
+// of its own. A file without frames takes a group of any size.
+func (w *WAL) rotationDue(n int64) bool {
+	framed := w.curSeg.size - w.curSeg.head
+	return framed > 0 && framed+n > w.opts.SegmentBytes
+}
+
+// writeFrames writes frames to the current file with one write.
+// Bookkeeping comes first so that Checkpoint never underestimates what a
+// file may hold. A write that fails for want of space is undone (truncated
+// back, synced, checked) and returned as a *refusal; any other failure is
+// the log's end.
+func (w *WAL) writeFrames(b []byte, frames []frameInfo) error {
 	if len(b) == 0 {
 		return nil
 	}
@@ -488,20 +554,28 @@ func (w *WAL) writeChunk(b []byte, frames []frameInfo) error {
 	for _, fr := range frames {
 		w.curSeg.note(fr.stream, fr.last)
 	}
+	good := w.curSeg.size
 	w.files.Unlock()
 	n, err := w.cur.Write(b)
 	if err == nil && n < len(b) {
 		err = io.ErrShortWrite
+	}
+	if err != nil && undoable(err) {
+		err = fmt.Errorf("write %s: %w", w.curSeg.path, err)
+		if uerr := w.undo(good); uerr != nil {
+			return errors.Join(err, uerr)
+		}
+		return &refusal{op: opWrite, err: err}
 	}
 	w.dirty = true
 	w.files.Lock()
 	w.curSeg.size += int64(n)
 	w.files.Unlock()
 	w.metrics.bytesWritten.Add(float64(n))
-	w.metrics.batches.Add(float64(len(frames)))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", w.curSeg.path, err)
 	}
+	w.metrics.batches.Add(float64(len(frames)))
 	// Written, so the next file's snapshot must hold them: rotation syncs
 	// this file before the next one exists.
 	w.producers.Lock()
@@ -514,6 +588,27 @@ func (w *WAL) writeChunk(b []byte, frames []frameInfo) error {
 		}
 	}
 	w.producers.Unlock()
+	return nil
+}
+
+// undo takes a failed write back: the current file is truncated to good,
+// its last size before the write, synced so that no part of the write can
+// come back after a crash, and checked. Every byte below good was written
+// by earlier groups, none of the failed one remains, so the log goes on.
+func (w *WAL) undo(good int64) error {
+	if err := w.cur.Truncate(good); err != nil {
+		return fmt.Errorf("truncate %s back to %d bytes: %w", w.curSeg.path, good, err)
+	}
+	if err := w.syncCur(); err != nil {
+		return err
+	}
+	st, err := w.cur.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s after truncating it: %w", w.curSeg.path, err)
+	}
+	if st.Size() != good {
+		return fmt.Errorf("%s is %d bytes after truncating it to %d", w.curSeg.path, st.Size(), good)
+	}
 	return nil
 }
 
@@ -530,27 +625,42 @@ func (w *WAL) Producers() []ProducerState {
 	return out
 }
 
-// rotate syncs and closes the current file and starts the next one.
+// rotate syncs the current file, creates the next one and switches to it.
+// Creating comes after the sync, so only the newest file can ever be torn;
+// a failed creation leaves the current file in place and is a *refusal.
 func (w *WAL) rotate() error {
-	if err := w.syncCur(); err != nil {
+	if w.dirty {
+		if err := w.syncCur(); err != nil {
+			return err
+		}
+	}
+	f, seg, err := w.newFile(w.curSeg.seq + 1)
+	if err != nil {
 		return err
 	}
+	// Synced above, so a close error costs nothing written.
 	if err := w.cur.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", w.curSeg.path, err)
+		w.log.Warn("wal: closing a synced file failed", "file", w.curSeg.path, "err", err)
 	}
-	w.cur = nil
-	return w.createSegment(w.curSeg.seq + 1)
+	w.install(f, seg)
+	return nil
 }
 
-// createSegment makes file seq the one being written. Like etcd's cut, the
-// header is written to a temporary name, synced and renamed, and the
-// directory synced, so a file never appears without its header.
-func (w *WAL) createSegment(seq uint64) error {
+// newFile creates file seq. Like etcd's cut, the head is written to a
+// temporary name, synced and renamed, and the directory synced, so a file
+// never appears without its head. Any failure before the rename leaves
+// nothing behind and is a *refusal; a failed directory sync after it is
+// not (the name may or may not survive a crash).
+func (w *WAL) newFile(seq uint64) (SegmentFile, *segment, error) {
 	path := filepath.Join(w.opts.Dir, segmentName(seq))
 	tmp := path + tmpSuffix
+	// An attempt that failed may have left it (its removal failed too).
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, &refusal{op: opCreate, err: fmt.Errorf("create %s: %w", path, err)}
+	}
 	f, err := w.opts.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("wal: create %s: %w", tmp, err)
+		return nil, nil, &refusal{op: opCreate, err: fmt.Errorf("create %s: %w", tmp, err)}
 	}
 	// The header and the producer snapshot go in one write, before the
 	// file has its name: a file never exists without both.
@@ -565,22 +675,27 @@ func (w *WAL) createSegment(seq uint64) error {
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
-	if err == nil {
-		err = syncDir(w.opts.Dir)
-	}
 	if err != nil {
 		f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("wal: create %s: %w", path, err)
+		return nil, nil, &refusal{op: opCreate, err: fmt.Errorf("create %s: %w", path, err)}
+	}
+	if err := w.dir.Sync(); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("create %s: fsync directory: %w", path, err)
 	}
 	seg := &segment{seq: seq, path: path, size: int64(len(head)), head: int64(len(head)), streams: map[string]uint64{}}
+	return f, seg, nil
+}
+
+// install makes f the file being written.
+func (w *WAL) install(f SegmentFile, seg *segment) {
 	w.cur, w.curSeg, w.dirty = f, seg, false
 	w.files.Lock()
 	w.files.list = append(w.files.list, seg)
 	n := len(w.files.list)
 	w.files.Unlock()
 	w.metrics.files.Set(float64(n))
-	return nil
 }
 
 func (w *WAL) syncCur() error {
@@ -601,6 +716,8 @@ func (w *WAL) timedSync(f SegmentFile) error {
 
 // finish runs once the queue is drained after Close.
 func (w *WAL) finish() {
+	w.retry.stop()
+	defer w.dir.Close()
 	if w.cur == nil {
 		w.closeErr = w.failure()
 		return
@@ -634,6 +751,9 @@ func (w *WAL) fail(cause error) error {
 		}
 	}
 	w.mu.Unlock()
+	w.retry.active = false
+	w.retry.stop()
+	w.metrics.refusing.Set(0)
 	w.metrics.failed.Set(1)
 	w.log.Error("wal: storage failed, writes disabled until restart", "err", err)
 	return err
@@ -651,19 +771,6 @@ func writeFull(f SegmentFile, b []byte) error {
 	n, err := f.Write(b)
 	if err == nil && n < len(b) {
 		err = io.ErrShortWrite
-	}
-	return err
-}
-
-// syncDir makes a create, rename or remove in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
 	}
 	return err
 }

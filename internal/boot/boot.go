@@ -5,10 +5,13 @@ package boot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -28,7 +31,8 @@ func OpenCold(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prom
 	if err != nil {
 		return nil, err
 	}
-	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log, Registerer: reg})
+	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log, Registerer: reg,
+		Deadlines: objstore.Deadlines{ReadTimeout: cfg.Cold.ReadTimeout, MinBytesPerSecond: cfg.Cold.MinBytesPerSecond}})
 	if err != nil {
 		return nil, fmt.Errorf("cold.store: %w", err)
 	}
@@ -45,6 +49,38 @@ func OpenCold(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prom
 		return nil, err
 	}
 	return t, nil
+}
+
+// CheckCold asks the cold store whether tierd can use it, within
+// cold.read_timeout and a second, and logs what an operator must fix: a
+// missing bucket, refused credentials, an endpoint that is unreachable or
+// does not answer. It never stops tierd: hot and warm serve meanwhile,
+// uploads and cold reads fail (and are retried) until the store is fixed.
+// It returns the check's error for tests; nil without a cold tier.
+func CheckCold(ctx context.Context, t *cold.Tier, cfg policy.Config, log *slog.Logger) error {
+	if t == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Cold.ReadTimeout+time.Second)
+	defer cancel()
+	err := t.CheckStore(ctx)
+	store := StoreURL(cfg)
+	var netErr *net.OpError
+	switch {
+	case err == nil:
+		log.Info("cold store answers", "store", store)
+	case errors.Is(err, objstore.ErrBucketNotFound):
+		log.Warn("cold store: the bucket does not exist; uploads and cold reads fail until it is created", "store", store, "err", err)
+	case errors.Is(err, objstore.ErrAccessDenied):
+		log.Warn("cold store: the credentials were refused (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the aws driver's credential chain) or do not allow listing the bucket; uploads and cold reads fail until they are fixed", "store", store, "err", err)
+	case errors.Is(err, objstore.ErrTimeout), errors.Is(err, objstore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		log.Warn("cold store: the endpoint does not answer within cold.read_timeout; its calls fail fast until it answers a probe", "store", store, "read_timeout", cfg.Cold.ReadTimeout, "err", err)
+	case errors.As(err, &netErr):
+		log.Warn("cold store: the endpoint is unreachable; uploads and cold reads fail until it is", "store", store, "err", err)
+	default:
+		log.Warn("cold store: the check failed; uploads and cold reads may fail", "store", store, "err", err)
+	}
+	return err
 }
 
 // StoreURL is cfg's cold store URL with anything that could be a

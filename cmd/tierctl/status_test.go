@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tierd/tierd/client"
+)
+
+// The writes line says whether the server takes writes, and if not, why,
+// since when, and whether it clears by itself.
+func TestStatusWritesLine(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		st   client.ServerStatus
+		want []string
+	}{
+		{client.ServerStatus{Writes: "ok"}, []string{"writes:   ok\n"}},
+		{client.ServerStatus{Writes: "disk_full", WritesError: "wal: create x:\n no space left on device", WritesSince: now.Add(-3 * time.Minute)},
+			[]string{"writes:   REFUSED", "resumes by itself", "disk full", "3m", "no space left on device\n"}},
+		{client.ServerStatus{Writes: "out_of_descriptors", WritesError: "too many open files", WritesSince: now.Add(-time.Second)},
+			[]string{"REFUSED", "out of file descriptors"}},
+		{client.ServerStatus{Writes: "wal_failed", WritesError: "fsync: input/output error"},
+			[]string{"writes:   DISABLED until restart: WAL failed: fsync"}},
+	} {
+		var b bytes.Buffer
+		if err := printStatus(&b, tc.st, now); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("status with writes %q lacks %q:\n%s", tc.st.Writes, w, b.String())
+			}
+		}
+	}
+	var b bytes.Buffer
+	printStatus(&b, client.ServerStatus{}, now)
+	if strings.Contains(b.String(), "writes:") {
+		t.Errorf("a server that does not report writes gets a writes line:\n%s", b.String())
+	}
+}
