@@ -34,7 +34,7 @@ func TestEdgeExampleFile(t *testing.T) {
 		t.Errorf("examples/edge.yaml has warnings: %v", w)
 	}
 	if c.Cold.Store != "" || c.Hot.MaxBytes > 32*MiB || c.Cold.CacheBytes > 16*MiB || c.Warm.MapCacheBytes > 8*MiB ||
-		c.Migrator.Concurrency != 1 || c.WAL.SegmentBytes > 16*MiB || c.Segment.MaxBytes > c.Hot.MaxBytes/2 {
+		c.Migrator.Concurrency != 1 || c.WAL.SegmentBytes > 16*MiB || c.Segment.MaxBytes > c.Hot.MaxBytes/2 || c.HTTP.MaxConnections > 1000 {
 		t.Errorf("examples/edge.yaml is not an edge profile (the local file store, small budgets): %+v", c)
 	}
 }
