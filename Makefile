@@ -40,6 +40,7 @@ bench: build minio-bin
 	  $(BIN)/tierbench migrate --endpoint $$(cat .cache/minio-run/endpoint); \
 	  status=$$?; ./testenv/minio.sh stop; exit $$status
 	$(BIN)/tierbench migrate
+	$(BIN)/tierbench memory
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

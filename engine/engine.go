@@ -45,6 +45,10 @@ type Options struct {
 	WarmMaxBytes int64         // local disk budget (warm.max_bytes): reported by Tiers; the migrator enforces it
 	HotResidency time.Duration // how long a sealed, persisted segment stays in memory
 
+	// WarmMapCacheBytes bounds the memory of the warm readers kept open
+	// between reads (warm.map_cache_bytes); 0 means warm's default.
+	WarmMapCacheBytes int64
+
 	SegmentMaxBytes int64         // seal the active segment at this size
 	SegmentMaxAge   time.Duration // or at this age
 
@@ -128,7 +132,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("engine: open catalog: %w", err)
 	}
-	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{Logger: opts.Logger, Registerer: opts.Registerer}); err != nil {
+	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{MapCacheBytes: opts.WarmMapCacheBytes, Logger: opts.Logger, Registerer: opts.Registerer}); err != nil {
 		e.catalog.Close()
 		return nil, fmt.Errorf("engine: open warm store: %w", err)
 	}

@@ -15,8 +15,8 @@ type Status struct {
 	HotMaxBytes    int64
 	HotUnpersisted int64 // bytes not yet persisted warm
 	HotSegments    int
-	WarmBytes      int64
-	WarmSegments   int
+	WarmBytes      int64 // files of the segments with a warm copy
+	WarmSegments   int   // segments with a warm copy (not those only in cold)
 	WALFiles       int
 	WALBytes       int64
 	WALSync        string
@@ -58,10 +58,18 @@ func (e *Engine) Status(ctx context.Context) Status {
 			st.ColdStore, st.ColdStoreError, st.ColdStoreSince = "unavailable", h.Err, h.Since
 		}
 	}
-	if cs, err := e.catalog.Streams(ctx); err == nil {
-		for _, s := range cs {
-			st.WarmSegments += s.Segments
-			st.WarmBytes += s.Bytes
+	// Only segments with a warm copy: the catalog's per-stream totals also
+	// count segments moved to cold, whose warm files are gone.
+	for _, name := range e.hot.StreamNames() {
+		metas, err := e.catalog.Segments(ctx, name)
+		if err != nil {
+			continue
+		}
+		for i := range metas {
+			if metas[i].Placements.Has(tiers.Warm) {
+				st.WarmSegments++
+				st.WarmBytes += metas[i].Bytes
+			}
 		}
 	}
 	return st

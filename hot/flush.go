@@ -53,16 +53,35 @@ func (t *Tier) pass(ctx context.Context, sealAll bool) error {
 	}
 	t.mu.RUnlock()
 
-	var ready []*stream
+	pressure := t.pressure.Swap(false)
+	var (
+		ready   []*stream
+		actives []*stream // under pressure: streams with an active segment
+		sealed  int64     // under pressure: bytes of sealed, unpersisted segments
+	)
 	for _, s := range streams {
 		s.mu.Lock()
 		if a := s.mu.active; a != nil && (sealAll || now.Sub(a.created) >= s.pol.SegmentMaxAge) {
 			t.sealLocked(s)
 		}
+		if pressure {
+			for _, seg := range s.mu.segs {
+				if !seg.persisted && !seg.sealed.IsZero() {
+					sealed += seg.alloc
+				}
+			}
+			if s.mu.active != nil {
+				actives = append(actives, s)
+			}
+		}
 		if persist && len(s.readyLocked()) > 0 {
 			ready = append(ready, s)
 		}
 		s.mu.Unlock()
+	}
+	if pressure && persist {
+		// (While persisting fails, sealing early would free nothing.)
+		ready = t.sealForRoom(actives, sealed, ready)
 	}
 
 	var (
@@ -99,6 +118,53 @@ func (t *Tier) pass(ctx context.Context, sealAll bool) error {
 	}
 	t.evict(now)
 	return firstErr
+}
+
+// sealForRoom runs when appends were refused for lack of budget. If the
+// sealed segments waiting to be persisted hold less than a quarter of the
+// budget, persisting them cannot make enough room: the budget is full of
+// active segments (more streams than fit a segment.max_bytes each), which
+// would otherwise wait for segment.max_age while every append is refused.
+// It seals the largest active segments until a quarter of the budget can
+// be persisted and freed, and returns ready with the streams now ready.
+func (t *Tier) sealForRoom(actives []*stream, sealed int64, ready []*stream) []*stream {
+	goal := t.opts.MaxBytes / 4
+	if sealed >= goal {
+		return ready
+	}
+	size := func(s *stream) int64 {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.mu.active == nil {
+			return 0
+		}
+		return s.mu.active.alloc
+	}
+	sizes := make(map[*stream]int64, len(actives))
+	for _, s := range actives {
+		sizes[s] = size(s)
+	}
+	sort.Slice(actives, func(i, j int) bool { return sizes[actives[i]] > sizes[actives[j]] })
+	isReady := make(map[*stream]bool, len(ready))
+	for _, s := range ready {
+		isReady[s] = true
+	}
+	for _, s := range actives {
+		if sealed >= goal {
+			break
+		}
+		s.mu.Lock()
+		if a := s.mu.active; a != nil {
+			sealed += a.alloc
+			t.sealLocked(s)
+		}
+		if !isReady[s] && len(s.readyLocked()) > 0 {
+			ready = append(ready, s)
+			isReady[s] = true
+		}
+		s.mu.Unlock()
+	}
+	return ready
 }
 
 // readyLocked returns the stream's sealed, unpersisted segments whose records

@@ -79,8 +79,10 @@ func TestRefusedAppendIsTakenBack(t *testing.T) {
 	}
 	after := tr.Stats()
 	// A refused batch may have sealed the segment it landed in (then
-	// persisted with the records before it); it holds no memory.
-	if after.Bytes != before.Bytes || after.Unpersisted > before.Unpersisted {
+	// persisted with the records before it); it holds no memory. (The
+	// index it grew is copied back to fit the records kept, which may
+	// take less than before.)
+	if after.Bytes > before.Bytes || after.Unpersisted > before.Unpersisted {
 		t.Errorf("memory %d (unpersisted %d) after refused appends, was %d (%d)", after.Bytes, after.Unpersisted, before.Bytes, before.Unpersisted)
 	}
 	if after.WAL.Refused == nil || after.WAL.Failed != nil {

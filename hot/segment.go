@@ -2,17 +2,31 @@ package hot
 
 import (
 	"iter"
+	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/tierd/tierd/tiers"
 )
 
-// Chunk sizes of a segment's arena. A segment starts small so that very many
-// streams with little traffic cost little memory, and grows by doubling.
+// Chunk sizes of a segment's arena. A segment's first chunk holds the
+// batch that starts it (at least minChunk), and each later one is at least
+// twice the one before, up to maxChunk: very many streams with a few small
+// records each cost a few hundred bytes apiece, not a fixed 4 KiB, while a
+// busy segment's chunks reach 1 MiB after a dozen allocations.
 const (
-	minChunk = 4 << 10
+	minChunk = 64
 	maxChunk = 1 << 20
 )
+
+// refSize is the bytes one index entry takes.
+const refSize = int64(unsafe.Sizeof(ref{}))
+
+// segmentOverhead is what a segment costs besides its chunks and index: the
+// struct, its chunk list's first backing array, and the stream's entry for
+// it. It is counted in the budget so that very many small segments cannot
+// hide behind their small arenas.
+const segmentOverhead = int64(unsafe.Sizeof(Segment{})) + 2*int64(unsafe.Sizeof([]byte(nil))) + 8
 
 // ref locates one encoded record in a segment's arena.
 type ref struct {
@@ -31,13 +45,12 @@ type ref struct {
 // view), which captures the slice headers under that lock; because bytes
 // already written are never modified, a view stays valid without locking.
 type Segment struct {
-	stream  string
 	base    uint64
 	chunks  [][]byte // each allocated at full length; headers never change
 	pos     int      // write position in the last chunk
 	idx     []ref
 	bytes   int64 // encoded bytes
-	alloc   int64 // bytes of chunk capacity allocated (what the budget counts)
+	alloc   int64 // heap bytes the segment holds: chunks, index, overhead (what the budget counts)
 	minTS   int64
 	maxTS   int64
 	created time.Time // ingest time of the first record
@@ -46,30 +59,42 @@ type Segment struct {
 	persisted bool // a warm copy is committed
 }
 
-func newSegment(stream string, base uint64, now time.Time) *Segment {
-	return &Segment{stream: stream, base: base, created: now}
+// newSegment starts an empty segment; its alloc is the fixed overhead,
+// which the caller adds to the budget.
+func newSegment(base uint64, now time.Time) *Segment {
+	return &Segment{base: base, created: now, alloc: segmentOverhead}
 }
 
 // add encodes r (whose offset is base+len(idx)) into the arena and returns
-// the chunk bytes newly allocated for it.
-func (s *Segment) add(r *tiers.Record) int64 {
+// the heap bytes newly allocated for it (chunk and index growth). hint is
+// the encoded size of r and the records appended with it in the same
+// batch, so that a new chunk can take the whole batch at once; room is
+// how many more bytes the segment takes before it seals, so that its last
+// chunk is not much larger than what it will hold.
+func (s *Segment) add(r *tiers.Record, hint, room int) int64 {
 	n := tiers.EncodedLen(r)
 	var grew int64
 	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1])-s.pos < n {
-		size := minChunk
+		prev := 0
 		if k := len(s.chunks); k > 0 {
-			size = min(len(s.chunks[k-1])*2, maxChunk)
+			prev = len(s.chunks[k-1])
 		}
-		size = max(size, n)
-		s.chunks = append(s.chunks, make([]byte, size))
+		// slices.Grow rounds up to the allocator's size class: the budget
+		// counts what the heap really gives, and the slack is usable.
+		c := slices.Grow([]byte(nil), nextChunk(prev, n, hint, room))
+		s.chunks = append(s.chunks, c[:cap(c)])
 		s.pos = 0
-		grew = int64(size)
-		s.alloc += grew
+		grew = int64(cap(c))
 	}
 	c := len(s.chunks) - 1
 	// Appending to a zero-length slice with room encodes in place.
 	tiers.AppendRecord(s.chunks[c][s.pos:s.pos:s.pos+n], r)
+	oldCap := cap(s.idx)
 	s.idx = append(s.idx, ref{chunk: uint32(c), off: uint32(s.pos), n: uint32(n)})
+	// The old index array is garbage once replaced (views that captured it
+	// keep it alive only while they are read).
+	grew += int64(cap(s.idx)-oldCap) * refSize
+	s.alloc += grew
 	s.pos += n
 	s.bytes += int64(n)
 	if len(s.idx) == 1 || r.TS < s.minTS {
@@ -81,12 +106,74 @@ func (s *Segment) add(r *tiers.Record) int64 {
 	return grew
 }
 
+// nextChunk is the size of a new chunk after one of prev bytes (0 for the
+// first), for a record of n bytes starting a batch remainder of hint bytes
+// in a segment that seals after room more bytes.
+func nextChunk(prev, n, hint, room int) int {
+	size := max(min(hint, maxChunk), minChunk)
+	if prev > 0 {
+		size = max(size, min(prev*2, maxChunk))
+	}
+	size = min(size, max(room, min(hint, maxChunk), minChunk))
+	return max(size, n)
+}
+
+// growthBound is at least what adding recs (sizes: their encoded lengths,
+// total: their sum) to s allocates, s being nil for a new segment: it
+// plays add's chunk choices and bounds the allocator's rounding and the
+// index's growth from above, so that a budget check against it cannot be
+// overrun by the add.
+func growthBound(s *Segment, sizes []int, total, room int) int64 {
+	var grew int64
+	prev, free, idxLen, idxCap := 0, 0, 0, 0
+	if s == nil {
+		grew = segmentOverhead
+	} else {
+		if k := len(s.chunks); k > 0 {
+			prev = len(s.chunks[k-1])
+			free = prev - s.pos
+		}
+		idxLen, idxCap = len(s.idx), cap(s.idx)
+		room -= int(s.bytes)
+	}
+	left := total
+	for _, n := range sizes {
+		if free < n {
+			// The chunk's real size is between size and its bound: the
+			// next chunk doubles at most the bound, and at least size is
+			// free in it.
+			size := nextChunk(prev, n, left, room)
+			grew += int64(classBound(size))
+			prev, free = classBound(size), size
+		}
+		free -= n
+		left -= n
+		room -= n
+	}
+	if need := idxLen + len(sizes); need > idxCap {
+		// Appends one at a time end with at most twice what they need.
+		grew += int64(classBound(2*need*int(refSize)) - idxCap*int(refSize))
+	}
+	return grew
+}
+
+// classBound bounds from above the bytes the allocator hands out for a
+// request of n: small size classes waste at most an eighth, large objects
+// are rounded up to whole 8 KiB pages.
+func classBound(n int) int {
+	if n <= 32<<10 {
+		return n + n/8 + 16
+	}
+	return n + 8<<10
+}
+
 // truncate keeps the segment's first k records (0 < k <= len(idx)) and
-// returns the chunk bytes it frees. The dropped records were never visible
-// (the WAL refused them), so no view holds them, and the arena space they
-// used is written again by the next add: a view never reads past its own
-// records, and the index and chunk list grow into fresh backing arrays
-// where a view's capacity ends.
+// returns the heap bytes it frees: the chunks it drops, and the index's
+// capacity beyond a fresh copy of its first k entries. The dropped records
+// were never visible (the WAL refused them), so no view holds them, and
+// the arena space they used is written again by the next add: a view never
+// reads past its own records, and the chunk list grows into a fresh
+// backing array where a view's capacity ends.
 func (s *Segment) truncate(k int) (freed int64) {
 	widest := false // a dropped record may have set the time range
 	for _, r := range s.idx[k:] {
@@ -97,7 +184,9 @@ func (s *Segment) truncate(k int) (freed int64) {
 		}
 	}
 	last := s.idx[k-1]
-	s.idx = s.idx[:k:k]
+	freed = int64(cap(s.idx)) * refSize
+	s.idx = slices.Clone(s.idx[:k]) // the refused batch may have grown it
+	freed -= int64(cap(s.idx)) * refSize
 	s.pos = int(last.off + last.n)
 	if keep := int(last.chunk) + 1; keep < len(s.chunks) {
 		for _, c := range s.chunks[keep:] {
@@ -105,8 +194,8 @@ func (s *Segment) truncate(k int) (freed int64) {
 		}
 		clear(s.chunks[keep:])
 		s.chunks = s.chunks[:keep:keep]
-		s.alloc -= freed
 	}
+	s.alloc -= freed
 	if widest {
 		s.minTS, s.maxTS = s.tsRange()
 	}

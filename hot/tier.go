@@ -103,8 +103,11 @@ type Tier struct {
 		streams map[string]*stream
 	}
 
-	bytes       atomic.Int64 // arena bytes allocated, all streams
-	unpersisted atomic.Int64 // arena bytes of segments not yet persisted
+	bytes       atomic.Int64 // heap bytes of resident segments (Segment.alloc), all streams
+	unpersisted atomic.Int64 // the same, of segments not yet persisted, plus reservations
+	// pressure is set when an append is refused for lack of budget: the
+	// flusher then seals active segments if nothing sealed can free room.
+	pressure atomic.Bool
 
 	persistFail persistState // a failing persist, for status and backpressure
 
@@ -176,7 +179,8 @@ func (t *Tier) replay(b wal.Batch) error {
 		if r.Offset > s.mu.next {
 			return fmt.Errorf("%w: stream %s expects offset %d, WAL has %d", ErrOffsetGap, b.Stream, s.mu.next, r.Offset)
 		}
-		t.addLocked(s, r, now)
+		grew := t.addLocked(s, r, now, 0)
+		t.unpersisted.Add(grew)
 		s.mu.next++
 		if s.mu.active.bytes >= s.pol.SegmentMaxBytes {
 			t.sealLocked(s)
@@ -255,15 +259,9 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 			return s.answerRetry(ctx, e, err)
 		}
 	}
-	if t.unpersisted.Load()+size > t.opts.MaxBytes {
-		t.kickFlusher()
-		if since, err := t.persistFailure(); err != nil {
-			// Memory is full because storage refuses the segments that
-			// would free it: say so, rather than "wait a second".
-			return 0, false, fmt.Errorf("%w: %w: persisting sealed segments has failed since %s: %w",
-				tiers.ErrBackpressure, tiers.ErrStorageUnavailable, since.UTC().Format(time.RFC3339), err)
-		}
-		return 0, false, tiers.ErrBackpressure
+	if u := t.unpersisted.Load(); u > 0 && u+size > t.opts.MaxBytes {
+		// The cheap look first: no stream is created under pressure.
+		return 0, false, t.refuseForBudget()
 	}
 	if s == nil {
 		t.mu.Lock()
@@ -280,11 +278,29 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tie
 			return s.answerRetry(ctx, e, err)
 		}
 	}
+	// Reserve what the batch will allocate before allocating it, so that
+	// concurrent appends to different streams cannot overrun the budget
+	// together. The sizes are those with the offsets the records get.
 	first = s.mu.next
+	sizes := make([]int, len(recs))
+	total := 0
 	for i := range recs {
 		recs[i].Offset = first + uint64(i)
-		t.addLocked(s, &recs[i], now)
+		sizes[i] = tiers.EncodedLen(&recs[i])
+		total += sizes[i]
 	}
+	need := growthBound(s.mu.active, sizes, total, int(s.pol.SegmentMaxBytes))
+	if !t.reserve(need) {
+		s.mu.Unlock()
+		return 0, false, t.refuseForBudget()
+	}
+	left := total // the batch's bytes from recs[i] on
+	var grew int64
+	for i := range recs {
+		grew += t.addLocked(s, &recs[i], now, left)
+		left -= sizes[i]
+	}
+	t.unpersisted.Add(grew - need) // settle the reservation
 	s.mu.next += uint64(len(recs))
 	sealed := false
 	if s.mu.active.bytes >= s.pol.SegmentMaxBytes {
@@ -392,15 +408,49 @@ func (s *stream) publish(end uint64) {
 }
 
 // addLocked appends one record to the stream's active segment, starting one
-// if needed.
-func (t *Tier) addLocked(s *stream, r *tiers.Record, now time.Time) {
+// if needed; hint is the encoded size of r and the rest of its batch. It
+// counts the heap bytes allocated in t.bytes and returns them; the caller
+// counts them as unpersisted.
+func (t *Tier) addLocked(s *stream, r *tiers.Record, now time.Time, hint int) int64 {
+	var grew int64
 	if s.mu.active == nil {
-		s.mu.active = newSegment(s.name, s.mu.next, now)
+		s.mu.active = newSegment(s.mu.next, now)
 		s.mu.segs = append(s.mu.segs, s.mu.active)
+		grew = s.mu.active.alloc
 	}
-	grew := s.mu.active.add(r)
+	a := s.mu.active
+	grew += a.add(r, hint, int(s.pol.SegmentMaxBytes-a.bytes))
 	t.bytes.Add(grew)
-	t.unpersisted.Add(grew)
+	return grew
+}
+
+// refuseForBudget is the error of an append the budget has no room for,
+// and wakes the flusher to make room (sealing early if it must).
+func (t *Tier) refuseForBudget() error {
+	t.pressure.Store(true)
+	t.kickFlusher()
+	if since, err := t.persistFailure(); err != nil {
+		// Memory is full because storage refuses the segments that
+		// would free it: say so, rather than "wait a second".
+		return fmt.Errorf("%w: %w: persisting sealed segments has failed since %s: %w",
+			tiers.ErrBackpressure, tiers.ErrStorageUnavailable, since.UTC().Format(time.RFC3339), err)
+	}
+	return tiers.ErrBackpressure
+}
+
+// reserve counts need bytes as unpersisted if the budget has room for
+// them. An empty budget takes any batch (one larger than the whole budget
+// was refused before), so that an append can always make progress.
+func (t *Tier) reserve(need int64) bool {
+	for {
+		cur := t.unpersisted.Load()
+		if cur > 0 && cur+need > t.opts.MaxBytes {
+			return false
+		}
+		if t.unpersisted.CompareAndSwap(cur, cur+need) {
+			return true
+		}
+	}
 }
 
 // sealLocked seals the active segment; the flusher will persist it.

@@ -93,6 +93,10 @@ type WarmConfig struct {
 	// MaxBytes is the local disk budget of all streams (recorded now,
 	// enforced by the migrator).
 	MaxBytes int64
+	// MapCacheBytes bounds the memory of the warm readers kept open between
+	// reads (each costs its segment's block table and key filter; no page
+	// of a mapped file stays resident between reads).
+	MapCacheBytes int64
 }
 
 // ColdConfig is the cold: section: where Parquet segments go.
@@ -177,7 +181,7 @@ func Default() Config {
 		WAL:            WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 * MiB, ProducerTTL: 7 * Day},
 		Segment:        SegmentConfig{MaxBytes: 64 * MiB, MaxAge: 10 * time.Minute},
 		Hot:            HotConfig{MaxBytes: 1 * GiB, MaxAge: 10 * time.Minute},
-		Warm:           WarmConfig{MaxBytes: 100 * GiB},
+		Warm:           WarmConfig{MaxBytes: 100 * GiB, MapCacheBytes: 32 * MiB},
 		Cold:           ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 * MiB, DeleteDelay: time.Hour, ReadTimeout: 10 * time.Second, MinBytesPerSecond: 1 * MiB},
 		Migrator:       MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 * MiB},
 		HTTP:           HTTPConfig{ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConnections: 10000},
@@ -282,6 +286,7 @@ func (v *validator) check(c *Config) {
 		{"segment.max_bytes", c.Segment.MaxBytes},
 		{"hot.max_bytes", c.Hot.MaxBytes},
 		{"warm.max_bytes", c.Warm.MaxBytes},
+		{"warm.map_cache_bytes", c.Warm.MapCacheBytes},
 		{"cold.cache_bytes", c.Cold.CacheBytes},
 		{"cold.min_bytes_per_second", c.Cold.MinBytesPerSecond},
 	} {
@@ -428,4 +433,21 @@ func checkStoreURL(raw string) error {
 		return fmt.Errorf("%q: the scheme must be s3:// or file://", raw)
 	}
 	return nil
+}
+
+// BaseMemory is the heap tierd needs besides what its budgets count: the
+// Go runtime's own, goroutine stacks, buffers of requests in flight.
+// MemoryLimit counts it once.
+const BaseMemory = 32 * MiB
+
+// MemoryLimit is the Go runtime's soft memory limit tierd runs under
+// (unless $GOMEMLIMIT sets another): the heap a node with these budgets
+// holds live — hot.max_bytes, cold.cache_bytes, warm.map_cache_bytes and
+// BaseMemory — plus a quarter of hot.max_bytes for the garbage the
+// collector has not reclaimed yet. Without it the collector lets the heap
+// grow to twice what is live (GOGC=100), and a full 1 GiB hot tier showed
+// as 2 GiB of RSS. The process's RSS adds to it the binary's mapped pages
+// and the warm pages of reads in progress (docs/operations.md, Memory).
+func (c Config) MemoryLimit() int64 {
+	return c.Hot.MaxBytes + c.Hot.MaxBytes/4 + c.Cold.CacheBytes + c.Warm.MapCacheBytes + BaseMemory
 }

@@ -32,6 +32,7 @@ func configFields(c *Config) []field {
 		{"warm", func(d *decoder, n ast.Node, p string) {
 			d.mapping(n, p, []field{
 				{"max_bytes", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Warm.MaxBytes) }},
+				{"map_cache_bytes", func(d *decoder, n ast.Node, p string) { d.size(n, p, &c.Warm.MapCacheBytes) }},
 			})
 		}},
 		{"cold", func(d *decoder, n ast.Node, p string) {

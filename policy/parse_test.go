@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 		WAL:      WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, ProducerTTL: 7 * 24 * time.Hour},
 		Segment:  SegmentConfig{MaxBytes: 64 << 20, MaxAge: 10 * time.Minute},
 		Hot:      HotConfig{MaxBytes: 1 << 30, MaxAge: 10 * time.Minute},
-		Warm:     WarmConfig{MaxBytes: 100 << 30},
+		Warm:     WarmConfig{MaxBytes: 100 << 30, MapCacheBytes: 32 << 20},
 		Cold:     ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 << 20, DeleteDelay: time.Hour, ReadTimeout: 10 * time.Second, MinBytesPerSecond: 1 << 20},
 		Migrator: MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 << 20},
 		HTTP:     HTTPConfig{ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConnections: 10000},
@@ -53,7 +53,7 @@ max_body_bytes: 1048576
 wal: {sync: interval, sync_interval: 5ms, segment_bytes: 128MiB, producer_ttl: 2d}
 segment: {max_bytes: 16MiB, max_age: 1h30m}
 hot: {max_bytes: 2GiB, max_age: 1d}
-warm: {max_bytes: 2TiB}
+warm: {max_bytes: 2TiB, map_cache_bytes: 8MiB}
 cold: {store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws", compression: {codec: zstd, level: 9}, cache_bytes: 16MiB, delete_delay: 0s, read_timeout: 3s, min_bytes_per_second: 256KiB}
 migrator: {schedule: "CRON_TZ=UTC */5 * * * mon-fri", concurrency: 8, max_bytes_per_second: 0}
 http: {read_timeout: 30s, idle_timeout: 1m, max_connections: 500}
@@ -65,7 +65,7 @@ policies:
 				WAL:     WALConfig{Sync: SyncInterval, SyncInterval: 5 * time.Millisecond, SegmentBytes: 128 << 20, ProducerTTL: 48 * time.Hour},
 				Segment: SegmentConfig{MaxBytes: 16 << 20, MaxAge: 90 * time.Minute},
 				Hot:     HotConfig{MaxBytes: 2 << 30, MaxAge: 24 * time.Hour},
-				Warm:    WarmConfig{MaxBytes: 2 << 40},
+				Warm:    WarmConfig{MaxBytes: 2 << 40, MapCacheBytes: 8 << 20},
 				Cold: ColdConfig{Store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws",
 					Compression: CompressionConfig{Codec: "zstd", Level: 9}, CacheBytes: 16 << 20, ReadTimeout: 3 * time.Second, MinBytesPerSecond: 256 << 10},
 				Migrator: MigratorConfig{Schedule: "CRON_TZ=UTC */5 * * * mon-fri", Concurrency: 8},
@@ -242,7 +242,7 @@ func TestValidateInCode(t *testing.T) {
 		{"interval without interval", func(c *Config) { c.WAL.Sync, c.WAL.SyncInterval = SyncInterval, 0 }, []string{"wal.sync_interval"}},
 		{"zero everything", func(c *Config) { *c = Config{WAL: WALConfig{Sync: SyncNone}} }, []string{
 			"data_dir", "listen", "max_record_bytes", "max_body_bytes", "wal.segment_bytes",
-			"segment.max_bytes", "hot.max_bytes", "warm.max_bytes", "cold.cache_bytes", "cold.min_bytes_per_second",
+			"segment.max_bytes", "hot.max_bytes", "warm.max_bytes", "warm.map_cache_bytes", "cold.cache_bytes", "cold.min_bytes_per_second",
 			"segment.max_age", "hot.max_age", "cold.read_timeout",
 			"migrator.schedule", "migrator.concurrency", "wal.producer_ttl", "cold.compression.codec", "cold.compression.level",
 			"http.read_timeout", "http.idle_timeout", "http.max_connections",
@@ -336,7 +336,7 @@ func TestExampleFile(t *testing.T) {
 		"policies[0].segment", "policies[0].segment.max_age", "policies[0].segment.max_bytes", "policies[0].streams", "policies[0].streams[0]", "policies[0].streams[1]",
 		"policies[0].warm", "policies[0].warm.max_age",
 		"policies[1]", "policies[1].name", "policies[1].streams", "policies[1].streams[0]", "policies[1].warm", "policies[1].warm.max_age",
-		"segment", "segment.max_age", "segment.max_bytes", "wal", "wal.producer_ttl", "wal.segment_bytes", "wal.sync", "wal.sync_interval", "warm", "warm.max_bytes"}
+		"segment", "segment.max_age", "segment.max_bytes", "wal", "wal.producer_ttl", "wal.segment_bytes", "wal.sync", "wal.sync_interval", "warm", "warm.map_cache_bytes", "warm.max_bytes"}
 	if !slices.Equal(set, fields) {
 		t.Fatalf("examples/tierd.yaml sets %v, want every field %v", set, fields)
 	}

@@ -61,9 +61,9 @@ func (e *testEnv) scraped() map[string]float64 {
 // at GET /metrics.
 func TestMetricsCountIngestRequests(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	// A memory budget one arena chunk and a bit: the first append's active
-	// segment (never sealed: no size or age reached) leaves too little room
-	// for a second batch of ~1.5 KiB.
+	// A memory budget of 5000 bytes: the first append's active segment
+	// (never sealed: no size or age reached) leaves too little room for a
+	// second batch of ~4.5 KiB, which alone would fit.
 	e := newEnv(t, engine.Options{HotMaxBytes: 5000, Registerer: reg}, Options{Registerer: reg, Gatherer: reg, MaxRecordBytes: 100})
 	e.mustAppend("m", `{"key":"a","value":"x"}`+"\n"+`{"key":"b","value":"y"}`+"\n")
 	if r := e.appendBody("m", "nope\n"); r.status != http.StatusBadRequest {
@@ -72,7 +72,7 @@ func TestMetricsCountIngestRequests(t *testing.T) {
 	if r := e.appendBody("m", fmt.Sprintf(`{"value":"%0200d"}`+"\n", 0)); r.status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("oversized append: %d %s", r.status, r.body)
 	}
-	big := strings.Repeat(fmt.Sprintf(`{"value":"%080d"}`+"\n", 0), 20)
+	big := strings.Repeat(fmt.Sprintf(`{"value":"%080d"}`+"\n", 0), 45)
 	if r := e.appendBody("m", big); r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
 		t.Fatalf("append over the memory budget: %d %s", r.status, r.body)
 	}

@@ -8,4 +8,8 @@
 // Get, Scan or Verify and never a panic. A file truncated underneath a live
 // mapping (by someone else) faults on access; reads convert that fault into
 // a CorruptionError too.
+//
+// Mapped pages do not stay resident between reads: each read gives back
+// the pages it touched, and the readers cached between reads are bounded
+// by the bytes of their footer copies (Options.MapCacheBytes; pages.go).
 package warm

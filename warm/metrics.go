@@ -16,6 +16,7 @@ type metrics struct {
 	corruptions *prometheus.CounterVec // op: open, get, scan, verify
 	acquires    *prometheus.CounterVec // result: hit, miss, error
 	mappedGauge prometheus.Gauge
+	cacheBytes  prometheus.Gauge
 	// mapped mirrors mappedGauge for tests and Close's bookkeeping.
 	mapped atomic.Int64
 }
@@ -47,6 +48,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tierd_warm_mapped_segments",
 			Help: "Segment files currently mapped into memory.",
 		}),
+		cacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tierd_warm_map_cache_bytes",
+			Help: "Memory the cached warm readers keep between reads (their footer copies), bounded by warm.map_cache_bytes.",
+		}),
 	}
 	m.fsync = promreg.Register(reg, m.fsync)
 	m.commits = promreg.Register(reg, m.commits)
@@ -54,6 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.corruptions = promreg.Register(reg, m.corruptions)
 	m.acquires = promreg.Register(reg, m.acquires)
 	m.mappedGauge = promreg.Register(reg, m.mappedGauge)
+	m.cacheBytes = promreg.Register(reg, m.cacheBytes)
 	return m, nil
 }
 

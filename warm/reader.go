@@ -19,11 +19,21 @@ type segment struct {
 	key  segKey
 	path string
 	data []byte // the read-only mapping; nil once unmapped
-	meta tiers.SegmentMeta
+	// foot is a heap copy of the file from the footer's start to its end,
+	// taken once the footer checked out: reads consult the block table and
+	// the key filter there, so that no page of the mapping needs to stay
+	// resident between reads (pages.go). footLayout locates the tables in
+	// it (its offsets are relative to the footer's start).
+	foot       []byte
+	footLayout layout
+	meta       tiers.SegmentMeta
 
 	// blocksRead counts index blocks whose frames Scan decoded, so tests can
 	// see pruning work.
 	blocksRead atomic.Int64
+
+	// charge is the resident memory the reader cache counts for it.
+	charge int64
 
 	// Guarded by Store.mu.
 	refs   int
@@ -41,6 +51,10 @@ func (sg *segment) parse() (err error) {
 		return err
 	}
 	sg.layout = *l
+	sg.foot = bytes.Clone(sg.data[l.footerStart:])
+	sg.footLayout = *l
+	sg.footLayout.blocksOff -= l.footerStart
+	sg.footLayout.bloomOff -= l.footerStart
 	sg.meta = tiers.SegmentMeta{
 		Stream: l.stream, Base: l.base, Last: l.last, Count: l.count,
 		Bytes: int64(len(sg.data)), MinTS: l.minTS, MaxTS: l.maxTS,
@@ -109,8 +123,8 @@ func (sg *segment) decodeFrame(pos int, payload []byte, want uint64) (tiers.Reco
 // It returns the frame's position, the block's end, and the position of the
 // frame before it (-1 if none) so a later failure can be blamed correctly.
 func (sg *segment) skipTo(b int, want uint64) (pos, end, prev int, err error) {
-	e := sg.block(sg.data, b)
-	pos, end, prev = int(e.pos), sg.blockEnd(sg.data, b), -1
+	e := sg.blockAt(b)
+	pos, end, prev = int(e.pos), sg.blockEndAt(b), -1
 	for o := e.first; o < want; o++ {
 		payload, next, err := sg.frameAt(pos, end)
 		if err == nil {
@@ -145,21 +159,24 @@ func (sg *segment) blame(prev int, err error) error {
 }
 
 // readBlock decodes block b's records with offsets in [from, to] that match
-// q, appending copies (owning their bytes) to out. On damage it returns the
-// records decoded before it along with the error.
-func (sg *segment) readBlock(b int, from, to uint64, q *tiers.Query, out []tiers.Record) (_ []tiers.Record, err error) {
+// q, appending copies (owning their bytes) to out. It returns the position
+// up to which it read the file (to give those pages back). On damage it
+// returns the records decoded before it along with the error.
+func (sg *segment) readBlock(b int, from, to uint64, q *tiers.Query, out []tiers.Record) (_ []tiers.Record, hi int, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer sg.recoverFault(&err)
 	sg.blocksRead.Add(1)
-	e := sg.block(sg.data, b)
+	e := sg.blockAt(b)
+	hi = int(e.pos)
 	from = max(from, e.first)
 	to = min(to, sg.blockLast(e))
 	if from > to {
-		return out, nil
+		return out, hi, nil
 	}
 	pos, end, prev, err := sg.skipTo(b, from)
+	hi = end // a failed walk may have read up to the block's end
 	if err != nil {
-		return out, err
+		return out, hi, err
 	}
 	for i := uint64(0); i <= to-from; i++ {
 		o := from + i
@@ -169,7 +186,7 @@ func (sg *segment) readBlock(b int, from, to uint64, q *tiers.Query, out []tiers
 			rec, err = sg.decodeFrame(pos, payload, o)
 		}
 		if err != nil {
-			return out, sg.blame(prev, err)
+			return out, hi, sg.blame(prev, err)
 		}
 		if q.Match(&rec) {
 			rec.Value = bytes.Clone(rec.Value)
@@ -177,7 +194,7 @@ func (sg *segment) readBlock(b int, from, to uint64, q *tiers.Query, out []tiers
 		}
 		prev, pos = pos, next
 	}
-	return out, nil
+	return out, pos, nil
 }
 
 // Reader is one holder's handle on a mapped segment. Its methods are safe
@@ -218,7 +235,8 @@ func (r *Reader) MayContainKey(key string) (ok bool) {
 		}
 	}()
 	sg := r.sg
-	return bloomMayContain(sg.data[sg.bloomOff:sg.bloomOff+int(sg.bloomWords)*8], sg.bloomK, key)
+	off := sg.footLayout.bloomOff
+	return bloomMayContain(sg.foot[off:off+int(sg.bloomWords)*8], sg.bloomK, key)
 }
 
 // Get returns the record at offset, with a Value the caller owns. It walks
@@ -233,9 +251,13 @@ func (r *Reader) Get(offset uint64) (rec tiers.Record, err error) {
 		return tiers.Record{}, fmt.Errorf("%w: %d not in [%d, %d] of %s", ErrOffsetOutOfRange, offset, sg.base, sg.last, sg.path)
 	}
 	defer r.s.countCorruption("get", &err)
+	t := touched{s: r.s, sg: sg}
+	defer t.flush() // after the fault handling below: it takes the store's lock
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer sg.recoverFault(&err)
-	pos, end, prev, err := sg.skipTo(int((offset-sg.base)/uint64(sg.interval)), offset)
+	b := int((offset - sg.base) / uint64(sg.interval))
+	t.add(int(sg.blockAt(b).pos), sg.blockEndAt(b)) // given back on return
+	pos, end, prev, err := sg.skipTo(b, offset)
 	if err != nil {
 		return tiers.Record{}, err
 	}
@@ -271,6 +293,10 @@ func (r *Reader) Scan(q tiers.Query) iter.Seq2[tiers.Record, error] {
 		}
 		from, to := max(q.From, sg.base), min(q.To, sg.last)
 		var buf []tiers.Record
+		// The pages read are given back as the scan goes and when it ends,
+		// however it ends (the caller may stop iterating).
+		t := touched{s: r.s, sg: sg}
+		defer t.flush()
 		for b := int((from - sg.base) / uint64(sg.interval)); b <= int((to-sg.base)/uint64(sg.interval)); b++ {
 			if r.released.Load() {
 				yield(tiers.Record{}, ErrReleased)
@@ -282,7 +308,9 @@ func (r *Reader) Scan(q tiers.Query) iter.Seq2[tiers.Record, error] {
 				if !q.OverlapsTime(e.minTS, e.maxTS) {
 					continue
 				}
-				buf, err = sg.readBlock(b, from, to, &q, buf)
+				var hi int
+				buf, hi, err = sg.readBlock(b, from, to, &q, buf)
+				t.add(int(e.pos), hi)
 			}
 			for _, rec := range buf {
 				if !yield(rec, nil) {
@@ -304,11 +332,23 @@ func (sg *segment) blockLast(e blockEntry) uint64 {
 	return e.first + min(uint64(sg.interval)-1, sg.last-e.first)
 }
 
-// blockSafe reads a block table entry, converting a fault into an error.
-func (sg *segment) blockSafe(b int) (e blockEntry, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer sg.recoverFault(&err)
-	return sg.block(sg.data, b), nil
+// blockSafe reads a block table entry. (The table is read from the heap
+// copy of the footer, so it cannot fault; the error is for symmetry with
+// the reads of the mapping.)
+func (sg *segment) blockSafe(b int) (blockEntry, error) {
+	return sg.blockAt(b), nil
+}
+
+// blockAt decodes entry i of the block table from the footer copy.
+func (sg *segment) blockAt(i int) blockEntry { return sg.footLayout.block(sg.foot, i) }
+
+// blockEndAt is where block i's frames end: the next block's start, or the
+// footer.
+func (sg *segment) blockEndAt(i int) int {
+	if i+1 < int(sg.blocks) {
+		return int(sg.blockAt(i + 1).pos)
+	}
+	return sg.footerStart
 }
 
 // Verify checks the whole file: header and footer checksums and invariants,
@@ -322,6 +362,10 @@ func (r *Reader) Verify() (err error) {
 	}
 	sg := r.sg
 	defer r.s.countCorruption("verify", &err)
+	t := touched{s: r.s, sg: sg} // the frames, given back as the pass goes
+	// Header and footer pages go when it ends, after the fault handling
+	// below (it takes the store's lock).
+	defer r.s.dropPages(sg, 0, len(sg.data))
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer sg.recoverFault(&err)
 	if _, err := parseLayout(sg.path, sg.data); err != nil {
@@ -354,6 +398,7 @@ func (r *Reader) Verify() (err error) {
 			d.AddEncoded(payload)
 			pos = next
 		}
+		t.add(int(e.pos), end)
 		if pos != end {
 			return sg.corrupt(pos, ErrBadFrame, "%d stray bytes after the last frame of block %d", end-pos, b)
 		}

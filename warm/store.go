@@ -22,6 +22,9 @@ import (
 const (
 	DefaultIndexInterval = 64
 	DefaultCacheSize     = 1024
+	// DefaultMapCacheBytes is the default of Options.MapCacheBytes (the
+	// configuration's warm.map_cache_bytes default is set in policy).
+	DefaultMapCacheBytes = 32 << 20
 )
 
 // tempMarker is part of every temp file's name (<base:020d>.seg.tmp-<random>),
@@ -39,6 +42,13 @@ type Options struct {
 	// a node with many segments stays under the kernel's map-count and
 	// address-space limits. Held readers are never unmapped. Default 1024.
 	CacheSize int
+	// MapCacheBytes bounds the memory the cached readers keep between
+	// reads. A cached mapping keeps no page of its file resident (reads
+	// give back the pages they touch, see pages.go); it is charged the
+	// heap copy of its footer (block table and key filter), and the least
+	// recently acquired leave the cache while the charges add up to more.
+	// Held readers stay mapped (and valid) until released. Default 32 MiB.
+	MapCacheBytes int64
 	// Logger receives leftover-file cleanup and unmap failures; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the tierd_warm_* metrics; nil means no metrics.
@@ -52,6 +62,9 @@ func (o Options) withDefaults() Options {
 	o.IndexInterval = min(o.IndexInterval, maxIndexInterval)
 	if o.CacheSize <= 0 {
 		o.CacheSize = DefaultCacheSize
+	}
+	if o.MapCacheBytes <= 0 {
+		o.MapCacheBytes = DefaultMapCacheBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -88,7 +101,9 @@ type Store struct {
 		epoch uint64
 		cache map[segKey]*segment
 		lru   list.List // of *segment, most recently acquired first
-		dirs  map[string]bool
+		// cacheBytes is the charge of the cached segments (residentCharge).
+		cacheBytes int64
+		dirs       map[string]bool
 	}
 }
 
@@ -268,6 +283,8 @@ func (s *Store) Acquire(stream string, base uint64) (*Reader, error) {
 		sg.cached = true
 		sg.elem = s.mu.lru.PushFront(sg)
 		s.mu.cache[k] = sg
+		s.mu.cacheBytes += sg.charge
+		s.met.cacheBytes.Add(float64(sg.charge))
 		s.evictLocked()
 	}
 	return &Reader{s: s, sg: sg}, nil
@@ -334,6 +351,10 @@ func (s *Store) mapSegment(k segKey) (*segment, error) {
 		s.unmap(sg)
 		return nil, err
 	}
+	// Reads consult the footer's heap copy: no page parsing touched needs
+	// to stay resident (pages.go).
+	s.dropPages(sg, 0, len(data))
+	sg.charge = sg.residentCharge()
 	if sg.stream != k.stream || sg.base != k.base {
 		s.unmap(sg)
 		return nil, &tiers.CorruptionError{Path: path, Offset: 0, Err: fmt.Errorf("%w: header names %s/%d", ErrBadHeader, sg.stream, sg.base)}
@@ -372,16 +393,19 @@ func (s *Store) dropLocked(k segKey) {
 	}
 	delete(s.mu.cache, k)
 	s.mu.lru.Remove(sg.elem)
+	s.mu.cacheBytes -= sg.charge
+	s.met.cacheBytes.Add(-float64(sg.charge))
 	sg.cached, sg.elem = false, nil
 	if sg.refs == 0 {
 		s.unmap(sg)
 	}
 }
 
-// evictLocked trims the cache to CacheSize, least recently acquired first.
-// A held reader leaves the cache but stays mapped until released.
+// evictLocked trims the cache to CacheSize readers and MapCacheBytes of
+// resident charge, least recently acquired first. A held reader leaves the
+// cache but stays mapped until released.
 func (s *Store) evictLocked() {
-	for s.mu.lru.Len() > s.opts.CacheSize {
+	for s.mu.lru.Len() > s.opts.CacheSize || s.mu.cacheBytes > s.opts.MapCacheBytes {
 		s.dropLocked(s.mu.lru.Back().Value.(*segment).key)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Starting and stopping the tierd that tierbench produce measures.
+// Starting and stopping the tierd that tierbench produce and memory measure.
 
 // tierdProc is a tierd this command started on a throwaway data directory.
 type tierdProc struct {
@@ -53,8 +53,13 @@ func findTierd(ctx context.Context, explicit, tmp string) (string, error) {
 // found as the tests find it (listen on :0, close, pass it on), so another
 // process can take it in between: that start is retried on a new port.
 func startTierd(ctx context.Context, bin, dir string) (*tierdProc, error) {
+	return startTierdConfig(ctx, bin, dir, produceConfig)
+}
+
+// startTierdConfig is startTierd with the configuration file's text.
+func startTierdConfig(ctx context.Context, bin, dir, config string) (*tierdProc, error) {
 	cfg := filepath.Join(dir, "tierd.yaml")
-	if err := os.WriteFile(cfg, []byte(produceConfig), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
 	for range 5 {

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -99,6 +100,7 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
+	memLimit := setMemoryLimit(cfg)
 	syncMode, err := wal.ParseSyncMode(string(cfg.WAL.Sync))
 	if err != nil {
 		return err
@@ -141,6 +143,8 @@ func run(ctx context.Context, f flags) error {
 		Config:         &cfg,
 		Logger:         log,
 		Registerer:     reg,
+
+		WarmMapCacheBytes: cfg.Warm.MapCacheBytes,
 	})
 	if err != nil {
 		if coldTier != nil {
@@ -198,7 +202,7 @@ func run(ctx context.Context, f flags) error {
 		scheme = "https"
 	}
 	log.Info("tierd listening", "addr", ln.Addr().String(), "scheme", scheme, "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync,
-		"cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule, "tokens", len(tokens))
+		"cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule, "tokens", len(tokens), "go_memory_limit", memLimit)
 	if len(tokens) == 0 {
 		log.Warn("no auth.tokens configured: the API is open to anyone who can reach it", "addr", ln.Addr().String(), "insecure_listen", f.insecureListen)
 	}
@@ -262,4 +266,14 @@ func hotTick(cfg policy.Config) time.Duration {
 		d = min(d, p.Segment.MaxAge, p.HotMaxAge)
 	}
 	return min(max(d/10, 20*time.Millisecond), time.Second)
+}
+
+// setMemoryLimit makes the garbage collector keep the heap within what the
+// budgets allow (policy.Config.MemoryLimit), unless $GOMEMLIMIT chose a
+// limit already. It returns the limit in force.
+func setMemoryLimit(cfg policy.Config) int64 {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MemoryLimit())
+	}
+	return debug.SetMemoryLimit(-1)
 }
