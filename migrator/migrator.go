@@ -19,6 +19,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"golang.org/x/time/rate"
 
+	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/policy"
 )
 
@@ -32,6 +33,13 @@ type Executor interface {
 	// at any point.
 	Execute(ctx context.Context, a policy.Action) error
 }
+
+// StoreBackoff caps the retry delay of a move that failed because the cold
+// store was unavailable (cold.ErrStoreUnavailable): per-call deadlines and
+// the store's breaker make an attempt cheap while the store is down, and
+// the segment should move soon after it is back rather than up to
+// MaxBackoff later.
+const StoreBackoff = 30 * time.Second
 
 // Settler is what an Executor may offer to finish, before each run, moves
 // that the plan will not ask for again (a warm drop that failed after its
@@ -344,8 +352,11 @@ func (m *Migrator) execute(ctx context.Context, a policy.Action) error {
 	}
 	f.Attempts++
 	f.Action, f.Err, f.At = a, err.Error(), m.opts.Now()
-	backoff := m.opts.MinBackoff << min(f.Attempts-1, 20)
-	f.RetryAt = f.At.Add(min(backoff, m.opts.MaxBackoff))
+	backoff := min(m.opts.MinBackoff<<min(f.Attempts-1, 20), m.opts.MaxBackoff)
+	if errors.Is(err, cold.ErrStoreUnavailable) {
+		backoff = min(backoff, StoreBackoff)
+	}
+	f.RetryAt = f.At.Add(backoff)
 	m.opts.Logger.Warn("migrator action failed", "action", a.String(), "attempts", f.Attempts, "retry_at", f.RetryAt, "err", err)
 	return err
 }

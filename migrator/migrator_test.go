@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 )
@@ -183,6 +184,36 @@ func TestFailingSegmentBacksOffAndDoesNotBlockOthers(t *testing.T) {
 	}
 	if st.segs[key("s", 200)].Placements != tiers.Of(tiers.Warm, tiers.Cold) {
 		t.Fatalf("segment 200 is %v after the retry", st.segs[key("s", 200)].Placements)
+	}
+}
+
+func TestStoreOutageRetriesWithoutLongBackoff(t *testing.T) {
+	// A move that failed because the cold store was down is retried within
+	// StoreBackoff however often it failed: per-call deadlines and the
+	// breaker make each attempt cheap while the store is down, and the
+	// segment must move soon after it is back, not up to MaxBackoff later.
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	st := newStore(2, now.Add(-2*time.Hour))
+	st.fail[key("s", 0)] = fmt.Errorf("engine: upload: %w", cold.ErrStoreUnavailable)
+	st.fail[key("s", 100)] = errors.New("disk on fire")
+	m, err := New(st, Options{Config: config(t), MinBackoff: time.Second, MaxBackoff: 10 * time.Minute, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 12; i++ {
+		m.Run(context.Background(), "", false)
+		now = now.Add(2 * time.Hour)
+	}
+	out, _ := m.LastFailure("s", 0)
+	other, _ := m.LastFailure("s", 100)
+	if out.Attempts != 12 || other.Attempts != 12 {
+		t.Fatalf("attempts %d and %d, want 12 each", out.Attempts, other.Attempts)
+	}
+	if got := out.RetryAt.Sub(out.At); got != StoreBackoff {
+		t.Errorf("store outage: retry after %v, want %v", got, StoreBackoff)
+	}
+	if got := other.RetryAt.Sub(other.At); got != 10*time.Minute {
+		t.Errorf("other failure: retry after %v, want the max backoff 10m", got)
 	}
 }
 
