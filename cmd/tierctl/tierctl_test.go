@@ -169,9 +169,14 @@ func TestErrors(t *testing.T) {
 		code     int
 		inStderr []string
 	}{
+		{"unknown stream", "", []string{"read", "nope"}, 1, []string{`error: stream_not_found: no stream "nope" on http://`}},
 		{"segments of unknown stream", "", []string{"segments", "nope"}, 1, []string{`error: stream_not_found: no stream "nope" on http://`}},
 		{"tail of unknown stream", "", []string{"tail", "nope"}, 1, []string{`error: stream_not_found: no stream "nope" on http://`}},
+		{"read --all of unknown stream", "", []string{"read", "nope", "--all"}, 1, []string{`error: stream_not_found: no stream "nope" on http://`}},
 		{"bad stream name", "{}", []string{"append", ".x"}, 1, []string{"error: invalid_stream_name: ", ".x"}},
+		{"limit over a page", "", []string{"read", "nope", "--limit", "100001"}, 1, []string{`no stream "nope"`}},
+		{"limit zero", "", []string{"read", "nope", "--limit", "0"}, 2, []string{`--limit: "0" is not a number of records (a whole number ≥ 1)`, "Run 'tierctl read --help'"}},
+		{"limit with all", "", []string{"read", "nope", "--limit", "5", "--all"}, 2, []string{"--all and --limit"}},
 		{"bad line in the second batch", "{}\n{}\n{}\n\n{}\n{\"value\":}\n", []string{"append", "p", "--batch", "3"}, 1,
 			[]string{"error: invalid_json: input line 6:", "lines 5–6 was not appended", "3 records in 1 earlier batches were (offsets 0–2)"}},
 		{"empty input", "\n\n", []string{"append", "p"}, 1, []string{"error: the input holds no records"}},
@@ -183,7 +188,11 @@ func TestErrors(t *testing.T) {
 		{"extra argument", "", []string{"streams", "x"}, 2, []string{"takes no arguments", "Run 'tierctl streams --help'"}},
 		{"bad output format", "", []string{"streams", "-o", "yaml"}, 2, []string{`-o/--output: "yaml" is not an output format (table or json)`}},
 		{"bad progress", "", []string{"verify", "--progress", "sometimes"}, 2, []string{`--progress: "sometimes" is not auto, always or never`}},
-		{"limit too large", "", []string{"read", "nope", "--limit", "100001"}, 2, []string{"--limit 100001: want 1 to 100000"}},
+		{"bad since", "", []string{"read", "s", "--since", "noon"}, 2, []string{`--since: "noon" is not a time`}},
+		{"to below from", "", []string{"read", "s", "--from", "5", "--to", "3"}, 2, []string{"--to 3 is below --from 5"}},
+		{"until before since", "", []string{"read", "s", "--since", "10", "--until", "5"}, 2, []string{"--until 5 is not after --since 10"}},
+		{"negative offset", "", []string{"read", "s", "--from", "-1"}, 2, []string{`--from: "-1" is not an offset (a whole number ≥ 0)`}},
+		{"word for an offset", "", []string{"read", "s", "--from", "abc"}, 2, []string{`--from: "abc" is not an offset (a whole number ≥ 0)`, "Run 'tierctl read --help' for usage."}},
 		{"unknown flag", "", []string{"read", "s", "--bogus"}, 2, []string{"unknown flag: --bogus\nRun 'tierctl read --help' for usage."}},
 		{"misspelled flag", "", []string{"read", "s", "--limt", "3"}, 2, []string{"unknown flag: --limt (did you mean --limit?)\nRun 'tierctl read --help' for usage."}},
 		{"misspelled global flag", "", []string{"streams", "--adr", "x"}, 2, []string{"(did you mean --addr?)", "Run 'tierctl streams --help'"}},
