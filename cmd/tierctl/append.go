@@ -140,7 +140,10 @@ func (a *app) appendAll(ctx context.Context, stream string, in io.Reader, size i
 			if ctx.Err() != nil {
 				return errInterrupted
 			}
-			return inputLineError(a.about(subject{stream: stream}, err), recLines)
+			if lerr, ok := inputLineError(err, recLines); ok {
+				return lerr // about an input line, which it names
+			}
+			return a.about(subject{stream: stream}, err)
 		}
 		sum.add(res)
 		body.Reset()
@@ -188,20 +191,21 @@ func (a *app) appendAll(ctx context.Context, stream string, in io.Reader, size i
 }
 
 // inputLineError rewrites the server's "line N: …" (N counts the lines of
-// one batch) to name the line of the input the operator can open.
-func inputLineError(err error, recLines []int) error {
+// one batch) to name the line of the input the operator can open; ok is
+// false for an error that is not about a line.
+func inputLineError(err error, recLines []int) (error, bool) {
 	var ae *client.APIError
 	if !errors.As(err, &ae) {
-		return err
+		return err, false
 	}
 	var k int
-	var rest string
 	if n, _ := fmt.Sscanf(ae.Message, "line %d:", &k); n != 1 || k < 1 || k > len(recLines) {
-		return err
+		return err, false
 	}
-	_, rest, _ = strings.Cut(ae.Message, ":")
-	ae.Message = fmt.Sprintf("input line %d:%s", recLines[k-1], rest)
-	return ae
+	_, rest, _ := strings.Cut(ae.Message, ":")
+	e := *ae
+	e.Message = fmt.Sprintf("input line %d:%s", recLines[k-1], rest)
+	return &e, true
 }
 
 // reportPartial tells the operator what a failed append left behind: the
