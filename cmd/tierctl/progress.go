@@ -89,6 +89,19 @@ func (a *app) notef(format string, args ...any) {
 	fmt.Fprintln(a.stderr, msg)
 }
 
+// noteWriter is stderr for writers that print whole lines (a logger):
+// the progress line, if one is drawn, is erased before each.
+func (a *app) noteWriter() io.Writer { return noteWriter{a} }
+
+type noteWriter struct{ a *app }
+
+func (w noteWriter) Write(b []byte) (int, error) {
+	if p := w.a.prog; p != nil {
+		p.clear()
+	}
+	return w.a.stderr.Write(b)
+}
+
 // isTerminal reports whether w is a terminal (not a pipe, a file or
 // /dev/null, which is a character device too).
 func isTerminal(w io.Writer) bool {
