@@ -135,7 +135,7 @@ func screenLines(t *testing.T, out string) []string {
 }
 
 // TestTierctlAtATerminal: at a terminal, a quick append draws no progress
-// at all; an append fed for over a second draws its progress line and
+// at all; an append fed for over two seconds draws its progress line and
 // erases it, so the summary table's header starts at column 0 of a clean
 // line and nothing of the progress is left on screen. verify, quick
 // here, draws nothing either, and read never draws among its records.
@@ -155,19 +155,19 @@ func TestTierctlAtATerminal(t *testing.T) {
 	}
 	checkScreen(t, "a one-line append", out, header, []string{"quick", "0", "0", "1", "1"})
 
-	// Records arrive for 1.5 s, in batches of 10: the progress line shows
+	// Records arrive for 2.4 s, in batches of 10: the progress line shows
 	// after the first second and is redrawn until the input ends.
 	code, out = ptyRun(t, env, func(w io.WriteCloser) {
-		for i := 0; i < 60; i += 10 {
+		for i := 0; i < 120; i += 10 {
 			io.WriteString(w, e2eRecords("s", i, i+10))
-			time.Sleep(250 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond)
 		}
 		w.Close()
 	}, "append", "slow", "--batch", "10")
 	if code != 0 || !strings.Contains(out, "\r\x1b[Kappend slow  ") {
-		t.Fatalf("an append fed for 1.5 s at a terminal: exit %d, no progress line drawn: %q", code, out)
+		t.Fatalf("an append fed for 2.4 s at a terminal: exit %d, no progress line drawn: %q", code, out)
 	}
-	checkScreen(t, "an append fed for 1.5 s", out, header, []string{"slow", "0", "59", "60", "6"})
+	checkScreen(t, "an append fed for 2.4 s", out, header, []string{"slow", "0", "119", "120", "12"})
 
 	code, out = ptyRun(t, env, feedAll(""), "verify")
 	if code != 0 || strings.Contains(out, "\x1b") {
@@ -180,7 +180,7 @@ func TestTierctlAtATerminal(t *testing.T) {
 	if code != 0 || strings.Contains(out, "\x1b") {
 		t.Fatalf("read --all to the terminal: exit %d, drew progress among the records: %q", code, out)
 	}
-	checkRecords(t, "read --all at a terminal", "s", parseRecords(t, strings.ReplaceAll(out, "\r\n", "\n")), 0, 0, 60)
+	checkRecords(t, "read --all at a terminal", "s", parseRecords(t, strings.ReplaceAll(out, "\r\n", "\n")), 0, 0, 120)
 }
 
 // checkScreen wants exactly a table of header and one row on screen.
