@@ -32,7 +32,7 @@ the time of the next retry.`,
 		RunE: a.verb(func(cmd *cobra.Command, args []string) error {
 			ex, err := a.client().Explain(cmd.Context(), args[0])
 			if err != nil {
-				return err
+				return a.about(subject{stream: args[0]}, err)
 			}
 			if ex.Segments == nil {
 				ex.Segments = []client.ExplainSegment{}
@@ -124,7 +124,7 @@ shows the error).`,
 			rep, err := a.client().Migrate(cmd.Context(), req)
 			prog.done()
 			if err != nil {
-				return err
+				return a.aboutFlag("--stream", stream, err)
 			}
 			if rep.Actions == nil {
 				rep.Actions = []client.MigrateAction{}
@@ -202,7 +202,7 @@ It exits 0 when the archive is clean and 1 on any finding.`,
 			rep, err := a.client().Verify(cmd.Context(), req)
 			prog.done()
 			if err != nil {
-				return err
+				return a.aboutFlag("--stream", stream, err)
 			}
 			if rep.Streams == nil {
 				rep.Streams = []client.StreamCheck{}

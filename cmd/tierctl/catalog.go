@@ -97,7 +97,7 @@ func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error 
 	} else if !fi.IsDir() {
 		return fmt.Errorf("data_dir %s is not a directory", cfg.DataDir)
 	}
-	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(a.noteWriter(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	coldTier, err := boot.OpenCold(ctx, cfg, log, nil)
 	if err != nil {
 		return err

@@ -73,8 +73,8 @@ func TestProgressDrawsOnlyWhenAsked(t *testing.T) {
 	p.update(1, 3)
 	p.update(3, 3)
 	p.done()
-	if !strings.Contains(stderr.String(), "3/3 segments") || !strings.HasSuffix(stderr.String(), "\n") {
-		t.Errorf("progress output %q lacks the final state", stderr.String())
+	if !strings.Contains(stderr.String(), "3/3 segments") || !strings.HasSuffix(stderr.String(), "\r\x1b[K") {
+		t.Errorf("progress output %q lacks the final state, or done did not erase it", stderr.String())
 	}
 }
 

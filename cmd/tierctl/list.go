@@ -57,7 +57,7 @@ segment last. The table shortens digests; -o json shows them whole.`,
 		RunE: a.verb(func(cmd *cobra.Command, args []string) error {
 			segs, err := a.client().Segments(cmd.Context(), args[0])
 			if err != nil {
-				return err
+				return a.about(subject{stream: args[0]}, err)
 			}
 			if a.output == "json" {
 				if segs == nil {

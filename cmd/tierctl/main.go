@@ -7,7 +7,8 @@
 //
 // The server address comes from --addr, else $TIERD_ADDR, else
 // http://127.0.0.1:7070. API errors print "error: <code>: <message>" to
-// stderr and exit 1; usage errors exit 2.
+// stderr and exit 1; usage errors exit 2; a verb interrupted by Ctrl-C
+// exits 130, except tail -f, for which Ctrl-C is the way to stop (0).
 package main
 
 import (

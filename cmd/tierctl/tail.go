@@ -17,7 +17,7 @@ const tailBatch = 10000
 
 func newTailCmd(a *app) *cobra.Command {
 	var (
-		n      uint64
+		n      int
 		follow bool
 		wait   time.Duration
 	)
@@ -29,6 +29,7 @@ read prints them. With -f it then waits for new records and prints each as
 soon as it is durable, until interrupted (Ctrl-C). Following long-polls the
 server (GET …/records?wait=), so an idle stream costs one request per
 --wait; a record appears within milliseconds of its acknowledgement.
+Ctrl-C ends it quietly, with exit 0.
 
 If the server goes away (or answers 5xx) while following, tail says so on
 stderr and keeps retrying every second; it resumes at the next offset it has not printed,
@@ -39,16 +40,21 @@ before tail reads them are reported on stderr and skipped.`,
   tierctl tail trades -f | jq -c 'select(.key == "IF2406")'`,
 		Args: exactArgs("STREAM"),
 		RunE: a.verb(func(cmd *cobra.Command, args []string) error {
-			if wait <= 0 || wait > time.Minute {
-				return usagef("--wait %s: want a duration from 1ms to 1m", wait)
+			ctx := cmd.Context()
+			err := a.tail(ctx, args[0], uint64(n), follow, wait)
+			if ctx.Err() != nil {
+				if follow {
+					return nil // Ctrl-C is how following ends: nothing to say
+				}
+				return errInterrupted
 			}
-			return a.tail(cmd.Context(), args[0], n, follow, wait)
+			return a.about(subject{stream: args[0]}, err)
 		}),
 	}
 	fl := cmd.Flags()
-	fl.Uint64VarP(&n, "lines", "n", 10, "how many of the last records to print first")
+	cmd.Flags().VarP(newCount(&n, 10, 0, "a number of records"), "lines", "n", "how many of the last records to print first")
 	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new records as they are appended")
-	fl.DurationVar(&wait, "wait", 30*time.Second, "with -f: how long one long-poll waits for new records")
+	fl.Var(newDuration(&wait, 30*time.Second, time.Millisecond, time.Minute), "wait", "with -f: how long one long-poll waits for new records (1ms to 1m)")
 	return cmd
 }
 
@@ -86,7 +92,7 @@ func (a *app) tail(ctx context.Context, stream string, n uint64, follow bool, wa
 			return err
 		default:
 			if !down {
-				fmt.Fprintf(a.stderr, "tierctl: %v; retrying every second\n", err)
+				fmt.Fprintf(a.stderr, "tierctl: %s; retrying every second\n", tailDown(a.explain(err)))
 				down = true
 			}
 			cursor = got // what was printed before the connection broke stays printed
@@ -158,6 +164,15 @@ func (a *app) skipExpired(ctx context.Context, c *client.Client, stream string, 
 	return from, ae
 }
 
+// tailDown says in one short line why following stopped for now.
+func tailDown(err error) string {
+	var ue *unreachableError
+	if errors.As(err, &ue) {
+		return ue.short()
+	}
+	return err.Error()
+}
+
 // nextOffset is the offset stream's next record will get.
 func nextOffset(ctx context.Context, c *client.Client, stream string) (uint64, error) {
 	streams, err := c.Streams(ctx)
@@ -169,7 +184,7 @@ func nextOffset(ctx context.Context, c *client.Client, stream string) (uint64, e
 			return s.NextOffset, nil
 		}
 	}
-	return 0, &client.APIError{Status: 404, Code: "stream_not_found", Message: fmt.Sprintf("no stream %q", stream)}
+	return 0, &client.APIError{Status: 404, Code: "stream_not_found", Message: fmt.Sprintf("no stream %q", stream)} // about names the server
 }
 
 // retryable tells the errors a follower waits out: the server is

@@ -10,8 +10,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/server"
@@ -166,24 +169,42 @@ func TestErrors(t *testing.T) {
 		code     int
 		inStderr []string
 	}{
-		{"unknown stream", "", []string{"read", "nope"}, 1, []string{"error: stream_not_found: "}},
-		{"segments of unknown stream", "", []string{"segments", "nope"}, 1, []string{"error: stream_not_found: "}},
-		{"bad stream name", "{}", []string{"append", ".x"}, 1, []string{"error: invalid_stream_name: "}},
-		{"limit too large", "", []string{"read", "nope", "--limit", "100001"}, 2, []string{"--limit 100001: want 1 to 100000"}},
-		{"limit zero", "", []string{"read", "nope", "--limit", "0"}, 2, []string{"--limit 0: want 1 to 100000"}},
+		{"unknown stream", "", []string{"read", "nope"}, 1, []string{`error: stream_not_found: no stream "nope" on http://`}},
+		{"segments of unknown stream", "", []string{"segments", "nope"}, 1, []string{`error: stream_not_found: no stream "nope" on http://`}},
+		{"tail of unknown stream", "", []string{"tail", "nope"}, 1, []string{`error: stream_not_found: no stream "nope" on http://`}},
+		{"read --all of unknown stream", "", []string{"read", "nope", "--all"}, 1, []string{`error: stream_not_found: no stream "nope" on http://`}},
+		{"bad stream name", "{}", []string{"append", ".x"}, 1, []string{"error: invalid_stream_name: ", ".x"}},
+		{"limit over a page", "", []string{"read", "nope", "--limit", "100001"}, 1, []string{`no stream "nope"`}},
+		{"limit zero", "", []string{"read", "nope", "--limit", "0"}, 2, []string{`--limit: "0" is not a number of records (a whole number ≥ 1)`, "Run 'tierctl read --help'"}},
+		{"limit with all", "", []string{"read", "nope", "--limit", "5", "--all"}, 2, []string{"--all and --limit"}},
 		{"bad line in the second batch", "{}\n{}\n{}\n\n{}\n{\"value\":}\n", []string{"append", "p", "--batch", "3"}, 1,
 			[]string{"error: invalid_json: input line 6:", "lines 5–6 was not appended", "3 records in 1 earlier batches were (offsets 0–2)"}},
 		{"empty input", "\n\n", []string{"append", "p"}, 1, []string{"error: the input holds no records"}},
-		{"missing file", "", []string{"append", "p", "--file", "/nonexistent/x"}, 1, []string{"error: ", "no such file"}},
-		{"server down", "", []string{"--addr", "http://127.0.0.1:1", "streams"}, 1, []string{"error: ", "connection refused"}},
-		{"no stream argument", "", []string{"read"}, 2, []string{"read wants one argument, STREAM"}},
-		{"extra argument", "", []string{"streams", "x"}, 2, []string{"takes no arguments"}},
-		{"bad output format", "", []string{"streams", "-o", "yaml"}, 2, []string{`-o "yaml"`}},
-		{"bad since", "", []string{"read", "s", "--since", "noon"}, 2, []string{`--since "noon"`}},
-		{"bad flag value", "", []string{"read", "s", "--from", "-1"}, 2, []string{"--from"}},
-		{"unknown flag", "", []string{"read", "s", "--bogus"}, 2, []string{"unknown flag"}},
-		{"unknown verb", "", []string{"frobnicate"}, 2, []string{"unknown command"}},
-		{"zero batch", "{}", []string{"append", "s", "--batch", "0"}, 2, []string{"--batch 0"}},
+		{"missing file", "", []string{"append", "p", "--file", "/nonexistent/x"}, 1, []string{"error: --file: ", "/nonexistent/x", "no such file"}},
+		{"server down", "", []string{"--addr", "http://127.0.0.1:1", "streams"}, 1,
+			[]string{"error: cannot reach tierd at http://127.0.0.1:1 (from --addr): connection refused; is tierd running there? Set the address with --addr URL or TIERD_ADDR.\n"}},
+		{"bad address", "", []string{"--addr", "http://a b:1", "streams"}, 2, []string{`--addr: "http://a b:1" is not a server's URL`}},
+		{"no stream argument", "", []string{"read"}, 2, []string{"read wants one argument, STREAM", "Run 'tierctl read --help'"}},
+		{"extra argument", "", []string{"streams", "x"}, 2, []string{"takes no arguments", "Run 'tierctl streams --help'"}},
+		{"bad output format", "", []string{"streams", "-o", "yaml"}, 2, []string{`-o/--output: "yaml" is not an output format (table or json)`}},
+		{"bad progress", "", []string{"verify", "--progress", "sometimes"}, 2, []string{`--progress: "sometimes" is not auto, always or never`}},
+		{"bad since", "", []string{"read", "s", "--since", "noon"}, 2, []string{`--since: "noon" is not a time`}},
+		{"to below from", "", []string{"read", "s", "--from", "5", "--to", "3"}, 2, []string{"--to 3 is below --from 5"}},
+		{"until before since", "", []string{"read", "s", "--since", "10", "--until", "5"}, 2, []string{"--until 5 is not after --since 10"}},
+		{"negative offset", "", []string{"read", "s", "--from", "-1"}, 2, []string{`--from: "-1" is not an offset (a whole number ≥ 0)`}},
+		{"word for an offset", "", []string{"read", "s", "--from", "abc"}, 2, []string{`--from: "abc" is not an offset (a whole number ≥ 0)`, "Run 'tierctl read --help' for usage."}},
+		{"unknown flag", "", []string{"read", "s", "--bogus"}, 2, []string{"unknown flag: --bogus\nRun 'tierctl read --help' for usage."}},
+		{"misspelled flag", "", []string{"read", "s", "--limt", "3"}, 2, []string{"unknown flag: --limt (did you mean --limit?)\nRun 'tierctl read --help' for usage."}},
+		{"misspelled global flag", "", []string{"streams", "--adr", "x"}, 2, []string{"(did you mean --addr?)", "Run 'tierctl streams --help'"}},
+		{"unknown verb", "", []string{"frobnicate"}, 2, []string{"unknown command", "Run 'tierctl --help'"}},
+		{"misspelled sub-verb", "", []string{"policy", "chek", "x.yaml"}, 2, []string{`unknown command "chek" for "tierctl policy" (did you mean "check"?)`, "Run 'tierctl policy --help'"}},
+		{"zero batch", "{}", []string{"append", "s", "--batch", "0"}, 2, []string{`--batch: "0" is not a number of records (a whole number ≥ 1)`}},
+		{"bad batch size", "{}", []string{"append", "s", "--batch-bytes", "16XB"}, 2, []string{`--batch-bytes: "16XB" is not a size (a number with an optional unit: 16MiB, 512KiB, 1000000)`}},
+		{"bad wait", "", []string{"tail", "s", "--wait", "5"}, 2, []string{`--wait: "5" is not a duration (a number with a unit: 500ms, 30s, 2m)`, "Run 'tierctl tail --help'"}},
+		{"wait out of range", "", []string{"tail", "s", "--wait", "0s"}, 2, []string{`--wait: "0s" is out of range (1ms to 1m)`}},
+		{"bad lines", "", []string{"tail", "s", "-n", "ten"}, 2, []string{`-n/--lines: "ten" is not a number of records (a whole number ≥ 0)`}},
+		{"bad bool", "", []string{"tail", "s", "--follow=maybe"}, 2, []string{`-f/--follow: "maybe" is not true or false`}},
+		{"bad retries", "{}", []string{"append", "s", "--retries", "-1"}, 2, []string{`--retries: "-1" is not a number of retries (a whole number ≥ 0)`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -285,14 +306,46 @@ func TestListings(t *testing.T) {
 	}
 }
 
-func TestHelpOnEveryVerb(t *testing.T) {
-	for _, verb := range []string{"append", "read", "streams", "segments", "status"} {
-		r := tierctl(t, "", "", verb, "--help")
-		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "tierctl "+verb) {
-			t.Errorf("%s --help: exit %d\n%s", verb, r.code, r.stdout)
+// TestHelpWritesSizesAsPeopleDo walks the command tree: every verb's
+// --help shows an example of it, and no flag's default is shown as a raw
+// number of bytes or a Go duration ("16777216", "1m0s") where people
+// write 16MiB or 1m.
+func TestHelpWritesSizesAsPeopleDo(t *testing.T) {
+	root := newRoot(&app{stdout: io.Discard, stderr: io.Discard}, func(string) string { return "" })
+	var walk func(c *cobra.Command)
+	n := 0
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" {
+				continue
+			}
+			walk(sub)
+		}
+		if c == root {
+			return
+		}
+		n++
+		path := strings.Fields(c.CommandPath())[1:]
+		r := tierctl(t, "", "", append(path, "--help")...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "  tierctl "+strings.Join(path, " ")) {
+			t.Errorf("tierctl %s --help: exit %d, want an example of the verb:\n%s", strings.Join(path, " "), r.code, r.stdout)
+		}
+		if m := rawDefault.FindString(r.stdout); m != "" {
+			t.Errorf("tierctl %s --help shows a default as %q, not as people write it:\n%s", strings.Join(path, " "), m, r.stdout)
 		}
 	}
+	walk(root)
+	if r := tierctl(t, "", "", "append", "--help"); !strings.Contains(r.stdout, "(default 16MiB)") {
+		t.Errorf("append --help does not show --batch-bytes's default as 16MiB:\n%s", r.stdout)
+	}
+	if n < 12 {
+		t.Fatalf("walked %d verbs; the tree has more", n)
+	}
 }
+
+// rawDefault matches a default shown as a bare byte count or with Go's
+// "0s" tails.
+var rawDefault = regexp.MustCompile(`\(default \d{5,}\)|\(default [^)]*\dm0s\)|\(default [^)]*h0m`)
 
 func TestHumanBytes(t *testing.T) {
 	for n, want := range map[int64]string{

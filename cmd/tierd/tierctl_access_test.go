@@ -171,7 +171,7 @@ func TestAppendRetriesAcrossACrash(t *testing.T) {
 		t.Fatalf("the failpoint did not kill tierd; tierctl stderr:\n%s", app.stderr)
 	}
 	waitFor(t, 10*time.Second, "tierctl append reports the failed batch and retries", func() (bool, string) {
-		return strings.Contains(app.stderr.String(), "batch 20: ") && strings.Contains(app.stderr.String(), "retrying"), app.stderr.String()
+		return strings.Contains(app.stderr.String(), "tierctl: batch 20: ") && strings.Contains(app.stderr.String(), "; retry 1 of 30 in 100ms\n"), app.stderr.String()
 	})
 	d = startDaemonAt(t, config, dataDir, d.addr)
 	select {
