@@ -126,6 +126,7 @@ func New(e *engine.Engine, opts Options) *Server {
 	s.mux.HandleFunc("GET /v1/streams", s.handleStreams)
 	s.mux.HandleFunc("GET /v1/streams/{stream}/segments", s.handleSegments)
 	s.mux.HandleFunc("POST /v1/streams/{stream}/segments/{base}/offload", s.handleOffload)
+	s.mux.HandleFunc("POST /v1/streams/{stream}/seal", s.handleSeal)
 	s.mux.HandleFunc("POST /v1/migrate", s.handleMigrate)
 	s.mux.HandleFunc("GET /v1/streams/{stream}/explain", s.handleExplain)
 	s.mux.HandleFunc("POST /v1/verify", s.handleVerify)
@@ -320,8 +321,9 @@ func (s *Server) handleOffload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := toSegmentOut(&engine.SegmentInfo{SegmentMeta: m})
-	writeJSON(w, http.StatusOK, out)
+	// Described as the listing describes it (resident in memory too: hot).
+	info := s.eng.Describe(m)
+	writeJSON(w, http.StatusOK, toSegmentOut(&info))
 }
 
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
