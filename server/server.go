@@ -588,7 +588,14 @@ func (s *Server) errorLine(r *http.Request, err error) errorBody {
 }
 
 // logFailure logs server-side failures loudly and client mistakes quietly.
+// A request whose own client went away (Ctrl-C of tierctl tail -f, a read
+// closed early) ends with its context's error: nothing failed on this
+// side, so that is a debug line, without the status nobody received.
 func (s *Server) logFailure(r *http.Request, status int, code string, err error) {
+	if clientGone(r, err) {
+		s.log.Debug("server: client went away before the answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
 	level := slog.LevelDebug
 	if status >= 500 {
 		level = slog.LevelError
@@ -597,6 +604,14 @@ func (s *Server) logFailure(r *http.Request, status int, code string, err error)
 		}
 	}
 	s.log.Log(r.Context(), level, "server: request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err)
+}
+
+// clientGone reports whether err ended r because r's own client went away
+// (its context is done, and the error is that context's), not because of
+// the server: a shutdown or a deadline of the server's own ends other
+// contexts, and its 503 is still a warning.
+func clientGone(r *http.Request, err error) bool {
+	return r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }
 
 // errorBody is the JSON of every error answer.
