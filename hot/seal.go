@@ -109,6 +109,9 @@ func (s *stream) sealState(end uint64) (done, ready bool, persisted uint64) {
 func (t *Tier) persistNow(ctx context.Context, s *stream) error {
 	t.flushing.Lock()
 	defer t.flushing.Unlock()
+	if t.closed.Load() {
+		return tiers.ErrClosed // Close waits for this lock; the WAL may be closed
+	}
 	err := t.persistStream(ctx, s)
 	if ctx.Err() == nil {
 		t.notePersist(err)

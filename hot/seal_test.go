@@ -177,3 +177,43 @@ func TestSealDuringAppends(t *testing.T) {
 	}
 	t.Logf("%d seals split %d records", sealed, total)
 }
+
+// TestSealRacingClose: seals in progress when the tier closes end with
+// nil or tiers.ErrClosed, never with a persist or checkpoint on a closed
+// WAL; Close waits for a persist under way.
+func TestSealRacingClose(t *testing.T) {
+	ctx := context.Background()
+	p := &memPersister{}
+	tr := openTier(t, t.TempDir(), p, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				if _, err := tr.Append(ctx, "s", recs("s", 3, 0)); err != nil {
+					if !errors.Is(err, tiers.ErrClosed) {
+						errs <- err
+					}
+					return
+				}
+				if _, _, err := tr.Seal(ctx, "s"); err != nil {
+					if !errors.Is(err, tiers.ErrClosed) {
+						errs <- err
+					}
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("during Close: %v", err)
+	}
+}
