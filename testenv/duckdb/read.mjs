@@ -2,12 +2,15 @@
 // Reads Parquet files with DuckDB and prints the result as JSON, so Go tests
 // can check that a standard engine sees the rows tierd wrote.
 //
-//   node testenv/duckdb/read.mjs FILE.parquet   rows of FILE in tierd's columns
-//   node testenv/duckdb/read.mjs --sql 'SQL'    the rows of any query
+//   node testenv/duckdb/read.mjs FILE.parquet          rows of FILE in tierd's columns
+//   node testenv/duckdb/read.mjs --sql 'SQL'           the rows of any query
+//   node testenv/duckdb/read.mjs --table --sql 'SQL'   the same as a table for people
+//                                                      (what scripts/duckdb runs)
 //
 // Output: one JSON array of row objects on stdout. Integers and timestamps are
 // printed as decimal strings (JSON numbers lose precision past 2^53), value
-// bytes as upper-case hex.
+// bytes as upper-case hex. With --table: aligned columns, one row a line, then
+// a line with the row count.
 //
 // DuckDB comes from npm (@duckdb/node-api, pinned to an exact version in
 // package.json next to this script; it pins its native bindings exactly too).
@@ -56,6 +59,10 @@ function install() {
 
 async function main() {
   const args = process.argv.slice(2);
+  const table = args[0] === "--table";
+  if (table) {
+    args.shift();
+  }
   let sql;
   if (args.length === 2 && args[0] === "--sql") {
     sql = args[1];
@@ -69,7 +76,7 @@ async function main() {
                   hex(value) AS value_hex
              FROM read_parquet('${file}') ORDER BY "offset"`;
   } else {
-    console.error("usage: read.mjs FILE.parquet | read.mjs --sql 'QUERY'");
+    console.error("usage: read.mjs FILE.parquet | read.mjs [--table] --sql 'QUERY'");
     process.exit(2);
   }
   if (!installed()) {
@@ -80,10 +87,36 @@ async function main() {
   const instance = await DuckDBInstance.create(":memory:");
   const conn = await instance.connect();
   const reader = await conn.runAndReadAll(sql);
+  if (table) {
+    printTable(reader.columnNames(), reader.getRows());
+    return;
+  }
   const rows = reader.getRowObjectsJS();
   process.stdout.write(
     JSON.stringify(rows, (_, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n",
   );
+}
+
+// cell renders one DuckDB value for the table as DuckDB itself prints it
+// (timestamps to the nanosecond, blobs with \\x escapes), NULL as NULL.
+function cell(v) {
+  if (v === null || v === undefined) {
+    return "NULL";
+  }
+  return String(v);
+}
+
+// printTable writes rows under their column names, each column as wide as
+// its widest cell.
+function printTable(names, rows) {
+  const cells = rows.map((r) => r.map(cell));
+  const width = names.map((n, i) => Math.max(n.length, ...cells.map((r) => r[i].length)));
+  const line = (r) => r.map((c, i) => c.padEnd(width[i])).join("  ").trimEnd() + "\n";
+  process.stdout.write(line(names));
+  for (const r of cells) {
+    process.stdout.write(line(r));
+  }
+  process.stdout.write(`(${rows.length} ${rows.length === 1 ? "row" : "rows"})\n`);
 }
 
 main().catch((e) => {
