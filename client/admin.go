@@ -220,6 +220,11 @@ type StreamCheck struct {
 	// Segments live segments were checked, Placements copies of them.
 	Segments   int `json:"segments"`
 	Placements int `json:"placements"`
+	// UnpersistedRecords are records at or above Next held only in memory
+	// (and the WAL), in UnpersistedSegments segments: durable, but not yet
+	// persisted warm, so verify cannot check a copy of them yet.
+	UnpersistedRecords  uint64 `json:"unpersisted_records"`
+	UnpersistedSegments int    `json:"unpersisted_segments"`
 }
 
 // VerifyReport is what POST /v1/verify answers. OK is true when Findings

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -364,23 +365,43 @@ func (e *Engine) Segments(ctx context.Context, stream string) ([]SegmentInfo, er
 	out := make([]SegmentInfo, 0, len(metas)+2)
 	var next uint64
 	for _, m := range metas {
-		if sn.Resident(m.Base) {
-			m.Placements = m.Placements.With(tiers.Hot)
-		}
-		out = append(out, SegmentInfo{SegmentMeta: m})
+		out = append(out, describe(&sn, m))
 		next = m.Last + 1
 	}
 	for _, s := range sn.Segments() {
 		if s.Base < next {
 			continue
 		}
-		out = append(out, SegmentInfo{
-			SegmentMeta: tiers.SegmentMeta{
-				Stream: stream, Base: s.Base, Last: s.Last, Count: s.Count, Bytes: s.Bytes,
-				MinTS: s.MinTS, MaxTS: s.MaxTS, SealedAt: s.SealedAt, Placements: tiers.Of(tiers.Hot),
-			},
-			Active: s.Active,
-		})
+		out = append(out, memoryOnly(stream, s))
 	}
 	return out, nil
+}
+
+// Describe is a durable segment (a catalog entry, as a move returns it) as
+// the segments listing shows it now: with the hot placement when it is
+// also resident in memory. Answers about one segment (offload) go through
+// it so that they say what the listing right after says.
+func (e *Engine) Describe(m tiers.SegmentMeta) SegmentInfo {
+	sn := e.hot.Snapshot(m.Stream)
+	return describe(&sn, m)
+}
+
+// describe is Describe against a snapshot taken already.
+func describe(sn *hot.Snapshot, m tiers.SegmentMeta) SegmentInfo {
+	if sn.Resident(m.Base) {
+		m.Placements = m.Placements.With(tiers.Hot)
+	}
+	return SegmentInfo{SegmentMeta: m}
+}
+
+// memoryOnly is a segment held only in memory (sealed and not yet
+// persisted, or the active one) as the listing shows it.
+func memoryOnly(stream string, s hot.SegmentState) SegmentInfo {
+	return SegmentInfo{
+		SegmentMeta: tiers.SegmentMeta{
+			Stream: stream, Base: s.Base, Last: s.Last, Count: s.Count, Bytes: s.Bytes,
+			MinTS: s.MinTS, MaxTS: s.MaxTS, SealedAt: s.SealedAt, Placements: tiers.Of(tiers.Hot),
+		},
+		Active: s.Active,
+	}
 }

@@ -477,6 +477,11 @@ func (t *Tier) Close() error {
 	}
 	close(t.stop)
 	t.done.Wait()
+	// A seal persisting on its caller's goroutine (persistNow) finishes
+	// first: its checkpoint needs the WAL, its persist the stores the
+	// engine closes next.
+	t.flushing.Lock()
+	defer t.flushing.Unlock()
 	return t.wal.Close()
 }
 

@@ -282,6 +282,10 @@ type streamCheckOut struct {
 	Next       uint64 `json:"next"`
 	Segments   int    `json:"segments"`
 	Placements int    `json:"placements"`
+	// UnpersistedRecords and UnpersistedSegments are held only in memory
+	// (and the WAL), not yet persisted warm: nothing to check yet.
+	UnpersistedRecords  uint64 `json:"unpersisted_records"`
+	UnpersistedSegments int    `json:"unpersisted_segments"`
 }
 
 type verifyOut struct {
@@ -295,7 +299,8 @@ type verifyOut struct {
 func toVerifyOut(rep engine.VerifyReport) verifyOut {
 	out := verifyOut{OK: len(rep.Findings) == 0, Streams: []streamCheckOut{}, Findings: []findingOut{}, WarmFiles: rep.WarmFiles, ColdObjects: rep.ColdObjects}
 	for _, s := range rep.Streams {
-		out.Streams = append(out.Streams, streamCheckOut{Stream: s.Stream, First: s.First, Next: s.Next, Segments: s.Segments, Placements: s.Placements})
+		out.Streams = append(out.Streams, streamCheckOut{Stream: s.Stream, First: s.First, Next: s.Next, Segments: s.Segments, Placements: s.Placements,
+			UnpersistedRecords: s.UnpersistedRecords, UnpersistedSegments: s.UnpersistedSegments})
 	}
 	for _, f := range rep.Findings {
 		fo := findingOut{Kind: f.Kind, Stream: f.Stream, Tier: f.Tier, Path: f.Path, Message: f.Message}

@@ -63,7 +63,9 @@ func (a *authenticator) identify(r *http.Request) (name string, level int, ok bo
 // requiredRole is the role a route needs: reading and listing need read,
 // appending write, and the operator's endpoints admin. "" means open to
 // anyone (liveness). Unknown routes need read, so that an anonymous caller
-// learns nothing about which paths exist.
+// learns nothing about which paths exist. Seal is an operator's endpoint:
+// each call makes a segment file and a catalog entry, so a producer's
+// token must not be able to cut a stream into one segment per record.
 func requiredRole(pattern string) policy.Role {
 	switch pattern {
 	case "GET /healthz":
@@ -71,7 +73,7 @@ func requiredRole(pattern string) policy.Role {
 	case "POST /v1/streams/{stream}/records":
 		return policy.RoleWrite
 	case "POST /v1/migrate", "POST /v1/verify", "GET /v1/streams/{stream}/explain",
-		"POST /v1/streams/{stream}/segments/{base}/offload":
+		"POST /v1/streams/{stream}/segments/{base}/offload", "POST /v1/streams/{stream}/seal":
 		return policy.RoleAdmin
 	}
 	return policy.RoleRead

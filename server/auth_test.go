@@ -135,6 +135,7 @@ func TestAuthEveryRoleEveryEndpoint(t *testing.T) {
 		{"GET", "/v1/streams/s/explain", "", policy.RoleAdmin, 200},
 		{"POST", "/v1/migrate?dry_run=true", "", policy.RoleAdmin, 200},
 		{"POST", "/v1/verify", "", policy.RoleAdmin, 200},
+		{"POST", "/v1/streams/s/seal", "", policy.RoleAdmin, 200},
 		{"POST", "/v1/streams/s/segments/0/offload", "", policy.RoleAdmin, 200},
 	}
 	callers := []struct {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -54,13 +55,21 @@ func TestOffloadEndpoint(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("offload: %d %s", r.status, r.body)
 	}
+	// Still resident in memory: the answer says hot too, as the listing
+	// right after does (docs/api.md: they match).
 	var got segmentOut
-	if err := json.Unmarshal(r.body, &got); err != nil || got.Base != segs[1].Base || strings.Join(got.Tiers, ",") != "cold" || got.ColdBytes <= 0 {
+	if err := json.Unmarshal(r.body, &got); err != nil || got.Base != segs[1].Base || strings.Join(got.Tiers, ",") != "hot,cold" || got.ColdBytes <= 0 {
 		t.Fatalf("offload answered %s (%v)", r.body, err)
 	}
+	if row := e.listingRow("s", got.Base); !reflect.DeepEqual(row, got) {
+		t.Fatalf("offload answered %+v, the listing right after says %+v", got, row)
+	}
 	r = e.do("POST", fmt.Sprintf("/v1/streams/s/segments/%d/offload?keep_warm=true", segs[0].Base), nil)
-	if err := json.Unmarshal(r.body, &got); r.status != 200 || err != nil || strings.Join(got.Tiers, ",") != "warm,cold" {
+	if err := json.Unmarshal(r.body, &got); r.status != 200 || err != nil || strings.Join(got.Tiers, ",") != "hot,warm,cold" {
 		t.Fatalf("offload keep_warm: %d %s", r.status, r.body)
+	}
+	if row := e.listingRow("s", got.Base); !reflect.DeepEqual(row, got) {
+		t.Fatalf("offload keep_warm answered %+v, the listing right after says %+v", got, row)
 	}
 	// Still resident in memory, so reads are served hot and unchanged.
 	after := e.read("s", "limit=100000")

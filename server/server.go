@@ -126,6 +126,7 @@ func New(e *engine.Engine, opts Options) *Server {
 	s.mux.HandleFunc("GET /v1/streams", s.handleStreams)
 	s.mux.HandleFunc("GET /v1/streams/{stream}/segments", s.handleSegments)
 	s.mux.HandleFunc("POST /v1/streams/{stream}/segments/{base}/offload", s.handleOffload)
+	s.mux.HandleFunc("POST /v1/streams/{stream}/seal", s.handleSeal)
 	s.mux.HandleFunc("POST /v1/migrate", s.handleMigrate)
 	s.mux.HandleFunc("GET /v1/streams/{stream}/explain", s.handleExplain)
 	s.mux.HandleFunc("POST /v1/verify", s.handleVerify)
@@ -320,8 +321,9 @@ func (s *Server) handleOffload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := toSegmentOut(&engine.SegmentInfo{SegmentMeta: m})
-	writeJSON(w, http.StatusOK, out)
+	// Described as the listing describes it (resident in memory too: hot).
+	info := s.eng.Describe(m)
+	writeJSON(w, http.StatusOK, toSegmentOut(&info))
 }
 
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
@@ -586,7 +588,14 @@ func (s *Server) errorLine(r *http.Request, err error) errorBody {
 }
 
 // logFailure logs server-side failures loudly and client mistakes quietly.
+// A request whose own client went away (Ctrl-C of tierctl tail -f, a read
+// closed early) ends with its context's error: nothing failed on this
+// side, so that is a debug line, without the status nobody received.
 func (s *Server) logFailure(r *http.Request, status int, code string, err error) {
+	if clientGone(r, err) {
+		s.log.Debug("server: client went away before the answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
 	level := slog.LevelDebug
 	if status >= 500 {
 		level = slog.LevelError
@@ -595,6 +604,14 @@ func (s *Server) logFailure(r *http.Request, status int, code string, err error)
 		}
 	}
 	s.log.Log(r.Context(), level, "server: request failed", "method", r.Method, "path", r.URL.Path, "status", status, "code", code, "err", err)
+}
+
+// clientGone reports whether err ended r because r's own client went away
+// (its context is done, and the error is that context's), not because of
+// the server: a shutdown or a deadline of the server's own ends other
+// contexts, and its 503 is still a warning.
+func clientGone(r *http.Request, err error) bool {
+	return r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }
 
 // errorBody is the JSON of every error answer.

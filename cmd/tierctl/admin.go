@@ -186,8 +186,10 @@ against the catalog's digest; then it lists the warm directory and the cold
 store for files and objects no segment claims. It reads the whole archive,
 so it takes as long as that.
 
-It prints what it checked per stream, then every finding (gap, overlap,
-digest, missing, unreadable, orphan_warm, orphan_cold) and a summary line.
+It prints what it checked per stream, with the records held only in memory
+(IN_MEMORY: not yet persisted, so there is no copy to check yet), then
+every finding (gap, overlap, digest, missing, unreadable, orphan_warm,
+orphan_cold) and a summary line.
 It exits 0 when the archive is clean and 1 on any finding.`,
 		Example: `  tierctl verify
   tierctl verify --stream IF2406
@@ -229,14 +231,21 @@ It exits 0 when the archive is clean and 1 on any finding.`,
 
 func printVerify(w io.Writer, rep client.VerifyReport) error {
 	segs, places := 0, 0
-	t := newTable(w, "STREAM", "FIRST", "NEXT", "SEGMENTS", "PLACEMENTS")
+	var mem uint64
+	t := newTable(w, "STREAM", "FIRST", "NEXT", "SEGMENTS", "PLACEMENTS", "IN_MEMORY")
 	for _, s := range rep.Streams {
-		t.row(s.Stream, s.First, s.Next, s.Segments, s.Placements)
+		t.row(s.Stream, s.First, s.Next, s.Segments, s.Placements, inMemory(s))
 		segs += s.Segments
 		places += s.Placements
+		mem += s.UnpersistedRecords
 	}
 	if err := t.flush(); err != nil {
 		return err
+	}
+	if mem > 0 {
+		one := mem == 1
+		fmt.Fprintf(w, "IN_MEMORY: %d %s only in memory and the WAL, not yet persisted warm: verify checks %s once %s ('tierctl seal STREAM' persists a stream's now)\n",
+			mem, pick(one, "record is", "records are"), pick(one, "it", "them"), pick(one, "it is", "they are"))
 	}
 	if len(rep.Findings) > 0 {
 		fmt.Fprintln(w)
@@ -260,6 +269,23 @@ func printVerify(w io.Writer, rep client.VerifyReport) error {
 	_, err := fmt.Fprintf(w, "FAILED: %d %s (%s) in %s\n", len(rep.Findings), plural(len(rep.Findings), "problem", "problems"),
 		findingKinds(rep.Findings), checked)
 	return err
+}
+
+// pick is one when one holds, else many.
+func pick(one bool, single, many string) string {
+	if one {
+		return single
+	}
+	return many
+}
+
+// inMemory shows a stream's records not yet persisted: "200000 rec / 2 seg",
+// or "-" when there are none.
+func inMemory(s client.StreamCheck) string {
+	if s.UnpersistedRecords == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d rec / %d seg", s.UnpersistedRecords, s.UnpersistedSegments)
 }
 
 // findingOffsets shows a finding's place in its stream: "[10, 20)" for a

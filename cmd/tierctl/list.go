@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -65,17 +66,22 @@ segment last. The table shortens digests; -o json shows them whole.`,
 				}
 				return writeJSON(a.stdout, segs)
 			}
-			t := newTable(a.stdout, "BASE", "LAST", "COUNT", "SIZE", "MIN_TS", "MAX_TS", "SEALED_AT", "TIERS", "DIGEST")
-			for _, s := range segs {
-				sealed, digest := tableTime(s.SealedAt), shortDigest(s.Digest)
-				if s.Active {
-					sealed = "(active)"
-				}
-				t.row(s.Base, s.Last, s.Count, humanBytes(s.Bytes), tableTime(s.MinTS), tableTime(s.MaxTS), sealed, strings.Join(s.Tiers, ","), digest)
-			}
-			return t.flush()
+			return printSegments(a.stdout, segs)
 		}),
 	}
+}
+
+// printSegments is the segments table, which seal and offload print too.
+func printSegments(w io.Writer, segs []client.Segment) error {
+	t := newTable(w, "BASE", "LAST", "COUNT", "SIZE", "MIN_TS", "MAX_TS", "SEALED_AT", "TIERS", "DIGEST")
+	for _, s := range segs {
+		sealed, digest := tableTime(s.SealedAt), shortDigest(s.Digest)
+		if s.Active {
+			sealed = "(active)"
+		}
+		t.row(s.Base, s.Last, s.Count, humanBytes(s.Bytes), tableTime(s.MinTS), tableTime(s.MaxTS), sealed, strings.Join(s.Tiers, ","), digest)
+	}
+	return t.flush()
 }
 
 // tableTime shows a time in UTC to the millisecond, "-" when unset.

@@ -113,6 +113,24 @@ func run(ctx context.Context, f flags) error {
 		return err
 	}
 
+	var tlsConfig *tls.Config
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	// The port first, before anything is created on disk: a tierd that
+	// cannot listen (the port is taken) leaves no data directory, cold
+	// store or spool behind. Nothing is served until the engine is open:
+	// connections wait in the listen backlog meanwhile.
+	ln, err := listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // after Serve, closing it again is harmless
+
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -160,20 +178,6 @@ func run(ctx context.Context, f flags) error {
 		Logger:         log,
 		Registerer:     reg,
 	})
-	if err != nil {
-		eng.Close(context.Background())
-		return err
-	}
-	var tlsConfig *tls.Config
-	if cfg.TLS.Enabled() {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
-			eng.Close(context.Background())
-			return fmt.Errorf("tls: %w", err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		eng.Close(context.Background())
 		return err
@@ -242,6 +246,18 @@ func run(ctx context.Context, f flags) error {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// listen binds addr, saying what to do when the port is taken.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%w: another process (another tierd?) holds %s; stop it, or choose another address with --listen or listen: in the configuration", err, addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
 }
 
 // newRegistry is the registry every component registers its metrics

@@ -46,10 +46,13 @@ const (
 	// AppendAfterDurable: an append is durable, its answer not yet sent
 	// (the client sees a broken connection and retries).
 	AppendAfterDurable = "append/after-durable"
+	// SealAfterSeal: a stream's active segment is sealed on request (POST
+	// …/seal), not yet persisted warm: the WAL alone holds its records.
+	SealAfterSeal = "seal/after-seal"
 )
 
 // Names lists every failpoint, for validation and documentation.
-var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable}
+var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable, SealAfterSeal}
 
 // EnvVar is the environment variable a process reads its failpoints from.
 const EnvVar = "TIERD_FAILPOINTS"
