@@ -35,7 +35,7 @@ prints the server's answer: {"stream", "sealed": true|false, "segment":
 		RunE: a.verb(func(cmd *cobra.Command, args []string) error {
 			res, err := a.client().Seal(cmd.Context(), args[0])
 			if err != nil {
-				return err
+				return a.about(subject{stream: args[0]}, err)
 			}
 			if a.output == "json" {
 				return writeJSON(a.stdout, res)
@@ -62,7 +62,7 @@ func printSeal(w io.Writer, stream string, res client.SealResult) error {
 
 func newOffloadCmd(a *app) *cobra.Command {
 	var (
-		base     uint64
+		base     offsetValue
 		keepWarm bool
 	)
 	cmd := &cobra.Command{
@@ -89,9 +89,9 @@ of the segments offloaded, empty when none needed to move.`,
 			stream := args[0]
 			c := a.client()
 			if cmd.Flags().Changed("base") {
-				seg, err := c.Offload(cmd.Context(), stream, base, keepWarm)
+				seg, err := c.Offload(cmd.Context(), stream, uint64(base), keepWarm)
 				if err != nil {
-					return err
+					return a.about(subject{stream: stream}, err)
 				}
 				if a.output == "json" {
 					return writeJSON(a.stdout, []client.Segment{seg})
@@ -104,7 +104,7 @@ of the segments offloaded, empty when none needed to move.`,
 			}
 			segs, err := c.Segments(cmd.Context(), stream)
 			if err != nil {
-				return err
+				return a.about(subject{stream: stream}, err)
 			}
 			todo, unpersisted := offloadable(segs)
 			moved := []client.Segment{}
@@ -118,7 +118,7 @@ of the segments offloaded, empty when none needed to move.`,
 						printSegments(a.stdout, moved)
 					}
 					fmt.Fprintf(a.stderr, "offload: stopped at segment %d of %s, %d of %d moved\n", s.Base, stream, len(moved), len(todo))
-					return err
+					return a.about(subject{stream: stream}, err)
 				}
 				moved = append(moved, seg)
 			}
@@ -130,7 +130,7 @@ of the segments offloaded, empty when none needed to move.`,
 			return printOffloaded(a.stdout, stream, moved, unpersisted)
 		}),
 	}
-	cmd.Flags().Uint64Var(&base, "base", 0, "only the segment starting at this offset (see 'tierctl segments STREAM')")
+	cmd.Flags().Var(&base, "base", "only the segment starting at this offset (see 'tierctl segments STREAM')")
 	cmd.Flags().BoolVar(&keepWarm, "keep-warm", false, "copy to cold and keep the warm copy too")
 	return cmd
 }
