@@ -18,6 +18,7 @@ import (
 	"path"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -576,7 +577,25 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case "storage_full", "storage_unavailable":
 		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))
 	}
-	writeError(w, status, code, err.Error())
+	writeError(w, status, code, message(r, code, err))
+}
+
+// message is err's text as the client reads it. A stream that does not
+// exist is named: the engine's "stream not found" does not say which one
+// the request was about.
+func message(r *http.Request, code string, err error) string {
+	msg := err.Error()
+	if code != "stream_not_found" {
+		return msg
+	}
+	name := r.PathValue("stream")
+	if name == "" {
+		name = r.URL.Query().Get("stream")
+	}
+	if name == "" || strings.HasSuffix(msg, ": "+name) || strings.Contains(msg, strconv.Quote(name)) {
+		return msg
+	}
+	return fmt.Sprintf("stream %q: %s", name, msg)
 }
 
 // errorLine logs err and returns the error object that ends a streamed
@@ -584,7 +603,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) errorLine(r *http.Request, err error) errorBody {
 	status, code := classify(err)
 	s.logFailure(r, status, code, err)
-	return errorBody{Error: errorDetail{Code: code, Message: err.Error()}}
+	return errorBody{Error: errorDetail{Code: code, Message: message(r, code, err)}}
 }
 
 // logFailure logs server-side failures loudly and client mistakes quietly.

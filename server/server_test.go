@@ -424,6 +424,18 @@ func TestReadErrors(t *testing.T) {
 	if n := e.count("nope"); n != -1 {
 		t.Errorf("reading an unknown stream created it (%d records)", n)
 	}
+	// An unknown stream is named in the message, whether it is in the path
+	// or a parameter.
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/streams/nope/records"},
+		{http.MethodGet, "/v1/streams/nope/segments"},
+		{http.MethodPost, "/v1/verify?stream=nope"},
+	} {
+		d := wantError(t, e.do(r.method, r.path, nil), 404, "stream_not_found")
+		if !strings.Contains(d.Message, `"nope"`) {
+			t.Errorf("%s %s: message %q does not name the stream", r.method, r.path, d.Message)
+		}
+	}
 }
 
 func TestAppendErrorsChangeNothing(t *testing.T) {
