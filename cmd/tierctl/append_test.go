@@ -132,16 +132,22 @@ func TestAppendServerGoneMidRun(t *testing.T) {
 	// The server goes away after the first batch: the second is refused.
 	// (Without keep-alive, so that the second batch dials anew rather
 	// than meet the first one's connection closing.)
-	var srv *httptest.Server
+	// The listener is closed before the first answer leaves, so that the
+	// second batch's dial is refused whatever the scheduling (closing the
+	// whole server from a goroutine raced that dial, which could be
+	// accepted and served).
 	var posts atomic.Int32
-	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	gone := httptest.NewUnstartedServer(nil)
+	gone.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		api.ServeHTTP(w, r)
 		if r.Method == http.MethodPost && posts.Add(1) == 1 {
-			go srv.Close()
+			gone.Listener.Close()
 		}
-	}))
-	srv.Config.SetKeepAlivesEnabled(false)
-	srv.Start()
+	})
+	gone.Config.SetKeepAlivesEnabled(false)
+	gone.Start()
+	t.Cleanup(gone.Close)
+	srv := gone
 	in := `{"value":1}` + "\n" + `{"value":2}` + "\n"
 	r := tierctl(t, srv.URL, in, "append", "gone", "--batch", "1", "--retries", "2")
 	if r.code != 1 || !strings.Contains(r.stderr, "tierctl: batch 2: connection refused; retry 1 of 2 in 100ms\n") ||
