@@ -1,6 +1,6 @@
 package warm
 
-import "golang.org/x/sys/unix"
+import "github.com/tierd/tierd/internal/vfs"
 
 // Resident pages of mapped segments.
 //
@@ -43,8 +43,14 @@ func alignDown(n, a int) int { return n &^ (a - 1) }
 func alignUp(n, a int) int   { return (n + a - 1) &^ (a - 1) }
 
 // residentCharge is what a cached reader keeps in memory between reads.
+// A heap copy of a file (one of a filesystem that cannot be mapped) is
+// resident whole, and charged so.
 func (sg *segment) residentCharge() int64 {
-	return int64(len(sg.foot)+len(sg.path)) + readerOverhead
+	c := int64(len(sg.foot)+len(sg.path)) + readerOverhead
+	if !sg.mapped {
+		c += int64(len(sg.data))
+	}
+	return c
 }
 
 // dropPages gives back the mapped pages a read of [lo, hi) may have
@@ -62,7 +68,7 @@ func (s *Store) dropPages(sg *segment, lo, hi int) {
 	if end <= start {
 		return
 	}
-	_ = unix.Madvise(sg.data[start:end], unix.MADV_DONTNEED)
+	vfs.Mapping{Data: sg.data, Mapped: sg.mapped}.DontNeed(start, end)
 }
 
 // touched is the byte range a read has touched and not given back yet.

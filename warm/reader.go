@@ -19,6 +19,10 @@ type segment struct {
 	key  segKey
 	path string
 	data []byte // the read-only mapping; nil once unmapped
+	// mapped is set when data is an mmap (vfs.Map of an OS file), clear
+	// when it is a heap copy (a file of another vfs.FS): only a mapping's
+	// pages are given back, and only a copy is charged by its size.
+	mapped bool
 	// foot is a heap copy of the file from the footer's start to its end,
 	// taken once the footer checked out: reads consult the block table and
 	// the key filter there, so that no page of the mapping needs to stay

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,8 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/internal/vfs"
 	"github.com/tierd/tierd/tiers"
-	"golang.org/x/sys/unix"
 )
 
 // Defaults of Options.
@@ -53,6 +52,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the tierd_warm_* metrics; nil means no metrics.
 	Registerer prometheus.Registerer
+	// FS is the filesystem of the directory; nil means vfs.Default (the
+	// OS). Files of another filesystem are read into memory instead of
+	// mapped (vfs.Map).
+	FS vfs.FS
 }
 
 func (o Options) withDefaults() Options {
@@ -68,6 +71,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
 	}
 	return o
 }
@@ -89,6 +95,7 @@ type segKey struct {
 // readers of them. It is safe for concurrent use.
 type Store struct {
 	dir  string
+	fs   vfs.FS
 	opts Options
 	log  *slog.Logger
 	met  *metrics
@@ -117,10 +124,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := s.fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("warm: open: %w", err)
 	}
-	streams, err := os.ReadDir(dir)
+	streams, err := s.fs.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("warm: open: %w", err)
 	}
@@ -129,7 +136,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			continue
 		}
 		sdir := filepath.Join(dir, st.Name())
-		files, err := os.ReadDir(sdir)
+		files, err := s.fs.ReadDir(sdir)
 		if err != nil {
 			return nil, fmt.Errorf("warm: open: %w", err)
 		}
@@ -138,7 +145,7 @@ func Open(dir string, opts Options) (*Store, error) {
 				continue
 			}
 			p := filepath.Join(sdir, f.Name())
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := s.fs.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("warm: open: remove leftover temp file: %w", err)
 			}
 			s.log.Warn("warm: removed leftover temp file of an uncommitted segment", "path", p)
@@ -160,7 +167,7 @@ func newStore(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, opts: opts, log: opts.Logger, met: met}
+	s := &Store{dir: dir, fs: opts.FS, opts: opts, log: opts.Logger, met: met}
 	s.mu.cache = make(map[segKey]*segment)
 	s.mu.dirs = make(map[string]bool)
 	return s, nil
@@ -176,7 +183,7 @@ func (s *Store) Path(stream string, base uint64) string {
 // cheap enough for recovery and catalog rebuild; Acquire and Verify check
 // the contents.
 func (s *Store) List() ([]SegmentFile, error) {
-	streams, err := os.ReadDir(s.dir)
+	streams, err := s.fs.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("warm: list: %w", err)
 	}
@@ -185,7 +192,7 @@ func (s *Store) List() ([]SegmentFile, error) {
 		if !st.IsDir() || tiers.ValidateStreamName(st.Name()) != nil {
 			continue
 		}
-		files, err := os.ReadDir(filepath.Join(s.dir, st.Name()))
+		files, err := s.fs.ReadDir(filepath.Join(s.dir, st.Name()))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -313,7 +320,7 @@ func (s *Store) AcquireUncached(stream string, base uint64) (*Reader, error) {
 // mapSegment opens, maps and parses one file.
 func (s *Store) mapSegment(k segKey) (*segment, error) {
 	path := s.Path(k.stream, k.base)
-	f, err := os.Open(path)
+	f, err := s.fs.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("warm: acquire %s/%d: %w: %w", k.stream, k.base, tiers.ErrSegmentNotFound, err)
 	}
@@ -329,7 +336,7 @@ func (s *Store) mapSegment(k segKey) (*segment, error) {
 	if size < headerFixedLen+trailerLen {
 		// Too short to map usefully (and mmap rejects length 0); parse the
 		// bytes we have so the error names the same cause a mapping would.
-		b, err := os.ReadFile(path)
+		b, err := vfs.ReadFile(s.fs, path)
 		if err != nil {
 			return nil, fmt.Errorf("warm: acquire %s/%d: %w", k.stream, k.base, err)
 		}
@@ -341,19 +348,19 @@ func (s *Store) mapSegment(k segKey) (*segment, error) {
 	if size != int64(int(size)) {
 		return nil, fmt.Errorf("warm: acquire %s/%d: file of %d bytes does not fit the address space", k.stream, k.base, size)
 	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	m, err := vfs.Map(f, int(size))
 	if err != nil {
-		return nil, fmt.Errorf("warm: acquire %s/%d: mmap: %w", k.stream, k.base, err)
+		return nil, fmt.Errorf("warm: acquire %s/%d: %w", k.stream, k.base, err)
 	}
 	s.met.mappedDelta(1)
-	sg := &segment{key: k, path: path, data: data}
+	sg := &segment{key: k, path: path, data: m.Data, mapped: m.Mapped}
 	if err := sg.parse(); err != nil {
 		s.unmap(sg)
 		return nil, err
 	}
 	// Reads consult the footer's heap copy: no page parsing touched needs
 	// to stay resident (pages.go).
-	s.dropPages(sg, 0, len(data))
+	s.dropPages(sg, 0, len(m.Data))
 	sg.charge = sg.residentCharge()
 	if sg.stream != k.stream || sg.base != k.base {
 		s.unmap(sg)
@@ -367,7 +374,7 @@ func (s *Store) unmap(sg *segment) {
 	if sg.data == nil {
 		return
 	}
-	if err := unix.Munmap(sg.data); err != nil {
+	if err := (vfs.Mapping{Data: sg.data, Mapped: sg.mapped}).Unmap(); err != nil {
 		s.log.Error("warm: munmap failed", "path", sg.path, "err", err)
 	}
 	sg.data = nil
@@ -432,7 +439,7 @@ func (s *Store) Remove(stream string, base uint64) error {
 	k := segKey{stream, base}
 	// Unlink before invalidating: an Acquire racing with us either maps the
 	// file before the unlink (and the invalidation drops it) or fails.
-	err := os.Remove(s.Path(stream, base))
+	err := s.fs.Remove(s.Path(stream, base))
 	s.invalidate(k)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("warm: remove %s/%d: %w: %w", stream, base, tiers.ErrSegmentNotFound, err)
@@ -476,7 +483,7 @@ func (s *Store) ensureStreamDir(stream string) error {
 	if known {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Join(s.dir, stream), 0o755); err != nil {
+	if err := s.fs.MkdirAll(filepath.Join(s.dir, stream), 0o755); err != nil {
 		return err
 	}
 	if err := s.syncDir(s.dir); err != nil {
@@ -491,15 +498,7 @@ func (s *Store) ensureStreamDir(stream string) error {
 // syncDir fsyncs a directory so entries created, renamed or removed in it
 // survive a power loss.
 func (s *Store) syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	err = d.Sync()
-	s.met.fsync.WithLabelValues("dir").Observe(time.Since(start).Seconds())
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return vfs.TimedSyncDir(s.fs, dir, func(d time.Duration) {
+		s.met.fsync.WithLabelValues("dir").Observe(d.Seconds())
+	})
 }

@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/tierd/tierd/internal/vfs"
 	"github.com/tierd/tierd/tiers"
-	"golang.org/x/sys/unix"
 )
 
 // Writer writes one segment file. Records go to a temp file in the stream's
@@ -25,7 +24,7 @@ type Writer struct {
 	stream string
 	base   uint64
 	tmp    string
-	f      *os.File
+	f      vfs.File
 	bw     *bufio.Writer
 
 	next     uint64 // offset the next Append must carry
@@ -65,7 +64,8 @@ func (s *Store) Create(stream string, base uint64) (*Writer, error) {
 	if err := s.ensureStreamDir(stream); err != nil {
 		return nil, fmt.Errorf("warm: create %s/%d: %w", stream, base, err)
 	}
-	f, err := os.CreateTemp(filepath.Join(s.dir, stream), fmt.Sprintf("%020d%s*", base, tempMarker))
+	// Committed segments are immutable; let operators' tools read them.
+	f, err := s.fs.CreateTemp(filepath.Join(s.dir, stream), fmt.Sprintf("%020d%s*", base, tempMarker), 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("warm: create %s/%d: %w", stream, base, err)
 	}
@@ -74,11 +74,6 @@ func (s *Store) Create(stream string, base uint64) (*Writer, error) {
 		bw:       bufio.NewWriterSize(f, 256<<10),
 		next:     base,
 		digester: tiers.NewDigester(),
-	}
-	// Committed segments are immutable; let operators' tools read them.
-	if err := f.Chmod(0o644); err != nil {
-		w.Abort()
-		return nil, fmt.Errorf("warm: create %s/%d: %w", stream, base, err)
 	}
 	hdr := appendHeader(nil, stream, base)
 	if _, err := w.bw.Write(hdr); err != nil {
@@ -148,7 +143,7 @@ func (w *Writer) startWriteback() {
 		w.err = fmt.Errorf("warm: write %s: %w", w.tmp, err)
 		return
 	}
-	_ = unix.SyncFileRange(int(w.f.Fd()), w.synced, w.pos-w.synced, unix.SYNC_FILE_RANGE_WRITE)
+	vfs.StartWriteback(w.f, w.synced, w.pos-w.synced)
 	w.synced = w.pos
 }
 
@@ -215,7 +210,7 @@ func (w *Writer) Commit(ctx context.Context) (tiers.SegmentMeta, error) {
 		return tiers.SegmentMeta{}, err
 	}
 	final := w.s.Path(w.stream, w.base)
-	if err := w.fail(os.Rename(w.tmp, final)); err != nil {
+	if err := w.fail(w.s.fs.Rename(w.tmp, final)); err != nil {
 		return tiers.SegmentMeta{}, err
 	}
 	w.done = true
@@ -270,7 +265,7 @@ func (w *Writer) Abort() error {
 		errs = append(errs, w.f.Close())
 		w.f = nil
 	}
-	if err := os.Remove(w.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := w.s.fs.Remove(w.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

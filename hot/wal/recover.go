@@ -36,7 +36,7 @@ func parseSegmentName(name string) (uint64, bool) {
 // bookkeeping. Only the newest file may have a torn tail: rotation syncs a
 // file before the next one exists, so damage anywhere else is corruption.
 func (w *WAL) recover(ctx context.Context, replay func(Batch) error) ([]*segment, error) {
-	entries, err := os.ReadDir(w.opts.Dir)
+	entries, err := w.opts.FS.ReadDir(w.opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
@@ -47,7 +47,7 @@ func (w *WAL) recover(ctx context.Context, replay func(Batch) error) ([]*segment
 			if _, ok := parseSegmentName(base); ok {
 				// A crash during createSegment: the file never got its
 				// final name, so nothing was written to it.
-				if err := os.Remove(filepath.Join(w.opts.Dir, name)); err != nil {
+				if err := w.opts.FS.Remove(filepath.Join(w.opts.Dir, name)); err != nil {
 					return nil, fmt.Errorf("wal: remove leftover %s: %w", name, err)
 				}
 				w.log.Info("wal: removed leftover temporary file", "file", name)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/internal/vfs"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -28,6 +29,33 @@ type refuseFS struct {
 	tmpSyncErr atomic.Bool   // fsync of a .tmp file fails with EIO
 	truncErr   atomic.Bool   // Truncate fails with EIO
 	tmpOpens   atomic.Int64
+	tmpRemoves atomic.Int64 // .tmp files removed or renamed (through fsys), or never created
+}
+
+// fsys is the filesystem that goes with open: the OS, counting the .tmp
+// files removed, so that noTempFiles can tell a file left behind from one
+// an attempt in flight is using.
+func (fs *refuseFS) fsys() vfs.FS { return countingFS{vfs.Default, fs} }
+
+type countingFS struct {
+	vfs.FS
+	r *refuseFS
+}
+
+func (c countingFS) Rename(oldname, newname string) error {
+	err := c.FS.Rename(oldname, newname)
+	if err == nil && strings.HasSuffix(oldname, tmpSuffix) {
+		c.r.tmpRemoves.Add(1)
+	}
+	return err
+}
+
+func (c countingFS) Remove(name string) error {
+	err := c.FS.Remove(name)
+	if err == nil && strings.HasSuffix(name, tmpSuffix) {
+		c.r.tmpRemoves.Add(1)
+	}
+	return err
 }
 
 func (fs *refuseFS) open(path string, flag int, perm os.FileMode) (SegmentFile, error) {
@@ -39,6 +67,7 @@ func (fs *refuseFS) open(path string, flag int, perm os.FileMode) (SegmentFile, 
 			<-fs.holdOpen
 		}
 		if p := fs.openErr.Load(); p != nil {
+			fs.tmpRemoves.Add(1) // nothing was created: no attempt in flight
 			return nil, &os.PathError{Op: "open", Path: path, Err: *p}
 		}
 	}
@@ -120,13 +149,24 @@ func waitRefused(t *testing.T, w *WAL, want bool) Stats {
 	}
 }
 
-// noTempFiles fails the test if a .tmp file is left in dir.
-func noTempFiles(t *testing.T, dir string) {
+// noTempFiles fails the test if a .tmp file is left in dir. The log keeps
+// retrying meanwhile, so a .tmp file seen while an attempt is in flight
+// (opened, not yet removed) proves nothing: it looks again until it sees
+// the directory with no attempt in flight.
+func noTempFiles(t *testing.T, dir string, fs *refuseFS) {
 	t.Helper()
-	left, _ := filepath.Glob(filepath.Join(dir, "*"+tmpSuffix))
-	if len(left) > 0 {
-		t.Fatalf("temporary files left: %v", left)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Microsecond) {
+		opened, removed := fs.tmpOpens.Load(), fs.tmpRemoves.Load()
+		left, _ := filepath.Glob(filepath.Join(dir, "*"+tmpSuffix))
+		if opened != removed || fs.tmpOpens.Load() != opened {
+			continue
+		}
+		if len(left) > 0 {
+			t.Fatalf("temporary files left: %v", left)
+		}
+		return
 	}
+	t.Fatal("no moment without a file creation in flight")
 }
 
 // A failure to create the next file refuses the group with nothing
@@ -146,7 +186,7 @@ func TestCreateFailureIsRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := &refuseFS{}
 			var un unwrittenLog
-			opts := Options{Dir: t.TempDir(), SegmentBytes: 1, OpenFile: fs.open, Unwritten: un.note, RetryInterval: 20 * time.Millisecond}
+			opts := Options{Dir: t.TempDir(), SegmentBytes: 1, FS: fs.fsys(), OpenFile: fs.open, Unwritten: un.note, RetryInterval: 20 * time.Millisecond}
 			w, _ := openWAL(t, opts)
 			batches := genBatches(1, 2, 3, 50)
 			writeEach(t, w, batches[:1]) // the current file has frames: the next group rotates
@@ -177,7 +217,7 @@ func TestCreateFailureIsRefused(t *testing.T) {
 			if s := w.Stats(); s.Refused == nil || s.RefusedSince != w.Stats().RefusedSince {
 				t.Fatalf("still failing, Stats.Refused = %v", s.Refused)
 			}
-			noTempFiles(t, opts.Dir)
+			noTempFiles(t, opts.Dir, fs)
 
 			fs.heal()
 			waitRefused(t, w, false) // with no traffic: the retry found it gone

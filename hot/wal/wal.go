@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/internal/vfs"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -33,8 +34,11 @@ type Options struct {
 	// Registerer receives tierd_wal_* metrics (fsync latency, bytes written,
 	// group commits, ...); nil: no metrics.
 	Registerer prometheus.Registerer
+	// FS is the filesystem the log lives in; nil means vfs.Default (the
+	// OS). Crash tests run the log on a vfs.MemFS.
+	FS vfs.FS
 	// OpenFile opens WAL files; tests inject short writes and failed syncs
-	// through it. Default os.OpenFile.
+	// through it. Default FS.OpenFile.
 	OpenFile func(path string, flag int, perm os.FileMode) (SegmentFile, error)
 	// ProducerTTL is how long an idempotent producer's last batch is
 	// remembered after it was written (default 7 days): a retry later than
@@ -82,9 +86,17 @@ func (o *Options) setDefaults() {
 	if o.RetryInterval <= 0 {
 		o.RetryInterval = DefaultRetryInterval
 	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
 	if o.OpenFile == nil {
+		fsys := o.FS
 		o.OpenFile = func(path string, flag int, perm os.FileMode) (SegmentFile, error) {
-			return os.OpenFile(path, flag, perm)
+			f, err := fsys.OpenFile(path, flag, perm)
+			if err != nil {
+				return nil, err // a nil vfs.File must not become a non-nil SegmentFile
+			}
+			return f, nil
 		}
 	}
 }
@@ -233,7 +245,7 @@ type WAL struct {
 	}
 
 	// Owned by the committer goroutine.
-	dir      *os.File // the log's directory, held open so that a rotation needs no descriptor to sync it
+	dir      vfs.File // the log's directory, held open so that a rotation needs no descriptor to sync it
 	cur      SegmentFile
 	curSeg   *segment
 	dirty    bool // written since the last fsync
@@ -260,7 +272,7 @@ func Open(ctx context.Context, opts Options, replay func(Batch) error) (*WAL, er
 	if opts.Sync < SyncAlways || opts.Sync > SyncNone {
 		return nil, fmt.Errorf("wal: unknown sync mode %d", opts.Sync)
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	w := &WAL{
@@ -280,7 +292,7 @@ func Open(ctx context.Context, opts Options, replay func(Batch) error) (*WAL, er
 		next = segs[len(segs)-1].seq + 1
 	}
 	w.files.list = segs
-	if w.dir, err = os.Open(opts.Dir); err != nil {
+	if w.dir, err = opts.FS.OpenDir(opts.Dir); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	f, seg, err := w.newFile(next)
@@ -405,7 +417,7 @@ scan:
 				break scan
 			}
 		}
-		if rerr := os.Remove(seg.path); rerr != nil && !os.IsNotExist(rerr) {
+		if rerr := w.opts.FS.Remove(seg.path); rerr != nil && !os.IsNotExist(rerr) {
 			err = fmt.Errorf("wal: checkpoint: %w", rerr)
 			break
 		}
@@ -655,7 +667,7 @@ func (w *WAL) newFile(seq uint64) (SegmentFile, *segment, error) {
 	path := filepath.Join(w.opts.Dir, segmentName(seq))
 	tmp := path + tmpSuffix
 	// An attempt that failed may have left it (its removal failed too).
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := w.opts.FS.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, &refusal{op: opCreate, err: fmt.Errorf("create %s: %w", path, err)}
 	}
 	f, err := w.opts.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
@@ -673,11 +685,11 @@ func (w *WAL) newFile(seq uint64) (SegmentFile, *segment, error) {
 		err = w.timedSync(f)
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = w.opts.FS.Rename(tmp, path)
 	}
 	if err != nil {
 		f.Close()
-		os.Remove(tmp)
+		w.opts.FS.Remove(tmp)
 		return nil, nil, &refusal{op: opCreate, err: fmt.Errorf("create %s: %w", path, err)}
 	}
 	if err := w.dir.Sync(); err != nil {
