@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tierd/tierd/internal/vfs"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -129,7 +130,7 @@ func writeMarker(dir, stream string, retainedFrom uint64) error {
 		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = vfs.SyncDir(vfs.Default, dir)
 	}
 	if err != nil {
 		os.Remove(tmp)

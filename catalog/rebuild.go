@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tierd/tierd/internal/vfs"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -68,7 +68,11 @@ type RebuildReport struct {
 // those of Open, except that no metrics are registered.
 func Rebuild(ctx context.Context, path string, warmSegments []tiers.SegmentMeta, coldSegments []tiers.SegmentMeta, opts Options) (RebuildReport, error) {
 	var rep RebuildReport
-	if _, err := os.Lstat(path); err == nil {
+	// The catalog's files are bbolt's, which opens them with the os
+	// package itself: what Rebuild does to them by name goes to the same
+	// filesystem, the OS's, never another vfs.FS.
+	fsys := vfs.Default
+	if _, err := fsys.Lstat(path); err == nil {
 		return rep, fmt.Errorf("%w: %s (move it aside to rebuild)", ErrExists, path)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return rep, fmt.Errorf("catalog: rebuild: %w", err)
@@ -103,7 +107,7 @@ func Rebuild(ctx context.Context, path string, warmSegments []tiers.SegmentMeta,
 	}
 
 	tmp := path + ".tmp"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return rep, fmt.Errorf("catalog: rebuild: %w", err)
 	}
 	// The temporary catalog registers no metrics: the caller's registerer
@@ -151,13 +155,13 @@ func Rebuild(ctx context.Context, path string, warmSegments []tiers.SegmentMeta,
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = fsys.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = vfs.SyncDir(fsys, filepath.Dir(path))
 	}
 	if err != nil {
-		os.Remove(tmp)
+		fsys.Remove(tmp)
 		return rep, fmt.Errorf("catalog: rebuild %s: %w", path, err)
 	}
 	rep.Streams, rep.Segments = len(streams), len(segs)
@@ -259,17 +263,4 @@ func mergeTiers(warm, cold []tiers.SegmentMeta) ([]tiers.SegmentMeta, []string) 
 // describe names a segment in a conflict report.
 func describe(m *tiers.SegmentMeta) string {
 	return fmt.Sprintf("%s [%d, %d] %s", m.Stream, m.Base, m.Last, m.Digest)
-}
-
-// syncDir fsyncs a directory so that a rename in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/internal/vfs"
 	"github.com/tierd/tierd/testenv"
 )
 
@@ -55,6 +56,16 @@ func backends() []backend {
 				t.Fatal(err)
 			}
 			return objstore.WithMetrics(objstore.WithPrefix(f, "tierd/"), prometheus.NewRegistry())
+		}},
+		// The file provider on the memory filesystem of crash tests: it
+		// must keep the same contract as on the OS's.
+		{"file-memfs", func(t *testing.T) objstore.Bucket {
+			f, err := objstore.NewFileFS(vfs.NewCrashableMem(), "/store")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return f
 		}},
 		{"s3-minio", minioBackend(objstore.DriverMinio)},
 		{"s3-aws", minioBackend(objstore.DriverAWS)},

@@ -8,11 +8,12 @@ import (
 	"io"
 	"io/fs"
 	"iter"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/tierd/tierd/internal/vfs"
 )
 
 // tmpPrefix names the file provider's temporary files. ValidateKey reserves
@@ -31,19 +32,24 @@ const tmpPrefix = ".objstore-tmp-"
 // fails (and the other way round). tierd's key layout never does this.
 type File struct {
 	root   string
+	fs     vfs.FS
 	closed atomic.Bool
 }
 
 // NewFile opens (creating if needed) a directory store rooted at dir.
-func NewFile(dir string) (*File, error) {
+func NewFile(dir string) (*File, error) { return NewFileFS(vfs.Default, dir) }
+
+// NewFileFS is NewFile on the filesystem fsys (crash tests run the store on
+// a vfs.MemFS).
+func NewFileFS(fsys vfs.FS, dir string) (*File, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("objstore: file store %q: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if err := fsys.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("objstore: file store: %w", err)
 	}
-	return &File{root: abs}, nil
+	return &File{root: abs, fs: fsys}, nil
 }
 
 func (f *File) backend() string { return "file " + f.root }
@@ -80,15 +86,15 @@ func (f *File) put(ctx context.Context, key string, r io.Reader, size int64) err
 	}
 	dst := f.path(key)
 	dir := filepath.Dir(dst)
-	var tmp *os.File
+	var tmp vfs.File
 	// A concurrent Delete may remove the directory between MkdirAll and
 	// CreateTemp (it prunes empty parents); try again a few times.
 	for attempt := 0; ; attempt++ {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := f.fs.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 		var err error
-		tmp, err = os.CreateTemp(dir, tmpPrefix+"*")
+		tmp, err = f.fs.CreateTemp(dir, tmpPrefix+"*", 0o600)
 		if err == nil {
 			break
 		}
@@ -100,7 +106,7 @@ func (f *File) put(ctx context.Context, key string, r io.Reader, size int64) err
 	defer func() {
 		if !ok {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			f.fs.Remove(tmp.Name())
 		}
 	}()
 	if _, err := io.Copy(tmp, newExactReader(ctx, r, size)); err != nil {
@@ -115,29 +121,17 @@ func (f *File) put(ctx context.Context, key string, r io.Reader, size int64) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := f.fs.Rename(tmp.Name(), dst); err != nil {
 		return err
 	}
 	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	return nil
+	return vfs.SyncDir(f.fs, dir)
 }
 
 // openRegular opens key's file, mapping a missing file or a directory (a
 // key that is only a prefix of others) to ErrNotFound.
-func (f *File) openRegular(key string) (*os.File, fs.FileInfo, error) {
-	fh, err := os.Open(f.path(key))
+func (f *File) openRegular(key string) (vfs.File, fs.FileInfo, error) {
+	fh, err := f.fs.Open(f.path(key))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotDir) {
 			return nil, nil, ErrNotFound
@@ -202,7 +196,7 @@ func (f *File) Stat(ctx context.Context, key string) (Attrs, error) {
 	if err := ctx.Err(); err != nil {
 		return Attrs{}, opError(f.backend(), "stat", key, err)
 	}
-	fi, err := os.Stat(f.path(key))
+	fi, err := f.fs.Stat(f.path(key))
 	if err == nil && !fi.Mode().IsRegular() {
 		err = ErrNotFound
 	}
@@ -226,22 +220,22 @@ func (f *File) Delete(ctx context.Context, key string) error {
 		return opError(f.backend(), "delete", key, err)
 	}
 	p := f.path(key)
-	fi, err := os.Lstat(p)
+	fi, err := f.fs.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotDir) || (err == nil && fi.IsDir()) {
 		return nil
 	}
 	if err == nil {
-		err = os.Remove(p)
+		err = f.fs.Remove(p)
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return opError(f.backend(), "delete", key, err)
 	}
 	dir := filepath.Dir(p)
-	if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := vfs.SyncDir(f.fs, dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return opError(f.backend(), "delete", key, err)
 	}
 	for dir != f.root && strings.HasPrefix(dir, f.root) {
-		if os.Remove(dir) != nil { // not empty, or already gone
+		if f.fs.Remove(dir) != nil { // not empty, or already gone
 			break
 		}
 		dir = filepath.Dir(dir)
@@ -278,7 +272,7 @@ func (f *File) walk(ctx context.Context, dirKey, prefix string, yield func(Attrs
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	entries, err := os.ReadDir(f.path(dirKey + "."))
+	entries, err := f.fs.ReadDir(f.path(dirKey + "."))
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotDir) {
 		return nil
 	}
