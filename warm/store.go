@@ -124,7 +124,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+	// The directory's own entry must survive a crash too, or every
+	// segment in it goes with it.
+	if err := vfs.MkdirAllSync(s.fs, dir, 0o755); err != nil {
 		return nil, fmt.Errorf("warm: open: %w", err)
 	}
 	streams, err := s.fs.ReadDir(dir)

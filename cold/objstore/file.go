@@ -46,7 +46,7 @@ func NewFileFS(fsys vfs.FS, dir string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("objstore: file store %q: %w", dir, err)
 	}
-	if err := fsys.MkdirAll(abs, 0o755); err != nil {
+	if err := vfs.MkdirAllSync(fsys, abs, 0o755); err != nil {
 		return nil, fmt.Errorf("objstore: file store: %w", err)
 	}
 	return &File{root: abs, fs: fsys}, nil
@@ -125,7 +125,25 @@ func (f *File) put(ctx context.Context, key string, r io.Reader, size int64) err
 		return err
 	}
 	ok = true
-	return vfs.SyncDir(f.fs, dir)
+	return f.syncUp(dir)
+}
+
+// syncUp fsyncs dir and every directory above it up to the root: the
+// rename is durable once dir is synced, but dir itself may be new (MkdirAll
+// above, by this Put or by a concurrent one that has not synced it yet),
+// and an object whose directory a crash takes away is lost with it. Syncing
+// the whole chain, always, costs a directory fsync per level of the key
+// (two for tierd's keys) and needs no memory of which directories are
+// durable.
+func (f *File) syncUp(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		if err := vfs.SyncDir(f.fs, d); err != nil {
+			return err
+		}
+		if d == f.root || !strings.HasPrefix(d, f.root) || d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 // openRegular opens key's file, mapping a missing file or a directory (a

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/internal/vfs"
 )
 
 // failingReader yields n bytes and then fails, like an upload source that
@@ -166,4 +167,30 @@ func FuzzValidateKey(f *testing.F) {
 			t.Fatalf("key %q names a temporary file", key)
 		}
 	})
+}
+
+// TestFilePutSurvivesCrash: once Put returns, the object survives a power
+// loss, although its key's directories were new: a crash that keeps only
+// what was synced must keep them and the object.
+func TestFilePutSurvivesCrash(t *testing.T) {
+	m := vfs.NewCrashableMem()
+	b, err := objstore.NewFileFS(m, "/data/cold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	key := "tierd/stream=IF2406/date=2026-11-22/00000000000000000000-00000000000000000099.parquet"
+	put(t, b, key, []byte("the object"))
+	after, err := objstore.NewFileFS(m.CrashClone(vfs.CrashOptions{}), "/data/cold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := after.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("after the crash: %v", err)
+	}
+	defer rc.Close()
+	if got, _ := io.ReadAll(rc); string(got) != "the object" {
+		t.Fatalf("after the crash: %q", got)
+	}
 }

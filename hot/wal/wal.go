@@ -272,7 +272,9 @@ func Open(ctx context.Context, opts Options, replay func(Batch) error) (*WAL, er
 	if opts.Sync < SyncAlways || opts.Sync > SyncNone {
 		return nil, fmt.Errorf("wal: unknown sync mode %d", opts.Sync)
 	}
-	if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
+	// The directory's own entry must survive a crash too, or every file in
+	// it goes with it.
+	if err := vfs.MkdirAllSync(opts.FS, opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
 	}
 	w := &WAL{

@@ -361,3 +361,26 @@ func TestSameAsOS(t *testing.T) {
 		})
 	}
 }
+
+// TestMkdirAllSync: the directories MkdirAllSync creates survive a crash,
+// those of MkdirAll alone do not.
+func TestMkdirAllSync(t *testing.T) {
+	m := NewCrashableMem()
+	if err := MkdirAllSync(m, "/durable/a/b", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// (After: syncing / above would have made its entry durable too.)
+	if err := m.MkdirAll("/plain/a/b", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirAllSync(m, "/durable/a/b", 0o755); err != nil { // exists: nothing to do
+		t.Fatal(err)
+	}
+	c := m.CrashClone(CrashOptions{})
+	if _, err := c.Stat("/durable/a/b"); err != nil {
+		t.Errorf("after the crash: %v", err)
+	}
+	if _, err := c.Stat("/plain"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a directory never synced into its parent survived: %v", err)
+	}
+}

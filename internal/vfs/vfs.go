@@ -16,6 +16,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -165,4 +167,39 @@ func ReadFile(fsys FS, name string) ([]byte, error) {
 			buf = append(buf, 0)[:len(buf)]
 		}
 	}
+}
+
+// MkdirAllSync is MkdirAll whose directories survive a power loss: the
+// entry of each directory it creates is synced in its parent. MkdirAll
+// alone leaves a new directory's entry to the filesystem's whim, and with
+// it everything later written below it, synced or not. It returns once
+// dir and every directory it created are durable.
+func MkdirAllSync(fsys FS, dir string, perm os.FileMode) error {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		_, err := fsys.Stat(d)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	// Parents first, so that each synced entry is reachable.
+	for _, d := range slices.Backward(missing) {
+		if err := SyncDir(fsys, filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
