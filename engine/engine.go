@@ -19,6 +19,7 @@ import (
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/internal/vfs"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 	"github.com/tierd/tierd/warm"
@@ -34,8 +35,13 @@ type Options struct {
 	// ProducerTTL is how long an idempotent producer's last batch is
 	// remembered (wal.producer_ttl); 0 means the WAL's default, 7 days.
 	ProducerTTL time.Duration
+	// FS is the filesystem of the WAL and the warm store; nil means
+	// vfs.Default (the OS). The catalog, which bbolt opens itself, and the
+	// retention markers stay on the OS's, in DataDir. Crash tests run the
+	// engine on a vfs.MemFS (give the cold tier's file store the same).
+	FS vfs.FS
 	// WALOpenFile opens WAL files (wal.Options.OpenFile): a seam for tests
-	// of storage conditions; nil means os.OpenFile.
+	// of storage conditions; nil means FS's.
 	WALOpenFile func(path string, flag int, perm os.FileMode) (wal.SegmentFile, error)
 	// WALRetryInterval bounds the WAL's own retries of a refused group
 	// (wal.Options.RetryInterval); 0 means its default, 1s.
@@ -132,7 +138,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("engine: open catalog: %w", err)
 	}
-	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{MapCacheBytes: opts.WarmMapCacheBytes, Logger: opts.Logger, Registerer: opts.Registerer}); err != nil {
+	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{MapCacheBytes: opts.WarmMapCacheBytes, Logger: opts.Logger, Registerer: opts.Registerer, FS: opts.FS}); err != nil {
 		e.catalog.Close()
 		return nil, fmt.Errorf("engine: open warm store: %w", err)
 	}
@@ -154,6 +160,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		Tick:            opts.HotTick,
 		WAL: wal.Options{
 			Dir:           filepath.Join(opts.DataDir, "wal"),
+			FS:            opts.FS,
 			Sync:          opts.WALSync,
 			SyncInterval:  opts.WALSyncInterval,
 			SegmentBytes:  opts.WALSegmentBytes,
