@@ -240,10 +240,11 @@ func crashCheck(t *testing.T, fsys vfs.FS, dataDir string, run crashRun) {
 	}
 }
 
-// TestCrashEngine crashes the engine at crashPoints points spread over its
-// workload's filesystem calls (every one when the workload makes fewer).
+// TestCrashEngine crashes the engine after every mutating filesystem call
+// of its workload (spread over them, were there more than maxCrashPoints),
+// at least minCrashPoints times.
 func TestCrashEngine(t *testing.T) {
-	const crashPoints = 220
+	const minCrashPoints, maxCrashPoints = 200, 1000
 	// One run without a crash counts the workload's mutating calls.
 	m := vfs.NewCrashableMem()
 	dir := t.TempDir()
@@ -257,11 +258,13 @@ func TestCrashEngine(t *testing.T) {
 	crashCheck(t, m.CrashClone(vfs.CrashOptions{}), dir, full)
 	t.Logf("the workload makes %d mutating filesystem calls, %d moves to cold", total, full.moves)
 
-	points := make([]int64, 0, crashPoints)
-	for i := range int64(crashPoints) {
-		points = append(points, i*total/(crashPoints-1))
+	var points []int64
+	for i := range min(total, maxCrashPoints-1) + 1 {
+		points = append(points, i*total/min(total, maxCrashPoints-1))
 	}
-	points = slices.Compact(points)
+	if len(points) < minCrashPoints {
+		t.Fatalf("%d crash points; the workload must make at least %d mutating calls", len(points), minCrashPoints)
+	}
 	start := time.Now()
 	// A run mostly waits for the catalog's fsyncs: a few at a time keep two
 	// cores busy. (t.Run may be called from several goroutines.)
