@@ -127,7 +127,8 @@ type Engine struct {
 // offset.
 func Open(ctx context.Context, opts Options) (*Engine, error) {
 	opts.setDefaults()
-	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+	// On the OS's filesystem whatever opts.FS is: the catalog lives there.
+	if err := vfs.MkdirAllSync(vfs.Default, opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	e := &Engine{opts: opts, started: opts.Now(), cold: opts.Cold, metrics: newMetrics(opts.Registerer)}

@@ -17,7 +17,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 )
 
@@ -169,37 +168,26 @@ func ReadFile(fsys FS, name string) ([]byte, error) {
 	}
 }
 
-// MkdirAllSync is MkdirAll whose directories survive a power loss: the
-// entry of each directory it creates is synced in its parent. MkdirAll
-// alone leaves a new directory's entry to the filesystem's whim, and with
-// it everything later written below it, synced or not. It returns once
-// dir and every directory it created are durable.
+// MkdirAllSync is MkdirAll whose directories survive a power loss: it
+// syncs every directory from dir's parent up to the root, so that the
+// entries of dir and of each of its ancestors are durable when it returns.
+// Syncing only the directories it creates is not enough: one created
+// before a crash (by a start that died before its sync) exists now and may
+// still not be durable, and with it everything written below it. An
+// ancestor that cannot be opened for want of permission is skipped (this
+// process created nothing there). Directory fsyncs of unchanged
+// directories are cheap; this runs when a store opens.
 func MkdirAllSync(fsys FS, dir string, perm os.FileMode) error {
-	var missing []string
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		_, err := fsys.Stat(d)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		missing = append(missing, d)
-		if d == filepath.Dir(d) {
-			break
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
+	dir = filepath.Clean(dir)
 	if err := fsys.MkdirAll(dir, perm); err != nil {
 		return err
 	}
-	// Parents first, so that each synced entry is reachable.
-	for _, d := range slices.Backward(missing) {
-		if err := SyncDir(fsys, filepath.Dir(d)); err != nil {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		if err := SyncDir(fsys, d); err != nil && !errors.Is(err, fs.ErrPermission) {
 			return err
 		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
 	}
-	return nil
 }
