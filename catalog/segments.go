@@ -215,12 +215,12 @@ func (c *Catalog) Locate(ctx context.Context, stream string, from, to uint64) (o
 	return out, retainedFrom, nil
 }
 
-// LocateTime returns the segments of stream whose [MinTS, MaxTS] meets
+// locateTime returns the segments of stream whose [MinTS, MaxTS] meets
 // [since, until) — since inclusive, until exclusive, as in tiers.Query —
 // ordered by base. Producer timestamps need not grow with offsets, so this
 // reads every segment of the stream. since >= until yields an empty slice;
 // an unknown stream wraps tiers.ErrStreamNotFound.
-func (c *Catalog) LocateTime(ctx context.Context, stream string, since, until int64) ([]tiers.SegmentMeta, error) {
+func (c *Catalog) locateTime(ctx context.Context, stream string, since, until int64) ([]tiers.SegmentMeta, error) {
 	q := tiers.Query{Since: since, Until: until}
 	return c.scan(ctx, "locate_time", stream, func(m *tiers.SegmentMeta) bool {
 		return q.OverlapsTime(m.MinTS, m.MaxTS)
