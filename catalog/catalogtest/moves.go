@@ -352,6 +352,19 @@ func testTombstone(t *testing.T, e *env) {
 	_, err = s.Tombstone(ctx, "s", 25, tombAt, justified)
 	wantErr(t, "Tombstone of a missing segment", err, tiers.ErrSegmentNotFound)
 	same("a Tombstone of a missing segment", segs1, info1)
+
+	// Offsets missing above the watermark are damage, never a reason to
+	// skip them.
+	put(t, s, seg("g", 0, 9), seg("g", 20, 29))
+	segsG := segments(t, s, "g")
+	_, err = s.Tombstone(ctx, "g", 20, tombAt, justified)
+	var ce *tiers.CorruptionError
+	if !errors.As(err, &ce) || !errors.Is(err, catalog.ErrRetainedGap) {
+		t.Fatalf("Tombstone across a gap: %v, want a *tiers.CorruptionError wrapping ErrRetainedGap", err)
+	}
+	if now := segments(t, s, "g"); !slices.EqualFunc(now, segsG, equalMeta) || stream(t, s, "g").RetainedFrom != 0 {
+		t.Fatalf("a Tombstone across a gap changed the stream: %+v", now)
+	}
 }
 
 // testCommitDelete: only a tombstoned segment below the watermark is
