@@ -33,13 +33,14 @@ type broken struct {
 // breakages name each broken Store and the parts of the suite that must
 // catch it. "none" is the control: the wrapper alone passes the suite.
 var breakages = map[string][]string{
-	"none":                  nil,
-	"put-intent-noop":       {"Intents", "ClearIntent", "CommitMove", "SurvivesReopen"},
-	"intents-drops-one":     {"Intents", "ClearIntent", "CommitMove", "SurvivesReopen"},
-	"commit-move-no-clear":  {"CommitMove", "SurvivesReopen", "ConcurrentReadersWithWriter"},
-	"commit-move-no-change": {"CommitMove", "HotIsNeverStored", "SurvivesReopen"},
-	"segments-out-of-order": {"SegmentsInOffsetOrder"},
-	"locate-out-of-order":   {"SegmentsInOffsetOrder", "Locate"},
+	"none":                    nil,
+	"put-intent-noop":         {"Intents", "ClearIntent", "CommitMove", "SurvivesReopen"},
+	"intents-drops-one":       {"Intents", "ClearIntent", "CommitMove", "SurvivesReopen"},
+	"commit-move-no-clear":    {"CommitMove", "SurvivesReopen", "ConcurrentReadersWithWriter"},
+	"commit-move-no-change":   {"CommitMove", "HotIsNeverStored", "SurvivesReopen"},
+	"commit-delete-no-forget": {"CommitDelete", "PutSegmentRefusals"},
+	"segments-out-of-order":   {"SegmentsInOffsetOrder"},
+	"locate-out-of-order":     {"SegmentsInOffsetOrder", "Locate"},
 }
 
 // PutIntent of put-intent-noop answers success and records nothing: a
@@ -83,6 +84,22 @@ func (b *broken) CommitMove(ctx context.Context, stream string, base uint64, fn 
 		return m, b.Store.ClearFailure(ctx, stream, base)
 	}
 	return b.Store.CommitMove(ctx, stream, base, fn)
+}
+
+// CommitDelete of commit-delete-no-forget clears the intent and the
+// failure of a tombstoned segment but keeps the segment: a deletion half
+// done, whose objects nobody will remove.
+func (b *broken) CommitDelete(ctx context.Context, stream string, base uint64) error {
+	if b.kind == "commit-delete-no-forget" {
+		m, err := b.Store.Segment(ctx, stream, base)
+		if err == nil && !m.Tombstoned.IsZero() {
+			if err := b.Store.ClearIntent(ctx, stream, base); err != nil {
+				return err
+			}
+			return b.Store.ClearFailure(ctx, stream, base)
+		}
+	}
+	return b.Store.CommitDelete(ctx, stream, base)
 }
 
 // swapFirst swaps the first two segments, the smallest disorder there is.
@@ -160,8 +177,9 @@ var (
 )
 
 // TestBrokenStoresFailTheSuite: the suite fails a Store that loses an
-// intent, commits a move partially or lists segments out of order, in the
-// parts that check those promises, and passes the unbroken wrapper.
+// intent, commits a move or a deletion partially or lists segments out of
+// order, in the parts that check those promises, and passes the unbroken
+// wrapper.
 func TestBrokenStoresFailTheSuite(t *testing.T) {
 	if os.Getenv(envBroken) != "" {
 		t.Skip("this is the child process")
@@ -174,6 +192,7 @@ func TestBrokenStoresFailTheSuite(t *testing.T) {
 	for _, kind := range kinds {
 		must := breakages[kind]
 		t.Run(kind, func(t *testing.T) {
+			t.Parallel() // each child mostly waits for fsync
 			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestBrokenChild$", "-test.count=1", "-test.v", "-test.timeout=5m")
 			cmd.Env = append(os.Environ(), envBroken+"="+kind)
 			out, err := cmd.CombinedOutput()

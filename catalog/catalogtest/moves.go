@@ -481,6 +481,10 @@ func testFailures(t *testing.T, e *env) {
 			t.Fatalf("step %d: the intent = %+v (ok %v), want %d attempts and the last message", i, in, has, st.attempts)
 		}
 	}
+	// A failure needs no segment: a move may fail after its segment went.
+	if err := s.RecordFailure(ctx, "gone", 7, "stat: no such file"); err != nil {
+		t.Fatalf("RecordFailure of a segment the catalog does not hold: %v", err)
+	}
 	all, err = s.Failures(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -489,7 +493,7 @@ func testFailures(t *testing.T, e *env) {
 	for _, f := range all {
 		keys = append(keys, fmt.Sprintf("%s/%d", f.Stream, f.Base))
 	}
-	if want := []string{"a/0", "a/10", "b/0"}; !slices.Equal(keys, want) {
+	if want := []string{"a/0", "a/10", "b/0", "gone/7"}; !slices.Equal(keys, want) {
 		t.Fatalf("Failures lists %v, want %v (ordered by stream and base)", keys, want)
 	}
 	for i := range 2 {
