@@ -132,7 +132,7 @@ var tombAt = t0.Add(24 * time.Hour)
 func seg(stream string, base, last uint64) tiers.SegmentMeta {
 	return tiers.SegmentMeta{
 		Stream: stream, Base: base, Last: last, Count: last - base + 1,
-		Bytes: int64(last-base+1) * 100, MinTS: int64(base % 1e9), MaxTS: int64(last%1e9) + 1,
+		Bytes: int64(last-base+1) * 100, MinTS: int64(base >> 1), MaxTS: int64(last>>1) + 1,
 		SealedAt:   t0.Add(time.Duration(base%1000) * time.Millisecond),
 		Digest:     tiers.Digest{byte(base), byte(base >> 8), byte(base >> 16), byte(last)},
 		Placements: tiers.Of(tiers.Warm),

@@ -129,7 +129,7 @@ func testPutSegmentRefusals(t *testing.T, e *env) {
 	ctx := context.Background()
 	s := e.open()
 	put(t, s, seg("s", 10, 19), seg("s", 30, 39))
-	withSegs := func(f func(*tiers.SegmentMeta)) tiers.SegmentMeta {
+	changed := func(f func(*tiers.SegmentMeta)) tiers.SegmentMeta {
 		m := seg("s", 50, 59)
 		f(&m)
 		return m
@@ -144,13 +144,13 @@ func testPutSegmentRefusals(t *testing.T, e *env) {
 		{"inside", seg("s", 12, 15), catalog.ErrOverlap},
 		{"covers", seg("s", 20, 45), catalog.ErrOverlap},
 		{"same base, longer", seg("s", 10, 30), catalog.ErrOverlap},
-		{"count not dense", withSegs(func(m *tiers.SegmentMeta) { m.Count++ }), catalog.ErrInvalidSegment},
-		{"last before base", withSegs(func(m *tiers.SegmentMeta) { m.Last, m.Count = 49, 0 }), catalog.ErrInvalidSegment},
-		{"hot only", withSegs(func(m *tiers.SegmentMeta) { m.Placements = tiers.Of(tiers.Hot) }), catalog.ErrInvalidSegment},
-		{"no placement", withSegs(func(m *tiers.SegmentMeta) { m.Placements = 0 }), catalog.ErrInvalidSegment},
-		{"not sealed", withSegs(func(m *tiers.SegmentMeta) { m.SealedAt = time.Time{} }), catalog.ErrInvalidSegment},
-		{"cold bytes without cold", withSegs(func(m *tiers.SegmentMeta) { m.ColdBytes = 5 }), catalog.ErrInvalidSegment},
-		{"timestamps reversed", withSegs(func(m *tiers.SegmentMeta) { m.MinTS, m.MaxTS = 10, 9 }), catalog.ErrInvalidSegment},
+		{"count not dense", changed(func(m *tiers.SegmentMeta) { m.Count++ }), catalog.ErrInvalidSegment},
+		{"last before base", changed(func(m *tiers.SegmentMeta) { m.Last, m.Count = 49, 0 }), catalog.ErrInvalidSegment},
+		{"hot only", changed(func(m *tiers.SegmentMeta) { m.Placements = tiers.Of(tiers.Hot) }), catalog.ErrInvalidSegment},
+		{"no placement", changed(func(m *tiers.SegmentMeta) { m.Placements = 0 }), catalog.ErrInvalidSegment},
+		{"not sealed", changed(func(m *tiers.SegmentMeta) { m.SealedAt = time.Time{} }), catalog.ErrInvalidSegment},
+		{"cold bytes without cold", changed(func(m *tiers.SegmentMeta) { m.ColdBytes = 5 }), catalog.ErrInvalidSegment},
+		{"timestamps reversed", changed(func(m *tiers.SegmentMeta) { m.MinTS, m.MaxTS = 10, 9 }), catalog.ErrInvalidSegment},
 		{"bad stream name", seg("../x", 0, 9), tiers.ErrInvalidStreamName},
 		{"new stream, invalid", func() tiers.SegmentMeta { m := seg("t", 0, 9); m.Placements = 0; return m }(), catalog.ErrInvalidSegment},
 	}
