@@ -109,8 +109,6 @@ type Engine struct {
 	cold    *cold.Tier
 	moves   moveLocks
 	metrics *metrics
-	// appended wakes WaitFor after each successful append.
-	appended appendSignal
 	// walFailed is when WriteHealth first saw the WAL's sticky failure.
 	walFailed atomic.Pointer[time.Time]
 }
@@ -276,7 +274,6 @@ func (e *Engine) AppendAs(ctx context.Context, stream string, p hot.Producer, re
 	if err != nil {
 		return AppendResult{}, err
 	}
-	e.appended.fire() // a retry may publish records its first attempt did not
 	return AppendResult{First: first, Last: first + uint64(len(recs)) - 1, Count: len(recs), Duplicate: dup}, nil
 }
 

@@ -116,6 +116,8 @@ type Tier struct {
 	stop     chan struct{}
 	done     sync.WaitGroup
 	closed   atomic.Bool
+
+	waits waitHub // long-polling readers (notify.go)
 }
 
 // stream is one stream's in-memory state.
@@ -132,6 +134,8 @@ type stream struct {
 		producers map[wal.ProducerID]*producerEntry
 	}
 	visible atomic.Uint64 // records below this offset are durable and readable
+	// waiting are the stream's long-polling readers (notify.go); nil if none.
+	waiting atomic.Pointer[waiters]
 }
 
 // Open opens the WAL, replays it into memory and starts the flusher.
@@ -205,6 +209,7 @@ func (t *Tier) streamLocked(name string) *stream {
 			s.pol.Residency = t.opts.Residency
 		}
 		t.mu.streams[name] = s
+		t.adoptWaitersLocked(s)
 	}
 	return s
 }
@@ -395,16 +400,6 @@ func (t *Tier) truncateLocked(s *stream, from uint64) {
 	}
 	s.mu.next = from
 	s.revertProducersLocked(from)
-}
-
-// publish makes records below end visible to readers.
-func (s *stream) publish(end uint64) {
-	for {
-		cur := s.visible.Load()
-		if end <= cur || s.visible.CompareAndSwap(cur, end) {
-			return
-		}
-	}
 }
 
 // addLocked appends one record to the stream's active segment, starting one
