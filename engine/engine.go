@@ -66,7 +66,7 @@ type Options struct {
 
 	// Config is the configuration the migrator plans with. Every
 	// destructive action is justified again against it, and against the
-	// catalog, when it executes (justify.go): nil refuses every deletion.
+	// catalog, when it executes (mover/justify.go): nil refuses every deletion.
 	Config *policy.Config
 
 	Logger     *slog.Logger

@@ -240,7 +240,7 @@ func TestRefusalIsVisible(t *testing.T) {
 	if after := f.files(t); !slices.Equal(after, before) {
 		t.Fatalf("refused run removed files: %v -> %v", before, after)
 	}
-	if st := m.Status(); !slices.ContainsFunc(st.Failures, func(sf migrator.SegmentFailure) bool {
+	if st := m.Status(ctx); !slices.ContainsFunc(st.Failures, func(sf migrator.SegmentFailure) bool {
 		return sf.Base == b && strings.Contains(sf.Err, "deletion refused")
 	}) {
 		t.Fatalf("status does not show the refusal: %+v", st.Failures)

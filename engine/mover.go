@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/mover"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
@@ -25,9 +26,6 @@ var (
 	ErrRefused = mover.ErrRefused
 )
 
-// Mover returns the engine's mover: the executor the migrator is given.
-func (e *Engine) Mover() *mover.Mover { return e.mover }
-
 // PlanInput is mover.Mover.PlanInput.
 func (e *Engine) PlanInput(ctx context.Context, stream string) ([]policy.Segment, error) {
 	return e.mover.PlanInput(ctx, stream)
@@ -45,6 +43,11 @@ func (e *Engine) Settle(ctx context.Context) error { return e.mover.Settle(ctx) 
 // the catalog keeps it.
 func (e *Engine) LastFailure(ctx context.Context, stream string, base uint64) (msg string, at time.Time, attempts int, ok bool, err error) {
 	return e.mover.LastFailure(ctx, stream, base)
+}
+
+// Failures is mover.Mover.Failures: every segment's last failed move.
+func (e *Engine) Failures(ctx context.Context) ([]catalog.Failure, error) {
+	return e.mover.Failures(ctx)
 }
 
 // Offload is mover.Mover.Offload: it moves one sealed segment to the cold

@@ -31,16 +31,17 @@ func TestStatusReportsScheduleRunsAndFailures(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	st := &failingInput{segmentStore: newStore(4, now.Add(-2*time.Hour))}
 	st.fail[key("s", 100)] = errors.New("store down")
+	st.now = func() time.Time { return now }
 	m, err := New(st, Options{Config: config(t), Schedule: "@every 1h", MinBackoff: time.Minute, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := m.Status(); s.Schedule != "@every 1h" || s.LastRun != nil || len(s.Failures) != 0 || s.Running || s.LastError != "" {
+	if s := m.Status(context.Background()); s.Schedule != "@every 1h" || s.LastRun != nil || len(s.Failures) != 0 || s.Running || s.LastError != "" {
 		t.Fatalf("status before any run: %+v", s)
 	}
 	m.Start()
 	defer m.Stop(context.Background())
-	if s := m.Status(); s.NextRun.IsZero() || time.Until(s.NextRun) > time.Hour {
+	if s := m.Status(context.Background()); s.NextRun.IsZero() || time.Until(s.NextRun) > time.Hour {
 		t.Fatalf("next run %v, want within the hour", s.NextRun)
 	}
 
@@ -50,7 +51,7 @@ func TestStatusReportsScheduleRunsAndFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := m.Status()
+	s := m.Status(context.Background())
 	if s.LastRun == nil || len(s.LastRun.Results) != len(rep.Results) || len(s.Failures) != 1 {
 		t.Fatalf("status after a run: %+v", s)
 	}
@@ -75,7 +76,7 @@ func TestStatusReportsScheduleRunsAndFailures(t *testing.T) {
 	if _, err := m.Run(context.Background(), "", false); err == nil {
 		t.Fatal("a run without plan input succeeded")
 	}
-	if s := m.Status(); s.LastError == "" || !s.LastErrorAt.Equal(now) || s.LastRun == nil {
+	if s := m.Status(context.Background()); s.LastError == "" || !s.LastErrorAt.Equal(now) || s.LastRun == nil {
 		t.Fatalf("status after a failed run: %+v", s)
 	}
 	st.mu.Lock()
@@ -84,7 +85,7 @@ func TestStatusReportsScheduleRunsAndFailures(t *testing.T) {
 	if _, err := m.Run(context.Background(), "", false); err != nil {
 		t.Fatal(err)
 	}
-	if s := m.Status(); s.LastError != "" {
+	if s := m.Status(context.Background()); s.LastError != "" {
 		t.Fatalf("run error kept after a good run: %q", s.LastError)
 	}
 }

@@ -390,12 +390,18 @@ func (mv *Mover) recoverIntent(ctx context.Context, in catalog.Intent) error {
 }
 
 // LastFailure returns the last recorded failure of a move of the segment
-// (migrator.FailureSource): it survives restarts, unlike the migrator's
-// own memory.
+// (migrator.Executor). The catalog's record is the one failure history:
+// it survives restarts, and whatever finishes a move clears it.
 func (mv *Mover) LastFailure(ctx context.Context, stream string, base uint64) (msg string, at time.Time, attempts int, ok bool, err error) {
 	f, ok, err := mv.cat.LastError(ctx, stream, base)
 	if err != nil || !ok {
 		return "", time.Time{}, 0, false, err
 	}
 	return f.Err, f.At, f.Attempts, true, nil
+}
+
+// Failures returns every segment's last failed move, as the catalog records
+// them (migrator.Executor): status lists them.
+func (mv *Mover) Failures(ctx context.Context) ([]catalog.Failure, error) {
+	return mv.cat.Failures(ctx)
 }
