@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/policy"
 )
 
@@ -87,5 +88,58 @@ func TestStatusReportsScheduleRunsAndFailures(t *testing.T) {
 	}
 	if s := m.Status(context.Background()); s.LastError != "" {
 		t.Fatalf("run error kept after a good run: %q", s.LastError)
+	}
+}
+
+// TestFailuresHaveOneOwner: status and explain show the executor's record
+// of a failure, also one this migrator never saw (made before a restart,
+// or by an offload on demand), and forget it when the executor does,
+// retry schedule included.
+func TestFailuresHaveOneOwner(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	st := newStore(2, now.Add(-2*time.Hour))
+	st.failures[key("s", 100)] = &catalog.Failure{Stream: "s", Base: 100, Err: "drop-warm: disk on fire", At: now.Add(-time.Minute), Attempts: 3}
+	m, err := New(st, Options{Config: config(t), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := m.Status(ctx)
+	if len(s.Failures) != 1 {
+		t.Fatalf("status lists %d failures, want the executor's one", len(s.Failures))
+	}
+	if f := s.Failures[0]; f.Base != 100 || f.Action.Kind != policy.DropWarm || f.Err != "disk on fire" || f.Attempts != 3 || !f.RetryAt.IsZero() {
+		t.Fatalf("status failure %+v", f)
+	}
+	ex, err := m.Explain(ctx, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := ex.Segments[1].Failure; f == nil || f.Err != "drop-warm: disk on fire" || f.Attempts != 3 {
+		t.Fatalf("explain failure %+v", f)
+	}
+	// A run fails it again (the store's Execute fails) and schedules the
+	// retry; the executor counts the attempt.
+	st.fail[key("s", 100)] = errors.New("disk on fire")
+	st.now = func() time.Time { return now }
+	m.Run(ctx, "", false)
+	if f, ok, _ := m.LastFailure(ctx, "s", 100); !ok || f.Attempts != 4 || f.RetryAt.IsZero() {
+		t.Fatalf("after a failed retry: %+v %v", f, ok)
+	}
+	// Finished elsewhere: the record goes, and with it status's entry and
+	// the migrator's retry time.
+	st.mu.Lock()
+	delete(st.failures, key("s", 100))
+	delete(st.fail, key("s", 100))
+	st.mu.Unlock()
+	if s := m.Status(ctx); len(s.Failures) != 0 {
+		t.Fatalf("status after the record went: %+v", s.Failures)
+	}
+	m.Run(ctx, "", false)
+	m.mu.Lock()
+	n := len(m.mu.retry)
+	m.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d retry entries kept after the records went", n)
 	}
 }
