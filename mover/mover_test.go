@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -409,5 +410,116 @@ func TestPlanInputWithoutHotTier(t *testing.T) {
 	}
 	if _, err := f.mv.PlanInput(ctx, "nosuch"); !errors.Is(err, tiers.ErrStreamNotFound) {
 		t.Fatalf("plan input of an unknown stream: %v", err)
+	}
+}
+
+// wantRefused executes a and checks the refusal: an error wrapping
+// ErrRefused that says why, the segment and its files as they were, and
+// the refusal recorded as such.
+func (f *fixture) wantRefused(t *testing.T, mv *Mover, a policy.Action, why string) {
+	t.Helper()
+	ctx := context.Background()
+	before, _ := f.cat.Segment(ctx, a.Stream, a.Base)
+	warmBefore, objsBefore := f.warmExists(a.Stream, a.Base), f.coldObjects(t)
+	err := mv.Execute(ctx, a)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), why) {
+		t.Fatalf("%v: %v, want a refusal saying %q", a.Kind, err, why)
+	}
+	after, _ := f.cat.Segment(ctx, a.Stream, a.Base)
+	if after.Placements != before.Placements || !after.Tombstoned.Equal(before.Tombstoned) ||
+		f.warmExists(a.Stream, a.Base) != warmBefore || f.coldObjects(t) != objsBefore {
+		t.Fatalf("%v was refused, yet the segment changed: %+v -> %+v", a.Kind, before, after)
+	}
+	if fl, had, _ := f.cat.LastError(ctx, a.Stream, a.Base); !had || !fl.Refused || !strings.Contains(fl.Err, why) {
+		t.Fatalf("%v: record %+v (%v), want the refusal", a.Kind, fl, had)
+	}
+}
+
+// TestDeletionsJustifyThemselves: a tombstone, a delete-cold and a
+// delete-warm that the configuration and the clock do not call for are
+// refused when they execute, whatever the plan said.
+func TestDeletionsJustifyThemselves(t *testing.T) {
+	act := func(kind policy.ActionKind, base uint64) policy.Action {
+		return policy.Action{Kind: kind, Stream: "s", Base: base, Reason: "a stale or damaged plan"}
+	}
+	t.Run("cold", func(t *testing.T) {
+		f := newFixture(t, true)
+		ctx := context.Background()
+		f.put(t, "s", 0, 50, t0)
+		f.put(t, "s", 50, 50, t0)
+		f.clk.Advance(2 * 24 * time.Hour)
+		f.wantRefused(t, f.mv, act(policy.Tombstone, 0), "age 2d < cold.max_age 7d")
+		f.wantRefused(t, f.mv, act(policy.DeleteCold, 50), "not tombstoned")
+		f.clk.Advance(8 * 24 * time.Hour)
+		noConfig := New(Options{Catalog: f.cat, Warm: f.warm, Cold: f.cold, Now: f.clk.Now})
+		f.wantRefused(t, noConfig, act(policy.Tombstone, 0), "no retention configuration")
+		keep := *f.cfg
+		keep.Policies = []policy.Policy{{Name: "keep", Streams: []string{"*"}}}
+		*f.cfg, keep = keep, *f.cfg
+		f.wantRefused(t, f.mv, act(policy.Tombstone, 0), "keeps cold segments forever")
+		*f.cfg = keep
+		if err := f.mv.Execute(ctx, act(policy.Tombstone, 0)); err != nil {
+			t.Fatal(err)
+		}
+		if _, had, _ := f.cat.LastError(ctx, "s", 0); had {
+			t.Fatal("the refusal outlived a justified tombstone")
+		}
+		// A tombstone in the future (a clock that jumped, or damage).
+		if _, err := f.cat.Tombstone(ctx, "s", 50, f.clk.Now().Add(time.Hour), func(*tiers.SegmentMeta) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		f.clk.Advance(30 * time.Minute)
+		f.wantRefused(t, f.mv, act(policy.DeleteCold, 50), "in the future")
+	})
+	t.Run("warm", func(t *testing.T) {
+		f := newFixture(t, false)
+		f.put(t, "s", 0, 50, t0)
+		f.clk.Advance(2 * 24 * time.Hour)
+		f.wantRefused(t, f.mv, act(policy.DeleteWarm, 0), "local disk within warm.max_bytes")
+		f.cfg.Cold.Store = "file:///nonexistent"
+		f.clk.Advance(30 * 24 * time.Hour)
+		f.wantRefused(t, f.mv, act(policy.DeleteWarm, 0), "with a cold store configured")
+		f.cfg.Cold.Store = policy.StoreNone
+		if err := f.mv.Execute(context.Background(), act(policy.DeleteWarm, 0)); err != nil {
+			t.Fatal(err)
+		}
+		if f.warmExists("s", 0) {
+			t.Fatal("a justified delete-warm left the file")
+		}
+	})
+}
+
+// TestSettleFinishesAWarmDrop: a warm drop whose file removal failed after
+// its commit is not planned again; Settle, which the migrator calls before
+// each run, finishes it while tierd runs.
+func TestSettleFinishesAWarmDrop(t *testing.T) {
+	f := newFixture(t, true)
+	ctx := context.Background()
+	f.put(t, "s", 0, 50, t0)
+	if _, err := f.mv.Offload(ctx, "s", 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := failpoint.Enable(failpoint.MoveAfterCommit, "error"); err != nil {
+		t.Fatal(err)
+	}
+	err := f.mv.Execute(ctx, policy.Action{Kind: policy.DropWarm, Stream: "s", Base: 0})
+	failpoint.Disable(failpoint.MoveAfterCommit)
+	if !errors.Is(err, failpoint.ErrInjected) {
+		t.Fatalf("drop-warm with the failpoint: %v", err)
+	}
+	if fl, had, _ := f.cat.LastError(ctx, "s", 0); !had || fl.Refused {
+		t.Fatalf("the failed drop is not recorded: %+v %v", fl, had)
+	}
+	if err := f.mv.Settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.warmExists("s", 0) {
+		t.Fatal("Settle left the dropped warm file")
+	}
+	if in, _ := f.cat.Intents(ctx); len(in) != 0 {
+		t.Fatalf("intents left after Settle: %+v", in)
+	}
+	if _, had, _ := f.cat.LastError(ctx, "s", 0); had {
+		t.Fatal("the settled drop kept its failure record")
 	}
 }
