@@ -302,6 +302,25 @@ func TestRecoverUploads(t *testing.T) {
 	}
 }
 
+// interruptDrop copies segment s/base to cold, then drops its warm copy
+// with the failpoint move/after-commit armed: the drop stops after its
+// catalog commit, before the file goes.
+func (f *fixture) interruptDrop(t *testing.T, base uint64) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := f.mv.Offload(ctx, "s", base, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := failpoint.Enable(failpoint.MoveAfterCommit, "error"); err != nil {
+		t.Fatal(err)
+	}
+	err := f.mv.Execute(ctx, policy.Action{Kind: policy.DropWarm, Stream: "s", Base: base})
+	failpoint.Disable(failpoint.MoveAfterCommit)
+	if !errors.Is(err, failpoint.ErrInjected) {
+		t.Fatalf("drop-warm with the failpoint: %v", err)
+	}
+}
+
 // TestDropWarmCrashAfterCommit: a warm drop interrupted after its commit
 // (failpoint move/after-commit) leaves its intent and file; recovery at
 // start-up removes the file and clears the intent; RecoverWarm then finds
@@ -310,17 +329,7 @@ func TestDropWarmCrashAfterCommit(t *testing.T) {
 	f := newFixture(t, true)
 	ctx := context.Background()
 	f.put(t, "s", 0, 50, t0)
-	if _, err := f.mv.Offload(ctx, "s", 0, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := failpoint.Enable(failpoint.MoveAfterCommit, "error"); err != nil {
-		t.Fatal(err)
-	}
-	err := f.mv.Execute(ctx, policy.Action{Kind: policy.DropWarm, Stream: "s", Base: 0})
-	failpoint.Disable(failpoint.MoveAfterCommit)
-	if !errors.Is(err, failpoint.ErrInjected) {
-		t.Fatalf("drop-warm with the failpoint: %v", err)
-	}
+	f.interruptDrop(t, 0)
 	if !f.warmExists("s", 0) {
 		t.Fatal("the failpoint did not stop the drop before the file went")
 	}
@@ -496,17 +505,7 @@ func TestSettleFinishesAWarmDrop(t *testing.T) {
 	f := newFixture(t, true)
 	ctx := context.Background()
 	f.put(t, "s", 0, 50, t0)
-	if _, err := f.mv.Offload(ctx, "s", 0, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := failpoint.Enable(failpoint.MoveAfterCommit, "error"); err != nil {
-		t.Fatal(err)
-	}
-	err := f.mv.Execute(ctx, policy.Action{Kind: policy.DropWarm, Stream: "s", Base: 0})
-	failpoint.Disable(failpoint.MoveAfterCommit)
-	if !errors.Is(err, failpoint.ErrInjected) {
-		t.Fatalf("drop-warm with the failpoint: %v", err)
-	}
+	f.interruptDrop(t, 0)
 	if fl, had, _ := f.cat.LastError(ctx, "s", 0); !had || fl.Refused {
 		t.Fatalf("the failed drop is not recorded: %+v %v", fl, had)
 	}
