@@ -63,7 +63,8 @@ type Hot interface {
 type Options struct {
 	Catalog catalog.Moves
 	Warm    Warm
-	// Cold is the cold tier, or nil for none.
+	// Cold is the cold tier, or nil for none: an interface holding a nil
+	// *cold.Tier is not none, so leave the field unset instead.
 	Cold Cold
 	// Hot is the hot tier's view, or nil for none.
 	Hot Hot
