@@ -26,7 +26,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	out["tiers"] = tout
 	if s.opts.Migrator != nil {
-		out["migrator"] = toMigratorOut(s.opts.Migrator.Status())
+		out["migrator"] = toMigratorOut(s.opts.Migrator.Status(r.Context()))
 	} else {
 		out["migrator"] = nil
 	}
