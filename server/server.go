@@ -27,6 +27,7 @@ import (
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/internal/failpoint"
 	"github.com/tierd/tierd/migrator"
+	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -54,8 +55,8 @@ type Options struct {
 	// Migrator serves migrate and explain; without one they answer 409
 	// migrator_disabled.
 	Migrator *migrator.Migrator
-	// Tokens are the bearer tokens the API accepts (see requiredRole for
-	// which role each route needs). None means an open API.
+	// Tokens are the bearer tokens the API accepts (New registers each
+	// route with the role it needs). None means an open API.
 	Tokens []Token
 }
 
@@ -105,6 +106,8 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics       // nil without a Registerer
 	auth    *authenticator // nil: an open API
+	// roles is the role each registered route needs (route), by pattern.
+	roles map[string]policy.Role
 	// closing is cancelled by Shutdown; it ends long-polling reads.
 	closing   context.Context
 	stopWaits context.CancelFunc
@@ -114,7 +117,7 @@ type Server struct {
 // opts.Registerer, if set; servers sharing a registry share the series.
 func New(e *engine.Engine, opts Options) *Server {
 	opts = opts.withDefaults()
-	s := &Server{eng: e, opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s := &Server{eng: e, opts: opts, log: opts.Logger, mux: http.NewServeMux(), roles: map[string]policy.Role{}}
 	s.closing, s.stopWaits = context.WithCancel(context.Background())
 	if len(opts.Tokens) > 0 {
 		s.auth = newAuthenticator(opts.Tokens)
@@ -122,18 +125,22 @@ func New(e *engine.Engine, opts Options) *Server {
 	if opts.Registerer != nil {
 		s.metrics = newMetrics(opts.Registerer)
 	}
-	s.mux.HandleFunc("POST /v1/streams/{stream}/records", s.handleAppend)
-	s.mux.HandleFunc("GET /v1/streams/{stream}/records", s.handleRead)
-	s.mux.HandleFunc("GET /v1/streams", s.handleStreams)
-	s.mux.HandleFunc("GET /v1/streams/{stream}/segments", s.handleSegments)
-	s.mux.HandleFunc("POST /v1/streams/{stream}/segments/{base}/offload", s.handleOffload)
-	s.mux.HandleFunc("POST /v1/streams/{stream}/seal", s.handleSeal)
-	s.mux.HandleFunc("POST /v1/migrate", s.handleMigrate)
-	s.mux.HandleFunc("GET /v1/streams/{stream}/explain", s.handleExplain)
-	s.mux.HandleFunc("POST /v1/verify", s.handleVerify)
-	s.mux.HandleFunc("GET /v1/status", s.handleStatus)
-	s.mux.HandleFunc("GET /healthz", s.handleHealth)
-	s.mux.Handle("GET /metrics", s.metricsHandler())
+	// Every route with the role it needs, in one place (auth.go). Seal is
+	// an operator's endpoint: each call makes a segment file and a catalog
+	// entry, so a producer's token must not be able to cut a stream into
+	// one segment per record.
+	s.route("POST /v1/streams/{stream}/records", policy.RoleWrite, http.HandlerFunc(s.handleAppend))
+	s.route("GET /v1/streams/{stream}/records", policy.RoleRead, http.HandlerFunc(s.handleRead))
+	s.route("GET /v1/streams", policy.RoleRead, http.HandlerFunc(s.handleStreams))
+	s.route("GET /v1/streams/{stream}/segments", policy.RoleRead, http.HandlerFunc(s.handleSegments))
+	s.route("POST /v1/streams/{stream}/segments/{base}/offload", policy.RoleAdmin, http.HandlerFunc(s.handleOffload))
+	s.route("POST /v1/streams/{stream}/seal", policy.RoleAdmin, http.HandlerFunc(s.handleSeal))
+	s.route("POST /v1/migrate", policy.RoleAdmin, http.HandlerFunc(s.handleMigrate))
+	s.route("GET /v1/streams/{stream}/explain", policy.RoleAdmin, http.HandlerFunc(s.handleExplain))
+	s.route("POST /v1/verify", policy.RoleAdmin, http.HandlerFunc(s.handleVerify))
+	s.route("GET /v1/status", policy.RoleRead, http.HandlerFunc(s.handleStatus))
+	s.route("GET /healthz", roleAnyone, http.HandlerFunc(s.handleHealth))
+	s.route("GET /metrics", policy.RoleRead, s.metricsHandler())
 	return s
 }
 
