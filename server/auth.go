@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/policy"
 )
 
@@ -109,12 +110,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, pattern strin
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tierd"`)
 		s.log.Info("server: unauthenticated request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "a valid bearer token is required (Authorization: Bearer <token>)")
 		return false
 	}
 	if level < need.Level() {
 		s.log.Info("server: request refused: role too small", "method", r.Method, "path", r.URL.Path, "token", name, "need", string(need))
-		writeError(w, http.StatusForbidden, "forbidden", "token "+name+" may not do this: it needs the "+string(need)+" role")
+		writeError(w, http.StatusForbidden, api.CodeForbidden, "token "+name+" may not do this: it needs the "+string(need)+" role")
 		return false
 	}
 	return true

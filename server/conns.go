@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/internal/promreg"
 )
 
@@ -373,7 +374,7 @@ func (g *connGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if tc != nil && tc.reserve && r.URL.Path != "/healthz" {
 		g.limiter.met.refused.Inc()
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "too_many_connections",
+		writeError(w, http.StatusServiceUnavailable, api.CodeTooManyConnections,
 			fmt.Sprintf("tierd holds http.max_connections (%d) connections; this one is from the reserve kept for /healthz; retry later", g.limiter.max))
 		return
 	}
