@@ -353,7 +353,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 	if prod.Seq != 0 {
 		// Echoed on every answer, so a client that cannot read an answer's
 		// body still knows this server deduplicates its retry.
-		w.Header().Set(HeaderProducerSeq, strconv.FormatUint(prod.Seq, 10))
+		w.Header().Set(api.HeaderProducerSeq, strconv.FormatUint(prod.Seq, 10))
 	}
 	res, err := s.eng.AppendAs(r.Context(), stream, prod, recs)
 	if err == nil {

@@ -151,7 +151,7 @@ type frameInfo struct {
 	stream string
 	last   uint64 // highest offset in the frame
 	// An idempotent producer's batch: its ID, sequence and record count.
-	producer ProducerID
+	producer tiers.ProducerID
 	seq      uint64
 	at       int64
 	count    uint64
