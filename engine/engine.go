@@ -28,7 +28,7 @@ import (
 type Options struct {
 	DataDir string
 
-	WALSync         wal.SyncMode
+	WALSync         tiers.SyncMode
 	WALSyncInterval time.Duration
 	WALSegmentBytes int64
 	// ProducerTTL is how long an idempotent producer's last batch is

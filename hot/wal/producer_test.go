@@ -232,7 +232,7 @@ func (e *eventFS) open(path string, flag int, perm os.FileMode) (SegmentFile, er
 // power loss can still take) and before anything is appended.
 func TestOpenSyncsTheReplayedNewestFile(t *testing.T) {
 	dir := t.TempDir()
-	w, _ := openWAL(t, Options{Dir: dir, Sync: SyncNone}) // never fsyncs its frames
+	w, _ := openWAL(t, Options{Dir: dir, Sync: tiers.SyncNone}) // never fsyncs its frames
 	writeBatches(t, w, []Batch{producerBatch("s", tiers.ProducerID{1}, 1, 0, 3)})
 	closeWAL(t, w)
 	newest := filepath.Base(walFiles(t, dir)[0])

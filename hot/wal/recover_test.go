@@ -387,7 +387,7 @@ func FuzzOpen(f *testing.F) {
 				}
 			}
 			var first []Batch
-			w, err := Open(context.Background(), Options{Dir: dir, Sync: SyncNone}, func(b Batch) error {
+			w, err := Open(context.Background(), Options{Dir: dir, Sync: tiers.SyncNone}, func(b Batch) error {
 				first = append(first, b)
 				return nil
 			})
@@ -406,7 +406,7 @@ func FuzzOpen(f *testing.F) {
 				t.Fatal(err)
 			}
 			var second []Batch
-			w, err = Open(context.Background(), Options{Dir: dir, Sync: SyncNone}, func(b Batch) error {
+			w, err = Open(context.Background(), Options{Dir: dir, Sync: tiers.SyncNone}, func(b Batch) error {
 				second = append(second, b)
 				return nil
 			})

@@ -197,7 +197,7 @@ func TestCreateFailureIsRefused(t *testing.T) {
 // A write that runs out of space part way is truncated back: the group is
 // refused, the file is as it was, and the log goes on, in every sync mode.
 func TestFullDiskWriteIsUndone(t *testing.T) {
-	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncNone} {
+	for _, mode := range []tiers.SyncMode{tiers.SyncAlways, tiers.SyncInterval, tiers.SyncNone} {
 		t.Run(mode.String(), func(t *testing.T) {
 			fs := &refuseFS{}
 			var un unwrittenLog
