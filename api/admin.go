@@ -136,6 +136,16 @@ const (
 	FindingOrphanWarm = "orphan_warm"
 	// FindingOrphanCold: a cold object no segment places cold.
 	FindingOrphanCold = "orphan_cold"
+	// FindingLostSegment: a warm file or cold object no segment claims
+	// that holds offsets (From, To) no live segment holds and retention
+	// did not delete: possibly their only copy. Never delete it.
+	FindingLostSegment = "lost_segment"
+	// FindingRetention: a segment whose retention state contradicts the
+	// catalog or the policy.
+	FindingRetention = "retention"
+	// FindingRefused: a deletion by retention was refused at execution
+	// because nothing justified it.
+	FindingRefused = "refused"
 )
 
 // Finding is one problem verify found.

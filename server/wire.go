@@ -65,10 +65,12 @@ const (
 
 // parseQuery maps a read's URL parameters onto a tiers.Query. Unknown and
 // repeated parameters are errors, so a typo ("offset=") is not silently a
-// full read.
+// full read. A read without from starts at the first retained offset
+// (FromRetained: the engine applies retention).
 func parseQuery(v url.Values) (tiers.Query, error) {
 	q := tiers.AllRecords()
 	q.Limit = defaultLimit
+	q.FromRetained = !v.Has("from")
 	for name, vals := range v {
 		if len(vals) != 1 {
 			return q, fmt.Errorf("parameter %q given %d times", name, len(vals))
