@@ -89,7 +89,7 @@ func (c *Client) doHeaders(ctx context.Context, method, path string, query url.V
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("Content-Type", api.MediaNDJSON)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

@@ -27,12 +27,12 @@ func (c *Client) callLong(ctx context.Context, method, path string, query url.Va
 	if progress == nil {
 		return c.callJSON(ctx, method, path, query, v)
 	}
-	resp, err := c.doAccept(ctx, method, path, query, nil, "application/x-ndjson")
+	resp, err := c.doAccept(ctx, method, path, query, nil, api.MediaNDJSON)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+	if ct := resp.Header.Get("Content-Type"); ct != api.MediaNDJSON {
 		// The server answered at once, without progress.
 		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 			return fmt.Errorf("client: decoding %s %s: %w", method, path, err)

@@ -59,7 +59,7 @@ func (c *Client) AppendNDJSON(ctx context.Context, stream string, body io.Reader
 // AppendNDJSONIdempotent is AppendNDJSON with idem's producer headers, so
 // that retrying it (Retryable) never stores the batch twice.
 func (c *Client) AppendNDJSONIdempotent(ctx context.Context, stream string, idem Idempotence, body io.Reader) (AppendResult, error) {
-	return c.postAppend(ctx, stream, "application/x-ndjson", body, idem)
+	return c.postAppend(ctx, stream, api.MediaNDJSON, body, idem)
 }
 
 func recordsPath(stream string) string { return "/v1/streams/" + url.PathEscape(stream) + "/records" }

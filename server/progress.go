@@ -34,7 +34,7 @@ func wantsProgress(r *http.Request) bool {
 	for _, v := range r.Header.Values("Accept") {
 		for _, part := range strings.Split(v, ",") {
 			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
-			if strings.EqualFold(strings.TrimSpace(mt), "application/x-ndjson") {
+			if strings.EqualFold(strings.TrimSpace(mt), api.MediaNDJSON) {
 				return true
 			}
 		}
@@ -73,7 +73,7 @@ func (p *progressStream) line(v any) {
 		return
 	}
 	if !p.started {
-		p.w.Header().Set("Content-Type", "application/x-ndjson")
+		p.w.Header().Set("Content-Type", api.MediaNDJSON)
 		p.w.WriteHeader(http.StatusOK)
 		p.started = true
 	}

@@ -416,7 +416,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 		lastFlush = time.Now()
 	)
 	begin := func() {
-		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Content-Type", api.MediaNDJSON)
 		w.WriteHeader(http.StatusOK)
 		started = true
 	}
