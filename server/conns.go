@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -154,7 +155,11 @@ func newConnLimiter(ln net.Listener, o HTTPOptions) *connLimiter {
 		refusers: make(chan struct{}, maxRefusers),
 	}
 	l.met = newConnMetrics(o.Registerer, l)
-	body := fmt.Sprintf(`{"error":{"code":"too_many_connections","message":"tierd holds http.max_connections (%d) connections and its reserve; retry later"}}`+"\n", l.max)
+	// Written before any request is read, so not through writeError; the
+	// same error body all the same.
+	b, _ := json.Marshal(api.ErrorBody{Error: &api.Error{Code: api.CodeTooManyConnections,
+		Message: fmt.Sprintf("tierd holds http.max_connections (%d) connections and its reserve; retry later", l.max)}})
+	body := string(b) + "\n"
 	l.refusal = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
 		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 	return l
