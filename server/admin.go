@@ -68,6 +68,8 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	}
 	stream := params.Get("stream")
 	if stream != "" {
+		// Only whether the stream exists (404 stream_not_found otherwise):
+		// the migrator plans retention, the server does not.
 		if _, err := s.eng.Retention(r.Context(), stream); err != nil {
 			s.fail(w, r, err)
 			return
