@@ -27,6 +27,7 @@ import (
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/internal/failpoint"
 	"github.com/tierd/tierd/migrator"
+	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -61,7 +62,7 @@ type Options struct {
 
 // The defaults of Options, in one place.
 const (
-	DefaultMaxBodyBytes    = 64 << 20
+	DefaultMaxBodyBytes    = policy.DefaultMaxBodyBytes
 	DefaultMaxBatchRecords = 100000
 	// retryAfterSeconds is what a backpressure answer asks a producer to
 	// wait: the flusher frees memory within about that long.
