@@ -3,10 +3,12 @@ package testenv_test
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tierd/tierd/internal/tierdproc"
@@ -70,5 +72,38 @@ func TestTierdRefused(t *testing.T) {
 	var ee *tierdproc.ExitError
 	if !errors.As(err, &ee) || ee.Code == 0 || !strings.Contains(ee.Output, "hot.max_bytes") {
 		t.Fatalf("StartTierdErr = %v, want an ExitError naming hot.max_bytes", err)
+	}
+}
+
+// TestReservePort: a reserved port refuses connections until Listen, and
+// then serves on the same address.
+func TestReservePort(t *testing.T) {
+	r := testenv.ReservePort(t)
+	if _, err := net.Dial("tcp", r.Addr()); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial a reserved port: %v, want connection refused", err)
+	}
+	if _, err := net.Listen("tcp", r.Addr()); err == nil {
+		t.Fatal("another listener took the reserved port")
+	}
+	l, err := r.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.Addr().String() != r.Addr() {
+		t.Fatalf("listening on %s, reserved %s", l.Addr(), r.Addr())
+	}
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := r.Listen(); err == nil {
+		t.Fatal("a second Listen succeeded")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tierd/tierd/testenv"
 )
 
 // The crash test drives the real binary: concurrent writers append batches
@@ -40,17 +41,12 @@ func goBuild(pkg, name string) (string, error) {
 	return bin, nil
 }
 
-// freeAddr returns a loopback address nothing listens on just now: a
-// server that is down, as a client sees it. Never a place to start a
-// tierd (testenv.StartTierd listens on port 0).
+// freeAddr returns a loopback address nothing listens on: a server that
+// is down, as a client sees it. The port stays reserved for the test
+// (testenv.ReservePort), so no other process answers there.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testenv.ReservePort(t).Addr()
 }
 
 // startDaemon starts tierd on config and returns once it listens.
