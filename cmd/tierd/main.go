@@ -5,7 +5,10 @@
 //	tierd --config examples/tierd.yaml [--data-dir DIR] [--listen ADDR]
 //
 // With no --config it runs on the embedded defaults (data in ./tierd-data,
-// listening on 127.0.0.1:7070). SIGINT or SIGTERM shuts it down gracefully.
+// listening on 127.0.0.1:7070). Port 0 (--listen 127.0.0.1:0) takes a port
+// the kernel picks; the "tierd listening" line's addr names the bound
+// address, which is how tests find it (testenv.StartTierd). SIGINT or
+// SIGTERM shuts it down gracefully.
 // GET /metrics serves its Prometheus metrics (docs/metrics.md).
 package main
 
