@@ -243,10 +243,12 @@ func TestProducerFlushPersistsEverySentRecordOnce(t *testing.T) {
 // Close with a deadline then gives up on the queued records and reports
 // them failed.
 func TestProducerSendDoesNotBlockOnStoppedServer(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	srv.Close() // a closed listener: connections are refused
+	// A reserved port, not a closed server's: the Producer retries there
+	// until Close, and a port released meanwhile may be another test's
+	// tierd (it once got this test's records).
+	addr := reservedAddr(t)
 	var failed atomic.Int64
-	p := client.NewProducer(client.New(srv.URL), client.ProducerOptions{
+	p := client.NewProducer(client.New(addr), client.ProducerOptions{
 		MaxBackoff: 20 * time.Millisecond,
 		OnBatch: func(o *client.Outcome) {
 			if !errors.Is(o.Err, client.ErrProducerClosed) {
