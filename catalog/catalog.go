@@ -2,8 +2,13 @@
 // later cold) in an embedded bbolt database at <data>/catalog.db, and routes
 // reads: Locate finds the segments that hold an offset or time range.
 //
-// Hot residency is volatile and is never stored: PutSegment, UpdateSegment
-// and UpdatePlacements drop tiers.Hot, and the engine overlays what it holds
+// Callers hold it through the caller-shaped interfaces of iface.go (Reads,
+// Appends, Moves and their union Store), whose doc comments are the
+// contract; catalog/catalogtest is the conformance suite every
+// implementation of Store passes.
+//
+// Hot residency is volatile and is never stored: PutSegment and UpdateSegment
+// drop tiers.Hot, and the engine overlays what it holds
 // in memory. The catalog never holds two segments for one offset.
 //
 // Besides segments it keeps the migrator's move intents (intents.go), each

@@ -216,7 +216,7 @@ func TestLocate(t *testing.T) {
 	c, _ := openT(t, Options{})
 	// Segments [0,9] [10,19] [30,39]; a gap at 20..29.
 	put(t, c, seg("s", 30, 39), seg("s", 0, 9), seg("s", 10, 19))
-	if err := c.EnsureStream(context.Background(), "empty"); err != nil {
+	if err := c.ensureStream(context.Background(), "empty"); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -277,12 +277,12 @@ func TestLocateTime(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("[%d,%d)", tc.since, tc.until), func(t *testing.T) {
-			got, err := c.LocateTime(context.Background(), "s", tc.since, tc.until)
+			got, err := c.locateTime(context.Background(), "s", tc.since, tc.until)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(bases(got), tc.want) {
-				t.Fatalf("LocateTime = %v, want %v", bases(got), tc.want)
+				t.Fatalf("locateTime = %v, want %v", bases(got), tc.want)
 			}
 		})
 	}
@@ -300,10 +300,10 @@ func TestUnknownStream(t *testing.T) {
 	}{
 		{"Segments", func() error { _, err := c.Segments(ctx, "nope"); return err }, []error{tiers.ErrStreamNotFound}},
 		{"Locate", func() error { _, _, err := c.Locate(ctx, "nope", 0, 10); return err }, []error{tiers.ErrStreamNotFound}},
-		{"LocateTime", func() error { _, err := c.LocateTime(ctx, "nope", 0, 10); return err }, []error{tiers.ErrStreamNotFound}},
+		{"locateTime", func() error { _, err := c.locateTime(ctx, "nope", 0, 10); return err }, []error{tiers.ErrStreamNotFound}},
 		{"Segment", func() error { _, err := c.Segment(ctx, "nope", 0); return err }, []error{tiers.ErrSegmentNotFound, tiers.ErrStreamNotFound}},
 		{"Segment known stream", func() error { _, err := c.Segment(ctx, "known", 5); return err }, []error{tiers.ErrSegmentNotFound}},
-		{"UpdatePlacements", func() error { _, err := c.UpdatePlacements(ctx, "nope", 0, identity); return err }, []error{tiers.ErrSegmentNotFound}},
+		{"updatePlacements", func() error { _, err := c.updatePlacements(ctx, "nope", 0, identity); return err }, []error{tiers.ErrSegmentNotFound}},
 		{"DeleteSegment", func() error { return c.DeleteSegment(ctx, "nope", 0) }, []error{tiers.ErrSegmentNotFound}},
 	}
 	for _, tc := range cases {
@@ -326,16 +326,16 @@ func TestStreams(t *testing.T) {
 	ctx := context.Background()
 	now := t0
 	c, _ := openT(t, Options{Now: func() time.Time { return now }})
-	if err := c.EnsureStream(ctx, "b"); err != nil {
+	if err := c.ensureStream(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
 	now = t0.Add(time.Hour)
-	if err := c.EnsureStream(ctx, "b"); err != nil { // idempotent: keeps CreatedAt
+	if err := c.ensureStream(ctx, "b"); err != nil { // idempotent: keeps CreatedAt
 		t.Fatal(err)
 	}
 	put(t, c, seg("a", 0, 9), seg("a", 10, 14), seg("Z", 100, 100))
-	if err := c.EnsureStream(ctx, "bad/name"); !errors.Is(err, tiers.ErrInvalidStreamName) {
-		t.Fatalf("EnsureStream(bad/name) = %v", err)
+	if err := c.ensureStream(ctx, "bad/name"); !errors.Is(err, tiers.ErrInvalidStreamName) {
+		t.Fatalf("ensureStream(bad/name) = %v", err)
 	}
 	got, err := c.Streams(ctx)
 	if err != nil {
@@ -384,12 +384,12 @@ func TestHotIsNotStored(t *testing.T) {
 	if got.Placements != tiers.Of(tiers.Warm) {
 		t.Fatalf("stored placements %v, want warm", got.Placements)
 	}
-	got, err = c.UpdatePlacements(ctx, "s", 0, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Hot).With(tiers.Cold) })
+	got, err = c.updatePlacements(ctx, "s", 0, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Hot).With(tiers.Cold) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Placements != tiers.Of(tiers.Warm, tiers.Cold) {
-		t.Fatalf("UpdatePlacements stored %v, want warm+cold", got.Placements)
+		t.Fatalf("updatePlacements stored %v, want warm+cold", got.Placements)
 	}
 }
 
@@ -411,7 +411,7 @@ func TestUpdatePlacements(t *testing.T) {
 	}
 	for _, st := range steps {
 		var seen tiers.Placements
-		got, err := c.UpdatePlacements(ctx, "s", 0, func(p tiers.Placements) tiers.Placements { seen = p; return st.fn(p) })
+		got, err := c.updatePlacements(ctx, "s", 0, func(p tiers.Placements) tiers.Placements { seen = p; return st.fn(p) })
 		if !errors.Is(err, st.err) || (st.err == nil) != (err == nil) {
 			t.Fatalf("%s: err = %v, want %v", st.name, err, st.err)
 		}
@@ -433,7 +433,7 @@ func TestSurvivesReopen(t *testing.T) {
 	c, path := openT(t, Options{})
 	ms := []tiers.SegmentMeta{seg("s", 0, 9), seg("s", 10, 19), seg("t", 0, 0)}
 	put(t, c, ms...)
-	if _, err := c.UpdatePlacements(ctx, "s", 10, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Cold) }); err != nil {
+	if _, err := c.updatePlacements(ctx, "s", 10, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Cold) }); err != nil {
 		t.Fatal(err)
 	}
 	ms[1].Placements = tiers.Of(tiers.Warm, tiers.Cold)
@@ -497,7 +497,7 @@ func TestClosed(t *testing.T) {
 		"Segments":      func() error { _, err := c.Segments(ctx, "s"); return err },
 		"Streams":       func() error { _, err := c.Streams(ctx); return err },
 		"PutSegment":    func() error { return c.PutSegment(ctx, seg("s", 10, 19)) },
-		"EnsureStream":  func() error { return c.EnsureStream(ctx, "x") },
+		"ensureStream":  func() error { return c.ensureStream(ctx, "x") },
 		"DeleteSegment": func() error { return c.DeleteSegment(ctx, "s", 0) },
 	}
 	for name, call := range calls {
@@ -620,7 +620,7 @@ func TestConcurrentReadersWithWriter(t *testing.T) {
 				return
 			}
 			if i%3 == 0 {
-				if _, err := c.UpdatePlacements(ctx, "s", m.Base, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Cold) }); err != nil {
+				if _, err := c.updatePlacements(ctx, "s", m.Base, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Cold) }); err != nil {
 					errc <- err
 					return
 				}

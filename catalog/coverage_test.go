@@ -78,7 +78,7 @@ func TestCoverage(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := openT(t, Options{})
-			if err := c.EnsureStream(ctx, "s"); err != nil {
+			if err := c.ensureStream(ctx, "s"); err != nil {
 				t.Fatal(err)
 			}
 			put(t, c, tc.segs...)

@@ -160,11 +160,11 @@ func readMarker(dir, stream string) (retainedFrom uint64, ok bool, err error) {
 	return from, true, nil
 }
 
-// ReadMarkers returns the retention watermark of every stream with a marker
+// readMarkers returns the retention watermark of every stream with a marker
 // in dir, and a line for each marker that could not be read (a damaged
 // marker is reported, never guessed at). Leftover temp files are removed.
 // A missing dir holds no markers.
-func ReadMarkers(dir string) (map[string]uint64, []string, error) {
+func readMarkers(dir string) (map[string]uint64, []string, error) {
 	out := map[string]uint64{}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -47,7 +47,7 @@ type RebuildReport struct {
 // coldSegments cold, in both — same Last and Digest — warm and cold.
 //
 // What retention deleted comes from the retention markers in
-// opts.RetentionDir (ReadMarkers): each marked stream gets its watermark
+// opts.RetentionDir (readMarkers): each marked stream gets its watermark
 // back, its next offset is at least that (so the WAL never replays a
 // deleted record, and offsets are never handed out twice), and its segments
 // found below the watermark are catalogued tombstoned, now, to be deleted
@@ -75,7 +75,7 @@ func Rebuild(ctx context.Context, path string, warmSegments []tiers.SegmentMeta,
 	}
 	marks := map[string]uint64{}
 	if opts.RetentionDir != "" {
-		m, problems, err := ReadMarkers(opts.RetentionDir)
+		m, problems, err := readMarkers(opts.RetentionDir)
 		if err != nil {
 			return rep, err
 		}

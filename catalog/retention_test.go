@@ -137,15 +137,15 @@ func TestMarkers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, markerTemp+"s-123"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, problems, err := ReadMarkers(dir); err != nil || len(problems) != 1 {
-		t.Fatalf("ReadMarkers with a damaged marker: %v %v", problems, err)
+	if _, problems, err := readMarkers(dir); err != nil || len(problems) != 1 {
+		t.Fatalf("readMarkers with a damaged marker: %v %v", problems, err)
 	}
 	c, err = Open(path, Options{RetentionDir: dir, Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	marks, problems, err := ReadMarkers(dir)
+	marks, problems, err := readMarkers(dir)
 	if err != nil || len(problems) != 0 || marks["s"] != 10 || marks["t"] != 10 || marks["u"] != 99 || len(marks) != 3 {
 		t.Fatalf("markers after open: %v %v %v", marks, problems, err)
 	}

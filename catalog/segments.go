@@ -215,12 +215,12 @@ func (c *Catalog) Locate(ctx context.Context, stream string, from, to uint64) (o
 	return out, retainedFrom, nil
 }
 
-// LocateTime returns the segments of stream whose [MinTS, MaxTS] meets
+// locateTime returns the segments of stream whose [MinTS, MaxTS] meets
 // [since, until) — since inclusive, until exclusive, as in tiers.Query —
 // ordered by base. Producer timestamps need not grow with offsets, so this
 // reads every segment of the stream. since >= until yields an empty slice;
 // an unknown stream wraps tiers.ErrStreamNotFound.
-func (c *Catalog) LocateTime(ctx context.Context, stream string, since, until int64) ([]tiers.SegmentMeta, error) {
+func (c *Catalog) locateTime(ctx context.Context, stream string, since, until int64) ([]tiers.SegmentMeta, error) {
 	q := tiers.Query{Since: since, Until: until}
 	return c.scan(ctx, "locate_time", stream, func(m *tiers.SegmentMeta) bool {
 		return q.OverlapsTime(m.MinTS, m.MaxTS)
@@ -259,13 +259,13 @@ func (c *Catalog) scan(ctx context.Context, op, stream string, keep func(*tiers.
 	return out, nil
 }
 
-// UpdatePlacements replaces the placements of segment (stream, base) with
+// updatePlacements replaces the placements of segment (stream, base) with
 // fn's answer in one transaction and returns the segment as stored. It is
 // UpdateSegment for a caller that changes placements only: fn sees the stored
 // (durable) placements, tiers.Hot in its answer is dropped, and an answer
 // with neither warm nor cold fails with ErrInvalidSegment and changes
 // nothing.
-func (c *Catalog) UpdatePlacements(ctx context.Context, stream string, base uint64, fn func(tiers.Placements) tiers.Placements) (tiers.SegmentMeta, error) {
+func (c *Catalog) updatePlacements(ctx context.Context, stream string, base uint64, fn func(tiers.Placements) tiers.Placements) (tiers.SegmentMeta, error) {
 	return c.updateSegment(ctx, "update_placements", stream, base, false, func(m *tiers.SegmentMeta) error {
 		m.Placements = fn(m.Placements)
 		return nil

@@ -12,9 +12,9 @@ import (
 // ctxCheckEvery is how many values a scan decodes between context checks.
 const ctxCheckEvery = 1024
 
-// EnsureStream records the stream if it is new, stamping CreatedAt; it is a
+// ensureStream records the stream if it is new, stamping CreatedAt; it is a
 // no-op for a known stream. The name must pass tiers.ValidateStreamName.
-func (c *Catalog) EnsureStream(ctx context.Context, name string) error {
+func (c *Catalog) ensureStream(ctx context.Context, name string) error {
 	if err := tiers.ValidateStreamName(name); err != nil {
 		return fmt.Errorf("catalog: ensure stream: %w", err)
 	}

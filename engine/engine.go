@@ -19,6 +19,7 @@ import (
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/hot/wal"
+	"github.com/tierd/tierd/mover"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 	"github.com/tierd/tierd/warm"
@@ -28,7 +29,7 @@ import (
 type Options struct {
 	DataDir string
 
-	WALSync         wal.SyncMode
+	WALSync         tiers.SyncMode
 	WALSyncInterval time.Duration
 	WALSegmentBytes int64
 	// ProducerTTL is how long an idempotent producer's last batch is
@@ -65,7 +66,7 @@ type Options struct {
 
 	// Config is the configuration the migrator plans with. Every
 	// destructive action is justified again against it, and against the
-	// catalog, when it executes (justify.go): nil refuses every deletion.
+	// catalog, when it executes (mover/justify.go): nil refuses every deletion.
 	Config *policy.Config
 
 	Logger     *slog.Logger
@@ -107,10 +108,8 @@ type Engine struct {
 	warm    *warm.Store
 	hot     *hot.Tier
 	cold    *cold.Tier
-	moves   moveLocks
+	mover   *mover.Mover
 	metrics *metrics
-	// appended wakes WaitFor after each successful append.
-	appended appendSignal
 	// walFailed is when WriteHealth first saw the WAL's sticky failure.
 	walFailed atomic.Pointer[time.Time]
 }
@@ -136,11 +135,16 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 		e.catalog.Close()
 		return nil, fmt.Errorf("engine: open warm store: %w", err)
 	}
-	if err := e.recoverMoves(ctx); err != nil {
+	mo := mover.Options{Catalog: e.catalog, Warm: e.warm, Hot: hotView{e}, Config: opts.Config, Logger: opts.Logger, Now: opts.Now}
+	if e.cold != nil {
+		mo.Cold = e.cold
+	}
+	e.mover = mover.New(mo)
+	if err := e.mover.Recover(ctx); err != nil {
 		e.closeStores()
 		return nil, err
 	}
-	next, err := e.recoverWarm(ctx)
+	next, err := e.mover.RecoverWarm(ctx)
 	if err != nil {
 		e.closeStores()
 		return nil, err
@@ -177,47 +181,6 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// recoverWarm returns each catalogued stream's first unpersisted offset and
-// removes warm files at or above it: a crash between writing a segment file
-// and committing it to the catalog leaves such a file, and the WAL, which is
-// only checkpointed after the commit, still holds its records. It also
-// removes warm files of segments the catalog no longer places warm: a crash
-// after a move's catalog commit leaves those, and their data is in cold.
-func (e *Engine) recoverWarm(ctx context.Context) (map[string]uint64, error) {
-	streams, err := e.catalog.Streams(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("engine: list streams: %w", err)
-	}
-	next := make(map[string]uint64, len(streams))
-	for _, s := range streams {
-		next[s.Name] = s.NextOffset
-	}
-	files, err := e.warm.List()
-	if err != nil {
-		return nil, fmt.Errorf("engine: list warm files: %w", err)
-	}
-	for _, f := range files {
-		n, ok := next[f.Stream]
-		if ok && f.Base < n {
-			m, err := e.catalog.Segment(ctx, f.Stream, f.Base)
-			if err != nil || m.Placements.Has(tiers.Warm) || !m.Placements.Has(tiers.Cold) {
-				continue // kept: placed warm, or not ours to judge (verify reports orphans)
-			}
-			if err := e.checkColdCopy(ctx, m); err != nil {
-				e.opts.Logger.Warn("keeping the warm copy of a segment moved to cold: its cold copy cannot be confirmed", "path", f.Path, "err", err)
-				continue
-			}
-			e.opts.Logger.Info("removing warm copy of a segment moved to cold", "path", f.Path)
-		} else {
-			e.opts.Logger.Warn("removing uncommitted warm segment; the WAL holds its records", "path", f.Path)
-		}
-		if err := e.warm.Remove(f.Stream, f.Base); err != nil {
-			return nil, fmt.Errorf("engine: remove uncommitted %s: %w", f.Path, err)
-		}
-	}
-	return next, nil
-}
-
 func (e *Engine) closeStores() error {
 	err := errors.Join(e.warm.Close(), e.catalog.Close())
 	if e.cold != nil {
@@ -247,14 +210,14 @@ func (e *Engine) Flush(ctx context.Context) error { return e.hot.Flush(ctx) }
 // disk full, out of descriptors; retry later), tiers.ErrStorageFailed
 // (sticky until restart), tiers.ErrClosed.
 func (e *Engine) Append(ctx context.Context, stream string, recs []tiers.Record) (AppendResult, error) {
-	return e.AppendAs(ctx, stream, hot.Producer{}, recs)
+	return e.AppendAs(ctx, stream, tiers.Producer{}, recs)
 }
 
 // AppendAs is Append for an idempotent producer's batch (hot.Tier.AppendAs):
 // a retry of the producer's last batch in the stream is not appended again
 // and answers the offsets the batch got, with Duplicate set. An out of
 // sequence batch is tiers.ErrProducerSequence. A zero p appends as Append.
-func (e *Engine) AppendAs(ctx context.Context, stream string, p hot.Producer, recs []tiers.Record) (AppendResult, error) {
+func (e *Engine) AppendAs(ctx context.Context, stream string, p tiers.Producer, recs []tiers.Record) (AppendResult, error) {
 	if err := tiers.ValidateStreamName(stream); err != nil {
 		return AppendResult{}, err
 	}
@@ -276,7 +239,6 @@ func (e *Engine) AppendAs(ctx context.Context, stream string, p hot.Producer, re
 	if err != nil {
 		return AppendResult{}, err
 	}
-	e.appended.fire() // a retry may publish records its first attempt did not
 	return AppendResult{First: first, Last: first + uint64(len(recs)) - 1, Count: len(recs), Duplicate: dup}, nil
 }
 

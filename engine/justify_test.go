@@ -12,6 +12,7 @@ import (
 
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/migrator"
+	"github.com/tierd/tierd/mover"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 )
@@ -108,6 +109,14 @@ func (f *justifyFixture) wantRefused(t *testing.T, a policy.Action, why string) 
 	}
 }
 
+// setConfig gives the engine a mover that justifies against cfg, as if
+// the engine had been opened with it.
+func (f *justifyFixture) setConfig(cfg *policy.Config) {
+	e := f.e
+	e.opts.Config = cfg
+	e.mover = mover.New(mover.Options{Catalog: e.catalog, Warm: e.warm, Cold: e.cold, Hot: hotView{e}, Config: cfg, Logger: e.opts.Logger, Now: e.opts.Now})
+}
+
 func stale(kind policy.ActionKind, base uint64) policy.Action {
 	return policy.Action{Kind: kind, Stream: "s", Base: base, Reason: "a stale or damaged plan"}
 }
@@ -123,10 +132,10 @@ func TestTombstoneJustifies(t *testing.T) {
 	f.clk.Advance(30 * 24 * time.Hour)
 	*f.cfg = *keepForeverCfg(f.storeURL)
 	f.wantRefused(t, stale(policy.Tombstone, b), "keeps cold segments forever")
-	f.e.opts.Config = nil
+	f.setConfig(nil)
 	f.wantRefused(t, stale(policy.Tombstone, b), "no retention configuration")
 	// Justified, it goes through, and a success clears the refusal.
-	f.e.opts.Config = f.cfg
+	f.setConfig(f.cfg)
 	*f.cfg = defaultConfig(f.storeURL)
 	mustExecute(t, f.e, policy.Tombstone, "s", b)
 	if _, _, _, ok, _ := f.e.LastFailure(context.Background(), "s", b); ok {
@@ -231,7 +240,7 @@ func TestRefusalIsVisible(t *testing.T) {
 	if after := f.files(t); !slices.Equal(after, before) {
 		t.Fatalf("refused run removed files: %v -> %v", before, after)
 	}
-	if st := m.Status(); !slices.ContainsFunc(st.Failures, func(sf migrator.SegmentFailure) bool {
+	if st := m.Status(ctx); !slices.ContainsFunc(st.Failures, func(sf migrator.SegmentFailure) bool {
 		return sf.Base == b && strings.Contains(sf.Err, "deletion refused")
 	}) {
 		t.Fatalf("status does not show the refusal: %+v", st.Failures)
@@ -315,7 +324,7 @@ func TestDropWarmNeedsASoundColdCopy(t *testing.T) {
 	// A catalog that says the segment moved to cold while its object is
 	// gone: start-up keeps the warm file, and verify calls it a lost
 	// segment, not an orphan to delete.
-	if _, err := f.e.catalog.UpdatePlacements(ctx, "s", b, func(tiers.Placements) tiers.Placements { return tiers.Of(tiers.Cold) }); err != nil {
+	if _, err := f.e.catalog.UpdateSegment(ctx, "s", b, func(m *tiers.SegmentMeta) error { m.Placements = tiers.Of(tiers.Cold); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	f.e.Close(ctx)

@@ -526,7 +526,13 @@ func TestOpenSettlesInterruptedUploads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.upload(ctx, written.SegmentMeta); err != nil { // then the crash
+	r, err := e.warm.Acquire("s", written.Base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.cold.Upload(ctx, written.SegmentMeta, r.Scan(tiers.AllRecords()))
+	r.Release()
+	if err != nil { // then the crash
 		t.Fatal(err)
 	}
 	e.Close(ctx)

@@ -253,7 +253,7 @@ func (e *Engine) retentionFindings(name string, cv catalog.Coverage) []Finding {
 	}
 	now := e.opts.Now()
 	for _, m := range cv.Tombstoned {
-		if err := e.justifyRemoval(&m, cv.First, now, false); err != nil {
+		if err := e.mover.CheckRemoval(m, cv.First, now); err != nil {
 			out = append(out, Finding{Kind: FindingRetention, Stream: name, Base: m.Base,
 				Message: fmt.Sprintf("tombstoned %v, but its deletion is not justified: %v", m.Tombstoned, err)})
 		}
@@ -283,7 +283,7 @@ func (e *Engine) refusalFindings(ctx context.Context, stream string) ([]Finding,
 // placements are read again under the lock). It returns the findings and
 // how many copies it checked.
 func (e *Engine) verifySegment(ctx context.Context, m tiers.SegmentMeta) ([]Finding, int) {
-	defer e.moves.lock(m.Stream, m.Base)()
+	defer e.mover.Lock(m.Stream, m.Base)()
 	cur, err := e.catalog.Segment(ctx, m.Stream, m.Base)
 	if err != nil || !cur.Tombstoned.IsZero() {
 		return nil, 0 // deleted or tombstoned since the listing
@@ -439,7 +439,7 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, o *orphanScan, 
 			continue
 		}
 		rep.WarmFiles++
-		if !o.claimedWarm[filepath.Clean(f.Path)] && !e.moves.busy(f.Stream, f.Base) && !unpersisted(f.Stream, f.Base) &&
+		if !o.claimedWarm[filepath.Clean(f.Path)] && !e.mover.Busy(f.Stream, f.Base) && !unpersisted(f.Stream, f.Base) &&
 			!e.claimedNow(ctx, f.Stream, f.Base, tiers.Warm, "") {
 			rep.Findings = append(rep.Findings, o.orphanFinding(FindingOrphanWarm, f.Stream, f.Base, e.warmLast(f), "warm", f.Path,
 				"no segment places this file warm"))
@@ -454,7 +454,7 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, o *orphanScan, 
 			return nil
 		}
 		rep.ColdObjects++
-		if o.claimedCold[ob.Key] || (ob.Segment && (e.moves.busy(ob.Stream, ob.Base) || e.claimedNow(ctx, ob.Stream, ob.Base, tiers.Cold, ob.Key))) {
+		if o.claimedCold[ob.Key] || (ob.Segment && (e.mover.Busy(ob.Stream, ob.Base) || e.claimedNow(ctx, ob.Stream, ob.Base, tiers.Cold, ob.Key))) {
 			continue
 		}
 		if !ob.Segment {

@@ -281,9 +281,10 @@ func (t *Tier) dropLocked(s *stream) {
 
 // Evict drops the stream's resident segments that are persisted and end
 // below upTo, oldest first (what is resident stays a suffix of the stream),
-// and returns how many it dropped. The migrator calls it for a policy's
-// evict-hot actions; the tier's own residency and budget eviction run
-// regardless.
+// and returns how many it dropped. The mover calls it for a policy's
+// evict-hot actions (hot.max_age) and when it tombstones a segment. The
+// memory budget (hot.max_bytes) is this tier's alone (evict): the planner
+// does not plan for it.
 func (t *Tier) Evict(stream string, upTo uint64) int {
 	s := t.getStream(stream)
 	if s == nil {

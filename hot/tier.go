@@ -132,6 +132,8 @@ type Tier struct {
 	stop     chan struct{}
 	done     sync.WaitGroup
 	closed   atomic.Bool
+
+	waits waitHub // long-polling readers (notify.go)
 }
 
 // stream is one stream's in-memory state.
@@ -145,9 +147,11 @@ type stream struct {
 		segs      []*Segment // resident segments by base; the last may be active
 		active    *Segment   // nil when no records since the last seal
 		// producers holds each idempotent producer's last batch.
-		producers map[wal.ProducerID]*producerEntry
+		producers map[tiers.ProducerID]*producerEntry
 	}
 	visible atomic.Uint64 // records below this offset are durable and readable
+	// waiting are the stream's long-polling readers (notify.go); nil if none.
+	waiting atomic.Pointer[waiters]
 }
 
 // Open opens the WAL, replays it into memory and starts the flusher.
@@ -221,6 +225,7 @@ func (t *Tier) streamLocked(name string) *stream {
 			s.pol.Residency = t.opts.Residency
 		}
 		t.mu.streams[name] = s
+		t.adoptWaitersLocked(s)
 	}
 	return s
 }
@@ -237,7 +242,7 @@ func (t *Tier) getStream(name string) *stream {
 // WAL sync mode. The caller has validated the records. A batch is atomic: it
 // is one WAL frame, so after a crash it is present whole or not at all.
 func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (first uint64, err error) {
-	first, _, err = t.AppendAs(ctx, name, Producer{}, recs)
+	first, _, err = t.AppendAs(ctx, name, tiers.Producer{}, recs)
 	return first, err
 }
 
@@ -247,7 +252,7 @@ func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (fi
 // records got and dup set, once they are durable. An older p.Seq, or the
 // last one with another record count, is tiers.ErrProducerSequence. A zero
 // p appends as Append does.
-func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tiers.Record) (first uint64, dup bool, err error) {
+func (t *Tier) AppendAs(ctx context.Context, name string, p tiers.Producer, recs []tiers.Record) (first uint64, dup bool, err error) {
 	if len(recs) == 0 {
 		return 0, false, fmt.Errorf("%w: empty batch", tiers.ErrInvalidRecord)
 	}
@@ -411,16 +416,6 @@ func (t *Tier) truncateLocked(s *stream, from uint64) {
 	}
 	s.mu.next = from
 	s.revertProducersLocked(from)
-}
-
-// publish makes records below end visible to readers.
-func (s *stream) publish(end uint64) {
-	for {
-		cur := s.visible.Load()
-		if end <= cur || s.visible.CompareAndSwap(cur, end) {
-			return
-		}
-	}
 }
 
 // addLocked appends one record to the stream's active segment, starting one

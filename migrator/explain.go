@@ -5,16 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/policy"
 )
-
-// FailureSource is what an Executor may offer to explain failures that
-// outlive the process: the last error of a segment as the catalog keeps
-// it. When offered, it is what explain reports (the migrator's own memory
-// of failures goes at restart and misses moves finished elsewhere).
-type FailureSource interface {
-	LastFailure(ctx context.Context, stream string, base uint64) (msg string, at time.Time, attempts int, ok bool, err error)
-}
 
 // SegmentExplanation is what explain says of one segment.
 type SegmentExplanation struct {
@@ -63,7 +56,6 @@ func (m *Migrator) Explain(ctx context.Context, stream string) (Explanation, err
 			dueNow[a.Base] = a
 		}
 	}
-	fs, _ := m.exec.(FailureSource)
 	for _, s := range segs {
 		se := SegmentExplanation{Segment: s, Age: now.Sub(s.SealedAt)}
 		if a, ok := dueNow[s.Base]; ok {
@@ -71,25 +63,18 @@ func (m *Migrator) Explain(ctx context.Context, stream string) (Explanation, err
 		} else if a, ok := policy.Next(now, s, m.opts.Config); ok {
 			se.Next = &a
 		}
-		mem, inMem := m.LastFailure(s.Stream, s.Base)
-		switch {
-		case fs != nil:
-			// The executor's record is the truth (it survives restarts and
-			// is cleared by whatever finishes the move); the migrator's
-			// memory adds when it retries.
-			msg, at, attempts, ok, err := fs.LastFailure(ctx, s.Stream, s.Base)
-			if err != nil {
-				return ex, fmt.Errorf("migrator: explain: %w", err)
-			}
-			if ok {
-				f := Failure{Err: msg, At: at, Attempts: attempts}
-				if inMem {
-					f.Action, f.RetryAt = mem.Action, mem.RetryAt
-				}
-				se.Failure = &f
-			}
-		case inMem:
-			se.Failure = &mem
+		// The executor's record is the truth (it survives restarts and is
+		// cleared by whatever finishes the move); the migrator adds the
+		// action and when it retries. Explain shows the record's message
+		// as it is.
+		msg, at, attempts, ok, err := m.exec.LastFailure(ctx, s.Stream, s.Base)
+		if err != nil {
+			return ex, fmt.Errorf("migrator: explain: %w", err)
+		}
+		if ok {
+			f := m.failure(catalog.Failure{Stream: s.Stream, Base: s.Base, Err: msg, At: at, Attempts: attempts})
+			f.Err = msg
+			se.Failure = &f
 		}
 		ex.Segments = append(ex.Segments, se)
 	}

@@ -2,7 +2,8 @@
 // demand) it asks the planner what should move, and executes those actions
 // through an Executor (the engine) with a concurrency limit, a byte-rate
 // limit, per-segment retries with backoff, and the last error of each
-// segment kept for explain. One failing segment never blocks the others.
+// segment read from the executor's record for explain and status. One
+// failing segment never blocks the others.
 package migrator
 
 import (
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,19 +21,33 @@ import (
 	"github.com/robfig/cron/v3"
 	"golang.org/x/time/rate"
 
+	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/policy"
 )
 
-// Executor is what the migrator needs of the engine: the planner's input
-// and the crash-safe execution of one action.
+// Executor is what the migrator needs of the mover (the engine hands its
+// mover out, and delegates to it): the planner's input, the crash-safe
+// execution of one action, settling, and each segment's record of its last
+// failed move. That record is the executor's (the catalog keeps it): it
+// outlives the process, and whatever finishes a move clears it, so the
+// migrator keeps no failure history of its own, only when to retry.
 type Executor interface {
 	// PlanInput returns every segment the planner should consider, those of
 	// one stream when stream is not empty.
 	PlanInput(ctx context.Context, stream string) ([]policy.Segment, error)
 	// Execute performs one action; it must be safe to repeat after a crash
-	// at any point.
+	// at any point. A failure is recorded before it returns.
 	Execute(ctx context.Context, a policy.Action) error
+	// Settle finishes, before each run, moves that the plan will not ask
+	// for again (a warm drop that failed after its commit). Its errors are
+	// logged; the run goes on.
+	Settle(ctx context.Context) error
+	// LastFailure returns the segment's last failed move, if its latest
+	// attempt failed.
+	LastFailure(ctx context.Context, stream string, base uint64) (msg string, at time.Time, attempts int, ok bool, err error)
+	// Failures returns every segment's last failed move.
+	Failures(ctx context.Context) ([]catalog.Failure, error)
 }
 
 // StoreBackoff caps the retry delay of a move that failed because the cold
@@ -40,13 +56,6 @@ type Executor interface {
 // the segment should move soon after it is back rather than up to
 // MaxBackoff later.
 const StoreBackoff = 30 * time.Second
-
-// Settler is what an Executor may offer to finish, before each run, moves
-// that the plan will not ask for again (a warm drop that failed after its
-// commit). Its errors are logged; the run goes on.
-type Settler interface {
-	Settle(ctx context.Context) error
-}
 
 // Options configures a Migrator.
 type Options struct {
@@ -78,7 +87,9 @@ type Report struct {
 	Skipped  int // actions not tried because their segment is backing off
 }
 
-// Failure is the last error of a segment, kept until it next succeeds.
+// Failure is the last error of a segment, kept until it next succeeds: the
+// executor's record (Err, At, Attempts) with the action that failed and
+// when the migrator retries it.
 type Failure struct {
 	Action   policy.Action
 	Err      string
@@ -90,6 +101,14 @@ type Failure struct {
 type segKey struct {
 	stream string
 	base   uint64
+}
+
+// retry is when the migrator tries a failing segment again, and the action
+// that failed. It is the migrator's schedule, not a failure history: an
+// entry lives while the executor's record of the failure does.
+type retry struct {
+	action policy.Action
+	at     time.Time
 }
 
 // Migrator executes plans.
@@ -105,7 +124,7 @@ type Migrator struct {
 	running atomic.Bool
 	mu      struct {
 		sync.Mutex
-		failures  map[segKey]*Failure
+		retry     map[segKey]retry // failing segments' next attempts
 		last      *Report
 		lastErr   string // why the latest run could not plan; "" once one could
 		lastErrAt time.Time
@@ -134,7 +153,7 @@ func New(exec Executor, opts Options) (*Migrator, error) {
 	}
 	m := &Migrator{opts: opts, exec: exec, metrics: newMetrics(opts.Registerer)}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	m.mu.failures = map[segKey]*Failure{}
+	m.mu.retry = map[segKey]retry{}
 	if opts.BytesPerSecond > 0 {
 		m.limiter = rate.NewLimiter(rate.Limit(opts.BytesPerSecond), int(min(opts.BytesPerSecond, 1<<30)))
 	}
@@ -230,10 +249,11 @@ func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool, pr
 		return rep, err
 	}
 	actions := policy.Plan(now, segs, m.opts.Config)
-	if s, ok := m.exec.(Settler); ok && !dryRun {
-		if err := s.Settle(ctx); err != nil {
+	if !dryRun {
+		if err := m.exec.Settle(ctx); err != nil {
 			m.opts.Logger.Warn("migrator: settling unfinished moves", "err", err)
 		}
+		defer m.countFailing(context.WithoutCancel(ctx))
 	}
 	if dryRun {
 		for _, a := range actions {
@@ -271,8 +291,9 @@ func (m *Migrator) runLocked(ctx context.Context, stream string, dryRun bool, pr
 		}
 		progress(prog)
 	}
+	backingOff := m.backingOff(ctx, now)
 	for _, k := range order {
-		if f := m.failure(k); f != nil && now.Before(f.RetryAt) {
+		if backingOff[k] {
 			rep.Skipped += len(bySeg[k])
 			m.metrics.skipped(bySeg[k])
 			rmu.Lock()
@@ -338,47 +359,95 @@ func (m *Migrator) execute(ctx context.Context, a policy.Action) error {
 	err := m.exec.Execute(ctx, a)
 	m.metrics.moved(a, err, time.Since(start))
 	k := segKey{a.Stream, a.Base}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	defer func() { m.metrics.failing.Set(float64(len(m.mu.failures))) }()
 	if err == nil {
-		delete(m.mu.failures, k)
+		m.mu.Lock()
+		delete(m.mu.retry, k)
+		m.mu.Unlock()
 		return nil
 	}
-	f := m.mu.failures[k]
-	if f == nil {
-		f = &Failure{}
-		m.mu.failures[k] = f
+	// The executor recorded the failure; its count of attempts sets the
+	// backoff.
+	_, _, attempts, ok, rerr := m.exec.LastFailure(context.WithoutCancel(ctx), a.Stream, a.Base)
+	if rerr != nil || !ok {
+		attempts = 1
 	}
-	f.Attempts++
-	f.Action, f.Err, f.At = a, err.Error(), m.opts.Now()
-	backoff := min(m.opts.MinBackoff<<min(f.Attempts-1, 20), m.opts.MaxBackoff)
+	backoff := min(m.opts.MinBackoff<<min(max(attempts, 1)-1, 20), m.opts.MaxBackoff)
 	if errors.Is(err, cold.ErrStoreUnavailable) {
 		backoff = min(backoff, StoreBackoff)
 	}
-	f.RetryAt = f.At.Add(backoff)
-	m.opts.Logger.Warn("migrator action failed", "action", a.String(), "attempts", f.Attempts, "retry_at", f.RetryAt, "err", err)
+	at := m.opts.Now().Add(backoff)
+	m.mu.Lock()
+	m.mu.retry[k] = retry{action: a, at: at}
+	m.mu.Unlock()
+	m.opts.Logger.Warn("migrator action failed", "action", a.String(), "attempts", attempts, "retry_at", at, "err", err)
 	return err
 }
 
-func (m *Migrator) failure(k segKey) *Failure {
+// backingOff returns the segments not to try before their retry time: those
+// whose failure the executor still records. It forgets the retry times of
+// the others (finished elsewhere, or deleted), so the schedule stays as
+// small as the failures.
+func (m *Migrator) backingOff(ctx context.Context, now time.Time) map[segKey]bool {
+	fs, err := m.exec.Failures(ctx)
+	if err != nil {
+		m.opts.Logger.Warn("migrator: read failure records", "err", err)
+		return nil
+	}
+	failing := make(map[segKey]bool, len(fs))
+	for _, f := range fs {
+		failing[segKey{f.Stream, f.Base}] = true
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if f := m.mu.failures[k]; f != nil {
-		c := *f
-		return &c
+	out := map[segKey]bool{}
+	for k, r := range m.mu.retry {
+		switch {
+		case !failing[k]:
+			delete(m.mu.retry, k)
+		case now.Before(r.at):
+			out[k] = true
+		}
 	}
-	return nil
+	return out
+}
+
+// countFailing sets the failing-segments gauge from the executor's records.
+func (m *Migrator) countFailing(ctx context.Context) {
+	if fs, err := m.exec.Failures(ctx); err == nil {
+		m.metrics.failing.Set(float64(len(fs)))
+	}
+}
+
+// failure is the executor's record f as the migrator reports it: with the
+// action that failed and when it is retried, if this migrator tried it;
+// otherwise the action is read from the record's message ("upload: …").
+// Err is the error without the action's name, as the action returned it.
+func (m *Migrator) failure(f catalog.Failure) Failure {
+	out := Failure{Err: f.Err, At: f.At, Attempts: f.Attempts}
+	m.mu.Lock()
+	r, ok := m.mu.retry[segKey{f.Stream, f.Base}]
+	m.mu.Unlock()
+	if ok {
+		out.Action, out.RetryAt = r.action, r.at
+	} else if name, _, found := strings.Cut(f.Err, ": "); found {
+		if kind, err := policy.ParseActionKind(name); err == nil {
+			out.Action = policy.Action{Kind: kind, Stream: f.Stream, Base: f.Base}
+		}
+	}
+	if out.Action.Kind != 0 {
+		out.Err = strings.TrimPrefix(out.Err, out.Action.Kind.String()+": ")
+	}
+	return out
 }
 
 // LastFailure returns the last error of a segment, if its latest attempt
-// failed.
-func (m *Migrator) LastFailure(stream string, base uint64) (Failure, bool) {
-	f := m.failure(segKey{stream, base})
-	if f == nil {
-		return Failure{}, false
+// failed, as the executor records it.
+func (m *Migrator) LastFailure(ctx context.Context, stream string, base uint64) (Failure, bool, error) {
+	msg, at, attempts, ok, err := m.exec.LastFailure(ctx, stream, base)
+	if err != nil || !ok {
+		return Failure{}, false, err
 	}
-	return *f, true
+	return m.failure(catalog.Failure{Stream: stream, Base: base, Err: msg, At: at, Attempts: attempts}), true, nil
 }
 
 // LastRun returns the report of the latest run that executed, if any.

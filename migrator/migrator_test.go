@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
@@ -17,11 +18,15 @@ import (
 
 // segmentStore is an Executor over an in-memory set of segments that applies
 // each action's effect, so successive plans progress as they would against
-// the engine. fail makes Execute fail for the listed segments.
+// the engine. fail makes Execute fail for the listed segments; each failure
+// is recorded as the mover records it in the catalog ("kind: error",
+// attempts counted until a success), at now.
 type segmentStore struct {
 	mu        sync.Mutex
+	now       func() time.Time
 	segs      map[string]*policy.Segment
 	fail      map[string]error
+	failures  map[string]*catalog.Failure
 	running   atomic.Int32
 	maxSeen   atomic.Int32
 	executed  []string
@@ -31,7 +36,7 @@ type segmentStore struct {
 func key(stream string, base uint64) string { return fmt.Sprintf("%s/%d", stream, base) }
 
 func newStore(n int, sealed time.Time) *segmentStore {
-	s := &segmentStore{segs: map[string]*policy.Segment{}, fail: map[string]error{}}
+	s := &segmentStore{now: time.Now, segs: map[string]*policy.Segment{}, fail: map[string]error{}, failures: map[string]*catalog.Failure{}}
 	for i := 0; i < n; i++ {
 		base := uint64(i * 100)
 		s.segs[key("s", base)] = &policy.Segment{SegmentMeta: tiers.SegmentMeta{
@@ -68,8 +73,16 @@ func (s *segmentStore) Execute(ctx context.Context, a policy.Action) error {
 	defer s.mu.Unlock()
 	k := key(a.Stream, a.Base)
 	if err := s.fail[k]; err != nil {
+		f := s.failures[k]
+		if f == nil {
+			f = &catalog.Failure{Stream: a.Stream, Base: a.Base}
+			s.failures[k] = f
+		}
+		f.Err, f.At = fmt.Sprintf("%s: %v", a.Kind, err), s.now()
+		f.Attempts++
 		return err
 	}
+	delete(s.failures, k)
 	s.executed = append(s.executed, a.Kind.String()+" "+k)
 	seg := s.segs[k]
 	switch a.Kind {
@@ -79,6 +92,28 @@ func (s *segmentStore) Execute(ctx context.Context, a policy.Action) error {
 		seg.Placements = seg.Placements.Without(tiers.Warm)
 	}
 	return nil
+}
+
+func (s *segmentStore) Settle(ctx context.Context) error { return nil }
+
+func (s *segmentStore) LastFailure(ctx context.Context, stream string, base uint64) (string, time.Time, int, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.failures[key(stream, base)]
+	if f == nil {
+		return "", time.Time{}, 0, false, nil
+	}
+	return f.Err, f.At, f.Attempts, true, nil
+}
+
+func (s *segmentStore) Failures(ctx context.Context) ([]catalog.Failure, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []catalog.Failure
+	for _, f := range s.failures {
+		out = append(out, *f)
+	}
+	return out, nil
 }
 
 func config(t *testing.T) policy.Config {
@@ -144,6 +179,7 @@ func TestFailingSegmentBacksOffAndDoesNotBlockOthers(t *testing.T) {
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	st := newStore(4, now.Add(-2*time.Hour))
 	st.fail[key("s", 200)] = errors.New("store down")
+	st.now = clock
 	m, err := New(st, Options{Config: config(t), MinBackoff: time.Minute, MaxBackoff: 4 * time.Minute, Now: clock})
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +194,7 @@ func TestFailingSegmentBacksOffAndDoesNotBlockOthers(t *testing.T) {
 	if failed != 1 || len(st.executed) != 3 {
 		t.Fatalf("first run: %d failed, %d executed; want 1 and 3", failed, len(st.executed))
 	}
-	f, ok := m.LastFailure("s", 200)
+	f, ok, _ := m.LastFailure(context.Background(), "s", 200)
 	if !ok || f.Err != "store down" || f.Attempts != 1 || !f.RetryAt.Equal(clock().Add(time.Minute)) {
 		t.Fatalf("failure record %+v %v", f, ok)
 	}
@@ -170,7 +206,7 @@ func TestFailingSegmentBacksOffAndDoesNotBlockOthers(t *testing.T) {
 	// After it, retried: fails again, the backoff doubles.
 	advance(61 * time.Second)
 	m.Run(context.Background(), "", false)
-	if f, _ := m.LastFailure("s", 200); f.Attempts != 2 || !f.RetryAt.Equal(clock().Add(2*time.Minute)) {
+	if f, _, _ := m.LastFailure(context.Background(), "s", 200); f.Attempts != 2 || !f.RetryAt.Equal(clock().Add(2*time.Minute)) {
 		t.Fatalf("after the second failure: %+v", f)
 	}
 	// Fixed: the next attempt succeeds and the failure is forgotten.
@@ -179,7 +215,7 @@ func TestFailingSegmentBacksOffAndDoesNotBlockOthers(t *testing.T) {
 	st.mu.Unlock()
 	advance(3 * time.Minute)
 	m.Run(context.Background(), "", false)
-	if _, ok := m.LastFailure("s", 200); ok {
+	if _, ok, _ := m.LastFailure(context.Background(), "s", 200); ok {
 		t.Fatal("failure kept after success")
 	}
 	if st.segs[key("s", 200)].Placements != tiers.Of(tiers.Warm, tiers.Cold) {
@@ -196,6 +232,7 @@ func TestStoreOutageRetriesWithoutLongBackoff(t *testing.T) {
 	st := newStore(2, now.Add(-2*time.Hour))
 	st.fail[key("s", 0)] = fmt.Errorf("engine: upload: %w", cold.ErrStoreUnavailable)
 	st.fail[key("s", 100)] = errors.New("disk on fire")
+	st.now = func() time.Time { return now }
 	m, err := New(st, Options{Config: config(t), MinBackoff: time.Second, MaxBackoff: 10 * time.Minute, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -204,8 +241,8 @@ func TestStoreOutageRetriesWithoutLongBackoff(t *testing.T) {
 		m.Run(context.Background(), "", false)
 		now = now.Add(2 * time.Hour)
 	}
-	out, _ := m.LastFailure("s", 0)
-	other, _ := m.LastFailure("s", 100)
+	out, _, _ := m.LastFailure(context.Background(), "s", 0)
+	other, _, _ := m.LastFailure(context.Background(), "s", 100)
 	if out.Attempts != 12 || other.Attempts != 12 {
 		t.Fatalf("attempts %d and %d, want 12 each", out.Attempts, other.Attempts)
 	}

@@ -2,6 +2,7 @@ package migrator
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"time"
 )
@@ -29,13 +30,21 @@ type SegmentFailure struct {
 	Failure
 }
 
-// Status reports the schedule, the last run and every failing segment.
-func (m *Migrator) Status() Status {
+// Status reports the schedule, the last run and every failing segment, as
+// the executor records failures.
+func (m *Migrator) Status(ctx context.Context) Status {
 	st := Status{Schedule: m.opts.Schedule, Running: m.running.Load()}
 	if m.cron != nil {
 		if es := m.cron.Entries(); len(es) > 0 {
 			st.NextRun = es[0].Next
 		}
+	}
+	fs, err := m.exec.Failures(ctx)
+	if err != nil {
+		m.opts.Logger.Warn("migrator status: read failure records", "err", err)
+	}
+	for _, f := range fs {
+		st.Failures = append(st.Failures, SegmentFailure{Stream: f.Stream, Base: f.Base, Failure: m.failure(f)})
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -44,9 +53,6 @@ func (m *Migrator) Status() Status {
 		st.LastRun = &last
 	}
 	st.LastError, st.LastErrorAt = m.mu.lastErr, m.mu.lastErrAt
-	for k, f := range m.mu.failures {
-		st.Failures = append(st.Failures, SegmentFailure{Stream: k.stream, Base: k.base, Failure: *f})
-	}
 	slices.SortFunc(st.Failures, func(a, b SegmentFailure) int {
 		return cmp.Or(b.At.Compare(a.At), cmp.Compare(a.Stream, b.Stream), cmp.Compare(a.Base, b.Base))
 	})

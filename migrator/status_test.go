@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/policy"
 )
 
@@ -31,16 +32,17 @@ func TestStatusReportsScheduleRunsAndFailures(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	st := &failingInput{segmentStore: newStore(4, now.Add(-2*time.Hour))}
 	st.fail[key("s", 100)] = errors.New("store down")
+	st.now = func() time.Time { return now }
 	m, err := New(st, Options{Config: config(t), Schedule: "@every 1h", MinBackoff: time.Minute, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := m.Status(); s.Schedule != "@every 1h" || s.LastRun != nil || len(s.Failures) != 0 || s.Running || s.LastError != "" {
+	if s := m.Status(context.Background()); s.Schedule != "@every 1h" || s.LastRun != nil || len(s.Failures) != 0 || s.Running || s.LastError != "" {
 		t.Fatalf("status before any run: %+v", s)
 	}
 	m.Start()
 	defer m.Stop(context.Background())
-	if s := m.Status(); s.NextRun.IsZero() || time.Until(s.NextRun) > time.Hour {
+	if s := m.Status(context.Background()); s.NextRun.IsZero() || time.Until(s.NextRun) > time.Hour {
 		t.Fatalf("next run %v, want within the hour", s.NextRun)
 	}
 
@@ -50,7 +52,7 @@ func TestStatusReportsScheduleRunsAndFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := m.Status()
+	s := m.Status(context.Background())
 	if s.LastRun == nil || len(s.LastRun.Results) != len(rep.Results) || len(s.Failures) != 1 {
 		t.Fatalf("status after a run: %+v", s)
 	}
@@ -75,7 +77,7 @@ func TestStatusReportsScheduleRunsAndFailures(t *testing.T) {
 	if _, err := m.Run(context.Background(), "", false); err == nil {
 		t.Fatal("a run without plan input succeeded")
 	}
-	if s := m.Status(); s.LastError == "" || !s.LastErrorAt.Equal(now) || s.LastRun == nil {
+	if s := m.Status(context.Background()); s.LastError == "" || !s.LastErrorAt.Equal(now) || s.LastRun == nil {
 		t.Fatalf("status after a failed run: %+v", s)
 	}
 	st.mu.Lock()
@@ -84,7 +86,60 @@ func TestStatusReportsScheduleRunsAndFailures(t *testing.T) {
 	if _, err := m.Run(context.Background(), "", false); err != nil {
 		t.Fatal(err)
 	}
-	if s := m.Status(); s.LastError != "" {
+	if s := m.Status(context.Background()); s.LastError != "" {
 		t.Fatalf("run error kept after a good run: %q", s.LastError)
+	}
+}
+
+// TestFailuresHaveOneOwner: status and explain show the executor's record
+// of a failure, also one this migrator never saw (made before a restart,
+// or by an offload on demand), and forget it when the executor does,
+// retry schedule included.
+func TestFailuresHaveOneOwner(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	st := newStore(2, now.Add(-2*time.Hour))
+	st.failures[key("s", 100)] = &catalog.Failure{Stream: "s", Base: 100, Err: "drop-warm: disk on fire", At: now.Add(-time.Minute), Attempts: 3}
+	m, err := New(st, Options{Config: config(t), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := m.Status(ctx)
+	if len(s.Failures) != 1 {
+		t.Fatalf("status lists %d failures, want the executor's one", len(s.Failures))
+	}
+	if f := s.Failures[0]; f.Base != 100 || f.Action.Kind != policy.DropWarm || f.Err != "disk on fire" || f.Attempts != 3 || !f.RetryAt.IsZero() {
+		t.Fatalf("status failure %+v", f)
+	}
+	ex, err := m.Explain(ctx, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := ex.Segments[1].Failure; f == nil || f.Err != "drop-warm: disk on fire" || f.Attempts != 3 {
+		t.Fatalf("explain failure %+v", f)
+	}
+	// A run fails it again (the store's Execute fails) and schedules the
+	// retry; the executor counts the attempt.
+	st.fail[key("s", 100)] = errors.New("disk on fire")
+	st.now = func() time.Time { return now }
+	m.Run(ctx, "", false)
+	if f, ok, _ := m.LastFailure(ctx, "s", 100); !ok || f.Attempts != 4 || f.RetryAt.IsZero() {
+		t.Fatalf("after a failed retry: %+v %v", f, ok)
+	}
+	// Finished elsewhere: the record goes, and with it status's entry and
+	// the migrator's retry time.
+	st.mu.Lock()
+	delete(st.failures, key("s", 100))
+	delete(st.fail, key("s", 100))
+	st.mu.Unlock()
+	if s := m.Status(ctx); len(s.Failures) != 0 {
+		t.Fatalf("status after the record went: %+v", s.Failures)
+	}
+	m.Run(ctx, "", false)
+	m.mu.Lock()
+	n := len(m.mu.retry)
+	m.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d retry entries kept after the records went", n)
 	}
 }

@@ -112,9 +112,12 @@ func (a Action) String() string {
 // warm.max_age it is uploaded, then (once Cold is committed) dropped from
 // warm, or deleted with no cold store; at cold.max_age it is tombstoned,
 // and DeleteCold follows once now − Tombstoned ≥ cold.delete_delay. Then
-// the budgets: while the segments in memory exceed hot.max_bytes, or those
-// on local disk exceed warm.max_bytes, after the actions already planned,
-// the oldest (by SealedAt) move down early. In-flight segments get no
+// the budget: while the segments on local disk exceed warm.max_bytes, after
+// the actions already planned, the oldest (by SealedAt) move down early.
+// The memory budget (hot.max_bytes) is not planned: the hot tier owns it,
+// evicting the oldest persisted segments as soon as memory is over it, in
+// real time and counting what it really allocates, which a plan made on
+// a schedule from catalog sizes cannot. In-flight segments get no
 // action. The result is sorted by stream, base and kind, with at most one
 // action per segment and kind.
 //
@@ -129,7 +132,6 @@ func Plan(now time.Time, segs []Segment, cfg Config) []Action {
 	for i := range segs {
 		p.ages(&segs[i])
 	}
-	p.hotBudget(segs)
 	p.warmBudget(segs)
 	slices.SortFunc(p.out, func(a, b Action) int {
 		return cmp.Or(cmp.Compare(a.Stream, b.Stream), cmp.Compare(a.Base, b.Base), cmp.Compare(a.Kind, b.Kind))
@@ -325,34 +327,6 @@ func oldestFirst(segs []Segment) []int {
 		return cmp.Or(a.SealedAt.Compare(b.SealedAt), cmp.Compare(a.Stream, b.Stream), cmp.Compare(a.Base, b.Base))
 	})
 	return idx
-}
-
-// hotBudget evicts the oldest evictable segments while memory holds more
-// than hot.max_bytes, counting evictions already planned as done.
-func (p *planner) hotBudget(segs []Segment) {
-	var used int64
-	for i := range segs {
-		if s := &segs[i]; s.Placements.Has(tiers.Hot) && !p.has(s, EvictHot) {
-			used += s.Bytes
-		}
-	}
-	limit := p.cfg.Hot.MaxBytes
-	if used <= limit {
-		return
-	}
-	total := used
-	for _, i := range oldestFirst(segs) {
-		if used <= limit {
-			return
-		}
-		s := &segs[i]
-		if !s.Placements.Has(tiers.Hot) || p.has(s, EvictHot) || !p.live(s) ||
-			!(s.Placements.Has(tiers.Warm) || s.Placements.Has(tiers.Cold)) {
-			continue
-		}
-		p.add(s, EvictHot, p.policy(s.Stream), p.now, fmt.Sprintf("hot.max_bytes %s exceeded (%s in memory), oldest first", FormatSize(limit), FormatSize(total)))
-		used -= s.Bytes
-	}
 }
 
 // warmBudget moves the oldest warm segments down while local disk holds

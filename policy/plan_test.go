@@ -123,26 +123,16 @@ func TestPlan(t *testing.T) {
 			[]want{{EvictHot, "IF1", 0, "hot.max_age"}, {DeleteWarm, "IF1", 0, "warm.max_age"}}},
 		{"no cold store: a stale cold placement is not dropped to", noCold, []Segment{seg("IF1", 0, 10, 25*time.Hour, warm, cld)},
 			[]want{{DeleteWarm, "IF1", 0, "no cold store"}}},
-		{"hot budget evicts oldest first", func(c *Config) { c.Hot.MaxBytes = 100 }, []Segment{
+		// The memory budget is the hot tier's own: the plan evicts by age only.
+		{"no eviction over hot.max_bytes", func(c *Config) { c.Hot.MaxBytes = 50 }, []Segment{
 			seg("other", 0, 40, 3*time.Minute, hot, warm),
-			seg("other", 10, 40, 2*time.Minute, hot, warm),
-			seg("other", 20, 40, 1*time.Minute, hot, warm),
-		}, []want{{EvictHot, "other", 0, "hot.max_bytes 100B exceeded (120B in memory), oldest first"}}},
-		{"hot budget skips unpersisted and in-flight segments", func(c *Config) { c.Hot.MaxBytes = 50 }, []Segment{
-			seg("other", 0, 40, 4*time.Minute, hot),
-			inFlight(seg("other", 10, 40, 3*time.Minute, hot, warm)),
-			seg("other", 20, 40, 2*time.Minute, hot, warm),
-			seg("other", 30, 40, 1*time.Minute, warm),
-		}, []want{{EvictHot, "other", 20, "hot.max_bytes"}}},
-		{"hot budget counts age evictions as done", func(c *Config) { c.Hot.MaxBytes = 100 }, []Segment{
+			seg("b", 0, 40, 1*time.Minute, hot, warm),
+		}, nil},
+		{"over hot.max_bytes, age evictions only", func(c *Config) { c.Hot.MaxBytes = 100 }, []Segment{
 			seg("other", 0, 40, 20*time.Minute, hot, warm),
 			seg("other", 10, 40, 2*time.Minute, hot, warm),
 			seg("other", 20, 40, 1*time.Minute, hot, warm),
 		}, []want{{EvictHot, "other", 0, "hot.max_age"}}},
-		{"hot budget across streams by SealedAt", func(c *Config) { c.Hot.MaxBytes = 50 }, []Segment{
-			seg("b", 0, 40, 1*time.Minute, hot, warm),
-			seg("a", 0, 40, 2*time.Minute, hot, warm),
-		}, []want{{EvictHot, "a", 0, "hot.max_bytes"}}},
 		{"warm budget uploads oldest first", func(c *Config) { c.Warm.MaxBytes = 100 }, []Segment{
 			seg("other", 0, 40, 3*time.Hour, warm),
 			seg("other", 10, 40, 2*time.Hour, warm),
@@ -227,8 +217,8 @@ func TestPlanDue(t *testing.T) {
 	if len(got) != 1 || !got[0].Due.Equal(ts.Tombstoned.Add(time.Hour)) || got[0].Bytes != 10 || got[0].Policy != "trading" {
 		t.Fatalf("delete-cold: %+v", got)
 	}
-	cfg.Hot.MaxBytes = 5
-	got = Plan(planNow, []Segment{seg("other", 0, 10, time.Minute, hot, warm)}, cfg)
+	cfg.Warm.MaxBytes = 5
+	got = Plan(planNow, []Segment{seg("other", 0, 10, time.Minute, warm)}, cfg)
 	if len(got) != 1 || !got[0].Due.Equal(planNow) {
 		t.Fatalf("budget action is not due now: %+v", got)
 	}

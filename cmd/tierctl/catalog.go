@@ -107,10 +107,7 @@ func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error 
 	}
 	// The data directory, cold store and retention markers tierd would
 	// open on this configuration: the engine's own options.
-	opts, err := boot.EngineOptions(cfg, coldTier, log, nil)
-	if err != nil {
-		return err
-	}
+	opts := boot.EngineOptions(cfg, coldTier, log, nil)
 	prog := a.newProgress("rebuild: warm", "files")
 	rep, err := engine.RebuildCatalog(ctx, opts.DataDir, opts.Cold, opts.Logger, func(phase string, done, total int) {
 		unit := "files"

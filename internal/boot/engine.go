@@ -10,7 +10,6 @@ import (
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/hot"
-	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/policy"
 )
 
@@ -20,14 +19,10 @@ import (
 // engine and by tierctl catalog rebuild to find the data directory, the
 // cold store and the retention markers the engine would use. log and reg
 // (either may be nil) become the engine's Logger and Registerer.
-func EngineOptions(cfg policy.Config, coldTier *cold.Tier, log *slog.Logger, reg prometheus.Registerer) (engine.Options, error) {
-	syncMode, err := wal.ParseSyncMode(string(cfg.WAL.Sync))
-	if err != nil {
-		return engine.Options{}, err
-	}
+func EngineOptions(cfg policy.Config, coldTier *cold.Tier, log *slog.Logger, reg prometheus.Registerer) engine.Options {
 	return engine.Options{
 		DataDir:         cfg.DataDir,
-		WALSync:         syncMode,
+		WALSync:         cfg.WAL.Sync,
 		WALSyncInterval: cfg.WAL.SyncInterval,
 		WALSegmentBytes: cfg.WAL.SegmentBytes,
 		ProducerTTL:     cfg.WAL.ProducerTTL,
@@ -47,7 +42,7 @@ func EngineOptions(cfg policy.Config, coldTier *cold.Tier, log *slog.Logger, reg
 		Config:            &cfg,
 		Logger:            log,
 		Registerer:        reg,
-	}, nil
+	}
 }
 
 // OpenEngine opens the cold tier (OpenCold), checks it (CheckCold: a broken
@@ -60,11 +55,7 @@ func OpenEngine(ctx context.Context, cfg policy.Config, log *slog.Logger, reg pr
 		return nil, err
 	}
 	CheckCold(ctx, coldTier, cfg, log)
-	opts, err := EngineOptions(cfg, coldTier, log, reg)
-	var eng *engine.Engine
-	if err == nil {
-		eng, err = engine.Open(ctx, opts)
-	}
+	eng, err := engine.Open(ctx, EngineOptions(cfg, coldTier, log, reg))
 	if err != nil {
 		if coldTier != nil {
 			coldTier.Close()

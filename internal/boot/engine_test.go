@@ -53,13 +53,10 @@ policies:
 	}
 	log := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
-	o, err := EngineOptions(cfg, nil, log, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := EngineOptions(cfg, nil, log, reg)
 	want := map[string]any{
 		"DataDir":           filepath.Join(dir, "data"),
-		"WALSync":           wal.SyncInterval,
+		"WALSync":           tiers.SyncInterval,
 		"WALSyncInterval":   7 * time.Millisecond,
 		"WALSegmentBytes":   int64(3 << 20),
 		"ProducerTTL":       2 * time.Hour,
@@ -105,11 +102,8 @@ policies:
 // same values its own zero-field defaults would, since both come from one
 // set of constants.
 func TestEngineOptionsDefaults(t *testing.T) {
-	o, err := EngineOptions(policy.Default(), nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.DataDir != policy.DefaultDataDir || o.MaxRecordBytes != tiers.DefaultMaxRecordBytes || o.WALSync != wal.SyncAlways ||
+	o := EngineOptions(policy.Default(), nil, nil, nil)
+	if o.DataDir != policy.DefaultDataDir || o.MaxRecordBytes != tiers.DefaultMaxRecordBytes || o.WALSync != tiers.SyncAlways ||
 		o.WALSegmentBytes != wal.DefaultSegmentBytes || o.WALSyncInterval != wal.DefaultSyncInterval || o.ProducerTTL != wal.DefaultProducerTTL ||
 		o.HotMaxBytes != hot.DefaultMaxBytes || o.HotResidency != hot.DefaultResidency ||
 		o.SegmentMaxBytes != hot.DefaultSegmentMaxBytes || o.SegmentMaxAge != hot.DefaultSegmentMaxAge ||
@@ -154,10 +148,7 @@ func TestOpenEngineAndRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer coldTier.Close()
-	o, err := EngineOptions(cfg, coldTier, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := EngineOptions(cfg, coldTier, nil, nil)
 	rep, err := engine.RebuildCatalog(ctx, o.DataDir, o.Cold, o.Logger, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package engine
+package mover
 
 import (
 	"context"
@@ -52,11 +52,11 @@ const (
 
 // policyOf returns the policy that applies to stream, or a refusal when the
 // engine was given no configuration.
-func (e *Engine) policyOf(m *tiers.SegmentMeta) (policy.Policy, error) {
-	if e.opts.Config == nil {
+func (mv *Mover) policyOf(m *tiers.SegmentMeta) (policy.Policy, error) {
+	if mv.cfg == nil {
 		return policy.Policy{}, refused(m, "the engine has no retention configuration")
 	}
-	return e.opts.Config.PolicyFor(m.Stream), nil
+	return mv.cfg.PolicyFor(m.Stream), nil
 }
 
 // checkSeal refuses a segment whose seal time cannot anchor an age.
@@ -70,8 +70,8 @@ func checkSeal(m *tiers.SegmentMeta, now time.Time) error {
 // justifyDeletion checks that the configuration calls, now, for the
 // deletion of live segment m by retention: by is why it was planned, and
 // overBudget whether local disk is over warm.max_bytes now.
-func (e *Engine) justifyDeletion(m *tiers.SegmentMeta, by deleteBy, now time.Time, overBudget bool) error {
-	pol, err := e.policyOf(m)
+func (mv *Mover) justifyDeletion(m *tiers.SegmentMeta, by deleteBy, now time.Time, overBudget bool) error {
+	pol, err := mv.policyOf(m)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func (e *Engine) justifyDeletion(m *tiers.SegmentMeta, by deleteBy, now time.Tim
 	switch by {
 	case byColdAge:
 		switch {
-		case !e.opts.Config.HasColdStore() || e.cold == nil:
+		case !mv.cfg.HasColdStore() || mv.cold == nil:
 			return refused(m, "a tombstone by cold.max_age needs a cold store")
 		case pol.ColdMaxAge <= 0:
 			return refused(m, "policy %s keeps cold segments forever (no cold.max_age)", pol.Name)
@@ -91,7 +91,7 @@ func (e *Engine) justifyDeletion(m *tiers.SegmentMeta, by deleteBy, now time.Tim
 		}
 	case byWarm:
 		switch {
-		case e.opts.Config.HasColdStore() || e.cold != nil:
+		case mv.cfg.HasColdStore() || mv.cold != nil:
 			return refused(m, "delete-warm with a cold store configured: segments are uploaded, not deleted")
 		case m.Placements.Has(tiers.Cold):
 			return refused(m, "delete-warm of a segment with a cold copy")
@@ -109,8 +109,8 @@ func (e *Engine) justifyDeletion(m *tiers.SegmentMeta, by deleteBy, now time.Tim
 // removed now; delay requires cold.delete_delay to have passed since the
 // tombstone (a delete-warm removes at once). retainedFrom is the stream's
 // retention watermark.
-func (e *Engine) justifyRemoval(m *tiers.SegmentMeta, retainedFrom uint64, now time.Time, delay bool) error {
-	pol, err := e.policyOf(m)
+func (mv *Mover) justifyRemoval(m *tiers.SegmentMeta, retainedFrom uint64, now time.Time, delay bool) error {
+	pol, err := mv.policyOf(m)
 	if err != nil {
 		return err
 	}
@@ -126,11 +126,11 @@ func (e *Engine) justifyRemoval(m *tiers.SegmentMeta, retainedFrom uint64, now t
 		return refused(m, "tombstoned %v, in the future (now %v)", m.Tombstoned, now)
 	case m.Last >= retainedFrom:
 		return refused(m, "above the stream's retention watermark %d", retainedFrom)
-	case delay && now.Sub(m.Tombstoned) < e.opts.Config.Cold.DeleteDelay:
-		return refused(m, "tombstoned %s ago, cold.delete_delay %s", policy.FormatAge(now.Sub(m.Tombstoned)), policy.FormatDuration(e.opts.Config.Cold.DeleteDelay))
+	case delay && now.Sub(m.Tombstoned) < mv.cfg.Cold.DeleteDelay:
+		return refused(m, "tombstoned %s ago, cold.delete_delay %s", policy.FormatAge(now.Sub(m.Tombstoned)), policy.FormatDuration(mv.cfg.Cold.DeleteDelay))
 	}
 	age := now.Sub(m.SealedAt)
-	if e.opts.Config.HasColdStore() || e.cold != nil {
+	if mv.cfg.HasColdStore() || mv.cold != nil {
 		if pol.ColdMaxAge <= 0 || age < pol.ColdMaxAge {
 			return refused(m, "policy %s does not delete it (age %s, cold.max_age %s)", pol.Name, policy.FormatAge(age), policy.FormatDuration(pol.ColdMaxAge))
 		}
@@ -147,11 +147,11 @@ func (e *Engine) justifyRemoval(m *tiers.SegmentMeta, retainedFrom uint64, now t
 // offsets, count and digest), and be as big as the catalog says. A store
 // that cannot answer is an ordinary failure, retried; anything else is a
 // refusal.
-func (e *Engine) checkColdCopy(ctx context.Context, m tiers.SegmentMeta) error {
-	if e.cold == nil {
+func (mv *Mover) checkColdCopy(ctx context.Context, m tiers.SegmentMeta) error {
+	if mv.cold == nil {
 		return refused(&m, "no cold store to hold the copy that would remain")
 	}
-	size, err := e.cold.Check(ctx, m)
+	size, err := mv.cold.Check(ctx, m)
 	switch {
 	case errors.Is(err, cold.ErrStoreUnavailable):
 		return fmt.Errorf("engine: check the cold copy of %s/%d before dropping the warm one: %w", m.Stream, m.Base, err)
@@ -166,11 +166,11 @@ func (e *Engine) checkColdCopy(ctx context.Context, m tiers.SegmentMeta) error {
 // overWarmBudget reports whether local disk holds more than warm.max_bytes
 // now. Without a cold store every catalogued segment is a warm file, so the
 // catalog's stream totals are the disk's use.
-func (e *Engine) overWarmBudget(ctx context.Context) (bool, error) {
-	if e.opts.Config == nil {
+func (mv *Mover) overWarmBudget(ctx context.Context) (bool, error) {
+	if mv.cfg == nil {
 		return false, nil
 	}
-	streams, err := e.catalog.Streams(ctx)
+	streams, err := mv.cat.Streams(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -178,18 +178,25 @@ func (e *Engine) overWarmBudget(ctx context.Context) (bool, error) {
 	for _, s := range streams {
 		used += s.Bytes
 	}
-	return used > e.opts.Config.Warm.MaxBytes, nil
+	return used > mv.cfg.Warm.MaxBytes, nil
 }
 
 // recordOutcome books a failed step on segment (stream, base): a refusal as
 // such, so that verify reports it.
-func (e *Engine) recordOutcome(ctx context.Context, stream string, base uint64, msg string, err error) {
-	record := e.catalog.RecordFailure
+func (mv *Mover) recordOutcome(ctx context.Context, stream string, base uint64, msg string, err error) {
+	record := mv.cat.RecordFailure
 	if errors.Is(err, ErrRefused) || errors.Is(err, catalog.ErrUnjustified) {
-		record = e.catalog.RecordRefusal
-		e.opts.Logger.Error("destructive step refused: nothing was deleted", "stream", stream, "base", base, "err", err)
+		record = mv.cat.RecordRefusal
+		mv.log.Error("destructive step refused: nothing was deleted", "stream", stream, "base", base, "err", err)
 	}
 	if rerr := record(context.WithoutCancel(ctx), stream, base, msg); rerr != nil {
-		e.opts.Logger.Warn("record move failure", "stream", stream, "base", base, "err", rerr)
+		mv.log.Warn("record move failure", "stream", stream, "base", base, "err", rerr)
 	}
+}
+
+// CheckRemoval is justifyRemoval for verify: it says why the copies of
+// tombstoned segment m could not be removed now (nil when they could, the
+// delete delay aside), retainedFrom being the stream's retention watermark.
+func (mv *Mover) CheckRemoval(m tiers.SegmentMeta, retainedFrom uint64, now time.Time) error {
+	return mv.justifyRemoval(&m, retainedFrom, now, false)
 }

@@ -1,9 +1,10 @@
-package engine
+package mover
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tierd/tierd/catalog"
@@ -12,21 +13,21 @@ import (
 	"github.com/tierd/tierd/tiers"
 )
 
-// This file makes the Engine the migrator's executor (migrator.Executor):
+// This file makes the Mover the migrator's executor (migrator.Executor):
 // it hands the planner every durable segment and performs each planned
 // action with the move protocol of DESIGN.md. Every action is safe to repeat
 // after a crash at any point, and Open finishes or rolls back what a crash
-// interrupted (recoverMoves).
+// interrupted (Recover).
 
 // PlanInput returns every durable segment of stream (of every stream when
 // stream is ""), as the planner sees it: the catalog entry, Hot added when
 // the segment is also resident in memory, and InFlight while a move of it
 // runs. Segments only in memory (sealed, not yet persisted) are the
 // flusher's, not the planner's, and are left out.
-func (e *Engine) PlanInput(ctx context.Context, stream string) ([]policy.Segment, error) {
+func (mv *Mover) PlanInput(ctx context.Context, stream string) ([]policy.Segment, error) {
 	names := []string{stream}
 	if stream == "" {
-		cs, err := e.catalog.Streams(ctx)
+		cs, err := mv.cat.Streams(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("engine: plan input: %w", err)
 		}
@@ -39,9 +40,9 @@ func (e *Engine) PlanInput(ctx context.Context, stream string) ([]policy.Segment
 	}
 	var out []policy.Segment
 	for _, name := range names {
-		metas, err := e.catalog.Segments(ctx, name)
+		metas, err := mv.cat.Segments(ctx, name)
 		if errors.Is(err, tiers.ErrStreamNotFound) {
-			if stream != "" && e.hot.Snapshot(name).Known {
+			if _, known := mv.resident(name); stream != "" && known {
 				continue // a stream with nothing persisted yet
 			}
 			return nil, err
@@ -49,12 +50,12 @@ func (e *Engine) PlanInput(ctx context.Context, stream string) ([]policy.Segment
 		if err != nil {
 			return nil, fmt.Errorf("engine: plan input: %w", err)
 		}
-		sn := e.hot.Snapshot(name)
+		bases, _ := mv.resident(name)
 		for _, m := range metas {
-			if sn.Resident(m.Base) {
+			if slices.Contains(bases, m.Base) {
 				m.Placements = m.Placements.With(tiers.Hot)
 			}
-			out = append(out, policy.Segment{SegmentMeta: m, InFlight: e.moves.busy(name, m.Base)})
+			out = append(out, policy.Segment{SegmentMeta: m, InFlight: mv.locks.busy(name, m.Base)})
 		}
 	}
 	return out, nil
@@ -63,26 +64,26 @@ func (e *Engine) PlanInput(ctx context.Context, stream string) ([]policy.Segment
 // Execute performs one planned action (migrator.Executor). A failure is
 // recorded as the segment's last error in the catalog, where explain finds
 // it after a restart too.
-func (e *Engine) Execute(ctx context.Context, a policy.Action) error {
+func (mv *Mover) Execute(ctx context.Context, a policy.Action) error {
 	if err := tiers.ValidateStreamName(a.Stream); err != nil {
 		return err
 	}
 	var err error
 	switch a.Kind {
 	case policy.EvictHot:
-		err = e.evictHot(ctx, a.Stream, a.Base)
+		err = mv.evictHot(ctx, a.Stream, a.Base)
 	case policy.Upload:
-		_, err = e.Offload(ctx, a.Stream, a.Base, true)
+		_, err = mv.Offload(ctx, a.Stream, a.Base, true)
 		return err // Offload records its own failures
 	case policy.DropWarm:
-		err = e.dropWarm(ctx, a.Stream, a.Base)
+		err = mv.dropWarm(ctx, a.Stream, a.Base)
 	case policy.DeleteWarm, policy.Tombstone:
 		by := byColdAge
 		if a.Kind == policy.DeleteWarm {
 			by = byWarm
 		}
 		var done []tiers.SegmentMeta
-		done, err = e.tombstone(ctx, a.Stream, a.Base, by)
+		done, err = mv.tombstone(ctx, a.Stream, a.Base, by)
 		if errors.Is(err, tiers.ErrSegmentNotFound) {
 			return nil // deleted already: a repeated action
 		}
@@ -93,17 +94,17 @@ func (e *Engine) Execute(ctx context.Context, a policy.Action) error {
 			// first) and go now too.
 			for _, m := range done {
 				if m.Base != a.Base {
-					if err = e.deleteSegment(ctx, a.Stream, m.Base, false); err != nil {
+					if err = mv.deleteSegment(ctx, a.Stream, m.Base, false); err != nil {
 						break
 					}
 				}
 			}
 			if err == nil {
-				err = e.deleteSegment(ctx, a.Stream, a.Base, false)
+				err = mv.deleteSegment(ctx, a.Stream, a.Base, false)
 			}
 		}
 	case policy.DeleteCold:
-		err = e.deleteSegment(ctx, a.Stream, a.Base, true)
+		err = mv.deleteSegment(ctx, a.Stream, a.Base, true)
 	default:
 		err = fmt.Errorf("engine: unknown action %v", a.Kind)
 	}
@@ -111,25 +112,27 @@ func (e *Engine) Execute(ctx context.Context, a policy.Action) error {
 	case err == nil:
 		// A success ends the segment's failure history (explain shows it
 		// until then); look before writing, it is rarely there.
-		if _, had, lerr := e.catalog.LastError(ctx, a.Stream, a.Base); lerr == nil && had {
-			if cerr := e.catalog.ClearFailure(ctx, a.Stream, a.Base); cerr != nil {
-				e.opts.Logger.Warn("clear move failure", "stream", a.Stream, "base", a.Base, "err", cerr)
+		if _, had, lerr := mv.cat.LastError(ctx, a.Stream, a.Base); lerr == nil && had {
+			if cerr := mv.cat.ClearFailure(ctx, a.Stream, a.Base); cerr != nil {
+				mv.log.Warn("clear move failure", "stream", a.Stream, "base", a.Base, "err", cerr)
 			}
 		}
 	case !errors.Is(err, tiers.ErrSegmentNotFound):
-		e.recordOutcome(ctx, a.Stream, a.Base, fmt.Sprintf("%s: %v", a.Kind, err), err)
+		mv.recordOutcome(ctx, a.Stream, a.Base, fmt.Sprintf("%s: %v", a.Kind, err), err)
 	}
 	return err
 }
 
 // evictHot drops the segment, and any older resident one, from memory. It
 // is only planned for segments with a durable copy.
-func (e *Engine) evictHot(ctx context.Context, stream string, base uint64) error {
-	m, err := e.catalog.Segment(ctx, stream, base)
+func (mv *Mover) evictHot(ctx context.Context, stream string, base uint64) error {
+	m, err := mv.cat.Segment(ctx, stream, base)
 	if err != nil {
 		return err
 	}
-	e.hot.Evict(stream, m.Last+1)
+	if mv.hot != nil {
+		mv.hot.Evict(stream, m.Last+1)
+	}
 	return nil
 }
 
@@ -138,9 +141,9 @@ func (e *Engine) evictHot(ctx context.Context, stream string, base uint64) error
 // reader holding it keeps its mapping), then the intent cleared. A crash
 // after the commit leaves a file the catalog no longer places warm, which
 // Open removes.
-func (e *Engine) dropWarm(ctx context.Context, stream string, base uint64) error {
-	defer e.moves.lock(stream, base)()
-	m, err := e.catalog.Segment(ctx, stream, base)
+func (mv *Mover) dropWarm(ctx context.Context, stream string, base uint64) error {
+	defer mv.locks.lock(stream, base)()
+	m, err := mv.cat.Segment(ctx, stream, base)
 	if err != nil {
 		return err
 	}
@@ -150,13 +153,13 @@ func (e *Engine) dropWarm(ctx context.Context, stream string, base uint64) error
 	if !m.Placements.Has(tiers.Cold) {
 		return fmt.Errorf("engine: drop warm copy of %s/%d: no committed cold copy", stream, base)
 	}
-	if err := e.checkColdCopy(ctx, m); err != nil {
+	if err := mv.checkColdCopy(ctx, m); err != nil {
 		return err
 	}
-	if err := e.putIntent(ctx, catalog.Intent{Stream: stream, Base: base, Kind: catalog.IntentDropWarm, Key: e.warm.Path(stream, base)}); err != nil {
+	if err := mv.putIntent(ctx, catalog.Intent{Stream: stream, Base: base, Kind: catalog.IntentDropWarm, Key: mv.warm.Path(stream, base)}); err != nil {
 		return err
 	}
-	if _, err := e.catalog.UpdateSegment(ctx, stream, base, func(sm *tiers.SegmentMeta) error {
+	if _, err := mv.cat.UpdateSegment(ctx, stream, base, func(sm *tiers.SegmentMeta) error {
 		sm.Placements = sm.Placements.Without(tiers.Warm)
 		return nil
 	}); err != nil {
@@ -165,23 +168,23 @@ func (e *Engine) dropWarm(ctx context.Context, stream string, base uint64) error
 	if err := failpoint.Inject(failpoint.MoveAfterCommit); err != nil {
 		return err
 	}
-	return e.finishDropWarm(ctx, stream, base)
+	return mv.finishDropWarm(ctx, stream, base)
 }
 
 // finishDropWarm removes the warm file of a segment no longer placed warm
 // and clears the intent.
-func (e *Engine) finishDropWarm(ctx context.Context, stream string, base uint64) error {
-	if err := e.warm.Remove(stream, base); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
+func (mv *Mover) finishDropWarm(ctx context.Context, stream string, base uint64) error {
+	if err := mv.warm.Remove(stream, base); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
 		return fmt.Errorf("engine: remove warm copy of %s/%d: %w", stream, base, err)
 	}
 	if err := failpoint.Inject(failpoint.MoveAfterRemove); err != nil {
 		return err
 	}
-	if err := e.catalog.ClearIntent(ctx, stream, base); err != nil {
+	if err := mv.cat.ClearIntent(ctx, stream, base); err != nil {
 		return err
 	}
 	// Finished, whether now or by a later Settle or start-up: a success.
-	return e.catalog.ClearFailure(ctx, stream, base)
+	return mv.cat.ClearFailure(ctx, stream, base)
 }
 
 // Settle finishes, while tierd runs, the moves that failed after their
@@ -194,35 +197,35 @@ func (e *Engine) finishDropWarm(ctx context.Context, stream string, base uint64)
 // It first asks the cold store whether it answers (cold.Tier.CheckStore),
 // so that a hung store shows in status within one run even when no move
 // is due; its failure is the store's health to report, not Settle's error.
-func (e *Engine) Settle(ctx context.Context) error {
-	if e.cold != nil {
-		e.cold.CheckStore(ctx)
+func (mv *Mover) Settle(ctx context.Context) error {
+	if mv.cold != nil {
+		mv.cold.CheckStore(ctx)
 	}
-	intents, err := e.catalog.Intents(ctx)
+	intents, err := mv.cat.Intents(ctx)
 	if err != nil {
 		return fmt.Errorf("engine: settle: %w", err)
 	}
 	var errs []error
 	for _, in := range intents {
-		if in.Kind != catalog.IntentDropWarm || e.moves.busy(in.Stream, in.Base) {
+		if in.Kind != catalog.IntentDropWarm || mv.locks.busy(in.Stream, in.Base) {
 			continue
 		}
-		if err := e.settleDropWarm(ctx, in); err != nil {
+		if err := mv.settleDropWarm(ctx, in); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (e *Engine) settleDropWarm(ctx context.Context, in catalog.Intent) error {
-	defer e.moves.lock(in.Stream, in.Base)()
-	cur, ok, err := e.catalog.Intent(ctx, in.Stream, in.Base)
+func (mv *Mover) settleDropWarm(ctx context.Context, in catalog.Intent) error {
+	defer mv.locks.lock(in.Stream, in.Base)()
+	cur, ok, err := mv.cat.Intent(ctx, in.Stream, in.Base)
 	if err != nil || !ok || cur.Kind != catalog.IntentDropWarm {
 		return err // settled meanwhile
 	}
-	if err := e.recoverIntent(ctx, cur); err != nil {
-		if rerr := e.catalog.RecordFailure(ctx, in.Stream, in.Base, "drop-warm: "+err.Error()); rerr != nil {
-			e.opts.Logger.Warn("record move failure", "stream", in.Stream, "base", in.Base, "err", rerr)
+	if err := mv.recoverIntent(ctx, cur); err != nil {
+		if rerr := mv.cat.RecordFailure(ctx, in.Stream, in.Base, "drop-warm: "+err.Error()); rerr != nil {
+			mv.log.Warn("record move failure", "stream", in.Stream, "base", in.Base, "err", rerr)
 		}
 		return fmt.Errorf("engine: finish warm drop of %s/%d: %w", in.Stream, in.Base, err)
 	}
@@ -233,10 +236,10 @@ func (e *Engine) settleDropWarm(ctx context.Context, in catalog.Intent) error {
 // failed earlier action left: an upload's, or a warm drop's when deleting
 // (the plan has moved on; what that action wrote is at a deterministic
 // place that the new one overwrites or removes).
-func (e *Engine) putIntent(ctx context.Context, in catalog.Intent) error {
-	err := e.catalog.PutIntent(ctx, in)
+func (mv *Mover) putIntent(ctx context.Context, in catalog.Intent) error {
+	err := mv.cat.PutIntent(ctx, in)
 	if errors.Is(err, catalog.ErrIntentConflict) {
-		old, ok, gerr := e.catalog.Intent(ctx, in.Stream, in.Base)
+		old, ok, gerr := mv.cat.Intent(ctx, in.Stream, in.Base)
 		if gerr != nil {
 			return gerr
 		}
@@ -244,11 +247,11 @@ func (e *Engine) putIntent(ctx context.Context, in catalog.Intent) error {
 		if ok && (old.Kind == catalog.IntentUpload || deleting && old.Kind == catalog.IntentDropWarm) {
 			// A failed upload's object, or a failed drop's file, is at a
 			// deterministic place that the new action overwrites or removes.
-			e.opts.Logger.Info("superseding an unfinished move", "stream", in.Stream, "base", in.Base, "kind", old.Kind, "by", in.Kind)
-			if err := e.catalog.ClearIntent(ctx, in.Stream, in.Base); err != nil {
+			mv.log.Info("superseding an unfinished move", "stream", in.Stream, "base", in.Base, "kind", old.Kind, "by", in.Kind)
+			if err := mv.cat.ClearIntent(ctx, in.Stream, in.Base); err != nil {
 				return err
 			}
-			err = e.catalog.PutIntent(ctx, in)
+			err = mv.cat.PutIntent(ctx, in)
 		}
 	}
 	if err != nil {
@@ -263,24 +266,24 @@ func (e *Engine) putIntent(ctx context.Context, in catalog.Intent) error {
 // segment below it (oldest first), each justified by by now (justify.go),
 // and moves the stream's retention watermark past it. Its copies go in
 // deleteSegment.
-func (e *Engine) tombstone(ctx context.Context, stream string, base uint64, by deleteBy) ([]tiers.SegmentMeta, error) {
-	defer e.moves.lock(stream, base)()
-	now := e.opts.Now()
+func (mv *Mover) tombstone(ctx context.Context, stream string, base uint64, by deleteBy) ([]tiers.SegmentMeta, error) {
+	defer mv.locks.lock(stream, base)()
+	now := mv.now()
 	overBudget := false
 	if by == byWarm {
 		var err error
-		if overBudget, err = e.overWarmBudget(ctx); err != nil {
+		if overBudget, err = mv.overWarmBudget(ctx); err != nil {
 			return nil, fmt.Errorf("engine: tombstone %s/%d: %w", stream, base, err)
 		}
 	}
-	done, err := e.catalog.Tombstone(ctx, stream, base, now, func(m *tiers.SegmentMeta) error {
-		return e.justifyDeletion(m, by, now, overBudget)
+	done, err := mv.cat.Tombstone(ctx, stream, base, now, func(m *tiers.SegmentMeta) error {
+		return mv.justifyDeletion(m, by, now, overBudget)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("engine: tombstone %s/%d: %w", stream, base, err)
 	}
-	if n := len(done); n > 0 {
-		e.hot.Evict(stream, done[n-1].Last+1)
+	if n := len(done); n > 0 && mv.hot != nil {
+		mv.hot.Evict(stream, done[n-1].Last+1)
 	}
 	return done, failpoint.Inject(failpoint.DeleteAfterTombstone)
 }
@@ -291,53 +294,53 @@ func (e *Engine) tombstone(ctx context.Context, stream string, base uint64, by d
 // then the catalog entry, its intent and its last error forgotten in one
 // transaction. The stream's next offset and watermark stay, so the range
 // reads as expired. Repeating it after a crash at any point finishes it.
-func (e *Engine) deleteSegment(ctx context.Context, stream string, base uint64, delay bool) error {
-	defer e.moves.lock(stream, base)()
-	m, err := e.catalog.Segment(ctx, stream, base)
+func (mv *Mover) deleteSegment(ctx context.Context, stream string, base uint64, delay bool) error {
+	defer mv.locks.lock(stream, base)()
+	m, err := mv.cat.Segment(ctx, stream, base)
 	if errors.Is(err, tiers.ErrSegmentNotFound) {
-		return e.catalog.ClearIntent(ctx, stream, base) // deleted already
+		return mv.cat.ClearIntent(ctx, stream, base) // deleted already
 	}
 	if err != nil {
 		return err
 	}
-	from, _, _, _, err := e.catalog.Retained(ctx, stream)
+	from, _, _, _, err := mv.cat.Retained(ctx, stream)
 	if err != nil {
 		return err
 	}
-	if err := e.justifyRemoval(&m, from, e.opts.Now(), delay); err != nil {
+	if err := mv.justifyRemoval(&m, from, mv.now(), delay); err != nil {
 		return err
 	}
 	kind := catalog.IntentDeleteCold
 	if !m.Placements.Has(tiers.Cold) {
 		kind = catalog.IntentDeleteWarm
 	}
-	if err := e.putIntent(ctx, catalog.Intent{Stream: stream, Base: base, Kind: kind, Key: e.warm.Path(stream, base)}); err != nil {
+	if err := mv.putIntent(ctx, catalog.Intent{Stream: stream, Base: base, Kind: kind, Key: mv.warm.Path(stream, base)}); err != nil {
 		return err
 	}
-	return e.finishDelete(ctx, m)
+	return mv.finishDelete(ctx, m)
 }
 
 // finishDelete removes a tombstoned segment's copies and forgets it. The
 // cold object is removed whether or not the placement was committed: an
 // upload interrupted before its commit may have left it.
-func (e *Engine) finishDelete(ctx context.Context, m tiers.SegmentMeta) error {
-	if e.cold != nil {
-		if err := e.cold.Delete(ctx, m); err != nil {
+func (mv *Mover) finishDelete(ctx context.Context, m tiers.SegmentMeta) error {
+	if mv.cold != nil {
+		if err := mv.cold.Delete(ctx, m); err != nil {
 			return err
 		}
 	} else if m.Placements.Has(tiers.Cold) {
 		return fmt.Errorf("engine: delete %s/%d: %w to remove its cold copy from", m.Stream, m.Base, ErrNoColdTier)
 	}
-	if err := e.warm.Remove(m.Stream, m.Base); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
+	if err := mv.warm.Remove(m.Stream, m.Base); err != nil && !errors.Is(err, tiers.ErrSegmentNotFound) {
 		return fmt.Errorf("engine: delete %s/%d: %w", m.Stream, m.Base, err)
 	}
 	if err := failpoint.Inject(failpoint.DeleteAfterRemove); err != nil {
 		return err
 	}
-	if err := e.catalog.CommitDelete(ctx, m.Stream, m.Base); err != nil {
+	if err := mv.cat.CommitDelete(ctx, m.Stream, m.Base); err != nil {
 		return fmt.Errorf("engine: forget deleted %s/%d: %w", m.Stream, m.Base, err)
 	}
-	e.opts.Logger.Info("segment deleted by retention", "stream", m.Stream, "base", m.Base, "last", m.Last)
+	mv.log.Info("segment deleted by retention", "stream", m.Stream, "base", m.Base, "last", m.Last)
 	return nil
 }
 
@@ -346,10 +349,10 @@ func (e *Engine) finishDelete(ctx context.Context, m tiers.SegmentMeta) error {
 // back; a deletion is finished. An intent that cannot be settled now (the
 // cold store is down) is left for the migrator, which plans the action
 // again.
-func (e *Engine) recoverIntent(ctx context.Context, in catalog.Intent) error {
-	m, err := e.catalog.Segment(ctx, in.Stream, in.Base)
+func (mv *Mover) recoverIntent(ctx context.Context, in catalog.Intent) error {
+	m, err := mv.cat.Segment(ctx, in.Stream, in.Base)
 	if errors.Is(err, tiers.ErrSegmentNotFound) {
-		return e.catalog.ClearIntent(ctx, in.Stream, in.Base)
+		return mv.cat.ClearIntent(ctx, in.Stream, in.Base)
 	}
 	if err != nil {
 		return err
@@ -357,42 +360,48 @@ func (e *Engine) recoverIntent(ctx context.Context, in catalog.Intent) error {
 	switch in.Kind {
 	case catalog.IntentDropWarm:
 		if m.Placements.Has(tiers.Warm) {
-			e.opts.Logger.Info("rolling back a warm drop interrupted before its commit", "stream", in.Stream, "base", in.Base)
-			return e.catalog.ClearIntent(ctx, in.Stream, in.Base)
+			mv.log.Info("rolling back a warm drop interrupted before its commit", "stream", in.Stream, "base", in.Base)
+			return mv.cat.ClearIntent(ctx, in.Stream, in.Base)
 		}
-		e.opts.Logger.Info("finishing a warm drop interrupted after its commit", "stream", in.Stream, "base", in.Base)
-		return e.finishDropWarm(ctx, in.Stream, in.Base)
+		mv.log.Info("finishing a warm drop interrupted after its commit", "stream", in.Stream, "base", in.Base)
+		return mv.finishDropWarm(ctx, in.Stream, in.Base)
 	case catalog.IntentDeleteWarm, catalog.IntentDeleteCold:
 		if m.Tombstoned.IsZero() {
-			return e.catalog.ClearIntent(ctx, in.Stream, in.Base) // never started
+			return mv.cat.ClearIntent(ctx, in.Stream, in.Base) // never started
 		}
-		from, _, _, _, err := e.catalog.Retained(ctx, in.Stream)
+		from, _, _, _, err := mv.cat.Retained(ctx, in.Stream)
 		if err != nil {
 			return err
 		}
 		// The deletion was justified when it began; it is finished only if
 		// it still is (the policy may have changed, the catalog be damaged).
-		if err := e.justifyRemoval(&m, from, e.opts.Now(), false); err != nil {
-			e.recordOutcome(ctx, in.Stream, in.Base, "finish deletion: "+err.Error(), err)
+		if err := mv.justifyRemoval(&m, from, mv.now(), false); err != nil {
+			mv.recordOutcome(ctx, in.Stream, in.Base, "finish deletion: "+err.Error(), err)
 			return nil
 		}
-		e.opts.Logger.Info("finishing an interrupted deletion", "stream", in.Stream, "base", in.Base)
-		if err := e.finishDelete(ctx, m); err != nil {
-			e.opts.Logger.Warn("cannot finish an interrupted deletion now; the migrator will", "stream", in.Stream, "base", in.Base, "err", err)
+		mv.log.Info("finishing an interrupted deletion", "stream", in.Stream, "base", in.Base)
+		if err := mv.finishDelete(ctx, m); err != nil {
+			mv.log.Warn("cannot finish an interrupted deletion now; the migrator will", "stream", in.Stream, "base", in.Base, "err", err)
 		}
 		return nil
 	}
-	e.opts.Logger.Warn("unknown intent kind left as it is", "stream", in.Stream, "base", in.Base, "kind", in.Kind)
+	mv.log.Warn("unknown intent kind left as it is", "stream", in.Stream, "base", in.Base, "kind", in.Kind)
 	return nil
 }
 
 // LastFailure returns the last recorded failure of a move of the segment
-// (migrator.FailureSource): it survives restarts, unlike the migrator's
-// own memory.
-func (e *Engine) LastFailure(ctx context.Context, stream string, base uint64) (msg string, at time.Time, attempts int, ok bool, err error) {
-	f, ok, err := e.catalog.LastError(ctx, stream, base)
+// (migrator.Executor). The catalog's record is the one failure history:
+// it survives restarts, and whatever finishes a move clears it.
+func (mv *Mover) LastFailure(ctx context.Context, stream string, base uint64) (msg string, at time.Time, attempts int, ok bool, err error) {
+	f, ok, err := mv.cat.LastError(ctx, stream, base)
 	if err != nil || !ok {
 		return "", time.Time{}, 0, false, err
 	}
 	return f.Err, f.At, f.Attempts, true, nil
+}
+
+// Failures returns every segment's last failed move, as the catalog records
+// them (migrator.Executor): status lists them.
+func (mv *Mover) Failures(ctx context.Context) ([]catalog.Failure, error) {
+	return mv.cat.Failures(ctx)
 }
