@@ -25,8 +25,9 @@ type Persister interface {
 	Persist(ctx context.Context, seg *SealedSegment) error
 }
 
-// The defaults of Options' zero fields (policy.Default takes the
-// configuration's from them).
+// The defaults of Options' zero fields: the configuration's (policy's
+// DefaultHotMaxBytes, DefaultSegmentMaxBytes, ..., which cannot be
+// imported here; internal/boot's tests hold the two equal).
 const (
 	DefaultMaxBytes        = 1 << 30
 	DefaultSegmentMaxBytes = 64 << 20

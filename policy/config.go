@@ -22,8 +22,6 @@ import (
 	coldtier "github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/cold/pqfile"
-	hottier "github.com/tierd/tierd/hot"
-	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/tiers"
 	warmstore "github.com/tierd/tierd/warm"
 )
@@ -181,21 +179,37 @@ const (
 	DefaultHTTPMaxConnections  = 10000
 )
 
+// The hot tier's and the WAL's defaults. policy cannot take them from hot
+// and hot/wal: the server and the mover import policy and must not import
+// the hot tier. Those packages' zero-field defaults (hot.Default*,
+// wal.Default*) are the same values, which internal/boot's
+// TestEngineOptionsDefaults holds them to.
+const (
+	DefaultWALSyncInterval = 10 * time.Millisecond
+	DefaultWALSegmentBytes = 64 * MiB
+	DefaultProducerTTL     = 7 * Day
+	DefaultSegmentMaxBytes = 64 * MiB
+	DefaultSegmentMaxAge   = 10 * time.Minute
+	DefaultHotMaxBytes     = 1 * GiB
+	DefaultHotMaxAge       = 10 * time.Minute
+)
+
 // Default returns the configuration of an empty file: the one place the
 // configuration's defaults are assembled (examples/tierd.yaml spells them
 // out). Each value is written once: a default the package using it owns
-// (the WAL's, the hot tier's, the warm and cold stores') is that package's
-// constant, so a zero Options field and an empty configuration agree.
+// (the warm and cold stores', a record's cap) is that package's constant,
+// so a zero Options field and an empty configuration agree; the hot tier's
+// and the WAL's are policy's (above).
 func Default() Config {
 	return Config{
 		DataDir:        DefaultDataDir,
 		Listen:         DefaultListen,
 		MaxRecordBytes: tiers.DefaultMaxRecordBytes,
 		MaxBodyBytes:   DefaultMaxBodyBytes,
-		WAL: WALConfig{Sync: tiers.SyncAlways, SyncInterval: wal.DefaultSyncInterval, SegmentBytes: wal.DefaultSegmentBytes,
-			ProducerTTL: wal.DefaultProducerTTL},
-		Segment: SegmentConfig{MaxBytes: hottier.DefaultSegmentMaxBytes, MaxAge: hottier.DefaultSegmentMaxAge},
-		Hot:     HotConfig{MaxBytes: hottier.DefaultMaxBytes, MaxAge: hottier.DefaultResidency},
+		WAL: WALConfig{Sync: tiers.SyncAlways, SyncInterval: DefaultWALSyncInterval, SegmentBytes: DefaultWALSegmentBytes,
+			ProducerTTL: DefaultProducerTTL},
+		Segment: SegmentConfig{MaxBytes: DefaultSegmentMaxBytes, MaxAge: DefaultSegmentMaxAge},
+		Hot:     HotConfig{MaxBytes: DefaultHotMaxBytes, MaxAge: DefaultHotMaxAge},
 		Warm:    WarmConfig{MaxBytes: DefaultWarmMaxBytes, MapCacheBytes: warmstore.DefaultMapCacheBytes},
 		Cold: ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: pqfile.DefaultLevel}, CacheBytes: coldtier.DefaultCacheBytes,
 			DeleteDelay: DefaultDeleteDelay, ReadTimeout: objstore.DefaultReadTimeout, MinBytesPerSecond: objstore.DefaultMinBytesPerSecond},

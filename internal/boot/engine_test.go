@@ -99,8 +99,9 @@ policies:
 }
 
 // TestEngineOptionsDefaults: an empty configuration gives the engine the
-// same values its own zero-field defaults would, since both come from one
-// set of constants.
+// same values its own zero-field defaults would. The hot tier's and the
+// WAL's are written twice (policy may not import hot, see policy.Default),
+// and this test holds them equal; the others come from one constant.
 func TestEngineOptionsDefaults(t *testing.T) {
 	o := EngineOptions(policy.Default(), nil, nil, nil)
 	if o.DataDir != policy.DefaultDataDir || o.MaxRecordBytes != tiers.DefaultMaxRecordBytes || o.WALSync != tiers.SyncAlways ||
