@@ -3,13 +3,14 @@ GO       ?= go
 BIN      := bin
 FUZZTIME ?= 8s
 
-.PHONY: build test unit fuzz run bench lint clean minio minio-bin
+.PHONY: build test unit race fuzz run bench lint clean minio minio-bin
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## test: everything CI runs — unit, integration and crash tests, then each fuzz target briefly.
-test: build minio-bin unit fuzz
+## test: everything CI runs — unit, integration and crash tests, the race
+## detector over the concurrent packages, then each fuzz target briefly.
+test: build minio-bin unit race fuzz
 
 ## minio-bin: build the test MinIO into .cache/bin (once; minutes) unless TIERD_SKIP_MINIO=1.
 minio-bin:
@@ -22,6 +23,19 @@ minio:
 
 unit:
 	$(GO) test -count=1 -timeout 18m ./...
+
+## RACE_PKGS: the packages whose goroutines share state (the write path, the
+## engine and the move protocol, the migrator, the API on both sides, the
+## cold tier), as patterns of import paths inside the module: a package that
+## does not exist (yet, like mover) is no error.
+RACE_PKGS := hot|hot/wal|engine|mover|migrator|server|client|cold|cold/objstore
+
+## race: their tests under the race detector. -short: the byte-flipping
+## damage tests (one goroutine, thousands of reopens) run a sample here and
+## in full in unit.
+race:
+	mod=$$($(GO) list -m); \
+	  $(GO) test -race -short -count=1 -timeout 20m $$($(GO) list ./... | grep -E "^$$mod/($(RACE_PKGS))$$")
 
 ## fuzz: run every fuzz target for FUZZTIME (scripts/fuzz.sh lists them).
 fuzz:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tierd/tierd/client"
+	"github.com/tierd/tierd/testenv"
 )
 
 // garbleFirstAnswers passes appends to the real API but replaces the first
@@ -48,9 +49,10 @@ func garbleFirstAnswers(n int64, garbled *atomic.Int64, dropEcho bool) func(http
 // dropEcho), and flushes.
 func produceThroughGarbling(t *testing.T, garble int64, dropEcho bool, n int) (*client.Client, *client.Producer, *outcomes, *atomic.Int64) {
 	t.Helper()
-	addr := reservedAddr(t)
+	port := testenv.ReservePort(t)
+	addr := port.Addr()
 	garbled := &atomic.Int64{}
-	serveAt(t, addr, garbleFirstAnswers(garble, garbled, dropEcho))
+	serveAt(t, port, garbleFirstAnswers(garble, garbled, dropEcho))
 	c := client.New(addr)
 	outs := &outcomes{}
 	p := client.NewProducer(c, client.ProducerOptions{BatchRecords: 10, Linger: time.Millisecond, MinBackoff: time.Millisecond, OnBatch: outs.add})
@@ -111,8 +113,9 @@ func TestProducerDoesNotRetryAnUnreadableAnswerWithoutDedup(t *testing.T) {
 // AppendBatchIdempotent used by hand: a repeated call is a duplicate with
 // the first call's offsets; an older sequence is refused.
 func TestAppendBatchIdempotent(t *testing.T) {
-	addr := reservedAddr(t)
-	serveAt(t, addr, nil)
+	port := testenv.ReservePort(t)
+	addr := port.Addr()
+	serveAt(t, port, nil)
 	c := client.New(addr)
 	ctx := context.Background()
 	idem := client.Idempotence{ProducerID: client.NewProducerID(), Seq: 1}

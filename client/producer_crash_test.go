@@ -1,137 +1,52 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tierd/tierd/client"
+	"github.com/tierd/tierd/testenv"
 )
 
 // The kill -9 test runs the real tierd binary, as cmd/tierd's crash test
 // does, and a Producer against it.
 
-// buildTierd compiles the daemon into dir.
-func buildTierd(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "tierd")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/tierd/tierd/cmd/tierd").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build tierd: %v\n%s", err, out)
-	}
-	return bin
-}
+// TestMain removes the tierd binary testenv built once the tests end.
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-// syncBuffer collects a daemon's output; it may be read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// count is how many times sub occurs in what was written.
-func (s *syncBuffer) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Count(s.b.Bytes(), []byte(sub))
-}
-
-func (s *syncBuffer) tail(n int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := s.b.Bytes()
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
-
-// tierdProcess is one run of the daemon.
-type tierdProcess struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-// startTierd runs tierd on addr and dataDir with the embedded defaults
-// (wal.sync always) and waits until /healthz answers. Its output goes to
-// log, printed if the test fails.
-func startTierd(t *testing.T, bin, addr, dataDir string, log *syncBuffer, env ...string) *tierdProcess {
-	t.Helper()
-	d := &tierdProcess{exited: make(chan struct{})}
-	started := log.count("tierd listening") // the log holds earlier runs too
-	d.cmd = exec.Command(bin, "--data-dir", dataDir, "--listen", addr)
-	d.cmd.Env = append(os.Environ(), env...)
-	d.cmd.Stdout, d.cmd.Stderr = log, log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(d.kill)
-	hc := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case <-d.exited:
-			t.Fatalf("tierd exited at start:\n%s", log.tail(4000))
-		default:
-		}
-		if resp, err := hc.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			// Its own "listening" line too: another process that took the
-			// port may answer /healthz in its place.
-			if resp.StatusCode == http.StatusOK && log.count("tierd listening") > started {
-				return d
-			}
-		}
-	}
-	t.Fatalf("tierd did not answer on %s within 30 s:\n%s", addr, log.tail(4000))
-	return nil
-}
-
-// crashFixture is a tierd binary, its data directory and address, kept
-// across the restarts of a crash test, and the log of all its runs (its
-// tail is printed when the test fails).
+// crashFixture is the tierd of a crash test: one data directory and one
+// address kept across its kills and restarts (the Producer holds the
+// address), started by testenv.StartTierd on 127.0.0.1:0 and restarted on
+// the port it got. Its log of every run is printed if the test fails.
 type crashFixture struct {
-	t             *testing.T
-	bin           string
-	addr, dataDir string
-	log           *syncBuffer
+	t    *testing.T
+	d    *testenv.Tierd
+	addr string
 }
 
 func newCrashFixture(t *testing.T) *crashFixture {
 	t.Helper()
-	fx := &crashFixture{t: t, bin: buildTierd(t, t.TempDir()), addr: reservedAddr(t), dataDir: t.TempDir(), log: &syncBuffer{}}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("tierd log tail:\n%s", fx.log.tail(6000))
-		}
-	})
-	return fx
+	return &crashFixture{t: t}
 }
 
-// start runs tierd (again) on the fixture's address and data, with env.
-func (fx *crashFixture) start(env ...string) *tierdProcess {
+// start runs tierd, the first time or again after a kill, with env
+// (embedded defaults: wal.sync always).
+func (fx *crashFixture) start(env ...string) *testenv.Tierd {
 	fx.t.Helper()
-	return startTierd(fx.t, fx.bin, fx.addr, fx.dataDir, fx.log, env...)
-}
-
-// kill sends SIGKILL and reaps the process.
-func (d *tierdProcess) kill() {
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.exited
+	if fx.d == nil {
+		fx.d = testenv.StartTierd(fx.t, testenv.TierdOptions{Env: env})
+		fx.addr = fx.d.Addr()
+		return fx.d
+	}
+	fx.d.Restart(env...)
+	if fx.d.Addr() != fx.addr {
+		fx.t.Fatalf("tierd restarted on %s, not on %s", fx.d.Addr(), fx.addr)
+	}
+	return fx.d
 }
 
 // Killing the server with SIGKILL while a Producer streams into it neither
@@ -187,7 +102,7 @@ func TestProducerKillNineLosesNothingReported(t *testing.T) {
 	for round := range 3 {
 		time.Sleep(time.Duration(200+r.IntN(400)) * time.Millisecond)
 		before := p.Stats().Persisted
-		d.kill()
+		d.Kill()
 		t.Logf("round %d: killed tierd after %d records sent, %d reported persisted", round, sent.Load(), before)
 		time.Sleep(time.Duration(50+r.IntN(300)) * time.Millisecond)
 		d = fx.start()
@@ -281,7 +196,7 @@ func TestProducerRetryOfADurableBatchIsNotStoredTwice(t *testing.T) {
 		}
 		if i == 29 {
 			select { // the third append is durable and its answer lost
-			case <-d.exited:
+			case <-d.Exited():
 			case <-time.After(30 * time.Second):
 				t.Fatal("the failpoint did not kill tierd at the third append")
 			}

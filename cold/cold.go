@@ -24,13 +24,17 @@ import (
 	"github.com/tierd/tierd/tiers"
 )
 
+// DefaultCacheBytes is the default of Options.CacheBytes (policy.Default
+// takes cold.cache_bytes' from it).
+const DefaultCacheBytes = 64 << 20
+
 // Options configures a Tier. Zero fields take defaults.
 type Options struct {
 	Bucket        objstore.Bucket // required; any key prefix is the bucket's business
-	Level         int             // zstd level (default 3)
+	Level         int             // zstd level (default pqfile.DefaultLevel, 3)
 	RowGroupRows  int             // default pqfile's
 	RowGroupBytes int64           // default pqfile's
-	CacheBytes    int64           // read cache (default 64 MiB)
+	CacheBytes    int64           // read cache (default DefaultCacheBytes, 64 MiB)
 	SpoolDir      string          // local directory for files being uploaded (default os.TempDir())
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer
@@ -73,10 +77,10 @@ func New(opts Options) (*Tier, error) {
 		return nil, errors.New("cold: Options.Bucket is nil")
 	}
 	if opts.Level == 0 {
-		opts.Level = 3
+		opts.Level = pqfile.DefaultLevel
 	}
 	if opts.CacheBytes <= 0 {
-		opts.CacheBytes = 64 << 20
+		opts.CacheBytes = DefaultCacheBytes
 	}
 	if opts.SpoolDir == "" {
 		opts.SpoolDir = os.TempDir()

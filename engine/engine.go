@@ -82,7 +82,7 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.DataDir == "" {
-		o.DataDir = "./tierd-data"
+		o.DataDir = policy.DefaultDataDir
 	}
 	if o.MaxRecordBytes <= 0 {
 		o.MaxRecordBytes = tiers.DefaultMaxRecordBytes

@@ -25,6 +25,23 @@ type Persister interface {
 	Persist(ctx context.Context, seg *SealedSegment) error
 }
 
+// The defaults of Options' zero fields: the configuration's (policy's
+// DefaultHotMaxBytes, DefaultSegmentMaxBytes, ..., which cannot be
+// imported here; internal/boot's tests hold the two equal).
+const (
+	DefaultMaxBytes        = 1 << 30
+	DefaultSegmentMaxBytes = 64 << 20
+	DefaultSegmentMaxAge   = 10 * time.Minute
+	DefaultResidency       = 10 * time.Minute
+)
+
+// TickFor is the flusher's default tick for the smallest segment or
+// residency age it must honour: a tenth of it, within [20 ms, 1 s], so that
+// short ages are honoured promptly and long ones cost no busy loop.
+func TickFor(minAge time.Duration) time.Duration {
+	return min(max(minAge/10, 20*time.Millisecond), time.Second)
+}
+
 // Options configures a Tier. Zero fields take defaults.
 type Options struct {
 	MaxBytes        int64         // memory budget across all streams (default 1 GiB)
@@ -37,8 +54,8 @@ type Options struct {
 	// asked once per stream, when the tier first sees it.
 	PolicyFor func(stream string) StreamPolicy
 	// Tick is how often the flusher looks for segments to seal by age and
-	// to evict; default a tenth of the smallest age above, within
-	// [20 ms, 1 s]. Set it below a tenth of the smallest policy age.
+	// to evict; default TickFor the smallest age above. Set it to TickFor
+	// the smallest policy age.
 	Tick time.Duration
 	WAL  wal.Options
 	// Streams gives, for every stream the catalog knows, the first offset not
@@ -51,16 +68,16 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.MaxBytes <= 0 {
-		o.MaxBytes = 1 << 30
+		o.MaxBytes = DefaultMaxBytes
 	}
 	if o.SegmentMaxBytes <= 0 {
-		o.SegmentMaxBytes = 64 << 20
+		o.SegmentMaxBytes = DefaultSegmentMaxBytes
 	}
 	if o.SegmentMaxAge <= 0 {
-		o.SegmentMaxAge = 10 * time.Minute
+		o.SegmentMaxAge = DefaultSegmentMaxAge
 	}
 	if o.Residency <= 0 {
-		o.Residency = 10 * time.Minute
+		o.Residency = DefaultResidency
 	}
 	if o.FlushWorkers <= 0 {
 		o.FlushWorkers = 2
@@ -76,7 +93,7 @@ func (o *Options) setDefaults() {
 		o.PolicyFor = func(string) StreamPolicy { return def }
 	}
 	if o.Tick <= 0 {
-		o.Tick = min(max(min(o.SegmentMaxAge, o.Residency)/10, 20*time.Millisecond), time.Second)
+		o.Tick = TickFor(min(o.SegmentMaxAge, o.Residency))
 	}
 }
 

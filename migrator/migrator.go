@@ -137,7 +137,7 @@ var ErrBadSchedule = errors.New("migrator: bad schedule")
 // New returns a Migrator; Start begins the schedule.
 func New(exec Executor, opts Options) (*Migrator, error) {
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 2
+		opts.Concurrency = policy.DefaultMigratorConcurrency
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = time.Second

@@ -19,7 +19,11 @@ import (
 	"strings"
 	"time"
 
+	coldtier "github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/cold/pqfile"
 	"github.com/tierd/tierd/tiers"
+	warmstore "github.com/tierd/tierd/warm"
 )
 
 // Config is the whole configuration file. Sizes are bytes, durations
@@ -159,21 +163,58 @@ func (c Config) StoreURL() (string, error) {
 	return (&url.URL{Scheme: "file", Path: dir}).String(), nil
 }
 
+// The defaults no package below policy owns (the server and the migrator
+// import policy, so they take theirs from here).
+const (
+	DefaultDataDir             = "./tierd-data"
+	DefaultListen              = "127.0.0.1:7070"
+	DefaultMaxBodyBytes        = 64 * MiB
+	DefaultWarmMaxBytes        = 100 * GiB
+	DefaultDeleteDelay         = time.Hour
+	DefaultMigratorSchedule    = "@every 30s"
+	DefaultMigratorConcurrency = 2
+	DefaultMigratorBytesPerSec = 64 * MiB
+	DefaultHTTPReadTimeout     = time.Minute
+	DefaultHTTPIdleTimeout     = 2 * time.Minute
+	DefaultHTTPMaxConnections  = 10000
+)
+
+// The hot tier's and the WAL's defaults. policy cannot take them from hot
+// and hot/wal: the server and the mover import policy and must not import
+// the hot tier. Those packages' zero-field defaults (hot.Default*,
+// wal.Default*) are the same values, which internal/boot's
+// TestEngineOptionsDefaults holds them to.
+const (
+	DefaultWALSyncInterval = 10 * time.Millisecond
+	DefaultWALSegmentBytes = 64 * MiB
+	DefaultProducerTTL     = 7 * Day
+	DefaultSegmentMaxBytes = 64 * MiB
+	DefaultSegmentMaxAge   = 10 * time.Minute
+	DefaultHotMaxBytes     = 1 * GiB
+	DefaultHotMaxAge       = 10 * time.Minute
+)
+
 // Default returns the configuration of an empty file: the one place the
-// defaults are written down (examples/tierd.yaml spells them out).
+// configuration's defaults are assembled (examples/tierd.yaml spells them
+// out). Each value is written once: a default the package using it owns
+// (the warm and cold stores', a record's cap) is that package's constant,
+// so a zero Options field and an empty configuration agree; the hot tier's
+// and the WAL's are policy's (above).
 func Default() Config {
 	return Config{
-		DataDir:        "./tierd-data",
-		Listen:         "127.0.0.1:7070",
-		MaxRecordBytes: 1 * MiB,
-		MaxBodyBytes:   64 * MiB,
-		WAL:            WALConfig{Sync: tiers.SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 * MiB, ProducerTTL: 7 * Day},
-		Segment:        SegmentConfig{MaxBytes: 64 * MiB, MaxAge: 10 * time.Minute},
-		Hot:            HotConfig{MaxBytes: 1 * GiB, MaxAge: 10 * time.Minute},
-		Warm:           WarmConfig{MaxBytes: 100 * GiB, MapCacheBytes: 32 * MiB},
-		Cold:           ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 * MiB, DeleteDelay: time.Hour, ReadTimeout: 10 * time.Second, MinBytesPerSecond: 1 * MiB},
-		Migrator:       MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 * MiB},
-		HTTP:           HTTPConfig{ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConnections: 10000},
+		DataDir:        DefaultDataDir,
+		Listen:         DefaultListen,
+		MaxRecordBytes: tiers.DefaultMaxRecordBytes,
+		MaxBodyBytes:   DefaultMaxBodyBytes,
+		WAL: WALConfig{Sync: tiers.SyncAlways, SyncInterval: DefaultWALSyncInterval, SegmentBytes: DefaultWALSegmentBytes,
+			ProducerTTL: DefaultProducerTTL},
+		Segment: SegmentConfig{MaxBytes: DefaultSegmentMaxBytes, MaxAge: DefaultSegmentMaxAge},
+		Hot:     HotConfig{MaxBytes: DefaultHotMaxBytes, MaxAge: DefaultHotMaxAge},
+		Warm:    WarmConfig{MaxBytes: DefaultWarmMaxBytes, MapCacheBytes: warmstore.DefaultMapCacheBytes},
+		Cold: ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: pqfile.DefaultLevel}, CacheBytes: coldtier.DefaultCacheBytes,
+			DeleteDelay: DefaultDeleteDelay, ReadTimeout: objstore.DefaultReadTimeout, MinBytesPerSecond: objstore.DefaultMinBytesPerSecond},
+		Migrator: MigratorConfig{Schedule: DefaultMigratorSchedule, Concurrency: DefaultMigratorConcurrency, MaxBytesPerSecond: DefaultMigratorBytesPerSec},
+		HTTP:     HTTPConfig{ReadTimeout: DefaultHTTPReadTimeout, IdleTimeout: DefaultHTTPIdleTimeout, MaxConnections: DefaultHTTPMaxConnections},
 	}
 }
 

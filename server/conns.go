@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/internal/promreg"
+	"github.com/tierd/tierd/policy"
 )
 
 // HTTPOptions bounds the connections and requests of the http.Server that
@@ -49,12 +50,11 @@ type HTTPOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// The defaults of HTTPOptions, in one place (policy.Default has the same
-// for the configuration file).
+// The defaults of HTTPOptions: the configuration's (policy.Default).
 const (
-	DefaultReadTimeout    = time.Minute
-	DefaultIdleTimeout    = 2 * time.Minute
-	DefaultMaxConnections = 10000
+	DefaultReadTimeout    = policy.DefaultHTTPReadTimeout
+	DefaultIdleTimeout    = policy.DefaultHTTPIdleTimeout
+	DefaultMaxConnections = policy.DefaultHTTPMaxConnections
 	// maxHeaderWait bounds reading a request's header.
 	maxHeaderWait = 10 * time.Second
 	// reserveHeaderWait bounds a reserve connection: it is there for a

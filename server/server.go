@@ -63,7 +63,7 @@ type Options struct {
 
 // The defaults of Options, in one place.
 const (
-	DefaultMaxBodyBytes    = 64 << 20
+	DefaultMaxBodyBytes    = policy.DefaultMaxBodyBytes
 	DefaultMaxBatchRecords = 100000
 	// retryAfterSeconds is what a backpressure answer asks a producer to
 	// wait: the flusher frees memory within about that long.

@@ -80,8 +80,8 @@ var shared struct {
 	hinted bool
 }
 
-// Main runs the tests of a package that uses StartMinIO, then stops the
-// shared server. Call it from TestMain:
+// Main runs the tests of a package that uses StartMinIO or StartTierd, then
+// stops the shared server and removes the tierd binary TierdBin built. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
 //
@@ -94,6 +94,7 @@ func Main(m *testing.M) {
 	shared.inMain = true
 	shared.mu.Unlock()
 	code := m.Run()
+	removeTierdBuild()
 	shared.mu.Lock()
 	if shared.srv != nil {
 		shared.srv.stop()

@@ -21,8 +21,8 @@ import (
 const (
 	DefaultIndexInterval = 64
 	DefaultCacheSize     = 1024
-	// DefaultMapCacheBytes is the default of Options.MapCacheBytes (the
-	// configuration's warm.map_cache_bytes default is set in policy).
+	// DefaultMapCacheBytes is the default of Options.MapCacheBytes
+	// (policy.Default takes warm.map_cache_bytes' from it).
 	DefaultMapCacheBytes = 32 << 20
 )
 

@@ -462,7 +462,7 @@ func memDefault(ctx context.Context, bin, dir, cfg string, f memoryFlags, run in
 	var appended, reads atomic.Int64
 	var filledAt atomic.Int64 // sampler time when the budget first filled
 	filledAt.Store(-1)
-	s := startSampler(d.cmd.Process.Pid, f.sample)
+	s := startSampler(d.Pid(), f.sample)
 	start := time.Now()
 	stopRead := make(chan struct{})
 	var wg sync.WaitGroup
@@ -537,7 +537,7 @@ func memEdge(ctx context.Context, bin, dir, cfg string, f memoryFlags, run int) 
 	}
 	next := make([]atomic.Uint64, nstreams)
 	var appended, reads atomic.Int64
-	s := startSampler(d.cmd.Process.Pid, f.sample)
+	s := startSampler(d.Pid(), f.sample)
 	start := time.Now()
 	// Each writer appends a batch every interval: together --edge-rate.
 	interval := time.Duration(float64(time.Second) * float64(batch*size*writers) / f.edgeRate)
@@ -600,7 +600,7 @@ func memStreams(ctx context.Context, bin, dir string, f memoryFlags) (memRun, er
 	}
 	defer d.stop()
 	r := memRun{budget: budget}
-	s := startSampler(d.cmd.Process.Pid, f.sample)
+	s := startSampler(d.Pid(), f.sample)
 	time.Sleep(2 * f.sample) // an idle reading first
 	start := time.Now()
 	recs := randomRecords(f.perStream, size, rand.New(rand.NewPCG(1, 2)))

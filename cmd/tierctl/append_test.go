@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,18 +11,14 @@ import (
 
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/server"
+	"github.com/tierd/tierd/testenv"
 )
 
 // closedAddr is an address nothing listens on: connections are refused.
+// The port stays reserved for the test (testenv.ReservePort).
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return testenv.ReservePort(t).Addr()
 }
 
 // TestAppendToNoServerGivesUpAtOnce: a wrong address fails the append in
@@ -59,7 +54,8 @@ func TestAppendToNoServerGivesUpAtOnce(t *testing.T) {
 // TestAppendWaitsForAServerStarting: with --wait-for-server, a tierd that
 // starts listening a moment later gets the records.
 func TestAppendWaitsForAServerStarting(t *testing.T) {
-	hostport := closedAddr(t)
+	port := testenv.ReservePort(t)
+	hostport := port.Addr()
 	eng, err := engine.Open(context.Background(), engine.Options{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +66,7 @@ func TestAppendWaitsForAServerStarting(t *testing.T) {
 	go func() {
 		defer close(started)
 		time.Sleep(700 * time.Millisecond)
-		l, err := net.Listen("tcp", hostport)
+		l, err := port.Listen()
 		if err != nil {
 			t.Errorf("listening on %s: %v", hostport, err)
 			return

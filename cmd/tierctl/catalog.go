@@ -105,8 +105,11 @@ func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error 
 	if coldTier != nil {
 		defer coldTier.Close()
 	}
+	// The data directory, cold store and retention markers tierd would
+	// open on this configuration: the engine's own options.
+	opts := boot.EngineOptions(cfg, coldTier, log, nil)
 	prog := a.newProgress("rebuild: warm", "files")
-	rep, err := engine.RebuildCatalog(ctx, cfg.DataDir, coldTier, log, func(phase string, done, total int) {
+	rep, err := engine.RebuildCatalog(ctx, opts.DataDir, opts.Cold, opts.Logger, func(phase string, done, total int) {
 		unit := "files"
 		if phase == "cold" {
 			unit = "objects"
@@ -115,7 +118,7 @@ func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error 
 		prog.update(int64(done), int64(total))
 	})
 	prog.done()
-	path := filepath.Join(cfg.DataDir, "catalog.db")
+	path := filepath.Join(opts.DataDir, "catalog.db")
 	if errors.Is(err, catalog.ErrExists) {
 		return fmt.Errorf("%w\nrebuild only creates a missing catalog: stop tierd if it runs on %s, then move the catalog aside (mv %s %s.old) and run again",
 			err, cfg.DataDir, path, path)

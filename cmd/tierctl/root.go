@@ -13,10 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tierd/tierd/client"
+	"github.com/tierd/tierd/policy"
 )
 
-// defaultAddr is where tierd listens out of the box.
-const defaultAddr = "http://127.0.0.1:7070"
+// defaultAddr is where tierd listens out of the box (policy's default).
+const defaultAddr = "http://" + policy.DefaultListen
 
 // app is one invocation's state: the streams and the global flags.
 type app struct {

@@ -21,23 +21,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tierd/tierd/testenv"
 )
 
 // runUntilExit runs tierd with args and env and returns its exit code and
 // output, for configurations it must refuse at start-up.
 func runUntilExit(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
-	bin, err := buildTierd()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testenv.TierdBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	if ctx.Err() != nil {
 		t.Fatalf("tierd %v did not exit; output:\n%s", args, out.String())
 	}
@@ -114,77 +113,35 @@ auth:
 func TestStartupRefusals(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	code, out := runUntilExit(t, nil, "--data-dir", data, "--listen", "0.0.0.0:"+freePort(t))
+	code, out := runUntilExit(t, nil, "--data-dir", data, "--listen", "0.0.0.0:0")
 	if code == 0 || !strings.Contains(out, "no auth.tokens") || !strings.Contains(out, "--insecure-listen") {
 		t.Fatalf("open API on 0.0.0.0: exit %d\n%s", code, out)
 	}
 	config := filepath.Join(dir, "tokens.yaml")
 	os.WriteFile(config, []byte("auth:\n  tokens:\n    - {name: ingest, role: write, token_env: TIERD_TEST_UNSET_TOKEN}\n"), 0o644)
-	code, out = runUntilExit(t, nil, "--config", config, "--data-dir", data, "--listen", freeAddr(t))
+	code, out = runUntilExit(t, nil, "--config", config, "--data-dir", data, "--listen", "127.0.0.1:0")
 	if code == 0 || !strings.Contains(out, `token "ingest"`) || !strings.Contains(out, "TIERD_TEST_UNSET_TOKEN is not set") {
 		t.Fatalf("missing secret: exit %d\n%s", code, out)
 	}
 	bad := filepath.Join(dir, "badtls.yaml")
 	os.WriteFile(bad, []byte("tls: {cert_file: /nonexistent/cert.pem, key_file: /nonexistent/key.pem}\n"), 0o644)
-	code, out = runUntilExit(t, nil, "--config", bad, "--data-dir", data, "--listen", freeAddr(t))
+	code, out = runUntilExit(t, nil, "--config", bad, "--data-dir", data, "--listen", "127.0.0.1:0")
 	if code == 0 || !strings.Contains(out, "tls:") {
 		t.Fatalf("broken TLS files: exit %d\n%s", code, out)
 	}
 
-	// --insecure-listen: it starts, says the API is open, and serves. The
-	// port is free only when freePort looked: another test's process may
-	// take it, and then answer /healthz in this one's place. So success is
-	// this process's own "listening" line; a port lost to another process
-	// is tried again with a new one.
-	bin, _ := buildTierd()
-	for attempt := 0; ; attempt++ {
-		port := freePort(t)
-		cmd := exec.Command(bin, "--data-dir", data, "--listen", "0.0.0.0:"+port, "--insecure-listen")
-		var logs lockedBuffer
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		waitFor(t, 30*time.Second, "tierd --insecure-listen listens or exits", func() (bool, string) {
-			select {
-			case <-exited:
-				return true, logs.String()
-			default:
-			}
-			return strings.Contains(logs.String(), "tierd listening"), logs.String()
-		})
-		select {
-		case <-exited:
-			if attempt < 5 && strings.Contains(logs.String(), "address already in use") {
-				continue
-			}
-			t.Fatalf("tierd --insecure-listen exited:\n%s", logs.String())
-		default:
-		}
-		defer func() { cmd.Process.Kill(); <-exited }()
-		waitHealthy(t, http.DefaultClient, "http://127.0.0.1:"+port, &logs)
-		if !strings.Contains(logs.String(), "the API is open") {
-			t.Fatalf("no warning about the open API:\n%s", logs.String())
-		}
-		return
+	// --insecure-listen: it starts, says the API is open, and serves.
+	d := testenv.StartTierd(t, testenv.TierdOptions{DataDir: data, Listen: "0.0.0.0:0", Args: []string{"--insecure-listen"}})
+	if host, _, _ := net.SplitHostPort(d.ListenAddr()); !net.ParseIP(host).IsUnspecified() {
+		t.Fatalf("tierd --insecure-listen listens on %s, not on every interface", d.ListenAddr())
+	}
+	waitHealthy(t, http.DefaultClient, d.URL(), d.RunLogs)
+	if !strings.Contains(d.RunLogs(), "the API is open") {
+		t.Fatalf("no warning about the open API:\n%s", d.RunLogs())
 	}
 }
 
-// freePort returns a TCP port free on every interface just now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
-}
-
-func waitHealthy(t *testing.T, hc *http.Client, base string, logs *lockedBuffer) {
+func waitHealthy(t *testing.T, hc *http.Client, base string, logs func() string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -196,7 +153,7 @@ func waitHealthy(t *testing.T, hc *http.Client, base string, logs *lockedBuffer)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("tierd never answered at %s:\n%s", base, logs.String())
+	t.Fatalf("tierd never answered at %s:\n%s", base, logs())
 }
 
 // TestTLS: with tls.cert_file and tls.key_file the API is HTTPS only.
@@ -208,22 +165,15 @@ func TestTLS(t *testing.T) {
 	os.WriteFile(keyFile, keyPEM, 0o600)
 	config := filepath.Join(dir, "tierd.yaml")
 	os.WriteFile(config, []byte(fmt.Sprintf("tls: {cert_file: %q, key_file: %q}\n", certFile, keyFile)), 0o644)
-	bin, err := buildTierd()
-	if err != nil {
-		t.Fatal(err)
+	d := testenv.StartTierd(t, testenv.TierdOptions{Config: config, DataDir: filepath.Join(dir, "data")})
+	addr := d.Addr()
+	if d.URL() != "https://"+addr {
+		t.Fatalf("the listening line gives %s, want https://%s", d.URL(), addr)
 	}
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--config", config, "--data-dir", filepath.Join(dir, "data"), "--listen", addr)
-	var logs lockedBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	waitHealthy(t, hc, "https://"+addr, &logs)
+	waitHealthy(t, hc, "https://"+addr, d.RunLogs)
 	if s := get(t, hc, "https://"+addr+"/v1/streams", ""); s != 200 {
 		t.Fatalf("GET over HTTPS: %d", s)
 	}
@@ -235,8 +185,8 @@ func TestTLS(t *testing.T) {
 			t.Fatalf("plain HTTP was served: %s", body)
 		}
 	}
-	if !strings.Contains(logs.String(), "scheme=https") {
-		t.Fatalf("the start-up line does not say https:\n%s", logs.String())
+	if !strings.Contains(d.RunLogs(), "scheme=https") {
+		t.Fatalf("the start-up line does not say https:\n%s", d.RunLogs())
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tierd/tierd/testenv"
 )
 
 // The crash test drives the real binary: concurrent writers append batches
@@ -25,9 +26,6 @@ import (
 // every restart each acknowledged record must be present exactly once at its
 // acknowledged offset with identical content, each unacknowledged batch
 // present whole or not at all, and offsets dense.
-
-// buildTierd compiles this package once per test binary.
-var buildTierd = sync.OnceValues(func() (string, error) { return goBuild("github.com/tierd/tierd/cmd/tierd", "tierd") })
 
 // goBuild compiles pkg into a fresh temporary directory as name.
 func goBuild(pkg, name string) (string, error) {
@@ -43,35 +41,22 @@ func goBuild(pkg, name string) (string, error) {
 	return bin, nil
 }
 
-// daemon is one running tierd process.
-type daemon struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	addr   string
-	log    *lockedBuffer // stdout and stderr, readable while it runs
-	exited chan struct{} // closed once the process is reaped
-}
-
+// freeAddr returns a loopback address nothing listens on: a server that
+// is down, as a client sees it. The port stays reserved for the test
+// (testenv.ReservePort), so no other process answers there.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testenv.ReservePort(t).Addr()
 }
 
-// startDaemon starts tierd on config and waits until /healthz answers.
+// startDaemon starts tierd on config and returns once it listens.
 func startDaemon(t *testing.T, config, dataDir string) *daemon {
 	t.Helper()
-	return startDaemonEnv(t, config, dataDir).daemon
+	return startDaemonEnv(t, config, dataDir)
 }
 
-func (d *daemon) kill() {
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.exited
-}
+// kill sends SIGKILL and waits for the exit.
+func (d *daemon) kill() { d.Kill() }
 
 // batch is one append request as a writer sent it.
 type batch struct {
@@ -293,16 +278,16 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 	if err := appendBatch(http.DefaultClient, d.addr, b); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-d.exited:
+	case <-d.Exited():
 	case <-time.After(30 * time.Second):
-		t.Fatalf("tierd still running 30 s after SIGTERM:\n%s", d.log)
+		t.Fatalf("tierd still running 30 s after SIGTERM:\n%s", d.logs())
 	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(d.log.String(), "stopped") {
-		t.Fatalf("exit code %d after SIGTERM, log:\n%s", code, d.log)
+	if code := d.ExitCode(); code != 0 || !strings.Contains(d.logs(), "stopped") {
+		t.Fatalf("exit code %d after SIGTERM, log:\n%s", code, d.logs())
 	}
 	d2 := startDaemon(t, config, filepath.Join(dir, "data"))
 	check(t, "s", readAll(t, d2.addr, "s"), []*batch{b})

@@ -10,13 +10,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -49,128 +46,46 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// envDaemon is a tierd process started with extra environment variables.
-type envDaemon struct {
-	*daemon
+// daemon is a tierd process these tests started (testenv.StartTierd, on
+// 127.0.0.1:0), with the address it listens on.
+type daemon struct {
+	*testenv.Tierd
+	addr string
 }
 
-// logs returns the daemon's output so far.
-func (d *envDaemon) logs() string { return d.log.String() }
+// envDaemon is a daemon started with extra environment variables.
+type envDaemon = daemon
 
-// tail returns the last n bytes of the daemon's output.
-func (d *envDaemon) tail(n int) string {
-	s := d.logs()
-	if len(s) > n {
-		s = "…" + s[len(s)-n:]
-	}
-	return s
-}
+// logs returns the output of the daemon's current run.
+func (d *daemon) logs() string { return d.RunLogs() }
+
+// tail returns the last n bytes of the daemon's output, every run.
+func (d *daemon) tail(n int) string { return d.Tail(n) }
 
 // startDaemonEnv starts tierd on config with env ("NAME=value") added to
-// the test process's environment, on a free port, and waits until /healthz
-// answers. On failure of the test the end of the daemon's log is printed.
+// the test process's environment and returns once it listens. On failure
+// of the test the end of the daemon's log is printed.
 func startDaemonEnv(t *testing.T, config, dataDir string, env ...string) *envDaemon {
 	t.Helper()
-	return launchDaemon(t, config, dataDir, "", env)
+	d := testenv.StartTierd(t, testenv.TierdOptions{Config: config, DataDir: dataDir, Env: env})
+	return &daemon{Tierd: d, addr: d.Addr()}
 }
 
-// startDaemonAt starts tierd on addr (to restart it where its clients
-// expect it) and waits until /healthz answers. The port was just freed by
-// the daemon that stopped; should another process take it meanwhile, the
-// start is retried for a few seconds before the test gives up.
-func startDaemonAt(t *testing.T, config, dataDir, addr string) *envDaemon {
+// restart starts the stopped or killed daemon again on its data and its
+// address (where its clients, tierctl processes among them, expect it),
+// without the first run's extra environment.
+func (d *daemon) restart(t *testing.T) {
 	t.Helper()
-	return launchDaemon(t, config, dataDir, addr, nil)
-}
-
-// launchDaemon starts tierd on addr, or on a free port when addr is "",
-// retrying while the port turns out to be taken: with a new free port up
-// to 5 times, on the same addr up to 20 times 250 ms apart.
-func launchDaemon(t *testing.T, config, dataDir, addr string, env []string) *envDaemon {
-	t.Helper()
-	bin, err := buildTierd()
-	if err != nil {
-		t.Fatal(err)
+	d.Restart()
+	if d.Addr() != d.addr {
+		t.Fatalf("tierd restarted on %s, not on %s", d.Addr(), d.addr)
 	}
-	attempts, pause := 5, time.Duration(0)
-	if addr != "" {
-		attempts, pause = 20, 250*time.Millisecond
-	}
-	var last string
-	for attempt := 0; attempt < attempts; attempt++ {
-		at := addr
-		if at == "" {
-			at = freeAddr(t)
-		}
-		d := &envDaemon{daemon: &daemon{t: t, addr: at, log: &lockedBuffer{}}}
-		d.cmd = exec.Command(bin, "--config", config, "--data-dir", dataDir, "--listen", at)
-		d.cmd.Env = append(os.Environ(), env...)
-		d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-		if err := d.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		d.exited = exited
-		go func() { d.cmd.Wait(); close(exited) }()
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			select {
-			case <-exited:
-				deadline = time.Time{}
-				continue
-			default:
-			}
-			// Its own "listening" line too: a process that took the port
-			// after freeAddr looked may answer /healthz in its place.
-			if code, _ := readStatusNoFail("http://" + at + "/healthz"); code == 200 && strings.Contains(d.logs(), "tierd listening") {
-				t.Cleanup(func() {
-					d.cmd.Process.Kill()
-					<-exited
-					if t.Failed() {
-						t.Logf("tierd %s (env %v) log tail:\n%s", at, env, d.tail(6000))
-					}
-				})
-				return d
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		d.cmd.Process.Kill()
-		<-exited
-		last = d.logs()
-		if !strings.Contains(last, "address already in use") {
-			t.Fatalf("tierd did not start on %s:\n%s", at, last)
-		}
-		time.Sleep(pause)
-	}
-	t.Fatalf("tierd found no port to listen on in %d attempts (addr %q):\n%s", attempts, addr, last)
-	return nil
-}
-
-// readStatusNoFail is readStatus for polling: a refused connection is 0.
-func readStatusNoFail(u string) (int, error) {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(u)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
 }
 
 // stop shuts the daemon down with SIGTERM and waits for a clean exit.
-func (d *envDaemon) stop(t *testing.T) {
+func (d *daemon) stop(t *testing.T) {
 	t.Helper()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("tierd still running 30 s after SIGTERM:\n%s", d.tail(4000))
-	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("tierd exited with code %d after SIGTERM:\n%s", code, d.tail(4000))
-	}
+	d.Stop()
 }
 
 // segInfo is one entry of GET /v1/streams/{s}/segments.

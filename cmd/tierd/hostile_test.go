@@ -32,7 +32,7 @@ func TestHostileConnections(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, hostileConfig)
 	d := startDaemonEnv(t, cfg, filepath.Join(dir, "data"))
-	pid := d.cmd.Process.Pid
+	pid := d.Pid()
 
 	p := newProducer(d.addr, "good")
 	for range 10 {

@@ -435,7 +435,7 @@ func TestColdStoreStartupCheck(t *testing.T) {
 	shared := testenv.StartMinIO(t)
 	hung := testenv.StartDedicatedMinIO(t)
 	hung.Pause()
-	closed := freeAddr(t) // nothing listens there once freeAddr returns
+	closed := freeAddr(t) // nothing listens there
 	cases := []struct {
 		name, store string
 		env         []string

@@ -5,7 +5,10 @@
 //	tierd --config examples/tierd.yaml [--data-dir DIR] [--listen ADDR]
 //
 // With no --config it runs on the embedded defaults (data in ./tierd-data,
-// listening on 127.0.0.1:7070). SIGINT or SIGTERM shuts it down gracefully.
+// listening on 127.0.0.1:7070). Port 0 (--listen 127.0.0.1:0) takes a port
+// the kernel picks; the "tierd listening" line's addr names the bound
+// address, which is how tests find it (testenv.StartTierd). SIGINT or
+// SIGTERM shuts it down gracefully.
 // GET /metrics serves its Prometheus metrics (docs/metrics.md).
 package main
 
@@ -26,8 +29,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"github.com/tierd/tierd/engine"
-	"github.com/tierd/tierd/hot"
 	"github.com/tierd/tierd/internal/boot"
 	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
@@ -130,39 +131,8 @@ func run(ctx context.Context, f flags) error {
 	defer stop()
 
 	reg := newRegistry()
-	coldTier, err := boot.OpenCold(ctx, cfg, log, reg)
+	eng, err := boot.OpenEngine(ctx, cfg, log, reg)
 	if err != nil {
-		return err
-	}
-	boot.CheckCold(ctx, coldTier, cfg, log) // warns; a broken store does not stop tierd
-	eng, err := engine.Open(ctx, engine.Options{
-		DataDir:         cfg.DataDir,
-		WALSync:         cfg.WAL.Sync,
-		WALSyncInterval: cfg.WAL.SyncInterval,
-		WALSegmentBytes: cfg.WAL.SegmentBytes,
-		ProducerTTL:     cfg.WAL.ProducerTTL,
-		HotMaxBytes:     cfg.Hot.MaxBytes,
-		WarmMaxBytes:    cfg.Warm.MaxBytes,
-		HotResidency:    cfg.Hot.MaxAge,
-		SegmentMaxBytes: cfg.Segment.MaxBytes,
-		SegmentMaxAge:   cfg.Segment.MaxAge,
-		StreamPolicy: func(stream string) hot.StreamPolicy {
-			p := cfg.PolicyFor(stream)
-			return hot.StreamPolicy{SegmentMaxBytes: p.Segment.MaxBytes, SegmentMaxAge: p.Segment.MaxAge, Residency: p.HotMaxAge}
-		},
-		HotTick:        hotTick(cfg),
-		MaxRecordBytes: int(cfg.MaxRecordBytes),
-		Cold:           coldTier,
-		Config:         &cfg,
-		Logger:         log,
-		Registerer:     reg,
-
-		WarmMapCacheBytes: cfg.Warm.MapCacheBytes,
-	})
-	if err != nil {
-		if coldTier != nil {
-			coldTier.Close()
-		}
 		return err
 	}
 	mig, err := migrator.New(eng, migrator.Options{
@@ -266,17 +236,6 @@ func newRegistry() *prometheus.Registry {
 		collectors.NewBuildInfoCollector(),
 	)
 	return reg
-}
-
-// hotTick is a tenth of the smallest segment or residency age of any
-// policy, so short ages are honoured promptly, within [20 ms, 1 s].
-func hotTick(cfg policy.Config) time.Duration {
-	d := min(cfg.Segment.MaxAge, cfg.Hot.MaxAge)
-	for _, p := range cfg.Policies {
-		p = cfg.Resolve(p)
-		d = min(d, p.Segment.MaxAge, p.HotMaxAge)
-	}
-	return min(max(d/10, 20*time.Millisecond), time.Second)
 }
 
 // setMemoryLimit makes the garbage collector keep the heap within what the

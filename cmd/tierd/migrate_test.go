@@ -229,7 +229,7 @@ func crashAt(t *testing.T, failpoint, action string) {
 		}()
 	}
 	select {
-	case <-d.exited:
+	case <-d.Exited():
 	case <-time.After(60 * time.Second):
 		cancel()
 		wg.Wait()
@@ -237,8 +237,8 @@ func crashAt(t *testing.T, failpoint, action string) {
 	}
 	cancel()
 	wg.Wait()
-	if ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("tierd exited with %v, not killed by its failpoint:\n%s", d.cmd.ProcessState, d.tail(4000))
+	if ws, ok := d.ProcessState().Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("tierd exited with %v, not killed by its failpoint:\n%s", d.ProcessState(), d.tail(4000))
 	}
 	if want := "failpoint " + failpoint + ": crashing"; !strings.Contains(d.logs(), want) {
 		t.Fatalf("tierd died without %q in its log:\n%s", want, d.tail(4000))

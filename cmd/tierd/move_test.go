@@ -211,7 +211,7 @@ func TestCrashBetweenSealAndPersist(t *testing.T) {
 		t.Fatalf("the seal answered %d %s; the failpoint should have killed tierd first", resp.StatusCode, body)
 	}
 	select {
-	case <-d.exited:
+	case <-d.Exited():
 	case <-time.After(30 * time.Second):
 		t.Fatal("tierd still runs after its failpoint")
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tierd/tierd/testenv"
 )
 
 // The README's Quick start is run as written, so that it cannot drift from
@@ -179,10 +181,7 @@ func TestReadmeQuickStart(t *testing.T) {
 
 	// A scratch checkout: the binaries under bin/, the rest linked.
 	work := t.TempDir()
-	tierd, err := buildTierd()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tierd := testenv.TierdBin(t)
 	tierctl, err := buildTierctl()
 	if err != nil {
 		t.Fatal(err)
@@ -200,8 +199,9 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 
 	for run := 1; run <= 2; run++ {
-		addr := freeAddr(t)
-		d := startQuickStartDaemon(t, work, argv, addr)
+		// As make run starts it, with --listen 127.0.0.1:0 added.
+		d := testenv.StartTierd(t, testenv.TierdOptions{Command: append([]string{filepath.Join(work, argv[0])}, argv[1:]...), Dir: work})
+		addr := d.Addr()
 		st := &quickStartState{}
 		if run == 2 {
 			// The first run's records are still there: the counts go on.
@@ -224,62 +224,25 @@ func TestReadmeQuickStart(t *testing.T) {
 				step.check(t, out, st)
 			}
 			if t.Failed() {
-				t.Fatalf("run %d stopped at: %s\ndaemon log:\n%s", run, c, d.log.String())
+				t.Fatalf("run %d stopped at: %s\ndaemon log:\n%s", run, c, d.RunLogs())
 			}
 		}
-		d.stop(t)
+		stopQuickStart(t, d)
 	}
 }
 
-// quickStartDaemon is the daemon as make run starts it.
-type quickStartDaemon struct {
-	cmd    *exec.Cmd
-	log    *lockedBuffer
-	exited chan struct{}
-}
-
-// startQuickStartDaemon runs argv (the make run command) in work with
-// --listen addr added, and waits until it serves.
-func startQuickStartDaemon(t *testing.T, work string, argv []string, addr string) *quickStartDaemon {
+// stopQuickStart interrupts the daemon as Ctrl-C in make run's terminal
+// would, and waits for a clean exit.
+func stopQuickStart(t *testing.T, d *testenv.Tierd) {
 	t.Helper()
-	d := &quickStartDaemon{log: &lockedBuffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(filepath.Join(work, argv[0]), append(argv[1:], "--listen", addr)...)
-	d.cmd.Dir = work
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.exited
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(d.log.String(), "tierd listening") {
-		select {
-		case <-d.exited:
-			t.Fatalf("%v exited before listening:\n%s", argv, d.log.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%v did not listen within 60s:\n%s", argv, d.log.String())
-		}
-	}
-	return d
-}
-
-// stop interrupts the daemon as Ctrl-C in make run's terminal would, and
-// waits for a clean exit.
-func (d *quickStartDaemon) stop(t *testing.T) {
-	t.Helper()
-	d.cmd.Process.Signal(syscall.SIGINT)
+	d.Signal(syscall.SIGINT)
 	select {
-	case <-d.exited:
+	case <-d.Exited():
 	case <-time.After(60 * time.Second):
-		t.Fatalf("the daemon did not stop within 60s of Ctrl-C:\n%s", d.log.String())
+		t.Fatalf("the daemon did not stop within 60s of Ctrl-C:\n%s", d.RunLogs())
 	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("the daemon exited %d after Ctrl-C:\n%s", code, d.log.String())
+	if code := d.ExitCode(); code != 0 {
+		t.Fatalf("the daemon exited %d after Ctrl-C:\n%s", code, d.RunLogs())
 	}
 }
 

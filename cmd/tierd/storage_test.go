@@ -164,7 +164,7 @@ func TestFullDiskRecoversWithoutRestart(t *testing.T) {
 	}
 
 	d.stop(t)
-	d = startDaemonAt(t, cfg, data, d.addr)
+	d.restart(t)
 	got = readAll(t, d.addr, "full")
 	check(t, "full", got, l.all())
 	refusedAbsent(t, got, refused)
@@ -189,7 +189,7 @@ func TestDescriptorExhaustionRecoversWithoutRestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, fdConfig)
 	d := startDaemonEnv(t, cfg, filepath.Join(dir, "data"))
-	pid := d.cmd.Process.Pid
+	pid := d.Pid()
 	client := keepAliveClient()
 	r := rand.New(rand.NewPCG(11, 1))
 	var l ledger

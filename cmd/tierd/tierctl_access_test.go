@@ -126,7 +126,7 @@ func TestTailFollowsAcrossRestart(t *testing.T) {
 		t.Fatalf("tail -f exited (code %d) when the server went away; stderr:\n%s", tail.cmd.ProcessState.ExitCode(), tail.stderr)
 	default:
 	}
-	d = startDaemonAt(t, config, dataDir, d.addr)
+	d.restart(t)
 	// Appended at once, before tail's next retry: it must resume at the
 	// first offset it has not printed.
 	if r := runCtl(t, env, e2eRecords("f", 5, 7), "append", s); r.code != 0 {
@@ -166,14 +166,14 @@ func TestAppendRetriesAcrossACrash(t *testing.T) {
 	}
 	app := startCtl(t, env, "append", "crashy", "--file", file, "--batch", "10", "-o", "json")
 	select {
-	case <-d.exited:
+	case <-d.Exited():
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the failpoint did not kill tierd; tierctl stderr:\n%s", app.stderr)
 	}
 	waitFor(t, 10*time.Second, "tierctl append reports the failed batch and retries", func() (bool, string) {
 		return strings.Contains(app.stderr.String(), "tierctl: batch 20: ") && strings.Contains(app.stderr.String(), "; retry 1 of 30 in 100ms\n"), app.stderr.String()
 	})
-	d = startDaemonAt(t, config, dataDir, d.addr)
+	d.restart(t)
 	select {
 	case <-app.exited:
 	case <-time.After(60 * time.Second):

@@ -18,9 +18,9 @@ import (
 // request.
 var ErrTimeout = errors.New("objstore: the store did not answer in time")
 
-// The defaults of Deadlines (and of Options) when a field is zero; the
-// configuration's defaults (cold.read_timeout, cold.min_bytes_per_second in
-// policy.Default) are the same.
+// The defaults of Deadlines (and of Options) when a field is zero;
+// policy.Default takes the configuration's (cold.read_timeout,
+// cold.min_bytes_per_second) from them.
 const (
 	DefaultReadTimeout       = 10 * time.Second
 	DefaultMinBytesPerSecond = 1 << 20

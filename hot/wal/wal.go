@@ -18,7 +18,9 @@ import (
 	"github.com/tierd/tierd/tiers"
 )
 
-// Defaults for zero Options fields.
+// Defaults for zero Options fields: the configuration's (policy's
+// DefaultWALSyncInterval, DefaultWALSegmentBytes, DefaultProducerTTL, which
+// cannot be imported here; internal/boot's tests hold the two equal).
 const (
 	DefaultSyncInterval = 10 * time.Millisecond
 	DefaultSegmentBytes = 64 << 20
