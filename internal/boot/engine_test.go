@@ -21,10 +21,11 @@ import (
 )
 
 // notFromConfig are the engine.Options fields no configuration field sets:
-// test seams and the clock. A field added to engine.Options must be set by
+// test seams, the filesystem (tierd runs on the OS; crash tests on memory)
+// and the clock. A field added to engine.Options must be set by
 // EngineOptions or listed here, so that tierd cannot silently run a new
 // option on its zero value.
-var notFromConfig = map[string]bool{"WALOpenFile": true, "WALRetryInterval": true, "Now": true}
+var notFromConfig = map[string]bool{"FS": true, "WALOpenFile": true, "WALRetryInterval": true, "Now": true}
 
 // TestEngineOptions: every configuration field the engine takes lands in
 // its option, none on a default, with the per-stream policies and the hot
