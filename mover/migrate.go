@@ -15,9 +15,9 @@ import (
 
 // This file makes the Mover the migrator's executor (migrator.Executor):
 // it hands the planner every durable segment and performs each planned
-// action with the move protocol of DESIGN.md. Every action is safe to repeat
-// after a crash at any point, and Open finishes or rolls back what a crash
-// interrupted (Recover).
+// action with the move protocol of docs/architecture.md. Every action is
+// safe to repeat after a crash at any point, and Open finishes or rolls
+// back what a crash interrupted (Recover).
 
 // PlanInput returns every durable segment of stream (of every stream when
 // stream is ""), as the planner sees it: the catalog entry, Hot added when
