@@ -618,6 +618,73 @@ func TestFailedActionIsRecorded(t *testing.T) {
 	}
 }
 
+// TestExplainForecastsTheHotTier: memory has one owner. Explain's
+// evict-hot is a forecast of the hot tier's own rule (hot.max_age since the
+// seal): a second before it the segment is still resident after a pass of
+// the hot tier, at it the pass evicts it, and no migrator run ever lists
+// an eviction.
+func TestExplainForecastsTheHotTier(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock(t0)
+	cfg := testConfig("", time.Hour, 0, 0)
+	e := open(t, t.TempDir(), func(o *Options) {
+		o.Now = clk.Now
+		o.SegmentMaxBytes = 8 << 10
+		o.SegmentMaxAge = forever
+		o.HotResidency = cfg.Policies[0].HotMaxAge // what tierd passes the hot tier
+		o.Config = &cfg
+	})
+	defer e.Close(ctx)
+	m, err := migrator.New(e, migrator.Options{Config: cfg, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fill(t, e, "s", 100)
+	if err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := m.Explain(ctx, "s")
+	if err != nil || len(ex.Segments) < 2 {
+		t.Fatalf("explain: %+v %v", ex, err)
+	}
+	for _, s := range ex.Segments {
+		n := s.Next
+		if n == nil || n.Kind != policy.EvictHot || !n.Due.Equal(s.Segment.SealedAt.Add(time.Hour)) || !strings.Contains(n.Reason, "hot.max_age 1h") ||
+			!strings.Contains(n.Reason, "hot.max_bytes") {
+			t.Fatalf("segment %d: next %+v, want evict-hot at seal + hot.max_age", s.Segment.Base, n)
+		}
+	}
+	due := ex.Segments[0].Next.Due
+	pass := func(at time.Time) {
+		t.Helper()
+		clk.Set(at)
+		if rep, err := m.Run(ctx, "", false); err != nil || len(rep.Results) != 0 {
+			t.Fatalf("run at %v: %+v %v, want nothing (no warm.max_age, and memory is the hot tier's)", at, rep.Results, err)
+		}
+		if err := e.Flush(ctx); err != nil { // a pass of the hot tier
+			t.Fatal(err)
+		}
+	}
+	pass(due.Add(-time.Second))
+	wantPlacements(t, e, "s", ex.Segments[0].Segment.Base, tiers.Of(tiers.Hot, tiers.Warm))
+	pass(due)
+	for _, s := range sealedSegments(t, e, "s") {
+		if s.Placements != tiers.Of(tiers.Warm) {
+			t.Fatalf("at the forecast time segment %d is %v, want warm only", s.Base, s.Placements)
+		}
+	}
+	wantServed(t, e, "s", want)
+	ex, err = m.Explain(ctx, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ex.Segments {
+		if s.Next != nil {
+			t.Fatalf("segment %d out of memory, kept warm forever: next %+v, want none", s.Segment.Base, s.Next)
+		}
+	}
+}
+
 // TestMigratorDrivesLifecycle: with a fake clock, the hot tier takes
 // segments out of memory at hot.max_age, and migrator runs take them
 // warm → cold → deleted as the clock passes the policy's ages.

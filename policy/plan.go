@@ -277,8 +277,11 @@ func (p *planner) candidates(s *Segment) []Action {
 	pl := s.Placements
 	durable := pl.Has(tiers.Warm) || pl.Has(tiers.Cold)
 	if pl.Has(tiers.Hot) && durable && pol.HotMaxAge > 0 {
-		out = append(out, mk(EvictHot, s.SealedAt.Add(pol.HotMaxAge), because("hot.max_age", pol.HotMaxAge)+
-			fmt.Sprintf("; by the hot tier, sooner while memory is over hot.max_bytes %s", FormatSize(p.cfg.Hot.MaxBytes))))
+		by := fmt.Sprintf("; by the hot tier, sooner while memory is over hot.max_bytes %s", FormatSize(p.cfg.Hot.MaxBytes))
+		if a >= pol.HotMaxAge {
+			by = "; by the hot tier at its next pass"
+		}
+		out = append(out, mk(EvictHot, s.SealedAt.Add(pol.HotMaxAge), because("hot.max_age", pol.HotMaxAge)+by))
 	}
 	if pl.Has(tiers.Warm) && pol.WarmMaxAge > 0 {
 		due := s.SealedAt.Add(pol.WarmMaxAge)

@@ -229,7 +229,7 @@ func TestNext(t *testing.T) {
 		{"hot segment with only a cold copy", nil, seg("IF1", 0, 10, 20*time.Minute, hot, cld), EvictHot, 40 * time.Minute, "hot.max_age 1h"},
 		{"policy without hot.max_age inherits it", nil, seg("logs", 0, 10, 5*time.Minute, hot, warm), EvictHot, 5 * time.Minute, "hot.max_age 10m (policy logs)"},
 		{"warm segment: upload ahead", nil, seg("IF1", 0, 10, 2*time.Hour, warm), Upload, 22 * time.Hour, "warm.max_age"},
-		{"due now", nil, seg("IF1", 0, 10, 2*time.Hour, hot, warm), EvictHot, -time.Hour, "hot.max_age"},
+		{"due now", nil, seg("IF1", 0, 10, 2*time.Hour, hot, warm), EvictHot, -time.Hour, "age 2h >= hot.max_age 1h (policy trading); by the hot tier at its next pass"},
 		{"first by kind when several are due", nil, seg("IF1", 0, 10, 30*time.Hour, hot, warm), EvictHot, -29 * time.Hour, ""},
 		{"cold segment: tombstone ahead", nil, seg("IF1", 0, 10, 30*Day, cld), Tombstone, 335 * Day, "cold.max_age 365d"},
 		{"tombstone due beats earlier moves", nil, seg("IF1", 0, 10, 366*Day, hot, warm), Tombstone, -Day, ""},
