@@ -7,8 +7,8 @@
 // contract; catalog/catalogtest is the conformance suite every
 // implementation of Store passes.
 //
-// Hot residency is volatile and is never stored: PutSegment, UpdateSegment
-// and UpdatePlacements drop tiers.Hot, and the engine overlays what it holds
+// Hot residency is volatile and is never stored: PutSegment and UpdateSegment
+// drop tiers.Hot, and the engine overlays what it holds
 // in memory. The catalog never holds two segments for one offset.
 //
 // Besides segments it keeps the migrator's move intents (intents.go), each

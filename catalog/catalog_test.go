@@ -303,7 +303,7 @@ func TestUnknownStream(t *testing.T) {
 		{"locateTime", func() error { _, err := c.locateTime(ctx, "nope", 0, 10); return err }, []error{tiers.ErrStreamNotFound}},
 		{"Segment", func() error { _, err := c.Segment(ctx, "nope", 0); return err }, []error{tiers.ErrSegmentNotFound, tiers.ErrStreamNotFound}},
 		{"Segment known stream", func() error { _, err := c.Segment(ctx, "known", 5); return err }, []error{tiers.ErrSegmentNotFound}},
-		{"UpdatePlacements", func() error { _, err := c.UpdatePlacements(ctx, "nope", 0, identity); return err }, []error{tiers.ErrSegmentNotFound}},
+		{"updatePlacements", func() error { _, err := c.updatePlacements(ctx, "nope", 0, identity); return err }, []error{tiers.ErrSegmentNotFound}},
 		{"DeleteSegment", func() error { return c.DeleteSegment(ctx, "nope", 0) }, []error{tiers.ErrSegmentNotFound}},
 	}
 	for _, tc := range cases {
@@ -384,12 +384,12 @@ func TestHotIsNotStored(t *testing.T) {
 	if got.Placements != tiers.Of(tiers.Warm) {
 		t.Fatalf("stored placements %v, want warm", got.Placements)
 	}
-	got, err = c.UpdatePlacements(ctx, "s", 0, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Hot).With(tiers.Cold) })
+	got, err = c.updatePlacements(ctx, "s", 0, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Hot).With(tiers.Cold) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Placements != tiers.Of(tiers.Warm, tiers.Cold) {
-		t.Fatalf("UpdatePlacements stored %v, want warm+cold", got.Placements)
+		t.Fatalf("updatePlacements stored %v, want warm+cold", got.Placements)
 	}
 }
 
@@ -411,7 +411,7 @@ func TestUpdatePlacements(t *testing.T) {
 	}
 	for _, st := range steps {
 		var seen tiers.Placements
-		got, err := c.UpdatePlacements(ctx, "s", 0, func(p tiers.Placements) tiers.Placements { seen = p; return st.fn(p) })
+		got, err := c.updatePlacements(ctx, "s", 0, func(p tiers.Placements) tiers.Placements { seen = p; return st.fn(p) })
 		if !errors.Is(err, st.err) || (st.err == nil) != (err == nil) {
 			t.Fatalf("%s: err = %v, want %v", st.name, err, st.err)
 		}
@@ -433,7 +433,7 @@ func TestSurvivesReopen(t *testing.T) {
 	c, path := openT(t, Options{})
 	ms := []tiers.SegmentMeta{seg("s", 0, 9), seg("s", 10, 19), seg("t", 0, 0)}
 	put(t, c, ms...)
-	if _, err := c.UpdatePlacements(ctx, "s", 10, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Cold) }); err != nil {
+	if _, err := c.updatePlacements(ctx, "s", 10, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Cold) }); err != nil {
 		t.Fatal(err)
 	}
 	ms[1].Placements = tiers.Of(tiers.Warm, tiers.Cold)
@@ -620,7 +620,7 @@ func TestConcurrentReadersWithWriter(t *testing.T) {
 				return
 			}
 			if i%3 == 0 {
-				if _, err := c.UpdatePlacements(ctx, "s", m.Base, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Cold) }); err != nil {
+				if _, err := c.updatePlacements(ctx, "s", m.Base, func(p tiers.Placements) tiers.Placements { return p.With(tiers.Cold) }); err != nil {
 					errc <- err
 					return
 				}

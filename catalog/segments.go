@@ -259,13 +259,13 @@ func (c *Catalog) scan(ctx context.Context, op, stream string, keep func(*tiers.
 	return out, nil
 }
 
-// UpdatePlacements replaces the placements of segment (stream, base) with
+// updatePlacements replaces the placements of segment (stream, base) with
 // fn's answer in one transaction and returns the segment as stored. It is
 // UpdateSegment for a caller that changes placements only: fn sees the stored
 // (durable) placements, tiers.Hot in its answer is dropped, and an answer
 // with neither warm nor cold fails with ErrInvalidSegment and changes
 // nothing.
-func (c *Catalog) UpdatePlacements(ctx context.Context, stream string, base uint64, fn func(tiers.Placements) tiers.Placements) (tiers.SegmentMeta, error) {
+func (c *Catalog) updatePlacements(ctx context.Context, stream string, base uint64, fn func(tiers.Placements) tiers.Placements) (tiers.SegmentMeta, error) {
 	return c.updateSegment(ctx, "update_placements", stream, base, false, func(m *tiers.SegmentMeta) error {
 		m.Placements = fn(m.Placements)
 		return nil

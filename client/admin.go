@@ -7,7 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
+
+	"github.com/tierd/tierd/api"
 )
 
 // The operator's calls: Migrate (plan, or run now), Explain and Verify.
@@ -28,43 +29,11 @@ type MigrateRequest struct {
 
 // MigrateAction is one planned action of a migration run, and in a run
 // that was not a dry run, its outcome.
-type MigrateAction struct {
-	// Action is the action's kind: "upload", "drop-warm", "delete-warm",
-	// "tombstone" or "delete-cold". (Segments leave memory by the hot
-	// tier's own rule, never by a migrate action.)
-	Action string `json:"action"`
-	Stream string `json:"stream"`
-	// Base identifies the segment within the stream.
-	Base uint64 `json:"base"`
-	// Bytes is the segment's size: what the move costs or frees.
-	Bytes int64 `json:"bytes"`
-	// Policy names the policy that applies to the stream.
-	Policy string `json:"policy"`
-	// Reason says why, in words: "age 25h >= warm.max_age 24h (policy
-	// trading)".
-	Reason string `json:"reason"`
-	// Due is when the action became due.
-	Due time.Time `json:"due"`
-	// Error is the action's failure in a run; empty on success and in a
-	// dry run.
-	Error string `json:"error,omitempty"`
-}
+type MigrateAction = api.MigrateAction
 
 // MigrateReport is what POST /v1/migrate answers: the actions planned and,
 // unless DryRun, what happened to each.
-type MigrateReport struct {
-	DryRun bool `json:"dry_run"`
-	// Started is when the run planned.
-	Started time.Time `json:"started"`
-	// DurationMS is how long the run took, in milliseconds.
-	DurationMS int64           `json:"duration_ms"`
-	Actions    []MigrateAction `json:"actions"`
-	// Failed counts the actions that failed (those with an Error).
-	Failed int `json:"failed"`
-	// Skipped counts actions not tried because their segment is backing
-	// off after a failure; they are not in Actions.
-	Skipped int `json:"skipped"`
-}
+type MigrateReport = api.MigrateReport
 
 // Migrate plans a migration (req.DryRun) or runs one now, for every stream
 // or req.Stream, and reports each action. A run waits for a scheduled run
@@ -87,81 +56,22 @@ func (c *Client) Migrate(ctx context.Context, req MigrateRequest) (MigrateReport
 	return out, nil
 }
 
-// Policy is the policy that applies to a stream, as explain shows it. An
-// empty age means that tier keeps segments forever (HotMaxAge is always
-// set).
-type Policy struct {
-	Name       string `json:"name"`
-	HotMaxAge  string `json:"hot_max_age,omitempty"`
-	WarmMaxAge string `json:"warm_max_age,omitempty"`
-	ColdMaxAge string `json:"cold_max_age,omitempty"`
-}
+// Policy is the policy that applies to a stream, as explain shows it.
+type Policy = api.Policy
 
 // NextAction is what will happen next to a segment, and when.
-type NextAction struct {
-	// Action is the action's kind, as in MigrateAction, or "evict-hot":
-	// the hot tier takes the segment out of memory (at hot.max_age, or
-	// sooner while memory is over hot.max_bytes).
-	Action string `json:"action"`
-	// Due is when it is (or was) due.
-	Due time.Time `json:"due"`
-	// In is how long until it is due, like "23h59m"; "0s" when it is due
-	// now, that is at the next run.
-	In string `json:"in"`
-	// Reason says why, in words.
-	Reason string `json:"reason"`
-}
+type NextAction = api.NextAction
 
 // MoveFailure is the last error of a move of a segment, kept until a move
 // of it next succeeds.
-type MoveFailure struct {
-	Error string `json:"error"`
-	// At is when it failed.
-	At time.Time `json:"at"`
-	// Attempts counts the failures in a row.
-	Attempts int `json:"attempts"`
-	// RetryAt is when the migrator tries again; zero when unknown (after
-	// a restart).
-	RetryAt time.Time `json:"retry_at,omitzero"`
-}
+type MoveFailure = api.MoveFailure
 
 // ExplainSegment is one segment as explain shows it: the segments listing's
 // fields, its age, its next action and its last error.
-type ExplainSegment struct {
-	Segment
-	// ColdBytes is the cold object's size, once the segment has one.
-	ColdBytes int64 `json:"cold_bytes,omitempty"`
-	// Tombstoned is when deletion by retention began; zero if it has not.
-	Tombstoned time.Time `json:"tombstoned,omitzero"`
-	// Age is the time since the segment was sealed, like "3h5m"; empty
-	// for the active segment and one still only in memory.
-	Age string `json:"age,omitempty"`
-	// InFlight means a move of the segment is running now.
-	InFlight bool `json:"in_flight,omitempty"`
-	// Next is the action that will happen next; nil when none will as
-	// things stand (the policy keeps the segment where it is forever, a
-	// move is running, or Note explains).
-	Next *NextAction `json:"next"`
-	// LastError is the last failed move of the segment, if its latest
-	// attempt failed.
-	LastError *MoveFailure `json:"last_error,omitempty"`
-	// Note says why a segment has no planned action when that is not the
-	// policy's doing: it is active, or waits for the flusher.
-	Note string `json:"note,omitempty"`
-}
+type ExplainSegment = api.ExplainSegment
 
-// Explanation is what GET /v1/streams/{stream}/explain answers: for each
-// segment of a stream, where it is, which policy applies, what happens
-// next and when, and its last error.
-type Explanation struct {
-	Stream string `json:"stream"`
-	// Now is the server's clock when it explained, which ages and In
-	// count from.
-	Now    time.Time `json:"now"`
-	Policy Policy    `json:"policy"`
-	// Segments are in offset order, the active segment last.
-	Segments []ExplainSegment `json:"segments"`
-}
+// Explanation is what GET /v1/streams/{stream}/explain answers.
+type Explanation = api.Explanation
 
 // Explain says, for each segment of stream, where it is, which policy
 // applies, what happens next and when, and its last error. Errors are
@@ -177,69 +87,27 @@ func (c *Client) Explain(ctx context.Context, stream string) (Explanation, error
 
 // Kinds of verify finding (Finding.Kind).
 const (
-	// FindingGap: offsets no live segment holds (From, To).
-	FindingGap = "gap"
-	// FindingOverlap: offsets more than one live segment holds (From, To).
-	FindingOverlap = "overlap"
-	// FindingDigest: a copy's records do not hash to the catalog's digest,
-	// or its bytes are damaged.
-	FindingDigest = "digest"
-	// FindingMissing: a placement the catalog records has no file or
-	// object.
-	FindingMissing = "missing"
-	// FindingUnreadable: a copy could not be checked (the store is down).
-	FindingUnreadable = "unreadable"
-	// FindingOrphanWarm: a warm file no segment places warm.
-	FindingOrphanWarm = "orphan_warm"
-	// FindingOrphanCold: a cold object no segment places cold.
-	FindingOrphanCold = "orphan_cold"
+	FindingGap         = api.FindingGap
+	FindingOverlap     = api.FindingOverlap
+	FindingDigest      = api.FindingDigest
+	FindingMissing     = api.FindingMissing
+	FindingUnreadable  = api.FindingUnreadable
+	FindingOrphanWarm  = api.FindingOrphanWarm
+	FindingOrphanCold  = api.FindingOrphanCold
+	FindingLostSegment = api.FindingLostSegment
+	FindingRetention   = api.FindingRetention
+	FindingRefused     = api.FindingRefused
 )
 
 // Finding is one problem verify found.
-type Finding struct {
-	// Kind is one of the Finding* constants.
-	Kind   string `json:"kind"`
-	Stream string `json:"stream,omitempty"`
-	// Base identifies the segment of a segment finding; nil otherwise.
-	Base *uint64 `json:"base,omitempty"`
-	// From and To bound a gap or overlap, offsets [From, To); nil
-	// otherwise.
-	From *uint64 `json:"from,omitempty"`
-	To   *uint64 `json:"to,omitempty"`
-	// Tier is the placement concerned: "warm" or "cold".
-	Tier string `json:"tier,omitempty"`
-	// Path is the warm file or cold object key concerned.
-	Path    string `json:"path,omitempty"`
-	Message string `json:"message"`
-}
+type Finding = api.Finding
 
 // StreamCheck is what verify covered of one stream.
-type StreamCheck struct {
-	Stream string `json:"stream"`
-	// First and Next bound the retained, persisted offsets [First, Next)
-	// that must be held exactly once.
-	First uint64 `json:"first"`
-	Next  uint64 `json:"next"`
-	// Segments live segments were checked, Placements copies of them.
-	Segments   int `json:"segments"`
-	Placements int `json:"placements"`
-	// UnpersistedRecords are records at or above Next held only in memory
-	// (and the WAL), in UnpersistedSegments segments: durable, but not yet
-	// persisted warm, so verify cannot check a copy of them yet.
-	UnpersistedRecords  uint64 `json:"unpersisted_records"`
-	UnpersistedSegments int    `json:"unpersisted_segments"`
-}
+type StreamCheck = api.StreamCheck
 
 // VerifyReport is what POST /v1/verify answers. OK is true when Findings
 // is empty.
-type VerifyReport struct {
-	OK       bool          `json:"ok"`
-	Streams  []StreamCheck `json:"streams"`
-	Findings []Finding     `json:"findings"`
-	// WarmFiles and ColdObjects count what the orphan scan looked at.
-	WarmFiles   int `json:"warm_files"`
-	ColdObjects int `json:"cold_objects"`
-}
+type VerifyReport = api.VerifyReport
 
 // Verify checks, for stream (every stream when ""), that the retained
 // offsets are held by live segments exactly once, that every copy of every

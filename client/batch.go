@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -132,7 +133,7 @@ func (c *Client) postAppend(ctx context.Context, stream, contentType string, bod
 	hdr := http.Header{"Content-Type": {contentType}}
 	seq := strconv.FormatUint(idem.Seq, 10)
 	if idem.ProducerID != "" {
-		hdr["Tierd-Producer-Id"], hdr["Tierd-Producer-Seq"] = []string{idem.ProducerID}, []string{seq}
+		hdr[api.HeaderProducerID], hdr[api.HeaderProducerSeq] = []string{idem.ProducerID}, []string{seq}
 	}
 	resp, err := c.doHeaders(ctx, http.MethodPost, recordsPath(stream), nil, body, hdr)
 	if err != nil {
@@ -146,7 +147,7 @@ func (c *Client) postAppend(ctx context.Context, stream, contentType string, bod
 	switch {
 	case err == nil:
 		return out, nil
-	case idem.ProducerID != "" && resp.Header.Get("Tierd-Producer-Seq") == seq:
+	case idem.ProducerID != "" && resp.Header.Get(api.HeaderProducerSeq) == seq:
 		return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableIdempotentAck, err)
 	}
 	return AppendResult{}, fmt.Errorf("%w: %w", errUnreadableAck, err)

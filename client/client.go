@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tierd/tierd/api"
 )
 
 // Client talks to one tierd server. It is safe for concurrent use.
@@ -62,14 +64,6 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("tierd: %s: %s (HTTP %d)", e.Code, e.Message, e.Status)
 }
 
-// errorBody is the JSON of every error answer.
-type errorBody struct {
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 // do sends a request and returns the response of a 2xx answer, whose body
 // the caller closes; any other answer becomes an *APIError.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
@@ -95,7 +89,7 @@ func (c *Client) doHeaders(ctx context.Context, method, path string, query url.V
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("Content-Type", api.MediaNDJSON)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -123,7 +117,7 @@ func responseError(resp *http.Response) error {
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 		e.RetryAfter = time.Duration(s) * time.Second
 	}
-	var eb errorBody
+	var eb api.ErrorBody
 	if json.Unmarshal(b, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
 		e.Code, e.Message = eb.Error.Code, eb.Error.Message
 		return e
@@ -153,24 +147,14 @@ func (c *Client) getJSON(ctx context.Context, path string, v any) error {
 }
 
 // TierUsage counts what one tier holds of a stream.
-type TierUsage struct {
-	Segments int   `json:"segments"`
-	Bytes    int64 `json:"bytes"`
-}
+type TierUsage = api.TierUsage
 
 // Stream summarises one stream, as GET /v1/streams lists it.
-type Stream struct {
-	Name       string               `json:"name"`
-	NextOffset uint64               `json:"next_offset"`
-	Records    uint64               `json:"records"`
-	Tiers      map[string]TierUsage `json:"tiers"` // by "hot", "warm", "cold"
-}
+type Stream = api.Stream
 
 // Streams lists every stream, ordered by name.
 func (c *Client) Streams(ctx context.Context) ([]Stream, error) {
-	var out struct {
-		Streams []Stream `json:"streams"`
-	}
+	var out api.StreamList
 	if err := c.getJSON(ctx, "/v1/streams", &out); err != nil {
 		return nil, err
 	}
@@ -179,22 +163,7 @@ func (c *Client) Streams(ctx context.Context) ([]Stream, error) {
 
 // Segment is one segment of a stream. The active segment has Active set and
 // no SealedAt or Digest; an empty one no time range.
-type Segment struct {
-	Base  uint64 `json:"base"`
-	Last  uint64 `json:"last"`
-	Count uint64 `json:"count"`
-	Bytes int64  `json:"bytes"`
-	// ColdBytes is the cold object's size, 0 while there is none.
-	ColdBytes int64     `json:"cold_bytes,omitempty"`
-	MinTS     time.Time `json:"min_ts,omitzero"`
-	MaxTS     time.Time `json:"max_ts,omitzero"`
-	SealedAt  time.Time `json:"sealed_at,omitzero"`
-	Tiers     []string  `json:"tiers"`
-	Digest    string    `json:"digest,omitempty"`
-	Active    bool      `json:"active,omitempty"`
-	// Tombstoned is when deletion by retention began; zero while live.
-	Tombstoned time.Time `json:"tombstoned,omitzero"`
-}
+type Segment = api.Segment
 
 // Segments lists a stream's segments in offset order, the active one last.
 func (c *Client) Segments(ctx context.Context, stream string) ([]Segment, error) {

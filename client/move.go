@@ -5,24 +5,15 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/tierd/tierd/api"
 )
 
 // Moving segments by hand: Seal persists what a stream holds in memory
 // now, Offload moves a sealed, persisted segment to the cold tier now.
 
 // SealResult is what POST /v1/streams/{stream}/seal answers.
-type SealResult struct {
-	Stream string `json:"stream"`
-	// Sealed is true when the stream's active segment held records and was
-	// sealed and persisted warm now; false when nothing was appended since
-	// the last seal.
-	Sealed bool `json:"sealed"`
-	// Segment is the segment sealed now, or when Sealed is false the
-	// stream's last sealed segment; nil when the stream has none.
-	Segment *Segment `json:"segment"`
-	// Note says, when Sealed is false, why nothing was sealed.
-	Note string `json:"note,omitempty"`
-}
+type SealResult = api.SealResult
 
 // Seal seals stream's active segment now and returns once it is persisted
 // warm, so that it can be offloaded at once; segments sealed earlier are

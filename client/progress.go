@@ -5,17 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+
+	"github.com/tierd/tierd/api"
 )
 
 // Progress is how far a long operation (migrate, verify) is.
-type Progress struct {
-	Done  int64  `json:"done"`
-	Total int64  `json:"total"`
-	Unit  string `json:"unit"` // "actions" (migrate), "segments" (verify)
-	// Bytes and TotalBytes size the actions (migrate only).
-	Bytes      int64 `json:"bytes"`
-	TotalBytes int64 `json:"total_bytes"`
-}
+type Progress = api.Progress
 
 // VerifyRequest selects what verify checks.
 type VerifyRequest struct {
@@ -25,16 +20,6 @@ type VerifyRequest struct {
 	Progress func(Progress)
 }
 
-// progressLine is one line of a progress stream: exactly one field is set.
-type progressLine struct {
-	Progress *Progress       `json:"progress"`
-	Result   json.RawMessage `json:"result"`
-	Error    *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 // callLong sends a bodiless request for a long operation and decodes its
 // result into v. With progress set it asks for the server's progress
 // stream (docs/api.md, "Progress") and tells progress each line.
@@ -42,12 +27,12 @@ func (c *Client) callLong(ctx context.Context, method, path string, query url.Va
 	if progress == nil {
 		return c.callJSON(ctx, method, path, query, v)
 	}
-	resp, err := c.doAccept(ctx, method, path, query, nil, "application/x-ndjson")
+	resp, err := c.doAccept(ctx, method, path, query, nil, api.MediaNDJSON)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+	if ct := resp.Header.Get("Content-Type"); ct != api.MediaNDJSON {
 		// The server answered at once, without progress.
 		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 			return fmt.Errorf("client: decoding %s %s: %w", method, path, err)
@@ -58,7 +43,7 @@ func (c *Client) callLong(ctx context.Context, method, path string, query url.Va
 		if err != nil {
 			return err // an {"error":…} line is an *APIError here
 		}
-		var pl progressLine
+		var pl api.ProgressLine
 		if err := json.Unmarshal(line, &pl); err != nil {
 			return fmt.Errorf("client: decoding %s %s: %w", method, path, err)
 		}

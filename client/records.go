@@ -13,61 +13,18 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/tierd/tierd/api"
 )
 
 // Record is a record in its wire form. On append, Offset and Tier are
 // ignored, a zero TS means the server's ingest time, and at most one of
 // Value and ValueB64 may be set. On read, Value is set when the stored
 // bytes are compact JSON, ValueB64 otherwise (Bytes returns either).
-type Record struct {
-	Offset   uint64
-	TS       time.Time
-	Key      string
-	Tags     []string
-	Value    json.RawMessage // a JSON value; the server stores it compacted
-	ValueB64 []byte          // arbitrary bytes, sent as standard base64
-	Tier     string          // the tier that served a read: "hot", "warm" or "cold"
-}
-
-// Bytes returns the record's stored value bytes, whichever field holds them.
-func (r *Record) Bytes() []byte {
-	if len(r.Value) > 0 {
-		return r.Value
-	}
-	return r.ValueB64
-}
-
-// recordIn is a record as an append sends it.
-type recordIn struct {
-	Key      string          `json:"key,omitempty"`
-	TS       string          `json:"ts,omitempty"`
-	Tags     []string        `json:"tags,omitempty"`
-	Value    json.RawMessage `json:"value,omitempty"`
-	ValueB64 []byte          `json:"value_b64,omitempty"`
-}
-
-// recordOut is a record as a read returns it.
-type recordOut struct {
-	Offset   uint64          `json:"offset"`
-	TS       time.Time       `json:"ts"`
-	Key      string          `json:"key"`
-	Tags     []string        `json:"tags"`
-	Value    json.RawMessage `json:"value"`
-	ValueB64 []byte          `json:"value_b64"`
-	Tier     string          `json:"tier"`
-}
+type Record = api.Record
 
 // AppendResult is what the server assigned to an appended batch.
-type AppendResult struct {
-	Stream      string `json:"stream"`
-	FirstOffset uint64 `json:"first_offset"`
-	LastOffset  uint64 `json:"last_offset"`
-	Count       int    `json:"count"`
-	// Duplicate is set when the append was an idempotent retry of a batch
-	// the server already held: nothing was appended again, and the offsets
-	// are those the batch got the first time.
-	Duplicate bool `json:"duplicate,omitempty"`
-}
+type AppendResult = api.AppendResult
 
 // Append appends recs to stream as one atomic batch: all of them get
 // offsets, or (on any error) none. The stream is created by its first
@@ -82,7 +39,7 @@ func (c *Client) Append(ctx context.Context, stream string, recs []Record) (Appe
 		if len(r.Value) > 0 && len(r.ValueB64) > 0 {
 			return AppendResult{}, fmt.Errorf("client: record %d sets both Value and ValueB64", i)
 		}
-		in := recordIn{Key: r.Key, Tags: r.Tags, Value: r.Value, ValueB64: r.ValueB64}
+		in := api.AppendRecord{Key: r.Key, Tags: r.Tags, Value: r.Value, ValueB64: r.ValueB64}
 		if !r.TS.IsZero() {
 			in.TS = r.TS.UTC().Format(time.RFC3339Nano)
 		}
@@ -102,7 +59,7 @@ func (c *Client) AppendNDJSON(ctx context.Context, stream string, body io.Reader
 // AppendNDJSONIdempotent is AppendNDJSON with idem's producer headers, so
 // that retrying it (Retryable) never stores the batch twice.
 func (c *Client) AppendNDJSONIdempotent(ctx context.Context, stream string, idem Idempotence, body io.Reader) (AppendResult, error) {
-	return c.postAppend(ctx, stream, "application/x-ndjson", body, idem)
+	return c.postAppend(ctx, stream, api.MediaNDJSON, body, idem)
 }
 
 func recordsPath(stream string) string { return "/v1/streams/" + url.PathEscape(stream) + "/records" }
@@ -251,7 +208,7 @@ func lines(body io.Reader) iter.Seq2[[]byte, error] {
 
 // lineError decodes an error line that ended a read.
 func lineError(line []byte) error {
-	var eb errorBody
+	var eb api.ErrorBody
 	if err := json.Unmarshal(line, &eb); err != nil || eb.Error == nil {
 		return fmt.Errorf("client: undecodable error line %.200q", line)
 	}
@@ -260,17 +217,9 @@ func lineError(line []byte) error {
 
 // decodeRecord decodes one record line into a Record that owns its bytes.
 func decodeRecord(line []byte) (Record, error) {
-	var out recordOut
+	var out Record
 	if err := json.Unmarshal(line, &out); err != nil {
 		return Record{}, fmt.Errorf("client: decoding record line %.200q: %w", line, err)
 	}
-	return Record{
-		Offset:   out.Offset,
-		TS:       out.TS,
-		Key:      out.Key,
-		Tags:     out.Tags,
-		Value:    out.Value,
-		ValueB64: out.ValueB64,
-		Tier:     out.Tier,
-	}, nil
+	return out, nil
 }

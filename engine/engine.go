@@ -29,7 +29,7 @@ import (
 type Options struct {
 	DataDir string
 
-	WALSync         wal.SyncMode
+	WALSync         tiers.SyncMode
 	WALSyncInterval time.Duration
 	WALSegmentBytes int64
 	// ProducerTTL is how long an idempotent producer's last batch is
@@ -210,14 +210,14 @@ func (e *Engine) Flush(ctx context.Context) error { return e.hot.Flush(ctx) }
 // disk full, out of descriptors; retry later), tiers.ErrStorageFailed
 // (sticky until restart), tiers.ErrClosed.
 func (e *Engine) Append(ctx context.Context, stream string, recs []tiers.Record) (AppendResult, error) {
-	return e.AppendAs(ctx, stream, hot.Producer{}, recs)
+	return e.AppendAs(ctx, stream, tiers.Producer{}, recs)
 }
 
 // AppendAs is Append for an idempotent producer's batch (hot.Tier.AppendAs):
 // a retry of the producer's last batch in the stream is not appended again
 // and answers the offsets the batch got, with Duplicate set. An out of
 // sequence batch is tiers.ErrProducerSequence. A zero p appends as Append.
-func (e *Engine) AppendAs(ctx context.Context, stream string, p hot.Producer, recs []tiers.Record) (AppendResult, error) {
+func (e *Engine) AppendAs(ctx context.Context, stream string, p tiers.Producer, recs []tiers.Record) (AppendResult, error) {
 	if err := tiers.ValidateStreamName(stream); err != nil {
 		return AppendResult{}, err
 	}

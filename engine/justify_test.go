@@ -324,7 +324,7 @@ func TestDropWarmNeedsASoundColdCopy(t *testing.T) {
 	// A catalog that says the segment moved to cold while its object is
 	// gone: start-up keeps the warm file, and verify calls it a lost
 	// segment, not an orphan to delete.
-	if _, err := f.e.catalog.UpdatePlacements(ctx, "s", b, func(tiers.Placements) tiers.Placements { return tiers.Of(tiers.Cold) }); err != nil {
+	if _, err := f.e.catalog.UpdateSegment(ctx, "s", b, func(m *tiers.SegmentMeta) error { m.Placements = tiers.Of(tiers.Cold); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	f.e.Close(ctx)

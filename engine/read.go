@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"path/filepath"
 	"time"
 
@@ -25,14 +26,26 @@ type Item struct {
 
 // Read returns the records of stream matching q in offset order, each with
 // the tier that served it: memory for the resident suffix of the stream, and
-// below it each segment's best durable placement (warm, then cold). An unknown stream yields tiers.ErrStreamNotFound as
-// the first and only element.
+// below it each segment's best durable placement (warm, then cold). An
+// unknown stream yields tiers.ErrStreamNotFound as the first and only
+// element. Retention is the engine's to apply (fitRetention): a read that
+// names offsets, or with q.FromRetained a time range, lying below the first
+// retained offset yields an error wrapping tiers.ErrExpired that names the
+// expired range and the first retained offset, before any record.
 func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Seq2[Item, error] {
 	return func(yield func(Item, error) bool) {
 		sn := e.hot.Snapshot(stream)
 		if !sn.Known {
 			yield(Item{}, tiers.ErrStreamNotFound)
 			return
+		}
+		if q.From < sn.First() {
+			// Only a read below memory can reach what retention deleted:
+			// the first retained offset is at most the first in memory.
+			if err := e.fitRetention(ctx, stream, &sn, &q); err != nil {
+				yield(Item{}, err)
+				return
+			}
 		}
 		n := 0
 		emit := func(r tiers.Record, tier tiers.Placement) bool {
@@ -178,6 +191,52 @@ func (e *Engine) Retention(ctx context.Context, stream string) (Retention, error
 	if !sn.Known {
 		return Retention{}, tiers.ErrStreamNotFound
 	}
+	return e.retention(ctx, stream, &sn)
+}
+
+// fitRetention fits a read to the stream's retained range, the one rule of
+// what retention deleted that every reader (the API included) gets: a read
+// that names offsets (From without q.FromRetained, or To) lying below the
+// first retained offset, or with q.FromRetained a time range (Until, when
+// bounded) ending at or before the first retained record, fails with
+// tiers.ErrExpired naming the expired range and the first retained
+// offset; with q.FromRetained a read starts at the first retained offset.
+func (e *Engine) fitRetention(ctx context.Context, stream string, sn *hot.Snapshot, q *tiers.Query) error {
+	ret, err := e.retention(ctx, stream, sn)
+	if err != nil {
+		return err
+	}
+	return ret.fit(stream, q)
+}
+
+// fit is fitRetention's rule against r, the retained range of stream.
+func (r Retention) fit(stream string, q *tiers.Query) error {
+	if r.First == 0 {
+		return nil
+	}
+	gone := func(from, to uint64) error {
+		return fmt.Errorf("%w: offsets [%d, %d) of stream %s were deleted by retention; the first retained offset is %d",
+			tiers.ErrExpired, from, to, stream, r.First)
+	}
+	switch {
+	case !q.FromRetained && q.From < r.First:
+		return gone(q.From, min(q.To, r.First-1)+1)
+	case q.To < r.First:
+		return gone(q.From, q.To+1)
+	case q.FromRetained && q.Until != math.MaxInt64 && r.HasFirstTS && q.Until <= r.FirstTS:
+		return fmt.Errorf("%w: records of stream %s before %s were deleted by retention; the first retained record is offset %d at %s",
+			tiers.ErrExpired, stream, formatTS(q.Until), r.First, formatTS(r.FirstTS))
+	}
+	q.From = max(q.From, r.First)
+	return nil
+}
+
+// formatTS renders Unix ns as the API does: RFC 3339 in UTC with as many
+// fractional digits as needed.
+func formatTS(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
+// retention is Retention against a snapshot taken already.
+func (e *Engine) retention(ctx context.Context, stream string, sn *hot.Snapshot) (Retention, error) {
 	r := Retention{First: sn.First(), Next: sn.Next}
 	from, _, m, ok, err := e.catalog.Retained(ctx, stream)
 	if err != nil && !errors.Is(err, tiers.ErrStreamNotFound) {

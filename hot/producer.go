@@ -10,15 +10,6 @@ import (
 	"github.com/tierd/tierd/tiers"
 )
 
-// Producer identifies an idempotent producer's batch: the producer and the
-// batch's sequence number, at least 1 and larger than the producer's
-// previous batch to the stream (a retry repeats it).
-// The zero Producer is a plain append.
-type Producer struct {
-	ID  wal.ProducerID
-	Seq uint64
-}
-
 // producerEntry is a producer's last batch in a stream. ticket is nil once
 // the batch is known durable (seeded from the WAL at open).
 type producerEntry struct {
@@ -52,7 +43,7 @@ func (s *stream) answerRetry(ctx context.Context, e producerEntry, err error) (u
 // lastOfLocked checks p against the producer's last batch: ok when p is a
 // retry of it (its entry returned), an error when p is older or a retry
 // with another record count, neither when p is new. s.mu held.
-func (s *stream) lastOfLocked(p Producer, count int) (producerEntry, bool, error) {
+func (s *stream) lastOfLocked(p tiers.Producer, count int) (producerEntry, bool, error) {
 	e := s.mu.producers[p.ID]
 	switch {
 	case e == nil || p.Seq > e.seq:
@@ -66,9 +57,9 @@ func (s *stream) lastOfLocked(p Producer, count int) (producerEntry, bool, error
 }
 
 // noteLocked records p's batch as the producer's last. s.mu held.
-func (s *stream) noteLocked(p Producer, first uint64, count int, ticket *wal.Ticket, now time.Time) {
+func (s *stream) noteLocked(p tiers.Producer, first uint64, count int, ticket *wal.Ticket, now time.Time) {
 	if s.mu.producers == nil {
-		s.mu.producers = map[wal.ProducerID]*producerEntry{}
+		s.mu.producers = map[tiers.ProducerID]*producerEntry{}
 	}
 	if _, known := s.mu.producers[p.ID]; !known && len(s.mu.producers) >= wal.MaxProducers {
 		s.forgetOldestLocked()
@@ -103,7 +94,7 @@ func (s *stream) revertProducersLocked(from uint64) {
 // flight is kept whatever its age. s.mu held.
 func (s *stream) forgetOldestLocked() {
 	type aged struct {
-		id wal.ProducerID
+		id tiers.ProducerID
 		at time.Time
 	}
 	all := make([]aged, 0, len(s.mu.producers))
@@ -126,7 +117,7 @@ func (t *Tier) seedProducers(states []wal.ProducerState) {
 			continue // not a stream the tier knows: nothing to deduplicate against
 		}
 		if s.mu.producers == nil {
-			s.mu.producers = map[wal.ProducerID]*producerEntry{}
+			s.mu.producers = map[tiers.ProducerID]*producerEntry{}
 		}
 		s.mu.producers[st.Producer] = &producerEntry{seq: st.Seq, first: st.First, count: st.Count, at: time.Unix(0, st.At)}
 	}

@@ -20,22 +20,22 @@ func TestAppendAsAppendsARetryOnce(t *testing.T) {
 	p := &memPersister{}
 	tr := openTier(t, dir, p, nil)
 	ctx := context.Background()
-	prod := wal.ProducerID{7}
+	prod := tiers.ProducerID{7}
 
-	first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 3, 0))
+	first, dup, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 1}, recs("s", 3, 0))
 	if err != nil || dup || first != 0 {
 		t.Fatalf("batch 1: first %d dup %v err %v", first, dup, err)
 	}
 	tr.Append(ctx, "s", recs("s", 2, 100)) // another writer in between
 	// The retry is answered with the offsets it got, not appended again.
-	first, dup, err = tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 3, 0))
+	first, dup, err = tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 1}, recs("s", 3, 0))
 	if err != nil || !dup || first != 0 {
 		t.Fatalf("retry of batch 1: first %d dup %v err %v", first, dup, err)
 	}
 	if n := len(readAll(t, tr, "s")); n != 5 {
 		t.Fatalf("%d records after the retry, want 5", n)
 	}
-	first, dup, err = tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 1, 3))
+	first, dup, err = tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 1, 3))
 	if err != nil || dup || first != 5 {
 		t.Fatalf("batch 2: first %d dup %v err %v", first, dup, err)
 	}
@@ -44,15 +44,15 @@ func TestAppendAsAppendsARetryOnce(t *testing.T) {
 		seq uint64
 		n   int
 	}{{1, 3}, {2, 2}} {
-		if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, c.seq}, recs("s", c.n, 0)); !errors.Is(err, tiers.ErrProducerSequence) {
+		if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: c.seq}, recs("s", c.n, 0)); !errors.Is(err, tiers.ErrProducerSequence) {
 			t.Fatalf("batch %d of %d records: %v, want ErrProducerSequence", c.seq, c.n, err)
 		}
 	}
-	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 0}, recs("s", 1, 0)); !errors.Is(err, tiers.ErrProducerSequence) {
+	if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 0}, recs("s", 1, 0)); !errors.Is(err, tiers.ErrProducerSequence) {
 		t.Fatalf("sequence 0: %v", err)
 	}
 	// Producers are per stream: the same ID starts afresh elsewhere.
-	if first, dup, err := tr.AppendAs(ctx, "other", Producer{prod, 1}, recs("other", 1, 0)); err != nil || dup || first != 0 {
+	if first, dup, err := tr.AppendAs(ctx, "other", tiers.Producer{ID: prod, Seq: 1}, recs("other", 1, 0)); err != nil || dup || first != 0 {
 		t.Fatalf("same producer, other stream: first %d dup %v err %v", first, dup, err)
 	}
 
@@ -68,11 +68,11 @@ func TestAppendAsAppendsARetryOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		tr = openTier(t, dir, p, func(o *Options) { o.Streams = map[string]uint64{"s": p.next("s"), "other": p.next("other")} })
-		first, dup, err = tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 1, 3))
+		first, dup, err = tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 1, 3))
 		if err != nil || !dup || first != 5 {
 			t.Fatalf("round %d: retry of batch 2 after reopen: first %d dup %v err %v", round, first, dup, err)
 		}
-		if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 3, 0)); !errors.Is(err, tiers.ErrProducerSequence) {
+		if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 1}, recs("s", 3, 0)); !errors.Is(err, tiers.ErrProducerSequence) {
 			t.Fatalf("round %d: batch 1 after reopen: %v", round, err)
 		}
 		if next := tr.Snapshot("s").Next; next != 6 {
@@ -86,7 +86,7 @@ func TestAppendAsConcurrentRetriesAppendOnce(t *testing.T) {
 	tr := openTier(t, t.TempDir(), &memPersister{}, nil)
 	defer tr.Close()
 	ctx := context.Background()
-	prod := wal.ProducerID{9}
+	prod := tiers.ProducerID{9}
 	var wg sync.WaitGroup
 	firsts := make([]uint64, 16)
 	dups := make([]bool, 16)
@@ -95,7 +95,7 @@ func TestAppendAsConcurrentRetriesAppendOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var err error
-			firsts[i], dups[i], err = tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 4, 0))
+			firsts[i], dups[i], err = tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 1}, recs("s", 4, 0))
 			if err != nil {
 				t.Error(err)
 			}
@@ -124,7 +124,7 @@ func TestRetryAnswerIsReadable(t *testing.T) {
 	ctx := context.Background()
 	for i := range 200 {
 		stream := fmt.Sprintf("s%d", i)
-		p := Producer{wal.ProducerID{1}, 1}
+		p := tiers.Producer{ID: tiers.ProducerID{1}, Seq: 1}
 		// The first attempt gives up at once (its caller timed out): the
 		// batch is enqueued, and published only when it becomes durable.
 		gone, cancel := context.WithCancel(ctx)
@@ -159,17 +159,17 @@ func TestRetryIsAnsweredUnderBackpressure(t *testing.T) {
 	tr := openTier(t, t.TempDir(), p, func(o *Options) { o.MaxBytes = 64 << 10; o.SegmentMaxBytes = 8 << 10 })
 	defer tr.Close()
 	ctx := context.Background()
-	prod := wal.ProducerID{3}
+	prod := tiers.ProducerID{3}
 	var err error
 	seq := uint64(0)
 	for i := 0; i < 1000 && err == nil; i++ {
 		seq++
-		_, _, err = tr.AppendAs(ctx, "s", Producer{prod, seq}, recs("s", 10, i*10))
+		_, _, err = tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: seq}, recs("s", 10, i*10))
 	}
 	if !errors.Is(err, tiers.ErrBackpressure) {
 		t.Fatalf("budget never pushed back: %v", err)
 	}
-	first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, seq - 1}, recs("s", 10, 0))
+	first, dup, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: seq - 1}, recs("s", 10, 0))
 	if err != nil || !dup || first != (seq-2)*10 {
 		t.Fatalf("retry of the last stored batch under backpressure: first %d dup %v err %v", first, dup, err)
 	}
@@ -183,11 +183,11 @@ func TestRetryOfATornBatchIsAppended(t *testing.T) {
 	p := &memPersister{}
 	tr := openTier(t, dir, p, nil)
 	ctx := context.Background()
-	prod := wal.ProducerID{5}
-	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 2, 0)); err != nil {
+	prod := tiers.ProducerID{5}
+	if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 1}, recs("s", 2, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2)); err != nil {
+	if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 3, 2)); err != nil {
 		t.Fatal(err)
 	}
 	tr.Close()
@@ -206,11 +206,11 @@ func TestRetryOfATornBatchIsAppended(t *testing.T) {
 	if next := tr.Snapshot("s").Next; next != 2 {
 		t.Fatalf("after the torn tail, next offset %d, want 2", next)
 	}
-	first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2))
+	first, dup, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 3, 2))
 	if err != nil || dup || first != 2 {
 		t.Fatalf("retry of the torn batch: first %d dup %v err %v, want appended at 2", first, dup, err)
 	}
-	first, dup, err = tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 2, 0))
+	first, dup, err = tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 1}, recs("s", 2, 0))
 	if !errors.Is(err, tiers.ErrProducerSequence) {
 		t.Fatalf("batch 1 after batch 2: first %d dup %v err %v, want ErrProducerSequence", first, dup, err)
 	}
@@ -249,22 +249,22 @@ func TestRetryAfterAWALFailureIsStoredOnce(t *testing.T) {
 	fs := &failingSyncs{}
 	tr := openTier(t, dir, p, func(o *Options) { o.WAL.OpenFile = fs.open })
 	ctx := context.Background()
-	prod := wal.ProducerID{8}
-	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 2, 0)); err != nil {
+	prod := tiers.ProducerID{8}
+	if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 1}, recs("s", 2, 0)); err != nil {
 		t.Fatal(err)
 	}
 	fs.fail.Store(true)
-	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2)); !errors.Is(err, tiers.ErrStorageFailed) {
+	if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 3, 2)); !errors.Is(err, tiers.ErrStorageFailed) {
 		t.Fatalf("batch 2 with a failing fsync: %v, want ErrStorageFailed", err)
 	}
-	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2)); !errors.Is(err, tiers.ErrStorageFailed) {
+	if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 3, 2)); !errors.Is(err, tiers.ErrStorageFailed) {
 		t.Fatalf("its retry before the restart: %v, want ErrStorageFailed", err)
 	}
 	tr.Close() // reports the failure; the process would restart now
 	fs.fail.Store(false)
 	tr = openTier(t, dir, p, func(o *Options) { o.Streams = map[string]uint64{"s": p.next("s")} })
 	defer tr.Close()
-	first, _, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2))
+	first, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 3, 2))
 	if err != nil || first != 2 {
 		t.Fatalf("retry after the restart: first %d err %v, want offset 2", first, err)
 	}

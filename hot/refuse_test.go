@@ -216,26 +216,26 @@ func TestRefusedProducerBatchIsAppendedOnRetry(t *testing.T) {
 		o.WAL.RetryInterval = time.Hour
 	})
 	ctx := context.Background()
-	prod := wal.ProducerID{9}
-	if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 2, 0)); err != nil {
+	prod := tiers.ProducerID{9}
+	if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 1}, recs("s", 2, 0)); err != nil {
 		t.Fatal(err)
 	}
 	nf.on.Store(true)
 	for range 2 {
-		if _, _, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2)); !errors.Is(err, tiers.ErrStorageUnavailable) {
+		if _, _, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 3, 2)); !errors.Is(err, tiers.ErrStorageUnavailable) {
 			t.Fatalf("batch 2 while out of descriptors: %v", err)
 		}
 	}
 	// Its predecessor is still the producer's last batch.
-	if first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, 1}, recs("s", 2, 0)); err != nil || !dup || first != 0 {
+	if first, dup, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 1}, recs("s", 2, 0)); err != nil || !dup || first != 0 {
 		t.Fatalf("retry of batch 1: first %d dup %v err %v, want the duplicate at 0", first, dup, err)
 	}
 	nf.on.Store(false)
-	first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2))
+	first, dup, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 3, 2))
 	if err != nil || dup || first != 2 {
 		t.Fatalf("batch 2 after the condition cleared: first %d dup %v err %v, want appended at 2", first, dup, err)
 	}
-	if first, dup, err := tr.AppendAs(ctx, "s", Producer{prod, 2}, recs("s", 3, 2)); err != nil || !dup || first != 2 {
+	if first, dup, err := tr.AppendAs(ctx, "s", tiers.Producer{ID: prod, Seq: 2}, recs("s", 3, 2)); err != nil || !dup || first != 2 {
 		t.Fatalf("retry of batch 2: first %d dup %v err %v, want the duplicate at 2", first, dup, err)
 	}
 	checkDense(t, tr, "s", keys("s", 5, 0))

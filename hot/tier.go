@@ -131,7 +131,7 @@ type stream struct {
 		segs      []*Segment // resident segments by base; the last may be active
 		active    *Segment   // nil when no records since the last seal
 		// producers holds each idempotent producer's last batch.
-		producers map[wal.ProducerID]*producerEntry
+		producers map[tiers.ProducerID]*producerEntry
 	}
 	visible atomic.Uint64 // records below this offset are durable and readable
 	// waiting are the stream's long-polling readers (notify.go); nil if none.
@@ -226,7 +226,7 @@ func (t *Tier) getStream(name string) *stream {
 // WAL sync mode. The caller has validated the records. A batch is atomic: it
 // is one WAL frame, so after a crash it is present whole or not at all.
 func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (first uint64, err error) {
-	first, _, err = t.AppendAs(ctx, name, Producer{}, recs)
+	first, _, err = t.AppendAs(ctx, name, tiers.Producer{}, recs)
 	return first, err
 }
 
@@ -236,7 +236,7 @@ func (t *Tier) Append(ctx context.Context, name string, recs []tiers.Record) (fi
 // records got and dup set, once they are durable. An older p.Seq, or the
 // last one with another record count, is tiers.ErrProducerSequence. A zero
 // p appends as Append does.
-func (t *Tier) AppendAs(ctx context.Context, name string, p Producer, recs []tiers.Record) (first uint64, dup bool, err error) {
+func (t *Tier) AppendAs(ctx context.Context, name string, p tiers.Producer, recs []tiers.Record) (first uint64, dup bool, err error) {
 	if len(recs) == 0 {
 		return 0, false, fmt.Errorf("%w: empty batch", tiers.ErrInvalidRecord)
 	}

@@ -320,7 +320,7 @@ func TestSnapshotGet(t *testing.T) {
 }
 
 func BenchmarkSnapshotGet(b *testing.B) {
-	tr, err := Open(context.Background(), Options{WAL: wal.Options{Dir: b.TempDir(), Sync: wal.SyncNone}, Persister: &memPersister{}, SegmentMaxBytes: 1 << 20})
+	tr, err := Open(context.Background(), Options{WAL: wal.Options{Dir: b.TempDir(), Sync: tiers.SyncNone}, Persister: &memPersister{}, SegmentMaxBytes: 1 << 20})
 	if err != nil {
 		b.Fatal(err)
 	}

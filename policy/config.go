@@ -18,20 +18,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tierd/tierd/tiers"
 )
-
-// SyncMode is wal.sync: when an append is acknowledged relative to fsync.
-type SyncMode string
-
-// The sync modes.
-const (
-	SyncAlways   SyncMode = "always"   // ack after fsync; nothing acknowledged is lost
-	SyncInterval SyncMode = "interval" // ack after write; fsync every wal.sync_interval
-	SyncNone     SyncMode = "none"     // ack after write; loss allowed, lowest latency
-)
-
-// syncModes lists the valid modes in the order error messages give them.
-func syncModes() []SyncMode { return []SyncMode{SyncAlways, SyncInterval, SyncNone} }
 
 // Config is the whole configuration file. Sizes are bytes, durations
 // time.Duration; Default holds every default.
@@ -66,8 +55,8 @@ type Config struct {
 
 // WALConfig is the wal: section.
 type WALConfig struct {
-	Sync         SyncMode
-	SyncInterval time.Duration // fsync period with SyncInterval
+	Sync         tiers.SyncMode
+	SyncInterval time.Duration // fsync period with tiers.SyncInterval
 	SegmentBytes int64         // a WAL file rotates at this size
 	// ProducerTTL is how long an idempotent producer's last batch is
 	// remembered: a retry later than that is appended again.
@@ -178,7 +167,7 @@ func Default() Config {
 		Listen:         "127.0.0.1:7070",
 		MaxRecordBytes: 1 * MiB,
 		MaxBodyBytes:   64 * MiB,
-		WAL:            WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 * MiB, ProducerTTL: 7 * Day},
+		WAL:            WALConfig{Sync: tiers.SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 * MiB, ProducerTTL: 7 * Day},
 		Segment:        SegmentConfig{MaxBytes: 64 * MiB, MaxAge: 10 * time.Minute},
 		Hot:            HotConfig{MaxBytes: 1 * GiB, MaxAge: 10 * time.Minute},
 		Warm:           WarmConfig{MaxBytes: 100 * GiB, MapCacheBytes: 32 * MiB},
@@ -322,7 +311,7 @@ func (v *validator) check(c *Config) {
 	if v.ok("migrator.concurrency") && c.Migrator.Concurrency < 1 {
 		v.errorf("migrator.concurrency", "%d must be at least 1", c.Migrator.Concurrency)
 	}
-	if v.ok("wal.sync") && !slices.Contains(syncModes(), c.WAL.Sync) {
+	if v.ok("wal.sync") && !slices.Contains(tiers.SyncModes(), c.WAL.Sync) {
 		v.bad["wal.sync"] = true
 		v.errorf("wal.sync", "%s", badSyncMode(string(c.WAL.Sync)))
 	}
@@ -330,7 +319,7 @@ func (v *validator) check(c *Config) {
 		switch d := c.WAL.SyncInterval; {
 		case d < 0:
 			v.errorf("wal.sync_interval", "%s must not be negative", FormatDuration(d))
-		case d == 0 && c.WAL.Sync == SyncInterval && v.ok("wal.sync"):
+		case d == 0 && c.WAL.Sync == tiers.SyncInterval && v.ok("wal.sync"):
 			v.errorf("wal.sync_interval", "must be positive with sync: interval")
 		}
 	}
@@ -380,7 +369,7 @@ func (v *validator) defaultNote(field string) string {
 
 func badSyncMode(s string) string {
 	names := make([]string, 0, 3)
-	for _, m := range syncModes() {
+	for _, m := range tiers.SyncModes() {
 		names = append(names, string(m))
 	}
 	return fmt.Sprintf("%q is not one of %s", s, strings.Join(names, ", "))

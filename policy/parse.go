@@ -12,6 +12,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/tierd/tierd/tiers"
 )
 
 // Load reads and parses the configuration file at path; errors name path as
@@ -550,16 +551,16 @@ func (d *decoder) duration(n ast.Node, path string, dst *time.Duration) {
 }
 
 // syncMode decodes wal.sync.
-func (d *decoder) syncMode(n ast.Node, path string, dst *SyncMode) {
+func (d *decoder) syncMode(n ast.Node, path string, dst *tiers.SyncMode) {
 	var s string
 	d.str(n, path, &s)
 	if d.bad[path] {
 		return
 	}
-	if !slices.Contains(syncModes(), SyncMode(s)) {
+	if !slices.Contains(tiers.SyncModes(), tiers.SyncMode(s)) {
 		v, _, _ := d.resolve(n)
 		d.fail(v, path, "%s", badSyncMode(s))
 		return
 	}
-	*dst = SyncMode(s)
+	*dst = tiers.SyncMode(s)
 }

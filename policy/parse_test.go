@@ -10,13 +10,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tierd/tierd/tiers"
 )
 
 func TestDefaults(t *testing.T) {
 	want := Config{
 		DataDir: "./tierd-data", Listen: "127.0.0.1:7070",
 		MaxRecordBytes: 1 << 20, MaxBodyBytes: 64 << 20,
-		WAL:      WALConfig{Sync: SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, ProducerTTL: 7 * 24 * time.Hour},
+		WAL:      WALConfig{Sync: tiers.SyncAlways, SyncInterval: 10 * time.Millisecond, SegmentBytes: 64 << 20, ProducerTTL: 7 * 24 * time.Hour},
 		Segment:  SegmentConfig{MaxBytes: 64 << 20, MaxAge: 10 * time.Minute},
 		Hot:      HotConfig{MaxBytes: 1 << 30, MaxAge: 10 * time.Minute},
 		Warm:     WarmConfig{MaxBytes: 100 << 30, MapCacheBytes: 32 << 20},
@@ -44,7 +46,7 @@ func TestParseGood(t *testing.T) {
 		in   string
 		want func(c *Config)
 	}{
-		{"subset", "listen: :8080\nwal: {sync: none}\n", func(c *Config) { c.Listen = ":8080"; c.WAL.Sync = SyncNone }},
+		{"subset", "listen: :8080\nwal: {sync: none}\n", func(c *Config) { c.Listen = ":8080"; c.WAL.Sync = tiers.SyncNone }},
 		{"every field", `
 data_dir: /var/lib/tierd
 listen: "[::1]:0"
@@ -62,7 +64,7 @@ policies:
 `, func(c *Config) {
 			*c = Config{
 				DataDir: "/var/lib/tierd", Listen: "[::1]:0", MaxRecordBytes: 4096, MaxBodyBytes: 1 << 20,
-				WAL:     WALConfig{Sync: SyncInterval, SyncInterval: 5 * time.Millisecond, SegmentBytes: 128 << 20, ProducerTTL: 48 * time.Hour},
+				WAL:     WALConfig{Sync: tiers.SyncInterval, SyncInterval: 5 * time.Millisecond, SegmentBytes: 128 << 20, ProducerTTL: 48 * time.Hour},
 				Segment: SegmentConfig{MaxBytes: 16 << 20, MaxAge: 90 * time.Minute},
 				Hot:     HotConfig{MaxBytes: 2 << 30, MaxAge: 24 * time.Hour},
 				Warm:    WarmConfig{MaxBytes: 2 << 40, MapCacheBytes: 8 << 20},
@@ -239,8 +241,8 @@ func TestValidateInCode(t *testing.T) {
 		{"defaults", func(c *Config) {}, nil},
 		{"bad sync mode", func(c *Config) { c.WAL.Sync = "sometimes" }, []string{"wal.sync"}},
 		{"empty sync mode", func(c *Config) { c.WAL.Sync = "" }, []string{"wal.sync"}},
-		{"interval without interval", func(c *Config) { c.WAL.Sync, c.WAL.SyncInterval = SyncInterval, 0 }, []string{"wal.sync_interval"}},
-		{"zero everything", func(c *Config) { *c = Config{WAL: WALConfig{Sync: SyncNone}} }, []string{
+		{"interval without interval", func(c *Config) { c.WAL.Sync, c.WAL.SyncInterval = tiers.SyncInterval, 0 }, []string{"wal.sync_interval"}},
+		{"zero everything", func(c *Config) { *c = Config{WAL: WALConfig{Sync: tiers.SyncNone}} }, []string{
 			"data_dir", "listen", "max_record_bytes", "max_body_bytes", "wal.segment_bytes",
 			"segment.max_bytes", "hot.max_bytes", "warm.max_bytes", "warm.map_cache_bytes", "cold.cache_bytes", "cold.min_bytes_per_second",
 			"segment.max_age", "hot.max_age", "cold.read_timeout",

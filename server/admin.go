@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
@@ -67,6 +68,8 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	}
 	stream := params.Get("stream")
 	if stream != "" {
+		// Only whether the stream exists (404 stream_not_found otherwise):
+		// the migrator plans retention, the server does not.
 		if _, err := s.eng.Retention(r.Context(), stream); err != nil {
 			s.fail(w, r, err)
 			return
@@ -76,41 +79,17 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 	ps := newProgressStream(w, r)
 	rep, err := s.opts.Migrator.RunProgress(ctx, stream, dryRun, func(p migrator.Progress) {
-		ps.report(progressOut{Done: int64(p.Done), Total: int64(p.Total), Unit: "actions", Bytes: p.Bytes, TotalBytes: p.TotalBytes}, p.Done == p.Total)
+		ps.report(api.Progress{Done: int64(p.Done), Total: int64(p.Total), Unit: "actions", Bytes: p.Bytes, TotalBytes: p.TotalBytes}, p.Done == p.Total)
 	})
 	s.answerLong(w, r, ps, toMigrateOut(rep), err)
 }
 
-type actionOut struct {
-	Action string `json:"action"`
-	Stream string `json:"stream"`
-	Base   uint64 `json:"base"`
-	Bytes  int64  `json:"bytes"`
-	Policy string `json:"policy"`
-	Reason string `json:"reason"`
-	Due    string `json:"due"`
-	// Error is the action's failure in a run; empty on success and in a
-	// dry run.
-	Error string `json:"error,omitempty"`
+func toActionOut(a policy.Action) api.MigrateAction {
+	return api.MigrateAction{Action: a.Kind.String(), Stream: a.Stream, Base: a.Base, Bytes: a.Bytes, Policy: a.Policy, Reason: a.Reason, Due: api.UTC(a.Due)}
 }
 
-func toActionOut(a policy.Action) actionOut {
-	return actionOut{Action: a.Kind.String(), Stream: a.Stream, Base: a.Base, Bytes: a.Bytes, Policy: a.Policy, Reason: a.Reason, Due: formatTime(a.Due)}
-}
-
-type migrateOut struct {
-	DryRun     bool        `json:"dry_run"`
-	Started    string      `json:"started"`
-	DurationMS int64       `json:"duration_ms"`
-	Actions    []actionOut `json:"actions"`
-	Failed     int         `json:"failed"`
-	// Skipped counts actions not tried because their segment is backing
-	// off after a failure.
-	Skipped int `json:"skipped"`
-}
-
-func toMigrateOut(rep migrator.Report) migrateOut {
-	out := migrateOut{DryRun: rep.DryRun, Started: formatTime(rep.Started), DurationMS: rep.Duration.Milliseconds(), Actions: []actionOut{}, Skipped: rep.Skipped}
+func toMigrateOut(rep migrator.Report) api.MigrateReport {
+	out := api.MigrateReport{DryRun: rep.DryRun, Started: api.UTC(rep.Started), DurationMS: rep.Duration.Milliseconds(), Actions: []api.MigrateAction{}, Skipped: rep.Skipped}
 	for _, res := range rep.Results {
 		a := toActionOut(res.Action)
 		a.Error = res.Err
@@ -151,46 +130,6 @@ func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toExplainOut(ex, infos))
 }
 
-type policyOut struct {
-	Name       string `json:"name"`
-	HotMaxAge  string `json:"hot_max_age,omitempty"`
-	WarmMaxAge string `json:"warm_max_age,omitempty"`
-	ColdMaxAge string `json:"cold_max_age,omitempty"`
-}
-
-type nextOut struct {
-	Action string `json:"action"`
-	Due    string `json:"due"`
-	// In is how long until it is due; "0s" when due now (the next run).
-	In     string `json:"in"`
-	Reason string `json:"reason"`
-}
-
-type failureOut struct {
-	Error    string `json:"error"`
-	At       string `json:"at"`
-	Attempts int    `json:"attempts"`
-	RetryAt  string `json:"retry_at,omitempty"`
-}
-
-type explainSegmentOut struct {
-	segmentOut
-	Age       string      `json:"age,omitempty"`
-	InFlight  bool        `json:"in_flight,omitempty"`
-	Next      *nextOut    `json:"next"`
-	LastError *failureOut `json:"last_error,omitempty"`
-	// Note says why a segment has no planned action when that is not the
-	// policy's doing (active, or waiting for the flusher).
-	Note string `json:"note,omitempty"`
-}
-
-type explainOut struct {
-	Stream   string              `json:"stream"`
-	Now      string              `json:"now"`
-	Policy   policyOut           `json:"policy"`
-	Segments []explainSegmentOut `json:"segments"`
-}
-
 // fmtDueIn renders the time until an action is due, rounded up to the
 // second so that only an action due now reads "0s".
 func fmtDueIn(d time.Duration) string {
@@ -200,10 +139,10 @@ func fmtDueIn(d time.Duration) string {
 	return policy.FormatDuration((d + time.Second - 1).Truncate(time.Second))
 }
 
-func toExplainOut(ex migrator.Explanation, infos []engine.SegmentInfo) explainOut {
+func toExplainOut(ex migrator.Explanation, infos []engine.SegmentInfo) api.Explanation {
 	p := ex.Policy
-	out := explainOut{Stream: ex.Stream, Now: formatTime(ex.Now), Segments: []explainSegmentOut{},
-		Policy: policyOut{Name: p.Name}}
+	out := api.Explanation{Stream: ex.Stream, Now: api.UTC(ex.Now), Segments: []api.ExplainSegment{},
+		Policy: api.Policy{Name: p.Name}}
 	if p.HotMaxAge > 0 {
 		out.Policy.HotMaxAge = policy.FormatDuration(p.HotMaxAge)
 	}
@@ -219,7 +158,7 @@ func toExplainOut(ex migrator.Explanation, infos []engine.SegmentInfo) explainOu
 	}
 	for i := range infos {
 		info := &infos[i]
-		so := explainSegmentOut{segmentOut: toSegmentOut(info)}
+		so := api.ExplainSegment{Segment: toSegmentOut(info)}
 		se, durable := byBase[info.Base]
 		switch {
 		case info.Active:
@@ -232,14 +171,10 @@ func toExplainOut(ex migrator.Explanation, infos []engine.SegmentInfo) explainOu
 			}
 			so.InFlight = se.Segment.InFlight
 			if a := se.Next; a != nil {
-				so.Next = &nextOut{Action: a.Kind.String(), Due: formatTime(a.Due), In: fmtDueIn(a.Due.Sub(ex.Now)), Reason: a.Reason}
+				so.Next = &api.NextAction{Action: a.Kind.String(), Due: api.UTC(a.Due), In: fmtDueIn(a.Due.Sub(ex.Now)), Reason: a.Reason}
 			}
 			if f := se.Failure; f != nil {
-				fo := &failureOut{Error: f.Err, At: formatTime(f.At), Attempts: f.Attempts}
-				if !f.RetryAt.IsZero() {
-					fo.RetryAt = formatTime(f.RetryAt)
-				}
-				so.LastError = fo
+				so.LastError = &api.MoveFailure{Error: f.Err, At: api.UTC(f.At), Attempts: f.Attempts, RetryAt: api.UTC(f.RetryAt)}
 			}
 		}
 		out.Segments = append(out.Segments, so)
@@ -260,50 +195,19 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 	ps := newProgressStream(w, r)
 	rep, err := s.eng.Verify(ctx, params.Get("stream"), func(done, total int) {
-		ps.report(progressOut{Done: int64(done), Total: int64(total), Unit: "segments"}, done == total)
+		ps.report(api.Progress{Done: int64(done), Total: int64(total), Unit: "segments"}, done == total)
 	})
 	s.answerLong(w, r, ps, toVerifyOut(rep), err)
 }
 
-type findingOut struct {
-	Kind    string  `json:"kind"`
-	Stream  string  `json:"stream,omitempty"`
-	Base    *uint64 `json:"base,omitempty"`
-	From    *uint64 `json:"from,omitempty"`
-	To      *uint64 `json:"to,omitempty"`
-	Tier    string  `json:"tier,omitempty"`
-	Path    string  `json:"path,omitempty"`
-	Message string  `json:"message"`
-}
-
-type streamCheckOut struct {
-	Stream     string `json:"stream"`
-	First      uint64 `json:"first"`
-	Next       uint64 `json:"next"`
-	Segments   int    `json:"segments"`
-	Placements int    `json:"placements"`
-	// UnpersistedRecords and UnpersistedSegments are held only in memory
-	// (and the WAL), not yet persisted warm: nothing to check yet.
-	UnpersistedRecords  uint64 `json:"unpersisted_records"`
-	UnpersistedSegments int    `json:"unpersisted_segments"`
-}
-
-type verifyOut struct {
-	OK          bool             `json:"ok"`
-	Streams     []streamCheckOut `json:"streams"`
-	Findings    []findingOut     `json:"findings"`
-	WarmFiles   int              `json:"warm_files"`
-	ColdObjects int              `json:"cold_objects"`
-}
-
-func toVerifyOut(rep engine.VerifyReport) verifyOut {
-	out := verifyOut{OK: len(rep.Findings) == 0, Streams: []streamCheckOut{}, Findings: []findingOut{}, WarmFiles: rep.WarmFiles, ColdObjects: rep.ColdObjects}
+func toVerifyOut(rep engine.VerifyReport) api.VerifyReport {
+	out := api.VerifyReport{OK: len(rep.Findings) == 0, Streams: []api.StreamCheck{}, Findings: []api.Finding{}, WarmFiles: rep.WarmFiles, ColdObjects: rep.ColdObjects}
 	for _, s := range rep.Streams {
-		out.Streams = append(out.Streams, streamCheckOut{Stream: s.Stream, First: s.First, Next: s.Next, Segments: s.Segments, Placements: s.Placements,
+		out.Streams = append(out.Streams, api.StreamCheck{Stream: s.Stream, First: s.First, Next: s.Next, Segments: s.Segments, Placements: s.Placements,
 			UnpersistedRecords: s.UnpersistedRecords, UnpersistedSegments: s.UnpersistedSegments})
 	}
 	for _, f := range rep.Findings {
-		fo := findingOut{Kind: f.Kind, Stream: f.Stream, Tier: f.Tier, Path: f.Path, Message: f.Message}
+		fo := api.Finding{Kind: f.Kind, Stream: f.Stream, Tier: f.Tier, Path: f.Path, Message: f.Message}
 		switch f.Kind {
 		case engine.FindingGap, engine.FindingOverlap:
 			from, to := f.From, f.To

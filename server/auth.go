@@ -3,9 +3,11 @@ package server
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/policy"
 )
 
@@ -60,23 +62,39 @@ func (a *authenticator) identify(r *http.Request) (name string, level int, ok bo
 	return a.tokens[match].name, a.tokens[match].level, true
 }
 
-// requiredRole is the role a route needs: reading and listing need read,
-// appending write, and the operator's endpoints admin. "" means open to
-// anyone (liveness). Unknown routes need read, so that an anonymous caller
-// learns nothing about which paths exist. Seal is an operator's endpoint:
-// each call makes a segment file and a catalog entry, so a producer's
-// token must not be able to cut a stream into one segment per record.
-func requiredRole(pattern string) policy.Role {
-	switch pattern {
-	case "GET /healthz":
-		return ""
-	case "POST /v1/streams/{stream}/records":
-		return policy.RoleWrite
-	case "POST /v1/migrate", "POST /v1/verify", "GET /v1/streams/{stream}/explain",
-		"POST /v1/streams/{stream}/segments/{base}/offload", "POST /v1/streams/{stream}/seal":
-		return policy.RoleAdmin
+// roleAnyone marks a route open to anyone, token or not (liveness): a
+// route's role is always said, never left out.
+const roleAnyone policy.Role = "anyone"
+
+// unmatchedRole is what a request no route matches needs (before its 404
+// or 405), so that an anonymous caller learns nothing about which paths
+// exist.
+const unmatchedRole = policy.RoleRead
+
+// route registers h for pattern with the role a request needs. A role
+// that is not one of policy's roles or roleAnyone (left out: "") is a
+// programming error in the route table, which New hits at construction,
+// so it panics, as http.ServeMux does for a conflicting pattern: every
+// test that builds a Server catches it, and no route can be served
+// silently as read.
+func (s *Server) route(pattern string, role policy.Role, h http.Handler) {
+	if role != roleAnyone && role.Level() == 0 {
+		panic(fmt.Sprintf("server: route %q registered without a role (%q is none of read, write, admin, anyone)", pattern, role))
 	}
-	return policy.RoleRead
+	if _, dup := s.roles[pattern]; dup {
+		panic(fmt.Sprintf("server: route %q registered twice", pattern))
+	}
+	s.roles[pattern] = role
+	s.mux.Handle(pattern, h)
+}
+
+// requiredRole is the role a request matched to pattern needs: the one
+// its route was registered with, unmatchedRole for none.
+func (s *Server) requiredRole(pattern string) policy.Role {
+	if role, ok := s.roles[pattern]; ok {
+		return role
+	}
+	return unmatchedRole
 }
 
 // authorize checks r against the route's role and answers 401 (no or a
@@ -84,20 +102,20 @@ func requiredRole(pattern string) policy.Role {
 // returns false when it did. The token never appears in the answer or the
 // log, only its name.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, pattern string) bool {
-	need := requiredRole(pattern)
-	if s.auth == nil || need == "" {
+	need := s.requiredRole(pattern)
+	if s.auth == nil || need == roleAnyone {
 		return true
 	}
 	name, level, ok := s.auth.identify(r)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tierd"`)
 		s.log.Info("server: unauthenticated request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+		writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "a valid bearer token is required (Authorization: Bearer <token>)")
 		return false
 	}
 	if level < need.Level() {
 		s.log.Info("server: request refused: role too small", "method", r.Method, "path", r.URL.Path, "token", name, "need", string(need))
-		writeError(w, http.StatusForbidden, "forbidden", "token "+name+" may not do this: it needs the "+string(need)+" role")
+		writeError(w, http.StatusForbidden, api.CodeForbidden, "token "+name+" may not do this: it needs the "+string(need)+" role")
 		return false
 	}
 	return true

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -216,5 +217,51 @@ func TestRefusedAppendChangesNothing(t *testing.T) {
 	}
 	if after := count(); after != before {
 		t.Fatalf("refused appends changed the stream: %d records, then %d", before, after)
+	}
+}
+
+// TestRouteWithoutRoleFails: a route registered without a role (or with a
+// role that is none of read, write, admin, anyone) stops construction
+// with a panic naming the route, instead of being served as read; every
+// route New registers has one.
+func TestRouteWithoutRoleFails(t *testing.T) {
+	s := New(nil, Options{})
+	for pattern, role := range s.roles {
+		if role != roleAnyone && role.Level() == 0 {
+			t.Errorf("route %q has role %q", pattern, role)
+		}
+	}
+	if len(s.roles) < 12 {
+		t.Fatalf("New registered %d routes with a role, want every route (12)", len(s.roles))
+	}
+	h := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	for _, c := range []struct {
+		pattern string
+		role    policy.Role
+	}{
+		{"GET /v1/new", ""},
+		{"POST /v1/new", "writer"},
+		{"GET /v1/status", policy.RoleRead}, // registered twice
+	} {
+		func() {
+			defer func() {
+				v := recover()
+				if v == nil {
+					t.Fatalf("route(%q, %q) did not fail", c.pattern, c.role)
+				}
+				if msg := fmt.Sprint(v); !strings.Contains(msg, c.pattern) {
+					t.Fatalf("route(%q, %q) failed with %q, which does not name the route", c.pattern, c.role, msg)
+				}
+			}()
+			s.route(c.pattern, c.role, h)
+		}()
+		if _, ok := s.roles[c.pattern]; ok && c.role != policy.RoleRead {
+			t.Fatalf("route %q without a role was registered", c.pattern)
+		}
+	}
+	rec := httptest.NewRecorder()
+	s.mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/new", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("GET /v1/new after a refused registration: %d, want 404", rec.Code)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/internal/promreg"
 )
 
@@ -153,7 +155,11 @@ func newConnLimiter(ln net.Listener, o HTTPOptions) *connLimiter {
 		refusers: make(chan struct{}, maxRefusers),
 	}
 	l.met = newConnMetrics(o.Registerer, l)
-	body := fmt.Sprintf(`{"error":{"code":"too_many_connections","message":"tierd holds http.max_connections (%d) connections and its reserve; retry later"}}`+"\n", l.max)
+	// Written before any request is read, so not through writeError; the
+	// same error body all the same.
+	b, _ := json.Marshal(api.ErrorBody{Error: &api.Error{Code: api.CodeTooManyConnections,
+		Message: fmt.Sprintf("tierd holds http.max_connections (%d) connections and its reserve; retry later", l.max)}})
+	body := string(b) + "\n"
 	l.refusal = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
 		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 	return l
@@ -373,7 +379,7 @@ func (g *connGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if tc != nil && tc.reserve && r.URL.Path != "/healthz" {
 		g.limiter.met.refused.Inc()
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "too_many_connections",
+		writeError(w, http.StatusServiceUnavailable, api.CodeTooManyConnections,
 			fmt.Sprintf("tierd holds http.max_connections (%d) connections; this one is from the reserve kept for /healthz; retry later", g.limiter.max))
 		return
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/internal/promreg"
 )
 
@@ -90,7 +91,7 @@ func (m *metrics) observe(route string, status int, d time.Duration) {
 func (s *Server) metricsHandler() http.Handler {
 	if s.opts.Gatherer == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusNotFound, "not_found", "metrics are not enabled on this server")
+			writeError(w, http.StatusNotFound, api.CodeNotFound, "metrics are not enabled on this server")
 		})
 	}
 	return promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/engine"
 )
 
@@ -44,14 +45,14 @@ func TestIdempotentProducerAppends(t *testing.T) {
 		}
 		return out
 	}
-	first := decode(e.appendAs("s", two, HeaderProducerID, id, HeaderProducerSeq, "1"))
+	first := decode(e.appendAs("s", two, api.HeaderProducerID, id, api.HeaderProducerSeq, "1"))
 	if first.Duplicate || first.FirstOffset != 0 || first.Count != 2 {
 		t.Fatalf("first attempt %+v", first)
 	}
 	e.mustAppend("s", `{"value":"other writer"}`+"\n")
-	retry := decode(e.appendAs("s", two, HeaderProducerID, id, HeaderProducerSeq, "1"))
-	if r := e.appendAs("s", two, HeaderProducerID, id, HeaderProducerSeq, "1"); r.header.Get(HeaderProducerSeq) != "1" {
-		t.Errorf("answer echoes %s %q, want \"1\"", HeaderProducerSeq, r.header.Get(HeaderProducerSeq))
+	retry := decode(e.appendAs("s", two, api.HeaderProducerID, id, api.HeaderProducerSeq, "1"))
+	if r := e.appendAs("s", two, api.HeaderProducerID, id, api.HeaderProducerSeq, "1"); r.header.Get(api.HeaderProducerSeq) != "1" {
+		t.Errorf("answer echoes %s %q, want \"1\"", api.HeaderProducerSeq, r.header.Get(api.HeaderProducerSeq))
 	}
 	if !retry.Duplicate || retry.FirstOffset != 0 || retry.LastOffset != 1 || retry.Count != 2 {
 		t.Fatalf("retry %+v, want the first attempt's offsets marked duplicate", retry)
@@ -62,28 +63,28 @@ func TestIdempotentProducerAppends(t *testing.T) {
 	if n := e.count("s"); n != 3 {
 		t.Fatalf("%d records stored, want 3", n)
 	}
-	next := decode(e.appendAs("s", two, HeaderProducerID, id, HeaderProducerSeq, "2"))
+	next := decode(e.appendAs("s", two, api.HeaderProducerID, id, api.HeaderProducerSeq, "2"))
 	if next.Duplicate || next.FirstOffset != 3 {
 		t.Fatalf("batch 2: %+v", next)
 	}
-	if strings.Contains(string(e.appendAs("s", two, HeaderProducerID, id, HeaderProducerSeq, "3").body), "duplicate") {
+	if strings.Contains(string(e.appendAs("s", two, api.HeaderProducerID, id, api.HeaderProducerSeq, "3").body), "duplicate") {
 		t.Errorf("a new batch's answer mentions duplicate")
 	}
 
 	// Out of sequence: 409, nothing appended.
 	before := e.count("s")
-	wantError(t, e.appendAs("s", two, HeaderProducerID, id, HeaderProducerSeq, "1"), 409, "producer_sequence")
-	wantError(t, e.appendAs("s", `{"value":1}`+"\n", HeaderProducerID, id, HeaderProducerSeq, "3"), 409, "producer_sequence")
+	wantError(t, e.appendAs("s", two, api.HeaderProducerID, id, api.HeaderProducerSeq, "1"), 409, "producer_sequence")
+	wantError(t, e.appendAs("s", `{"value":1}`+"\n", api.HeaderProducerID, id, api.HeaderProducerSeq, "3"), 409, "producer_sequence")
 	// Bad headers: 400, nothing appended.
 	for _, h := range [][]string{
-		{HeaderProducerID, id},
-		{HeaderProducerSeq, "4"},
-		{HeaderProducerID, id, HeaderProducerSeq, "0"},
-		{HeaderProducerID, id, HeaderProducerSeq, "-1"},
-		{HeaderProducerID, id, HeaderProducerSeq, "4", HeaderProducerSeq, "5"},
-		{HeaderProducerID, "xyz", HeaderProducerSeq, "4"},
-		{HeaderProducerID, strings.ToUpper(id), HeaderProducerSeq, "4"},
-		{HeaderProducerID, strings.Repeat("0", 32), HeaderProducerSeq, "4"},
+		{api.HeaderProducerID, id},
+		{api.HeaderProducerSeq, "4"},
+		{api.HeaderProducerID, id, api.HeaderProducerSeq, "0"},
+		{api.HeaderProducerID, id, api.HeaderProducerSeq, "-1"},
+		{api.HeaderProducerID, id, api.HeaderProducerSeq, "4", api.HeaderProducerSeq, "5"},
+		{api.HeaderProducerID, "xyz", api.HeaderProducerSeq, "4"},
+		{api.HeaderProducerID, strings.ToUpper(id), api.HeaderProducerSeq, "4"},
+		{api.HeaderProducerID, strings.Repeat("0", 32), api.HeaderProducerSeq, "4"},
 	} {
 		wantError(t, e.appendAs("s", two, h...), 400, "invalid_producer")
 	}
@@ -110,8 +111,8 @@ func FuzzParseProducer(f *testing.F) {
 	f.Add("", "")
 	f.Fuzz(func(t *testing.T, id, seq string) {
 		r, _ := http.NewRequest("POST", "/", nil)
-		r.Header[HeaderProducerID] = []string{id}
-		r.Header[HeaderProducerSeq] = []string{seq}
+		r.Header[api.HeaderProducerID] = []string{id}
+		r.Header[api.HeaderProducerSeq] = []string{seq}
 		p, err := parseProducer(r)
 		if err != nil {
 			if !errors.Is(err, errInvalidProducer) {

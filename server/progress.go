@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tierd/tierd/api"
 )
 
 // Long operations (migrate, verify) report progress to a client that asks
@@ -17,15 +19,6 @@ import (
 
 // progressInterval spaces progress lines.
 const progressInterval = 200 * time.Millisecond
-
-// progressOut is one progress line's object.
-type progressOut struct {
-	Done       int64  `json:"done"`
-	Total      int64  `json:"total"`
-	Unit       string `json:"unit"` // "actions", "segments"
-	Bytes      int64  `json:"bytes,omitempty"`
-	TotalBytes int64  `json:"total_bytes,omitempty"`
-}
 
 // progressStream writes a long operation's answer as NDJSON.
 type progressStream struct {
@@ -41,7 +34,7 @@ func wantsProgress(r *http.Request) bool {
 	for _, v := range r.Header.Values("Accept") {
 		for _, part := range strings.Split(v, ",") {
 			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
-			if strings.EqualFold(strings.TrimSpace(mt), "application/x-ndjson") {
+			if strings.EqualFold(strings.TrimSpace(mt), api.MediaNDJSON) {
 				return true
 			}
 		}
@@ -60,7 +53,7 @@ func newProgressStream(w http.ResponseWriter, r *http.Request) *progressStream {
 
 // report sends a progress line unless one went out less than
 // progressInterval ago; final forces it. Safe for concurrent use.
-func (p *progressStream) report(po progressOut, final bool) {
+func (p *progressStream) report(po api.Progress, final bool) {
 	if p == nil {
 		return
 	}
@@ -71,7 +64,7 @@ func (p *progressStream) report(po progressOut, final bool) {
 		return
 	}
 	p.last = now
-	p.line(map[string]any{"progress": po})
+	p.line(api.ProgressLine{Progress: &po})
 }
 
 // line writes one line and flushes it; p.mu held.
@@ -80,7 +73,7 @@ func (p *progressStream) line(v any) {
 		return
 	}
 	if !p.started {
-		p.w.Header().Set("Content-Type", "application/x-ndjson")
+		p.w.Header().Set("Content-Type", api.MediaNDJSON)
 		p.w.WriteHeader(http.StatusOK)
 		p.started = true
 	}
@@ -92,6 +85,16 @@ func (p *progressStream) line(v any) {
 		err = http.NewResponseController(p.w).Flush()
 	}
 	p.broken = err != nil
+}
+
+// resultLine writes the line {"result":…}; p.mu held.
+func (p *progressStream) resultLine(result any) {
+	b, err := json.Marshal(result)
+	if err != nil { // only a type the server defines can get here
+		p.line(api.ErrorBody{Error: &api.Error{Code: api.CodeInternal, Message: "encoding the response failed"}})
+		return
+	}
+	p.line(api.ProgressLine{Result: b})
 }
 
 // answerLong answers a long operation's result or error: as plain JSON
@@ -110,6 +113,6 @@ func (s *Server) answerLong(w http.ResponseWriter, r *http.Request, p *progressS
 	case p == nil:
 		writeJSON(w, http.StatusOK, result)
 	default:
-		p.line(map[string]any{"result": result})
+		p.resultLine(result)
 	}
 }

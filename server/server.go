@@ -22,11 +22,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/internal/failpoint"
 	"github.com/tierd/tierd/migrator"
+	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -54,8 +56,8 @@ type Options struct {
 	// Migrator serves migrate and explain; without one they answer 409
 	// migrator_disabled.
 	Migrator *migrator.Migrator
-	// Tokens are the bearer tokens the API accepts (see requiredRole for
-	// which role each route needs). None means an open API.
+	// Tokens are the bearer tokens the API accepts (New registers each
+	// route with the role it needs). None means an open API.
 	Tokens []Token
 }
 
@@ -105,6 +107,8 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics       // nil without a Registerer
 	auth    *authenticator // nil: an open API
+	// roles is the role each registered route needs (route), by pattern.
+	roles map[string]policy.Role
 	// closing is cancelled by Shutdown; it ends long-polling reads.
 	closing   context.Context
 	stopWaits context.CancelFunc
@@ -114,7 +118,7 @@ type Server struct {
 // opts.Registerer, if set; servers sharing a registry share the series.
 func New(e *engine.Engine, opts Options) *Server {
 	opts = opts.withDefaults()
-	s := &Server{eng: e, opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s := &Server{eng: e, opts: opts, log: opts.Logger, mux: http.NewServeMux(), roles: map[string]policy.Role{}}
 	s.closing, s.stopWaits = context.WithCancel(context.Background())
 	if len(opts.Tokens) > 0 {
 		s.auth = newAuthenticator(opts.Tokens)
@@ -122,18 +126,22 @@ func New(e *engine.Engine, opts Options) *Server {
 	if opts.Registerer != nil {
 		s.metrics = newMetrics(opts.Registerer)
 	}
-	s.mux.HandleFunc("POST /v1/streams/{stream}/records", s.handleAppend)
-	s.mux.HandleFunc("GET /v1/streams/{stream}/records", s.handleRead)
-	s.mux.HandleFunc("GET /v1/streams", s.handleStreams)
-	s.mux.HandleFunc("GET /v1/streams/{stream}/segments", s.handleSegments)
-	s.mux.HandleFunc("POST /v1/streams/{stream}/segments/{base}/offload", s.handleOffload)
-	s.mux.HandleFunc("POST /v1/streams/{stream}/seal", s.handleSeal)
-	s.mux.HandleFunc("POST /v1/migrate", s.handleMigrate)
-	s.mux.HandleFunc("GET /v1/streams/{stream}/explain", s.handleExplain)
-	s.mux.HandleFunc("POST /v1/verify", s.handleVerify)
-	s.mux.HandleFunc("GET /v1/status", s.handleStatus)
-	s.mux.HandleFunc("GET /healthz", s.handleHealth)
-	s.mux.Handle("GET /metrics", s.metricsHandler())
+	// Every route with the role it needs, in one place (auth.go). Seal is
+	// an operator's endpoint: each call makes a segment file and a catalog
+	// entry, so a producer's token must not be able to cut a stream into
+	// one segment per record.
+	s.route("POST /v1/streams/{stream}/records", policy.RoleWrite, http.HandlerFunc(s.handleAppend))
+	s.route("GET /v1/streams/{stream}/records", policy.RoleRead, http.HandlerFunc(s.handleRead))
+	s.route("GET /v1/streams", policy.RoleRead, http.HandlerFunc(s.handleStreams))
+	s.route("GET /v1/streams/{stream}/segments", policy.RoleRead, http.HandlerFunc(s.handleSegments))
+	s.route("POST /v1/streams/{stream}/segments/{base}/offload", policy.RoleAdmin, http.HandlerFunc(s.handleOffload))
+	s.route("POST /v1/streams/{stream}/seal", policy.RoleAdmin, http.HandlerFunc(s.handleSeal))
+	s.route("POST /v1/migrate", policy.RoleAdmin, http.HandlerFunc(s.handleMigrate))
+	s.route("GET /v1/streams/{stream}/explain", policy.RoleAdmin, http.HandlerFunc(s.handleExplain))
+	s.route("POST /v1/verify", policy.RoleAdmin, http.HandlerFunc(s.handleVerify))
+	s.route("GET /v1/status", policy.RoleRead, http.HandlerFunc(s.handleStatus))
+	s.route("GET /healthz", roleAnyone, http.HandlerFunc(s.handleHealth))
+	s.route("GET /metrics", policy.RoleRead, s.metricsHandler())
 	return s
 }
 
@@ -148,7 +156,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// route ("/v1/streams/../records" is "/v1/records"): a request the
 		// client did not make. Refuse it instead.
 		h, pattern = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusBadRequest, "invalid_path", fmt.Sprintf("path %q is not clean: tierd does not resolve \".\", \"..\" or empty segments", r.URL.Path))
+			writeError(w, http.StatusBadRequest, api.CodeInvalidPath, fmt.Sprintf("path %q is not clean: tierd does not resolve \".\", \"..\" or empty segments", r.URL.Path))
 		}), ""
 	}
 	route := pattern
@@ -200,7 +208,7 @@ func (s *Server) recoverPanic(w *statusWriter, r *http.Request) {
 	if w.wrote {
 		panic(http.ErrAbortHandler)
 	}
-	writeError(w, http.StatusInternalServerError, "internal", "internal error")
+	writeError(w, http.StatusInternalServerError, api.CodeInternal, "internal error")
 }
 
 // serveUnmatched runs the mux's own answer (404, 405 or a redirect) into a
@@ -210,11 +218,11 @@ func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.H
 	h.ServeHTTP(rec, r)
 	switch rec.status {
 	case http.StatusNotFound:
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	case http.StatusMethodNotAllowed:
 		allow := rec.header.Get("Allow")
 		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+		writeError(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
 	default:
 		for k, v := range rec.header {
 			w.Header()[k] = v
@@ -230,33 +238,23 @@ func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.H
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	h := s.eng.WriteHealth()
 	if h.Cause == "" {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, api.HealthOK{Status: "ok"})
 		return
 	}
-	code, retry := "storage_unavailable", true
+	code, retry := api.CodeStorageUnavailable, true
 	switch h.Cause {
 	case tiers.CauseDiskFull:
-		code = "storage_full"
+		code = api.CodeStorageFull
 	case tiers.CauseWALFailed:
-		code, retry = "storage_failed", false
+		code, retry = api.CodeStorageFailed, false
 	}
 	if retry {
 		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))
 	}
-	writeJSON(w, http.StatusServiceUnavailable, healthOut{
-		Status: "unavailable", Cause: h.Cause, Since: formatTime(h.Since), Sticky: h.Sticky(),
-		Error: errorDetail{Code: code, Message: h.Err.Error()},
+	writeJSON(w, http.StatusServiceUnavailable, api.Health{
+		Status: "unavailable", Cause: h.Cause, Since: api.UTC(h.Since), Sticky: h.Sticky(),
+		Error: api.Error{Code: code, Message: h.Err.Error()},
 	})
-}
-
-// healthOut is /healthz's answer while writes are refused: the fields a
-// health checker reads, and the error object every error answer has.
-type healthOut struct {
-	Status string      `json:"status"`
-	Cause  string      `json:"cause"`
-	Since  string      `json:"since,omitempty"`
-	Sticky bool        `json:"sticky"`
-	Error  errorDetail `json:"error"`
 }
 
 func (s *Server) handleStreams(w http.ResponseWriter, r *http.Request) {
@@ -265,11 +263,11 @@ func (s *Server) handleStreams(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]streamOut, len(infos))
+	out := api.StreamList{Streams: make([]api.Stream, len(infos))}
 	for i := range infos {
-		out[i] = toStreamOut(&infos[i])
+		out.Streams[i] = toStreamOut(&infos[i])
 	}
-	writeJSON(w, http.StatusOK, map[string][]streamOut{"streams": out})
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleSegments(w http.ResponseWriter, r *http.Request) {
@@ -283,7 +281,7 @@ func (s *Server) handleSegments(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := make([]segmentOut, len(segs))
+	out := make([]api.Segment, len(segs))
 	for i := range segs {
 		out[i] = toSegmentOut(&segs[i])
 	}
@@ -355,7 +353,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 	if prod.Seq != 0 {
 		// Echoed on every answer, so a client that cannot read an answer's
 		// body still knows this server deduplicates its retry.
-		w.Header().Set(HeaderProducerSeq, strconv.FormatUint(prod.Seq, 10))
+		w.Header().Set(api.HeaderProducerSeq, strconv.FormatUint(prod.Seq, 10))
 	}
 	res, err := s.eng.AppendAs(r.Context(), stream, prod, recs)
 	if err == nil {
@@ -365,7 +363,7 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, appendOut{Stream: stream, FirstOffset: res.First, LastOffset: res.Last, Count: res.Count, Duplicate: res.Duplicate})
+	writeJSON(w, http.StatusOK, api.AppendResult{Stream: stream, FirstOffset: res.First, LastOffset: res.Last, Count: res.Count, Duplicate: res.Duplicate})
 }
 
 // handleRead streams the matching records as NDJSON while the engine yields
@@ -398,7 +396,10 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 	if wait > 0 {
 		s.waitFor(r.Context(), stream, q.From, wait)
 	}
-	if err := s.applyRetention(r.Context(), stream, params, &q); err != nil {
+	if err := r.Context().Err(); err != nil {
+		// The client went away, while the read waited (tail -f and
+		// Ctrl-C) or before: nobody reads the answer, and fail logs it as
+		// a debug line.
 		s.fail(w, r, err)
 		return
 	}
@@ -408,14 +409,14 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
 	var (
-		out       recordOut
+		out       api.Record
 		scratch   bytes.Buffer
 		started   bool
 		n         int
 		lastFlush = time.Now()
 	)
 	begin := func() {
-		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Content-Type", api.MediaNDJSON)
 		w.WriteHeader(http.StatusOK)
 		started = true
 	}
@@ -461,32 +462,6 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 	flush()
 }
 
-// applyRetention fits a read to the stream's retained range: a read that
-// names offsets (from, to) or a time range (until) lying wholly below the
-// first retained record fails with tiers.ErrExpired naming the expired
-// range (410); a read without from starts at the first retained offset.
-func (s *Server) applyRetention(ctx context.Context, stream string, params url.Values, q *tiers.Query) error {
-	ret, err := s.eng.Retention(ctx, stream)
-	if err != nil || ret.First == 0 {
-		return err
-	}
-	gone := func(from, to uint64) error {
-		return fmt.Errorf("%w: offsets [%d, %d) of stream %s were deleted by retention; the first retained offset is %d",
-			tiers.ErrExpired, from, to, stream, ret.First)
-	}
-	switch {
-	case params.Has("from") && q.From < ret.First:
-		return gone(q.From, min(q.To, ret.First-1)+1)
-	case q.To < ret.First:
-		return gone(q.From, q.To+1)
-	case !params.Has("from") && params.Has("until") && ret.HasFirstTS && q.Until <= ret.FirstTS:
-		return fmt.Errorf("%w: records of stream %s before %s were deleted by retention; the first retained record is offset %d at %s",
-			tiers.ErrExpired, stream, formatTS(q.Until), ret.First, formatTS(ret.FirstTS))
-	}
-	q.From = max(q.From, ret.First)
-	return nil
-}
-
 // errInvalidParameter marks a bad query parameter.
 var errInvalidParameter = errors.New("server: invalid parameter")
 
@@ -497,74 +472,74 @@ func classify(err error) (int, string) {
 	var ce *tiers.CorruptionError
 	switch {
 	case errors.As(err, &mbe):
-		return http.StatusRequestEntityTooLarge, "body_too_large"
+		return http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge
 	case errors.Is(err, ErrBodyRead):
-		return http.StatusBadRequest, "invalid_body"
+		return http.StatusBadRequest, api.CodeInvalidBody
 	case errors.Is(err, ErrEmptyBatch):
-		return http.StatusBadRequest, "empty_batch"
+		return http.StatusBadRequest, api.CodeEmptyBatch
 	case errors.Is(err, ErrBatchTooLarge), errors.Is(err, tiers.ErrBatchTooLarge):
-		return http.StatusRequestEntityTooLarge, "batch_too_large"
+		return http.StatusRequestEntityTooLarge, api.CodeBatchTooLarge
 	case errors.Is(err, tiers.ErrInvalidBatch):
-		return http.StatusBadRequest, "invalid_batch"
+		return http.StatusBadRequest, api.CodeInvalidBatch
 	case errors.Is(err, ErrInvalidJSON):
-		return http.StatusBadRequest, "invalid_json"
+		return http.StatusBadRequest, api.CodeInvalidJSON
 	case errors.Is(err, ErrInvalidTS):
-		return http.StatusBadRequest, "invalid_ts"
+		return http.StatusBadRequest, api.CodeInvalidTS
 	case errors.Is(err, ErrInvalidBase64):
 		return http.StatusBadRequest, "invalid_base64"
 	case errors.Is(err, errInvalidProducer):
-		return http.StatusBadRequest, "invalid_producer"
+		return http.StatusBadRequest, api.CodeInvalidProducer
 	case errors.Is(err, tiers.ErrProducerSequence):
-		return http.StatusConflict, "producer_sequence"
+		return http.StatusConflict, api.CodeProducerSequence
 	case errors.Is(err, errInvalidParameter):
-		return http.StatusBadRequest, "invalid_parameter"
+		return http.StatusBadRequest, api.CodeInvalidParameter
 	case errors.Is(err, tiers.ErrInvalidStreamName):
-		return http.StatusBadRequest, "invalid_stream_name"
+		return http.StatusBadRequest, api.CodeInvalidStreamName
 	case errors.Is(err, tiers.ErrKeyTooLarge):
-		return http.StatusRequestEntityTooLarge, "key_too_large"
+		return http.StatusRequestEntityTooLarge, api.CodeKeyTooLarge
 	case errors.Is(err, tiers.ErrRecordTooLarge):
-		return http.StatusRequestEntityTooLarge, "record_too_large"
+		return http.StatusRequestEntityTooLarge, api.CodeRecordTooLarge
 	case errors.Is(err, tiers.ErrBatchOverBudget):
-		return http.StatusRequestEntityTooLarge, "batch_over_budget"
+		return http.StatusRequestEntityTooLarge, api.CodeBatchOverBudget
 	case errors.Is(err, tiers.ErrInvalidRecord):
-		return http.StatusBadRequest, "invalid_record"
+		return http.StatusBadRequest, api.CodeInvalidRecord
 	case errors.Is(err, tiers.ErrStreamNotFound):
-		return http.StatusNotFound, "stream_not_found"
+		return http.StatusNotFound, api.CodeStreamNotFound
 	case errors.Is(err, tiers.ErrExpired):
-		return http.StatusGone, "expired"
+		return http.StatusGone, api.CodeExpired
 	case errors.Is(err, tiers.ErrSegmentNotFound):
-		return http.StatusNotFound, "segment_not_found"
+		return http.StatusNotFound, api.CodeSegmentNotFound
 	case errors.Is(err, engine.ErrNotPersisted):
-		return http.StatusConflict, "segment_not_persisted"
+		return http.StatusConflict, api.CodeSegmentNotPersisted
 	case errors.Is(err, errNoMigrator):
-		return http.StatusConflict, "migrator_disabled"
+		return http.StatusConflict, api.CodeMigratorDisabled
 	case errors.Is(err, engine.ErrNoColdTier):
-		return http.StatusConflict, "no_cold_tier"
+		return http.StatusConflict, api.CodeNoColdTier
 	case errors.Is(err, cold.ErrStoreUnavailable):
-		return http.StatusServiceUnavailable, "cold_store_unavailable"
+		return http.StatusServiceUnavailable, api.CodeColdStoreUnavailable
 	case errors.Is(err, tiers.ErrStorageUnavailable):
 		// Before backpressure: memory full of what storage refuses is the
 		// storage's condition, not a second's wait.
 		if tiers.StorageCause(err) == tiers.CauseDiskFull {
-			return http.StatusServiceUnavailable, "storage_full"
+			return http.StatusServiceUnavailable, api.CodeStorageFull
 		}
-		return http.StatusServiceUnavailable, "storage_unavailable"
+		return http.StatusServiceUnavailable, api.CodeStorageUnavailable
 	case errors.Is(err, tiers.ErrBackpressure):
-		return http.StatusServiceUnavailable, "backpressure"
+		return http.StatusServiceUnavailable, api.CodeBackpressure
 	case errors.Is(err, tiers.ErrStorageFailed):
-		return http.StatusServiceUnavailable, "storage_failed"
+		return http.StatusServiceUnavailable, api.CodeStorageFailed
 	case errors.Is(err, tiers.ErrClosed):
-		return http.StatusServiceUnavailable, "shutting_down"
+		return http.StatusServiceUnavailable, api.CodeShuttingDown
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, "canceled"
+		return http.StatusServiceUnavailable, api.CodeCanceled
 	case errors.Is(err, objstore.ErrNotFound), errors.Is(err, fs.ErrNotExist):
 		// A copy the catalog places is gone from its tier (deleted behind
 		// tierd's back): data is missing, not a bug. verify lists them.
-		return http.StatusInternalServerError, "segment_missing"
+		return http.StatusInternalServerError, api.CodeSegmentMissing
 	case errors.As(err, &ce):
-		return http.StatusInternalServerError, "corruption"
+		return http.StatusInternalServerError, api.CodeCorruption
 	}
-	return http.StatusInternalServerError, "internal"
+	return http.StatusInternalServerError, api.CodeInternal
 }
 
 // fail answers err as a JSON error.
@@ -572,9 +547,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	s.logFailure(r, status, code, err)
 	switch code {
-	case "backpressure", "cold_store_unavailable":
+	case api.CodeBackpressure, api.CodeColdStoreUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
-	case "storage_full", "storage_unavailable":
+	case api.CodeStorageFull, api.CodeStorageUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))
 	}
 	writeError(w, status, code, message(r, code, err))
@@ -585,7 +560,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // the request was about.
 func message(r *http.Request, code string, err error) string {
 	msg := err.Error()
-	if code != "stream_not_found" {
+	if code != api.CodeStreamNotFound {
 		return msg
 	}
 	name := r.PathValue("stream")
@@ -600,10 +575,10 @@ func message(r *http.Request, code string, err error) string {
 
 // errorLine logs err and returns the error object that ends a streamed
 // answer already under way (its status is sent: 200).
-func (s *Server) errorLine(r *http.Request, err error) errorBody {
+func (s *Server) errorLine(r *http.Request, err error) api.ErrorBody {
 	status, code := classify(err)
 	s.logFailure(r, status, code, err)
-	return errorBody{Error: errorDetail{Code: code, Message: message(r, code, err)}}
+	return api.ErrorBody{Error: &api.Error{Code: code, Message: message(r, code, err)}}
 }
 
 // logFailure logs server-side failures loudly and client mistakes quietly.
@@ -633,18 +608,8 @@ func clientGone(r *http.Request, err error) bool {
 	return r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }
 
-// errorBody is the JSON of every error answer.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+	writeJSON(w, status, api.ErrorBody{Error: &api.Error{Code: code, Message: msg}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/migrator"
 )
@@ -20,7 +21,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	tout := map[string]tierOut{}
+	tout := map[string]api.TierStatus{}
 	for p, t := range ts {
 		tout[p.String()] = toTierOut(t)
 	}
@@ -33,69 +34,25 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// tierOut is one tier in the status answer.
-type tierOut struct {
-	Streams        int    `json:"streams"`
-	Segments       int    `json:"segments"`
-	Bytes          int64  `json:"bytes"`
-	OldestTS       string `json:"oldest_ts,omitempty"`
-	NewestTS       string `json:"newest_ts,omitempty"`
-	OldestSealedAt string `json:"oldest_sealed_at,omitempty"`
-	// BudgetBytes is 0 for a tier without a budget (cold).
-	BudgetBytes int64 `json:"budget_bytes"`
-	BudgetUsed  int64 `json:"budget_used_bytes"`
-}
-
-func toTierOut(t engine.TierStatus) tierOut {
-	out := tierOut{Streams: t.Streams, Segments: t.Segments, Bytes: t.Bytes, OldestSealedAt: formatTime(t.OldestSealedAt),
+func toTierOut(t engine.TierStatus) api.TierStatus {
+	out := api.TierStatus{Streams: t.Streams, Segments: t.Segments, Bytes: t.Bytes, OldestSealedAt: api.UTC(t.OldestSealedAt),
 		BudgetBytes: t.BudgetBytes, BudgetUsed: t.BudgetUsed}
 	if t.Segments > 0 {
-		out.OldestTS, out.NewestTS = formatTS(t.OldestTS), formatTS(t.NewestTS)
+		out.OldestTS, out.NewestTS = api.UnixNano(t.OldestTS), api.UnixNano(t.NewestTS)
 	}
 	return out
 }
 
-// migratorOut is the migrator in the status answer.
-type migratorOut struct {
-	Schedule    string          `json:"schedule"`
-	NextRun     string          `json:"next_run,omitempty"`
-	Running     bool            `json:"running"`
-	LastRun     *lastRunOut     `json:"last_run"`
-	LastError   string          `json:"last_error,omitempty"`
-	LastErrorAt string          `json:"last_error_at,omitempty"`
-	Failing     int             `json:"failing_segments"`
-	Failures    []segFailureOut `json:"failures"`
-}
-
-// lastRunOut sums up the latest run; migrate's answer lists its actions.
-type lastRunOut struct {
-	Started    string `json:"started"`
-	DurationMS int64  `json:"duration_ms"`
-	Actions    int    `json:"actions"`
-	Failed     int    `json:"failed"`
-	Skipped    int    `json:"skipped"`
-}
-
-type segFailureOut struct {
-	Stream string `json:"stream"`
-	Base   uint64 `json:"base"`
-	Action string `json:"action"`
-	failureOut
-}
-
-// maxStatusFailures bounds the failures listed; failing_segments counts all.
-const maxStatusFailures = 20
-
-func toMigratorOut(st migrator.Status) migratorOut {
-	out := migratorOut{Schedule: st.Schedule, NextRun: formatTime(st.NextRun), Running: st.Running,
-		LastError: st.LastError, LastErrorAt: formatTime(st.LastErrorAt), Failing: len(st.Failures), Failures: []segFailureOut{}}
+func toMigratorOut(st migrator.Status) api.MigratorStatus {
+	out := api.MigratorStatus{Schedule: st.Schedule, NextRun: api.UTC(st.NextRun), Running: st.Running,
+		LastError: st.LastError, LastErrorAt: api.UTC(st.LastErrorAt), Failing: len(st.Failures), Failures: []api.SegmentFailure{}}
 	if rep := st.LastRun; rep != nil {
 		m := toMigrateOut(*rep)
-		out.LastRun = &lastRunOut{Started: m.Started, DurationMS: m.DurationMS, Actions: len(m.Actions), Failed: m.Failed, Skipped: m.Skipped}
+		out.LastRun = &api.LastRun{Started: m.Started, DurationMS: m.DurationMS, Actions: len(m.Actions), Failed: m.Failed, Skipped: m.Skipped}
 	}
-	for _, f := range st.Failures[:min(len(st.Failures), maxStatusFailures)] {
-		out.Failures = append(out.Failures, segFailureOut{Stream: f.Stream, Base: f.Base, Action: f.Action.Kind.String(),
-			failureOut: failureOut{Error: f.Err, At: formatTime(f.At), Attempts: f.Attempts, RetryAt: formatTime(f.RetryAt)}})
+	for _, f := range st.Failures[:min(len(st.Failures), api.MaxStatusFailures)] {
+		out.Failures = append(out.Failures, api.SegmentFailure{Stream: f.Stream, Base: f.Base, Action: f.Action.Kind.String(),
+			Error: f.Err, At: api.UTC(f.At), Attempts: f.Attempts, RetryAt: api.UTC(f.RetryAt)})
 	}
 	return out
 }

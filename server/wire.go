@@ -9,23 +9,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/tiers"
 )
 
-// The wire forms of the responses. They live apart from the engine's types
-// so the engine can change without changing the API.
-
-// recordOut is one line of a read response.
-type recordOut struct {
-	Offset   uint64          `json:"offset"`
-	TS       string          `json:"ts"`
-	Key      string          `json:"key,omitempty"`
-	Tags     []string        `json:"tags,omitempty"`
-	Value    json.RawMessage `json:"value,omitempty"`
-	ValueB64 []byte          `json:"value_b64,omitempty"` // encoding/json writes []byte as standard base64
-	Tier     string          `json:"tier"`
-}
+// The wire forms of the responses are package api's types, which the
+// client decodes too; they live apart from the engine's types so the engine
+// can change without changing the API. These functions fill them in.
 
 // formatTS renders Unix ns the way every response does: RFC 3339 in UTC
 // with as many fractional digits as needed.
@@ -37,10 +28,10 @@ func formatTS(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC33
 // byte and the line cannot be broken by a newline inside the value. Anything
 // else goes out as "value_b64"; an empty value as neither, like an append
 // that gave neither. scratch is reused across calls.
-func toRecordOut(out *recordOut, it *engine.Item, scratch *bytes.Buffer) {
-	*out = recordOut{
+func toRecordOut(out *api.Record, it *engine.Item, scratch *bytes.Buffer) {
+	*out = api.Record{
 		Offset: it.Offset,
-		TS:     formatTS(it.TS),
+		TS:     api.UnixNano(it.TS),
 		Key:    it.Key,
 		Tags:   it.Tags,
 		Tier:   it.Tier.String(),
@@ -74,10 +65,12 @@ const (
 
 // parseQuery maps a read's URL parameters onto a tiers.Query. Unknown and
 // repeated parameters are errors, so a typo ("offset=") is not silently a
-// full read.
+// full read. A read without from starts at the first retained offset
+// (FromRetained: the engine applies retention).
 func parseQuery(v url.Values) (tiers.Query, error) {
 	q := tiers.AllRecords()
 	q.Limit = defaultLimit
+	q.FromRetained = !v.Has("from")
 	for name, vals := range v {
 		if len(vals) != 1 {
 			return q, fmt.Errorf("parameter %q given %d times", name, len(vals))
@@ -138,60 +131,17 @@ func parseTSParam(name, s string) (int64, error) {
 	return ns, nil
 }
 
-// appendOut is the response to an append.
-type appendOut struct {
-	Stream      string `json:"stream"`
-	FirstOffset uint64 `json:"first_offset"`
-	LastOffset  uint64 `json:"last_offset"`
-	Count       int    `json:"count"`
-	// Duplicate: an idempotent producer's retry, not appended again.
-	Duplicate bool `json:"duplicate,omitempty"`
-}
-
-// streamOut is one entry of the streams listing.
-type streamOut struct {
-	Name       string                  `json:"name"`
-	NextOffset uint64                  `json:"next_offset"`
-	Records    uint64                  `json:"records"`
-	Tiers      map[string]tierUsageOut `json:"tiers"`
-}
-
-// tierUsageOut is what one tier holds of a stream.
-type tierUsageOut struct {
-	Segments int   `json:"segments"`
-	Bytes    int64 `json:"bytes"`
-}
-
-func toStreamOut(si *engine.StreamInfo) streamOut {
-	out := streamOut{Name: si.Name, NextOffset: si.NextOffset, Records: si.Records, Tiers: map[string]tierUsageOut{}}
+func toStreamOut(si *engine.StreamInfo) api.Stream {
+	out := api.Stream{Name: si.Name, NextOffset: si.NextOffset, Records: si.Records, Tiers: map[string]api.TierUsage{}}
 	for p, u := range si.Tiers {
-		out.Tiers[p.String()] = tierUsageOut{Segments: u.Segments, Bytes: u.Bytes}
+		out.Tiers[p.String()] = api.TierUsage{Segments: u.Segments, Bytes: u.Bytes}
 	}
 	return out
 }
 
-// segmentOut is one entry of a segments listing. The active segment has no
-// seal time or digest yet, and an empty one no time range.
-type segmentOut struct {
-	Base  uint64 `json:"base"`
-	Last  uint64 `json:"last"`
-	Count uint64 `json:"count"`
-	Bytes int64  `json:"bytes"`
-	// ColdBytes is the cold object's size, present once the segment has one.
-	ColdBytes int64    `json:"cold_bytes,omitempty"`
-	MinTS     string   `json:"min_ts,omitempty"`
-	MaxTS     string   `json:"max_ts,omitempty"`
-	SealedAt  string   `json:"sealed_at,omitempty"`
-	Tiers     []string `json:"tiers"`
-	Digest    string   `json:"digest,omitempty"`
-	Active    bool     `json:"active,omitempty"`
-	// Tombstoned is when deletion by retention began; the segment is no
-	// longer served and its copies go after cold.delete_delay.
-	Tombstoned string `json:"tombstoned,omitempty"`
-}
-
-func toSegmentOut(si *engine.SegmentInfo) segmentOut {
-	out := segmentOut{
+// toSegmentOut is si as the segments listing shows it.
+func toSegmentOut(si *engine.SegmentInfo) api.Segment {
+	out := api.Segment{
 		Base:      si.Base,
 		Last:      si.Last,
 		Count:     si.Count,
@@ -201,18 +151,14 @@ func toSegmentOut(si *engine.SegmentInfo) segmentOut {
 		Active:    si.Active,
 	}
 	if si.Count > 0 {
-		out.MinTS, out.MaxTS = formatTS(si.MinTS), formatTS(si.MaxTS)
+		out.MinTS, out.MaxTS = api.UnixNano(si.MinTS), api.UnixNano(si.MaxTS)
 	}
 	if !si.Active {
-		if !si.SealedAt.IsZero() {
-			out.SealedAt = formatTime(si.SealedAt)
-		}
+		out.SealedAt = api.UTC(si.SealedAt)
 		if !si.Digest.IsZero() {
 			out.Digest = si.Digest.String()
 		}
-		if !si.Tombstoned.IsZero() {
-			out.Tombstoned = formatTime(si.Tombstoned)
-		}
+		out.Tombstoned = api.UTC(si.Tombstoned)
 	}
 	if si.Active && len(out.Tiers) == 0 {
 		out.Tiers = []string{tiers.Hot.String()}

@@ -16,6 +16,12 @@ type Query struct {
 	HasKey bool
 	Tag    string // only records carrying this tag, when non-empty
 	Limit  int    // at most this many records; 0 for no limit
+	// FromRetained marks a read that did not name its first offset: a From
+	// below the stream's first retained offset starts there instead of
+	// being expired, and a bounded Until at or before the first retained
+	// record is expired instead. The engine applies it; tiers' readers
+	// ignore it.
+	FromRetained bool
 }
 
 // AllRecords returns a Query that selects everything.

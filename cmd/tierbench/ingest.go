@@ -18,7 +18,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tierd/tierd/engine"
-	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/server"
 	"github.com/tierd/tierd/tiers"
 	"golang.org/x/sys/unix"
@@ -183,7 +182,7 @@ func rawLoop(path string, size int, f ingestFlags) (result, error) {
 }
 
 func openEngine(ctx context.Context, dir string) (*engine.Engine, error) {
-	return engine.Open(ctx, engine.Options{DataDir: dir, WALSync: wal.SyncAlways, HotMaxBytes: 4 << 30, SegmentMaxBytes: 64 << 20})
+	return engine.Open(ctx, engine.Options{DataDir: dir, WALSync: tiers.SyncAlways, HotMaxBytes: 4 << 30, SegmentMaxBytes: 64 << 20})
 }
 
 // engineIngest appends batches in-process, then measures hot reads by offset.

@@ -26,7 +26,6 @@ import (
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/cold/pqfile"
 	"github.com/tierd/tierd/engine"
-	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
@@ -338,7 +337,7 @@ func buildTemplate(ctx context.Context, dir string, f migrateFlags) (migTemplate
 	tpl := migTemplate{dir: dir}
 	eng, err := engine.Open(ctx, engine.Options{
 		DataDir:         dir,
-		WALSync:         wal.SyncAlways,
+		WALSync:         tiers.SyncAlways,
 		WALSegmentBytes: 8 << 20,
 		SegmentMaxBytes: int64(f.segmentMiB) << 20,
 		SegmentMaxAge:   time.Hour,
@@ -459,7 +458,7 @@ func migrateOnce(ctx context.Context, tpl migTemplate, f migrateFlags, c int, di
 	}
 	eng, err := engine.Open(ctx, engine.Options{
 		DataDir:         dir,
-		WALSync:         wal.SyncAlways,
+		WALSync:         tiers.SyncAlways,
 		WALSegmentBytes: 8 << 20,
 		SegmentMaxBytes: int64(f.segmentMiB) << 20,
 		SegmentMaxAge:   time.Hour,

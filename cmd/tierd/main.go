@@ -28,7 +28,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/hot"
-	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/internal/boot"
 	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
@@ -101,10 +100,6 @@ func run(ctx context.Context, f flags) error {
 		return err
 	}
 	memLimit := setMemoryLimit(cfg)
-	syncMode, err := wal.ParseSyncMode(string(cfg.WAL.Sync))
-	if err != nil {
-		return err
-	}
 	tokens, err := serverTokens(cfg)
 	if err != nil {
 		return err
@@ -142,7 +137,7 @@ func run(ctx context.Context, f flags) error {
 	boot.CheckCold(ctx, coldTier, cfg, log) // warns; a broken store does not stop tierd
 	eng, err := engine.Open(ctx, engine.Options{
 		DataDir:         cfg.DataDir,
-		WALSync:         syncMode,
+		WALSync:         cfg.WAL.Sync,
 		WALSyncInterval: cfg.WAL.SyncInterval,
 		WALSegmentBytes: cfg.WAL.SegmentBytes,
 		ProducerTTL:     cfg.WAL.ProducerTTL,

@@ -72,7 +72,7 @@ func (f *faultFile) Sync() error {
 func TestStorageFailureIsSticky(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		mode  SyncMode
+		mode  tiers.SyncMode
 		arm   func(*faultFS)
 		cause error
 		// whole is how many of the three batches a reopen replays: the
@@ -80,10 +80,10 @@ func TestStorageFailureIsSticky(t *testing.T) {
 		// whole.
 		whole int
 	}{
-		{"short write", SyncAlways, func(fs *faultFS) { fs.shortWrite.Store(true) }, nil, 1},
-		{"write error", SyncAlways, func(fs *faultFS) { fs.writeErr.Store(true) }, syscall.EIO, 1},
-		{"fsync error", SyncAlways, func(fs *faultFS) { fs.syncErr.Store(true) }, syscall.EIO, 2},
-		{"write error, sync none", SyncNone, func(fs *faultFS) { fs.writeErr.Store(true) }, syscall.EIO, 1},
+		{"short write", tiers.SyncAlways, func(fs *faultFS) { fs.shortWrite.Store(true) }, nil, 1},
+		{"write error", tiers.SyncAlways, func(fs *faultFS) { fs.writeErr.Store(true) }, syscall.EIO, 1},
+		{"fsync error", tiers.SyncAlways, func(fs *faultFS) { fs.syncErr.Store(true) }, syscall.EIO, 2},
+		{"write error, sync none", tiers.SyncNone, func(fs *faultFS) { fs.writeErr.Store(true) }, syscall.EIO, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := &faultFS{}
@@ -126,7 +126,7 @@ func TestStorageFailureIsSticky(t *testing.T) {
 
 func TestIntervalSyncFailure(t *testing.T) {
 	fs := &faultFS{}
-	opts := Options{Dir: t.TempDir(), Sync: SyncInterval, SyncInterval: time.Millisecond, OpenFile: fs.open}
+	opts := Options{Dir: t.TempDir(), Sync: tiers.SyncInterval, SyncInterval: time.Millisecond, OpenFile: fs.open}
 	w, _ := openWAL(t, opts)
 	batches := genBatches(1, 2, 1, 10)
 	fs.syncErr.Store(true)
@@ -154,7 +154,7 @@ func TestIntervalSyncFailure(t *testing.T) {
 func TestRotationFsyncFailureIsSticky(t *testing.T) {
 	fs := &faultFS{}
 	// Interval mode with a long interval: the file is dirty at rotation.
-	opts := Options{Dir: t.TempDir(), Sync: SyncInterval, SyncInterval: time.Hour, SegmentBytes: 1, OpenFile: fs.open}
+	opts := Options{Dir: t.TempDir(), Sync: tiers.SyncInterval, SyncInterval: time.Hour, SegmentBytes: 1, OpenFile: fs.open}
 	w, _ := openWAL(t, opts)
 	batches := genBatches(1, 3, 1, 10)
 	writeEach(t, w, batches[:1])

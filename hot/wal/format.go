@@ -74,7 +74,7 @@ var (
 type Batch struct {
 	Stream   string
 	Records  []tiers.Record
-	Producer ProducerID
+	Producer tiers.ProducerID
 	Seq      uint64
 	// At is when a producer's batch was logged (Unix ns; Enqueue sets
 	// it): the producer's entry expires by it.
@@ -223,7 +223,7 @@ func framePayload(b []byte) ([]byte, int, error) {
 // accepted, so a decoded frame re-encodes to the same bytes.
 func decodePayload(p []byte) (Frame, error) {
 	d := walker{b: p, off: 1}
-	var producer ProducerID
+	var producer tiers.ProducerID
 	var seq uint64
 	var at int64
 	switch p[0] {
@@ -304,7 +304,7 @@ func plausibleFrameAt(b []byte) bool {
 	switch b[frameHeaderLen] {
 	case typeBatch:
 	case typeProducerBatch:
-		d.bytes(uint64(len(ProducerID{})))
+		d.bytes(uint64(len(tiers.ProducerID{})))
 		d.uvarint()
 		d.bytes(8)
 	case typeSnapshot:

@@ -23,7 +23,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		}}},
 		{"longest stream name", Batch{Stream: strings.Repeat("n", tiers.MaxStreamNameLen), Records: []tiers.Record{{Offset: 3}}}},
 		{"many records", genBatches(1, 1, 500, 3)[0]},
-		{"a producer's batch", Batch{Stream: "s", Producer: ProducerID{1, 2, 3, 15: 0xff}, Seq: 1 << 33, Records: []tiers.Record{{Offset: 7, Value: []byte("v")}, {Offset: 8}}}},
+		{"a producer's batch", Batch{Stream: "s", Producer: tiers.ProducerID{1, 2, 3, 15: 0xff}, Seq: 1 << 33, Records: []tiers.Record{{Offset: 7, Value: []byte("v")}, {Offset: 8}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			frame, err := AppendFrame([]byte("prefix"), &tc.b)
@@ -116,11 +116,11 @@ func FuzzDecodeFrame(f *testing.F) {
 		f.Add(frame[frameHeaderLen:])
 	}
 	f.Add([]byte{typeBatch, 1, 's', 1, 12, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0})
-	pb := Batch{Stream: "p", Producer: ProducerID{9, 15: 1}, Seq: 3, Records: []tiers.Record{{Offset: 5, Value: []byte("x")}}}
+	pb := Batch{Stream: "p", Producer: tiers.ProducerID{9, 15: 1}, Seq: 3, Records: []tiers.Record{{Offset: 5, Value: []byte("x")}}}
 	f.Add(appendFrame(nil, &pb))
 	f.Add(appendSnapshotFrame(nil, []ProducerState{
-		{Stream: "a", Producer: ProducerID{1}, Seq: 2, First: 10, Count: 3, At: 1_700_000_000_000_000_000},
-		{Stream: "a", Producer: ProducerID{2}, Seq: 1, First: 0, Count: 1, At: -1},
+		{Stream: "a", Producer: tiers.ProducerID{1}, Seq: 2, First: 10, Count: 3, At: 1_700_000_000_000_000_000},
+		{Stream: "a", Producer: tiers.ProducerID{2}, Seq: 1, First: 0, Count: 1, At: -1},
 	}))
 	f.Add(appendSnapshotFrame(nil, nil))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1})

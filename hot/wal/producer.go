@@ -3,7 +3,6 @@ package wal
 import (
 	"cmp"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"hash/crc32"
 	"slices"
@@ -20,33 +19,11 @@ import (
 // with a snapshot frame holding it as of the file's first byte, and replay
 // applies the frames after it, so deleting older files loses nothing.
 
-// ProducerID names an idempotent producer: 16 random bytes, written as 32
-// lowercase hex digits. The zero ID means no producer.
-type ProducerID [16]byte
-
-// IsZero reports whether id is the zero ID.
-func (id ProducerID) IsZero() bool { return id == ProducerID{} }
-
-// String renders id as 32 lowercase hex digits.
-func (id ProducerID) String() string { return hex.EncodeToString(id[:]) }
-
-// ParseProducerID reads 32 hex digits; the zero ID is refused.
-func ParseProducerID(s string) (ProducerID, error) {
-	var id ProducerID
-	if len(s) != 2*len(id) || strings.ToLower(s) != s {
-		return id, fmt.Errorf("producer id %q: want 32 lowercase hex digits", s)
-	}
-	if _, err := hex.Decode(id[:], []byte(s)); err != nil || id.IsZero() {
-		return ProducerID{}, fmt.Errorf("producer id %q: want 32 lowercase hex digits, not all zero", s)
-	}
-	return id, nil
-}
-
 // ProducerState is the last batch of one producer in one stream that the
 // log holds.
 type ProducerState struct {
 	Stream   string
-	Producer ProducerID
+	Producer tiers.ProducerID
 	Seq      uint64 // the batch's sequence number, ≥ 1
 	First    uint64 // the offset of its first record
 	Count    uint64 // its records, ≥ 1
@@ -56,7 +33,7 @@ type ProducerState struct {
 // ProducerKey is the table's key.
 type ProducerKey struct {
 	Stream   string
-	Producer ProducerID
+	Producer tiers.ProducerID
 }
 
 // minSnapshotEntry is the fewest bytes one snapshot entry takes: stream

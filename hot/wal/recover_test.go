@@ -355,10 +355,10 @@ func TestLeftoverTempFileIsRemoved(t *testing.T) {
 func FuzzOpen(f *testing.F) {
 	b := genBatches(2, 3, 2, 20)
 	// A version-2 file: its snapshot, plain batches and a producer's.
-	valid := appendSnapshotFrame(appendHeader(nil), []ProducerState{{Stream: "stream-0", Producer: ProducerID{1}, Seq: 4, First: 0, Count: 1, At: 5}})
+	valid := appendSnapshotFrame(appendHeader(nil), []ProducerState{{Stream: "stream-0", Producer: tiers.ProducerID{1}, Seq: 4, First: 0, Count: 1, At: 5}})
 	for i := range b {
 		if i == 1 {
-			b[i].Producer, b[i].Seq, b[i].At = ProducerID{2}, 7, 99
+			b[i].Producer, b[i].Seq, b[i].At = tiers.ProducerID{2}, 7, 99
 		}
 		valid = appendFrame(valid, &b[i])
 	}
@@ -387,7 +387,7 @@ func FuzzOpen(f *testing.F) {
 				}
 			}
 			var first []Batch
-			w, err := Open(context.Background(), Options{Dir: dir, Sync: SyncNone}, func(b Batch) error {
+			w, err := Open(context.Background(), Options{Dir: dir, Sync: tiers.SyncNone}, func(b Batch) error {
 				first = append(first, b)
 				return nil
 			})
@@ -406,7 +406,7 @@ func FuzzOpen(f *testing.F) {
 				t.Fatal(err)
 			}
 			var second []Batch
-			w, err = Open(context.Background(), Options{Dir: dir, Sync: SyncNone}, func(b Batch) error {
+			w, err = Open(context.Background(), Options{Dir: dir, Sync: tiers.SyncNone}, func(b Batch) error {
 				second = append(second, b)
 				return nil
 			})

@@ -197,7 +197,7 @@ func TestCreateFailureIsRefused(t *testing.T) {
 // A write that runs out of space part way is truncated back: the group is
 // refused, the file is as it was, and the log goes on, in every sync mode.
 func TestFullDiskWriteIsUndone(t *testing.T) {
-	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncNone} {
+	for _, mode := range []tiers.SyncMode{tiers.SyncAlways, tiers.SyncInterval, tiers.SyncNone} {
 		t.Run(mode.String(), func(t *testing.T) {
 			fs := &refuseFS{}
 			var un unwrittenLog
@@ -338,7 +338,7 @@ func TestRefusedProducerBatchesStayOutOfTheTable(t *testing.T) {
 	fs := &refuseFS{}
 	opts := Options{Dir: t.TempDir(), SegmentBytes: 1, OpenFile: fs.open, RetryInterval: time.Hour}
 	w, _ := openWAL(t, opts)
-	p := ProducerID{7, 15: 1}
+	p := tiers.ProducerID{7, 15: 1}
 	writeEach(t, w, []Batch{producerBatch("s", p, 1, 0, 2)})
 	fs.failOpen(syscall.EMFILE)
 	if err := w.Enqueue(producerBatch("s", p, 2, 2, 2)).Wait(context.Background()); !errors.Is(err, tiers.ErrStorageUnavailable) {
@@ -349,7 +349,7 @@ func TestRefusedProducerBatchesStayOutOfTheTable(t *testing.T) {
 		t.Fatalf("table after the refusal: %v, want %v", got, want)
 	}
 	fs.heal()
-	other := ProducerID{8, 15: 1}
+	other := tiers.ProducerID{8, 15: 1}
 	writeEach(t, w, []Batch{producerBatch("t", other, 1, 0, 1)}) // in a new file, whose snapshot holds s's batch 1
 	want[ProducerKey{"t", other}] = ProducerState{Stream: "t", Producer: other, Seq: 1, First: 0, Count: 1}
 	closeWAL(t, w)

@@ -26,10 +26,10 @@ const (
 // Options configures a WAL. Zero fields take the defaults.
 type Options struct {
 	Dir          string
-	Sync         SyncMode      // default SyncAlways
-	SyncInterval time.Duration // default 10ms (for SyncInterval)
-	SegmentBytes int64         // rotate files at this size; default 64 MiB
-	Logger       *slog.Logger  // nil: discard
+	Sync         tiers.SyncMode // default tiers.SyncAlways
+	SyncInterval time.Duration  // default 10ms (for tiers.SyncInterval)
+	SegmentBytes int64          // rotate files at this size; default 64 MiB
+	Logger       *slog.Logger   // nil: discard
 	// Registerer receives tierd_wal_* metrics (fsync latency, bytes written,
 	// group commits, ...); nil: no metrics.
 	Registerer prometheus.Registerer
@@ -64,6 +64,9 @@ const DefaultProducerTTL = 7 * 24 * time.Hour
 const DefaultRetryInterval = time.Second
 
 func (o *Options) setDefaults() {
+	if o.Sync == "" {
+		o.Sync = tiers.SyncAlways
+	}
 	if o.SyncInterval <= 0 {
 		o.SyncInterval = DefaultSyncInterval
 	}
@@ -132,7 +135,7 @@ func (t *Ticket) Done() bool {
 }
 
 // Wait blocks until the ticket's frame is durable per the sync mode
-// (SyncAlways: after the fsync covering it; SyncInterval/SyncNone: after the
+// (tiers.SyncAlways: after the fsync covering it; tiers.SyncInterval/tiers.SyncNone: after the
 // write), or ctx ends. ctx ending does not undo the frame; it may still
 // become durable. Storage failures wrap tiers.ErrStorageFailed.
 func (t *Ticket) Wait(ctx context.Context) error {
@@ -151,7 +154,7 @@ type frameInfo struct {
 	stream string
 	last   uint64 // highest offset in the frame
 	// An idempotent producer's batch: its ID, sequence and record count.
-	producer ProducerID
+	producer tiers.ProducerID
 	seq      uint64
 	at       int64
 	count    uint64
@@ -257,8 +260,8 @@ func Open(ctx context.Context, opts Options, replay func(Batch) error) (*WAL, er
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("wal: Options.Dir is empty")
 	}
-	if opts.Sync < SyncAlways || opts.Sync > SyncNone {
-		return nil, fmt.Errorf("wal: unknown sync mode %d", opts.Sync)
+	if !opts.Sync.Valid() {
+		return nil, fmt.Errorf("wal: unknown sync mode %q", opts.Sync)
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("wal: %w", err)
@@ -363,7 +366,7 @@ func (w *WAL) Close() error {
 // Stats returns a snapshot of the log's files and health.
 func (w *WAL) Stats() Stats {
 	s := Stats{
-		Sync:         w.opts.Sync.String(),
+		Sync:         string(w.opts.Sync),
 		GroupCommits: w.groupCommits.Load(),
 		Syncs:        w.syncs.Load(),
 	}
@@ -433,7 +436,7 @@ scan:
 func (w *WAL) run() {
 	defer close(w.done)
 	var tick <-chan time.Time
-	if w.opts.Sync == SyncInterval {
+	if w.opts.Sync == tiers.SyncInterval {
 		t := time.NewTicker(w.opts.SyncInterval)
 		defer t.Stop()
 		tick = t.C
@@ -487,7 +490,7 @@ const maxKeptBuf = 16 << 20
 
 // commit writes one group: with one write to one file (rotating first if
 // the group would take the current file past SegmentBytes), then one fsync
-// under SyncAlways. A group never spans files, so it is refused whole with
+// under tiers.SyncAlways. A group never spans files, so it is refused whole with
 // nothing written when the next file cannot be created or the write can be
 // undone; only a failure that may have left bytes the log cannot take back
 // stops the log (fail).
@@ -526,7 +529,7 @@ func (w *WAL) writeGroup(buf []byte, frames []frameInfo) error {
 	if err := w.writeFrames(buf, frames); err != nil {
 		return err
 	}
-	if w.opts.Sync == SyncAlways {
+	if w.opts.Sync == tiers.SyncAlways {
 		return w.syncCur()
 	}
 	return nil

@@ -206,7 +206,7 @@ func TestRoundTripAcrossFiles(t *testing.T) {
 }
 
 func TestSyncModes(t *testing.T) {
-	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncNone} {
+	for _, mode := range []tiers.SyncMode{tiers.SyncAlways, tiers.SyncInterval, tiers.SyncNone} {
 		t.Run(mode.String(), func(t *testing.T) {
 			opts := Options{Dir: t.TempDir(), Sync: mode, SegmentBytes: 8 << 10}
 			batches := genBatches(2, 60, 2, 100)
@@ -222,29 +222,6 @@ func TestSyncModes(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-	}
-}
-
-func TestParseSyncMode(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want SyncMode
-		ok   bool
-	}{
-		{"always", SyncAlways, true},
-		{"interval", SyncInterval, true},
-		{"none", SyncNone, true},
-		{"", 0, false},
-		{"Always", 0, false},
-		{"fsync", 0, false},
-	} {
-		got, err := ParseSyncMode(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseSyncMode(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
-		}
-		if tc.ok && got.String() != tc.in {
-			t.Errorf("%v.String() = %q, want %q", got, got.String(), tc.in)
-		}
 	}
 }
 
@@ -469,7 +446,7 @@ func TestWaitHonoursContextAndClose(t *testing.T) {
 }
 
 func TestCloseFlushesQueue(t *testing.T) {
-	for _, mode := range []SyncMode{SyncAlways, SyncInterval, SyncNone} {
+	for _, mode := range []tiers.SyncMode{tiers.SyncAlways, tiers.SyncInterval, tiers.SyncNone} {
 		t.Run(mode.String(), func(t *testing.T) {
 			opts := Options{Dir: t.TempDir(), Sync: mode}
 			w, _ := openWAL(t, opts)
@@ -629,7 +606,7 @@ func TestConcurrentStreamsKeepTheirOrder(t *testing.T) {
 }
 
 func BenchmarkEnqueueWait(b *testing.B) {
-	for _, mode := range []SyncMode{SyncAlways, SyncNone} {
+	for _, mode := range []tiers.SyncMode{tiers.SyncAlways, tiers.SyncNone} {
 		b.Run(mode.String(), func(b *testing.B) {
 			w, _ := openWAL(b, Options{Dir: b.TempDir(), Sync: mode})
 			defer closeWAL(b, w)
