@@ -12,8 +12,9 @@ import (
 // MigrateAction is one planned action of a migration run, and in a run
 // that was not a dry run, its outcome.
 type MigrateAction struct {
-	// Action is the action's kind: "evict-hot", "upload", "drop-warm",
-	// "delete-warm", "tombstone" or "delete-cold".
+	// Action is the action's kind: "upload", "drop-warm", "delete-warm",
+	// "tombstone" or "delete-cold". (Segments leave memory by the hot
+	// tier's own rule, never by a migrate action.)
 	Action string `json:"action"`
 	Stream string `json:"stream"`
 	// Base identifies the segment within the stream.
@@ -60,7 +61,9 @@ type Policy struct {
 
 // NextAction is what will happen next to a segment, and when.
 type NextAction struct {
-	// Action is the action's kind, as in MigrateAction.
+	// Action is the action's kind, as in MigrateAction, or "evict-hot":
+	// the hot tier takes the segment out of memory (at hot.max_age, or
+	// sooner while memory is over hot.max_bytes).
 	Action string `json:"action"`
 	// Due is when it is (or was) due.
 	Due time.Time `json:"due"`

@@ -51,7 +51,8 @@ var (
 	ErrInvalidIntent = errors.New("catalog: invalid intent")
 )
 
-// Intent is a move of one segment in progress (DESIGN.md, migrator/):
+// Intent is a move of one segment in progress (docs/architecture.md,
+// "Moving without losing or doubling"; mover/):
 // recorded before the destination is written and cleared once the move is
 // committed or rolled back, so that the migrator at start-up finds every
 // move a crash interrupted.

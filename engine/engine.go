@@ -50,7 +50,7 @@ type Options struct {
 
 	HotMaxBytes  int64         // memory budget across all streams
 	WarmMaxBytes int64         // local disk budget (warm.max_bytes): reported by Tiers; the migrator enforces it
-	HotResidency time.Duration // how long a sealed, persisted segment stays in memory
+	HotResidency time.Duration // how long a sealed, persisted segment stays in memory (hot.max_age; StreamPolicy's per stream): the hot tier alone evicts
 
 	// WarmMapCacheBytes bounds the memory of the warm readers kept open
 	// between reads (warm.map_cache_bytes); 0 means warm's default.

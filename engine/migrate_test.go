@@ -138,6 +138,16 @@ func execute(e *Engine, kind policy.ActionKind, stream string, base uint64) erro
 	return e.Execute(context.Background(), policy.Action{Kind: kind, Stream: stream, Base: base, Reason: "test"})
 }
 
+// evictThrough drops seg and the older resident segments of stream from
+// memory, as the hot tier's own residency rule does (no migrator action
+// evicts: memory is the hot tier's alone).
+func evictThrough(t *testing.T, e *Engine, stream string, seg tiers.SegmentMeta) {
+	t.Helper()
+	if n := e.hot.Evict(stream, seg.Last+1); n == 0 {
+		t.Fatalf("evict %s through %d: nothing dropped", stream, seg.Base)
+	}
+}
+
 func mustExecute(t *testing.T, e *Engine, kind policy.ActionKind, stream string, base uint64) {
 	t.Helper()
 	if err := execute(e, kind, stream, base); err != nil {
@@ -304,7 +314,7 @@ func TestPlanInput(t *testing.T) {
 			}
 		}
 	}
-	mustExecute(t, e, policy.EvictHot, "s", segs[1].Base)
+	evictThrough(t, e, "s", segs[1].SegmentMeta)
 	in, err := e.PlanInput(ctx, "s")
 	if err != nil {
 		t.Fatal(err)
@@ -345,8 +355,14 @@ func TestExecuteEachAction(t *testing.T) {
 	}
 	wantServed(t, e, "s", want) // all from memory
 
-	// evict-hot of segment 1 drops it and the older segment 0 from memory.
-	mustExecute(t, e, policy.EvictHot, "s", segs[1].Base)
+	// The hot tier evicting segment 1 drops the older segment 0 too.
+	evictThrough(t, e, "s", segs[1].SegmentMeta)
+	if err := execute(e, policy.EvictHot, "s", segs[2].Base); err == nil {
+		t.Fatal("the mover executed evict-hot: memory is the hot tier's alone")
+	}
+	if msg, _, _, ok, _ := e.LastFailure(ctx, "s", segs[2].Base); ok {
+		t.Fatalf("a refused evict-hot left a failure record: %q", msg)
+	}
 	wantPlacements(t, e, "s", segs[0].Base, tiers.Of(tiers.Warm))
 	wantPlacements(t, e, "s", segs[1].Base, tiers.Of(tiers.Warm))
 	wantPlacements(t, e, "s", segs[2].Base, tiers.Of(tiers.Hot, tiers.Warm))
@@ -503,7 +519,7 @@ func TestExecuteIsIdempotent(t *testing.T) {
 			}
 		}
 	}
-	twice(policy.EvictHot)
+	evictThrough(t, e, "s", segs[0].SegmentMeta)
 	wantPlacements(t, e, "s", base, tiers.Of(tiers.Warm))
 	twice(policy.Upload)
 	wantPlacements(t, e, "s", base, tiers.Of(tiers.Warm, tiers.Cold))
@@ -602,17 +618,91 @@ func TestFailedActionIsRecorded(t *testing.T) {
 	}
 }
 
-// TestMigratorDrivesLifecycle: migrator runs over an engine with a fake
-// clock take segments hot → warm → cold → deleted as the clock passes the
-// policy's ages.
+// TestExplainForecastsTheHotTier: memory has one owner. Explain's
+// evict-hot is a forecast of the hot tier's own rule (hot.max_age since the
+// seal): a second before it the segment is still resident after a pass of
+// the hot tier, at it the pass evicts it, and no migrator run ever lists
+// an eviction.
+func TestExplainForecastsTheHotTier(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock(t0)
+	cfg := testConfig("", time.Hour, 0, 0)
+	e := open(t, t.TempDir(), func(o *Options) {
+		o.Now = clk.Now
+		o.SegmentMaxBytes = 8 << 10
+		o.SegmentMaxAge = forever
+		o.HotResidency = cfg.Policies[0].HotMaxAge // what tierd passes the hot tier
+		o.Config = &cfg
+	})
+	defer e.Close(ctx)
+	m, err := migrator.New(e, migrator.Options{Config: cfg, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fill(t, e, "s", 100)
+	if err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := m.Explain(ctx, "s")
+	if err != nil || len(ex.Segments) < 2 {
+		t.Fatalf("explain: %+v %v", ex, err)
+	}
+	for _, s := range ex.Segments {
+		n := s.Next
+		if n == nil || n.Kind != policy.EvictHot || !n.Due.Equal(s.Segment.SealedAt.Add(time.Hour)) || !strings.Contains(n.Reason, "hot.max_age 1h") ||
+			!strings.Contains(n.Reason, "hot.max_bytes") {
+			t.Fatalf("segment %d: next %+v, want evict-hot at seal + hot.max_age", s.Segment.Base, n)
+		}
+	}
+	due := ex.Segments[0].Next.Due
+	pass := func(at time.Time) {
+		t.Helper()
+		clk.Set(at)
+		if rep, err := m.Run(ctx, "", false); err != nil || len(rep.Results) != 0 {
+			t.Fatalf("run at %v: %+v %v, want nothing (no warm.max_age, and memory is the hot tier's)", at, rep.Results, err)
+		}
+		if err := e.Flush(ctx); err != nil { // a pass of the hot tier
+			t.Fatal(err)
+		}
+	}
+	pass(due.Add(-time.Second))
+	wantPlacements(t, e, "s", ex.Segments[0].Segment.Base, tiers.Of(tiers.Hot, tiers.Warm))
+	pass(due)
+	for _, s := range sealedSegments(t, e, "s") {
+		if s.Placements != tiers.Of(tiers.Warm) {
+			t.Fatalf("at the forecast time segment %d is %v, want warm only", s.Base, s.Placements)
+		}
+	}
+	wantServed(t, e, "s", want)
+	ex, err = m.Explain(ctx, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ex.Segments {
+		if s.Next != nil {
+			t.Fatalf("segment %d out of memory, kept warm forever: next %+v, want none", s.Segment.Base, s.Next)
+		}
+	}
+}
+
+// TestMigratorDrivesLifecycle: with a fake clock, the hot tier takes
+// segments out of memory at hot.max_age, and migrator runs take them
+// warm → cold → deleted as the clock passes the policy's ages.
 func TestMigratorDrivesLifecycle(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock(t0)
 	dir := t.TempDir()
 	storeDir, storeURL := fileStore(t)
-	e := openClocked(t, dir, storeURL, clk)
-	defer e.Close(ctx)
 	cfg := testConfig(storeURL, time.Hour, 24*time.Hour, 7*24*time.Hour)
+	e := open(t, dir, func(o *Options) {
+		o.Now = clk.Now
+		o.SegmentMaxBytes = 8 << 10
+		o.SegmentMaxAge = forever
+		o.HotResidency = cfg.Policies[0].HotMaxAge // what tierd passes the hot tier
+		o.Config = &cfg
+		o.Cold = openCold(t, storeURL)
+	})
+	defer e.Close(ctx)
 	m, err := migrator.New(e, migrator.Options{Config: cfg, Now: clk.Now, Concurrency: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -657,8 +747,11 @@ func TestMigratorDrivesLifecycle(t *testing.T) {
 	wantServed(t, e, "s", want)
 
 	clk.Set(t0.Add(2 * time.Hour))
-	run(policy.EvictHot, n)
-	everywhere(tiers.Of(tiers.Warm))
+	run(0, 0) // memory is the hot tier's: no migrator action evicts
+	if err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	everywhere(tiers.Of(tiers.Warm)) // the hot tier's pass evicted at hot.max_age
 	wantServed(t, e, "s", want)
 	run(0, 0)
 

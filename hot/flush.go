@@ -281,10 +281,10 @@ func (t *Tier) dropLocked(s *stream) {
 
 // Evict drops the stream's resident segments that are persisted and end
 // below upTo, oldest first (what is resident stays a suffix of the stream),
-// and returns how many it dropped. The mover calls it for a policy's
-// evict-hot actions (hot.max_age) and when it tombstones a segment. The
-// memory budget (hot.max_bytes) is this tier's alone (evict): the planner
-// does not plan for it.
+// and returns how many it dropped. The mover calls it when it tombstones a
+// segment. Residency by age (hot.max_age) and the memory budget
+// (hot.max_bytes) are this tier's alone (evict): the planner plans
+// neither, it only forecasts hot.max_age for explain (policy.Next).
 func (t *Tier) Evict(stream string, upTo uint64) int {
 	s := t.getStream(stream)
 	if s == nil {

@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		moves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tierd_migrator_moves_total",
-			Help: "Migrator actions by action (evict-hot, upload, drop-warm, delete-warm, tombstone, delete-cold) and result (ok, error, canceled, skipped while backing off).",
+			Help: "Migrator actions by action (upload, drop-warm, delete-warm, tombstone, delete-cold) and result (ok, error, canceled, skipped while backing off).",
 		}, []string{"action", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tierd_migrator_move_duration_seconds",

@@ -15,9 +15,9 @@ import (
 
 // This file makes the Mover the migrator's executor (migrator.Executor):
 // it hands the planner every durable segment and performs each planned
-// action with the move protocol of DESIGN.md. Every action is safe to repeat
-// after a crash at any point, and Open finishes or rolls back what a crash
-// interrupted (Recover).
+// action with the move protocol of docs/architecture.md. Every action is
+// safe to repeat after a crash at any point, and Open finishes or rolls
+// back what a crash interrupted (Recover).
 
 // PlanInput returns every durable segment of stream (of every stream when
 // stream is ""), as the planner sees it: the catalog entry, Hot added when
@@ -70,8 +70,6 @@ func (mv *Mover) Execute(ctx context.Context, a policy.Action) error {
 	}
 	var err error
 	switch a.Kind {
-	case policy.EvictHot:
-		err = mv.evictHot(ctx, a.Stream, a.Base)
 	case policy.Upload:
 		_, err = mv.Offload(ctx, a.Stream, a.Base, true)
 		return err // Offload records its own failures
@@ -106,7 +104,9 @@ func (mv *Mover) Execute(ctx context.Context, a policy.Action) error {
 	case policy.DeleteCold:
 		err = mv.deleteSegment(ctx, a.Stream, a.Base, true)
 	default:
-		err = fmt.Errorf("engine: unknown action %v", a.Kind)
+		// EvictHot among them: memory is the hot tier's alone. Nothing
+		// was tried, so there is no failure to record.
+		return fmt.Errorf("engine: %v is not a move", a.Kind)
 	}
 	switch {
 	case err == nil:
@@ -121,19 +121,6 @@ func (mv *Mover) Execute(ctx context.Context, a policy.Action) error {
 		mv.recordOutcome(ctx, a.Stream, a.Base, fmt.Sprintf("%s: %v", a.Kind, err), err)
 	}
 	return err
-}
-
-// evictHot drops the segment, and any older resident one, from memory. It
-// is only planned for segments with a durable copy.
-func (mv *Mover) evictHot(ctx context.Context, stream string, base uint64) error {
-	m, err := mv.cat.Segment(ctx, stream, base)
-	if err != nil {
-		return err
-	}
-	if mv.hot != nil {
-		mv.hot.Evict(stream, m.Last+1)
-	}
-	return nil
 }
 
 // dropWarm removes the warm copy of a segment whose cold copy is committed:

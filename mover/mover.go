@@ -1,9 +1,9 @@
 // Package mover owns moving segments between tiers: the move protocol of
-// DESIGN.md (intents, offload with upload, verify and commit, drop-warm,
-// evict, tombstone and delete), the recovery at start-up of moves a crash
-// interrupted, settling while tierd runs, per-segment move locks, the
-// justification of every deletion (justify.go) and each segment's record of
-// its last failure, which the catalog keeps.
+// docs/architecture.md (intents, offload with upload, verify and commit,
+// drop-warm, evict, tombstone and delete), the recovery at start-up of moves
+// a crash interrupted, settling while tierd runs, per-segment move locks,
+// the justification of every deletion (justify.go) and each segment's record
+// of its last failure, which the catalog keeps.
 //
 // It works over narrow interfaces: catalog.Moves, and the Warm, Cold and Hot
 // interfaces below, so it is tested with a real warm store, a real cold

@@ -22,16 +22,16 @@ var (
 )
 
 // Offload moves one sealed segment to the cold tier now, with the move
-// protocol of DESIGN.md: the intent is recorded in the catalog, the warm
-// copy is converted to Parquet, uploaded and verified (cold.Tier.Upload),
-// then one catalog transaction (CommitMove) adds the cold placement with the
-// object's size, drops the warm placement unless keepWarm, and clears the
-// intent; last the warm file is removed (readers that hold it keep their
-// mapping). A failure is recorded as the segment's last error and changes
-// nothing else. Each step is idempotent: running it again finishes an
-// interrupted move with exactly one object, and Open finishes or rolls back
-// a move a crash left behind (Recover). Offloading a segment that is
-// already cold only drops the warm copy if asked.
+// protocol of docs/architecture.md: the intent is recorded in the catalog,
+// the warm copy is converted to Parquet, uploaded and verified
+// (cold.Tier.Upload), then one catalog transaction (CommitMove) adds the
+// cold placement with the object's size, drops the warm placement unless
+// keepWarm, and clears the intent; last the warm file is removed (readers
+// that hold it keep their mapping). A failure is recorded as the segment's
+// last error and changes nothing else. Each step is idempotent: running it
+// again finishes an interrupted move with exactly one object, and Open
+// finishes or rolls back a move a crash left behind (Recover). Offloading a
+// segment that is already cold only drops the warm copy if asked.
 func (mv *Mover) Offload(ctx context.Context, stream string, base uint64, keepWarm bool) (_ tiers.SegmentMeta, err error) {
 	if mv.cold == nil {
 		return tiers.SegmentMeta{}, ErrNoColdTier

@@ -24,8 +24,11 @@ type ActionKind int
 
 // The actions, in the order Plan lists a segment's actions.
 const (
-	// EvictHot drops a segment from memory; it stays readable from warm or
-	// cold, so only segments with such a copy are evicted.
+	// EvictHot is a segment leaving memory. The hot tier alone does it
+	// (hot.max_age since the seal, and the oldest first while memory is over
+	// hot.max_bytes), so Plan never lists it: Next forecasts it, for explain
+	// to say when a segment leaves memory and why. Only a segment with a
+	// durable copy leaves.
 	EvictHot ActionKind = iota + 1
 	// Upload copies a warm segment to cold and commits the Cold placement;
 	// the warm copy stays until a later DropWarm.
@@ -107,17 +110,17 @@ func (a Action) String() string {
 // of its arguments (no clock, no I/O), so the same catalog snapshot always
 // gives the same plan, and a dry run shows exactly what a run would do.
 //
-// Ages (now − SealedAt) against each stream's policy come first: a
-// segment with a durable copy leaves memory at hot.max_age; at
-// warm.max_age it is uploaded, then (once Cold is committed) dropped from
+// Ages (now − SealedAt) against each stream's policy come first: at
+// warm.max_age a segment is uploaded, then (once Cold is committed) dropped from
 // warm, or deleted with no cold store; at cold.max_age it is tombstoned,
 // and DeleteCold follows once now − Tombstoned ≥ cold.delete_delay. Then
 // the budget: while the segments on local disk exceed warm.max_bytes, after
 // the actions already planned, the oldest (by SealedAt) move down early.
-// The memory budget (hot.max_bytes) is not planned: the hot tier owns it,
-// evicting the oldest persisted segments as soon as memory is over it, in
-// real time and counting what it really allocates, which a plan made on
-// a schedule from catalog sizes cannot. In-flight segments get no
+// Memory is not planned: the hot tier owns residency, evicting a
+// persisted segment at hot.max_age, and the oldest ones as soon as memory
+// is over hot.max_bytes, in real time and counting what it really
+// allocates, which a plan made on a schedule from catalog sizes cannot
+// (Next still forecasts EvictHot for explain). In-flight segments get no
 // action. The result is sorted by stream, base and kind, with at most one
 // action per segment and kind.
 //
@@ -142,14 +145,16 @@ func Plan(now time.Time, segs []Segment, cfg Config) []Action {
 // Next returns the next action for seg alone and when it is due: an action
 // due now (Due ≤ now) if Plan would take one for its age, else the earliest
 // one ahead. Budgets, which depend on the other segments, are not
-// considered. false means nothing will ever happen to seg as it stands:
+// considered. Unlike Plan, Next includes EvictHot: the hot tier's own rule
+// (hot.max_age since the seal), forecast so that explain says when the
+// segment leaves memory. false means nothing will ever happen to seg as it stands:
 // the policy keeps it forever, it is in flight, or it waits for a move
 // that only the flusher makes (a segment in memory alone).
 func Next(now time.Time, seg Segment, cfg Config) (Action, bool) {
 	if seg.InFlight {
 		return Action{}, false
 	}
-	p := planner{now: now, cfg: cfg, policies: map[string]Policy{}, planned: map[segKey]uint8{}}
+	p := planner{now: now, cfg: cfg, policies: map[string]Policy{}, planned: map[segKey]uint8{}, forecast: true}
 	p.ages(&seg)
 	if len(p.out) > 0 {
 		slices.SortFunc(p.out, func(a, b Action) int { return cmp.Compare(a.Kind, b.Kind) })
@@ -182,6 +187,9 @@ type planner struct {
 	// retainSeal is, per live segment, the latest SealedAt of it and the
 	// live segments below it: retention's ages count from it (see Plan).
 	retainSeal map[segKey]time.Time
+	// forecast includes the hot tier's EvictHot among the due actions
+	// (Next); Plan leaves it to the hot tier.
+	forecast bool
 }
 
 // retentionSeals returns, for every live segment, the latest SealedAt of it
@@ -269,7 +277,11 @@ func (p *planner) candidates(s *Segment) []Action {
 	pl := s.Placements
 	durable := pl.Has(tiers.Warm) || pl.Has(tiers.Cold)
 	if pl.Has(tiers.Hot) && durable && pol.HotMaxAge > 0 {
-		out = append(out, mk(EvictHot, s.SealedAt.Add(pol.HotMaxAge), because("hot.max_age", pol.HotMaxAge)))
+		by := fmt.Sprintf("; by the hot tier, sooner while memory is over hot.max_bytes %s", FormatSize(p.cfg.Hot.MaxBytes))
+		if a >= pol.HotMaxAge {
+			by = "; by the hot tier at its next pass"
+		}
+		out = append(out, mk(EvictHot, s.SealedAt.Add(pol.HotMaxAge), because("hot.max_age", pol.HotMaxAge)+by))
 	}
 	if pl.Has(tiers.Warm) && pol.WarmMaxAge > 0 {
 		due := s.SealedAt.Add(pol.WarmMaxAge)
@@ -289,12 +301,13 @@ func (p *planner) candidates(s *Segment) []Action {
 	return out
 }
 
-// ages plans the actions s's age calls for now. A segment due for
-// Tombstone gets only that: moving data about to be deleted is waste.
+// ages plans the actions s's age calls for now, EvictHot only in a
+// forecast. A segment due for Tombstone gets only that: moving data about
+// to be deleted is waste.
 func (p *planner) ages(s *Segment) {
 	var due []Action
 	for _, a := range p.candidates(s) {
-		if a.Due.After(p.now) {
+		if a.Due.After(p.now) || a.Kind == EvictHot && !p.forecast {
 			continue
 		}
 		if a.Kind == Tombstone {

@@ -65,19 +65,15 @@ func TestPlan(t *testing.T) {
 		want []want
 	}{
 		{"young segment stays", nil, []Segment{seg("IF1", 0, 10, 30*time.Minute, hot, warm)}, nil},
-		{"evict hot at hot.max_age", nil, []Segment{seg("IF1", 0, 10, 2*time.Hour, hot, warm)},
-			[]want{{EvictHot, "IF1", 0, "age 2h >= hot.max_age 1h (policy trading)"}}},
-		{"hot.max_age reached exactly", nil, []Segment{seg("IF1", 0, 10, time.Hour, hot, warm)},
-			[]want{{EvictHot, "IF1", 0, "age 1h >= hot.max_age 1h"}}},
-		{"unpersisted segment is never evicted", nil, []Segment{seg("IF1", 0, 10, 2*time.Hour, hot)}, nil},
-		{"hot with only a cold copy is evicted", nil, []Segment{seg("IF1", 0, 10, 2*time.Hour, hot, cld)},
-			[]want{{EvictHot, "IF1", 0, "hot.max_age"}}},
+		// Memory is the hot tier's alone: the plan never evicts.
+		{"no eviction at hot.max_age", nil, []Segment{seg("IF1", 0, 10, 2*time.Hour, hot, warm)}, nil},
+		{"no eviction of a segment with only a cold copy", nil, []Segment{seg("IF1", 0, 10, 2*time.Hour, hot, cld)}, nil},
 		{"upload at warm.max_age", nil, []Segment{seg("IC9", 7, 10, 25*time.Hour, warm)},
 			[]want{{Upload, "IC9", 7, "age 1d1h >= warm.max_age 1d (policy trading)"}}},
 		{"drop warm once cold is committed", nil, []Segment{seg("IF1", 0, 10, 25*time.Hour, warm, cld)},
 			[]want{{DropWarm, "IF1", 0, "cold copy committed"}}},
-		{"evict and upload together", nil, []Segment{seg("IF1", 0, 10, 25*time.Hour, hot, warm)},
-			[]want{{EvictHot, "IF1", 0, "hot.max_age"}, {Upload, "IF1", 0, "warm.max_age"}}},
+		{"a resident segment is uploaded, not evicted", nil, []Segment{seg("IF1", 0, 10, 25*time.Hour, hot, warm)},
+			[]want{{Upload, "IF1", 0, "warm.max_age"}}},
 		{"cold segment kept until cold.max_age", nil, []Segment{seg("IF1", 0, 10, 364*Day, cld)}, nil},
 		{"tombstone at cold.max_age", nil, []Segment{seg("IF1", 0, 10, 366*Day, cld)},
 			[]want{{Tombstone, "IF1", 0, "age 366d >= cold.max_age 365d (policy trading)"}}},
@@ -112,15 +108,11 @@ func TestPlan(t *testing.T) {
 			inFlight(seg("IF1", 20, 10, 400*Day, cld)),
 		}, nil},
 		{"default policy keeps warm forever", nil, []Segment{seg("other", 0, 10, 1000*Day, warm)}, nil},
-		{"default policy evicts at top-level hot.max_age", nil, []Segment{seg("other", 0, 10, 11*time.Minute, hot, warm)},
-			[]want{{EvictHot, "other", 0, "hot.max_age 10m (policy default)"}}},
 		{"omitted cold.max_age keeps cold forever", nil, []Segment{seg("logs", 0, 10, 10*Year, cld)}, nil},
-		{"policy without hot.max_age inherits it", nil, []Segment{seg("logs", 0, 10, 11*time.Minute, hot, warm)},
-			[]want{{EvictHot, "logs", 0, "hot.max_age 10m (policy logs)"}}},
 		{"no cold store: warm.max_age deletes", noCold, []Segment{seg("IF1", 0, 10, 25*time.Hour, warm)},
 			[]want{{DeleteWarm, "IF1", 0, "warm.max_age 1d (policy trading), no cold store"}}},
-		{"no cold store: evict and delete", noCold, []Segment{seg("IF1", 0, 10, 25*time.Hour, hot, warm)},
-			[]want{{EvictHot, "IF1", 0, "hot.max_age"}, {DeleteWarm, "IF1", 0, "warm.max_age"}}},
+		{"no cold store: a resident segment is deleted", noCold, []Segment{seg("IF1", 0, 10, 25*time.Hour, hot, warm)},
+			[]want{{DeleteWarm, "IF1", 0, "warm.max_age"}}},
 		{"no cold store: a stale cold placement is not dropped to", noCold, []Segment{seg("IF1", 0, 10, 25*time.Hour, warm, cld)},
 			[]want{{DeleteWarm, "IF1", 0, "no cold store"}}},
 		// The memory budget is the hot tier's own: the plan evicts by age only.
@@ -128,11 +120,11 @@ func TestPlan(t *testing.T) {
 			seg("other", 0, 40, 3*time.Minute, hot, warm),
 			seg("b", 0, 40, 1*time.Minute, hot, warm),
 		}, nil},
-		{"over hot.max_bytes, age evictions only", func(c *Config) { c.Hot.MaxBytes = 100 }, []Segment{
+		{"over hot.max_bytes and past hot.max_age", func(c *Config) { c.Hot.MaxBytes = 100 }, []Segment{
 			seg("other", 0, 40, 20*time.Minute, hot, warm),
 			seg("other", 10, 40, 2*time.Minute, hot, warm),
 			seg("other", 20, 40, 1*time.Minute, hot, warm),
-		}, []want{{EvictHot, "other", 0, "hot.max_age"}}},
+		}, nil},
 		{"warm budget uploads oldest first", func(c *Config) { c.Warm.MaxBytes = 100 }, []Segment{
 			seg("other", 0, 40, 3*time.Hour, warm),
 			seg("other", 10, 40, 2*time.Hour, warm),
@@ -170,8 +162,7 @@ func TestPlan(t *testing.T) {
 			seg("IF2", 0, 10, 2*time.Hour, hot, warm),
 			seg("IC1", 3, 10, 400*Day, cld),
 		}, []want{
-			{Tombstone, "IC1", 3, ""}, {DropWarm, "IC1", 9, ""},
-			{EvictHot, "IF2", 0, ""}, {EvictHot, "IF2", 5, ""}, {Upload, "IF2", 5, ""},
+			{Tombstone, "IC1", 3, ""}, {DropWarm, "IC1", 9, ""}, {Upload, "IF2", 5, ""},
 		}},
 	}
 	for _, tc := range cases {
@@ -209,7 +200,7 @@ func TestPlanDue(t *testing.T) {
 	cfg := planConfig()
 	s := seg("IF1", 0, 10, 25*time.Hour, hot, warm)
 	got := Plan(planNow, []Segment{s}, cfg)
-	if len(got) != 2 || !got[0].Due.Equal(s.SealedAt.Add(time.Hour)) || !got[1].Due.Equal(s.SealedAt.Add(24*time.Hour)) {
+	if len(got) != 1 || !got[0].Due.Equal(s.SealedAt.Add(24*time.Hour)) {
 		t.Fatalf("due times: %+v", got)
 	}
 	ts := tombstoned(seg("IF1", 0, 10, 400*Day, cld), 2*time.Hour)
@@ -233,9 +224,12 @@ func TestNext(t *testing.T) {
 		due    time.Duration // after planNow; negative = in the past
 		reason string
 	}{
-		{"hot segment: eviction ahead", nil, seg("IF1", 0, 10, 20*time.Minute, hot, warm), EvictHot, 40 * time.Minute, "hot.max_age 1h"},
+		{"hot segment: eviction ahead", nil, seg("IF1", 0, 10, 20*time.Minute, hot, warm), EvictHot, 40 * time.Minute,
+			"at age 1h: hot.max_age 1h (policy trading); age now 20m; by the hot tier, sooner while memory is over hot.max_bytes 1GiB"},
+		{"hot segment with only a cold copy", nil, seg("IF1", 0, 10, 20*time.Minute, hot, cld), EvictHot, 40 * time.Minute, "hot.max_age 1h"},
+		{"policy without hot.max_age inherits it", nil, seg("logs", 0, 10, 5*time.Minute, hot, warm), EvictHot, 5 * time.Minute, "hot.max_age 10m (policy logs)"},
 		{"warm segment: upload ahead", nil, seg("IF1", 0, 10, 2*time.Hour, warm), Upload, 22 * time.Hour, "warm.max_age"},
-		{"due now", nil, seg("IF1", 0, 10, 2*time.Hour, hot, warm), EvictHot, -time.Hour, "hot.max_age"},
+		{"due now", nil, seg("IF1", 0, 10, 2*time.Hour, hot, warm), EvictHot, -time.Hour, "age 2h >= hot.max_age 1h (policy trading); by the hot tier at its next pass"},
 		{"first by kind when several are due", nil, seg("IF1", 0, 10, 30*time.Hour, hot, warm), EvictHot, -29 * time.Hour, ""},
 		{"cold segment: tombstone ahead", nil, seg("IF1", 0, 10, 30*Day, cld), Tombstone, 335 * Day, "cold.max_age 365d"},
 		{"tombstone due beats earlier moves", nil, seg("IF1", 0, 10, 366*Day, hot, warm), Tombstone, -Day, ""},
@@ -382,9 +376,7 @@ func FuzzPlan(f *testing.F) {
 			pl := s.Placements
 			switch a.Kind {
 			case EvictHot:
-				if !pl.Has(hot) || !(pl.Has(warm) || pl.Has(cld)) {
-					t.Fatalf("evicts %v without a durable copy", pl)
-				}
+				t.Fatalf("plan evicts %v: memory is the hot tier's alone", a)
 			case Upload:
 				if !pl.Has(warm) || pl.Has(cld) || !cfg.HasColdStore() {
 					t.Fatalf("uploads %v (cold store %v)", pl, cfg.HasColdStore())

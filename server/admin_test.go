@@ -75,7 +75,9 @@ func newAdminEnv(t *testing.T, withMigrator bool) *adminEnv {
 	cfg.Policies = []policy.Policy{{Name: "test", Streams: []string{"*"}, HotMaxAge: time.Hour, WarmMaxAge: 24 * time.Hour, ColdMaxAge: 7 * 24 * time.Hour}}
 	eng, err := engine.Open(context.Background(), engine.Options{
 		DataDir: dataDir, Cold: ct, Now: clk.Now, Config: &cfg,
-		SegmentMaxBytes: 4 << 10, SegmentMaxAge: adminForever, HotResidency: adminForever,
+		// The hot tier's residency is the policy's hot.max_age, as tierd
+		// sets it: the hot tier alone takes segments out of memory.
+		SegmentMaxBytes: 4 << 10, SegmentMaxAge: adminForever, HotResidency: time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +94,17 @@ func newAdminEnv(t *testing.T, withMigrator bool) *adminEnv {
 		eng.Close(context.Background())
 	})
 	return &adminEnv{testEnv: &testEnv{t: t, eng: eng, srv: srv, dataDir: dataDir}, clk: clk, cfg: cfg, storeDir: storeDir}
+}
+
+// setClock moves the clock to t and runs a pass of the hot tier (Flush),
+// which evicts what hot.max_age lets go at t, as its own loop does within
+// a tick: tests see it at once.
+func (e *adminEnv) setClock(t time.Time) {
+	e.t.Helper()
+	e.clk.Set(t)
+	if err := e.eng.Flush(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // appendN appends n records to stream and flushes, so that every record is
@@ -196,7 +209,7 @@ func kinds(t *testing.T, out migrateOut) map[string]int {
 func TestAdminEndpointErrors(t *testing.T) {
 	e := newAdminEnv(t, true)
 	e.appendN("s", 100)
-	e.clk.Set(adminT0.Add(25 * time.Hour)) // everything is due
+	e.setClock(adminT0.Add(25 * time.Hour)) // everything is due
 	before := e.do("GET", "/v1/streams/s/segments", nil).body
 	cases := []struct {
 		method, path string
@@ -274,7 +287,13 @@ func TestMigrateDryRunThenRun(t *testing.T) {
 	if out := e.migrate(""); !out.DryRun || len(out.Actions) != 0 || out.Failed != 0 {
 		t.Fatalf("dry run of young segments: %+v", out)
 	}
-	e.clk.Set(adminT0.Add(25 * time.Hour))
+	e.setClock(adminT0.Add(25 * time.Hour))
+	// Past hot.max_age the hot tier has let them go, with no migrate run.
+	for _, s := range e.segments("s") {
+		if strings.Join(s.Tiers, ",") != "warm" {
+			t.Fatalf("segment %+v past hot.max_age, want warm only", s)
+		}
+	}
 	before := e.do("GET", "/v1/streams/s/segments", nil).body
 	for _, q := range []string{"", "dry_run=true", "dry_run=1&stream=s"} {
 		out := e.migrate(q)
@@ -286,8 +305,8 @@ func TestMigrateDryRunThenRun(t *testing.T) {
 		if !strings.Contains(q, "stream=") { // every stream
 			wantN += len(e.segments("other"))
 		}
-		if got["evict-hot"] != wantN || got["upload"] != wantN || len(got) != 2 {
-			t.Fatalf("dry run ?%s planned %v, want %d evict-hot and %d upload", q, got, wantN, wantN)
+		if got["upload"] != wantN || len(got) != 1 {
+			t.Fatalf("dry run ?%s planned %v, want %d upload", q, got, wantN)
 		}
 		for _, a := range out.Actions {
 			if a.Stream != "s" && strings.Contains(q, "stream=") {
@@ -309,7 +328,7 @@ func TestMigrateDryRunThenRun(t *testing.T) {
 	if out.DryRun || out.Failed != 0 || out.Started == "" {
 		t.Fatalf("run: %+v", out)
 	}
-	if got := kinds(t, out); got["evict-hot"] != n || got["upload"] != n {
+	if got := kinds(t, out); got["upload"] != n || len(got) != 1 {
 		t.Fatalf("run did %v", got)
 	}
 	for _, s := range e.segments("s") {
@@ -368,7 +387,9 @@ func TestExplainEndpoint(t *testing.T) {
 		if s.Base != segs[i].Base || s.Next == nil {
 			t.Fatalf("segment %d explained as %+v", i, s)
 		}
-		if s.Next.Action != "evict-hot" || s.Next.Due != formatTime(adminT0.Add(time.Hour)) || s.Next.In != "1h" || !strings.Contains(s.Next.Reason, "hot.max_age") {
+		// The hot tier's rule, forecast: out of memory at hot.max_age.
+		if s.Next.Action != "evict-hot" || s.Next.Due != formatTime(adminT0.Add(time.Hour)) || s.Next.In != "1h" ||
+			!strings.Contains(s.Next.Reason, "hot.max_age 1h") || !strings.Contains(s.Next.Reason, "hot.max_bytes") {
 			t.Fatalf("young segment %d: next %+v, want evict-hot in 1h", s.Base, s.Next)
 		}
 		if s.LastError != nil {
@@ -377,7 +398,7 @@ func TestExplainEndpoint(t *testing.T) {
 	}
 
 	// An upload that fails shows in explain, with its retry time.
-	e.clk.Set(adminT0.Add(25 * time.Hour))
+	e.setClock(adminT0.Add(25 * time.Hour))
 	if err := failpoint.Enable(failpoint.MoveAfterWrite, "error"); err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +420,7 @@ func TestExplainEndpoint(t *testing.T) {
 	if out := e.migrate("dry_run=false"); out.Skipped != len(sealed) || len(out.Actions) != 0 {
 		t.Fatalf("run during the backoff: %+v", out)
 	}
-	e.clk.Set(adminT0.Add(25*time.Hour + time.Minute))
+	e.setClock(adminT0.Add(25*time.Hour + time.Minute))
 	if got := kinds(t, e.migrate("dry_run=false")); got["upload"] != len(sealed) {
 		t.Fatalf("retry did %v", got)
 	}
@@ -432,7 +453,7 @@ func segTime(t *testing.T, s string) time.Time {
 func TestVerifyEndpoint(t *testing.T) {
 	e := newAdminEnv(t, true)
 	e.appendN("s", 200)
-	e.clk.Set(adminT0.Add(25 * time.Hour))
+	e.setClock(adminT0.Add(25 * time.Hour))
 	e.migrate("dry_run=false") // everything warm and cold
 	segs := e.segments("s")
 	v := e.verify("")
@@ -476,7 +497,7 @@ func TestVerifyEndpoint(t *testing.T) {
 func TestReadsOfExpiredOffsets(t *testing.T) {
 	e := newAdminEnv(t, true)
 	e.appendN("s", 100)
-	e.clk.Set(adminT0.Add(72 * time.Hour))
+	e.setClock(adminT0.Add(72 * time.Hour))
 	e.appendN("s", 100)
 	all := e.read("s", "limit=100000")
 	if len(all) != 200 {
@@ -537,7 +558,7 @@ func TestReadsOfExpiredOffsets(t *testing.T) {
 	}
 
 	// At 8 days the old segments are tombstoned: no longer served.
-	e.clk.Set(adminT0.Add(8 * 24 * time.Hour))
+	e.setClock(adminT0.Add(8 * 24 * time.Hour))
 	for i := 0; len(kinds(t, e.migrate("dry_run=false"))) > 0; i++ {
 		if i == 5 {
 			t.Fatal("migrate runs do not settle")
@@ -560,7 +581,7 @@ func TestReadsOfExpiredOffsets(t *testing.T) {
 		t.Fatal("explain shows no tombstoned segment")
 	}
 	// After the delete delay they are gone.
-	e.clk.Set(adminT0.Add(8*24*time.Hour + 2*time.Hour))
+	e.setClock(adminT0.Add(8*24*time.Hour + 2*time.Hour))
 	if got := kinds(t, e.migrate("dry_run=false")); got["delete-cold"] == 0 {
 		t.Fatalf("run after the delete delay did %v", got)
 	}

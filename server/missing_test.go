@@ -13,9 +13,9 @@ import (
 func TestReadOfAMissingColdObject(t *testing.T) {
 	e := newAdminEnv(t, true)
 	e.appendN("s", 200)
-	e.clk.Set(adminT0.Add(25 * time.Hour))
+	e.setClock(adminT0.Add(25 * time.Hour))
 	e.migrate("dry_run=false") // upload
-	e.clk.Set(adminT0.Add(26 * time.Hour))
+	e.setClock(adminT0.Add(26 * time.Hour))
 	e.migrate("dry_run=false") // drop warm
 	if segs := e.segments("s"); strings.Join(segs[0].Tiers, ",") != "cold" {
 		t.Fatalf("segment 0 in %v, want cold only", segs[0].Tiers)

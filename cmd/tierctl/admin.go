@@ -102,10 +102,12 @@ func newMigrateCmd(a *app) *cobra.Command {
 		Short: "Run the migrator now, or show what it would do",
 		Long: `migrate asks the server's migrator to plan now and, without --dry-run, to
 carry out the plan at once instead of waiting for migrator.schedule: one
-row per action (evict-hot, upload, drop-warm, delete-warm, tombstone,
-delete-cold) with its stream, segment, size, reason and, in a run, its
-error. A segment needing two steps (upload, then drop-warm once the cold
-copy is committed) takes two runs. --dry-run changes nothing.
+row per action (upload, drop-warm, delete-warm, tombstone, delete-cold)
+with its stream, segment, size, reason and, in a run, its error. A segment
+needing two steps (upload, then drop-warm once the cold copy is committed)
+takes two runs. --dry-run changes nothing. Segments leave memory without
+the migrator: the hot tier evicts them at hot.max_age, or sooner while
+memory is over hot.max_bytes (tierctl explain says when).
 
 A run ends with the line "N actions, M failed, K skipped (backing off)"
 and exits 1 when any action failed; skipped actions belong to segments

@@ -28,7 +28,8 @@ import (
 	"syscall"
 )
 
-// The failpoints of the move and delete protocols (DESIGN.md, migrator/).
+// The failpoints of the move and delete protocols (docs/architecture.md,
+// "Moving without losing or doubling"; mover/).
 const (
 	// MoveAfterWrite: the destination object is written, not yet verified.
 	MoveAfterWrite = "move/after-write"
