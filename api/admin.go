@@ -123,7 +123,9 @@ type Explanation struct {
 
 // Kinds of verify finding (Finding.Kind).
 const (
-	// FindingGap: offsets no live segment holds (From, To).
+	// FindingGap: offsets at or above the stream's retention watermark
+	// (below its next offset) that no segment holds (From, To): records
+	// missing that retention does not explain.
 	FindingGap = "gap"
 	// FindingOverlap: offsets more than one live segment holds (From, To).
 	FindingOverlap = "overlap"
@@ -133,7 +135,8 @@ const (
 	// FindingMissing: a placement the catalog records has no file or
 	// object.
 	FindingMissing = "missing"
-	// FindingUnreadable: a copy could not be checked (the store is down).
+	// FindingUnreadable: a copy could not be checked (the store is down):
+	// not proof of damage, but not proof of health either.
 	FindingUnreadable = "unreadable"
 	// FindingOrphanWarm: a warm file no segment places warm.
 	FindingOrphanWarm = "orphan_warm"
@@ -141,13 +144,16 @@ const (
 	FindingOrphanCold = "orphan_cold"
 	// FindingLostSegment: a warm file or cold object no segment claims
 	// that holds offsets (From, To) no live segment holds and retention
-	// did not delete: possibly their only copy. Never delete it.
+	// did not delete: possibly their only copy. Never delete it: inspect
+	// it and rebuild the catalog.
 	FindingLostSegment = "lost_segment"
 	// FindingRetention: a segment whose retention state contradicts the
-	// catalog or the policy.
+	// catalog or the policy: live below its stream's retention watermark,
+	// tombstoned above it, or tombstoned while the policy no longer calls
+	// for its deletion.
 	FindingRetention = "retention"
 	// FindingRefused: a deletion by retention was refused at execution
-	// because nothing justified it.
+	// because nothing justified it (the segment's last failure says why).
 	FindingRefused = "refused"
 )
 

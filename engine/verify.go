@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
@@ -16,39 +17,19 @@ import (
 	"github.com/tierd/tierd/warm"
 )
 
-// Kinds of verify finding.
+// Kinds of verify finding (Finding.Kind): the wire's, described in package
+// api, so that what verify reports and what the server sends cannot differ.
 const (
-	// FindingGap: offsets at or above the stream's retention watermark
-	// (below its next offset) that no segment holds: records missing that
-	// retention does not explain.
-	FindingGap = "gap"
-	// FindingOverlap: offsets more than one live segment holds.
-	FindingOverlap = "overlap"
-	// FindingDigest: a placement's records do not hash to the catalog's
-	// digest, or its bytes are damaged.
-	FindingDigest = "digest"
-	// FindingMissing: a placement the catalog records has no file or object.
-	FindingMissing = "missing"
-	// FindingUnreadable: a placement could not be checked (the store is
-	// down): not proof of damage, but not proof of health either.
-	FindingUnreadable = "unreadable"
-	// FindingOrphanWarm: a warm file no segment places warm.
-	FindingOrphanWarm = "orphan_warm"
-	// FindingOrphanCold: a cold object no segment places cold.
-	FindingOrphanCold = "orphan_cold"
-	// FindingLostSegment: a warm file or cold object no segment claims that
-	// holds offsets no live segment holds and retention did not delete
-	// (From, To): possibly their only copy. Never delete it: inspect it
-	// and rebuild the catalog.
-	FindingLostSegment = "lost_segment"
-	// FindingRetention: a segment whose retention state contradicts the
-	// catalog or the policy: live below its stream's retention watermark,
-	// tombstoned above it, or tombstoned while the policy no longer calls
-	// for its deletion.
-	FindingRetention = "retention"
-	// FindingRefused: a deletion by retention was refused at execution
-	// because nothing justified it (the segment's last failure says why).
-	FindingRefused = "refused"
+	FindingGap         = api.FindingGap
+	FindingOverlap     = api.FindingOverlap
+	FindingDigest      = api.FindingDigest
+	FindingMissing     = api.FindingMissing
+	FindingUnreadable  = api.FindingUnreadable
+	FindingOrphanWarm  = api.FindingOrphanWarm
+	FindingOrphanCold  = api.FindingOrphanCold
+	FindingLostSegment = api.FindingLostSegment
+	FindingRetention   = api.FindingRetention
+	FindingRefused     = api.FindingRefused
 )
 
 // Finding is one problem verify found.

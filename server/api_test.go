@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/tierd/tierd/api"
-	"github.com/tierd/tierd/engine"
 )
 
 // roundTrip decodes an answer of the server as the client does, into T,
@@ -163,27 +162,6 @@ func TestAPIMatchesMirror(t *testing.T) {
 		eb := both[api.ErrorBody, errorBody](t, c.path, r.body, false)
 		if eb.Error == nil || eb.Error.Code != c.code {
 			t.Fatalf("%s %s: %s, want code %s", c.method, c.path, r.body, c.code)
-		}
-	}
-}
-
-// TestFindingKindsMatch: the server sends the engine's finding kinds as
-// they are; each must be the api constant a client checks against.
-func TestFindingKindsMatch(t *testing.T) {
-	for _, k := range [][2]string{
-		{engine.FindingGap, api.FindingGap},
-		{engine.FindingOverlap, api.FindingOverlap},
-		{engine.FindingDigest, api.FindingDigest},
-		{engine.FindingMissing, api.FindingMissing},
-		{engine.FindingUnreadable, api.FindingUnreadable},
-		{engine.FindingOrphanWarm, api.FindingOrphanWarm},
-		{engine.FindingOrphanCold, api.FindingOrphanCold},
-		{engine.FindingLostSegment, api.FindingLostSegment},
-		{engine.FindingRetention, api.FindingRetention},
-		{engine.FindingRefused, api.FindingRefused},
-	} {
-		if k[0] != k[1] {
-			t.Errorf("the engine's finding %q is %q in package api", k[0], k[1])
 		}
 	}
 }
