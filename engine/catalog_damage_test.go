@@ -809,7 +809,7 @@ func TestCatalogDamageIssueCases(t *testing.T) {
 		}
 		defer e.Close(ctx)
 		lost := a.segs[dsCold][1]
-		if err := e.catalog.DeleteSegment(ctx, dsCold, lost.Base); err != nil {
+		if err := e.catalog.(*catalog.Catalog).DeleteSegment(ctx, dsCold, lost.Base); err != nil {
 			t.Fatal(err)
 		}
 		ret, err := e.Retention(ctx, dsCold)

@@ -41,6 +41,11 @@ type Options struct {
 	// retention markers stay on the OS's, in DataDir. Crash tests run the
 	// engine on a vfs.MemFS (give the cold tier's file store the same).
 	FS vfs.FS
+	// Catalog is the catalog the engine routes reads and moves through;
+	// nil means the bbolt catalog at DataDir/catalog.db, opened by Open.
+	// The engine closes it on Close, or when Open fails. Any catalog.Store that
+	// passes catalog/catalogtest will do.
+	Catalog catalog.Store
 	// WALOpenFile opens WAL files (wal.Options.OpenFile): a seam for tests
 	// of storage conditions; nil means FS's.
 	WALOpenFile func(path string, flag int, perm os.FileMode) (wal.SegmentFile, error)
@@ -110,7 +115,7 @@ type AppendResult struct {
 type Engine struct {
 	opts    Options
 	started time.Time
-	catalog *catalog.Catalog
+	catalog catalog.Store
 	warm    *warm.Store
 	hot     *hot.Tier
 	cold    *cold.Tier
@@ -132,11 +137,13 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, started: opts.Now(), cold: opts.Cold, metrics: newMetrics(opts.Registerer)}
 	var err error
-	if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{
-		Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now,
-		RetentionDir: RetentionDir(opts.DataDir),
-	}); err != nil {
-		return nil, fmt.Errorf("engine: open catalog: %w", err)
+	if e.catalog = opts.Catalog; e.catalog == nil {
+		if e.catalog, err = catalog.Open(filepath.Join(opts.DataDir, "catalog.db"), catalog.Options{
+			Logger: opts.Logger, Registerer: opts.Registerer, Now: opts.Now,
+			RetentionDir: RetentionDir(opts.DataDir),
+		}); err != nil {
+			return nil, fmt.Errorf("engine: open catalog: %w", err)
+		}
 	}
 	if e.warm, err = warm.Open(filepath.Join(opts.DataDir, "warm"), warm.Options{MapCacheBytes: opts.WarmMapCacheBytes, Logger: opts.Logger, Registerer: opts.Registerer, FS: opts.FS}); err != nil {
 		e.catalog.Close()

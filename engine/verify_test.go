@@ -10,6 +10,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
@@ -339,7 +340,7 @@ func TestVerifyTombstonedIsNoGap(t *testing.T) {
 		t.Fatalf("after deletion verify saw %d objects and %d warm files", rep.ColdObjects, rep.WarmFiles)
 	}
 	// A segment missing from the middle is a gap.
-	if err := e.catalog.DeleteSegment(ctx, "s", f.segs[3].Base); err != nil {
+	if err := e.catalog.(*catalog.Catalog).DeleteSegment(ctx, "s", f.segs[3].Base); err != nil {
 		t.Fatal(err)
 	}
 	rep = verify(t, e, "")

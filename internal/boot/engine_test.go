@@ -21,11 +21,12 @@ import (
 )
 
 // notFromConfig are the engine.Options fields no configuration field sets:
-// test seams, the filesystem (tierd runs on the OS; crash tests on memory)
+// test seams, the filesystem (tierd runs on the OS; crash tests on memory),
+// the catalog (tierd lets the engine open its bbolt file)
 // and the clock. A field added to engine.Options must be set by
 // EngineOptions or listed here, so that tierd cannot silently run a new
 // option on its zero value.
-var notFromConfig = map[string]bool{"FS": true, "WALOpenFile": true, "WALRetryInterval": true, "Now": true}
+var notFromConfig = map[string]bool{"FS": true, "Catalog": true, "WALOpenFile": true, "WALRetryInterval": true, "Now": true}
 
 // TestEngineOptions: every configuration field the engine takes lands in
 // its option, none on a default, with the per-stream policies and the hot
