@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -231,7 +230,7 @@ func (t *Tier) evict(now time.Time) {
 	var cands []cand
 	ttl := t.opts.WAL.ProducerTTL
 	if ttl <= 0 {
-		ttl = wal.DefaultProducerTTL
+		ttl = tiers.DefaultProducerTTL
 	}
 	t.mu.RLock()
 	for _, s := range t.mu.streams {

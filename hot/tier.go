@@ -25,16 +25,6 @@ type Persister interface {
 	Persist(ctx context.Context, seg *SealedSegment) error
 }
 
-// The defaults of Options' zero fields: the configuration's (policy's
-// DefaultHotMaxBytes, DefaultSegmentMaxBytes, ..., which cannot be
-// imported here; internal/boot's tests hold the two equal).
-const (
-	DefaultMaxBytes        = 1 << 30
-	DefaultSegmentMaxBytes = 64 << 20
-	DefaultSegmentMaxAge   = 10 * time.Minute
-	DefaultResidency       = 10 * time.Minute
-)
-
 // TickFor is the flusher's default tick for the smallest segment or
 // residency age it must honour: a tenth of it, within [20 ms, 1 s], so that
 // short ages are honoured promptly and long ones cost no busy loop.
@@ -68,16 +58,16 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.MaxBytes <= 0 {
-		o.MaxBytes = DefaultMaxBytes
+		o.MaxBytes = tiers.DefaultHotMaxBytes
 	}
 	if o.SegmentMaxBytes <= 0 {
-		o.SegmentMaxBytes = DefaultSegmentMaxBytes
+		o.SegmentMaxBytes = tiers.DefaultSegmentMaxBytes
 	}
 	if o.SegmentMaxAge <= 0 {
-		o.SegmentMaxAge = DefaultSegmentMaxAge
+		o.SegmentMaxAge = tiers.DefaultSegmentMaxAge
 	}
 	if o.Residency <= 0 {
-		o.Residency = DefaultResidency
+		o.Residency = tiers.DefaultHotMaxAge
 	}
 	if o.FlushWorkers <= 0 {
 		o.FlushWorkers = 2

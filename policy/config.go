@@ -179,37 +179,22 @@ const (
 	DefaultHTTPMaxConnections  = 10000
 )
 
-// The hot tier's and the WAL's defaults. policy cannot take them from hot
-// and hot/wal: the server and the mover import policy and must not import
-// the hot tier. Those packages' zero-field defaults (hot.Default*,
-// wal.Default*) are the same values, which internal/boot's
-// TestEngineOptionsDefaults holds them to.
-const (
-	DefaultWALSyncInterval = 10 * time.Millisecond
-	DefaultWALSegmentBytes = 64 * MiB
-	DefaultProducerTTL     = 7 * Day
-	DefaultSegmentMaxBytes = 64 * MiB
-	DefaultSegmentMaxAge   = 10 * time.Minute
-	DefaultHotMaxBytes     = 1 * GiB
-	DefaultHotMaxAge       = 10 * time.Minute
-)
-
 // Default returns the configuration of an empty file: the one place the
 // configuration's defaults are assembled (examples/tierd.yaml spells them
 // out). Each value is written once: a default the package using it owns
 // (the warm and cold stores', a record's cap) is that package's constant,
 // so a zero Options field and an empty configuration agree; the hot tier's
-// and the WAL's are policy's (above).
+// and the WAL's are in tiers (tiers.DefaultHotMaxBytes and its siblings).
 func Default() Config {
 	return Config{
 		DataDir:        DefaultDataDir,
 		Listen:         DefaultListen,
 		MaxRecordBytes: tiers.DefaultMaxRecordBytes,
 		MaxBodyBytes:   DefaultMaxBodyBytes,
-		WAL: WALConfig{Sync: tiers.SyncAlways, SyncInterval: DefaultWALSyncInterval, SegmentBytes: DefaultWALSegmentBytes,
-			ProducerTTL: DefaultProducerTTL},
-		Segment: SegmentConfig{MaxBytes: DefaultSegmentMaxBytes, MaxAge: DefaultSegmentMaxAge},
-		Hot:     HotConfig{MaxBytes: DefaultHotMaxBytes, MaxAge: DefaultHotMaxAge},
+		WAL: WALConfig{Sync: tiers.SyncAlways, SyncInterval: tiers.DefaultWALSyncInterval, SegmentBytes: tiers.DefaultWALSegmentBytes,
+			ProducerTTL: tiers.DefaultProducerTTL},
+		Segment: SegmentConfig{MaxBytes: tiers.DefaultSegmentMaxBytes, MaxAge: tiers.DefaultSegmentMaxAge},
+		Hot:     HotConfig{MaxBytes: tiers.DefaultHotMaxBytes, MaxAge: tiers.DefaultHotMaxAge},
 		Warm:    WarmConfig{MaxBytes: DefaultWarmMaxBytes, MapCacheBytes: warmstore.DefaultMapCacheBytes},
 		Cold: ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: pqfile.DefaultLevel}, CacheBytes: coldtier.DefaultCacheBytes,
 			DeleteDelay: DefaultDeleteDelay, ReadTimeout: objstore.DefaultReadTimeout, MinBytesPerSecond: objstore.DefaultMinBytesPerSecond},

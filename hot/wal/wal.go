@@ -18,14 +18,6 @@ import (
 	"github.com/tierd/tierd/tiers"
 )
 
-// Defaults for zero Options fields: the configuration's (policy's
-// DefaultWALSyncInterval, DefaultWALSegmentBytes, DefaultProducerTTL, which
-// cannot be imported here; internal/boot's tests hold the two equal).
-const (
-	DefaultSyncInterval = 10 * time.Millisecond
-	DefaultSegmentBytes = 64 << 20
-)
-
 // Options configures a WAL. Zero fields take the defaults.
 type Options struct {
 	Dir          string
@@ -63,9 +55,6 @@ type Options struct {
 	RetryInterval time.Duration
 }
 
-// DefaultProducerTTL is the default Options.ProducerTTL.
-const DefaultProducerTTL = 7 * 24 * time.Hour
-
 // DefaultRetryInterval is the default Options.RetryInterval.
 const DefaultRetryInterval = time.Second
 
@@ -74,16 +63,16 @@ func (o *Options) setDefaults() {
 		o.Sync = tiers.SyncAlways
 	}
 	if o.SyncInterval <= 0 {
-		o.SyncInterval = DefaultSyncInterval
+		o.SyncInterval = tiers.DefaultWALSyncInterval
 	}
 	if o.SegmentBytes <= 0 {
-		o.SegmentBytes = DefaultSegmentBytes
+		o.SegmentBytes = tiers.DefaultWALSegmentBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.ProducerTTL <= 0 {
-		o.ProducerTTL = DefaultProducerTTL
+		o.ProducerTTL = tiers.DefaultProducerTTL
 	}
 	if o.Now == nil {
 		o.Now = time.Now

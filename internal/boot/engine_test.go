@@ -15,7 +15,6 @@ import (
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/hot"
-	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 )
@@ -101,16 +100,16 @@ policies:
 }
 
 // TestEngineOptionsDefaults: an empty configuration gives the engine the
-// same values its own zero-field defaults would. The hot tier's and the
-// WAL's are written twice (policy may not import hot, see policy.Default),
-// and this test holds them equal; the others come from one constant.
+// same values its own zero-field defaults would: each written once, in the
+// package that owns it or, for the hot tier's and the WAL's, in tiers (see
+// tiers.DefaultHotMaxBytes), which policy, hot and hot/wal all read.
 func TestEngineOptionsDefaults(t *testing.T) {
 	o := EngineOptions(policy.Default(), nil, nil, nil)
 	if o.DataDir != policy.DefaultDataDir || o.MaxRecordBytes != tiers.DefaultMaxRecordBytes || o.WALSync != tiers.SyncAlways ||
-		o.WALSegmentBytes != wal.DefaultSegmentBytes || o.WALSyncInterval != wal.DefaultSyncInterval || o.ProducerTTL != wal.DefaultProducerTTL ||
-		o.HotMaxBytes != hot.DefaultMaxBytes || o.HotResidency != hot.DefaultResidency ||
-		o.SegmentMaxBytes != hot.DefaultSegmentMaxBytes || o.SegmentMaxAge != hot.DefaultSegmentMaxAge ||
-		o.HotTick != hot.TickFor(min(hot.DefaultSegmentMaxAge, hot.DefaultResidency)) {
+		o.WALSegmentBytes != tiers.DefaultWALSegmentBytes || o.WALSyncInterval != tiers.DefaultWALSyncInterval || o.ProducerTTL != tiers.DefaultProducerTTL ||
+		o.HotMaxBytes != tiers.DefaultHotMaxBytes || o.HotResidency != tiers.DefaultHotMaxAge ||
+		o.SegmentMaxBytes != tiers.DefaultSegmentMaxBytes || o.SegmentMaxAge != tiers.DefaultSegmentMaxAge ||
+		o.HotTick != hot.TickFor(min(tiers.DefaultSegmentMaxAge, tiers.DefaultHotMaxAge)) {
 		t.Fatalf("EngineOptions(Default()) = %+v: not the packages' defaults", o)
 	}
 }
