@@ -85,20 +85,6 @@ func (c *Client) Explain(ctx context.Context, stream string) (Explanation, error
 	return out, nil
 }
 
-// Kinds of verify finding (Finding.Kind).
-const (
-	FindingGap         = api.FindingGap
-	FindingOverlap     = api.FindingOverlap
-	FindingDigest      = api.FindingDigest
-	FindingMissing     = api.FindingMissing
-	FindingUnreadable  = api.FindingUnreadable
-	FindingOrphanWarm  = api.FindingOrphanWarm
-	FindingOrphanCold  = api.FindingOrphanCold
-	FindingLostSegment = api.FindingLostSegment
-	FindingRetention   = api.FindingRetention
-	FindingRefused     = api.FindingRefused
-)
-
 // Finding is one problem verify found.
 type Finding = api.Finding
 

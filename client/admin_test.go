@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/client"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/hot"
@@ -324,10 +325,10 @@ func TestVerify(t *testing.T) {
 	for _, f := range rep.Findings {
 		byKind[f.Kind] = f
 	}
-	if f := byKind[client.FindingDigest]; f.Stream != "other" || f.Base == nil || *f.Base != segs[0].Base || f.Tier != "warm" || f.Path != warmFile || f.From != nil {
+	if f := byKind[api.FindingDigest]; f.Stream != "other" || f.Base == nil || *f.Base != segs[0].Base || f.Tier != "warm" || f.Path != warmFile || f.From != nil {
 		t.Errorf("digest finding %+v", f)
 	}
-	if f := byKind[client.FindingOrphanCold]; f.Path != "stream=s1/stray.bin" || f.Tier != "cold" || f.Message == "" {
+	if f := byKind[api.FindingOrphanCold]; f.Path != "stream=s1/stray.bin" || f.Tier != "cold" || f.Message == "" {
 		t.Errorf("orphan finding %+v", f)
 	}
 
@@ -339,7 +340,7 @@ func TestVerify(t *testing.T) {
 	if _, _, query, _ = env.rec.last(); query != "stream=s1" {
 		t.Errorf("query %q", query)
 	}
-	if len(rep.Streams) != 1 || len(rep.Findings) != 1 || rep.Findings[0].Kind != client.FindingOrphanCold {
+	if len(rep.Streams) != 1 || len(rep.Findings) != 1 || rep.Findings[0].Kind != api.FindingOrphanCold {
 		t.Errorf("verify s1 %+v", rep)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
@@ -642,7 +643,7 @@ func TestCatalogDamage(t *testing.T) {
 	}
 	// Under keep-forever the one tombstoned segment is a deletion the
 	// policy no longer calls for; verify says so, and that is all it says.
-	if f := base.verify.Findings; len(f) != 1 || f[0].Kind != FindingRetention || f[0].Stream != dsRet {
+	if f := base.verify.Findings; len(f) != 1 || f[0].Kind != api.FindingRetention || f[0].Stream != dsRet {
 		t.Fatalf("the pristine archive: verify found %+v, want one retention finding for %s", f, dsRet)
 	}
 	known := map[string]bool{}
@@ -835,9 +836,9 @@ func TestCatalogDamageIssueCases(t *testing.T) {
 		}
 		var gap, holder bool
 		for _, f := range rep.Findings {
-			gap = gap || f.Kind == FindingGap && f.From == lost.Base && f.To == lost.Last+1
-			holder = holder || f.Kind == FindingLostSegment && f.Tier == "cold" && f.From == lost.Base && f.To == lost.Last+1 && strings.Contains(f.Message, "do not delete")
-			if f.Kind == FindingOrphanCold {
+			gap = gap || f.Kind == api.FindingGap && f.From == lost.Base && f.To == lost.Last+1
+			holder = holder || f.Kind == api.FindingLostSegment && f.Tier == "cold" && f.From == lost.Base && f.To == lost.Last+1 && strings.Contains(f.Message, "do not delete")
+			if f.Kind == api.FindingOrphanCold {
 				t.Fatalf("the only copy of the lost segment is reported as a plain orphan: %+v", f)
 			}
 		}

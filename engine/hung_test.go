@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/testenv"
@@ -101,7 +102,7 @@ func TestColdStoreHung(t *testing.T) {
 	unreadable := 0
 	for _, f := range rep.Findings {
 		switch {
-		case f.Kind == FindingUnreadable && f.Tier == "cold":
+		case f.Kind == api.FindingUnreadable && f.Tier == "cold":
 			unreadable++
 		default:
 			t.Errorf("verify with the store paused: finding %+v; a store that does not answer is only unreadable", f)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/mover"
@@ -102,7 +103,7 @@ func (f *justifyFixture) wantRefused(t *testing.T, a policy.Action, why string) 
 	}
 	found := false
 	for _, fd := range rep.Findings {
-		found = found || fd.Kind == FindingRefused && fd.Base == a.Base && strings.Contains(fd.Message, why)
+		found = found || fd.Kind == api.FindingRefused && fd.Base == a.Base && strings.Contains(fd.Message, why)
 	}
 	if !found {
 		t.Fatalf("%v: verify does not report the refusal: %+v", a, rep.Findings)
@@ -166,7 +167,7 @@ func TestDeleteColdJustifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(rep.Findings, func(fd Finding) bool { return fd.Kind == FindingRetention && fd.Base == b0 }) {
+	if !slices.ContainsFunc(rep.Findings, func(fd Finding) bool { return fd.Kind == api.FindingRetention && fd.Base == b0 }) {
 		t.Fatalf("verify does not report the unjustified tombstone: %+v", rep.Findings)
 	}
 	*f.cfg = defaultConfig(f.storeURL)
@@ -256,7 +257,7 @@ func TestRefusalIsVisible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(vr.Findings, func(fd Finding) bool { return fd.Kind == FindingRefused && fd.Base == b }) {
+	if !slices.ContainsFunc(vr.Findings, func(fd Finding) bool { return fd.Kind == api.FindingRefused && fd.Base == b }) {
 		t.Fatalf("verify does not report the refusal: %+v", vr.Findings)
 	}
 }
@@ -337,7 +338,7 @@ func TestDropWarmNeedsASoundColdCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.ContainsFunc(rep.Findings, func(fd Finding) bool {
-		return fd.Kind == FindingLostSegment && fd.Tier == "warm" && fd.From == b && fd.To == f.segs[0].Last+1
+		return fd.Kind == api.FindingLostSegment && fd.Tier == "warm" && fd.From == b && fd.To == f.segs[0].Last+1
 	}) {
 		t.Fatalf("verify: %+v; want the warm file reported as a lost segment", rep.Findings)
 	}

@@ -17,24 +17,9 @@ import (
 	"github.com/tierd/tierd/warm"
 )
 
-// Kinds of verify finding (Finding.Kind): the wire's, described in package
-// api, so that what verify reports and what the server sends cannot differ.
-const (
-	FindingGap         = api.FindingGap
-	FindingOverlap     = api.FindingOverlap
-	FindingDigest      = api.FindingDigest
-	FindingMissing     = api.FindingMissing
-	FindingUnreadable  = api.FindingUnreadable
-	FindingOrphanWarm  = api.FindingOrphanWarm
-	FindingOrphanCold  = api.FindingOrphanCold
-	FindingLostSegment = api.FindingLostSegment
-	FindingRetention   = api.FindingRetention
-	FindingRefused     = api.FindingRefused
-)
-
 // Finding is one problem verify found.
 type Finding struct {
-	Kind   string
+	Kind   string // one of api.Finding*
 	Stream string
 	// Base identifies the segment, for segment findings.
 	Base uint64
@@ -180,11 +165,11 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 		sc.UnpersistedRecords, sc.UnpersistedSegments = e.unpersisted(name, cv.Next)
 		retainedFrom[name] = cv.First
 		for _, g := range cv.Gaps {
-			rep.Findings = append(rep.Findings, Finding{Kind: FindingGap, Stream: name, From: g[0], To: g[1],
+			rep.Findings = append(rep.Findings, Finding{Kind: api.FindingGap, Stream: name, From: g[0], To: g[1],
 				Message: fmt.Sprintf("offsets [%d, %d) are held by no segment, and retention deleted only those below %d: records are missing", g[0], g[1], cv.First)})
 		}
 		for _, o := range cv.Overlaps {
-			rep.Findings = append(rep.Findings, Finding{Kind: FindingOverlap, Stream: name, From: o[0], To: o[1],
+			rep.Findings = append(rep.Findings, Finding{Kind: api.FindingOverlap, Stream: name, From: o[0], To: o[1],
 				Message: fmt.Sprintf("offsets [%d, %d) are held by more than one segment", o[0], o[1])})
 		}
 		rep.Findings = append(rep.Findings, e.retentionFindings(name, cv)...)
@@ -230,12 +215,12 @@ func (e *Engine) retentionFindings(name string, cv catalog.Coverage) []Finding {
 		if !m.Tombstoned.IsZero() {
 			msg = fmt.Sprintf("segment [%d, %d] is tombstoned at or above the retention watermark %d", m.Base, m.Last, cv.First)
 		}
-		out = append(out, Finding{Kind: FindingRetention, Stream: name, Base: m.Base, Message: msg})
+		out = append(out, Finding{Kind: api.FindingRetention, Stream: name, Base: m.Base, Message: msg})
 	}
 	now := e.opts.Now()
 	for _, m := range cv.Tombstoned {
 		if err := e.mover.CheckRemoval(m, cv.First, now); err != nil {
-			out = append(out, Finding{Kind: FindingRetention, Stream: name, Base: m.Base,
+			out = append(out, Finding{Kind: api.FindingRetention, Stream: name, Base: m.Base,
 				Message: fmt.Sprintf("tombstoned %v, but its deletion is not justified: %v", m.Tombstoned, err)})
 		}
 	}
@@ -252,7 +237,7 @@ func (e *Engine) refusalFindings(ctx context.Context, stream string) ([]Finding,
 	var out []Finding
 	for _, f := range fs {
 		if f.Refused && (stream == "" || f.Stream == stream) {
-			out = append(out, Finding{Kind: FindingRefused, Stream: f.Stream, Base: f.Base,
+			out = append(out, Finding{Kind: api.FindingRefused, Stream: f.Stream, Base: f.Base,
 				Message: fmt.Sprintf("at %s: %s", f.At.UTC().Format(time.RFC3339), f.Err)})
 		}
 	}
@@ -306,7 +291,7 @@ func (e *Engine) verifyPlacement(ctx context.Context, m tiers.SegmentMeta, p tie
 			err = r.Verify()
 			if got := r.Meta(); err == nil && (got.Digest != m.Digest || got.Last != m.Last) {
 				err = fmt.Errorf("file holds [%d, %d] %s, catalog has [%d, %d] %s", got.Base, got.Last, got.Digest, m.Base, m.Last, m.Digest)
-				f.Kind = FindingDigest
+				f.Kind = api.FindingDigest
 			}
 			r.Release()
 		}
@@ -314,7 +299,7 @@ func (e *Engine) verifyPlacement(ctx context.Context, m tiers.SegmentMeta, p tie
 		f.Path = cold.ObjectKey(m)
 		if e.cold == nil {
 			err = ErrNoColdTier
-			f.Kind = FindingUnreadable
+			f.Kind = api.FindingUnreadable
 		} else {
 			err = e.cold.Verify(ctx, m)
 		}
@@ -328,13 +313,13 @@ func (e *Engine) verifyPlacement(ctx context.Context, m tiers.SegmentMeta, p tie
 		var ce *tiers.CorruptionError
 		switch {
 		case errors.Is(err, tiers.ErrSegmentNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, objstore.ErrNotFound):
-			f.Kind = FindingMissing
+			f.Kind = api.FindingMissing
 		case errors.Is(err, cold.ErrStoreUnavailable):
-			f.Kind = FindingUnreadable
+			f.Kind = api.FindingUnreadable
 		case errors.As(err, &ce), errors.Is(err, cold.ErrDigestMismatch):
-			f.Kind = FindingDigest
+			f.Kind = api.FindingDigest
 		default:
-			f.Kind = FindingUnreadable
+			f.Kind = api.FindingUnreadable
 		}
 	}
 	f.Message = err.Error()
@@ -386,7 +371,7 @@ func (o *orphanScan) unheld(stream string, base, last uint64) (from, to uint64, 
 func (o *orphanScan) orphanFinding(kind, stream string, base, last uint64, tier, path, msg string) Finding {
 	f := Finding{Kind: kind, Stream: stream, Base: base, Tier: tier, Path: path, Message: msg}
 	if from, to, ok := o.unheld(stream, base, last); ok {
-		f.Kind, f.From, f.To = FindingLostSegment, from, to
+		f.Kind, f.From, f.To = api.FindingLostSegment, from, to
 		f.Message = fmt.Sprintf("%s, and it holds offsets [%d, %d) that no live segment holds with a sound copy and retention did not delete: it may be their only copy; do not delete it (docs/operations.md, Verify)", msg, from, to)
 		return f
 	}
@@ -422,7 +407,7 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, o *orphanScan, 
 		rep.WarmFiles++
 		if !o.claimedWarm[filepath.Clean(f.Path)] && !e.mover.Busy(f.Stream, f.Base) && !unpersisted(f.Stream, f.Base) &&
 			!e.claimedNow(ctx, f.Stream, f.Base, tiers.Warm, "") {
-			rep.Findings = append(rep.Findings, o.orphanFinding(FindingOrphanWarm, f.Stream, f.Base, e.warmLast(f), "warm", f.Path,
+			rep.Findings = append(rep.Findings, o.orphanFinding(api.FindingOrphanWarm, f.Stream, f.Base, e.warmLast(f), "warm", f.Path,
 				"no segment places this file warm"))
 		}
 	}
@@ -431,7 +416,7 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, o *orphanScan, 
 	}
 	for ob, err := range e.cold.Objects(ctx, stream) {
 		if err != nil {
-			rep.Findings = append(rep.Findings, Finding{Kind: FindingUnreadable, Stream: stream, Tier: "cold", Message: "listing the cold store: " + err.Error()})
+			rep.Findings = append(rep.Findings, Finding{Kind: api.FindingUnreadable, Stream: stream, Tier: "cold", Message: "listing the cold store: " + err.Error()})
 			return nil
 		}
 		rep.ColdObjects++
@@ -439,10 +424,10 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, o *orphanScan, 
 			continue
 		}
 		if !ob.Segment {
-			rep.Findings = append(rep.Findings, Finding{Kind: FindingOrphanCold, Tier: "cold", Path: ob.Key, Message: "not a segment object"})
+			rep.Findings = append(rep.Findings, Finding{Kind: api.FindingOrphanCold, Tier: "cold", Path: ob.Key, Message: "not a segment object"})
 			continue
 		}
-		rep.Findings = append(rep.Findings, o.orphanFinding(FindingOrphanCold, ob.Stream, ob.Base, ob.Last, "cold", ob.Key,
+		rep.Findings = append(rep.Findings, o.orphanFinding(api.FindingOrphanCold, ob.Stream, ob.Base, ob.Last, "cold", ob.Key,
 			"no segment places this object cold"))
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/policy"
@@ -182,13 +183,13 @@ func TestVerifyWarmDigest(t *testing.T) {
 	p := f.warmPath(s.Base)
 	flipByte(t, p, size(t, p)/3) // inside the record frames
 	e := f.open(t)
-	wantOneFinding(t, verify(t, e, ""), FindingDigest, s.Base, "warm", p)
+	wantOneFinding(t, verify(t, e, ""), api.FindingDigest, s.Base, "warm", p)
 	// The segment with a cold copy as well: only the warm copy is bad.
 	g := newVerifyFixture(t)
 	s = g.segs[1]
 	p = g.warmPath(s.Base)
 	flipByte(t, p, size(t, p)/2)
-	wantOneFinding(t, verify(t, g.open(t), "s"), FindingDigest, s.Base, "warm", p)
+	wantOneFinding(t, verify(t, g.open(t), "s"), api.FindingDigest, s.Base, "warm", p)
 }
 
 func TestVerifyWarmMissing(t *testing.T) {
@@ -198,7 +199,7 @@ func TestVerifyWarmMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := f.open(t)
-	wantOneFinding(t, verify(t, e, ""), FindingMissing, s.Base, "warm", f.warmPath(s.Base))
+	wantOneFinding(t, verify(t, e, ""), api.FindingMissing, s.Base, "warm", f.warmPath(s.Base))
 }
 
 // TestVerifyWarmDeletedWhileRunning: a warm file removed under a running
@@ -214,7 +215,7 @@ func TestVerifyWarmDeletedWhileRunning(t *testing.T) {
 	if err := os.Remove(f.warmPath(s.Base)); err != nil {
 		t.Fatal(err)
 	}
-	wantOneFinding(t, verify(t, e, ""), FindingMissing, s.Base, "warm", f.warmPath(s.Base))
+	wantOneFinding(t, verify(t, e, ""), api.FindingMissing, s.Base, "warm", f.warmPath(s.Base))
 }
 
 func TestVerifyOrphanWarm(t *testing.T) {
@@ -224,7 +225,7 @@ func TestVerifyOrphanWarm(t *testing.T) {
 	stray := f.warmPath(f.segs[2].Base + 1)
 	copyFile(t, f.warmPath(f.segs[2].Base), stray)
 	e := f.open(t)
-	wantOneFinding(t, verify(t, e, ""), FindingOrphanWarm, f.segs[2].Base+1, "warm", stray)
+	wantOneFinding(t, verify(t, e, ""), api.FindingOrphanWarm, f.segs[2].Base+1, "warm", stray)
 	// A file put back, under a running daemon, where a segment moved to
 	// cold only used to be.
 	back := f.warmPath(f.segs[0].Base)
@@ -237,7 +238,7 @@ func TestVerifyOrphanWarm(t *testing.T) {
 	if got.Path != back {
 		got = rep.Findings[1]
 	}
-	if got.Kind != FindingOrphanWarm || got.Path != back || got.Base != f.segs[0].Base {
+	if got.Kind != api.FindingOrphanWarm || got.Path != back || got.Base != f.segs[0].Base {
 		t.Fatalf("findings %+v, want orphan_warm %s", rep.Findings, back)
 	}
 }
@@ -249,7 +250,7 @@ func TestVerifyOrphanCold(t *testing.T) {
 	key := cold.ObjectKey(s.SegmentMeta)
 	copyFile(t, f.objectPath(f.segs[0]), filepath.Join(f.storeDir, filepath.FromSlash(key)))
 	e := f.open(t)
-	fd := wantOneFinding(t, verify(t, e, ""), FindingOrphanCold, s.Base, "cold", key)
+	fd := wantOneFinding(t, verify(t, e, ""), api.FindingOrphanCold, s.Base, "cold", key)
 	if fd.Path != key {
 		t.Fatalf("orphan named %q, want %q", fd.Path, key)
 	}
@@ -259,7 +260,7 @@ func TestVerifyOrphanCold(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := verify(t, g.open(t), "")
-	if len(rep.Findings) != 1 || rep.Findings[0].Kind != FindingOrphanCold || rep.Findings[0].Path != "stray.txt" {
+	if len(rep.Findings) != 1 || rep.Findings[0].Kind != api.FindingOrphanCold || rep.Findings[0].Path != "stray.txt" {
 		t.Fatalf("stray object: findings %+v, want one orphan_cold stray.txt", rep.Findings)
 	}
 }
@@ -293,7 +294,7 @@ func TestVerifyColdDigest(t *testing.T) {
 		p := f.objectPath(s)
 		flipByte(t, p, valueChunkData(t, p))
 		e := f.open(t)
-		wantOneFinding(t, verify(t, e, ""), FindingDigest, s.Base, "cold", cold.ObjectKey(s.SegmentMeta))
+		wantOneFinding(t, verify(t, e, ""), api.FindingDigest, s.Base, "cold", cold.ObjectKey(s.SegmentMeta))
 	}
 	// A truncated object is damage too.
 	f := newVerifyFixture(t)
@@ -301,13 +302,13 @@ func TestVerifyColdDigest(t *testing.T) {
 	if err := os.Truncate(p, size(t, p)-3); err != nil {
 		t.Fatal(err)
 	}
-	wantOneFinding(t, verify(t, f.open(t), ""), FindingDigest, f.segs[0].Base, "cold", "")
+	wantOneFinding(t, verify(t, f.open(t), ""), api.FindingDigest, f.segs[0].Base, "cold", "")
 	// A missing one is missing.
 	g := newVerifyFixture(t)
 	if err := os.Remove(g.objectPath(g.segs[1])); err != nil {
 		t.Fatal(err)
 	}
-	wantOneFinding(t, verify(t, g.open(t), ""), FindingMissing, g.segs[1].Base, "cold", "")
+	wantOneFinding(t, verify(t, g.open(t), ""), api.FindingMissing, g.segs[1].Base, "cold", "")
 }
 
 // TestVerifyTombstonedIsNoGap: tombstoned segments at the low end are
@@ -346,7 +347,7 @@ func TestVerifyTombstonedIsNoGap(t *testing.T) {
 	rep = verify(t, e, "")
 	var gap *Finding
 	for i := range rep.Findings {
-		if rep.Findings[i].Kind == FindingGap {
+		if rep.Findings[i].Kind == api.FindingGap {
 			gap = &rep.Findings[i]
 		}
 	}

@@ -209,7 +209,7 @@ func toVerifyOut(rep engine.VerifyReport) api.VerifyReport {
 	for _, f := range rep.Findings {
 		fo := api.Finding{Kind: f.Kind, Stream: f.Stream, Tier: f.Tier, Path: f.Path, Message: f.Message}
 		switch f.Kind {
-		case engine.FindingGap, engine.FindingOverlap:
+		case api.FindingGap, api.FindingOverlap:
 			from, to := f.From, f.To
 			fo.From, fo.To = &from, &to
 		default:
@@ -218,7 +218,7 @@ func toVerifyOut(rep engine.VerifyReport) api.VerifyReport {
 				fo.Base = &base
 			}
 		}
-		if f.Kind == engine.FindingLostSegment {
+		if f.Kind == api.FindingLostSegment {
 			// The offsets only this file or object holds.
 			from, to := f.From, f.To
 			fo.From, fo.To = &from, &to

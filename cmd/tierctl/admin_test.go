@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/client"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/hot"
@@ -434,7 +435,7 @@ func TestVerify(t *testing.T) {
 	if r.code != 1 || rep.OK || len(rep.Findings) != 1 {
 		t.Fatalf("verify with a damaged warm file: exit %d, %+v", r.code, rep)
 	}
-	if f := rep.Findings[0]; f.Kind != client.FindingDigest || f.Stream != "other" || f.Base == nil || *f.Base != otherBases[1] || f.Tier != "warm" || f.Path != warmFile {
+	if f := rep.Findings[0]; f.Kind != api.FindingDigest || f.Stream != "other" || f.Base == nil || *f.Base != otherBases[1] || f.Tier != "warm" || f.Path != warmFile {
 		t.Errorf("finding %+v", f)
 	}
 
