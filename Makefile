@@ -3,14 +3,19 @@ GO       ?= go
 BIN      := bin
 FUZZTIME ?= 8s
 
-.PHONY: build test unit race fuzz run bench lint clean minio minio-bin
+.PHONY: build test unit race fuzz run bench lint clean minio minio-bin pg-bin
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 ## test: everything CI runs — unit, integration and crash tests, the race
 ## detector over the concurrent packages, then each fuzz target briefly.
-test: build minio-bin unit race fuzz
+test: build minio-bin pg-bin unit race fuzz
+
+## pg-bin: install Debian's postgresql package (once) unless TIERD_SKIP_POSTGRES=1.
+pg-bin:
+	@if [ "$$TIERD_SKIP_POSTGRES" = 1 ]; then echo "TIERD_SKIP_POSTGRES=1: PostgreSQL not installed; tests that need it will skip"; \
+	  else ./testenv/postgres.sh install; fi
 
 ## minio-bin: build the test MinIO into .cache/bin (once; minutes) unless TIERD_SKIP_MINIO=1.
 minio-bin:

@@ -95,6 +95,7 @@ func Main(m *testing.M) {
 	shared.mu.Unlock()
 	code := m.Run()
 	removeTierdBuild()
+	stopSharedPostgres()
 	shared.mu.Lock()
 	if shared.srv != nil {
 		shared.srv.stop()
