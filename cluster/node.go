@@ -97,6 +97,7 @@ import (
 
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 )
@@ -121,6 +122,9 @@ type Options struct {
 	// journal objects live under _journal/ of the same bucket and prefix
 	// (Journal). The Node closes Cold on Close. Required.
 	Cold *cold.Tier
+	// Bucket is the shared bucket Cold stores in (the same prefix): the
+	// node reads journal objects back from it for verify. Required.
+	Bucket objstore.Bucket
 	// Config gives the policies (segment sizes and ages for compaction,
 	// retention) and the cluster section's tunables. Required.
 	Config *policy.Config
@@ -258,6 +262,9 @@ func checkOptions(o *Options) error {
 	}
 	if o.Cold == nil {
 		errs = append(errs, errors.New("cluster: Options.Cold is nil: cluster mode needs a shared cold.store"))
+	}
+	if o.Bucket == nil {
+		errs = append(errs, errors.New("cluster: Options.Bucket is nil"))
 	}
 	if o.Config == nil {
 		errs = append(errs, errors.New("cluster: Options.Config is nil"))
