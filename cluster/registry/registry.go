@@ -109,13 +109,13 @@ type Registry struct {
 	jobs    atomic.Int64
 	cache   atomic.Int64
 
-	fenced     chan struct{}
-	fenceOnce  sync.Once
-	stop       chan struct{}
-	stopOnce   sync.Once
-	loopDone   chan struct{}
-	lastMu     sync.Mutex
-	lastErr    error
+	fenced    chan struct{}
+	fenceOnce sync.Once
+	stop      chan struct{}
+	stopOnce  sync.Once
+	loopDone  chan struct{}
+	lastMu    sync.Mutex
+	lastErr   error
 }
 
 // Join registers the node in cluster_nodes with a new epoch (1 for a node
