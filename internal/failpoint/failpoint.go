@@ -50,10 +50,16 @@ const (
 	// SealAfterSeal: a stream's active segment is sealed on request (POST
 	// …/seal), not yet persisted warm: the WAL alone holds its records.
 	SealAfterSeal = "seal/after-seal"
+	// SequencerAfterPut: a cluster node's journal object is stored, its
+	// commit not yet begun (a crash leaves an unreferenced object).
+	SequencerAfterPut = "sequencer/after-put"
+	// SequencerAfterCommit: the journal object's batches are committed in
+	// PostgreSQL, the appends not yet answered.
+	SequencerAfterCommit = "sequencer/after-commit"
 )
 
 // Names lists every failpoint, for validation and documentation.
-var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable, SealAfterSeal}
+var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable, SealAfterSeal, SequencerAfterPut, SequencerAfterCommit}
 
 // EnvVar is the environment variable a process reads its failpoints from.
 const EnvVar = "TIERD_FAILPOINTS"
