@@ -129,38 +129,6 @@ func (n *Node) Describe(m tiers.SegmentMeta) engine.SegmentInfo {
 	return engine.SegmentInfo{SegmentMeta: m}
 }
 
-// Seal compacts stream's uncompacted journal ranges into a segment now,
-// whatever their size and age, and answers it (see the package doc): the
-// cluster equivalent of a seal, after which every record appended before
-// the call is in a segment. With nothing to compact it answers the
-// stream's last segment.
-func (n *Node) Seal(ctx context.Context, stream string) (engine.SealResult, error) {
-	if err := tiers.ValidateStreamName(stream); err != nil {
-		return engine.SealResult{}, err
-	}
-	if _, err := n.nextOffset(ctx, n.pool, stream); err != nil {
-		return engine.SealResult{}, err
-	}
-	m, done, err := n.parts.comp.Compact(ctx, stream)
-	if err != nil {
-		return engine.SealResult{}, err
-	}
-	if done {
-		return engine.SealResult{Sealed: true, Segment: n.Describe(m), HasSegment: true}, nil
-	}
-	segs, err := n.cat.Segments(ctx, stream)
-	if errors.Is(err, tiers.ErrStreamNotFound) {
-		return engine.SealResult{}, nil
-	}
-	if err != nil {
-		return engine.SealResult{}, err
-	}
-	if len(segs) == 0 {
-		return engine.SealResult{}, nil
-	}
-	return engine.SealResult{Segment: n.Describe(segs[len(segs)-1]), HasSegment: true}, nil
-}
-
 // Offload answers a catalog segment as it is: every segment of cluster mode
 // is born cold (Parquet), so there is nothing to move, and keepWarm has no
 // meaning (the journal ranges were released by the compaction that made

@@ -96,6 +96,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/cluster/registry"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/policy"
@@ -217,7 +218,6 @@ type Node struct {
 	cat     catalog.Store
 	cold    *cold.Tier
 	parts   parts
-	epoch   int64
 
 	closed atomic.Bool
 	stop   context.CancelFunc
@@ -232,7 +232,19 @@ type Node struct {
 func (n *Node) NodeID() string { return n.opts.NodeID }
 
 // Epoch is the epoch this process took when it joined.
-func (n *Node) Epoch() int64 { return n.epoch }
+func (n *Node) Epoch() uint64 { return n.parts.reg.Epoch() }
+
+// fencedErr is why the node takes no more appends for good (a newer
+// process of its node_id joined), or nil.
+func (n *Node) fencedErr() error {
+	if err := n.parts.seq.Fenced(); err != nil {
+		return err
+	}
+	if n.parts.reg.IsFenced() {
+		return fmt.Errorf("cluster: node %s epoch %d: %w", n.opts.NodeID, n.parts.reg.Epoch(), registry.ErrFenced)
+	}
+	return nil
+}
 
 // RedactDSN is dsn without its password, fit for logs and status.
 func RedactDSN(dsn string) string {

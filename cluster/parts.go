@@ -4,6 +4,7 @@ import (
 	"context"
 	"iter"
 
+	"github.com/tierd/tierd/cluster/registry"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/tiers"
 )
@@ -37,18 +38,12 @@ type readPath interface {
 // compaction is the compactor (cluster/compactor).
 type compaction interface {
 	// Run plans, works and collects garbage until ctx ends.
-	Run(ctx context.Context)
-	// Compact makes a job of stream's uncompacted ranges now, whatever
-	// their size and age, and works it; it returns the segment committed,
-	// and false when there was nothing to compact.
-	Compact(ctx context.Context, stream string) (tiers.SegmentMeta, bool, error)
-}
-
-// membership is the node registry (cluster/registry).
-type membership interface {
-	Epoch() int64
-	Nodes(ctx context.Context) ([]NodeInfo, error)
-	Leave(ctx context.Context) error
+	Run(ctx context.Context) error
+	// Work claims one claimable job and runs it to its commit; ok is false
+	// when no job was claimable.
+	Work(ctx context.Context) (ok bool, err error)
+	// Held counts the jobs this node holds now.
+	HeldJobs() int
 }
 
 // parts are the Node's parts.
@@ -56,5 +51,5 @@ type parts struct {
 	seq  appender
 	rd   readPath
 	comp compaction
-	reg  membership
+	reg  *registry.Registry
 }

@@ -7,23 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tierd/tierd/cluster/registry"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/tiers"
 )
-
-// NodeInfo is one node of the registry as cluster status shows it.
-type NodeInfo struct {
-	NodeID         string
-	Epoch          int64
-	Version        string
-	Addr           string
-	StartedAt      time.Time
-	HeartbeatAt    time.Time
-	StoppedAt      time.Time // zero while running
-	StreamsWritten int64
-	JobsHeld       int
-	CacheBytes     int64
-}
 
 // health caches the result of the last PostgreSQL ping, so that /healthz
 // and the metrics cost one round trip a second at most.
@@ -68,7 +55,7 @@ func (n *Node) pgHealth() (error, time.Time) {
 // not answer or the shared store's breaker is open
 // (tiers.CauseStorage, clearing by itself).
 func (n *Node) WriteHealth() engine.WriteHealth {
-	if err := n.parts.seq.Fenced(); err != nil {
+	if err := n.fencedErr(); err != nil {
 		return engine.WriteHealth{Cause: CauseFenced, Err: err, Since: n.fencedAt()}
 	}
 	if err, since := n.pgHealth(); err != nil {
@@ -110,7 +97,7 @@ func (n *Node) Status(ctx context.Context) engine.Status {
 }
 
 // ClusterNodes lists every node of the registry, the stopped ones too.
-func (n *Node) ClusterNodes(ctx context.Context) ([]NodeInfo, error) {
+func (n *Node) ClusterNodes(ctx context.Context) ([]registry.Node, error) {
 	return n.parts.reg.Nodes(ctx)
 }
 
