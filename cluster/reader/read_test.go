@@ -56,7 +56,7 @@ func TestReadFilters(t *testing.T) {
 		{"from past the end", q(func(q *tiers.Query) { q.From = 1000 })},
 		{"limit", q(func(q *tiers.Query) { q.Limit = 7 })},
 		{"limit with key and from", q(func(q *tiers.Query) { q.From, q.Key, q.HasKey, q.Limit = 3, "k2", true, 4 })},
-		{"to beyond the end", q(func(q *tiers.Query) { q.From, q.To = 30, math.MaxUint64 - 1 })},
+		{"to beyond the end", q(func(q *tiers.Query) { q.From, q.To = 30, math.MaxUint64-1 })},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
