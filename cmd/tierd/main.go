@@ -131,23 +131,43 @@ func run(ctx context.Context, f flags) error {
 	defer stop()
 
 	reg := newRegistry()
-	eng, err := boot.OpenEngine(ctx, cfg, log, reg)
-	if err != nil {
-		return err
+	// Cluster mode (cluster.catalog set) serves a cluster node instead of
+	// the local engine. Its journal is compacted by the nodes themselves,
+	// so the migrator, which moves a local engine's segments between
+	// tiers, does not run: migrate and explain answer migrator_disabled.
+	var (
+		backend      server.Backend
+		closeBackend func(context.Context) error
+		mig          *migrator.Migrator
+		mode         = []any{"mode", "local"}
+	)
+	if cfg.Cluster.Enabled() {
+		node, err := boot.OpenCluster(ctx, cfg, ln.Addr().String(), log, reg)
+		if err != nil {
+			return err
+		}
+		backend, closeBackend = node, node.Close
+		mode = []any{"mode", "cluster", "node_id", node.NodeID(), "epoch", node.Epoch(), "catalog", cfg.Cluster.Catalog.Redacted()}
+	} else {
+		eng, err := boot.OpenEngine(ctx, cfg, log, reg)
+		if err != nil {
+			return err
+		}
+		mig, err = migrator.New(eng, migrator.Options{
+			Config:         cfg,
+			Schedule:       cfg.Migrator.Schedule,
+			Concurrency:    cfg.Migrator.Concurrency,
+			BytesPerSecond: cfg.Migrator.MaxBytesPerSecond,
+			Logger:         log,
+			Registerer:     reg,
+		})
+		if err != nil {
+			eng.Close(context.Background())
+			return err
+		}
+		backend, closeBackend = eng, eng.Close
 	}
-	mig, err := migrator.New(eng, migrator.Options{
-		Config:         cfg,
-		Schedule:       cfg.Migrator.Schedule,
-		Concurrency:    cfg.Migrator.Concurrency,
-		BytesPerSecond: cfg.Migrator.MaxBytesPerSecond,
-		Logger:         log,
-		Registerer:     reg,
-	})
-	if err != nil {
-		eng.Close(context.Background())
-		return err
-	}
-	api := server.New(eng, server.Options{
+	api := server.New(backend, server.Options{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		MaxRecordBytes: int(cfg.MaxRecordBytes),
 		Logger:         log,
@@ -170,8 +190,8 @@ func run(ctx context.Context, f flags) error {
 	if tlsConfig != nil {
 		scheme = "https"
 	}
-	log.Info("tierd listening", "addr", ln.Addr().String(), "scheme", scheme, "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync,
-		"cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule, "tokens", len(tokens), "go_memory_limit", memLimit)
+	log.Info("tierd listening", append([]any{"addr", ln.Addr().String(), "scheme", scheme, "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync,
+		"cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule, "tokens", len(tokens), "go_memory_limit", memLimit}, mode...)...)
 	if len(tokens) == 0 {
 		log.Warn("no auth.tokens configured: the API is open to anyone who can reach it", "addr", ln.Addr().String(), "insecure_listen", f.insecureListen)
 	}
@@ -183,7 +203,9 @@ func run(ctx context.Context, f flags) error {
 		}
 		serveErr <- srv.Serve(sln)
 	}()
-	mig.Start()
+	if mig != nil {
+		mig.Start()
+	}
 
 	select {
 	case err = <-serveErr:
@@ -197,11 +219,13 @@ func run(ctx context.Context, f flags) error {
 	// cold store is safe to abandon (its intent is settled at the next
 	// start), and must not hold up the exit.
 	api.Shutdown()
-	mig.Stop(shutCtx)
+	if mig != nil {
+		mig.Stop(shutCtx)
+	}
 	if serr := srv.Shutdown(shutCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
-	if cerr := eng.Close(shutCtx); cerr != nil {
+	if cerr := closeBackend(shutCtx); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	if errors.Is(err, http.ErrServerClosed) {
