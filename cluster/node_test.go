@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +59,7 @@ func (w *world) open(id, dir string) *Node {
 	n, err := Open(w.ctx, Options{
 		DSN: w.pg.DSN, NodeID: id, Version: "test", DataDir: dir,
 		Cold: ct, Bucket: b, Config: &cfg, FlushInterval: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testWriter{w.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		ct.Close()
@@ -64,6 +67,15 @@ func (w *world) open(id, dir string) *Node {
 	}
 	w.t.Cleanup(func() { n.Close(context.Background()) })
 	return n
+}
+
+// testWriter logs through t.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
 }
 
 // batch makes count records numbered from i, with keys, tags and ts that

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -88,6 +89,12 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return fail(err)
 	}
 	cfg := opts.Config
+	spool := filepath.Join(opts.DataDir, "compact-spool")
+	if err := os.MkdirAll(spool, 0o755); err != nil {
+		seq.Close(ctx)
+		rd.Close()
+		return fail(fmt.Errorf("cluster: %w", err))
+	}
 	comp, err := compactor.New(compactor.Options{
 		Pool: pool, Bucket: opts.Bucket, Cold: opts.Cold, Catalog: cat,
 		NodeID: opts.NodeID, Epoch: reg.Epoch(),
@@ -96,7 +103,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		GCDelay:        opts.GCDelay,
 		Lease:          cfg.Cluster.CompactionLease,
 		WorkInterval:   opts.CompactEvery,
-		SpoolDir:       filepath.Join(opts.DataDir, "compact-spool"),
+		SpoolDir:       spool,
 		Logger:         opts.Logger, Registerer: opts.Registerer,
 	})
 	if err != nil {
