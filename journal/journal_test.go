@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -518,5 +520,46 @@ func TestFooter(t *testing.T) {
 	pos[len(pos)-FooterLen+8]++
 	if _, err := DecodeObject(resealFooter(pos), testKey); !errors.Is(err, ErrTruncated) {
 		t.Errorf("footer position: %v", err)
+	}
+}
+
+// TestDocExample rebuilds the example of docs/format/journal.md and
+// compares it with the bytes printed there, so the document cannot drift
+// from the code.
+func TestDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/format/journal.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, example, ok := strings.Cut(string(doc), "## Example")
+	if !ok {
+		t.Fatal("docs/format/journal.md has no Example section")
+	}
+	_, example, _ = strings.Cut(example, "```\n")
+	example, _, _ = strings.Cut(example, "```")
+	var want []byte
+	for _, line := range strings.Split(example, "\n") {
+		hexPart, _, _ := strings.Cut(line, "   ") // the comment column
+		for _, f := range strings.Fields(hexPart) {
+			v, err := strconv.ParseUint(f, 16, 8)
+			if err != nil {
+				t.Fatalf("example line %q: %v", line, err)
+			}
+			want = append(want, byte(v))
+		}
+	}
+	w, err := NewWriter(Header{NodeID: "n1", Epoch: 3, CreatedAt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := w.Add("s", tiers.Producer{}, []tiers.Record{{TS: 1, Key: "k", Value: []byte("v")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Finish(); !bytes.Equal(got, want) {
+		t.Fatalf("the example's bytes are not what the Writer writes:\n doc % x\ngot % x", want, got)
+	}
+	if ref.Pos != 31 || ref.Len != 41 {
+		t.Fatalf("example block at %d+%d, the document says 31+41", ref.Pos, ref.Len)
 	}
 }
