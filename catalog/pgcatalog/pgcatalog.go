@@ -283,12 +283,19 @@ func isConnError(err error) bool {
 func wrap(ctx context.Context, op string, err error) error {
 	var d *inDoubt
 	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
 	switch {
 	case errors.As(err, &d):
 		return fmt.Errorf("pgcatalog: %s: %w: %w", op, ErrCommitUnknown, d.err)
 	case !isConnError(err) && !errors.As(err, &pgErr):
 		return err // a refusal, corruption, or the context's own error
-	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+	case ctx.Err() != nil && errors.As(err, &connectErr):
+		// The deadline ran out while the server could not be reached:
+		// an outage, nothing written.
+		return fmt.Errorf("pgcatalog: %s: %w: %w: %w", op, tiers.ErrStorageUnavailable, ctx.Err(), err)
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return fmt.Errorf("pgcatalog: %s: %w", op, err)
+	case ctx.Err() != nil:
 		return fmt.Errorf("pgcatalog: %s: %w: %w", op, ctx.Err(), err)
 	case isConnError(err):
 		return fmt.Errorf("pgcatalog: %s: %w: %w", op, tiers.ErrStorageUnavailable, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -496,5 +497,50 @@ func TestServerOutage(t *testing.T) {
 	}
 	if m, err := c.Segment(ctx, "s", 10); err != nil || m.Placements != tiers.Of(tiers.Cold) {
 		t.Fatalf("CommitMove after the restart: %+v, %v", m, err)
+	}
+}
+
+// TestUnansweringServer: a server that accepts connections and never
+// answers costs a call its deadline, no more, and is an outage.
+func TestUnansweringServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	pool := newPool(t, "postgres://tierd@"+ln.Addr().String()+"/tierd?sslmode=disable")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := pgcatalog.Open(ctx, pool)
+	if err == nil {
+		c.Close()
+		t.Fatal("Open against a server that never answers succeeded")
+	}
+	if !errors.Is(err, tiers.ErrStorageUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Open against a server that never answers: %v, want ErrStorageUnavailable and the deadline", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("Open took %v with a 2s deadline", d)
 	}
 }
