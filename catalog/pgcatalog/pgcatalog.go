@@ -20,8 +20,11 @@
 //
 // Outages. A call while PostgreSQL is unreachable fails, within its
 // context's deadline, with an error wrapping tiers.ErrStorageUnavailable
-// (nothing was written), or ErrCommitUnknown when the connection was lost
-// while COMMIT was under way (the change may or may not be durable).
+// (nothing was written). A connection lost while COMMIT was under way is
+// resolved by asking the server what became of the transaction
+// (txid_status): committed is success, aborted is retried; only when the
+// server cannot tell before the deadline does the call fail with
+// ErrCommitUnknown (the change may or may not be durable).
 //
 // Damage. Every row is checked when read: a value no build of tierd writes
 // (an unknown placement, last < base, a count that is not dense, ...) is a
@@ -49,9 +52,12 @@ import (
 )
 
 // ErrCommitUnknown reports a write whose COMMIT was sent but not answered
-// (the connection was lost): it may or may not have been committed. The
-// catalog's writes are idempotent steps of protocols that retry (the move
-// protocol's intents, the compactor's jobs), so the caller retries.
+// (the connection was lost) and whose fate the server could not tell
+// before the call's deadline: it may or may not have been committed. A
+// call first asks the server (txid_status) and answers success, or retries
+// an aborted commit, when it can. The catalog's writes are idempotent
+// steps of protocols that retry (the move protocol's intents, the
+// compactor's jobs), so the caller retries.
 var ErrCommitUnknown = errors.New("pgcatalog: connection lost during commit, outcome unknown")
 
 // DefaultCallTimeout bounds a call whose context has no deadline, so that
@@ -178,8 +184,12 @@ func (c *Catalog) write(ctx context.Context, op string, fn func(ctx context.Cont
 	return c.retry(ctx, op, func() error { return c.writeOnce(ctx, fn) })
 }
 
-// inDoubt marks a COMMIT that was sent and not answered.
-type inDoubt struct{ err error }
+// inDoubt marks a COMMIT that was sent and not answered; xid is the
+// transaction's id, whose fate txid_status tells once the server answers.
+type inDoubt struct {
+	err error
+	xid int64
+}
 
 func (e *inDoubt) Error() string { return e.err.Error() }
 func (e *inDoubt) Unwrap() error { return e.err }
@@ -187,6 +197,13 @@ func (e *inDoubt) Unwrap() error { return e.err }
 func (c *Catalog) writeOnce(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
+		return err
+	}
+	// The transaction's id, so that a COMMIT left unanswered can be
+	// resolved (txid_status) rather than reported as unknown.
+	var xid int64
+	if err := tx.QueryRow(ctx, `SELECT txid_current()`).Scan(&xid); err != nil {
+		rollback(ctx, tx)
 		return err
 	}
 	if err := fn(ctx, tx); err != nil {
@@ -198,9 +215,45 @@ func (c *Catalog) writeOnce(ctx context.Context, fn func(ctx context.Context, tx
 		if errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) {
 			return err // the server refused it: nothing was written
 		}
-		return &inDoubt{err: err}
+		return &inDoubt{err: err, xid: xid}
 	}
 	return nil
+}
+
+// Fates of a transaction whose COMMIT went unanswered.
+const (
+	fateUnknown = iota
+	fateCommitted
+	fateAborted
+)
+
+// resolve asks the server, on another connection, what became of
+// transaction xid, until it knows or ctx is done: a server that restarted
+// answers too (a commit it did not make durable is aborted).
+func (c *Catalog) resolve(ctx context.Context, xid int64) int {
+	wait := 20 * time.Millisecond
+	for {
+		var status *string
+		err := c.pool.QueryRow(ctx, `SELECT txid_status($1)`, xid).Scan(&status)
+		switch {
+		case err == nil && status == nil:
+			return fateUnknown // too old for the server to remember
+		case err == nil && *status == "committed":
+			return fateCommitted
+		case err == nil && *status == "aborted":
+			return fateAborted
+		}
+		// "in progress" (the server has not seen the connection go yet), or
+		// no answer: ask again.
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fateUnknown
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // rollback ends tx after a failure; a dead connection rolls it back on the
@@ -217,6 +270,16 @@ func (c *Catalog) retry(ctx context.Context, op string, attempt func() error) er
 	backoff := 10 * time.Millisecond
 	for n := 1; ; n++ {
 		err := attempt()
+		var d *inDoubt
+		if errors.As(err, &d) {
+			switch c.resolve(ctx, d.xid) {
+			case fateCommitted:
+				return nil
+			case fateAborted:
+				// Nothing was written: as a connection lost before COMMIT.
+				err = fmt.Errorf("commit lost and rolled back: %w", d.err)
+			}
+		}
 		if err == nil {
 			return nil
 		}
