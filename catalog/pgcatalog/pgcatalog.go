@@ -412,6 +412,9 @@ func wrap(ctx context.Context, op string, err error) error {
 	var pgErr *pgconn.PgError
 	var connectErr *pgconn.ConnectError
 	switch {
+	case errors.As(err, &d) && ctx.Err() != nil:
+		// The deadline passed before the server could tell.
+		return fmt.Errorf("pgcatalog: %s: %w: %w: %w", op, ErrCommitUnknown, ctx.Err(), d.err)
 	case errors.As(err, &d):
 		return fmt.Errorf("pgcatalog: %s: %w: %w", op, ErrCommitUnknown, d.err)
 	case !isConnError(err) && !errors.As(err, &pgErr):
