@@ -258,9 +258,9 @@ func (s *Sequencer) Append(ctx context.Context, stream string, p tiers.Producer,
 		s.mu.Unlock()
 		return Result{}, err
 	}
-	if s.mu.pending > 0 && s.mu.pending+size > s.o.MaxPendingBytes {
+	if pending := s.mu.pending; pending > 0 && pending+size > s.o.MaxPendingBytes {
 		s.mu.Unlock()
-		return Result{}, fmt.Errorf("%w: %d bytes wait for the journal (max %d)", tiers.ErrBackpressure, s.mu.pending, s.o.MaxPendingBytes)
+		return Result{}, fmt.Errorf("%w: %d bytes wait for the journal (max %d)", tiers.ErrBackpressure, pending, s.o.MaxPendingBytes)
 	}
 	obj := s.mu.cur
 	first := obj == nil
