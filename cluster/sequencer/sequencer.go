@@ -74,8 +74,13 @@ type Options struct {
 	// the objects and fence the commits, and its streams-written figure
 	// is kept up to date.
 	Registry *registry.Registry
-	// FlushInterval is how long a batch waits for others before its
-	// object is written; 0 means DefaultFlushInterval.
+	// FlushInterval is the least time between the starts of two flushes:
+	// a node PUTs at most 1/FlushInterval objects per second, and a batch
+	// waits at most FlushInterval plus the flush in flight. The cadence
+	// runs from the previous flush's start, not from a batch's arrival, so
+	// appenders waiting for one flush join the next without adding its
+	// duration to every cycle; after an idle spell the first batch goes at
+	// once. 0 means DefaultFlushInterval.
 	FlushInterval time.Duration
 	// FlushBytes writes an object early once it holds this many bytes;
 	// 0 means DefaultFlushBytes.
@@ -158,7 +163,6 @@ type Sequencer struct {
 type object struct {
 	seq     uint64
 	w       *journal.Writer
-	opened  time.Time
 	bytes   int64
 	batches []batch
 	done    chan struct{} // closed once every batch has its answer
@@ -308,7 +312,7 @@ func (s *Sequencer) newObjectLocked(now time.Time) (*object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sequencer: %w", err)
 	}
-	obj := &object{seq: s.mu.seq, w: w, opened: now, done: make(chan struct{})}
+	obj := &object{seq: s.mu.seq, w: w, done: make(chan struct{})}
 	s.mu.seq++
 	s.mu.cur = obj
 	return obj, nil
@@ -352,10 +356,11 @@ func (s *Sequencer) Close(ctx context.Context) error {
 }
 
 // run is the flusher: it takes the collecting object once it is due
-// (FlushInterval after its first batch, or FlushBytes full, or at Close)
-// and flushes it, one at a time.
+// (FlushInterval after the previous flush started, or FlushBytes full, or
+// at Close) and flushes it, one at a time.
 func (s *Sequencer) run() {
 	defer close(s.done)
+	var lastStart time.Time
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	fenced := s.o.Registry.Fenced()
@@ -364,7 +369,7 @@ func (s *Sequencer) run() {
 		obj, closing, failAll := s.mu.cur, s.mu.closing, s.mu.fenced
 		var wait time.Duration
 		if obj != nil && !closing && failAll == nil && int64(obj.w.Len()) < s.o.FlushBytes {
-			wait = time.Until(obj.opened.Add(s.o.FlushInterval))
+			wait = time.Until(lastStart.Add(s.o.FlushInterval))
 		}
 		if obj != nil && wait <= 0 {
 			s.mu.cur = nil
@@ -391,6 +396,7 @@ func (s *Sequencer) run() {
 			s.answer(obj, nil, failAll)
 			continue
 		}
+		lastStart = time.Now()
 		s.flush(obj)
 	}
 }
