@@ -8,10 +8,11 @@
 // batch and the object's journal_objects row inserted, next_offset moved
 // and a NOTIFY per stream sent. Only after COMMIT is an Append answered.
 //
-// The shape is group commit: one object in flight (PUT + commit) while the
-// next one collects, so a flush carries every batch that arrived during the
-// previous one and a node makes about one PUT and one transaction per
-// FlushInterval however many appends it takes.
+// The shape is group commit: while one object collects, up to two are in
+// flight (the next PUT may overlap a slow previous flush; commits stay in
+// object order), so a flush carries every batch that arrived since the
+// previous one started, and a node makes at most one PUT and one
+// transaction per FlushInterval however many appends it takes.
 //
 // Object keys are _journal/<node_id>/<epoch:020d>/<seq:020d> in the bucket
 // (ObjectKey): unique per process (the epoch is), listable per node, and
@@ -355,11 +356,26 @@ func (s *Sequencer) Close(ctx context.Context) error {
 	}
 }
 
+// maxInFlight is how many flushes may be under way at once. Two let the
+// next object's PUT overlap a slow PUT or commit of the previous one (a
+// store's tail latency then delays one cycle, not two), while commits stay
+// in object order.
+const maxInFlight = 2
+
 // run is the flusher: it takes the collecting object once it is due
 // (FlushInterval after the previous flush started, or FlushBytes full, or
-// at Close) and flushes it, one at a time.
+// at Close) and starts its flush once fewer than maxInFlight are under
+// way. Each flush PUTs at once and commits after the previous flush's
+// commit is decided, so offsets follow the objects' order.
 func (s *Sequencer) run() {
-	defer close(s.done)
+	var inFlight sync.WaitGroup
+	defer func() {
+		inFlight.Wait()
+		close(s.done)
+	}()
+	slots := make(chan struct{}, maxInFlight)
+	prev := make(chan struct{}) // closed when the previous flush's commit is decided
+	close(prev)
 	var lastStart time.Time
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -396,8 +412,14 @@ func (s *Sequencer) run() {
 			s.answer(obj, nil, failAll)
 			continue
 		}
+		slots <- struct{}{}
 		lastStart = time.Now()
-		s.flush(obj)
+		turn, mine := prev, make(chan struct{})
+		prev = mine
+		inFlight.Go(func() {
+			defer func() { <-slots }()
+			s.flush(obj, turn, mine)
+		})
 	}
 }
 
@@ -418,8 +440,12 @@ func (s *Sequencer) fence(cause error) {
 	}
 }
 
-// flush writes obj and commits it, then answers its batches.
-func (s *Sequencer) flush(obj *object) {
+// flush writes obj, waits for its turn (the previous flush's commit
+// decided), commits it, then answers its batches. It closes mine once its
+// own commit is decided and OnCommit has run, so OnCommit sees objects in
+// commit order.
+func (s *Sequencer) flush(obj *object, turn <-chan struct{}, mine chan<- struct{}) {
+	defer close(mine)
 	data := obj.w.Finish()
 	key := ObjectKey(s.node, s.epoch, obj.seq)
 	s.m.batches.Observe(float64(len(obj.batches)))
@@ -431,10 +457,20 @@ func (s *Sequencer) flush(obj *object) {
 	if err == nil {
 		err = failpoint.Inject(failpoint.SequencerAfterPut)
 	}
+	<-turn
 	if err != nil {
 		s.m.flushes.WithLabelValues(resultPutFailed).Inc()
 		s.logFailure("journal object not stored; its appends fail, nothing written", key, err)
 		s.answer(obj, nil, fmt.Errorf("%w: sequencer: put journal object %s: %w", tiers.ErrStorageUnavailable, key, err))
+		return
+	}
+	s.mu.Lock()
+	fenced := s.mu.fenced
+	s.mu.Unlock()
+	if fenced != nil {
+		// The flush before found the node fenced: do not even try.
+		s.m.flushes.WithLabelValues(resultFenced).Inc()
+		s.answer(obj, nil, fenced)
 		return
 	}
 
