@@ -66,6 +66,10 @@ type Options struct {
 	PlanRows   int
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+
+	// beforeReconnect, when set (by tests), runs before each reconnection
+	// of the listener, so a test can commit while nobody listens.
+	beforeReconnect func()
 }
 
 // Source says where a record a read returned came from.

@@ -179,6 +179,9 @@ func (r *Reader) listen(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, reconnectMax)
+		if r.opts.beforeReconnect != nil {
+			r.opts.beforeReconnect()
+		}
 	}
 }
 
