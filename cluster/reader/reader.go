@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,10 @@ const (
 	DefaultMaxFetchBytes = 8 << 20
 	DefaultPlanRows      = 512
 )
+
+// queryTimeout bounds every PostgreSQL query of the read path: a catalog
+// that does not answer fails the read (503) instead of hanging it.
+const queryTimeout = 10 * time.Second
 
 // Options configures a Reader. Zero fields take the defaults above.
 type Options struct {
@@ -126,10 +131,11 @@ type Item struct {
 // server answers with 503: the same read succeeds once PostgreSQL is back.
 var ErrCatalogUnavailable = errors.New("reader: the cluster catalog (PostgreSQL) is unavailable")
 
-// pgErr classifies a PostgreSQL error: the caller's own cancellation stays
-// as it is, anything else is the catalog failing.
-func pgErr(op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// pgErr classifies a PostgreSQL error: the caller's own cancellation (ctx
+// is the caller's, not the query's deadline) stays as it is, anything else,
+// a query timing out included, is the catalog failing.
+func pgErr(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
 		return fmt.Errorf("reader: %s: %w", op, err)
 	}
 	return fmt.Errorf("%w (%w): %s: %w", ErrCatalogUnavailable, tiers.ErrStorageUnavailable, op, err)

@@ -21,12 +21,11 @@ const Channel = "tierd_commits"
 // pinged (a half-open connection is found within about listenPing), and
 // the reconnect backoff's bounds.
 const (
-	listenPing       = 30 * time.Second
-	listenPingWait   = 10 * time.Second
-	reconnectMin     = 100 * time.Millisecond
-	reconnectMax     = 5 * time.Second
-	connectTimeout   = 10 * time.Second
-	notifyQueryLimit = 10 * time.Second
+	listenPing     = 30 * time.Second
+	listenPingWait = 10 * time.Second
+	reconnectMin   = 100 * time.Millisecond
+	reconnectMax   = 5 * time.Second
+	connectTimeout = 10 * time.Second
 )
 
 // waitHub holds the streams' waiting readers. A stream nobody waits on has
@@ -148,7 +147,7 @@ func (r *Reader) WaitFor(ctx context.Context, stream string, offset uint64) erro
 
 // nextOffset reads stream's next offset; 0 for a stream not created yet.
 func (r *Reader) nextOffset(ctx context.Context, stream string) (uint64, error) {
-	qctx, cancel := context.WithTimeout(ctx, notifyQueryLimit)
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	var next int64
 	err := r.opts.Pool.QueryRow(qctx, `SELECT next_offset FROM cluster_streams WHERE stream = $1`, stream).Scan(&next)
@@ -156,7 +155,7 @@ func (r *Reader) nextOffset(ctx context.Context, stream string) (uint64, error) 
 		return 0, nil
 	}
 	if err != nil {
-		return 0, pgErr("next offset of "+stream, err)
+		return 0, pgErr(ctx, "next offset of "+stream, err)
 	}
 	return uint64(next), nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tierd/tierd/testenv"
+	"github.com/tierd/tierd/tiers"
 )
 
 // hang is the bound on a wake: a hang is minutes, a pass is seconds.
@@ -148,4 +149,31 @@ func TestParsePayload(t *testing.T) {
 			t.Errorf("parsePayload(%q) = %q, %d, %v", c.in, s, n, ok)
 		}
 	}
+}
+
+// TestCatalogDown: with PostgreSQL stopped, a read and the start of a
+// long poll fail with ErrCatalogUnavailable (wrapping
+// tiers.ErrStorageUnavailable, a 503), not a hang; once it is back they
+// work again.
+func TestCatalogDown(t *testing.T) {
+	e := newEnvPG(t, testenv.StartDedicatedPostgres(t))
+	all := fill(e, 1)
+	r := e.reader(Options{})
+	e.pg.Stop()
+	_, err := readAll(t, r, "s", tiers.AllRecords())
+	if !errors.Is(err, ErrCatalogUnavailable) || !errors.Is(err, tiers.ErrStorageUnavailable) {
+		t.Fatalf("read with PostgreSQL down: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	defer cancel()
+	if err := r.WaitFor(ctx, "s", 100); !errors.Is(err, ErrCatalogUnavailable) {
+		t.Fatalf("WaitFor with PostgreSQL down: %v", err)
+	}
+	e.pg.Start()
+	e.pool.Reset()
+	got, err := readAll(t, r, "s", tiers.AllRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, "PostgreSQL back", got, all)
 }
