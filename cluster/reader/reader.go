@@ -195,8 +195,8 @@ func New(opts Options) (*Reader, error) {
 	return r, nil
 }
 
-// Close stops the listener (waiting WaitFor calls return once their
-// contexts end). It does not close the pool, the bucket or the catalog.
+// Close stops the listener; waiting WaitFor calls return an error wrapping
+// tiers.ErrClosed. It does not close the pool, the bucket or the catalog.
 func (r *Reader) Close() error {
 	r.stop()
 	<-r.done

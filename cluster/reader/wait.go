@@ -3,12 +3,14 @@ package reader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tierd/tierd/tiers"
 )
 
 // Channel is the PostgreSQL notification channel every commit notifies,
@@ -111,7 +113,8 @@ func (h *waitHub) reset() {
 // after the listener loses its connection and listens again, every waiter
 // reads next_offset again, so a commit made meanwhile is not missed. An
 // error reading next_offset when the wait starts is returned (wrapping
-// ErrCatalogUnavailable); later ones wait for the next wake.
+// ErrCatalogUnavailable); later ones wait for the next wake. After Close
+// it returns an error wrapping tiers.ErrClosed.
 func (r *Reader) WaitFor(ctx context.Context, stream string, offset uint64) error {
 	// Registering before reading next_offset means a notification after
 	// the read wakes this reader: none is missed between the two.
@@ -126,6 +129,8 @@ func (r *Reader) WaitFor(ctx context.Context, stream string, offset uint64) erro
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-r.done:
+			return fmt.Errorf("reader: wait for %s: %w", stream, tiers.ErrClosed)
 		}
 		var notified, resets uint64
 		notified, ch, resets = r.waits.state(w)

@@ -177,3 +177,20 @@ func TestCatalogDown(t *testing.T) {
 	}
 	sameRecords(t, "PostgreSQL back", got, all)
 }
+
+// TestWaitForClosed: Close ends a waiting long poll with tiers.ErrClosed.
+func TestWaitForClosed(t *testing.T) {
+	e := newEnv(t)
+	r := e.reader(Options{})
+	ch := waitAsync(r, "s", 0)
+	blocked(t, ch, "open reader")
+	r.Close()
+	select {
+	case err := <-ch:
+		if !errors.Is(err, tiers.ErrClosed) {
+			t.Fatalf("after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(hang):
+		t.Fatal("Close did not end the wait")
+	}
+}
