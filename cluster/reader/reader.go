@@ -203,12 +203,14 @@ func (r *Reader) Close() error {
 	return nil
 }
 
-// Remember keeps a copy of a journal object this node just wrote (its key
-// and whole bytes), so that reading its blocks back costs no GET. The
-// memory cache is bounded by Options.MemBytes, least recently used
-// evicted first. b is copied: the caller may reuse it.
+// Remember keeps a journal object this node just wrote (its key and whole
+// bytes, as sequencer.Options.OnCommit gives them), so that reading its
+// blocks back costs no GET. The memory cache is bounded by
+// Options.MemBytes, least recently used evicted first. b is kept, not
+// copied (the flush path must not wait): the caller must never modify it
+// afterwards. Its blocks are still checked on every read.
 func (r *Reader) Remember(key string, b []byte) {
-	r.mem.put(key, append([]byte(nil), b...))
+	r.mem.put(key, b)
 }
 
 // CacheStats is what the read caches hold and how they serve, for status
