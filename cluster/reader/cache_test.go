@@ -204,3 +204,26 @@ func FuzzDecodeCacheFile(f *testing.F) {
 		}
 	})
 }
+
+// TestMemCacheDamaged: a remembered object whose block fails its check is
+// dropped and the block fetched from the bucket: a wrong byte in memory is
+// never served either.
+func TestMemCacheDamaged(t *testing.T) {
+	e := newEnv(t)
+	c := e.commit(batch{"s", records(4, t0, 0)})
+	r := e.reader(Options{})
+	bad := append([]byte(nil), c.bytes...)
+	bad[c.refs[0].Pos+c.refs[0].Len-8] ^= 0x04
+	r.Remember(c.key, bad)
+	got, err := readAll(t, r, "s", tiers.AllRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, "damaged memory", got, c.recs["s"])
+	if got[0].Source != Journal {
+		t.Fatalf("served from %s, want journal", got[0].Source)
+	}
+	if st := r.CacheStats(); st.MemObjects != 0 {
+		t.Fatalf("the damaged object is still remembered: %+v", st)
+	}
+}
