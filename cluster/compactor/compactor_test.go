@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 )
@@ -215,39 +217,52 @@ func TestNeverTwoOwners(t *testing.T) {
 	e.checkConverged()
 }
 
-// TestLostLeaseCommitsNothing: a worker whose lease expired and was taken
-// by another node cannot commit; the new owner's commit is the one.
+// TestLostLeaseCommitsNothing: a worker whose lease expired and went to
+// another node cannot commit, whether the other node holds the job or has
+// committed it already.
 func TestLostLeaseCommitsNothing(t *testing.T) {
-	e := newEnv(t)
-	writeSome(e, 3)
-	var b *Compactor
-	var slowDone atomic.Bool
-	a := e.compactor("node-a", 1<<20, func(o *Options) {
-		o.Lease = 300 * time.Millisecond
-		o.Failpoint = func(step string) error {
-			if step == StepAfterUpload && !slowDone.Swap(true) {
-				// Stall past the lease, with renewals stopped from the
-				// outside: expire the lease in the database.
-				if _, err := e.pool.Exec(e.ctx, `UPDATE compaction_jobs SET lease_until = now() - interval '1 second'`); err != nil {
-					return err
+	for _, name := range []string{"held by the other", "committed by the other"} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			writeSome(e, 3)
+			b := e.compactor("node-b", 1<<20, nil)
+			var stalled atomic.Bool
+			a := e.compactor("node-a", 1<<20, func(o *Options) {
+				o.Lease = time.Minute // no renewal during the test: the commit's check alone
+				o.Failpoint = func(step string) error {
+					if step != StepAfterUpload || stalled.Swap(true) {
+						return nil
+					}
+					// node-a stalls past its lease: node-b takes the job.
+					if _, err := e.pool.Exec(e.ctx, `UPDATE compaction_jobs SET lease_until = now() - interval '1 second'`); err != nil {
+						return err
+					}
+					if name == "held by the other" {
+						if _, ok, err := b.claim(e.ctx); !ok || err != nil {
+							t.Errorf("node-b's claim: %v, %v", ok, err)
+						}
+					} else if ok, err := b.Work(e.ctx); !ok || err != nil {
+						t.Errorf("node-b's takeover: %v, %v", ok, err)
+					}
+					return nil
 				}
-				if ok, err := b.Work(e.ctx); !ok || err != nil {
-					t.Errorf("node-b's takeover: %v, %v", ok, err)
+			})
+			if _, err := a.Plan(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			ok, err := a.Work(e.ctx)
+			if !ok || !errors.Is(err, ErrLostLease) {
+				t.Fatalf("node-a's Work after losing its lease = %v, %v; want ErrLostLease", ok, err)
+			}
+			if name == "held by the other" {
+				if n := len(e.cat.all(t, e.ctx)); n != 0 {
+					t.Fatalf("%d segments committed by a node without the lease", n)
 				}
 			}
-			return nil
-		}
-	})
-	b = e.compactor("node-b", 1<<20, nil)
-	if _, err := a.Plan(e.ctx); err != nil {
-		t.Fatal(err)
+			e.runUntilDrained(b)
+			e.checkConverged()
+		})
 	}
-	ok, err := a.Work(e.ctx)
-	if !ok || !errors.Is(err, ErrLostLease) {
-		t.Fatalf("node-a's Work after losing its lease = %v, %v; want ErrLostLease", ok, err)
-	}
-	e.runUntilDrained(b)
-	e.checkConverged()
 }
 
 // TestDamagedBlockFailsTheJob: a journal block that fails its checks stops
@@ -299,4 +314,117 @@ func TestDamagedBlockFailsTheJob(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM journal_objects`); n != 2 {
 		t.Fatalf("%d journal objects left, want both", n)
 	}
+}
+
+// upload puts a Parquet object for recs as a compaction would, with no
+// catalog segment.
+func (e *env) upload(stream string, recs []tiers.Record) string {
+	e.t.Helper()
+	m := tiers.SegmentMeta{Stream: stream, Base: recs[0].Offset, Last: recs[len(recs)-1].Offset, Count: uint64(len(recs)),
+		SealedAt: time.Now().UTC(), Placements: tiers.Of(tiers.Cold), MinTS: recs[0].TS, MaxTS: recs[0].TS}
+	d := tiers.NewDigester()
+	for i := range recs {
+		d.Add(&recs[i])
+		m.MinTS, m.MaxTS = min(m.MinTS, recs[i].TS), max(m.MaxTS, recs[i].TS)
+	}
+	m.Digest = d.Sum()
+	seq := func(yield func(tiers.Record, error) bool) {
+		for _, r := range recs {
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+	if _, err := e.cold.Upload(e.ctx, m, seq); err != nil {
+		e.t.Fatal(err)
+	}
+	return cold.ObjectKey(m)
+}
+
+func (e *env) exists(key string) bool {
+	e.t.Helper()
+	_, err := e.bucket.Stat(e.ctx, key)
+	if err != nil && !errors.Is(err, objstore.ErrNotFound) {
+		e.t.Fatal(err)
+	}
+	return err == nil
+}
+
+// TestCollectsOrphans: objects nothing refers to go once older than
+// gc_delay — a journal object without a row, a Parquet object whose
+// records other segments hold — and everything else stays: a journal
+// object with live ranges, a Parquet object of an open job, one whose
+// records no segment holds.
+func TestCollectsOrphans(t *testing.T) {
+	e := newEnv(t)
+	writeSome(e, 4)
+	c := e.compactor("node-a", 1<<20, nil)
+	e.runUntilDrained(c)
+
+	live := e.write(batch{"a", 3}) // a row, live ranges: stays
+	orphanJournal := JournalPrefix + "crashed-node/7/00000000000000000001"
+	if err := e.bucket.Put(e.ctx, orphanJournal, bytes.NewReader([]byte("torn")), 4); err != nil {
+		t.Fatal(err)
+	}
+	a := e.written["a"]
+	coveredOrphan := e.upload("a", a[1:4]) // inside segment [0, ...]: held there
+	var extra []tiers.Record
+	for i := range 3 {
+		r := a[i]
+		r.Offset = 1000 + uint64(i)
+		extra = append(extra, r)
+	}
+	ofJob := e.upload("a", extra) // an open job's upload
+	if _, err := e.pool.Exec(e.ctx, `INSERT INTO compaction_jobs (stream, base, last_offset) VALUES ('a', 1000, 1002)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range extra {
+		extra[i].Offset += 1000
+	}
+	nowhere := e.upload("b", extra) // offsets no segment of b holds
+
+	young := e.compactor("node-b", 1<<20, func(o *Options) { o.GCDelay = time.Hour })
+	if n, err := young.CollectOrphans(e.ctx); err != nil || n != 0 {
+		t.Fatalf("CollectOrphans with gc_delay 1h = %d, %v; want nothing deleted", n, err)
+	}
+	n, err := c.CollectOrphans(e.ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("CollectOrphans = %d, %v; want the orphan journal object and the covered Parquet object", n, err)
+	}
+	for key, want := range map[string]bool{live: true, orphanJournal: false, coveredOrphan: false, ofJob: true, nowhere: true} {
+		if got := e.exists(key); got != want {
+			t.Errorf("%s exists: %v, want %v", key, got, want)
+		}
+	}
+}
+
+// TestRunLoop: Run does by itself, at its intervals, what RunOnce does,
+// and returns when its context ends.
+func TestRunLoop(t *testing.T) {
+	e := newEnv(t)
+	writeSome(e, 5)
+	c := e.compactor("node-a", 800, func(o *Options) {
+		o.PlanInterval, o.WorkInterval, o.GCInterval, o.OrphanInterval = 30*time.Millisecond, 10*time.Millisecond, 30*time.Millisecond, 50*time.Millisecond
+	})
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	deadline := time.Now().Add(90 * time.Second)
+	for !e.drained() {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatal("Run did not drain the journal in 90s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return after its context ended")
+	}
+	e.checkConverged()
 }
