@@ -120,7 +120,7 @@ type Options struct {
 	// every Lease/3 while the job runs.
 	Lease time.Duration
 	// RetryDelay is how long a failed job waits before it may be claimed
-	// again.
+	// again, doubled with each attempt up to 64 times.
 	RetryDelay time.Duration
 	// PlanInterval, WorkInterval, GCInterval and OrphanInterval pace Run:
 	// planning, polling for claimable jobs, collecting released journal

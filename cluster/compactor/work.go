@@ -110,8 +110,11 @@ func (c *Compactor) renew(ctx context.Context, j Job, cancel context.CancelCause
 }
 
 // giveUp records a failed job's error and lets it be claimed again after
-// RetryDelay, if this node still owns it.
+// a delay, if this node still owns it: RetryDelay, doubled with each
+// attempt up to 64 times, so a job that cannot succeed (a damaged block)
+// costs little while it waits for an operator.
 func (c *Compactor) giveUp(ctx context.Context, j Job, cause error) {
+	delay := c.opts.RetryDelay << min(max(j.Attempts-1, 0), 6)
 	msg := cause.Error()
 	if len(msg) > 4096 {
 		msg = msg[:4096]
@@ -122,7 +125,7 @@ func (c *Compactor) giveUp(ctx context.Context, j Job, cause error) {
 	_, err := c.opts.Pool.Exec(ctx, `
 		UPDATE compaction_jobs SET last_error = $5, lease_until = now() + make_interval(secs => $6)
 		WHERE stream = $1 AND base = $2 AND owner = $3 AND owner_epoch = $4`,
-		j.Stream, int64(j.Base), c.opts.NodeID, int64(c.opts.Epoch), msg, c.opts.RetryDelay.Seconds())
+		j.Stream, int64(j.Base), c.opts.NodeID, int64(c.opts.Epoch), msg, delay.Seconds())
 	if err != nil && ctx.Err() == nil {
 		c.log.Warn("compactor: recording a job's failure", "stream", j.Stream, "base", j.Base, "err", err)
 	}
