@@ -42,7 +42,7 @@ func TestCompactsAndCollects(t *testing.T) {
 	}
 	e.runUntilDrained(c)
 	e.checkConverged()
-	if n := len(e.cat.all(t, e.ctx)); n < 4 {
+	if n := len(e.segments()); n < 4 {
 		t.Fatalf("%d segments: with max_bytes 1500 each stream needs several", n)
 	}
 	if h := c.Held(); len(h) != 0 {
@@ -146,7 +146,7 @@ func TestKilledAtEveryFailpoint(t *testing.T) {
 				t.Fatalf("failpoint hit %d times", hits.Load())
 			}
 			if step == StepBeforeCommit {
-				if n := len(e.cat.all(t, e.ctx)); n != 0 {
+				if n := len(e.segments()); n != 0 {
 					t.Fatalf("%d segments committed by a transaction that died before COMMIT", n)
 				}
 			}
@@ -210,7 +210,7 @@ func TestNeverTwoOwners(t *testing.T) {
 		t.Errorf("job %v/%v held by both nodes at once", k, v)
 		return true
 	})
-	segs := len(e.cat.all(t, e.ctx))
+	segs := len(e.segments())
 	if failed.Load() != 0 || int(committed.Load()) != segs || int(claims.Load()) != segs {
 		t.Fatalf("%d claims, %d commits, %d failures for %d segments: want each job claimed and committed once", claims.Load(), committed.Load(), failed.Load(), segs)
 	}
@@ -255,7 +255,7 @@ func TestLostLeaseCommitsNothing(t *testing.T) {
 				t.Fatalf("node-a's Work after losing its lease = %v, %v; want ErrLostLease", ok, err)
 			}
 			if name == "held by the other" {
-				if n := len(e.cat.all(t, e.ctx)); n != 0 {
+				if n := len(e.segments()); n != 0 {
 					t.Fatalf("%d segments committed by a node without the lease", n)
 				}
 			}
@@ -305,7 +305,7 @@ func TestDamagedBlockFailsTheJob(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM journal_ranges`); n != 2 {
 		t.Fatalf("%d ranges left, want both", n)
 	}
-	if n := len(e.cat.all(t, e.ctx)); n != 0 {
+	if n := len(e.segments()); n != 0 {
 		t.Fatalf("%d segments committed from a damaged block", n)
 	}
 	if _, err := c.RunOnce(e.ctx); err != nil {
