@@ -36,6 +36,16 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	b, err := objstore.NewFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnvOn(t, b)
+}
+
+// newEnvOn is newEnv over bucket b.
+func newEnvOn(t *testing.T, b objstore.Bucket) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	pg := testenv.StartPostgres(t)
@@ -44,10 +54,6 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	b, err := objstore.NewFile(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { b.Close() })
 	ct, err := cold.New(cold.Options{Bucket: b, SpoolDir: t.TempDir(), RowGroupRows: 7})
 	if err != nil {
