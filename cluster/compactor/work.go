@@ -58,6 +58,8 @@ func (c *Compactor) Work(ctx context.Context) (ok bool, err error) {
 
 // claim takes the oldest job whose lease is empty or expired.
 func (c *Compactor) claim(ctx context.Context) (Job, bool, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	var j Job
 	var base, last int64
 	err := c.opts.Pool.QueryRow(ctx, `
@@ -91,10 +93,12 @@ func (c *Compactor) renew(ctx context.Context, j Job, cancel context.CancelCause
 			return
 		case <-t.C:
 		}
-		tag, err := c.opts.Pool.Exec(ctx, `
+		sctx, scancel := c.bounded(ctx)
+		tag, err := c.opts.Pool.Exec(sctx, `
 			UPDATE compaction_jobs SET lease_until = now() + make_interval(secs => $5)
 			WHERE stream = $1 AND base = $2 AND owner = $3 AND owner_epoch = $4 AND lease_until > now()`,
 			j.Stream, int64(j.Base), c.opts.NodeID, int64(c.opts.Epoch), c.opts.Lease.Seconds())
+		scancel()
 		switch {
 		case err != nil:
 			// PostgreSQL unreachable: keep trying; the commit checks the
@@ -115,6 +119,8 @@ func (c *Compactor) renew(ctx context.Context, j Job, cancel context.CancelCause
 // costs little while it waits for an operator.
 func (c *Compactor) giveUp(ctx context.Context, j Job, cause error) {
 	delay := c.opts.RetryDelay << min(max(j.Attempts-1, 0), 6)
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	msg := cause.Error()
 	if len(msg) > 4096 {
 		msg = msg[:4096]
@@ -163,6 +169,8 @@ func (c *Compactor) run(ctx context.Context, j Job) error {
 // the ranges deleted, their objects' live ranges counted down (released
 // at 0), the job deleted.
 func (c *Compactor) commit(ctx context.Context, j Job, b *built) error {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	return pgx.BeginFunc(ctx, c.opts.Pool, func(tx pgx.Tx) error {
 		// The planner reads a stream's ranges under this row's lock: a
 		// job is never planned over ranges being released here.
