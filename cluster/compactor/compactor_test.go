@@ -461,3 +461,34 @@ func TestRunLoop(t *testing.T) {
 	}
 	e.checkConverged()
 }
+
+// TestPostgresRestartedMidJob: PostgreSQL restarts between a job's upload
+// and its commit. The commit fails, nothing is half done, and once the
+// server is back the job is retaken and the end state is exact.
+func TestPostgresRestartedMidJob(t *testing.T) {
+	pg := testenv.StartDedicatedPostgres(t)
+	b, err := objstore.NewFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvPG(t, b, pg)
+	writeSome(e, 4)
+	var restarted atomic.Bool
+	c := e.compactor("node-a", 700, func(o *Options) {
+		o.PGTimeout = 20 * time.Second
+		o.Failpoint = func(step string) error {
+			if step == StepAfterUpload && !restarted.Swap(true) {
+				pg.Restart()
+			}
+			return nil
+		}
+	})
+	if _, err := c.Plan(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.Work(e.ctx); !ok || err == nil {
+		t.Fatalf("Work across a restart = %v, %v; want the commit to fail", ok, err)
+	}
+	e.runUntilDrained(c)
+	e.checkConverged()
+}

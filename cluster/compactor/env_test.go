@@ -46,9 +46,14 @@ func newEnv(t *testing.T) *env {
 // newEnvOn is newEnv over bucket b.
 func newEnvOn(t *testing.T, b objstore.Bucket) *env {
 	t.Helper()
+	return newEnvPG(t, b, testenv.StartPostgres(t))
+}
+
+// newEnvPG is newEnv over bucket b and the database of pg.
+func newEnvPG(t *testing.T, b objstore.Bucket, pg *testenv.Postgres) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	pg := testenv.StartPostgres(t)
 	pool, err := pgxpool.New(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
