@@ -96,6 +96,9 @@ func TestPlansByBytesAndAge(t *testing.T) {
 	if n, err := c.Plan(e.ctx); err != nil || n != 0 {
 		t.Fatalf("second Plan = %d, %v; one open job per stream", n, err)
 	}
+	if jobs, err := c.Jobs(e.ctx); err != nil || len(jobs) != 1 || jobs[0].Owner != "" || !jobs[0].LeaseUntil.IsZero() || jobs[0].Attempts != 0 {
+		t.Fatalf("Jobs = %+v, %v; want one unclaimed job", jobs, err)
+	}
 	var base, last int64
 	if err := e.pool.QueryRow(e.ctx, `SELECT base, last_offset FROM compaction_jobs`).Scan(&base, &last); err != nil {
 		t.Fatal(err)
@@ -331,9 +334,13 @@ func TestDamagedBlockFailsTheJob(t *testing.T) {
 	if !ok || !errors.As(err, &ce) {
 		t.Fatalf("Work = %v, %v; want a *tiers.CorruptionError", ok, err)
 	}
-	var lastErr string
-	if err := e.pool.QueryRow(e.ctx, `SELECT last_error FROM compaction_jobs`).Scan(&lastErr); err != nil || lastErr == "" {
-		t.Fatalf("job's last_error %q, %v", lastErr, err)
+	jobs, err := c.Jobs(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Stream != "s" || jobs[0].Base != 0 || jobs[0].Last != 9 || jobs[0].Owner != "node-a" ||
+		jobs[0].OwnerEpoch != 1 || jobs[0].Attempts != 1 || jobs[0].LastError == "" || jobs[0].LeaseUntil.IsZero() {
+		t.Fatalf("Jobs = %+v; want the failed job with node-a's claim and its error", jobs)
 	}
 	if n := e.count(`SELECT count(*) FROM journal_ranges`); n != 2 {
 		t.Fatalf("%d ranges left, want both", n)

@@ -266,3 +266,47 @@ func segmentMeta(j Job) tiers.SegmentMeta {
 		Placements: tiers.Of(tiers.Cold),
 	}
 }
+
+// JobStatus is an open job as the cluster sees it, for status and explain.
+type JobStatus struct {
+	Job
+	// Owner and OwnerEpoch are the node that claimed it last ("" and 0
+	// before the first claim); it holds the job while LeaseUntil is in
+	// the future.
+	Owner      string
+	OwnerEpoch uint64
+	LeaseUntil time.Time
+	// LastError is the last failed attempt's error, "" when none failed.
+	LastError string
+}
+
+// Jobs lists the open compaction jobs of every node, by stream.
+func (c *Compactor) Jobs(ctx context.Context) ([]JobStatus, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	rows, err := c.opts.Pool.Query(ctx, `
+		SELECT stream, base, last_offset, created_at, attempts, coalesce(owner, ''), coalesce(owner_epoch, 0),
+		       coalesce(lease_until, 'epoch'::timestamptz), last_error
+		FROM compaction_jobs ORDER BY stream`)
+	if err != nil {
+		return nil, fmt.Errorf("compactor: jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []JobStatus
+	for rows.Next() {
+		var s JobStatus
+		var base, last, epoch int64
+		if err := rows.Scan(&s.Stream, &base, &last, &s.CreatedAt, &s.Attempts, &s.Owner, &epoch, &s.LeaseUntil, &s.LastError); err != nil {
+			return nil, fmt.Errorf("compactor: jobs: %w", err)
+		}
+		s.Base, s.Last, s.OwnerEpoch = uint64(base), uint64(last), uint64(epoch)
+		if s.Owner == "" {
+			s.LeaseUntil = time.Time{}
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("compactor: jobs: %w", err)
+	}
+	return out, nil
+}
