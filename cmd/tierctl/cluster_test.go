@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -79,5 +81,28 @@ func TestClusterStatusTable(t *testing.T) {
 	}
 	if r := tierctl(t, srv.URL, "", "cluster", "nodes"); r.code != 2 {
 		t.Fatalf("an unknown cluster verb: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestCatalogRebuildRefusesCluster: a cluster node's data_dir is a cache,
+// so catalog rebuild refuses a cluster configuration, creating nothing
+// and showing the DSN without its password.
+func TestCatalogRebuildRefusesCluster(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	if err := os.Mkdir(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "tierd.yaml")
+	yaml := "data_dir: " + dataDir + "\ncold: {store: 'file://" + filepath.Join(dir, "shared") + "'}\ncluster: {catalog: 'postgres://tierd:hunter2pw@db/tierd', node_id: n1}\n"
+	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := tierctl(t, "", "", "catalog", "rebuild", "--config", config)
+	if r.code != 1 || !strings.Contains(r.stderr, "is a cluster configuration (cluster.catalog postgres://tierd:xxxxx@db/tierd)") || strings.Contains(r.stderr+r.stdout, "hunter2pw") {
+		t.Fatalf("catalog rebuild of a cluster: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+	if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
+		t.Fatalf("the refusal wrote into data_dir: %v", entries)
 	}
 }
