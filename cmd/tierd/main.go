@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/internal/boot"
 	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
@@ -131,41 +132,14 @@ func run(ctx context.Context, f flags) error {
 	defer stop()
 
 	reg := newRegistry()
-	// Cluster mode (cluster.catalog set) serves a cluster node instead of
-	// the local engine. Its journal is compacted by the nodes themselves,
-	// so the migrator, which moves a local engine's segments between
-	// tiers, does not run: migrate and explain answer migrator_disabled.
-	var (
-		backend      server.Backend
-		closeBackend func(context.Context) error
-		mig          *migrator.Migrator
-		mode         = []any{"mode", "local"}
-	)
-	if cfg.Cluster.Enabled() {
-		node, err := boot.OpenCluster(ctx, cfg, ln.Addr().String(), log, reg)
-		if err != nil {
-			return err
-		}
-		backend, closeBackend = node, node.Close
-		mode = []any{"mode", "cluster", "node_id", node.NodeID(), "epoch", node.Epoch(), "catalog", cfg.Cluster.Catalog.Redacted()}
-	} else {
-		eng, err := boot.OpenEngine(ctx, cfg, log, reg)
-		if err != nil {
-			return err
-		}
-		mig, err = migrator.New(eng, migrator.Options{
-			Config:         cfg,
-			Schedule:       cfg.Migrator.Schedule,
-			Concurrency:    cfg.Migrator.Concurrency,
-			BytesPerSecond: cfg.Migrator.MaxBytesPerSecond,
-			Logger:         log,
-			Registerer:     reg,
-		})
-		if err != nil {
-			eng.Close(context.Background())
-			return err
-		}
-		backend, closeBackend = eng, eng.Close
+	backend, closeBackend, err := boot.OpenBackend(ctx, cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	mig, err := newMigrator(backend, cfg, log, reg)
+	if err != nil {
+		closeBackend(context.Background())
+		return err
 	}
 	api := server.New(backend, server.Options{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
@@ -189,6 +163,13 @@ func run(ctx context.Context, f flags) error {
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
+	}
+	mode := []any{"mode", "local"}
+	if n, ok := backend.(interface {
+		NodeID() string
+		Epoch() uint64
+	}); ok {
+		mode = []any{"mode", "cluster", "node_id", n.NodeID(), "epoch", n.Epoch(), "catalog", cfg.Cluster.Catalog.Redacted()}
 	}
 	log.Info("tierd listening", append([]any{"addr", ln.Addr().String(), "scheme", scheme, "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync,
 		"cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule, "tokens", len(tokens), "go_memory_limit", memLimit}, mode...)...)
@@ -235,6 +216,25 @@ func run(ctx context.Context, f flags) error {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// newMigrator is the migrator of a local node's engine, on the
+// configuration's schedule; nil for a backend that is not an engine (it
+// moves no local segments, and the server answers migrate and explain
+// 409 migrator_disabled).
+func newMigrator(b server.Backend, cfg policy.Config, log *slog.Logger, reg prometheus.Registerer) (*migrator.Migrator, error) {
+	eng, ok := b.(*engine.Engine)
+	if !ok {
+		return nil, nil
+	}
+	return migrator.New(eng, migrator.Options{
+		Config:         cfg,
+		Schedule:       cfg.Migrator.Schedule,
+		Concurrency:    cfg.Migrator.Concurrency,
+		BytesPerSecond: cfg.Migrator.MaxBytesPerSecond,
+		Logger:         log,
+		Registerer:     reg,
+	})
 }
 
 // listen binds addr, saying what to do when the port is taken.
