@@ -324,9 +324,16 @@ func TestListingsVerifyAndCompaction(t *testing.T) {
 	if st.Streams != 1 || st.Writes != "ok" || st.WarmSegments != 2 {
 		t.Fatalf("status: %+v", st)
 	}
-	nodes, err := a.ClusterNodes(w.ctx)
-	if err != nil || len(nodes) != 2 {
-		t.Fatalf("cluster nodes: %+v, %v", nodes, err)
+	cs, err := a.ClusterStatus(w.ctx)
+	if err != nil || cs.Self != "a" || len(cs.Nodes) != 2 || cs.Nodes[0].NodeID != "a" || cs.Nodes[1].NodeID != "b" ||
+		!cs.Nodes[0].Live || cs.Nodes[0].Epoch < 1 || cs.Nodes[0].State() != "live" {
+		t.Fatalf("cluster status: %+v, %v", cs, err)
+	}
+	if err := b.Close(w.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cs, err = a.ClusterStatus(w.ctx); err != nil || cs.Nodes[1].State() != "stopped" {
+		t.Fatalf("cluster status after b left: %+v, %v", cs, err)
 	}
 }
 
