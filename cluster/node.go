@@ -87,7 +87,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -247,22 +246,9 @@ func (n *Node) fencedErr() error {
 	return nil
 }
 
-// RedactDSN is dsn without its password, fit for logs and status.
-func RedactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		return "(unparsable)"
-	}
-	if u.User != nil {
-		u.User = url.User(u.User.Username())
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
+// RedactDSN is dsn without its password, fit for logs and status (as
+// policy.DSN prints it).
+func RedactDSN(dsn string) string { return policy.DSN(dsn).Redacted() }
 
 // A Node is what the server serves in cluster mode, GET /v1/cluster
 // included.
