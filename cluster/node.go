@@ -98,6 +98,7 @@ import (
 	"github.com/tierd/tierd/cluster/registry"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/mover"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/server"
 	"github.com/tierd/tierd/tiers"
@@ -218,6 +219,7 @@ type Node struct {
 	cat     catalog.Store
 	cold    *cold.Tier
 	parts   parts
+	mover   *mover.Mover
 
 	closed atomic.Bool
 	stop   context.CancelFunc

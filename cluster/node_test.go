@@ -18,6 +18,7 @@ import (
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/testenv"
 	"github.com/tierd/tierd/tiers"
@@ -441,4 +442,61 @@ func TestRestartWithDataDirDeletedLosesNothing(t *testing.T) {
 	q.To = math.MaxUint64
 	got, _ = readAll(t, a, "s", q)
 	same(t, "after the restart and an append", got, append(want, more...))
+}
+
+func TestRetentionDeletesParquetSegments(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.Policies = []policy.Policy{{Name: "short", Streams: []string{"*"}, WarmMaxAge: time.Millisecond, ColdMaxAge: 50 * time.Millisecond}}
+	w.cfg.Cold.DeleteDelay = 50 * time.Millisecond
+	a := w.open("a", t.TempDir())
+	b := w.open("b", t.TempDir())
+	appendN(t, a, "s", 0, 2, 10)
+	res, err := a.Seal(w.ctx, "s")
+	if err != nil || !res.Sealed {
+		t.Fatalf("seal: %+v, %v", res, err)
+	}
+	key := cold.ObjectKey(res.Segment.SegmentMeta)
+	more := appendN(t, a, "s", 20, 1, 5)
+	time.Sleep(100 * time.Millisecond) // past cold.max_age
+	mig, err := migrator.New(b.Executor(), migrator.Options{Config: w.cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Tombstone, then, past delete_delay, delete: each run does what is
+	// due, and a second node finds done what the first did.
+	deadline := time.Now().Add(time.Minute) // a hang, not a timing goal
+	for {
+		if _, err := mig.Run(w.ctx, "", false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.cat.Segment(w.ctx, "s", 0); errors.Is(err, tiers.ErrSegmentNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			segs, _ := a.Segments(w.ctx, "s")
+			t.Fatalf("retention did not delete the segment: %+v", segs)
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+	if _, err := a.opts.Bucket.Stat(w.ctx, key); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("the deleted segment's object %s: %v", key, err)
+	}
+	for it, err := range a.Read(w.ctx, "s", tiers.AllRecords()) {
+		if !errors.Is(err, tiers.ErrExpired) {
+			t.Fatalf("a read from 0 after retention: %+v, %v, want tiers.ErrExpired", it, err)
+		}
+	}
+	q := tiers.AllRecords()
+	q.FromRetained = true
+	got, _ := readAll(t, b, "s", q)
+	same(t, "the retained records", got, more)
+	ret, err := b.Retention(w.ctx, "s")
+	if err != nil || ret.First != 20 || ret.Next != 25 {
+		t.Fatalf("retention: %+v, %v", ret, err)
+	}
+	segs, err := b.Segments(w.ctx, "s")
+	if err != nil || len(segs) != 1 || segs[0].Base != 20 || !segs[0].Active {
+		t.Fatalf("segments after retention: %+v, %v", segs, err)
+	}
+	checkVerify(t, b, "s", 1)
 }

@@ -111,6 +111,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		rd.Close()
 		return fail(err)
 	}
+	n.mover = n.newMover(ctx)
 	n.parts.seq = seqPart{seq}
 	n.parts.rd = readPart{rd}
 	n.parts.comp = compPart{comp}

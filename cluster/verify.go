@@ -100,6 +100,13 @@ func (n *Node) Verify(ctx context.Context, stream string, progress engine.Verify
 		}
 		if p.known {
 			rep.Findings = append(rep.Findings, coverageFindings(name, p.cv)...)
+			now := n.opts.Now()
+			for _, m := range p.cv.Tombstoned {
+				if err := n.mover.CheckRemoval(m, p.cv.First, now); err != nil {
+					rep.Findings = append(rep.Findings, engine.Finding{Kind: api.FindingRetention, Stream: name, Base: m.Base,
+						Message: fmt.Sprintf("tombstoned %v, but its deletion is not justified: %v", m.Tombstoned, err)})
+				}
+			}
 		}
 		for _, m := range p.metas {
 			if !m.Tombstoned.IsZero() {
