@@ -322,7 +322,7 @@ func TestListingsVerifyAndCompaction(t *testing.T) {
 		t.Fatalf("write health: %+v", h)
 	}
 	st := a.Status(w.ctx)
-	if st.Streams != 1 || st.Writes != "ok" || st.WarmSegments != 2 {
+	if st.Streams != 1 || st.Writes != "ok" || st.WarmSegments != 2 || st.Mode != "cluster" || st.NodeID != "a" || st.Epoch != a.Epoch() {
 		t.Fatalf("status: %+v", st)
 	}
 	cs, err := a.ClusterStatus(w.ctx)

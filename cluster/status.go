@@ -78,7 +78,7 @@ func (n *Node) fencedAt() time.Time {
 // memory cache, warm the live journal (ranges and bytes, shared by every
 // node), no WAL; plus the node's id, epoch and catalog.
 func (n *Node) Status(ctx context.Context) engine.Status {
-	st := engine.Status{Started: n.started, Writes: "ok", WALSync: "cluster"}
+	st := engine.Status{Mode: "cluster", NodeID: n.opts.NodeID, Epoch: n.Epoch(), Started: n.started, Writes: "ok"}
 	mem, _ := n.parts.rd.CacheBytes()
 	st.HotBytes, st.HotMaxBytes = mem, n.opts.MemBytes
 	if h := n.WriteHealth(); h.Cause != "" {
