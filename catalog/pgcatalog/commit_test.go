@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tierd/tierd/catalog/pgcatalog"
 	"github.com/tierd/tierd/testenv"
 )
 
@@ -148,7 +151,12 @@ func TestCommitLostInFlight(t *testing.T) {
 	}
 	p := startCutter(t, u.Host)
 	u.Host = p.ln.Addr().String()
-	c, _ := openCatalog(t, u.String())
+	reg := prometheus.NewRegistry()
+	pool := newPool(t, u.String())
+	c, err := pgcatalog.OpenWith(ctx, pool, pgcatalog.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.Close()
 	mustPut(t, c, seg("s", 0, 9))
 
@@ -175,6 +183,35 @@ func TestCommitLostInFlight(t *testing.T) {
 			if err != nil || !ok || f.Attempts != i+1 || f.Err != "boom "+mode {
 				t.Fatalf("last failure after the cut = %+v %v %v; want %d attempts: each failure counted once", f, ok, err, i+1)
 			}
+			// Only a commit the server rolled back is retried.
+			lost := counterValue(t, reg, "tierd_catalog_retries_total", "record_failure", "commit_lost")
+			if want := float64(i); lost != want {
+				t.Fatalf("tierd_catalog_retries_total{op=record_failure,reason=commit_lost} = %v, want %v", lost, want)
+			}
 		})
 	}
+}
+
+// counterValue reads the counter name{op, reason} from reg, 0 when absent.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, op, reason string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["op"] == op && labels["reason"] == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"sync"
@@ -45,6 +46,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/internal/pgschema"
@@ -77,8 +79,10 @@ const maxOffset = math.MaxInt64
 // concurrent use, by any number of Catalogs on any number of nodes sharing
 // the database.
 type Catalog struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool    *pgxpool.Pool
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *metrics
 
 	mu struct {
 		sync.Mutex
@@ -91,11 +95,29 @@ type Catalog struct {
 
 var _ catalog.Store = (*Catalog)(nil)
 
-// Open migrates the database behind pool to the newest schema this build
+// Options configures OpenWith. The zero value is usable.
+type Options struct {
+	// Logger receives corruption reports; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the catalog's metrics (the bbolt catalog's
+	// tierd_catalog_ops_total and tierd_catalog_op_duration_seconds, and
+	// tierd_catalog_retries_total); nil registers none.
+	Registerer prometheus.Registerer
+	// Now stamps streams' CreatedAt, intents' Started and failures' At;
+	// nil means time.Now.
+	Now func() time.Time
+}
+
+// Open is OpenWith with the zero Options.
+func Open(ctx context.Context, pool *pgxpool.Pool) (*Catalog, error) {
+	return OpenWith(ctx, pool, Options{})
+}
+
+// OpenWith migrates the database behind pool to the newest schema this build
 // knows (pgschema.Migrate: a database of a newer tierd is refused with an
 // error wrapping pgschema.ErrSchemaNewer) and returns a Catalog serving it.
 // The pool stays the caller's: Close does not close it.
-func Open(ctx context.Context, pool *pgxpool.Pool) (*Catalog, error) {
+func OpenWith(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Catalog, error) {
 	if pool == nil {
 		return nil, errors.New("pgcatalog: open: nil pool")
 	}
@@ -107,7 +129,13 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Catalog, error) {
 		}
 		return nil, fmt.Errorf("pgcatalog: open: %w", err)
 	}
-	return &Catalog{pool: pool, now: time.Now}, nil
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Catalog{pool: pool, now: opts.Now, log: opts.Logger, metrics: newMetrics(opts.Registerer)}, nil
 }
 
 // Close stops the Catalog: it waits for the calls in flight, and every
@@ -167,7 +195,10 @@ func (c *Catalog) read(ctx context.Context, op string, fn func(ctx context.Conte
 	defer done()
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
-	return c.retry(ctx, op, func() error { return fn(ctx, c.pool) })
+	start := time.Now()
+	err = c.retry(ctx, op, func() error { return fn(ctx, c.pool) })
+	c.observe(op, start, err)
+	return err
 }
 
 // write runs fn in one READ COMMITTED transaction and commits it, retrying
@@ -181,7 +212,19 @@ func (c *Catalog) write(ctx context.Context, op string, fn func(ctx context.Cont
 	defer done()
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
-	return c.retry(ctx, op, func() error { return c.writeOnce(ctx, fn) })
+	start := time.Now()
+	err = c.retry(ctx, op, func() error { return c.writeOnce(ctx, fn) })
+	c.observe(op, start, err)
+	return err
+}
+
+// observe accounts a finished call and logs the damage it met.
+func (c *Catalog) observe(op string, start time.Time, err error) {
+	c.metrics.observe(op, start, err)
+	var ce *tiers.CorruptionError
+	if errors.As(err, &ce) {
+		c.log.Error("catalog corruption", "op", op, "err", err)
+	}
 }
 
 // inDoubt marks a COMMIT that was sent and not answered; xid is the
@@ -218,6 +261,26 @@ func (c *Catalog) writeOnce(ctx context.Context, fn func(ctx context.Context, tx
 		return &inDoubt{err: err, xid: xid}
 	}
 	return nil
+}
+
+// commitAborted is a COMMIT without answer that the server rolled back:
+// nothing was written, and the call is retried.
+type commitAborted struct{ err error }
+
+func (e *commitAborted) Error() string { return "commit lost and rolled back: " + e.err.Error() }
+func (e *commitAborted) Unwrap() error { return e.err }
+
+// retryReason names why a call is retried, for the retries metric.
+func retryReason(err error) string {
+	var ca *commitAborted
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &ca):
+		return "commit_lost"
+	case errors.As(err, &pgErr) && !isConnError(err):
+		return "conflict"
+	}
+	return "connection"
 }
 
 // Fates of a transaction whose COMMIT went unanswered.
@@ -277,7 +340,7 @@ func (c *Catalog) retry(ctx context.Context, op string, attempt func() error) er
 				return nil
 			case fateAborted:
 				// Nothing was written: as a connection lost before COMMIT.
-				err = fmt.Errorf("commit lost and rolled back: %w", d.err)
+				err = &commitAborted{err: d.err}
 			}
 		}
 		if err == nil {
@@ -286,6 +349,7 @@ func (c *Catalog) retry(ctx context.Context, op string, attempt func() error) er
 		if n >= maxAttempts || ctx.Err() != nil || !retryable(err) {
 			return wrap(ctx, op, err)
 		}
+		c.metrics.retried(op, retryReason(err))
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -348,6 +412,9 @@ func wrap(ctx context.Context, op string, err error) error {
 	var pgErr *pgconn.PgError
 	var connectErr *pgconn.ConnectError
 	switch {
+	case errors.As(err, &d) && ctx.Err() != nil:
+		// The deadline passed before the server could tell.
+		return fmt.Errorf("pgcatalog: %s: %w: %w: %w", op, ErrCommitUnknown, ctx.Err(), d.err)
 	case errors.As(err, &d):
 		return fmt.Errorf("pgcatalog: %s: %w: %w", op, ErrCommitUnknown, d.err)
 	case !isConnError(err) && !errors.As(err, &pgErr):

@@ -544,3 +544,49 @@ func TestUnansweringServer(t *testing.T) {
 		t.Fatalf("Open took %v with a 2s deadline", d)
 	}
 }
+
+// TestCloseWaitsForCalls: Close lets a call in flight finish (here one
+// waiting for a row lock) and refuses later ones, so that the caller may
+// close the pool as soon as Close returns.
+func TestCloseWaitsForCalls(t *testing.T) {
+	ctx := testCtx(t)
+	c, pool := openCatalog(t, testenv.StartPostgres(t).DSN)
+	mustPut(t, c, seg("s", 0, 9))
+	// Another node's transaction holds the stream.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := c.PutSegmentTx(ctx, tx, seg("s", 10, 19)); err != nil {
+		t.Fatal(err)
+	}
+	call := make(chan error, 1)
+	go func() { call <- c.PutSegment(ctx, seg("s", 20, 29)) }()
+	time.Sleep(200 * time.Millisecond) // let it reach the lock
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a call was in flight", err)
+	case err := <-call:
+		t.Fatalf("PutSegment returned (%v) while the stream was held", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-call; err != nil {
+		t.Fatalf("the call in flight during Close: %v, want it to finish", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Streams(ctx); !errors.Is(err, tiers.ErrClosed) {
+		t.Fatalf("Streams after Close: %v, want ErrClosed", err)
+	}
+	pool.Close()
+	if err := c.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
+	}
+}
