@@ -64,6 +64,10 @@ const (
 	CodeShuttingDown         = "shutting_down"
 	CodeCanceled             = "canceled"
 	CodeTooManyConnections   = "too_many_connections"
+	// CodeOutcomeUnknown: the write's commit was sent and its answer
+	// lost (cluster mode); it may be stored. Retry the same batch: an
+	// idempotent producer's retry is answered duplicate if it was.
+	CodeOutcomeUnknown = "outcome_unknown"
 	// 500: data missing or damaged, or a bug.
 	CodeSegmentMissing = "segment_missing"
 	CodeCorruption     = "corruption"

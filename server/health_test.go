@@ -190,6 +190,7 @@ func TestClassifyStorage(t *testing.T) {
 		{fds, "storage_unavailable"},
 		{fmt.Errorf("%w: %w", tiers.ErrBackpressure, full), "storage_full"},
 		{tiers.ErrBackpressure, "backpressure"},
+		{fmt.Errorf("sequencer: commit: %w: conn closed", tiers.ErrOutcomeUnknown), "outcome_unknown"},
 		{fmt.Errorf("wal: %w: fsync: %w", tiers.ErrStorageFailed, syscall.EIO), "storage_failed"},
 		{errors.New("other"), "internal"},
 	} {

@@ -528,6 +528,8 @@ func classify(err error) (int, string) {
 		return http.StatusServiceUnavailable, api.CodeStorageUnavailable
 	case errors.Is(err, tiers.ErrBackpressure):
 		return http.StatusServiceUnavailable, api.CodeBackpressure
+	case errors.Is(err, tiers.ErrOutcomeUnknown):
+		return http.StatusServiceUnavailable, api.CodeOutcomeUnknown
 	case errors.Is(err, tiers.ErrStorageFailed):
 		return http.StatusServiceUnavailable, api.CodeStorageFailed
 	case errors.Is(err, tiers.ErrClosed):
@@ -549,7 +551,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	s.logFailure(r, status, code, err)
 	switch code {
-	case api.CodeBackpressure, api.CodeColdStoreUnavailable:
+	case api.CodeBackpressure, api.CodeColdStoreUnavailable, api.CodeOutcomeUnknown:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	case api.CodeStorageFull, api.CodeStorageUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))

@@ -323,13 +323,20 @@ func TestInvalidInput(t *testing.T) {
 func TestCloseFlushesAndRefuses(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	s := e.seq(e.join("n"), sequencer.Options{FlushInterval: time.Hour})
+	// The first flush goes at once; the next would wait an hour.
+	if _, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("first", 1)); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("last", 3))
 		done <- err
 	}()
-	// Let the append join the (hour-long) collecting object.
+	// Let the append join the collecting object.
 	time.Sleep(100 * time.Millisecond)
+	if len(done) > 0 {
+		t.Fatalf("the append was answered before Close: %v", <-done)
+	}
 	if err := s.Close(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -339,8 +346,8 @@ func TestCloseFlushesAndRefuses(t *testing.T) {
 	if _, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("x", 1)); !errors.Is(err, tiers.ErrClosed) {
 		t.Fatalf("append after Close: %v", err)
 	}
-	if next := e.nextOffsets()["s"]; next != 3 {
-		t.Fatalf("next_offset %d", next)
+	if next := e.nextOffsets()["s"]; next != 4 {
+		t.Fatalf("next_offset %d, want 4", next)
 	}
 }
 
@@ -350,6 +357,10 @@ func TestCloseFlushesAndRefuses(t *testing.T) {
 func TestCanceledAppendMayCommit(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	s := e.seq(e.join("n"), sequencer.Options{FlushInterval: 300 * time.Millisecond})
+	// A flush just started: the next batch waits for the cadence.
+	if _, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("first", 1)); err != nil {
+		t.Fatal(err)
+	}
 	p := producer()
 	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Millisecond)
 	defer cancel()
@@ -357,7 +368,7 @@ func TestCanceledAppendMayCommit(t *testing.T) {
 		t.Fatalf("canceled append: %v", err)
 	}
 	r, err := s.Append(e.ctx, "s", tiers.Producer{ID: p, Seq: 1}, recs("c", 2))
-	if err != nil || !r.Duplicate || r.First != 0 {
+	if err != nil || !r.Duplicate || r.First != 1 {
 		t.Fatalf("retry after the cancel: %+v %v", r, err)
 	}
 }
