@@ -500,3 +500,61 @@ func TestRetentionDeletesParquetSegments(t *testing.T) {
 	}
 	checkVerify(t, b, "s", 1)
 }
+
+func TestFencedByARestartOfItsNodeID(t *testing.T) {
+	w := newWorld(t)
+	old := w.open("a", t.TempDir())
+	appendN(t, old, "s", 0, 1, 3)
+	cur := w.open("a", t.TempDir()) // the same node id started again: a newer epoch
+	if cur.Epoch() <= old.Epoch() {
+		t.Fatalf("epochs %d then %d", old.Epoch(), cur.Epoch())
+	}
+	if _, err := old.AppendAs(w.ctx, "s", tiers.Producer{}, batch(3, 2)); err == nil {
+		t.Fatal("the fenced process's append was acknowledged")
+	}
+	if h := old.WriteHealth(); h.Cause != CauseFenced {
+		t.Fatalf("the fenced process's write health: %+v", h)
+	}
+	more := appendN(t, cur, "s", 3, 1, 2)
+	if more[0].Offset != 3 {
+		t.Fatalf("the new process's append got offset %d, want 3: nothing of the refused batch may hold an offset", more[0].Offset)
+	}
+	if h := cur.WriteHealth(); h.Cause != "" {
+		t.Fatalf("the new process's write health: %+v", h)
+	}
+}
+
+func TestWriteHealthFollowsPostgreSQL(t *testing.T) {
+	w := newWorld(t)
+	pg := testenv.StartDedicatedPostgres(t)
+	w.pg = pg
+	w.cfg.Cluster.Catalog = policy.DSN(pg.DSN)
+	a := w.open("a", t.TempDir())
+	appendN(t, a, "s", 0, 1, 3)
+	pg.Stop()
+	deadline := time.Now().Add(time.Minute) // a hang, not a timing goal
+	for a.WriteHealth().Cause != tiers.CauseStorage {
+		if time.Now().After(deadline) {
+			t.Fatalf("write health with PostgreSQL stopped: %+v", a.WriteHealth())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	_, err := a.AppendAs(ctx, "s", tiers.Producer{}, batch(3, 1))
+	cancel()
+	if !errors.Is(err, tiers.ErrStorageUnavailable) {
+		t.Fatalf("an append with PostgreSQL stopped: %v, want tiers.ErrStorageUnavailable", err)
+	}
+	pg.Start()
+	for a.WriteHealth().Cause != "" {
+		if time.Now().After(deadline.Add(time.Minute)) {
+			t.Fatalf("write health with PostgreSQL back: %+v", a.WriteHealth())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	more := appendN(t, a, "s", 3, 1, 2)
+	if more[0].Offset != 3 {
+		t.Fatalf("the append after the outage got offset %d, want 3", more[0].Offset)
+	}
+	checkVerify(t, a, "s", 2)
+}
