@@ -307,6 +307,24 @@ func TestListingsVerifyAndCompaction(t *testing.T) {
 			t.Fatalf("offset 0 through %s came from %s after compaction, want cold", n.NodeID(), where[0])
 		}
 	}
+	// A copy of the segment's object under another day is claimed by
+	// nothing, and holds nothing only it holds: orphan_cold.
+	key := cold.ObjectKey(res.Segment.SegmentMeta)
+	i := strings.Index(key, "date=")
+	stray := key[:i] + "date=1999-01-01" + key[i+len("date=2006-01-02"):]
+	if err := a.opts.Bucket.Put(w.ctx, stray, strings.NewReader("not parquet"), int64(len("not parquet"))); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := b.Verify(w.ctx, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) != 1 || rep.Findings[0].Kind != "orphan_cold" || rep.Findings[0].Path != stray || rep.ColdObjects != 2 {
+		t.Fatalf("verify with a stray object: %+v (%d objects)", rep.Findings, rep.ColdObjects)
+	}
+	if err := a.opts.Bucket.Delete(w.ctx, stray); err != nil {
+		t.Fatal(err)
+	}
 	m, err := a.Offload(w.ctx, "s", 0, false)
 	if err != nil || m.Last != 49 {
 		t.Fatalf("offload of a cold segment: %+v, %v", m, err)
