@@ -93,6 +93,12 @@ type Options struct {
 	// CommitTimeout bounds one flush's transaction; 0 means
 	// DefaultCommitTimeout.
 	CommitTimeout time.Duration
+	// ProducerTTL is how long an idempotent producer's last batch to a
+	// stream is remembered after it was written, as wal.producer_ttl in
+	// local mode: a commit forgets the older ones of the streams it locks
+	// (at most once a minute), so cluster_producers does not grow with
+	// every producer ever seen. 0 means tiers.DefaultProducerTTL.
+	ProducerTTL time.Duration
 	// OnCommit, when set, is called after each successful commit and
 	// before the appends are answered, so the node's reader can cache the
 	// object it just wrote (an acknowledged record is then readable from
@@ -157,7 +163,8 @@ type Sequencer struct {
 		fenced  error   // the node is fenced: every batch fails
 		closing bool
 	}
-	written streamWindow // the flusher's only
+	written   streamWindow // the committing flush's only
+	lastPrune time.Time    // the committing flush's only
 }
 
 // object is one journal object being collected or flushed.
@@ -201,6 +208,9 @@ func New(o Options) (*Sequencer, error) {
 	}
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = DefaultCommitTimeout
+	}
+	if o.ProducerTTL <= 0 {
+		o.ProducerTTL = tiers.DefaultProducerTTL
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

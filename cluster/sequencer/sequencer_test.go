@@ -233,6 +233,36 @@ func TestProducerRetries(t *testing.T) {
 	}
 }
 
+// TestProducerTTL: a commit forgets the producers idle past ProducerTTL
+// in the streams it locks (a retry after that is a new batch, as in local
+// mode), and leaves other streams' alone.
+func TestProducerTTL(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	s := e.seq(e.join("n"), sequencer.Options{ProducerTTL: 200 * time.Millisecond})
+	p := tiers.Producer{ID: producer(), Seq: 5}
+	for _, stream := range []string{"s", "other"} {
+		if _, err := s.Append(e.ctx, stream, p, recs("p", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, err := s.Append(e.ctx, "s", p, recs("p", 1)); err != nil || !r.Duplicate {
+		t.Fatalf("retry within the TTL: %+v %v", r, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("plain", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(`SELECT count(*) FROM cluster_producers WHERE stream = 's'`); n != 0 {
+		t.Fatalf("%d producer rows of s after the TTL and a commit, want 0", n)
+	}
+	if n := e.count(`SELECT count(*) FROM cluster_producers WHERE stream = 'other'`); n != 1 {
+		t.Fatalf("%d producer rows of a stream the commit did not lock, want 1", n)
+	}
+	if r, err := s.Append(e.ctx, "s", p, recs("p", 1)); err != nil || r.Duplicate || r.First != 2 {
+		t.Fatalf("the forgotten producer's batch: %+v %v", r, err)
+	}
+}
+
 // TestFencing: a second Join with the same node id fences the running
 // sequencer: its next flush fails with ErrFenced and writes no row, and it
 // refuses every append after that; the new process writes on.
