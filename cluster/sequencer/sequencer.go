@@ -160,6 +160,7 @@ type Sequencer struct {
 		seq     uint64  // the next object's sequence number
 		pending int64   // encoded bytes collecting and in flight
 		refuse  error   // why Append refuses: closed or fenced
+		last    error   // the last flush's failure; nil once one succeeds
 		fenced  error   // the node is fenced: every batch fails
 		closing bool
 	}
@@ -250,6 +251,9 @@ func New(o Options) (*Sequencer, error) {
 // batch is already in the object and may still be committed: only an
 // idempotent producer's retry can tell.
 func (s *Sequencer) Append(ctx context.Context, stream string, p tiers.Producer, recs []tiers.Record) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err // nobody would wait for the answer
+	}
 	if err := tiers.ValidateStreamName(stream); err != nil {
 		return Result{}, err
 	}
@@ -334,6 +338,19 @@ func (s *Sequencer) poke() {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// LastFlushError is the failure of the most recent flush (wrapping
+// tiers.ErrStorageUnavailable, tiers.ErrOutcomeUnknown or
+// registry.ErrFenced), nil once a flush succeeds: what keeps this node's
+// writes from storage now, for health reports.
+func (s *Sequencer) LastFlushError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.fenced != nil {
+		return s.mu.fenced
+	}
+	return s.mu.last
 }
 
 // Err is non-nil once the sequencer refuses every write for good: it was
@@ -541,6 +558,7 @@ func (s *Sequencer) answer(obj *object, results []outcome, err error) {
 	}
 	s.mu.Lock()
 	s.mu.pending -= obj.bytes
+	s.mu.last = err
 	s.m.pending.Set(float64(s.mu.pending))
 	s.mu.Unlock()
 	close(obj.done)

@@ -280,8 +280,8 @@ func TestFencing(t *testing.T) {
 	if _, err := old.Append(e.ctx, "s", tiers.Producer{}, recs("again", 1)); !errors.Is(err, registry.ErrFenced) {
 		t.Fatalf("append after fencing: %v", err)
 	}
-	if old.Err() == nil {
-		t.Fatal("Err() is nil after fencing")
+	if old.Err() == nil || !errors.Is(old.LastFlushError(), registry.ErrFenced) {
+		t.Fatalf("after fencing: Err %v, LastFlushError %v", old.Err(), old.LastFlushError())
 	}
 	if next := e.nextOffsets()["s"]; next != 2 {
 		t.Fatalf("next_offset %d after the fenced flush, want 2", next)
@@ -401,6 +401,11 @@ func TestCanceledAppendMayCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := producer()
+	gone, stop := context.WithCancel(e.ctx)
+	stop()
+	if _, err := s.Append(gone, "s", tiers.Producer{ID: p, Seq: 1}, recs("never", 5)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("append with a canceled ctx: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Millisecond)
 	defer cancel()
 	if _, err := s.Append(ctx, "s", tiers.Producer{ID: p, Seq: 1}, recs("c", 2)); !errors.Is(err, context.DeadlineExceeded) {
