@@ -81,8 +81,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	seq, err := sequencer.New(sequencer.Options{
 		Pool: pool, Bucket: opts.Bucket, Registry: reg,
 		FlushInterval: opts.FlushInterval, FlushBytes: opts.FlushBytes,
-		OnCommit: func(c sequencer.Committed) { rd.Remember(c.Key, c.Data) },
-		Logger:   opts.Logger, Registerer: opts.Registerer,
+		ProducerTTL: opts.Config.WAL.ProducerTTL, // wal.producer_ttl keeps its meaning
+		OnCommit:    func(c sequencer.Committed) { rd.Remember(c.Key, c.Data) },
+		Logger:      opts.Logger, Registerer: opts.Registerer,
 	})
 	if err != nil {
 		rd.Close()
