@@ -226,6 +226,7 @@ type Node struct {
 	loops  sync.WaitGroup
 
 	health    health
+	store     health // the store probe's, while the last flush failed
 	fenceOnce sync.Once
 	fenced    time.Time
 }

@@ -576,3 +576,36 @@ func TestWriteHealthFollowsPostgreSQL(t *testing.T) {
 	}
 	checkVerify(t, a, "s", 2)
 }
+
+func TestWriteHealthFollowsTheStore(t *testing.T) {
+	w := newWorld(t)
+	w.mc = testenv.StartDedicatedMinIO(t)
+	a := w.open("a", t.TempDir())
+	b := w.open("b", t.TempDir())
+	want := appendN(t, a, "s", 0, 1, 3)
+	w.mc.Stop()
+	ctx, cancel := context.WithTimeout(w.ctx, time.Minute)
+	_, err := a.AppendAs(ctx, "s", tiers.Producer{}, batch(3, 1))
+	cancel()
+	if !errors.Is(err, tiers.ErrStorageUnavailable) {
+		t.Fatalf("an append with the store stopped: %v, want tiers.ErrStorageUnavailable", err)
+	}
+	if h := a.WriteHealth(); h.Cause != tiers.CauseStorage {
+		t.Fatalf("write health with the store stopped: %+v", h)
+	}
+	w.mc.Restart()
+	deadline := time.Now().Add(time.Minute) // a hang, not a timing goal
+	for a.WriteHealth().Cause != "" {       // no append needed to see it back
+		if time.Now().After(deadline) {
+			t.Fatalf("write health with the store back: %+v", a.WriteHealth())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	more := appendN(t, a, "s", 3, 1, 2)
+	if more[0].Offset != 3 {
+		t.Fatalf("the append after the outage got offset %d, want 3", more[0].Offset)
+	}
+	got, _ := readAll(t, b, "s", tiers.AllRecords())
+	same(t, "after the outage", got, append(want, more...))
+	checkVerify(t, b, "s", 2)
+}

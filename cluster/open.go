@@ -215,6 +215,8 @@ func (p seqPart) Fenced() error {
 	return nil
 }
 
+func (p seqPart) LastFlushError() error { return p.s.LastFlushError() }
+
 func (p seqPart) Close(ctx context.Context) error { return p.s.Close(ctx) }
 
 // readPart adapts the reader: a source becomes the placement local mode

@@ -31,17 +31,28 @@ const pingTimeout = 2 * time.Second
 // pgHealth pings PostgreSQL at most once per pingEvery and says whether it
 // answered and, if not, since when.
 func (n *Node) pgHealth() (error, time.Time) {
-	h := &n.health
+	return n.health.check(n.opts.Now(), n.pool.Ping)
+}
+
+// storeHealth asks the shared store whether it answers, at most once per
+// pingEvery: a stopped store refuses connections at once, which the
+// breaker (for hung stores) does not count.
+func (n *Node) storeHealth() (error, time.Time) {
+	return n.store.check(n.opts.Now(), n.cold.CheckStore)
+}
+
+// check runs probe unless its last answer is younger than pingEvery, and
+// returns the answer and since when probes fail.
+func (h *health) check(now time.Time, probe func(context.Context) error) (error, time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := n.opts.Now()
 	if now.Sub(h.at) < pingEvery && !h.at.IsZero() {
 		return h.err, h.failed
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 	defer cancel()
 	h.at = now
-	h.err = n.pool.Ping(ctx)
+	h.err = probe(ctx)
 	switch {
 	case h.err == nil:
 		h.failed = time.Time{}
@@ -53,8 +64,9 @@ func (n *Node) pgHealth() (error, time.Time) {
 
 // WriteHealth reports whether appends can be committed now: not once the
 // node is fenced (CauseFenced, until a restart), nor while PostgreSQL does
-// not answer or the shared store's breaker is open
-// (tiers.CauseStorage, clearing by itself).
+// not answer a ping, the shared store's breaker is open, or, after a
+// failed flush, the store does not answer a probe (tiers.CauseStorage,
+// clearing by itself).
 func (n *Node) WriteHealth() engine.WriteHealth {
 	if err := n.fencedErr(); err != nil {
 		return engine.WriteHealth{Cause: CauseFenced, Err: err, Since: n.fencedAt()}
@@ -64,6 +76,14 @@ func (n *Node) WriteHealth() engine.WriteHealth {
 	}
 	if h := n.cold.Health(); !h.Available {
 		return engine.WriteHealth{Cause: tiers.CauseStorage, Err: storeDown(h.Err), Since: h.Since}
+	}
+	// The last flush failed and PostgreSQL answers: is it the store? A
+	// probe says, so that an idle node whose last flush failed reports
+	// healthy again once the store is back, without waiting for an append.
+	if n.parts.seq.LastFlushError() != nil {
+		if err, since := n.storeHealth(); err != nil {
+			return engine.WriteHealth{Cause: tiers.CauseStorage, Err: fmt.Errorf("cluster: the shared object store: %w", err), Since: since}
+		}
 	}
 	return engine.WriteHealth{}
 }
