@@ -227,6 +227,7 @@ type Node struct {
 
 	health    health
 	store     health // the store probe's, while the last flush failed
+	metrics   *healthCollector
 	fenceOnce sync.Once
 	fenced    time.Time
 }

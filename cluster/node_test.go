@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
@@ -68,6 +70,25 @@ func (w *world) open(id, dir string) *Node {
 	}
 	w.t.Cleanup(func() { n.Close(context.Background()) })
 	return n
+}
+
+// writesRefused is tierd_writes_refused in reg, by cause.
+func writesRefused(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "tierd_writes_refused" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
 
 // testWriter logs through t.
@@ -532,6 +553,11 @@ func TestFencedByARestartOfItsNodeID(t *testing.T) {
 	}
 	if h := old.WriteHealth(); h.Cause != CauseFenced {
 		t.Fatalf("the fenced process's write health: %+v", h)
+	}
+	reg := prometheus.NewRegistry()
+	old.bindMetrics(reg)
+	if got := writesRefused(t, reg); !reflect.DeepEqual(got, map[string]float64{CauseFenced: 1, tiers.CauseStorage: 0}) {
+		t.Fatalf("tierd_writes_refused of the fenced process: %v", got)
 	}
 	more := appendN(t, cur, "s", 3, 1, 2)
 	if more[0].Offset != 3 {

@@ -127,6 +127,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		defer n.loops.Done()
 		n.reportStats(loops)
 	}()
+	n.bindMetrics(opts.Registerer)
 	opts.Logger.Info("cluster: joined", "node_id", opts.NodeID, "epoch", reg.Epoch(), "catalog", RedactDSN(opts.DSN))
 	return n, nil
 }
@@ -188,6 +189,7 @@ func (n *Node) Close(ctx context.Context) error {
 	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	n.unbindMetrics()
 	err := n.parts.seq.Close(ctx)
 	n.stop()
 	n.loops.Wait()
