@@ -18,7 +18,8 @@ import (
 // real PostgreSQL and MinIO. Records appended over HTTP through one are
 // read through the other right after the acknowledgement, a long poll on
 // one is woken by an append on the other, both list the same segments,
-// verify is clean, and GET /v1/cluster lists both nodes.
+// verify is clean, a seal through one compacts what the other lists as
+// cold, explain and migrate work, and GET /v1/cluster lists both nodes.
 func TestClusterTwoProcesses(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	m := testenv.StartMinIO(t)
@@ -121,6 +122,24 @@ func TestClusterTwoProcesses(t *testing.T) {
 		if !rep.OK || len(rep.Findings) != 0 {
 			t.Fatalf("verify: %+v", rep)
 		}
+	}
+	// The seal of cluster mode compacts the journal into a cold segment;
+	// the other process lists it, and the migrator (retention) explains
+	// and plans over it.
+	sr, err := b.Seal(ctx, "s")
+	if err != nil || !sr.Sealed || sr.Segment == nil || sr.Segment.Last != 49 {
+		t.Fatalf("seal through n2: %+v, %v", sr, err)
+	}
+	segs, err := a.Segments(ctx, "s")
+	if err != nil || len(segs) != 1 || segs[0].Active || len(segs[0].Tiers) != 1 || segs[0].Tiers[0] != "cold" {
+		t.Fatalf("segments through n1 after the seal: %+v, %v", segs, err)
+	}
+	ex, err := a.Explain(ctx, "s")
+	if err != nil || len(ex.Segments) != 1 {
+		t.Fatalf("explain through n1: %+v, %v", ex, err)
+	}
+	if _, err := a.Migrate(ctx, client.MigrateRequest{DryRun: true}); err != nil {
+		t.Fatalf("migrate --dry-run through n1: %v", err)
 	}
 	st, err := a.Cluster(ctx)
 	if err != nil {
