@@ -19,7 +19,8 @@ import (
 // read through the other right after the acknowledgement, a long poll on
 // one is woken by an append on the other, both list the same segments,
 // verify is clean, a seal through one compacts what the other lists as
-// cold, explain and migrate work, and GET /v1/cluster lists both nodes.
+// cold, explain and migrate work, one killed with kill -9 and its data_dir
+// deleted restarts with everything, and GET /v1/cluster lists both nodes.
 func TestClusterTwoProcesses(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	m := testenv.StartMinIO(t)
@@ -37,7 +38,7 @@ func TestClusterTwoProcesses(t *testing.T) {
 		}
 		return d, client.New(d.URL())
 	}
-	_, a := start("n1")
+	da, a := start("n1")
 	_, b := start("n2")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a hang, not a timing goal
 	defer cancel()
@@ -141,11 +142,37 @@ func TestClusterTwoProcesses(t *testing.T) {
 	if _, err := a.Migrate(ctx, client.MigrateRequest{DryRun: true}); err != nil {
 		t.Fatalf("migrate --dry-run through n1: %v", err)
 	}
+	// kill -9 of n1 and its data_dir deleted: nothing acknowledged was on
+	// its disk. The restarted process (a new epoch) reads everything and
+	// continues the offsets.
+	da.Kill()
+	if err := os.RemoveAll(da.DataDir()); err != nil {
+		t.Fatal(err)
+	}
+	da.Restart()
+	res, err := a.Append(ctx, "s", []client.Record{{Value: json.RawMessage(`{"after":"restart"}`)}})
+	if err != nil || res.FirstOffset != 50 {
+		t.Fatalf("append after the restart: %+v, %v", res, err)
+	}
+	want = append(want, `{"after":"restart"}`)
+	n = 0
+	for r, err := range a.Read(ctx, "s", client.Query{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Offset != uint64(n) || string(r.Value) != want[n] {
+			t.Fatalf("n1 after its restart read offset %d %s at %d, want %s", r.Offset, r.Value, n, want[n])
+		}
+		n++
+	}
+	if n != len(want) {
+		t.Fatalf("n1 after its restart read %d records, want %d", n, len(want))
+	}
 	st, err := a.Cluster(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Self != "n1" || len(st.Nodes) != 2 || st.Nodes[0].NodeID != "n1" || st.Nodes[1].NodeID != "n2" || !st.Nodes[1].Live {
+	if st.Self != "n1" || len(st.Nodes) != 2 || st.Nodes[0].NodeID != "n1" || st.Nodes[0].Epoch != 2 || st.Nodes[1].NodeID != "n2" || !st.Nodes[1].Live {
 		t.Fatalf("cluster status: %+v", st)
 	}
 }
