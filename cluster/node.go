@@ -131,55 +131,34 @@ type Options struct {
 	// retention) and the cluster section's tunables. Required.
 	Config *policy.Config
 
-	FlushInterval time.Duration // cluster.flush_interval; default 50ms
-	FlushBytes    int64         // cluster.flush_bytes; default 8 MiB
-	GCDelay       time.Duration // cluster.gc_delay; default 10m
-	CacheBytes    int64         // the reader's disk cache; default 1 GiB
-	MemBytes      int64         // the reader's memory cache; default 64 MiB
+	// The tunables of the parts; zero takes each part's own default
+	// (sequencer, compactor, reader: the defaults live there, once).
+	FlushInterval time.Duration // cluster.flush_interval
+	FlushBytes    int64         // cluster.flush_bytes
+	GCDelay       time.Duration // cluster.gc_delay
+	Lease         time.Duration // cluster.compaction_lease
+	CacheBytes    int64         // cluster.cache_bytes: the reader's disk cache
+	MemBytes      int64         // the reader's memory cache of blocks
+
 	// MaxConns caps the PostgreSQL pool; default 16.
 	MaxConns int32
 	// StatementTimeout bounds every statement on the server side; default
 	// 30s. ConnectTimeout bounds each connection attempt; default 5s.
 	StatementTimeout, ConnectTimeout time.Duration
-	// CompactEvery is how often the compactor plans and claims jobs;
-	// default 1s. RetentionEvery is how often retention runs; default 30s.
-	CompactEvery, RetentionEvery time.Duration
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
 }
 
-// The defaults of Options, in one place.
+// The defaults of the Options the node itself uses.
 const (
-	DefaultFlushInterval    = 50 * time.Millisecond
-	DefaultFlushBytes       = 8 << 20
-	DefaultGCDelay          = 10 * time.Minute
-	DefaultCacheBytes       = 1 << 30
-	DefaultMemBytes         = 64 << 20
 	DefaultMaxConns         = 16
 	DefaultStatementTimeout = 30 * time.Second
 	DefaultConnectTimeout   = 5 * time.Second
-	DefaultCompactEvery     = time.Second
-	DefaultRetentionEvery   = 30 * time.Second
 )
 
 func (o *Options) setDefaults() {
-	if o.FlushInterval <= 0 {
-		o.FlushInterval = DefaultFlushInterval
-	}
-	if o.FlushBytes <= 0 {
-		o.FlushBytes = DefaultFlushBytes
-	}
-	if o.GCDelay <= 0 {
-		o.GCDelay = DefaultGCDelay
-	}
-	if o.CacheBytes <= 0 {
-		o.CacheBytes = DefaultCacheBytes
-	}
-	if o.MemBytes <= 0 {
-		o.MemBytes = DefaultMemBytes
-	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = DefaultMaxConns
 	}
@@ -188,12 +167,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	if o.CompactEvery <= 0 {
-		o.CompactEvery = DefaultCompactEvery
-	}
-	if o.RetentionEvery <= 0 {
-		o.RetentionEvery = DefaultRetentionEvery
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -102,8 +102,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		Segment:        func(stream string) policy.SegmentConfig { return cfg.PolicyFor(stream).Segment },
 		MaxRecordBytes: n.maxRecordBytes(),
 		GCDelay:        opts.GCDelay,
-		Lease:          cfg.Cluster.CompactionLease,
-		WorkInterval:   opts.CompactEvery,
+		Lease:          opts.Lease,
 		SpoolDir:       spool,
 		Logger:         opts.Logger, Registerer: opts.Registerer,
 	})

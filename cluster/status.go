@@ -100,7 +100,7 @@ func (n *Node) fencedAt() time.Time {
 func (n *Node) Status(ctx context.Context) engine.Status {
 	st := engine.Status{Mode: "cluster", NodeID: n.opts.NodeID, Epoch: n.Epoch(), Started: n.started, Writes: "ok"}
 	mem, _ := n.parts.rd.CacheBytes()
-	st.HotBytes, st.HotMaxBytes = mem, n.opts.MemBytes
+	st.HotBytes, st.HotMaxBytes = mem, n.memBudget()
 	if h := n.WriteHealth(); h.Cause != "" {
 		st.Writes, st.WritesError, st.WritesSince = h.Cause, h.Err.Error(), h.Since
 	}
