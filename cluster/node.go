@@ -53,10 +53,12 @@
 //     nothing was ever compacted), Next cluster_streams.next_offset.
 //   - Status is the engine's Status filled in cluster terms (hot = reader
 //     memory, warm = live journal bytes and ranges, no WAL) plus the
-//     node's id, epoch and catalog; ClusterStatus (GET /v1/cluster) lists
+//     mode "cluster", node id and epoch; ClusterStatus (GET /v1/cluster) lists
 //     every node of the registry.
 //   - WriteHealth is 503 while PostgreSQL does not answer a ping, while the
-//     cold store's breaker is open, and for good once the node is fenced.
+//     cold store's breaker is open or, after a failed flush, the store does
+//     not answer a probe, and for good once the node is fenced (cause
+//     fenced); the tierd_writes_refused series say the same.
 //   - Verify proves, per stream, that the catalog's segments cover
 //     [retention watermark, first journal offset) exactly once (catalog
 //     Coverage, each segment's Parquet object read back against its
@@ -74,11 +76,12 @@
 //     journal, engine.ErrNotPersisted (409): compaction, not offload, makes
 //     them a segment.
 //
-// Retention runs in the node's retention loop over the same mover the
-// engine uses (mover.Mover on the PostgreSQL catalog, with the cold tier
-// and no warm or hot store): policy.Plan's expire actions tombstone and,
-// after delete_delay, delete Parquet segments; every node may run it,
-// since each step is a catalog transaction that a second node finds done.
+// Retention is local mode's migrator over this node's Executor (a mover
+// on the PostgreSQL catalog and the cold tier, with no warm store):
+// policy.Plan's expire actions tombstone and, after delete_delay, delete
+// Parquet segments, each step justified again when it runs. cmd/tierd
+// starts that migrator on every node (migrate and explain work as in local
+// mode); each step is a catalog transaction that a second node finds done.
 // Journal ranges are never deleted by retention: they are compacted first.
 package cluster
 
