@@ -65,7 +65,9 @@
 //     digest), that the journal ranges run dense from there to
 //     next_offset, and that every range's block reads back (a ranged GET of
 //     exactly its bytes, decoded with the journal's checks against the
-//     row's stream and count). Findings use the api.Finding* kinds.
+//     row's stream and count); then it lists the cold store for Parquet
+//     objects nothing claims (orphan_cold, lost_segment). Findings use the
+//     api.Finding* kinds.
 //   - Seal asks the compactor to cut the stream's uncompacted ranges into
 //     a job now, whatever their size and age, and waits (bounded by ctx)
 //     until a worker has committed it, then answers the segment: the
