@@ -81,6 +81,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	seq, err := sequencer.New(sequencer.Options{
 		Pool: pool, Bucket: opts.Bucket, Registry: reg,
 		FlushInterval: opts.FlushInterval, FlushBytes: opts.FlushBytes,
+		CommitBy:    commitBy(opts.GCDelay),
 		ProducerTTL: opts.Config.WAL.ProducerTTL, // wal.producer_ttl keeps its meaning
 		OnCommit:    func(c sequencer.Committed) { rd.Remember(c.Key, c.Data) },
 		Logger:      opts.Logger, Registerer: opts.Registerer,
@@ -253,3 +254,14 @@ func (p compPart) Run(ctx context.Context) error { return p.c.Run(ctx) }
 func (p compPart) Work(ctx context.Context) (bool, error) { return p.c.Work(ctx) }
 
 func (p compPart) HeldJobs() int { return len(p.c.Held()) }
+
+// commitBy is how long a journal object may wait between its PUT and the
+// end of its commit: half of gc_delay (garbage collection deletes objects
+// no row references once older than gc_delay; the other half absorbs clock
+// skew between the nodes and the store).
+func commitBy(gcDelay time.Duration) time.Duration {
+	if gcDelay <= 0 {
+		gcDelay = compactor.DefaultGCDelay
+	}
+	return gcDelay / 2
+}

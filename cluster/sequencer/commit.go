@@ -36,11 +36,11 @@ const maxCommitAttempts = 3
 // and returns each batch's answer. Its error wraps registry.ErrFenced,
 // tiers.ErrOutcomeUnknown (COMMIT sent, answer lost) or
 // tiers.ErrStorageUnavailable (nothing written).
-func (s *Sequencer) commit(obj *object, key string, size int64) (commitOut, error) {
+func (s *Sequencer) commit(obj *object, key string, size int64, putAt time.Time) (commitOut, error) {
 	var err error
 	for attempt := 1; ; attempt++ {
 		var out commitOut
-		out, err = s.commitOnce(obj, key, size)
+		out, err = s.commitOnce(obj, key, size, putAt)
 		if err == nil || attempt == maxCommitAttempts || !retryable(err) {
 			return out, err
 		}
@@ -103,11 +103,18 @@ const (
 // commitOnce is one attempt: three round trips (BEGIN with the fencing
 // check, the stream locks and the producers' state; the inserts and
 // updates; COMMIT).
-func (s *Sequencer) commitOnce(obj *object, key string, size int64) (commitOut, error) {
-	ctx, cancel := context.WithTimeout(s.life, s.o.CommitTimeout)
+func (s *Sequencer) commitOnce(obj *object, key string, size int64, putAt time.Time) (commitOut, error) {
+	deadline := time.Now().Add(s.o.CommitTimeout)
+	if s.o.CommitBy > 0 && putAt.Add(s.o.CommitBy).Before(deadline) {
+		deadline = putAt.Add(s.o.CommitBy)
+	}
+	ctx, cancel := context.WithDeadline(s.life, deadline)
 	defer cancel()
 	nothing := func(step string, err error) (commitOut, error) {
 		return commitOut{}, fmt.Errorf("%w: sequencer: commit %s: %s: %w", tiers.ErrStorageUnavailable, key, step, err)
+	}
+	if time.Now().After(deadline) {
+		return nothing("begin", fmt.Errorf("the object was stored %v ago, past the %v a commit may take (GC may take it)", time.Since(putAt).Round(time.Millisecond), s.o.CommitBy))
 	}
 
 	streams := make([]string, 0, 4)
@@ -285,7 +292,12 @@ func (s *Sequencer) commitOnce(obj *object, key string, size int64) (commitOut, 
 		return nothing("insert", err)
 	}
 
-	// Round trip 3.
+	// Round trip 3. A COMMIT sent just before the deadline could still
+	// land after it (the server finishes a commit whose client left), so
+	// one is sent only with a margin left before CommitBy runs out.
+	if s.o.CommitBy > 0 && time.Until(putAt.Add(s.o.CommitBy)) < min(2*time.Second, s.o.CommitBy/4) {
+		return nothing("commit", fmt.Errorf("too close to the %v a commit may take after the object's PUT (GC may take it)", s.o.CommitBy))
+	}
 	if err := tx.Commit(ctx); err != nil {
 		if outcomeKnown(err) {
 			return nothing("commit", err)

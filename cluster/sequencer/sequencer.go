@@ -93,6 +93,14 @@ type Options struct {
 	// CommitTimeout bounds one flush's transaction; 0 means
 	// DefaultCommitTimeout.
 	CommitTimeout time.Duration
+	// CommitBy bounds the time from a journal object's PUT to the end of
+	// its commit: garbage collection deletes an object no row references
+	// once it is older than cluster.gc_delay, so a commit landing later
+	// could reference a deleted object. A commit that cannot finish in
+	// time is abandoned (nothing written). The node passes half of
+	// gc_delay, leaving the other half for clock skew between nodes and
+	// the store; 0 means no bound beyond CommitTimeout.
+	CommitBy time.Duration
 	// ProducerTTL is how long an idempotent producer's last batch to a
 	// stream is remembered after it was written, as wal.producer_ttl in
 	// local mode: a commit forgets the older ones of the streams it locks
@@ -501,8 +509,9 @@ func (s *Sequencer) flush(obj *object, turn <-chan struct{}, mine chan<- struct{
 		return
 	}
 
+	putAt := start
 	start = time.Now()
-	out, err := s.commit(obj, key, int64(len(data)))
+	out, err := s.commit(obj, key, int64(len(data)), putAt)
 	s.m.commit.Observe(time.Since(start).Seconds())
 	if err == nil {
 		err = failpoint.Inject(failpoint.SequencerAfterCommit)
