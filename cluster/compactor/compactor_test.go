@@ -470,8 +470,9 @@ func TestRunLoop(t *testing.T) {
 }
 
 // TestPostgresRestartedMidJob: PostgreSQL restarts between a job's upload
-// and its commit. The commit fails, nothing is half done, and once the
-// server is back the job is retaken and the end state is exact.
+// and its commit. Whether that commit fails (its connection cut) or lands
+// (the pool dialled again), nothing is half done, and once the server is
+// back every job ends committed once and the end state is exact.
 func TestPostgresRestartedMidJob(t *testing.T) {
 	pg := testenv.StartDedicatedPostgres(t)
 	b, err := objstore.NewFile(t.TempDir())
@@ -493,9 +494,17 @@ func TestPostgresRestartedMidJob(t *testing.T) {
 	if _, err := c.Plan(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := c.Work(e.ctx); !ok || err == nil {
-		t.Fatalf("Work across a restart = %v, %v; want the commit to fail", ok, err)
+	// The commit fails on the connection the restart cut, or succeeds when
+	// the pool found that connection dead and dialled again: both are
+	// right; what must hold is the end state.
+	ok, err := c.Work(e.ctx)
+	if !ok {
+		t.Fatalf("Work across a restart found no job (err %v)", err)
 	}
+	if !restarted.Load() {
+		t.Fatal("the failpoint never restarted PostgreSQL")
+	}
+	t.Logf("the job's first attempt across the restart: %v", err)
 	e.runUntilDrained(c)
 	e.checkConverged()
 }
