@@ -6,6 +6,7 @@ import (
 	"iter"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tierd/tierd/tiers"
 )
@@ -14,6 +15,10 @@ import (
 type Object struct {
 	Key  string
 	Size int64
+	// ModTime is when the object was last written, as the store reports
+	// it: garbage collection leaves young objects alone, since an upload
+	// may be on its way to a commit.
+	ModTime time.Time
 	// Segment is true when Key has the form of ObjectKey; Stream, Base and
 	// Last are then what the key names.
 	Segment    bool
@@ -60,7 +65,7 @@ func (t *Tier) Objects(ctx context.Context, stream string) iter.Seq2[Object, err
 				yield(Object{}, storeErr("list", prefix, err))
 				return
 			}
-			o := Object{Key: a.Key, Size: a.Size}
+			o := Object{Key: a.Key, Size: a.Size, ModTime: a.ModTime}
 			o.Stream, o.Base, o.Last, o.Segment = ParseObjectKey(a.Key)
 			if !yield(o, nil) {
 				return

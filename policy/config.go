@@ -51,6 +51,8 @@ type Config struct {
 	TLS TLSConfig
 	// HTTP bounds the API's connections.
 	HTTP HTTPConfig
+	// Cluster turns on cluster mode when its catalog is set.
+	Cluster ClusterConfig
 	// Policies are tried in order for each stream; the first whose globs
 	// match applies, and a stream matching none gets DefaultPolicy. Nil
 	// when the file lists none.
@@ -200,6 +202,8 @@ func Default() Config {
 			DeleteDelay: DefaultDeleteDelay, ReadTimeout: objstore.DefaultReadTimeout, MinBytesPerSecond: objstore.DefaultMinBytesPerSecond},
 		Migrator: MigratorConfig{Schedule: DefaultMigratorSchedule, Concurrency: DefaultMigratorConcurrency, MaxBytesPerSecond: DefaultMigratorBytesPerSec},
 		HTTP:     HTTPConfig{ReadTimeout: DefaultHTTPReadTimeout, IdleTimeout: DefaultHTTPIdleTimeout, MaxConnections: DefaultHTTPMaxConnections},
+		Cluster: ClusterConfig{NodeID: DefaultNodeID(), FlushInterval: DefaultClusterFlushInterval, FlushBytes: DefaultClusterFlushBytes,
+			GCDelay: DefaultClusterGCDelay, CacheBytes: DefaultClusterCacheBytes, CompactionLease: DefaultClusterCompactionLease},
 	}
 }
 
@@ -369,6 +373,7 @@ func (v *validator) check(c *Config) {
 	v.checkPolicies(c)
 	v.checkAuth(c)
 	v.checkHTTP(c)
+	v.checkCluster(c)
 }
 
 // notAbove reports small < big as an error on whichever of the two fields

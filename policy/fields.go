@@ -60,6 +60,7 @@ func configFields(c *Config) []field {
 		{"auth", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, authFields(&c.Auth)) }},
 		{"tls", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, tlsFields(&c.TLS)) }},
 		{"http", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, httpFields(&c.HTTP)) }},
+		{"cluster", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, clusterFields(&c.Cluster)) }},
 		{"policies", func(d *decoder, n ast.Node, p string) {
 			d.sequence(n, p, func(d *decoder, n ast.Node, p string) {
 				c.Policies = append(c.Policies, Policy{})

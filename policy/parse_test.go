@@ -25,6 +25,8 @@ func TestDefaults(t *testing.T) {
 		Cold:     ColdConfig{Compression: CompressionConfig{Codec: "zstd", Level: 3}, CacheBytes: 64 << 20, DeleteDelay: time.Hour, ReadTimeout: 10 * time.Second, MinBytesPerSecond: 1 << 20},
 		Migrator: MigratorConfig{Schedule: "@every 30s", Concurrency: 2, MaxBytesPerSecond: 64 << 20},
 		HTTP:     HTTPConfig{ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConnections: 10000},
+		Cluster: ClusterConfig{NodeID: DefaultNodeID(), FlushInterval: 50 * time.Millisecond, FlushBytes: 8 << 20, GCDelay: 10 * time.Minute,
+			CacheBytes: 1 << 30, CompactionLease: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(Default(), want) {
 		t.Fatalf("Default() = %+v, want %+v", Default(), want)
@@ -59,6 +61,7 @@ warm: {max_bytes: 2TiB, map_cache_bytes: 8MiB}
 cold: {store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-1&driver=aws", compression: {codec: zstd, level: 9}, cache_bytes: 16MiB, delete_delay: 0s, read_timeout: 3s, min_bytes_per_second: 256KiB}
 migrator: {schedule: "CRON_TZ=UTC */5 * * * mon-fri", concurrency: 8, max_bytes_per_second: 0}
 http: {read_timeout: 30s, idle_timeout: 1m, max_connections: 500}
+cluster: {catalog: "postgres://tierd@db:5432/tierd?sslmode=require", node_id: n-1, flush_interval: 20ms, flush_bytes: 4MiB, gc_delay: 1h, cache_bytes: 2GiB, compaction_lease: 1m}
 policies:
   - {name: a, streams: [x], segment: {max_bytes: 1MiB}, hot: {max_age: 1m}, warm: {max_age: 1h}, cold: {max_age: 1y}}
 `, func(c *Config) {
@@ -72,6 +75,8 @@ policies:
 					Compression: CompressionConfig{Codec: "zstd", Level: 9}, CacheBytes: 16 << 20, ReadTimeout: 3 * time.Second, MinBytesPerSecond: 256 << 10},
 				Migrator: MigratorConfig{Schedule: "CRON_TZ=UTC */5 * * * mon-fri", Concurrency: 8},
 				HTTP:     HTTPConfig{ReadTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxConnections: 500},
+				Cluster: ClusterConfig{Catalog: "postgres://tierd@db:5432/tierd?sslmode=require", NodeID: "n-1", FlushInterval: 20 * time.Millisecond,
+					FlushBytes: 4 << 20, GCDelay: time.Hour, CacheBytes: 2 << 30, CompactionLease: time.Minute},
 				Policies: []Policy{{Name: "a", Streams: []string{"x"}, Segment: SegmentConfig{MaxBytes: 1 << 20},
 					HotMaxAge: time.Minute, WarmMaxAge: time.Hour, ColdMaxAge: 365 * 24 * time.Hour}},
 			}
@@ -248,6 +253,7 @@ func TestValidateInCode(t *testing.T) {
 			"segment.max_age", "hot.max_age", "cold.read_timeout",
 			"migrator.schedule", "migrator.concurrency", "wal.producer_ttl", "cold.compression.codec", "cold.compression.level",
 			"http.read_timeout", "http.idle_timeout", "http.max_connections",
+			"cluster.flush_interval", "cluster.flush_bytes", "cluster.gc_delay", "cluster.cache_bytes", "cluster.compaction_lease",
 		}},
 		{"segment over hot", func(c *Config) { c.Segment.MaxBytes = c.Hot.MaxBytes + 1 }, []string{"segment.max_bytes"}},
 	}
@@ -360,6 +366,7 @@ func FuzzParse(f *testing.F) {
 		"cold: {store: none, delete_delay: 0}\nmigrator: {schedule: 'CRON_TZ=UTC */5 * * 1-6 mon-fri', concurrency: 1, max_bytes_per_second: 0}\n",
 		"policies:\n  - &p {name: a, streams: ['IF*', '[a-z]?'], segment: {max_bytes: 1MiB, max_age: 1m}, hot: {max_age: 1m}, warm: {max_age: 1h}, cold: {max_age: 1y}}\n  - {<<: *p, name: b}\n  - [x]\n",
 		"policies:\n  - {name: '', streams: ['['], warm: {max_age: 1m}, cold: {max_age: 1s}}\n  - {name: '', streams: ''}\n",
+		"cold: {store: 's3://b/p'}\ncluster: {catalog: 'postgres://u:pw@db:5432/t?sslmode=disable', node_id: n1, flush_interval: 50ms, flush_bytes: 8MiB, gc_delay: 10m, cache_bytes: 1GiB, compaction_lease: 30s}\n",
 	}
 	if data, err := os.ReadFile(filepath.Join("..", "examples", "tierd.yaml")); err == nil {
 		seeds = append(seeds, string(data))

@@ -230,6 +230,7 @@ func (v *validator) warnings(c *Config) []FieldError {
 			}
 		}
 	}
+	w.clusterWarnings(c)
 	if len(w.errs) == 0 {
 		return nil
 	}

@@ -98,10 +98,11 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Server serves the API over an engine. It is an http.Handler; the caller
-// owns the listener, TLS and shutdown.
+// Server serves the API over a Backend (a local engine or a cluster
+// node). It is an http.Handler; the caller owns the listener, TLS and
+// shutdown.
 type Server struct {
-	eng     *engine.Engine
+	eng     Backend
 	opts    Options
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -114,11 +115,11 @@ type Server struct {
 	stopWaits context.CancelFunc
 }
 
-// New returns a Server for e. It registers its metrics with
+// New returns a Server for b. It registers its metrics with
 // opts.Registerer, if set; servers sharing a registry share the series.
-func New(e *engine.Engine, opts Options) *Server {
+func New(b Backend, opts Options) *Server {
 	opts = opts.withDefaults()
-	s := &Server{eng: e, opts: opts, log: opts.Logger, mux: http.NewServeMux(), roles: map[string]policy.Role{}}
+	s := &Server{eng: b, opts: opts, log: opts.Logger, mux: http.NewServeMux(), roles: map[string]policy.Role{}}
 	s.closing, s.stopWaits = context.WithCancel(context.Background())
 	if len(opts.Tokens) > 0 {
 		s.auth = newAuthenticator(opts.Tokens)

@@ -129,6 +129,13 @@ var (
 	// ErrBatchOverBudget refuses a batch larger than the whole hot memory
 	// budget: unlike backpressure, retrying cannot help.
 	ErrBatchOverBudget = errors.New("tiers: batch larger than the memory budget")
+	// ErrOutcomeUnknown reports a write whose commit was sent but never
+	// answered (the connection to the shared catalog broke during COMMIT):
+	// it may or may not be durable. Unlike ErrStorageUnavailable it does
+	// not claim that nothing was written. The server answers 503; an
+	// idempotent producer's retry resolves it (a committed batch is
+	// answered as a duplicate with its offsets).
+	ErrOutcomeUnknown = errors.New("tiers: write outcome unknown, retry to resolve")
 )
 
 // MaxTS is the largest record ts tierd accepts: one below math.MaxInt64,

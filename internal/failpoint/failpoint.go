@@ -50,10 +50,36 @@ const (
 	// SealAfterSeal: a stream's active segment is sealed on request (POST
 	// …/seal), not yet persisted warm: the WAL alone holds its records.
 	SealAfterSeal = "seal/after-seal"
+	// SequencerAfterPut: a cluster node's journal object is stored, its
+	// commit not yet begun (a crash leaves an unreferenced object).
+	SequencerAfterPut = "sequencer/after-put"
+	// SequencerAfterCommit: the journal object's batches are committed in
+	// PostgreSQL, the appends not yet answered.
+	SequencerAfterCommit = "sequencer/after-commit"
+)
+
+// The failpoints of cluster compaction (cluster/compactor): a job's steps
+// and garbage collection's two-step delete.
+const (
+	// CompactAfterClaim: a job is claimed (leased), nothing read yet.
+	CompactAfterClaim = "compact/after-claim"
+	// CompactAfterUpload: the segment's Parquet object is uploaded and
+	// verified, not yet committed.
+	CompactAfterUpload = "compact/after-upload"
+	// CompactBeforeCommit: inside the commit transaction, every statement
+	// done, COMMIT not yet sent (the transaction rolls back).
+	CompactBeforeCommit = "compact/before-commit"
+	// CompactAfterCommit: the segment is committed and its journal ranges
+	// released.
+	CompactAfterCommit = "compact/after-commit"
+	// GCAfterDeleteObject: a released journal object is deleted from the
+	// bucket, its row not yet.
+	GCAfterDeleteObject = "gc/after-delete-object"
 )
 
 // Names lists every failpoint, for validation and documentation.
-var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable, SealAfterSeal}
+var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable, SealAfterSeal, SequencerAfterPut, SequencerAfterCommit,
+	CompactAfterClaim, CompactAfterUpload, CompactBeforeCommit, CompactAfterCommit, GCAfterDeleteObject}
 
 // EnvVar is the environment variable a process reads its failpoints from.
 const EnvVar = "TIERD_FAILPOINTS"

@@ -78,3 +78,8 @@ CREATE TABLE compaction_jobs (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (stream, base)
 );
+
+-- compactor: at most one open compaction job per stream. The planner
+-- checks it under the stream's row lock; the index makes it a rule the
+-- database keeps whatever a planner does.
+CREATE UNIQUE INDEX compaction_jobs_one_per_stream ON compaction_jobs (stream);

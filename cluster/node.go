@@ -1,0 +1,285 @@
+// Package cluster is a tierd node in cluster mode: Node composes the
+// shared write path (cluster/sequencer), the read path (cluster/reader),
+// compaction and garbage collection (cluster/compactor), the node registry
+// (cluster/registry), the PostgreSQL catalog (catalog/pgcatalog) and the
+// cold tier on the shared bucket, and answers every call the HTTP server
+// makes of a backend (server.Backend) in cluster terms. Everything
+// acknowledged lives in the object store and PostgreSQL; the node's
+// data_dir holds only a cache (data_dir/cache) and a spool for uploads,
+// so deleting it loses nothing.
+//
+// # The tiers in cluster mode
+//
+// The placements keep their meaning for policies, listings and explain:
+//
+//   - hot: this node's memory (the reader's cache of blocks it wrote or
+//     read lately). Never the only copy of anything.
+//   - warm: the shared journal: journal objects under <bucket>/_journal/,
+//     referenced by journal_ranges rows (the node's disk cache holds
+//     copies of some of their blocks). Records are warm from their
+//     acknowledgement until compaction turns them into a segment.
+//   - cold: Parquet segments committed by compaction to the PostgreSQL
+//     catalog (cold placement), at cold.ObjectKey of the shared bucket.
+//
+// # How each backend call answers
+//
+//   - AppendAs checks the stream name and every record exactly as the
+//     engine does (same errors, before anything is sent anywhere), then
+//     hands the batch to the sequencer, which answers once the journal
+//     object is in the store and the offsets are committed in PostgreSQL.
+//     Outages of either wrap tiers.ErrStorageUnavailable (503 +
+//     Retry-After); a fenced node (a newer epoch of its node_id started)
+//     refuses every append until it is restarted.
+//   - Read and WaitFor are the reader's: offsets below the first live
+//     journal range come from catalog segments (Parquet), the rest from
+//     journal blocks (memory, disk cache, ranged GET), every block checked;
+//     retention as in local mode. Items are tagged hot (memory), warm
+//     (journal block, from the disk cache or the store) or cold (Parquet).
+//     WaitFor is woken by LISTEN tierd_commits, so by any node's commits.
+//   - Segments lists the catalog's segments (cold, tombstoned ones
+//     included), then the stream's journal ranges grouped into
+//     pseudo-segments: one per open compaction job (sealed: its SealedAt is
+//     the job's creation, the time the planner cut it) and one for the
+//     remaining run of ranges (Active: what the next job will take), placed
+//     warm: their bytes are in journal objects, not in Parquet. Counts, byte
+//     totals and ts bounds come from the ranges' rows.
+//   - Streams, Tiers: the union of cluster_streams (every stream written)
+//     and the catalog's streams, each summed from Segments as the engine
+//     does, so the listing and the totals agree; NextOffset is
+//     cluster_streams.next_offset, the sequencer's.
+//   - Describe is a catalog segment as the listing shows it (no hot
+//     overlay: this node's memory holds blocks, not segments).
+//   - Retention: First is the catalog's retention watermark (0 when
+//     nothing was ever compacted), Next cluster_streams.next_offset.
+//   - Status is the engine's Status filled in cluster terms (hot = reader
+//     memory, warm = live journal bytes and ranges, no WAL) plus the
+//     node's id, epoch and catalog; ClusterStatus (GET /v1/cluster) lists
+//     every node of the registry.
+//   - WriteHealth is 503 while PostgreSQL does not answer a ping, while the
+//     cold store's breaker is open, and for good once the node is fenced.
+//   - Verify proves, per stream, that the catalog's segments cover
+//     [retention watermark, first journal offset) exactly once (catalog
+//     Coverage, each segment's Parquet object read back against its
+//     digest), that the journal ranges run dense from there to
+//     next_offset, and that every range's block reads back (a ranged GET of
+//     exactly its bytes, decoded with the journal's checks against the
+//     row's stream and count). Findings use the api.Finding* kinds.
+//   - Seal asks the compactor to cut the stream's uncompacted ranges into
+//     a job now, whatever their size and age, and waits (bounded by ctx)
+//     until a worker has committed it, then answers the segment: the
+//     cluster equivalent of sealing (nothing in cluster mode needs a seal
+//     to be durable: it already is, in the journal).
+//   - Offload of a catalog segment answers it as it is (cold already: every
+//     segment of cluster mode is born in Parquet); of offsets still in the
+//     journal, engine.ErrNotPersisted (409): compaction, not offload, makes
+//     them a segment.
+//
+// Retention runs in the node's retention loop over the same mover the
+// engine uses (mover.Mover on the PostgreSQL catalog, with the cold tier
+// and no warm or hot store): policy.Plan's expire actions tombstone and,
+// after delete_delay, delete Parquet segments; every node may run it,
+// since each step is a catalog transaction that a second node finds done.
+// Journal ranges are never deleted by retention: they are compacted first.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/cluster/registry"
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/tiers"
+)
+
+// Options configures a Node. Zero fields take defaults where one is said.
+type Options struct {
+	// DSN is cluster.catalog, a postgres:// URL. A password absent from it
+	// is taken from $PGPASSWORD (pgx reads the libpq variables). Required.
+	DSN string
+	// NodeID is this node's name in cluster_nodes (cluster.node_id).
+	// Required: unique among live nodes; restarting with it fences the
+	// previous process of that id.
+	NodeID string
+	// Version is the tierd version the registry shows.
+	Version string
+	// Addr is the node's API address, shown by cluster status.
+	Addr string
+	// DataDir holds only caches in cluster mode: the reader's disk cache
+	// (DataDir/cache) and the upload spool (DataDir/cold-spool).
+	DataDir string
+	// Cold is the cold tier on the shared bucket (cold.store); the node's
+	// journal objects live under _journal/ of the same bucket and prefix
+	// (Journal). The Node closes Cold on Close. Required.
+	Cold *cold.Tier
+	// Bucket is the shared bucket Cold stores in (the same prefix): the
+	// node reads journal objects back from it for verify. Required.
+	Bucket objstore.Bucket
+	// Config gives the policies (segment sizes and ages for compaction,
+	// retention) and the cluster section's tunables. Required.
+	Config *policy.Config
+
+	FlushInterval time.Duration // cluster.flush_interval; default 50ms
+	FlushBytes    int64         // cluster.flush_bytes; default 8 MiB
+	GCDelay       time.Duration // cluster.gc_delay; default 10m
+	CacheBytes    int64         // the reader's disk cache; default 1 GiB
+	MemBytes      int64         // the reader's memory cache; default 64 MiB
+	// MaxConns caps the PostgreSQL pool; default 16.
+	MaxConns int32
+	// StatementTimeout bounds every statement on the server side; default
+	// 30s. ConnectTimeout bounds each connection attempt; default 5s.
+	StatementTimeout, ConnectTimeout time.Duration
+	// CompactEvery is how often the compactor plans and claims jobs;
+	// default 1s. RetentionEvery is how often retention runs; default 30s.
+	CompactEvery, RetentionEvery time.Duration
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// The defaults of Options, in one place.
+const (
+	DefaultFlushInterval    = 50 * time.Millisecond
+	DefaultFlushBytes       = 8 << 20
+	DefaultGCDelay          = 10 * time.Minute
+	DefaultCacheBytes       = 1 << 30
+	DefaultMemBytes         = 64 << 20
+	DefaultMaxConns         = 16
+	DefaultStatementTimeout = 30 * time.Second
+	DefaultConnectTimeout   = 5 * time.Second
+	DefaultCompactEvery     = time.Second
+	DefaultRetentionEvery   = 30 * time.Second
+)
+
+func (o *Options) setDefaults() {
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.FlushBytes <= 0 {
+		o.FlushBytes = DefaultFlushBytes
+	}
+	if o.GCDelay <= 0 {
+		o.GCDelay = DefaultGCDelay
+	}
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.MemBytes <= 0 {
+		o.MemBytes = DefaultMemBytes
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.StatementTimeout <= 0 {
+		o.StatementTimeout = DefaultStatementTimeout
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.CompactEvery <= 0 {
+		o.CompactEvery = DefaultCompactEvery
+	}
+	if o.RetentionEvery <= 0 {
+		o.RetentionEvery = DefaultRetentionEvery
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// CauseFenced is the cause a fenced node's WriteHealth names: a newer process
+// of the same node_id started (its epoch is higher), so this one accepts
+// no more appends; only a restart, which takes a new epoch, clears it.
+const CauseFenced = "fenced"
+
+// errClosed is what calls after Close answer.
+var errClosed = fmt.Errorf("cluster: node closed: %w", tiers.ErrClosed)
+
+// Node is an open cluster-mode node.
+type Node struct {
+	opts    Options
+	started time.Time
+	pool    *pgxpool.Pool
+	cat     catalog.Store
+	cold    *cold.Tier
+	parts   parts
+
+	closed atomic.Bool
+	stop   context.CancelFunc
+	loops  sync.WaitGroup
+
+	health    health
+	fenceOnce sync.Once
+	fenced    time.Time
+}
+
+// NodeID is the node's name in the cluster.
+func (n *Node) NodeID() string { return n.opts.NodeID }
+
+// Epoch is the epoch this process took when it joined.
+func (n *Node) Epoch() uint64 { return n.parts.reg.Epoch() }
+
+// fencedErr is why the node takes no more appends for good (a newer
+// process of its node_id joined), or nil.
+func (n *Node) fencedErr() error {
+	if err := n.parts.seq.Fenced(); err != nil {
+		return err
+	}
+	if n.parts.reg.IsFenced() {
+		return fmt.Errorf("cluster: node %s epoch %d: %w", n.opts.NodeID, n.parts.reg.Epoch(), registry.ErrFenced)
+	}
+	return nil
+}
+
+// RedactDSN is dsn without its password, fit for logs and status.
+func RedactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return "(unparsable)"
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// checkOptions refuses Options a node cannot run with.
+func checkOptions(o *Options) error {
+	var errs []error
+	if o.DSN == "" {
+		errs = append(errs, errors.New("cluster: Options.DSN (cluster.catalog) is empty"))
+	}
+	if o.NodeID == "" {
+		errs = append(errs, errors.New("cluster: Options.NodeID (cluster.node_id) is empty"))
+	}
+	if o.Cold == nil {
+		errs = append(errs, errors.New("cluster: Options.Cold is nil: cluster mode needs a shared cold.store"))
+	}
+	if o.Bucket == nil {
+		errs = append(errs, errors.New("cluster: Options.Bucket is nil"))
+	}
+	if o.Config == nil {
+		errs = append(errs, errors.New("cluster: Options.Config is nil"))
+	}
+	return errors.Join(errs...)
+}

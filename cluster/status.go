@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tierd/tierd/cluster/registry"
+	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/tiers"
+)
+
+// health caches the result of the last PostgreSQL ping, so that /healthz
+// and the metrics cost one round trip a second at most.
+type health struct {
+	mu     sync.Mutex
+	at     time.Time // of the last ping
+	err    error     // its answer
+	failed time.Time // when pings began failing; zero while they answer
+}
+
+// pingEvery is how long a ping's answer stands.
+const pingEvery = time.Second
+
+// pingTimeout bounds a ping.
+const pingTimeout = 2 * time.Second
+
+// pgHealth pings PostgreSQL at most once per pingEvery and says whether it
+// answered and, if not, since when.
+func (n *Node) pgHealth() (error, time.Time) {
+	h := &n.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := n.opts.Now()
+	if now.Sub(h.at) < pingEvery && !h.at.IsZero() {
+		return h.err, h.failed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+	defer cancel()
+	h.at = now
+	h.err = n.pool.Ping(ctx)
+	switch {
+	case h.err == nil:
+		h.failed = time.Time{}
+	case h.failed.IsZero():
+		h.failed = now
+	}
+	return h.err, h.failed
+}
+
+// WriteHealth reports whether appends can be committed now: not once the
+// node is fenced (CauseFenced, until a restart), nor while PostgreSQL does
+// not answer or the shared store's breaker is open
+// (tiers.CauseStorage, clearing by itself).
+func (n *Node) WriteHealth() engine.WriteHealth {
+	if err := n.fencedErr(); err != nil {
+		return engine.WriteHealth{Cause: CauseFenced, Err: err, Since: n.fencedAt()}
+	}
+	if err, since := n.pgHealth(); err != nil {
+		return engine.WriteHealth{Cause: tiers.CauseStorage, Err: pgErr("the catalog does not answer", err), Since: since}
+	}
+	if h := n.cold.Health(); !h.Available {
+		return engine.WriteHealth{Cause: tiers.CauseStorage, Err: storeDown(h.Err), Since: h.Since}
+	}
+	return engine.WriteHealth{}
+}
+
+// fencedAt is when the node first saw itself fenced.
+func (n *Node) fencedAt() time.Time {
+	n.fenceOnce.Do(func() { n.fenced = n.opts.Now() })
+	return n.fenced
+}
+
+// Status is the node's state in the engine's terms: hot is the reader's
+// memory cache, warm the live journal (ranges and bytes, shared by every
+// node), no WAL; plus the node's id, epoch and catalog.
+func (n *Node) Status(ctx context.Context) engine.Status {
+	st := engine.Status{Started: n.started, Writes: "ok", WALSync: "cluster"}
+	mem, _ := n.parts.rd.CacheBytes()
+	st.HotBytes, st.HotMaxBytes = mem, n.opts.MemBytes
+	if h := n.WriteHealth(); h.Cause != "" {
+		st.Writes, st.WritesError, st.WritesSince = h.Cause, h.Err.Error(), h.Since
+	}
+	st.ColdStore = "ok"
+	if h := n.cold.Health(); !h.Available {
+		st.ColdStore, st.ColdStoreError, st.ColdStoreSince = "unavailable", h.Err, h.Since
+	}
+	var streams, ranges, bytes int64
+	err := n.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM cluster_streams), count(*), coalesce(sum(bytes), 0) FROM journal_ranges`).
+		Scan(&streams, &ranges, &bytes)
+	if err == nil {
+		st.Streams, st.WarmSegments, st.WarmBytes = int(streams), int(ranges), bytes
+	}
+	return st
+}
+
+// ClusterNodes lists every node of the registry, the stopped ones too.
+func (n *Node) ClusterNodes(ctx context.Context) ([]registry.Node, error) {
+	return n.parts.reg.Nodes(ctx)
+}
+
+// storeDown is the error of a shared store whose breaker is open.
+func storeDown(msg string) error {
+	return fmt.Errorf("cluster: the shared object store does not answer: %w: %w", tiers.ErrStorageUnavailable, errors.New(msg))
+}
