@@ -1,0 +1,243 @@
+package compactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/tiers"
+)
+
+// gcBatch bounds the rows or keys one step of garbage collection holds;
+// the rest waits for the next pass.
+const gcBatch = 1000
+
+// maxOrphanCandidates bounds the keys one orphan pass collects from a
+// listing before it checks and deletes them.
+const maxOrphanCandidates = 10000
+
+// CollectReleased deletes the journal objects released (no live range
+// left) longer than GCDelay ago: the object first, then its row. A crash
+// between leaves a row whose object is gone; the next pass deletes the
+// missing object again (no error) and then the row. No range is ever
+// added to a released object, so nothing reads it any more. It returns
+// how many objects it deleted.
+func (c *Compactor) CollectReleased(ctx context.Context) (int, error) {
+	deleted := 0
+	for {
+		rows, err := c.opts.Pool.Query(ctx, `
+			SELECT key FROM journal_objects
+			WHERE live_ranges = 0 AND released_at < now() - make_interval(secs => $1)
+			ORDER BY released_at, key LIMIT $2`, c.opts.GCDelay.Seconds(), gcBatch)
+		if err != nil {
+			return deleted, fmt.Errorf("compactor: gc: %w", err)
+		}
+		var keys []string
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return deleted, fmt.Errorf("compactor: gc: %w", err)
+			}
+			keys = append(keys, k)
+		}
+		if err := rows.Err(); err != nil {
+			return deleted, fmt.Errorf("compactor: gc: %w", err)
+		}
+		for _, k := range keys {
+			if err := c.opts.Bucket.Delete(ctx, k); err != nil {
+				return deleted, fmt.Errorf("compactor: gc: delete %s: %w", k, err)
+			}
+			if err := c.step(StepGCAfterDelete); err != nil {
+				return deleted, err
+			}
+			if _, err := c.opts.Pool.Exec(ctx, `DELETE FROM journal_objects WHERE key = $1 AND live_ranges = 0`, k); err != nil {
+				return deleted, fmt.Errorf("compactor: gc: forget %s: %w", k, err)
+			}
+			deleted++
+			c.metrics.deleted.WithLabelValues(kindJournal).Inc()
+		}
+		if len(keys) < gcBatch {
+			return deleted, nil
+		}
+	}
+}
+
+// CollectOrphans lists the bucket for objects nothing refers to and
+// deletes those older than GCDelay: journal objects without a
+// journal_objects row (the write path crashed between its PUT and its
+// commit) and Parquet objects that no catalog segment and no open job
+// names (see collectParquet for when one is safe to delete). It returns
+// how many it deleted.
+func (c *Compactor) CollectOrphans(ctx context.Context) (int, error) {
+	n, err := c.collectJournal(ctx)
+	if err != nil {
+		return n, err
+	}
+	m, err := c.collectParquet(ctx)
+	return n + m, err
+}
+
+// collectJournal deletes journal objects older than GCDelay that have no
+// row. The write path inserts an object's row in the commit that follows
+// its PUT within the commit's deadline, far below gc_delay: an object
+// without a row by then never gets one.
+func (c *Compactor) collectJournal(ctx context.Context) (int, error) {
+	cutoff := time.Now().Add(-c.opts.GCDelay)
+	var old []string
+	for a, err := range c.opts.Bucket.List(ctx, JournalPrefix) {
+		if err != nil {
+			return 0, fmt.Errorf("compactor: gc: list %s: %w", JournalPrefix, err)
+		}
+		if a.ModTime.Before(cutoff) {
+			old = append(old, a.Key)
+			if len(old) == maxOrphanCandidates {
+				break
+			}
+		}
+	}
+	deleted := 0
+	for len(old) > 0 {
+		batch := old[:min(len(old), gcBatch)]
+		old = old[len(batch):]
+		known := map[string]bool{}
+		rows, err := c.opts.Pool.Query(ctx, `SELECT key FROM journal_objects WHERE key = ANY($1)`, batch)
+		if err != nil {
+			return deleted, fmt.Errorf("compactor: gc: %w", err)
+		}
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return deleted, fmt.Errorf("compactor: gc: %w", err)
+			}
+			known[k] = true
+		}
+		if err := rows.Err(); err != nil {
+			return deleted, fmt.Errorf("compactor: gc: %w", err)
+		}
+		for _, k := range batch {
+			if known[k] {
+				continue
+			}
+			if err := c.opts.Bucket.Delete(ctx, k); err != nil {
+				return deleted, fmt.Errorf("compactor: gc: delete %s: %w", k, err)
+			}
+			c.log.Info("deleted a journal object no commit references", "key", k)
+			deleted++
+			c.metrics.deleted.WithLabelValues(kindJournalOrphan).Inc()
+		}
+	}
+	return deleted, nil
+}
+
+// collectParquet deletes Parquet objects older than GCDelay that neither
+// a catalog segment nor an open job names, when their records are
+// accounted for elsewhere: below the stream's retention watermark, or
+// held by other segments. A job retaken after a crash writes the same key
+// and commits it, so an orphan is rare (a bug, or a retention delete
+// interrupted); one whose records are nowhere else is kept and logged: it
+// is what a catalog rebuild would need.
+func (c *Compactor) collectParquet(ctx context.Context) (int, error) {
+	cutoff := time.Now().Add(-c.opts.GCDelay)
+	var old []cold.Object
+	for o, err := range c.opts.Cold.Objects(ctx, "") {
+		if err != nil {
+			return 0, fmt.Errorf("compactor: gc: %w", err)
+		}
+		if o.Segment && o.ModTime.Before(cutoff) {
+			old = append(old, o)
+			if len(old) == maxOrphanCandidates {
+				break
+			}
+		}
+	}
+	deleted := 0
+	for _, o := range old {
+		// The job first, then the catalog: a job committed between the
+		// two reads is seen as its segment.
+		var open bool
+		err := c.opts.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM compaction_jobs WHERE stream = $1 AND base = $2 AND last_offset = $3)`,
+			o.Stream, int64(o.Base), int64(o.Last)).Scan(&open)
+		if err != nil {
+			return deleted, fmt.Errorf("compactor: gc: %w", err)
+		}
+		if open {
+			continue
+		}
+		segs, retained, err := c.opts.Catalog.Locate(ctx, o.Stream, o.Base, o.Last)
+		if errors.Is(err, tiers.ErrStreamNotFound) {
+			c.log.Warn("kept a Parquet object of a stream the catalog does not know", "key", o.Key)
+			continue
+		}
+		if err != nil {
+			return deleted, fmt.Errorf("compactor: gc: locate %s [%d, %d]: %w", o.Stream, o.Base, o.Last, err)
+		}
+		if referenced(o, segs) {
+			continue
+		}
+		if o.Last >= retained && !covered(o, segs) {
+			c.log.Warn("kept an unreferenced Parquet object: no segment holds its records", "key", o.Key)
+			continue
+		}
+		m, ok := metaOf(o)
+		if !ok {
+			continue
+		}
+		if err := c.opts.Cold.Delete(ctx, m); err != nil {
+			return deleted, fmt.Errorf("compactor: gc: %w", err)
+		}
+		c.log.Info("deleted a Parquet object no segment references", "key", o.Key)
+		deleted++
+		c.metrics.deleted.WithLabelValues(kindParquetOrphan).Inc()
+	}
+	return deleted, nil
+}
+
+// referenced reports whether a catalogued segment lives in o.
+func referenced(o cold.Object, segs []tiers.SegmentMeta) bool {
+	for i := range segs {
+		s := &segs[i]
+		if s.Base == o.Base && s.Last == o.Last && s.Placements.Has(tiers.Cold) && cold.ObjectKey(*s) == o.Key {
+			return true
+		}
+	}
+	return false
+}
+
+// covered reports whether segments other than o's hold every offset of o,
+// from offsets at or above the retention watermark (those below it were
+// deleted on purpose).
+func covered(o cold.Object, segs []tiers.SegmentMeta) bool {
+	next := o.Base
+	for _, s := range segs {
+		if s.Base > next {
+			return false
+		}
+		if s.Last >= next {
+			if s.Last >= o.Last {
+				return true
+			}
+			next = s.Last + 1
+		}
+	}
+	return false
+}
+
+// metaOf is enough of a segment's metadata for cold.Tier.Delete to name
+// o's key: the stream, the offsets and a ts on the key's day.
+func metaOf(o cold.Object) (tiers.SegmentMeta, bool) {
+	// stream=<s>/date=<YYYY-MM-DD>/<base>-<last>.parquet
+	var day string
+	if i := len("stream=" + o.Stream + "/date="); len(o.Key) >= i+10 {
+		day = o.Key[i : i+10]
+	}
+	t, err := time.Parse("2006-01-02", day)
+	if err != nil {
+		return tiers.SegmentMeta{}, false
+	}
+	m := tiers.SegmentMeta{Stream: o.Stream, Base: o.Base, Last: o.Last, MinTS: t.UnixNano()}
+	return m, cold.ObjectKey(m) == o.Key
+}
