@@ -69,58 +69,51 @@ type Object struct {
 // the last record ends at the checksum. Any failure is a
 // *tiers.CorruptionError and no records.
 func DecodeBlock(b []byte, want BlockCheck) (Block, error) {
-	s, err := scanBlock(b, want)
+	s, err := scanBlock(b, want, true)
 	if err != nil {
 		return Block{}, err
 	}
 	body := b[:len(b)-blockTrailerLen]
-	limit := valueLimit(want.MaxValueBytes)
+	recs := s.recs
 
-	// Every check passed in scanBlock; the two walks below only copy.
-	// Keys and tags go into one string, so a block costs three
-	// allocations whatever its record count.
+	// Every check passed in scanBlock, which left each record's key and
+	// tags located in its Offset (see packText). Keys and tags go into
+	// one string, so a block costs three allocations whatever its record
+	// count: the records, the tags and that string.
 	var sb strings.Builder
 	sb.Grow(s.textBytes)
-	c := cursor{b: body, off: s.recordsAt}
-	for range s.count {
-		r := c.record(limit, false)
-		sb.Write(body[r.key[0]:r.key[1]])
-		for t, off := 0, r.tagsAt; t < r.ntags; t++ {
+	for i := range recs {
+		keyAt, kl, nt := unpackText(recs[i].Offset)
+		sb.Write(body[keyAt : keyAt+kl])
+		for t, off := 0, keyAt+kl+uvarintLen(uint64(nt)); t < nt; t++ {
 			from, to := tagSpan(body, &off)
 			sb.Write(body[from:to])
 		}
 	}
 	text := sb.String()
-	recs := make([]tiers.Record, s.count)
 	var tags []string
 	if s.tags > 0 {
 		tags = make([]string, s.tags)
 	}
-	c = cursor{b: body, off: s.recordsAt}
 	p, ti := 0, 0
 	for i := range recs {
-		r := c.record(limit, false)
 		rec := &recs[i]
+		keyAt, kl, nt := unpackText(rec.Offset)
 		rec.Offset = want.First + uint64(i)
-		rec.TS = r.ts
-		kl := r.key[1] - r.key[0]
 		rec.Key = text[p : p+kl]
 		p += kl
-		if r.ntags > 0 {
-			rec.Tags = tags[ti : ti+r.ntags : ti+r.ntags]
-			for t, off := 0, r.tagsAt; t < r.ntags; t++ {
+		if nt > 0 {
+			rec.Tags = tags[ti : ti+nt : ti+nt]
+			for t, off := 0, keyAt+kl+uvarintLen(uint64(nt)); t < nt; t++ {
 				from, to := tagSpan(body, &off)
 				rec.Tags[t] = text[p : p+to-from]
 				p += to - from
 			}
-			ti += r.ntags
-		}
-		if r.val[1] > r.val[0] {
-			rec.Value = body[r.val[0]:r.val[1]:r.val[1]]
+			ti += nt
 		}
 	}
-	if c.err != nil || p != len(text) || ti != s.tags {
-		// scanBlock accepted what the copy could not walk: a bug, and
+	if p != len(text) || ti != s.tags {
+		// scanBlock counted other text than it located: a bug, and
 		// never a wrong record.
 		return Block{}, corrupt(want.Key, -1, ErrMalformed, "block decodes differently on its second walk")
 	}
@@ -156,7 +149,7 @@ func DecodeObject(b []byte, key string) (Object, error) {
 			return Object{}, corrupt(key, int64(pos+8), ErrMalformed, "block length %d with %d bytes before the footer", n, end-pos)
 		}
 		blk := b[pos : pos+int(n)]
-		s, err := scanBlock(blk, BlockCheck{Key: key, Pos: int64(pos)})
+		s, err := scanBlock(blk, BlockCheck{Key: key, Pos: int64(pos)}, false)
 		if err != nil {
 			return Object{}, err
 		}
@@ -180,10 +173,14 @@ type scanned struct {
 	recordsAt int // where the first record starts
 	textBytes int // key and tag bytes of every record
 	tags      int // tags of every record
+	// recs, made when asked for, hold each record's TS and Value, and in
+	// Offset where its key and tags are (packText).
+	recs []tiers.Record
 }
 
-// scanBlock checks every byte of a block without allocating per record.
-func scanBlock(b []byte, want BlockCheck) (scanned, error) {
+// scanBlock checks every byte of a block without allocating per record;
+// with fill, it also makes the records and fills what needs no copy.
+func scanBlock(b []byte, want BlockCheck, fill bool) (scanned, error) {
 	base := want.Pos
 	fail := func(off int, cause error, format string, args ...any) (scanned, error) {
 		return scanned{}, corrupt(want.Key, base+int64(off), cause, format, args...)
@@ -260,11 +257,23 @@ func scanBlock(b []byte, want BlockCheck) (scanned, error) {
 	s.info.Ref.Records = s.count
 	s.info.Ref.MinTS, s.info.Ref.MaxTS = math.MaxInt64, math.MinInt64
 	limit := valueLimit(want.MaxValueBytes)
+	if fill {
+		// Bounded: the count fits the checksummed bytes at 12 per record.
+		s.recs = make([]tiers.Record, s.count)
+	}
 	for i := 0; i < s.count; i++ {
 		start := c.off
 		r := c.record(limit, true)
 		if c.err != nil {
 			return fail(c.errAt, ErrMalformed, "record %d (at byte %d of the block): %v", i, start, c.err)
+		}
+		if fill {
+			rec := &s.recs[i]
+			rec.TS = r.ts
+			if r.val[1] > r.val[0] {
+				rec.Value = b[r.val[0]:r.val[1]:r.val[1]]
+			}
+			rec.Offset = packText(r.key[0], r.key[1]-r.key[0], r.ntags)
 		}
 		s.textBytes += r.key[1] - r.key[0] + r.tagBytes
 		s.tags += r.ntags
@@ -300,14 +309,23 @@ func (c *cursor) fail(format string, args ...any) {
 }
 
 // uvarint reads a canonical (shortest) uvarint, so a block has one
-// encoding and a decoded block re-encodes to the same bytes.
+// encoding and a decoded block re-encodes to the same bytes. The one-byte
+// case, nearly every length and count, is inlined.
 func (c *cursor) uvarint(what string) uint64 {
+	if c.off < len(c.b) && c.b[c.off] < 0x80 && c.err == nil {
+		c.off++
+		return uint64(c.b[c.off-1])
+	}
+	return c.uvarintSlow(what, "")
+}
+
+func (c *cursor) uvarintSlow(what, suffix string) uint64 {
 	if c.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(c.b[c.off:])
 	if n <= 0 || n != uvarintLen(v) {
-		c.fail("%s: not a canonical uvarint", what)
+		c.fail("%s%s: not a canonical uvarint", what, suffix)
 		return 0
 	}
 	c.off += n
@@ -316,37 +334,34 @@ func (c *cursor) uvarint(what string) uint64 {
 
 // fixed returns the next n bytes, nil if they are not there.
 func (c *cursor) fixed(n int) []byte {
-	if c.err != nil {
-		return nil
+	if n <= len(c.b)-c.off && c.err == nil {
+		c.off += n
+		return c.b[c.off-n : c.off]
 	}
-	if n > len(c.b)-c.off {
-		c.fail("%d-byte field with %d bytes left", n, len(c.b)-c.off)
-		return nil
-	}
-	v := c.b[c.off : c.off+n]
-	c.off += n
-	return v
+	c.fail("%d-byte field with %d bytes left", n, len(c.b)-c.off)
+	return nil
 }
 
 // span reads a length-prefixed field of at most limit bytes and returns
 // its [start, end) in the body; the length is checked before use.
 func (c *cursor) span(what string, limit uint64) [2]int {
-	if c.err != nil {
+	var n uint64
+	if c.off < len(c.b) && c.b[c.off] < 0x80 && c.err == nil {
+		n = uint64(c.b[c.off])
+		c.off++
+	} else if n = c.uvarintSlow(what, " length"); c.err != nil {
 		return [2]int{}
 	}
-	n, l := binary.Uvarint(c.b[c.off:])
-	if l <= 0 || l != uvarintLen(n) {
-		c.fail("%s length: not a canonical uvarint", what)
-		return [2]int{}
-	}
-	c.off += l
 	if n > limit || n > uint64(len(c.b)-c.off) {
-		c.fail("%s of %d bytes (at most %d) with %d bytes left", what, n, limit, len(c.b)-c.off)
+		c.failSpan(what, n, limit)
 		return [2]int{}
 	}
-	s := [2]int{c.off, c.off + int(n)}
 	c.off += int(n)
-	return s
+	return [2]int{c.off - int(n), c.off}
+}
+
+func (c *cursor) failSpan(what string, n, limit uint64) {
+	c.fail("%s of %d bytes (at most %d) with %d bytes left", what, n, limit, len(c.b)-c.off)
 }
 
 // recordSpans locates one record's fields in the body.
@@ -394,6 +409,19 @@ func (c *cursor) record(valueLimit uint64, check bool) recordSpans {
 	}
 	r.val = c.span("value", valueLimit)
 	return r
+}
+
+// packText keeps where a record's key starts, its length and its tag
+// count in the record's Offset between DecodeBlock's walks, so the copy
+// of the text needs no second parse of the record. The bounds hold for
+// every block scanBlock accepts: positions below MaxBlockBytes (2^28),
+// keys of at most 1024 bytes, at most 65 536 tags.
+func packText(keyAt, keyLen, ntags int) uint64 {
+	return uint64(keyAt)<<32 | uint64(keyLen)<<17 | uint64(ntags)
+}
+
+func unpackText(v uint64) (keyAt, keyLen, ntags int) {
+	return int(v >> 32), int(v >> 17 & 0x7fff), int(v & 0x1ffff)
 }
 
 // tagSpan reads one tag at *off of a body scanBlock accepted.
