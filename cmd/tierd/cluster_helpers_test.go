@@ -407,3 +407,35 @@ func waitWritable(t *testing.T, n *clusterNode, stream string, l *clLedger, time
 	}
 	t.Fatalf("node %s: no append acknowledged within %s after recovery; last error: %v", n.id, timeout, last)
 }
+
+// clusterNodeState is a node as GET /v1/cluster lists it (the fields the
+// tests check).
+type clusterNodeState struct {
+	NodeID string `json:"node_id"`
+	Epoch  int64  `json:"epoch"`
+	Live   bool   `json:"live"`
+}
+
+// clusterStatus is GET /v1/cluster through n, by node id.
+func clusterStatus(t *testing.T, n *clusterNode) map[string]clusterNodeState {
+	t.Helper()
+	resp, err := clusterHTTP.Get(n.URL() + "/v1/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Nodes []clusterNodeState `json:"nodes"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/cluster through %s: HTTP %d", n.id, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("GET /v1/cluster through %s: %v", n.id, err)
+	}
+	out := map[string]clusterNodeState{}
+	for _, s := range body.Nodes {
+		out[s.NodeID] = s
+	}
+	return out
+}

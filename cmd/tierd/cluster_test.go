@@ -3,14 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/client"
 	"github.com/tierd/tierd/testenv"
 )
@@ -39,6 +44,8 @@ func TestClusterNodeLoss(t *testing.T) {
 	spec := clusterSpec{dsn: pg.DSN, store: m.URL("aws"), extra: `segment: {max_bytes: 64KiB, max_age: 2s}
 `}
 	nodes := startNodes(t, spec, 3)
+	epochs := clusterStatus(t, nodes[0])
+	restarts := map[string]int64{}
 	streams := []string{"loss-a", "loss-b", "loss-c", "loss-d"}
 	l := newClLedger()
 
@@ -62,6 +69,7 @@ func TestClusterNodeLoss(t *testing.T) {
 		sent, acked := l.counts()
 		t.Logf("kill %d: node %s (so far %d batches sent, %d acknowledged)", k+1, n.id, sent, acked)
 		n.killWipeRestart(t)
+		restarts[n.id]++
 	}
 	time.Sleep(1500 * time.Millisecond)
 	stop()
@@ -73,6 +81,52 @@ func TestClusterNodeLoss(t *testing.T) {
 	}
 	checkCluster(t, nodes, streams, l)
 	verifyClean(t, nodes[rng.IntN(len(nodes))])
+	// Each restart took a new epoch, and every node is live again.
+	now := clusterStatus(t, nodes[2])
+	for _, n := range nodes {
+		s := now[n.id]
+		if !s.Live || s.Epoch != epochs[n.id].Epoch+restarts[n.id] {
+			t.Errorf("node %s: cluster status %+v after %d restarts from epoch %d", n.id, s, restarts[n.id], epochs[n.id].Epoch)
+		}
+	}
+}
+
+// TestClusterSameIDFences starts a second process with a live node's
+// node_id: it takes over at once, and the first process, still running,
+// refuses every append from its next flush on (503 storage_failed, and
+// /healthz says fenced), so that two processes never write as one node.
+func TestClusterSameIDFences(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	useMinIOCredentials(t, m)
+	pg := testenv.StartPostgres(t)
+	spec := clusterSpec{dsn: pg.DSN, store: m.URL("aws")}
+	old := startNode(t, spec, "n1")
+	other := startNode(t, spec, "n2")
+	l := newClLedger()
+	streams := []string{"fence"}
+	waitWritable(t, old, streams[0], l, 30*time.Second)
+	fresh := startNode(t, spec, "n1") // the same id, its own data_dir and port
+	waitWritable(t, fresh, streams[0], l, 30*time.Second)
+
+	b := newClBatch("after-fence", streams[0], 2, 8)
+	l.add(b)
+	_, err := old.c.AppendBatch(context.Background(), b.stream, b.records())
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != api.CodeStorageFailed {
+		t.Fatalf("an append through the fenced process answered %v; want 503 storage_failed", err)
+	}
+	resp, err := http.Get(old.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "fenced") {
+		t.Fatalf("/healthz of the fenced process: %d %s; want 503 naming fenced", resp.StatusCode, body)
+	}
+	// Its refusal stored nothing, and the others serve what both wrote.
+	waitWritable(t, other, streams[0], l, 30*time.Second)
+	checkCluster(t, []*clusterNode{fresh, other}, streams, l)
 }
 
 // TestClusterOneStreamManyNodes writes one stream through all three nodes
