@@ -32,6 +32,8 @@ func TestRoundTrip(t *testing.T) {
 			Findings: []Finding{{Kind: FindingGap, Stream: "s", Base: u(1), From: u(0), To: u(2), Tier: "warm", Path: "p", Message: "m"}}, WarmFiles: 1, ColdObjects: 2},
 		&ProgressLine{Progress: &Progress{Done: 1, Total: 2, Unit: "actions", Bytes: 3, TotalBytes: 4}},
 		&ProgressLine{Result: json.RawMessage(`{"ok":true}`)},
+		&ClusterStatus{Self: "n1", Nodes: []ClusterNode{{NodeID: "n1", Epoch: 3, Version: "v", Addr: "a:1", StartedAt: at, HeartbeatAt: at, HeartbeatAgeMS: 1200,
+			StoppedAt: at, Live: true, StreamsWritten: 4, JobsHeld: 1, CacheBytes: 5}}},
 		&Status{Started: at, Streams: 1, WALSync: "batch", Writes: "ok", WritesSince: at, ColdStore: "ok", ColdStoreSince: at,
 			Tiers:    map[string]TierStatus{"warm": {Streams: 1, Segments: 2, Bytes: 3, OldestTS: at, NewestTS: at, OldestSealedAt: at, BudgetBytes: 4, BudgetUsed: 5}},
 			Migrator: &MigratorStatus{Schedule: "@every 1m", NextRun: at, Running: true, LastRun: &LastRun{Started: at, DurationMS: 1, Actions: 2, Failed: 1, Skipped: 1}, LastError: "e", LastErrorAt: at, Failing: 1, Failures: []SegmentFailure{{Stream: "s", Base: 1, Action: "upload", Error: "e", At: at, Attempts: 1, RetryAt: at}}}},
@@ -68,5 +70,24 @@ func TestZeroTimesLeftOut(t *testing.T) {
 	}
 	if got := UnixNano(0).Format(time.RFC3339Nano); got != "1970-01-01T00:00:00Z" {
 		t.Fatalf("UnixNano(0) = %s", got)
+	}
+}
+
+// TestClusterNodeState: a clean stop wins over the heartbeat, and a node
+// that neither heartbeats nor left is stale.
+func TestClusterNodeState(t *testing.T) {
+	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		n    ClusterNode
+		want string
+	}{
+		{ClusterNode{Live: true}, NodeLive},
+		{ClusterNode{}, NodeStale},
+		{ClusterNode{StoppedAt: at}, NodeStopped},
+		{ClusterNode{StoppedAt: at, Live: true}, NodeStopped},
+	} {
+		if got := tc.n.State(); got != tc.want {
+			t.Errorf("%+v: State() = %q, want %q", tc.n, got, tc.want)
+		}
 	}
 }

@@ -38,6 +38,9 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeStreamNotFound   = "stream_not_found"
 	CodeSegmentNotFound  = "segment_not_found"
+	// CodeNotInClusterMode: a cluster route (GET /v1/cluster) asked of a
+	// node in local mode.
+	CodeNotInClusterMode = "not_in_cluster_mode"
 	// 409
 	CodeProducerSequence    = "producer_sequence"
 	CodeSegmentNotPersisted = "segment_not_persisted"

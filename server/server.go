@@ -141,6 +141,7 @@ func New(b Backend, opts Options) *Server {
 	s.route("GET /v1/streams/{stream}/explain", policy.RoleAdmin, http.HandlerFunc(s.handleExplain))
 	s.route("POST /v1/verify", policy.RoleAdmin, http.HandlerFunc(s.handleVerify))
 	s.route("GET /v1/status", policy.RoleRead, http.HandlerFunc(s.handleStatus))
+	s.route("GET /v1/cluster", policy.RoleRead, http.HandlerFunc(s.handleCluster))
 	s.route("GET /healthz", roleAnyone, http.HandlerFunc(s.handleHealth))
 	s.route("GET /metrics", policy.RoleRead, s.metricsHandler())
 	return s

@@ -91,6 +91,11 @@ func (a *app) catalogRebuild(ctx context.Context, config, dataDir string) error 
 	if err != nil {
 		return err
 	}
+	if cfg.Cluster.Enabled() {
+		// A cluster node's data_dir is a cache: a catalog.db made from it
+		// would be a second, partial catalog beside the shared one.
+		return fmt.Errorf("%s is a cluster configuration (cluster.catalog %s): its catalog is that PostgreSQL database, shared by every node, and data_dir holds only a cache; catalog rebuild is for a local node's catalog.db", config, cfg.Cluster.Catalog.Redacted())
+	}
 	// A mistyped directory must not get a new, empty catalog.
 	if fi, err := os.Stat(cfg.DataDir); err != nil {
 		return fmt.Errorf("data_dir: %w", err)

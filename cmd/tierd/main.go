@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/internal/boot"
 	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
@@ -131,23 +132,16 @@ func run(ctx context.Context, f flags) error {
 	defer stop()
 
 	reg := newRegistry()
-	eng, err := boot.OpenEngine(ctx, cfg, log, reg)
+	backend, closeBackend, err := boot.OpenBackend(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}
-	mig, err := migrator.New(eng, migrator.Options{
-		Config:         cfg,
-		Schedule:       cfg.Migrator.Schedule,
-		Concurrency:    cfg.Migrator.Concurrency,
-		BytesPerSecond: cfg.Migrator.MaxBytesPerSecond,
-		Logger:         log,
-		Registerer:     reg,
-	})
+	mig, err := newMigrator(backend, cfg, log, reg)
 	if err != nil {
-		eng.Close(context.Background())
+		closeBackend(context.Background())
 		return err
 	}
-	api := server.New(eng, server.Options{
+	api := server.New(backend, server.Options{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		MaxRecordBytes: int(cfg.MaxRecordBytes),
 		Logger:         log,
@@ -183,7 +177,9 @@ func run(ctx context.Context, f flags) error {
 		}
 		serveErr <- srv.Serve(sln)
 	}()
-	mig.Start()
+	if mig != nil {
+		mig.Start()
+	}
 
 	select {
 	case err = <-serveErr:
@@ -197,11 +193,13 @@ func run(ctx context.Context, f flags) error {
 	// cold store is safe to abandon (its intent is settled at the next
 	// start), and must not hold up the exit.
 	api.Shutdown()
-	mig.Stop(shutCtx)
+	if mig != nil {
+		mig.Stop(shutCtx)
+	}
 	if serr := srv.Shutdown(shutCtx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
-	if cerr := eng.Close(shutCtx); cerr != nil {
+	if cerr := closeBackend(shutCtx); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	if errors.Is(err, http.ErrServerClosed) {
@@ -211,6 +209,25 @@ func run(ctx context.Context, f flags) error {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// newMigrator is the migrator of a local node's engine, on the
+// configuration's schedule; nil for a backend that is not an engine (it
+// moves no local segments, and the server answers migrate and explain
+// 409 migrator_disabled).
+func newMigrator(b server.Backend, cfg policy.Config, log *slog.Logger, reg prometheus.Registerer) (*migrator.Migrator, error) {
+	eng, ok := b.(*engine.Engine)
+	if !ok {
+		return nil, nil
+	}
+	return migrator.New(eng, migrator.Options{
+		Config:         cfg,
+		Schedule:       cfg.Migrator.Schedule,
+		Concurrency:    cfg.Migrator.Concurrency,
+		BytesPerSecond: cfg.Migrator.MaxBytesPerSecond,
+		Logger:         log,
+		Registerer:     reg,
+	})
 }
 
 // listen binds addr, saying what to do when the port is taken.
