@@ -210,7 +210,7 @@ func TestClusterOneStreamManyNodes(t *testing.T) {
 		pid := fmt.Sprintf("p%d", pi)
 		perProducer[pid] = &producerLog{producer: pid}
 		p := client.NewProducer(n.c, client.ProducerOptions{
-			BatchRecords: 7, Linger: 2 * time.Millisecond, Workers: 2, Policy: client.Block, QueueSize: 500,
+			BatchRecords: 20, Linger: 2 * time.Millisecond, Workers: 2, Policy: client.Block, QueueSize: 500,
 			OnBatch: func(o *client.Outcome) {
 				if o.Err != nil {
 					t.Errorf("producer %s through %s: batch failed: %v", pid, n.id, o.Err)
