@@ -377,7 +377,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"op", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tierd_catalog_op_duration_seconds",
-			Help:    "Catalog transaction latency; writes include bbolt's fsync.",
+			Help:    "Catalog transaction latency; bbolt writes include its fsync, PostgreSQL ones the commit's round trip.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 9),
 		}, []string{"op"}),
 	}

@@ -100,6 +100,7 @@ import (
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/server"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -262,6 +263,13 @@ func RedactDSN(dsn string) string {
 	}
 	return u.String()
 }
+
+// A Node is what the server serves in cluster mode, GET /v1/cluster
+// included.
+var (
+	_ server.Backend        = (*Node)(nil)
+	_ server.ClusterBackend = (*Node)(nil)
+)
 
 // checkOptions refuses Options a node cannot run with.
 func checkOptions(o *Options) error {

@@ -16,6 +16,10 @@ import (
 // it waits for.
 const sealPoll = 100 * time.Millisecond
 
+// sealAttempts is how many failed compaction jobs a Seal sits through
+// before it answers the last failure.
+const sealAttempts = 3
+
 // Seal compacts stream's journal ranges into segments now, whatever their
 // size and age, and answers the last segment it waited for: the cluster
 // equivalent of a seal, after which every record acknowledged before the
@@ -35,7 +39,7 @@ func (n *Node) Seal(ctx context.Context, stream string) (engine.SealResult, erro
 	if err != nil {
 		return engine.SealResult{}, err
 	}
-	sealed := false
+	sealed, failures := false, 0
 	for {
 		pending, err := n.uncompactedBelow(ctx, stream, target)
 		if err != nil {
@@ -53,6 +57,9 @@ func (n *Node) Seal(ctx context.Context, stream string) (engine.SealResult, erro
 			return engine.SealResult{}, ctx.Err()
 		}
 		if err != nil {
+			if failures++; failures >= sealAttempts {
+				return engine.SealResult{}, fmt.Errorf("cluster: seal %s: compaction failed %d times (the job stays open and is retried): %w", stream, failures, err)
+			}
 			n.opts.Logger.Warn("cluster: seal: a compaction job failed; it is retried", "stream", stream, "err", err)
 		}
 		if !worked || err != nil {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/cluster/registry"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/tiers"
@@ -104,4 +105,36 @@ func (n *Node) ClusterNodes(ctx context.Context) ([]registry.Node, error) {
 // storeDown is the error of a shared store whose breaker is open.
 func storeDown(msg string) error {
 	return fmt.Errorf("cluster: the shared object store does not answer: %w: %w", tiers.ErrStorageUnavailable, errors.New(msg))
+}
+
+// liveWithin is how recent a heartbeat must be for cluster status to count
+// a node live: three missed heartbeats make it stale.
+const liveWithin = 3 * registry.DefaultHeartbeatInterval
+
+// ClusterStatus answers GET /v1/cluster: every node the registry has seen,
+// live, stale (heartbeats stopped without leaving: killed, partitioned) or
+// stopped, with what each last reported.
+func (n *Node) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
+	nodes, err := n.ClusterNodes(ctx)
+	if err != nil {
+		return api.ClusterStatus{}, pgErr("list the cluster's nodes", err)
+	}
+	out := api.ClusterStatus{Self: n.opts.NodeID, Nodes: make([]api.ClusterNode, 0, len(nodes))}
+	for _, m := range nodes {
+		out.Nodes = append(out.Nodes, api.ClusterNode{
+			NodeID: m.ID, Epoch: int64(m.Epoch), Version: m.Version, Addr: m.Addr,
+			StartedAt: m.Started.UTC(), HeartbeatAt: m.Heartbeat.UTC(), HeartbeatAgeMS: m.HeartbeatAge.Milliseconds(),
+			StoppedAt: utcOrZero(m.Stopped), Live: m.Stopped.IsZero() && m.HeartbeatAge < liveWithin,
+			StreamsWritten: m.Stats.StreamsWritten, JobsHeld: m.Stats.JobsHeld, CacheBytes: m.Stats.CacheBytes,
+		})
+	}
+	return out, nil
+}
+
+// utcOrZero is t in UTC, the zero time kept zero.
+func utcOrZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
 }

@@ -17,7 +17,7 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // newPool connects to dsn for the rest of t.
-func newPool(t *testing.T, dsn string) *pgxpool.Pool {
+func newPool(t testing.TB, dsn string) *pgxpool.Pool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -32,6 +32,13 @@ func newPool(t *testing.T, dsn string) *pgxpool.Pool {
 // openCatalog opens a Catalog on a pool of its own to dsn.
 func openCatalog(t *testing.T, dsn string) (*pgcatalog.Catalog, *pgxpool.Pool) {
 	t.Helper()
+	return openCatalogB(t, dsn)
+}
+
+// openCatalogB is openCatalog for a test or a benchmark; the Catalog is
+// closed when tb ends.
+func openCatalogB(t testing.TB, dsn string) (*pgcatalog.Catalog, *pgxpool.Pool) {
+	t.Helper()
 	pool := newPool(t, dsn)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -39,6 +46,7 @@ func openCatalog(t *testing.T, dsn string) (*pgcatalog.Catalog, *pgxpool.Pool) {
 	if err != nil {
 		t.Fatalf("pgcatalog.Open: %v", err)
 	}
+	t.Cleanup(func() { c.Close() })
 	return c, pool
 }
 

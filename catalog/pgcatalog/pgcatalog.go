@@ -20,8 +20,11 @@
 //
 // Outages. A call while PostgreSQL is unreachable fails, within its
 // context's deadline, with an error wrapping tiers.ErrStorageUnavailable
-// (nothing was written), or ErrCommitUnknown when the connection was lost
-// while COMMIT was under way (the change may or may not be durable).
+// (nothing was written). A connection lost while COMMIT was under way is
+// resolved by asking the server what became of the transaction
+// (txid_status): committed is success, aborted is retried; only when the
+// server cannot tell before the deadline does the call fail with
+// ErrCommitUnknown (the change may or may not be durable).
 //
 // Damage. Every row is checked when read: a value no build of tierd writes
 // (an unknown placement, last < base, a count that is not dense, ...) is a
@@ -33,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"sync"
@@ -42,6 +46,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/internal/pgschema"
@@ -49,9 +54,12 @@ import (
 )
 
 // ErrCommitUnknown reports a write whose COMMIT was sent but not answered
-// (the connection was lost): it may or may not have been committed. The
-// catalog's writes are idempotent steps of protocols that retry (the move
-// protocol's intents, the compactor's jobs), so the caller retries.
+// (the connection was lost) and whose fate the server could not tell
+// before the call's deadline: it may or may not have been committed. A
+// call first asks the server (txid_status) and answers success, or retries
+// an aborted commit, when it can. The catalog's writes are idempotent
+// steps of protocols that retry (the move protocol's intents, the
+// compactor's jobs), so the caller retries.
 var ErrCommitUnknown = errors.New("pgcatalog: connection lost during commit, outcome unknown")
 
 // DefaultCallTimeout bounds a call whose context has no deadline, so that
@@ -71,8 +79,10 @@ const maxOffset = math.MaxInt64
 // concurrent use, by any number of Catalogs on any number of nodes sharing
 // the database.
 type Catalog struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool    *pgxpool.Pool
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *metrics
 
 	mu struct {
 		sync.Mutex
@@ -85,11 +95,29 @@ type Catalog struct {
 
 var _ catalog.Store = (*Catalog)(nil)
 
-// Open migrates the database behind pool to the newest schema this build
+// Options configures OpenWith. The zero value is usable.
+type Options struct {
+	// Logger receives corruption reports; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the catalog's metrics (the bbolt catalog's
+	// tierd_catalog_ops_total and tierd_catalog_op_duration_seconds, and
+	// tierd_catalog_retries_total); nil registers none.
+	Registerer prometheus.Registerer
+	// Now stamps streams' CreatedAt, intents' Started and failures' At;
+	// nil means time.Now.
+	Now func() time.Time
+}
+
+// Open is OpenWith with the zero Options.
+func Open(ctx context.Context, pool *pgxpool.Pool) (*Catalog, error) {
+	return OpenWith(ctx, pool, Options{})
+}
+
+// OpenWith migrates the database behind pool to the newest schema this build
 // knows (pgschema.Migrate: a database of a newer tierd is refused with an
 // error wrapping pgschema.ErrSchemaNewer) and returns a Catalog serving it.
 // The pool stays the caller's: Close does not close it.
-func Open(ctx context.Context, pool *pgxpool.Pool) (*Catalog, error) {
+func OpenWith(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Catalog, error) {
 	if pool == nil {
 		return nil, errors.New("pgcatalog: open: nil pool")
 	}
@@ -101,7 +129,13 @@ func Open(ctx context.Context, pool *pgxpool.Pool) (*Catalog, error) {
 		}
 		return nil, fmt.Errorf("pgcatalog: open: %w", err)
 	}
-	return &Catalog{pool: pool, now: time.Now}, nil
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Catalog{pool: pool, now: opts.Now, log: opts.Logger, metrics: newMetrics(opts.Registerer)}, nil
 }
 
 // Close stops the Catalog: it waits for the calls in flight, and every
@@ -161,7 +195,10 @@ func (c *Catalog) read(ctx context.Context, op string, fn func(ctx context.Conte
 	defer done()
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
-	return c.retry(ctx, op, func() error { return fn(ctx, c.pool) })
+	start := time.Now()
+	err = c.retry(ctx, op, func() error { return fn(ctx, c.pool) })
+	c.observe(op, start, err)
+	return err
 }
 
 // write runs fn in one READ COMMITTED transaction and commits it, retrying
@@ -175,11 +212,27 @@ func (c *Catalog) write(ctx context.Context, op string, fn func(ctx context.Cont
 	defer done()
 	ctx, cancel := withDeadline(ctx)
 	defer cancel()
-	return c.retry(ctx, op, func() error { return c.writeOnce(ctx, fn) })
+	start := time.Now()
+	err = c.retry(ctx, op, func() error { return c.writeOnce(ctx, fn) })
+	c.observe(op, start, err)
+	return err
 }
 
-// inDoubt marks a COMMIT that was sent and not answered.
-type inDoubt struct{ err error }
+// observe accounts a finished call and logs the damage it met.
+func (c *Catalog) observe(op string, start time.Time, err error) {
+	c.metrics.observe(op, start, err)
+	var ce *tiers.CorruptionError
+	if errors.As(err, &ce) {
+		c.log.Error("catalog corruption", "op", op, "err", err)
+	}
+}
+
+// inDoubt marks a COMMIT that was sent and not answered; xid is the
+// transaction's id, whose fate txid_status tells once the server answers.
+type inDoubt struct {
+	err error
+	xid int64
+}
 
 func (e *inDoubt) Error() string { return e.err.Error() }
 func (e *inDoubt) Unwrap() error { return e.err }
@@ -187,6 +240,13 @@ func (e *inDoubt) Unwrap() error { return e.err }
 func (c *Catalog) writeOnce(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
+		return err
+	}
+	// The transaction's id, so that a COMMIT left unanswered can be
+	// resolved (txid_status) rather than reported as unknown.
+	var xid int64
+	if err := tx.QueryRow(ctx, `SELECT txid_current()`).Scan(&xid); err != nil {
+		rollback(ctx, tx)
 		return err
 	}
 	if err := fn(ctx, tx); err != nil {
@@ -198,9 +258,65 @@ func (c *Catalog) writeOnce(ctx context.Context, fn func(ctx context.Context, tx
 		if errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) {
 			return err // the server refused it: nothing was written
 		}
-		return &inDoubt{err: err}
+		return &inDoubt{err: err, xid: xid}
 	}
 	return nil
+}
+
+// commitAborted is a COMMIT without answer that the server rolled back:
+// nothing was written, and the call is retried.
+type commitAborted struct{ err error }
+
+func (e *commitAborted) Error() string { return "commit lost and rolled back: " + e.err.Error() }
+func (e *commitAborted) Unwrap() error { return e.err }
+
+// retryReason names why a call is retried, for the retries metric.
+func retryReason(err error) string {
+	var ca *commitAborted
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &ca):
+		return "commit_lost"
+	case errors.As(err, &pgErr) && !isConnError(err):
+		return "conflict"
+	}
+	return "connection"
+}
+
+// Fates of a transaction whose COMMIT went unanswered.
+const (
+	fateUnknown = iota
+	fateCommitted
+	fateAborted
+)
+
+// resolve asks the server, on another connection, what became of
+// transaction xid, until it knows or ctx is done: a server that restarted
+// answers too (a commit it did not make durable is aborted).
+func (c *Catalog) resolve(ctx context.Context, xid int64) int {
+	wait := 20 * time.Millisecond
+	for {
+		var status *string
+		err := c.pool.QueryRow(ctx, `SELECT txid_status($1)`, xid).Scan(&status)
+		switch {
+		case err == nil && status == nil:
+			return fateUnknown // too old for the server to remember
+		case err == nil && *status == "committed":
+			return fateCommitted
+		case err == nil && *status == "aborted":
+			return fateAborted
+		}
+		// "in progress" (the server has not seen the connection go yet), or
+		// no answer: ask again.
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fateUnknown
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // rollback ends tx after a failure; a dead connection rolls it back on the
@@ -217,12 +333,23 @@ func (c *Catalog) retry(ctx context.Context, op string, attempt func() error) er
 	backoff := 10 * time.Millisecond
 	for n := 1; ; n++ {
 		err := attempt()
+		var d *inDoubt
+		if errors.As(err, &d) {
+			switch c.resolve(ctx, d.xid) {
+			case fateCommitted:
+				return nil
+			case fateAborted:
+				// Nothing was written: as a connection lost before COMMIT.
+				err = &commitAborted{err: d.err}
+			}
+		}
 		if err == nil {
 			return nil
 		}
 		if n >= maxAttempts || ctx.Err() != nil || !retryable(err) {
 			return wrap(ctx, op, err)
 		}
+		c.metrics.retried(op, retryReason(err))
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -283,12 +410,22 @@ func isConnError(err error) bool {
 func wrap(ctx context.Context, op string, err error) error {
 	var d *inDoubt
 	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
 	switch {
+	case errors.As(err, &d) && ctx.Err() != nil:
+		// The deadline passed before the server could tell.
+		return fmt.Errorf("pgcatalog: %s: %w: %w: %w", op, ErrCommitUnknown, ctx.Err(), d.err)
 	case errors.As(err, &d):
 		return fmt.Errorf("pgcatalog: %s: %w: %w", op, ErrCommitUnknown, d.err)
 	case !isConnError(err) && !errors.As(err, &pgErr):
 		return err // a refusal, corruption, or the context's own error
-	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+	case ctx.Err() != nil && errors.As(err, &connectErr):
+		// The deadline ran out while the server could not be reached:
+		// an outage, nothing written.
+		return fmt.Errorf("pgcatalog: %s: %w: %w: %w", op, tiers.ErrStorageUnavailable, ctx.Err(), err)
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return fmt.Errorf("pgcatalog: %s: %w", op, err)
+	case ctx.Err() != nil:
 		return fmt.Errorf("pgcatalog: %s: %w: %w", op, ctx.Err(), err)
 	case isConnError(err):
 		return fmt.Errorf("pgcatalog: %s: %w: %w", op, tiers.ErrStorageUnavailable, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -279,10 +280,12 @@ func (c *Catalog) PutSegmentTx(ctx context.Context, tx pgx.Tx, m tiers.SegmentMe
 		return err
 	}
 	defer done()
-	if err := c.putTx(ctx, tx, &m); err != nil {
-		return wrap(ctx, "put_segment_tx", err)
+	start := time.Now()
+	if err = c.putTx(ctx, tx, &m); err != nil {
+		err = wrap(ctx, "put_segment_tx", err)
 	}
-	return nil
+	c.observe("put_segment_tx", start, err)
+	return err
 }
 
 // validForPut drops hot residency from m, truncates its times as stored,

@@ -94,6 +94,8 @@ func (c *Compactor) build(ctx context.Context, j Job) (*built, error) {
 // ranges reads the job's journal_ranges rows and checks that they cover
 // [Base, Last] densely.
 func (c *Compactor) ranges(ctx context.Context, j Job) ([]span, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	rows, err := c.opts.Pool.Query(ctx, `
 		SELECT first_offset, last_offset, object_key, byte_off, byte_len, min_ts, max_ts, bytes
 		FROM journal_ranges WHERE stream = $1 AND first_offset BETWEEN $2 AND $3

@@ -55,14 +55,14 @@ import (
 // Defaults of the zero Options fields. DefaultGCDelay is cluster.gc_delay's
 // default (policy takes it from here).
 const (
-	DefaultGCDelay         = 10 * time.Minute
-	DefaultLease           = time.Minute
-	DefaultPlanInterval    = 10 * time.Second
-	DefaultWorkInterval    = time.Second
-	DefaultGCInterval      = time.Minute
-	DefaultOrphanInterval  = 10 * time.Minute
-	DefaultRetryDelay      = 10 * time.Second
-	DefaultStatementBudget = 30 * time.Second
+	DefaultGCDelay        = 10 * time.Minute
+	DefaultLease          = time.Minute
+	DefaultPlanInterval   = 10 * time.Second
+	DefaultWorkInterval   = time.Second
+	DefaultGCInterval     = time.Minute
+	DefaultOrphanInterval = 10 * time.Minute
+	DefaultRetryDelay     = 10 * time.Second
+	DefaultPGTimeout      = 30 * time.Second
 )
 
 // JournalPrefix is where the write path puts journal objects in the
@@ -120,12 +120,15 @@ type Options struct {
 	// every Lease/3 while the job runs.
 	Lease time.Duration
 	// RetryDelay is how long a failed job waits before it may be claimed
-	// again.
+	// again, doubled with each attempt up to 64 times.
 	RetryDelay time.Duration
 	// PlanInterval, WorkInterval, GCInterval and OrphanInterval pace Run:
 	// planning, polling for claimable jobs, collecting released journal
 	// objects, and listing the bucket for unreferenced objects.
 	PlanInterval, WorkInterval, GCInterval, OrphanInterval time.Duration
+	// PGTimeout bounds each PostgreSQL statement or transaction, so a
+	// server that stops answering fails the step instead of hanging it.
+	PGTimeout time.Duration
 	// SpoolDir holds a job's blocks while it builds the segment (default
 	// os.TempDir()); a job spools at most its segment's journal bytes.
 	SpoolDir string
@@ -197,6 +200,7 @@ func New(opts Options) (*Compactor, error) {
 	def(&opts.WorkInterval, DefaultWorkInterval)
 	def(&opts.GCInterval, DefaultGCInterval)
 	def(&opts.OrphanInterval, DefaultOrphanInterval)
+	def(&opts.PGTimeout, DefaultPGTimeout)
 	if opts.Segment == nil {
 		opts.Segment = func(string) policy.SegmentConfig {
 			return policy.SegmentConfig{MaxBytes: tiers.DefaultSegmentMaxBytes, MaxAge: tiers.DefaultSegmentMaxAge}
@@ -320,6 +324,11 @@ func (c *Compactor) Run(ctx context.Context) error {
 	every(c.opts.OrphanInterval, "orphan collection", func(ctx context.Context) error { _, err := c.CollectOrphans(ctx); return err })
 	wg.Wait()
 	return ctx.Err()
+}
+
+// bounded gives one PostgreSQL statement or transaction its deadline.
+func (c *Compactor) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.opts.PGTimeout)
 }
 
 // errStopped wraps a failpoint's error: the job or collection stopped as

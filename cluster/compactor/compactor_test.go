@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/testenv"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -40,12 +43,35 @@ func TestCompactsAndCollects(t *testing.T) {
 	}
 	e.runUntilDrained(c)
 	e.checkConverged()
-	if n := len(e.cat.all(t, e.ctx)); n < 4 {
+	if n := len(e.segments()); n < 4 {
 		t.Fatalf("%d segments: with max_bytes 1500 each stream needs several", n)
 	}
 	if h := c.Held(); len(h) != 0 {
 		t.Fatalf("Held after the work: %+v", h)
 	}
+}
+
+// TestCompactsOnMinIO: the same over S3 (a real MinIO under a key
+// prefix): ranged GETs of blocks, listings of _journal/ and of the
+// segments, deletes.
+func TestCompactsOnMinIO(t *testing.T) {
+	mc := testenv.StartMinIO(t)
+	b, err := objstore.Open(context.Background(), mc.URL(objstore.DriverMinio), objstore.Options{AccessKey: mc.AccessKey, SecretKey: mc.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, b)
+	writeSome(e, 6)
+	orphan := JournalPrefix + "crashed-node/3/00000000000000000009"
+	if err := e.bucket.Put(e.ctx, orphan, bytes.NewReader([]byte("no commit")), 9); err != nil {
+		t.Fatal(err)
+	}
+	c := e.compactor("node-a", 1000, nil)
+	e.runUntilDrained(c)
+	if _, err := c.CollectOrphans(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.checkConverged()
 }
 
 // TestPlansByBytesAndAge: below segment.max_bytes and younger than
@@ -69,6 +95,9 @@ func TestPlansByBytesAndAge(t *testing.T) {
 	}
 	if n, err := c.Plan(e.ctx); err != nil || n != 0 {
 		t.Fatalf("second Plan = %d, %v; one open job per stream", n, err)
+	}
+	if jobs, err := c.Jobs(e.ctx); err != nil || len(jobs) != 1 || jobs[0].Owner != "" || !jobs[0].LeaseUntil.IsZero() || jobs[0].Attempts != 0 {
+		t.Fatalf("Jobs = %+v, %v; want one unclaimed job", jobs, err)
 	}
 	var base, last int64
 	if err := e.pool.QueryRow(e.ctx, `SELECT base, last_offset FROM compaction_jobs`).Scan(&base, &last); err != nil {
@@ -144,7 +173,7 @@ func TestKilledAtEveryFailpoint(t *testing.T) {
 				t.Fatalf("failpoint hit %d times", hits.Load())
 			}
 			if step == StepBeforeCommit {
-				if n := len(e.cat.all(t, e.ctx)); n != 0 {
+				if n := len(e.segments()); n != 0 {
 					t.Fatalf("%d segments committed by a transaction that died before COMMIT", n)
 				}
 			}
@@ -169,6 +198,15 @@ func TestNeverTwoOwners(t *testing.T) {
 	check := func(step string) error {
 		if step == StepAfterClaim {
 			claims.Add(1)
+			// With leases that never expire here, a job claimed twice
+			// had two owners.
+			var most int
+			if err := e.pool.QueryRow(e.ctx, `SELECT coalesce(max(attempts), 0) FROM compaction_jobs`).Scan(&most); err != nil {
+				return err
+			}
+			if most > 1 {
+				violations.Store("attempts", most)
+			}
 		}
 		if cs[0] == nil || cs[1] == nil {
 			return nil
@@ -208,46 +246,59 @@ func TestNeverTwoOwners(t *testing.T) {
 		t.Errorf("job %v/%v held by both nodes at once", k, v)
 		return true
 	})
-	segs := len(e.cat.all(t, e.ctx))
+	segs := len(e.segments())
 	if failed.Load() != 0 || int(committed.Load()) != segs || int(claims.Load()) != segs {
 		t.Fatalf("%d claims, %d commits, %d failures for %d segments: want each job claimed and committed once", claims.Load(), committed.Load(), failed.Load(), segs)
 	}
 	e.checkConverged()
 }
 
-// TestLostLeaseCommitsNothing: a worker whose lease expired and was taken
-// by another node cannot commit; the new owner's commit is the one.
+// TestLostLeaseCommitsNothing: a worker whose lease expired and went to
+// another node cannot commit, whether the other node holds the job or has
+// committed it already.
 func TestLostLeaseCommitsNothing(t *testing.T) {
-	e := newEnv(t)
-	writeSome(e, 3)
-	var b *Compactor
-	var slowDone atomic.Bool
-	a := e.compactor("node-a", 1<<20, func(o *Options) {
-		o.Lease = 300 * time.Millisecond
-		o.Failpoint = func(step string) error {
-			if step == StepAfterUpload && !slowDone.Swap(true) {
-				// Stall past the lease, with renewals stopped from the
-				// outside: expire the lease in the database.
-				if _, err := e.pool.Exec(e.ctx, `UPDATE compaction_jobs SET lease_until = now() - interval '1 second'`); err != nil {
-					return err
+	for _, name := range []string{"held by the other", "committed by the other"} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			writeSome(e, 3)
+			b := e.compactor("node-b", 1<<20, nil)
+			var stalled atomic.Bool
+			a := e.compactor("node-a", 1<<20, func(o *Options) {
+				o.Lease = time.Minute // no renewal during the test: the commit's check alone
+				o.Failpoint = func(step string) error {
+					if step != StepAfterUpload || stalled.Swap(true) {
+						return nil
+					}
+					// node-a stalls past its lease: node-b takes the job.
+					if _, err := e.pool.Exec(e.ctx, `UPDATE compaction_jobs SET lease_until = now() - interval '1 second'`); err != nil {
+						return err
+					}
+					if name == "held by the other" {
+						if _, ok, err := b.claim(e.ctx); !ok || err != nil {
+							t.Errorf("node-b's claim: %v, %v", ok, err)
+						}
+					} else if ok, err := b.Work(e.ctx); !ok || err != nil {
+						t.Errorf("node-b's takeover: %v, %v", ok, err)
+					}
+					return nil
 				}
-				if ok, err := b.Work(e.ctx); !ok || err != nil {
-					t.Errorf("node-b's takeover: %v, %v", ok, err)
+			})
+			if _, err := a.Plan(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			ok, err := a.Work(e.ctx)
+			if !ok || !errors.Is(err, ErrLostLease) {
+				t.Fatalf("node-a's Work after losing its lease = %v, %v; want ErrLostLease", ok, err)
+			}
+			if name == "held by the other" {
+				if n := len(e.segments()); n != 0 {
+					t.Fatalf("%d segments committed by a node without the lease", n)
 				}
 			}
-			return nil
-		}
-	})
-	b = e.compactor("node-b", 1<<20, nil)
-	if _, err := a.Plan(e.ctx); err != nil {
-		t.Fatal(err)
+			e.runUntilDrained(b)
+			e.checkConverged()
+		})
 	}
-	ok, err := a.Work(e.ctx)
-	if !ok || !errors.Is(err, ErrLostLease) {
-		t.Fatalf("node-a's Work after losing its lease = %v, %v; want ErrLostLease", ok, err)
-	}
-	e.runUntilDrained(b)
-	e.checkConverged()
 }
 
 // TestDamagedBlockFailsTheJob: a journal block that fails its checks stops
@@ -283,14 +334,18 @@ func TestDamagedBlockFailsTheJob(t *testing.T) {
 	if !ok || !errors.As(err, &ce) {
 		t.Fatalf("Work = %v, %v; want a *tiers.CorruptionError", ok, err)
 	}
-	var lastErr string
-	if err := e.pool.QueryRow(e.ctx, `SELECT last_error FROM compaction_jobs`).Scan(&lastErr); err != nil || lastErr == "" {
-		t.Fatalf("job's last_error %q, %v", lastErr, err)
+	jobs, err := c.Jobs(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Stream != "s" || jobs[0].Base != 0 || jobs[0].Last != 9 || jobs[0].Owner != "node-a" ||
+		jobs[0].OwnerEpoch != 1 || jobs[0].Attempts != 1 || jobs[0].LastError == "" || jobs[0].LeaseUntil.IsZero() {
+		t.Fatalf("Jobs = %+v; want the failed job with node-a's claim and its error", jobs)
 	}
 	if n := e.count(`SELECT count(*) FROM journal_ranges`); n != 2 {
 		t.Fatalf("%d ranges left, want both", n)
 	}
-	if n := len(e.cat.all(t, e.ctx)); n != 0 {
+	if n := len(e.segments()); n != 0 {
 		t.Fatalf("%d segments committed from a damaged block", n)
 	}
 	if _, err := c.RunOnce(e.ctx); err != nil {
@@ -299,4 +354,148 @@ func TestDamagedBlockFailsTheJob(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM journal_objects`); n != 2 {
 		t.Fatalf("%d journal objects left, want both", n)
 	}
+}
+
+// upload puts a Parquet object for recs as a compaction would, with no
+// catalog segment.
+func (e *env) upload(stream string, recs []tiers.Record) string {
+	e.t.Helper()
+	m := tiers.SegmentMeta{Stream: stream, Base: recs[0].Offset, Last: recs[len(recs)-1].Offset, Count: uint64(len(recs)),
+		SealedAt: time.Now().UTC(), Placements: tiers.Of(tiers.Cold), MinTS: recs[0].TS, MaxTS: recs[0].TS}
+	d := tiers.NewDigester()
+	for i := range recs {
+		d.Add(&recs[i])
+		m.MinTS, m.MaxTS = min(m.MinTS, recs[i].TS), max(m.MaxTS, recs[i].TS)
+	}
+	m.Digest = d.Sum()
+	seq := func(yield func(tiers.Record, error) bool) {
+		for _, r := range recs {
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+	if _, err := e.cold.Upload(e.ctx, m, seq); err != nil {
+		e.t.Fatal(err)
+	}
+	return cold.ObjectKey(m)
+}
+
+func (e *env) exists(key string) bool {
+	e.t.Helper()
+	_, err := e.bucket.Stat(e.ctx, key)
+	if err != nil && !errors.Is(err, objstore.ErrNotFound) {
+		e.t.Fatal(err)
+	}
+	return err == nil
+}
+
+// TestCollectsOrphans: objects nothing refers to go once older than
+// gc_delay — a journal object without a row, a Parquet object whose
+// records other segments hold — and everything else stays: a journal
+// object with live ranges, a Parquet object of an open job, one whose
+// records no segment holds.
+func TestCollectsOrphans(t *testing.T) {
+	e := newEnv(t)
+	writeSome(e, 4)
+	c := e.compactor("node-a", 1<<20, nil)
+	e.runUntilDrained(c)
+
+	live := e.write(batch{"a", 3}) // a row, live ranges: stays
+	orphanJournal := JournalPrefix + "crashed-node/7/00000000000000000001"
+	if err := e.bucket.Put(e.ctx, orphanJournal, bytes.NewReader([]byte("torn")), 4); err != nil {
+		t.Fatal(err)
+	}
+	a := e.written["a"]
+	coveredOrphan := e.upload("a", a[1:4]) // inside segment [0, ...]: held there
+	var extra []tiers.Record
+	for i := range 3 {
+		r := a[i]
+		r.Offset = 1000 + uint64(i)
+		extra = append(extra, r)
+	}
+	ofJob := e.upload("a", extra) // an open job's upload
+	if _, err := e.pool.Exec(e.ctx, `INSERT INTO compaction_jobs (stream, base, last_offset) VALUES ('a', 1000, 1002)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range extra {
+		extra[i].Offset += 1000
+	}
+	nowhere := e.upload("b", extra) // offsets no segment of b holds
+
+	young := e.compactor("node-b", 1<<20, func(o *Options) { o.GCDelay = time.Hour })
+	if n, err := young.CollectOrphans(e.ctx); err != nil || n != 0 {
+		t.Fatalf("CollectOrphans with gc_delay 1h = %d, %v; want nothing deleted", n, err)
+	}
+	n, err := c.CollectOrphans(e.ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("CollectOrphans = %d, %v; want the orphan journal object and the covered Parquet object", n, err)
+	}
+	for key, want := range map[string]bool{live: true, orphanJournal: false, coveredOrphan: false, ofJob: true, nowhere: true} {
+		if got := e.exists(key); got != want {
+			t.Errorf("%s exists: %v, want %v", key, got, want)
+		}
+	}
+}
+
+// TestRunLoop: Run does by itself, at its intervals, what RunOnce does,
+// and returns when its context ends.
+func TestRunLoop(t *testing.T) {
+	e := newEnv(t)
+	writeSome(e, 5)
+	c := e.compactor("node-a", 800, func(o *Options) {
+		o.PlanInterval, o.WorkInterval, o.GCInterval, o.OrphanInterval = 30*time.Millisecond, 10*time.Millisecond, 30*time.Millisecond, 50*time.Millisecond
+	})
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	deadline := time.Now().Add(90 * time.Second)
+	for !e.drained() {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatal("Run did not drain the journal in 90s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return after its context ended")
+	}
+	e.checkConverged()
+}
+
+// TestPostgresRestartedMidJob: PostgreSQL restarts between a job's upload
+// and its commit. The commit fails, nothing is half done, and once the
+// server is back the job is retaken and the end state is exact.
+func TestPostgresRestartedMidJob(t *testing.T) {
+	pg := testenv.StartDedicatedPostgres(t)
+	b, err := objstore.NewFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvPG(t, b, pg)
+	writeSome(e, 4)
+	var restarted atomic.Bool
+	c := e.compactor("node-a", 700, func(o *Options) {
+		o.PGTimeout = 20 * time.Second
+		o.Failpoint = func(step string) error {
+			if step == StepAfterUpload && !restarted.Swap(true) {
+				pg.Restart()
+			}
+			return nil
+		}
+	})
+	if _, err := c.Plan(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.Work(e.ctx); !ok || err == nil {
+		t.Fatalf("Work across a restart = %v, %v; want the commit to fail", ok, err)
+	}
+	e.runUntilDrained(c)
+	e.checkConverged()
 }

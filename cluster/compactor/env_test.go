@@ -3,18 +3,15 @@ package compactor
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tierd/tierd/catalog/pgcatalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
-	"github.com/tierd/tierd/internal/pgschema"
 	"github.com/tierd/tierd/journal"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/testenv"
@@ -32,37 +29,46 @@ type env struct {
 	pool    *pgxpool.Pool
 	bucket  objstore.Bucket
 	cold    *cold.Tier
-	cat     *testCatalog
+	cat     *pgcatalog.Catalog
 	seq     int
 	written map[string][]tiers.Record // by stream, in offset order
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	b, err := objstore.NewFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnvOn(t, b)
+}
+
+// newEnvOn is newEnv over bucket b.
+func newEnvOn(t *testing.T, b objstore.Bucket) *env {
+	t.Helper()
+	return newEnvPG(t, b, testenv.StartPostgres(t))
+}
+
+// newEnvPG is newEnv over bucket b and the database of pg.
+func newEnvPG(t *testing.T, b objstore.Bucket, pg *testenv.Postgres) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	pg := testenv.StartPostgres(t)
 	pool, err := pgxpool.New(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if _, err := pgschema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	b, err := objstore.NewFile(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { b.Close() })
 	ct, err := cold.New(cold.Options{Bucket: b, SpoolDir: t.TempDir(), RowGroupRows: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := newTestCatalog(ctx, pool)
+	cat, err := pgcatalog.Open(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { cat.Close() })
 	return &env{t: t, ctx: ctx, pool: pool, bucket: b, cold: ct, cat: cat, written: map[string][]tiers.Record{}}
 }
 
@@ -230,7 +236,7 @@ func (e *env) checkConverged() {
 		}
 		objects[o.Key] = o.Size
 	}
-	segs := e.cat.all(t, e.ctx)
+	segs := e.segments()
 	for _, s := range segs {
 		key := cold.ObjectKey(s)
 		size, ok := objects[key]
@@ -274,77 +280,23 @@ func (e *env) checkConverged() {
 	}
 }
 
-// testCatalog stands in for catalog/pgcatalog until it lands: segments in
-// a table of the test's database, put inside the compactor's transaction,
-// refusing what PutSegment refuses (overlaps, holes in the metadata).
-type testCatalog struct{ pool *pgxpool.Pool }
-
-func newTestCatalog(ctx context.Context, pool *pgxpool.Pool) (*testCatalog, error) {
-	_, err := pool.Exec(ctx, `CREATE TABLE test_segments (stream text, base bigint, last bigint, meta jsonb NOT NULL, PRIMARY KEY (stream, base))`)
-	return &testCatalog{pool: pool}, err
-}
-
-var errOverlap = errors.New("test catalog: overlap")
-
-func (c *testCatalog) PutSegmentTx(ctx context.Context, tx pgx.Tx, m tiers.SegmentMeta) error {
-	if m.Count != m.Last-m.Base+1 || m.SealedAt.IsZero() || !m.Placements.Has(tiers.Cold) || m.ColdBytes <= 0 || m.Digest.IsZero() || m.MinTS > m.MaxTS {
-		return fmt.Errorf("test catalog: invalid segment %+v", m)
-	}
-	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM test_segments WHERE stream = $1 AND base <= $3 AND last >= $2 AND base <> $2`,
-		m.Stream, int64(m.Base), int64(m.Last)).Scan(&n); err != nil {
-		return err
-	}
-	if n > 0 {
-		return fmt.Errorf("%w: %s [%d, %d]", errOverlap, m.Stream, m.Base, m.Last)
-	}
-	js, err := json.Marshal(m)
+// segments lists every catalog segment, by stream and base.
+func (e *env) segments() []tiers.SegmentMeta {
+	e.t.Helper()
+	streams, err := e.cat.Streams(e.ctx)
 	if err != nil {
-		return err
+		e.t.Fatal(err)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO test_segments VALUES ($1, $2, $3, $4) ON CONFLICT (stream, base) DO UPDATE SET last = $3, meta = $4`,
-		m.Stream, int64(m.Base), int64(m.Last), js)
-	return err
-}
-
-func (c *testCatalog) Locate(ctx context.Context, stream string, from, to uint64) ([]tiers.SegmentMeta, uint64, error) {
-	var n int
-	if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM test_segments WHERE stream = $1`, stream).Scan(&n); err != nil {
-		return nil, 0, err
-	}
-	if n == 0 {
-		return nil, 0, fmt.Errorf("%w: %s", tiers.ErrStreamNotFound, stream)
-	}
-	segs, err := c.query(ctx, `SELECT meta FROM test_segments WHERE stream = $1 AND base <= $3 AND last >= $2 ORDER BY base`,
-		stream, int64(from), int64(min(to, math.MaxInt64)))
-	return segs, 0, err
-}
-
-func (c *testCatalog) all(t *testing.T, ctx context.Context) []tiers.SegmentMeta {
-	segs, err := c.query(ctx, `SELECT meta FROM test_segments ORDER BY stream, base`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return segs
-}
-
-func (c *testCatalog) query(ctx context.Context, q string, args ...any) ([]tiers.SegmentMeta, error) {
-	rows, err := c.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []tiers.SegmentMeta
-	for rows.Next() {
-		var js []byte
-		if err := rows.Scan(&js); err != nil {
-			return nil, err
+	for _, s := range streams {
+		segs, err := e.cat.Segments(e.ctx, s.Name)
+		if err != nil {
+			e.t.Fatal(err)
 		}
-		var m tiers.SegmentMeta
-		if err := json.Unmarshal(js, &m); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
+		out = append(out, segs...)
 	}
-	return out, rows.Err()
+	return out
 }
+
+// The cluster's catalog is the compactor's.
+var _ Catalog = (*pgcatalog.Catalog)(nil)

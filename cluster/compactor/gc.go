@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/tiers"
 )
@@ -27,23 +28,11 @@ const maxOrphanCandidates = 10000
 func (c *Compactor) CollectReleased(ctx context.Context) (int, error) {
 	deleted := 0
 	for {
-		rows, err := c.opts.Pool.Query(ctx, `
+		keys, err := c.strings(ctx, `
 			SELECT key FROM journal_objects
 			WHERE live_ranges = 0 AND released_at < now() - make_interval(secs => $1)
 			ORDER BY released_at, key LIMIT $2`, c.opts.GCDelay.Seconds(), gcBatch)
 		if err != nil {
-			return deleted, fmt.Errorf("compactor: gc: %w", err)
-		}
-		var keys []string
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
-				return deleted, fmt.Errorf("compactor: gc: %w", err)
-			}
-			keys = append(keys, k)
-		}
-		if err := rows.Err(); err != nil {
 			return deleted, fmt.Errorf("compactor: gc: %w", err)
 		}
 		for _, k := range keys {
@@ -53,7 +42,10 @@ func (c *Compactor) CollectReleased(ctx context.Context) (int, error) {
 			if err := c.step(StepGCAfterDelete); err != nil {
 				return deleted, err
 			}
-			if _, err := c.opts.Pool.Exec(ctx, `DELETE FROM journal_objects WHERE key = $1 AND live_ranges = 0`, k); err != nil {
+			sctx, cancel := c.bounded(ctx)
+			_, err := c.opts.Pool.Exec(sctx, `DELETE FROM journal_objects WHERE key = $1 AND live_ranges = 0`, k)
+			cancel()
+			if err != nil {
 				return deleted, fmt.Errorf("compactor: gc: forget %s: %w", k, err)
 			}
 			deleted++
@@ -102,21 +94,13 @@ func (c *Compactor) collectJournal(ctx context.Context) (int, error) {
 	for len(old) > 0 {
 		batch := old[:min(len(old), gcBatch)]
 		old = old[len(batch):]
-		known := map[string]bool{}
-		rows, err := c.opts.Pool.Query(ctx, `SELECT key FROM journal_objects WHERE key = ANY($1)`, batch)
+		rows, err := c.strings(ctx, `SELECT key FROM journal_objects WHERE key = ANY($1)`, batch)
 		if err != nil {
 			return deleted, fmt.Errorf("compactor: gc: %w", err)
 		}
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
-				return deleted, fmt.Errorf("compactor: gc: %w", err)
-			}
+		known := map[string]bool{}
+		for _, k := range rows {
 			known[k] = true
-		}
-		if err := rows.Err(); err != nil {
-			return deleted, fmt.Errorf("compactor: gc: %w", err)
 		}
 		for _, k := range batch {
 			if known[k] {
@@ -159,8 +143,10 @@ func (c *Compactor) collectParquet(ctx context.Context) (int, error) {
 		// The job first, then the catalog: a job committed between the
 		// two reads is seen as its segment.
 		var open bool
-		err := c.opts.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM compaction_jobs WHERE stream = $1 AND base = $2 AND last_offset = $3)`,
+		sctx, cancel := c.bounded(ctx)
+		err := c.opts.Pool.QueryRow(sctx, `SELECT EXISTS (SELECT 1 FROM compaction_jobs WHERE stream = $1 AND base = $2 AND last_offset = $3)`,
 			o.Stream, int64(o.Base), int64(o.Last)).Scan(&open)
+		cancel()
 		if err != nil {
 			return deleted, fmt.Errorf("compactor: gc: %w", err)
 		}
@@ -240,4 +226,15 @@ func metaOf(o cold.Object) (tiers.SegmentMeta, bool) {
 	}
 	m := tiers.SegmentMeta{Stream: o.Stream, Base: o.Base, Last: o.Last, MinTS: t.UnixNano()}
 	return m, cold.ObjectKey(m) == o.Key
+}
+
+// strings runs a query of one text column, within PGTimeout.
+func (c *Compactor) strings(ctx context.Context, q string, args ...any) ([]string, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	rows, err := c.opts.Pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

@@ -47,6 +47,8 @@ func (c *Compactor) Plan(ctx context.Context) (int, error) {
 // candidates sums up the journal ranges of every stream without an open
 // job. It takes no lock: open checks again under the stream's.
 func (c *Compactor) candidates(ctx context.Context) ([]candidate, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	rows, err := c.opts.Pool.Query(ctx, `
 		SELECT r.stream, sum(r.bytes)::bigint, extract(epoch FROM now() - min(r.committed_at))::float8
 		FROM journal_ranges r
@@ -80,6 +82,8 @@ func (c *Compactor) candidates(ctx context.Context) ([]candidate, error) {
 func (c *Compactor) open(ctx context.Context, stream string) (bool, error) {
 	pol := c.opts.Segment(stream)
 	opened := false
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	err := pgx.BeginFunc(ctx, c.opts.Pool, func(tx pgx.Tx) error {
 		var one int
 		err := tx.QueryRow(ctx, `SELECT 1 FROM cluster_streams WHERE stream = $1 FOR NO KEY UPDATE`, stream).Scan(&one)

@@ -58,6 +58,8 @@ func (c *Compactor) Work(ctx context.Context) (ok bool, err error) {
 
 // claim takes the oldest job whose lease is empty or expired.
 func (c *Compactor) claim(ctx context.Context) (Job, bool, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	var j Job
 	var base, last int64
 	err := c.opts.Pool.QueryRow(ctx, `
@@ -91,10 +93,12 @@ func (c *Compactor) renew(ctx context.Context, j Job, cancel context.CancelCause
 			return
 		case <-t.C:
 		}
-		tag, err := c.opts.Pool.Exec(ctx, `
+		sctx, scancel := c.bounded(ctx)
+		tag, err := c.opts.Pool.Exec(sctx, `
 			UPDATE compaction_jobs SET lease_until = now() + make_interval(secs => $5)
 			WHERE stream = $1 AND base = $2 AND owner = $3 AND owner_epoch = $4 AND lease_until > now()`,
 			j.Stream, int64(j.Base), c.opts.NodeID, int64(c.opts.Epoch), c.opts.Lease.Seconds())
+		scancel()
 		switch {
 		case err != nil:
 			// PostgreSQL unreachable: keep trying; the commit checks the
@@ -110,8 +114,13 @@ func (c *Compactor) renew(ctx context.Context, j Job, cancel context.CancelCause
 }
 
 // giveUp records a failed job's error and lets it be claimed again after
-// RetryDelay, if this node still owns it.
+// a delay, if this node still owns it: RetryDelay, doubled with each
+// attempt up to 64 times, so a job that cannot succeed (a damaged block)
+// costs little while it waits for an operator.
 func (c *Compactor) giveUp(ctx context.Context, j Job, cause error) {
+	delay := c.opts.RetryDelay << min(max(j.Attempts-1, 0), 6)
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	msg := cause.Error()
 	if len(msg) > 4096 {
 		msg = msg[:4096]
@@ -122,7 +131,7 @@ func (c *Compactor) giveUp(ctx context.Context, j Job, cause error) {
 	_, err := c.opts.Pool.Exec(ctx, `
 		UPDATE compaction_jobs SET last_error = $5, lease_until = now() + make_interval(secs => $6)
 		WHERE stream = $1 AND base = $2 AND owner = $3 AND owner_epoch = $4`,
-		j.Stream, int64(j.Base), c.opts.NodeID, int64(c.opts.Epoch), msg, c.opts.RetryDelay.Seconds())
+		j.Stream, int64(j.Base), c.opts.NodeID, int64(c.opts.Epoch), msg, delay.Seconds())
 	if err != nil && ctx.Err() == nil {
 		c.log.Warn("compactor: recording a job's failure", "stream", j.Stream, "base", j.Base, "err", err)
 	}
@@ -160,6 +169,8 @@ func (c *Compactor) run(ctx context.Context, j Job) error {
 // the ranges deleted, their objects' live ranges counted down (released
 // at 0), the job deleted.
 func (c *Compactor) commit(ctx context.Context, j Job, b *built) error {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
 	return pgx.BeginFunc(ctx, c.opts.Pool, func(tx pgx.Tx) error {
 		// The planner reads a stream's ranges under this row's lock: a
 		// job is never planned over ranges being released here.
@@ -254,4 +265,48 @@ func segmentMeta(j Job) tiers.SegmentMeta {
 		SealedAt:   j.CreatedAt.UTC(),
 		Placements: tiers.Of(tiers.Cold),
 	}
+}
+
+// JobStatus is an open job as the cluster sees it, for status and explain.
+type JobStatus struct {
+	Job
+	// Owner and OwnerEpoch are the node that claimed it last ("" and 0
+	// before the first claim); it holds the job while LeaseUntil is in
+	// the future.
+	Owner      string
+	OwnerEpoch uint64
+	LeaseUntil time.Time
+	// LastError is the last failed attempt's error, "" when none failed.
+	LastError string
+}
+
+// Jobs lists the open compaction jobs of every node, by stream.
+func (c *Compactor) Jobs(ctx context.Context) ([]JobStatus, error) {
+	ctx, cancel := c.bounded(ctx)
+	defer cancel()
+	rows, err := c.opts.Pool.Query(ctx, `
+		SELECT stream, base, last_offset, created_at, attempts, coalesce(owner, ''), coalesce(owner_epoch, 0),
+		       coalesce(lease_until, 'epoch'::timestamptz), last_error
+		FROM compaction_jobs ORDER BY stream`)
+	if err != nil {
+		return nil, fmt.Errorf("compactor: jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []JobStatus
+	for rows.Next() {
+		var s JobStatus
+		var base, last, epoch int64
+		if err := rows.Scan(&s.Stream, &base, &last, &s.CreatedAt, &s.Attempts, &s.Owner, &epoch, &s.LeaseUntil, &s.LastError); err != nil {
+			return nil, fmt.Errorf("compactor: jobs: %w", err)
+		}
+		s.Base, s.Last, s.OwnerEpoch = uint64(base), uint64(last), uint64(epoch)
+		if s.Owner == "" {
+			s.LeaseUntil = time.Time{}
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("compactor: jobs: %w", err)
+	}
+	return out, nil
 }

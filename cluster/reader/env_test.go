@@ -5,16 +5,14 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/catalog/pgcatalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
-	"github.com/tierd/tierd/internal/pgschema"
 	"github.com/tierd/tierd/journal"
 	"github.com/tierd/tierd/testenv"
 	"github.com/tierd/tierd/tiers"
@@ -23,8 +21,8 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // env is a cluster's shared state for one test: a real PostgreSQL with the
-// cluster schema, a real MinIO bucket, a catalog and a cold tier over the
-// bucket. It plays the sequencer (commit) and the compactor (compact) with
+// cluster schema and the PostgreSQL catalog, a real MinIO bucket and a cold
+// tier over it. It plays the sequencer (commit) and the compactor (compact) with
 // plain SQL, as the schema in internal/pgschema defines them.
 type env struct {
 	t       *testing.T
@@ -32,7 +30,7 @@ type env struct {
 	pg      *testenv.Postgres
 	pool    *pgxpool.Pool
 	bucket  objstore.Bucket
-	catalog *catalog.Catalog
+	catalog *pgcatalog.Catalog
 	cold    *cold.Tier
 	seq     int
 }
@@ -50,9 +48,6 @@ func newEnvPG(t *testing.T, pg *testenv.Postgres) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if _, err := pgschema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
 	mc := testenv.StartMinIO(t)
 	b, err := objstore.Open(ctx, mc.URL("minio"), objstore.Options{AccessKey: mc.AccessKey, SecretKey: mc.SecretKey})
 	if err != nil {
@@ -63,7 +58,7 @@ func newEnvPG(t *testing.T, pg *testenv.Postgres) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ct.Close() })
-	cat, err := catalog.Open(filepath.Join(t.TempDir(), "catalog.db"), catalog.Options{})
+	cat, err := pgcatalog.Open(ctx, pool) // migrates: the cluster tables too
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,8 +169,9 @@ func (e *env) commit(batches ...batch) committed {
 
 // compact does what the compactor does to a stream's oldest journal
 // ranges up to offset last (a range boundary): reads their records back
-// from the objects, uploads them as one Parquet segment, registers it in
-// the catalog and deletes the ranges, releasing objects at 0 live ranges.
+// from the objects, uploads them as one Parquet segment, and in one
+// transaction registers it in the catalog and deletes the ranges,
+// releasing objects at 0 live ranges.
 // It returns the segment.
 func (e *env) compact(stream string, last uint64) tiers.SegmentMeta {
 	e.t.Helper()
@@ -212,10 +208,10 @@ func (e *env) compact(stream string, last uint64) tiers.SegmentMeta {
 		e.t.Fatal(err)
 	}
 	m.Placements, m.ColdBytes = tiers.Of(tiers.Cold), size
-	if err := e.catalog.PutSegment(e.ctx, m); err != nil {
-		e.t.Fatal(err)
-	}
 	err = pgx.BeginFunc(e.ctx, e.pool, func(tx pgx.Tx) error {
+		if err := e.catalog.PutSegmentTx(e.ctx, tx, m); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(e.ctx, `DELETE FROM journal_ranges WHERE stream = $1 AND first_offset >= $2 AND last_offset <= $3`, stream, int64(m.Base), int64(m.Last)); err != nil {
 			return err
 		}

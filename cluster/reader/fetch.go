@@ -129,7 +129,7 @@ func (rd *read) fetch(ctx context.Context, rows []rangeRow) ([]block, error) {
 // shorter than that is damage (the rows say it holds them); a missing
 // object wraps errVanished; a store failing wraps cold.ErrStoreUnavailable.
 func (r *Reader) getRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
-	if off < 0 || n <= 0 || n > journal.MaxBlockBytes*16 {
+	if off < 0 || n <= 0 || n > max(journal.MaxBlockBytes, r.opts.MaxFetchBytes) {
 		return nil, &tiers.CorruptionError{Path: key, Offset: off, Err: fmt.Errorf(
 			"%w: journal range of %d bytes at %d", journal.ErrMalformed, n, off)}
 	}

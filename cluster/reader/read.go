@@ -108,7 +108,9 @@ func (rd *read) gap(from, to uint64) error {
 // journal range and a page of ranges from the one holding pos (or from the
 // first, when pos is below it) up to end.
 func (rd *read) plan(ctx context.Context) (first uint64, ok bool, rows []rangeRow, err error) {
-	rs, err := rd.r.opts.Pool.Query(ctx, `
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	rs, err := rd.r.opts.Pool.Query(qctx, `
 		WITH lo AS (SELECT min(first_offset) AS j FROM journal_ranges WHERE stream = $1)
 		SELECT lo.j, r.first_offset, r.last_offset, r.object_key, r.byte_off, r.byte_len, r.min_ts, r.max_ts
 		FROM lo LEFT JOIN LATERAL (
@@ -119,14 +121,14 @@ func (rd *read) plan(ctx context.Context) (first uint64, ok bool, rows []rangeRo
 		ORDER BY r.first_offset`,
 		rd.stream, int64(rd.pos), int64(rd.end), rd.r.opts.PlanRows)
 	if err != nil {
-		return 0, false, nil, pgErr("plan a read of "+rd.stream, err)
+		return 0, false, nil, pgErr(ctx, "plan a read of "+rd.stream, err)
 	}
 	defer rs.Close()
 	for rs.Next() {
 		var j, f, l, off, n, minTS, maxTS *int64
 		var key *string
 		if err := rs.Scan(&j, &f, &l, &key, &off, &n, &minTS, &maxTS); err != nil {
-			return 0, false, nil, pgErr("plan a read of "+rd.stream, err)
+			return 0, false, nil, pgErr(ctx, "plan a read of "+rd.stream, err)
 		}
 		if j != nil {
 			first, ok = uint64(*j), true
@@ -137,7 +139,7 @@ func (rd *read) plan(ctx context.Context) (first uint64, ok bool, rows []rangeRo
 		rows = append(rows, rangeRow{first: uint64(*f), last: uint64(*l), key: *key, off: *off, n: *n, minTS: *minTS, maxTS: *maxTS})
 	}
 	if err := rs.Err(); err != nil {
-		return 0, false, nil, pgErr("plan a read of "+rd.stream, err)
+		return 0, false, nil, pgErr(ctx, "plan a read of "+rd.stream, err)
 	}
 	return first, ok, rows, nil
 }

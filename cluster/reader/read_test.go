@@ -3,6 +3,7 @@ package reader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -287,4 +288,73 @@ func TestReadPaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameRecords(t, "paged", got, all)
+}
+
+// TestReadFetchesOnlyWhatItNeeds: adjacent blocks of one object come in
+// one ranged GET; a block whose ts range cannot match is not fetched.
+func TestReadFetchesOnlyWhatItNeeds(t *testing.T) {
+	e := newEnv(t)
+	c := e.commit(
+		batch{"s", records(4, t0, 0)},
+		batch{"s", records(4, t0+100*int64(time.Second), 1)},
+		batch{"s", records(4, t0+200*int64(time.Second), 2)},
+	)
+	all := c.recs["s"]
+	r := e.reader(Options{})
+	got, err := readAll(t, r, "s", tiers.AllRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, "all", got, all)
+	blocks := c.refs[0].Len + c.refs[1].Len + c.refs[2].Len
+	if st := r.CacheStats(); st.Fetches != 1 || st.FetchedBytes != blocks {
+		t.Fatalf("three adjacent blocks: %d GETs of %d bytes, want 1 of %d", st.Fetches, st.FetchedBytes, blocks)
+	}
+	q := tiers.AllRecords()
+	q.Until = all[4].TS // only the first block can match
+	got, err = readAll(t, r, "s", q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, "first block", got, want(all, q))
+	if st := r.CacheStats(); st.Fetches != 2 || st.FetchedBytes != blocks+c.refs[0].Len {
+		t.Fatalf("one block wanted: %d GETs of %d bytes in all, want 2 of %d", st.Fetches, st.FetchedBytes, blocks+c.refs[0].Len)
+	}
+}
+
+// TestConcurrentReads: readers sharing the caches (a small disk cache,
+// evicting as they go) all read every record, correctly.
+func TestConcurrentReads(t *testing.T) {
+	e := newEnv(t)
+	all := fill(e, 6)
+	r := e.reader(Options{CacheDir: t.TempDir(), CacheBytes: 3000, MaxFetchBytes: 512})
+	errs := make(chan error, 6)
+	for i := range 6 {
+		go func() {
+			q := tiers.AllRecords()
+			q.From = uint64(i)
+			var n int
+			for it, err := range r.Read(context.Background(), "s", q) {
+				if err != nil {
+					errs <- err
+					return
+				}
+				if w := all[int(q.From)+n]; it.Offset != w.Offset || string(it.Value) != string(w.Value) {
+					errs <- fmt.Errorf("reader %d: got offset %d %q, want %d %q", i, it.Offset, it.Value, w.Offset, w.Value)
+					return
+				}
+				n++
+			}
+			if n != len(all)-i {
+				errs <- fmt.Errorf("reader %d: %d records, want %d", i, n, len(all)-i)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,10 @@ const (
 	DefaultMaxFetchBytes = 8 << 20
 	DefaultPlanRows      = 512
 )
+
+// queryTimeout bounds every PostgreSQL query of the read path: a catalog
+// that does not answer fails the read (503) instead of hanging it.
+const queryTimeout = 10 * time.Second
 
 // Options configures a Reader. Zero fields take the defaults above.
 type Options struct {
@@ -66,6 +71,10 @@ type Options struct {
 	PlanRows   int
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+
+	// beforeReconnect, when set (by tests), runs before each reconnection
+	// of the listener, so a test can commit while nobody listens.
+	beforeReconnect func()
 }
 
 // Source says where a record a read returned came from.
@@ -122,10 +131,11 @@ type Item struct {
 // server answers with 503: the same read succeeds once PostgreSQL is back.
 var ErrCatalogUnavailable = errors.New("reader: the cluster catalog (PostgreSQL) is unavailable")
 
-// pgErr classifies a PostgreSQL error: the caller's own cancellation stays
-// as it is, anything else is the catalog failing.
-func pgErr(op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// pgErr classifies a PostgreSQL error: the caller's own cancellation (ctx
+// is the caller's, not the query's deadline) stays as it is, anything else,
+// a query timing out included, is the catalog failing.
+func pgErr(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
 		return fmt.Errorf("reader: %s: %w", op, err)
 	}
 	return fmt.Errorf("%w (%w): %s: %w", ErrCatalogUnavailable, tiers.ErrStorageUnavailable, op, err)
@@ -185,20 +195,22 @@ func New(opts Options) (*Reader, error) {
 	return r, nil
 }
 
-// Close stops the listener (waiting WaitFor calls return once their
-// contexts end). It does not close the pool, the bucket or the catalog.
+// Close stops the listener; waiting WaitFor calls return an error wrapping
+// tiers.ErrClosed. It does not close the pool, the bucket or the catalog.
 func (r *Reader) Close() error {
 	r.stop()
 	<-r.done
 	return nil
 }
 
-// Remember keeps a copy of a journal object this node just wrote (its key
-// and whole bytes), so that reading its blocks back costs no GET. The
-// memory cache is bounded by Options.MemBytes, least recently used
-// evicted first. b is copied: the caller may reuse it.
+// Remember keeps a journal object this node just wrote (its key and whole
+// bytes, as sequencer.Options.OnCommit gives them), so that reading its
+// blocks back costs no GET. The memory cache is bounded by
+// Options.MemBytes, least recently used evicted first. b is kept, not
+// copied (the flush path must not wait): the caller must never modify it
+// afterwards. Its blocks are still checked on every read.
 func (r *Reader) Remember(key string, b []byte) {
-	r.mem.put(key, append([]byte(nil), b...))
+	r.mem.put(key, b)
 }
 
 // CacheStats is what the read caches hold and how they serve, for status

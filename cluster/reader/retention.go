@@ -44,7 +44,9 @@ func (r *Reader) Retention(ctx context.Context, stream string) (Retention, error
 	}
 	var next int64
 	var firstTS *int64
-	err = r.opts.Pool.QueryRow(ctx, `
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	err = r.opts.Pool.QueryRow(qctx, `
 		SELECT s.next_offset,
 		       (SELECT j.min_ts FROM journal_ranges j WHERE j.stream = s.stream AND j.first_offset = $2)
 		FROM cluster_streams s WHERE s.stream = $1`, stream, int64(ret.First)).Scan(&next, &firstTS)
@@ -52,7 +54,7 @@ func (r *Reader) Retention(ctx context.Context, stream string) (Retention, error
 		return Retention{}, fmt.Errorf("%w: %s", tiers.ErrStreamNotFound, stream)
 	}
 	if err != nil {
-		return Retention{}, pgErr("stream "+stream, err)
+		return Retention{}, pgErr(ctx, "stream "+stream, err)
 	}
 	ret.Next = uint64(next)
 	if !ret.HasFirstTS && firstTS != nil {

@@ -3,12 +3,14 @@ package reader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tierd/tierd/tiers"
 )
 
 // Channel is the PostgreSQL notification channel every commit notifies,
@@ -21,12 +23,11 @@ const Channel = "tierd_commits"
 // pinged (a half-open connection is found within about listenPing), and
 // the reconnect backoff's bounds.
 const (
-	listenPing       = 30 * time.Second
-	listenPingWait   = 10 * time.Second
-	reconnectMin     = 100 * time.Millisecond
-	reconnectMax     = 5 * time.Second
-	connectTimeout   = 10 * time.Second
-	notifyQueryLimit = 10 * time.Second
+	listenPing     = 30 * time.Second
+	listenPingWait = 10 * time.Second
+	reconnectMin   = 100 * time.Millisecond
+	reconnectMax   = 5 * time.Second
+	connectTimeout = 10 * time.Second
 )
 
 // waitHub holds the streams' waiting readers. A stream nobody waits on has
@@ -112,7 +113,8 @@ func (h *waitHub) reset() {
 // after the listener loses its connection and listens again, every waiter
 // reads next_offset again, so a commit made meanwhile is not missed. An
 // error reading next_offset when the wait starts is returned (wrapping
-// ErrCatalogUnavailable); later ones wait for the next wake.
+// ErrCatalogUnavailable); later ones wait for the next wake. After Close
+// it returns an error wrapping tiers.ErrClosed.
 func (r *Reader) WaitFor(ctx context.Context, stream string, offset uint64) error {
 	// Registering before reading next_offset means a notification after
 	// the read wakes this reader: none is missed between the two.
@@ -127,6 +129,8 @@ func (r *Reader) WaitFor(ctx context.Context, stream string, offset uint64) erro
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-r.done:
+			return fmt.Errorf("reader: wait for %s: %w", stream, tiers.ErrClosed)
 		}
 		var notified, resets uint64
 		notified, ch, resets = r.waits.state(w)
@@ -148,7 +152,7 @@ func (r *Reader) WaitFor(ctx context.Context, stream string, offset uint64) erro
 
 // nextOffset reads stream's next offset; 0 for a stream not created yet.
 func (r *Reader) nextOffset(ctx context.Context, stream string) (uint64, error) {
-	qctx, cancel := context.WithTimeout(ctx, notifyQueryLimit)
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	var next int64
 	err := r.opts.Pool.QueryRow(qctx, `SELECT next_offset FROM cluster_streams WHERE stream = $1`, stream).Scan(&next)
@@ -156,7 +160,7 @@ func (r *Reader) nextOffset(ctx context.Context, stream string) (uint64, error) 
 		return 0, nil
 	}
 	if err != nil {
-		return 0, pgErr("next offset of "+stream, err)
+		return 0, pgErr(ctx, "next offset of "+stream, err)
 	}
 	return uint64(next), nil
 }
@@ -179,6 +183,9 @@ func (r *Reader) listen(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, reconnectMax)
+		if r.opts.beforeReconnect != nil {
+			r.opts.beforeReconnect()
+		}
 	}
 }
 

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // env is one test's cluster: a migrated database and a bucket.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	pool   *pgxpool.Pool
 	bucket objstore.Bucket
@@ -35,7 +35,7 @@ type envOpts struct {
 	dedicatedMinIO, dedicatedPG bool
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
@@ -121,7 +121,7 @@ func newLedger() *ledger { return &ledger{want: map[string]map[uint64]string{}} 
 
 // ack records an acknowledged batch; it fails the test if an offset was
 // acknowledged to two different records.
-func (l *ledger) ack(t *testing.T, stream string, res sequencer.Result, rs []tiers.Record) {
+func (l *ledger) ack(t testing.TB, stream string, res sequencer.Result, rs []tiers.Record) {
 	t.Helper()
 	if res.Count != len(rs) || res.Last-res.First+1 != uint64(len(rs)) {
 		t.Errorf("result %+v for %d records", res, len(rs))

@@ -8,10 +8,11 @@
 // batch and the object's journal_objects row inserted, next_offset moved
 // and a NOTIFY per stream sent. Only after COMMIT is an Append answered.
 //
-// The shape is group commit: one object in flight (PUT + commit) while the
-// next one collects, so a flush carries every batch that arrived during the
-// previous one and a node makes about one PUT and one transaction per
-// FlushInterval however many appends it takes.
+// The shape is group commit: while one object collects, up to two are in
+// flight (the next PUT may overlap a slow previous flush; commits stay in
+// object order), so a flush carries every batch that arrived since the
+// previous one started, and a node makes at most one PUT and one
+// transaction per FlushInterval however many appends it takes.
 //
 // Object keys are _journal/<node_id>/<epoch:020d>/<seq:020d> in the bucket
 // (ObjectKey): unique per process (the epoch is), listable per node, and
@@ -74,8 +75,13 @@ type Options struct {
 	// the objects and fence the commits, and its streams-written figure
 	// is kept up to date.
 	Registry *registry.Registry
-	// FlushInterval is how long a batch waits for others before its
-	// object is written; 0 means DefaultFlushInterval.
+	// FlushInterval is the least time between the starts of two flushes:
+	// a node PUTs at most 1/FlushInterval objects per second, and a batch
+	// waits at most FlushInterval plus the flush in flight. The cadence
+	// runs from the previous flush's start, not from a batch's arrival, so
+	// appenders waiting for one flush join the next without adding its
+	// duration to every cycle; after an idle spell the first batch goes at
+	// once. 0 means DefaultFlushInterval.
 	FlushInterval time.Duration
 	// FlushBytes writes an object early once it holds this many bytes;
 	// 0 means DefaultFlushBytes.
@@ -158,7 +164,6 @@ type Sequencer struct {
 type object struct {
 	seq     uint64
 	w       *journal.Writer
-	opened  time.Time
 	bytes   int64
 	batches []batch
 	done    chan struct{} // closed once every batch has its answer
@@ -258,9 +263,9 @@ func (s *Sequencer) Append(ctx context.Context, stream string, p tiers.Producer,
 		s.mu.Unlock()
 		return Result{}, err
 	}
-	if s.mu.pending > 0 && s.mu.pending+size > s.o.MaxPendingBytes {
+	if pending := s.mu.pending; pending > 0 && pending+size > s.o.MaxPendingBytes {
 		s.mu.Unlock()
-		return Result{}, fmt.Errorf("%w: %d bytes wait for the journal (max %d)", tiers.ErrBackpressure, s.mu.pending, s.o.MaxPendingBytes)
+		return Result{}, fmt.Errorf("%w: %d bytes wait for the journal (max %d)", tiers.ErrBackpressure, pending, s.o.MaxPendingBytes)
 	}
 	obj := s.mu.cur
 	first := obj == nil
@@ -308,7 +313,7 @@ func (s *Sequencer) newObjectLocked(now time.Time) (*object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sequencer: %w", err)
 	}
-	obj := &object{seq: s.mu.seq, w: w, opened: now, done: make(chan struct{})}
+	obj := &object{seq: s.mu.seq, w: w, done: make(chan struct{})}
 	s.mu.seq++
 	s.mu.cur = obj
 	return obj, nil
@@ -351,11 +356,27 @@ func (s *Sequencer) Close(ctx context.Context) error {
 	}
 }
 
+// maxInFlight is how many flushes may be under way at once. Two let the
+// next object's PUT overlap a slow PUT or commit of the previous one (a
+// store's tail latency then delays one cycle, not two), while commits stay
+// in object order.
+const maxInFlight = 2
+
 // run is the flusher: it takes the collecting object once it is due
-// (FlushInterval after its first batch, or FlushBytes full, or at Close)
-// and flushes it, one at a time.
+// (FlushInterval after the previous flush started, or FlushBytes full, or
+// at Close) and starts its flush once fewer than maxInFlight are under
+// way. Each flush PUTs at once and commits after the previous flush's
+// commit is decided, so offsets follow the objects' order.
 func (s *Sequencer) run() {
-	defer close(s.done)
+	var inFlight sync.WaitGroup
+	defer func() {
+		inFlight.Wait()
+		close(s.done)
+	}()
+	slots := make(chan struct{}, maxInFlight)
+	prev := make(chan struct{}) // closed when the previous flush's commit is decided
+	close(prev)
+	var lastStart time.Time
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	fenced := s.o.Registry.Fenced()
@@ -364,7 +385,7 @@ func (s *Sequencer) run() {
 		obj, closing, failAll := s.mu.cur, s.mu.closing, s.mu.fenced
 		var wait time.Duration
 		if obj != nil && !closing && failAll == nil && int64(obj.w.Len()) < s.o.FlushBytes {
-			wait = time.Until(obj.opened.Add(s.o.FlushInterval))
+			wait = time.Until(lastStart.Add(s.o.FlushInterval))
 		}
 		if obj != nil && wait <= 0 {
 			s.mu.cur = nil
@@ -391,7 +412,14 @@ func (s *Sequencer) run() {
 			s.answer(obj, nil, failAll)
 			continue
 		}
-		s.flush(obj)
+		slots <- struct{}{}
+		lastStart = time.Now()
+		turn, mine := prev, make(chan struct{})
+		prev = mine
+		inFlight.Go(func() {
+			defer func() { <-slots }()
+			s.flush(obj, turn, mine)
+		})
 	}
 }
 
@@ -412,8 +440,12 @@ func (s *Sequencer) fence(cause error) {
 	}
 }
 
-// flush writes obj and commits it, then answers its batches.
-func (s *Sequencer) flush(obj *object) {
+// flush writes obj, waits for its turn (the previous flush's commit
+// decided), commits it, then answers its batches. It closes mine once its
+// own commit is decided and OnCommit has run, so OnCommit sees objects in
+// commit order.
+func (s *Sequencer) flush(obj *object, turn <-chan struct{}, mine chan<- struct{}) {
+	defer close(mine)
 	data := obj.w.Finish()
 	key := ObjectKey(s.node, s.epoch, obj.seq)
 	s.m.batches.Observe(float64(len(obj.batches)))
@@ -425,10 +457,20 @@ func (s *Sequencer) flush(obj *object) {
 	if err == nil {
 		err = failpoint.Inject(failpoint.SequencerAfterPut)
 	}
+	<-turn
 	if err != nil {
 		s.m.flushes.WithLabelValues(resultPutFailed).Inc()
 		s.logFailure("journal object not stored; its appends fail, nothing written", key, err)
 		s.answer(obj, nil, fmt.Errorf("%w: sequencer: put journal object %s: %w", tiers.ErrStorageUnavailable, key, err))
+		return
+	}
+	s.mu.Lock()
+	fenced := s.mu.fenced
+	s.mu.Unlock()
+	if fenced != nil {
+		// The flush before found the node fenced: do not even try.
+		s.m.flushes.WithLabelValues(resultFenced).Inc()
+		s.answer(obj, nil, fenced)
 		return
 	}
 

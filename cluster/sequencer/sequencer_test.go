@@ -85,7 +85,20 @@ func TestDenseOffsetsManyAppenders(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	seen := 0
+	lastKey, lastOff := "", map[string]uint64{}
 	for _, c := range commits {
+		// Flushes overlap, commits do not: objects commit in key order,
+		// and a later object's offsets follow an earlier one's.
+		if c.Key <= lastKey {
+			t.Fatalf("OnCommit order: %s after %s", c.Key, lastKey)
+		}
+		lastKey = c.Key
+		for _, r := range c.Ranges {
+			if r.First < lastOff[r.Stream] {
+				t.Fatalf("object %s: stream %s range at %d after offset %d of an earlier object", c.Key, r.Stream, r.First, lastOff[r.Stream])
+			}
+			lastOff[r.Stream] = r.Last + 1
+		}
 		for _, r := range c.Ranges {
 			blk, err := journal.DecodeBlock(c.Data[r.Off:r.Off+r.Len], journal.BlockCheck{Key: c.Key, Pos: r.Off, Stream: r.Stream, Records: int(r.Last - r.First + 1), First: r.First})
 			if err != nil {

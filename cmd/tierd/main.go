@@ -164,8 +164,15 @@ func run(ctx context.Context, f flags) error {
 	if tlsConfig != nil {
 		scheme = "https"
 	}
-	log.Info("tierd listening", "addr", ln.Addr().String(), "scheme", scheme, "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync,
-		"cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule, "tokens", len(tokens), "go_memory_limit", memLimit)
+	mode := []any{"mode", "local"}
+	if n, ok := backend.(interface {
+		NodeID() string
+		Epoch() uint64
+	}); ok {
+		mode = []any{"mode", "cluster", "node_id", n.NodeID(), "epoch", n.Epoch(), "catalog", cfg.Cluster.Catalog.Redacted()}
+	}
+	log.Info("tierd listening", append([]any{"addr", ln.Addr().String(), "scheme", scheme, "data_dir", cfg.DataDir, "wal_sync", cfg.WAL.Sync,
+		"cold_store", boot.StoreURL(cfg), "migrator_schedule", cfg.Migrator.Schedule, "tokens", len(tokens), "go_memory_limit", memLimit}, mode...)...)
 	if len(tokens) == 0 {
 		log.Warn("no auth.tokens configured: the API is open to anyone who can reach it", "addr", ln.Addr().String(), "insecure_listen", f.insecureListen)
 	}

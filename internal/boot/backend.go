@@ -2,7 +2,6 @@ package boot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -12,23 +11,23 @@ import (
 	"github.com/tierd/tierd/server"
 )
 
-// ErrClusterNotBuilt is OpenBackend's answer to a configuration in
-// cluster mode while this binary has no cluster node to open.
-var ErrClusterNotBuilt = errors.New("boot: cluster mode is not built into this binary yet")
-
 // CloseFunc ends what OpenBackend opened, waiting for it within ctx.
 type CloseFunc func(ctx context.Context) error
 
 // OpenBackend opens what the daemon serves, chosen by the configuration in
 // this one place: in local mode (no cluster.catalog) the engine, as
-// OpenEngine opens it; in cluster mode a cluster node. The migrator and
+// OpenEngine opens it; in cluster mode a cluster node, as OpenCluster
+// opens it (the registry shows cfg.Listen as its address). The migrator and
 // the local-only tools reach the engine by asserting *engine.Engine on the
-// result. On error nothing stays open, and in cluster mode nothing is
-// created on disk before the refusal.
+// result. On error nothing stays open.
 func OpenBackend(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prometheus.Registerer) (server.Backend, CloseFunc, error) {
 	switch {
 	case cfg.Cluster.Enabled():
-		return nil, nil, fmt.Errorf("cluster.catalog is set (%s): %w; remove it to run in local mode", cfg.Cluster.Catalog.Redacted(), ErrClusterNotBuilt)
+		n, err := OpenCluster(ctx, cfg, cfg.Listen, log, reg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cluster mode (cluster.catalog %s): %w", cfg.Cluster.Catalog.Redacted(), err)
+		}
+		return n, n.Close, nil
 	default:
 		eng, err := OpenEngine(ctx, cfg, log, reg)
 		if err != nil {
