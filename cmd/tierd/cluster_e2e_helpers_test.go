@@ -29,6 +29,8 @@ import (
 type clusterSpec struct {
 	dsn   string // cluster.catalog
 	store string // cold.store, the shared bucket
+	// gcDelay is cluster.gc_delay; "" for the default.
+	gcDelay string
 	// extra is more YAML appended to every node's configuration.
 	extra string
 }
@@ -56,14 +58,18 @@ func useMinIOCredentials(t *testing.T, m *testenv.MinIO) {
 
 // nodeConfig is a node's tierd.yaml.
 func (s clusterSpec) nodeConfig(id string) string {
+	gc := ""
+	if s.gcDelay != "" {
+		gc = "  gc_delay: " + s.gcDelay + "\n"
+	}
 	return fmt.Sprintf(`# a cluster-mode node of a cmd/tierd test
 cluster:
   catalog: %q
   node_id: %s
   flush_interval: 20ms
-cold:
+%scold:
   store: %q
-%s`, s.dsn, id, s.store, s.extra)
+%s`, s.dsn, id, gc, s.store, s.extra)
 }
 
 // startNode starts the node id of spec on a fresh data directory.

@@ -41,7 +41,8 @@ func TestClusterNodeLoss(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	// Small segments and a short gc_delay, so compaction and GC run
 	// while nodes die.
-	spec := clusterSpec{dsn: pg.DSN, store: m.URL("aws"), extra: `segment: {max_bytes: 64KiB, max_age: 2s}
+	spec := clusterSpec{dsn: pg.DSN, store: m.URL("aws"), gcDelay: "2s", extra: `max_record_bytes: 16KiB
+segment: {max_bytes: 64KiB, max_age: 2s}
 `}
 	nodes := startNodes(t, spec, 3)
 	epochs := clusterStatus(t, nodes[0])
@@ -65,7 +66,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	const kills = 4
 	for k := range kills {
 		time.Sleep(1500 * time.Millisecond)
-		n := nodes[rng.IntN(len(nodes))]
+		n := nodes[k%len(nodes)] // each node dies at least once
 		sent, acked := l.counts()
 		t.Logf("kill %d: node %s (so far %d batches sent, %d acknowledged)", k+1, n.id, sent, acked)
 		n.killWipeRestart(t)
@@ -81,6 +82,24 @@ func TestClusterNodeLoss(t *testing.T) {
 	}
 	checkCluster(t, nodes, streams, l)
 	verifyClean(t, nodes[rng.IntN(len(nodes))])
+	// Compaction ran meanwhile: the reads above went through Parquet
+	// segments as well as journal objects.
+	cold := 0
+	for _, s := range streams {
+		segs, err := nodes[0].c.Segments(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sg := range segs {
+			if slices.Contains(sg.Tiers, "cold") {
+				cold++
+			}
+		}
+	}
+	t.Logf("%d Parquet segments", cold)
+	if cold == 0 {
+		t.Errorf("no stream has a Parquet segment after %d kills with segment.max_age 2s: compaction did not run", kills)
+	}
 	// Each restart took a new epoch, and every node is live again.
 	now := clusterStatus(t, nodes[2])
 	for _, n := range nodes {
