@@ -8,6 +8,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -511,4 +513,61 @@ func TestClusterLongPollAcrossNodes(t *testing.T) {
 		}
 		t.Logf("round %d: long poll on %s answered %v after it began (append made at 500 ms)", round, b.id, g.took.Round(time.Millisecond))
 	}
+}
+
+// TestClusterCommitAnswerLost: a batch whose commit succeeded but whose
+// answer was lost — the commit's answer lost in the network (the
+// sequencer/after-commit failpoint's error), or the node killed right
+// after the commit (its crash) — is answered 503 (retry), or not at all;
+// the idempotent producer's retry, through another node, is answered
+// duplicate with the offsets of the first attempt, and the batch is in the
+// stream once.
+func TestClusterCommitAnswerLost(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	useMinIOCredentials(t, m)
+	pg := testenv.StartPostgres(t)
+	spec := clusterSpec{dsn: pg.DSN, store: m.URL("aws")}
+	other := startNode(t, spec, "n0")
+	l := newClLedger()
+	const stream = "lost"
+	for i, fp := range []string{"sequencer/after-commit=error@1", "sequencer/after-commit=crash@1"} {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "tierd.yaml")
+		id := fmt.Sprintf("f%d", i)
+		if err := os.WriteFile(cfg, []byte(spec.nodeConfig(id)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d := testenv.StartTierd(t, testenv.TierdOptions{Config: cfg, DataDir: filepath.Join(dir, "data"), Env: []string{"TIERD_FAILPOINTS=" + fp}})
+		n := &clusterNode{Tierd: d, id: id, c: client.New(d.URL(), client.WithHTTPClient(clusterHTTP))}
+
+		b := newClBatch(fmt.Sprintf("idem-%d", i), stream, 4, 8)
+		l.add(b)
+		idem := client.Idempotence{ProducerID: client.NewProducerID(), Seq: 1}
+		_, err := n.c.AppendBatchIdempotent(context.Background(), stream, idem, b.records())
+		if err == nil {
+			t.Fatalf("%s: the append was answered as if nothing happened", fp)
+		}
+		var ae *client.APIError
+		switch {
+		case strings.HasSuffix(fp, "=crash@1"):
+			<-n.Exited() // it died with the answer unsent
+		case !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.RetryAfter <= 0:
+			t.Errorf("%s: a commit whose answer was lost answered %v; want 503 + Retry-After (the producer retries it)", fp, err)
+		}
+		t.Logf("%s: the append answered %v", fp, err)
+		r, err := other.c.AppendBatchIdempotent(context.Background(), stream, idem, b.records())
+		if err != nil {
+			t.Fatalf("%s: the producer's retry through %s: %v", fp, other.id, err)
+		}
+		if !r.Duplicate {
+			t.Fatalf("%s: the retry of a committed batch was appended again: %+v", fp, r)
+		}
+		b.ack(r)
+		if strings.HasSuffix(fp, "=crash@1") {
+			os.RemoveAll(n.DataDir())
+			n.Restart() // without the failpoint, on an emptied data_dir
+		}
+		checkCluster(t, []*clusterNode{other, n}, []string{stream}, l)
+	}
+	verifyClean(t, other)
 }
