@@ -60,10 +60,14 @@ const (
 	CodeStorageFull          = "storage_full"
 	CodeStorageUnavailable   = "storage_unavailable"
 	CodeStorageFailed        = "storage_failed"
-	CodeBackpressure         = "backpressure"
-	CodeShuttingDown         = "shutting_down"
-	CodeCanceled             = "canceled"
-	CodeTooManyConnections   = "too_many_connections"
+	// CodeOutcomeUnknown: a cluster node sent the batch's commit and lost
+	// its answer, so the batch may be stored. An idempotent retry is
+	// answered with its offsets (duplicate) or appends it once.
+	CodeOutcomeUnknown     = "outcome_unknown"
+	CodeBackpressure       = "backpressure"
+	CodeShuttingDown       = "shutting_down"
+	CodeCanceled           = "canceled"
+	CodeTooManyConnections = "too_many_connections"
 	// 500: data missing or damaged, or a bug.
 	CodeSegmentMissing = "segment_missing"
 	CodeCorruption     = "corruption"

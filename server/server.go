@@ -519,6 +519,11 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, api.CodeNoColdTier
 	case errors.Is(err, cold.ErrStoreUnavailable):
 		return http.StatusServiceUnavailable, api.CodeColdStoreUnavailable
+	case errors.Is(err, tiers.ErrOutcomeUnknown):
+		// The commit was sent and its answer lost: the batch may be
+		// stored, so not storage_unavailable ("nothing stored"); 503 so
+		// that producers retry, and their retry resolves it.
+		return http.StatusServiceUnavailable, api.CodeOutcomeUnknown
 	case errors.Is(err, tiers.ErrStorageUnavailable):
 		// Before backpressure: memory full of what storage refuses is the
 		// storage's condition, not a second's wait.
@@ -549,7 +554,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	s.logFailure(r, status, code, err)
 	switch code {
-	case api.CodeBackpressure, api.CodeColdStoreUnavailable:
+	case api.CodeBackpressure, api.CodeColdStoreUnavailable, api.CodeOutcomeUnknown:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	case api.CodeStorageFull, api.CodeStorageUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))
