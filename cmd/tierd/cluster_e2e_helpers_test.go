@@ -375,8 +375,9 @@ func verifyClean(t *testing.T, n *clusterNode) client.VerifyReport {
 // unavailable checks that err is what an append must answer while a
 // shared engine is down: a 503 with Retry-After and a JSON error code
 // saying why (storage_unavailable; backpressure when the node's pending
-// bytes are full of batches it cannot flush). It returns a description of
-// anything else.
+// bytes are full of batches it cannot flush; outcome_unknown when the
+// connection broke during a COMMIT). It returns a description of anything
+// else.
 func unavailable(err error) (ok bool, code string, why string) {
 	var ae *client.APIError
 	if !errors.As(err, &ae) {
@@ -386,7 +387,7 @@ func unavailable(err error) (ok bool, code string, why string) {
 		return false, ae.Code, fmt.Sprintf("HTTP %d, Retry-After %v: %v", ae.Status, ae.RetryAfter, ae)
 	}
 	switch ae.Code {
-	case api.CodeStorageUnavailable, api.CodeBackpressure:
+	case api.CodeStorageUnavailable, api.CodeBackpressure, api.CodeOutcomeUnknown:
 		return true, ae.Code, ""
 	}
 	return false, ae.Code, fmt.Sprintf("code %q: %v", ae.Code, ae)

@@ -343,7 +343,7 @@ func TestClusterMinIOStopped(t *testing.T) {
 	useMinIOCredentials(t, m)
 	pg := testenv.StartPostgres(t)
 	nodes := startNodes(t, clusterSpec{dsn: pg.DSN, store: m.URL("aws")}, 2)
-	outage(t, nodes, "minio", m.Stop, m.Restart)
+	outage(t, nodes, "minio", m.Stop, m.Restart, nil)
 }
 
 // TestClusterPostgresRestarted restarts PostgreSQL in the middle of the
@@ -354,13 +354,16 @@ func TestClusterPostgresRestarted(t *testing.T) {
 	useMinIOCredentials(t, m)
 	pg := testenv.StartDedicatedPostgres(t)
 	nodes := startNodes(t, clusterSpec{dsn: pg.DSN, store: m.URL("aws")}, 2)
-	outage(t, nodes, "postgres", pg.Stop, pg.Start)
+	// Then two restarts in a row, under load: connections cut during
+	// commits, whose answers are lost (outcome_unknown).
+	outage(t, nodes, "postgres", pg.Stop, pg.Start, pg.Restart)
 }
 
 // outage runs writers against nodes, takes a shared engine away with down,
-// checks what appends answer meanwhile, brings it back with up, and checks
-// that writes resume and nothing acknowledged was lost.
-func outage(t *testing.T, nodes []*clusterNode, engine string, down, up func()) {
+// checks what appends answer meanwhile, brings it back with up, calls
+// bounce (if set) twice under load, and checks that writes resume and
+// nothing acknowledged was lost.
+func outage(t *testing.T, nodes []*clusterNode, engine string, down, up, bounce func()) {
 	t.Helper()
 	streams := []string{engine + "-a", engine + "-b"}
 	l := newClLedger()
@@ -428,6 +431,16 @@ func outage(t *testing.T, nodes []*clusterNode, engine string, down, up func()) 
 	t.Logf("%s back", engine)
 	for _, n := range nodes {
 		waitWritable(t, n, streams[1], l, 90*time.Second)
+	}
+	if bounce != nil {
+		for range 2 {
+			time.Sleep(700 * time.Millisecond)
+			bounce()
+			t.Logf("%s bounced", engine)
+		}
+		for _, n := range nodes {
+			waitWritable(t, n, streams[1], l, 90*time.Second)
+		}
 	}
 	phase.Store(2)
 	time.Sleep(1 * time.Second)
