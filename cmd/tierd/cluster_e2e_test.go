@@ -426,7 +426,19 @@ func outage(t *testing.T, nodes []*clusterNode, engine string, down, up, bounce 
 			break
 		}
 	}
-	time.Sleep(1 * time.Second)
+	// /healthz says so too (a load balancer's check), within a few of
+	// the node's probes.
+	for _, n := range nodes {
+		waitFor(t, 30*time.Second, "node "+n.id+"'s /healthz to answer 503 while "+engine+" is down", func() (bool, string) {
+			resp, err := clusterHTTP.Get(n.URL() + "/healthz")
+			if err != nil {
+				return false, err.Error()
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusServiceUnavailable, fmt.Sprintf("%d %s", resp.StatusCode, body)
+		})
+	}
 	up()
 	t.Logf("%s back", engine)
 	for _, n := range nodes {
@@ -443,6 +455,17 @@ func outage(t *testing.T, nodes []*clusterNode, engine string, down, up, bounce 
 		}
 	}
 	phase.Store(2)
+	for _, n := range nodes {
+		waitFor(t, 30*time.Second, "node "+n.id+"'s /healthz to answer 200 once "+engine+" is back", func() (bool, string) {
+			resp, err := clusterHTTP.Get(n.URL() + "/healthz")
+			if err != nil {
+				return false, err.Error()
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, fmt.Sprintf("%d %s", resp.StatusCode, body)
+		})
+	}
 	time.Sleep(1 * time.Second)
 	stop()
 	wg.Wait()
