@@ -224,7 +224,8 @@ type Node struct {
 	stop   context.CancelFunc
 	loops  sync.WaitGroup
 
-	health    health
+	health    health // PostgreSQL's
+	storeH    health // the shared object store's
 	fenceOnce sync.Once
 	fenced    time.Time
 }

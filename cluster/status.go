@@ -9,6 +9,7 @@ import (
 
 	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/cluster/registry"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/tiers"
 )
@@ -31,17 +32,39 @@ const pingTimeout = 2 * time.Second
 // pgHealth pings PostgreSQL at most once per pingEvery and says whether it
 // answered and, if not, since when.
 func (n *Node) pgHealth() (error, time.Time) {
-	h := &n.health
+	return n.health.probe(n.opts.Now(), n.pool.Ping)
+}
+
+// storeHealth asks the shared store for an object at most once per
+// pingEvery and says whether it answered (not found is an answer) and, if
+// not, since when. The cold tier's breaker opens only on timeouts, while a
+// store that refuses connections fails every journal PUT at once: in
+// cluster mode the store is the write path, so its answer is the node's
+// write health.
+func (n *Node) storeHealth() (error, time.Time) {
+	return n.storeH.probe(n.opts.Now(), func(ctx context.Context) error {
+		_, err := n.opts.Bucket.Stat(ctx, storeProbeKey)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+}
+
+// storeProbeKey is the key storeHealth stats; no object is expected there.
+const storeProbeKey = "_journal/tierd-health-probe"
+
+// probe runs check at most once per pingEvery, caching its answer.
+func (h *health) probe(now time.Time, check func(context.Context) error) (error, time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := n.opts.Now()
 	if now.Sub(h.at) < pingEvery && !h.at.IsZero() {
 		return h.err, h.failed
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 	defer cancel()
 	h.at = now
-	h.err = n.pool.Ping(ctx)
+	h.err = check(ctx)
 	switch {
 	case h.err == nil:
 		h.failed = time.Time{}
@@ -53,8 +76,8 @@ func (n *Node) pgHealth() (error, time.Time) {
 
 // WriteHealth reports whether appends can be committed now: not once the
 // node is fenced (CauseFenced, until a restart), nor while PostgreSQL does
-// not answer or the shared store's breaker is open
-// (tiers.CauseStorage, clearing by itself).
+// not answer or the shared store's breaker is open or the store does not
+// answer a stat (tiers.CauseStorage, clearing by itself).
 func (n *Node) WriteHealth() engine.WriteHealth {
 	if err := n.fencedErr(); err != nil {
 		return engine.WriteHealth{Cause: CauseFenced, Err: err, Since: n.fencedAt()}
@@ -64,6 +87,9 @@ func (n *Node) WriteHealth() engine.WriteHealth {
 	}
 	if h := n.cold.Health(); !h.Available {
 		return engine.WriteHealth{Cause: tiers.CauseStorage, Err: storeDown(h.Err), Since: h.Since}
+	}
+	if err, since := n.storeHealth(); err != nil {
+		return engine.WriteHealth{Cause: tiers.CauseStorage, Err: storeDown(err.Error()), Since: since}
 	}
 	return engine.WriteHealth{}
 }
