@@ -426,6 +426,33 @@ func outage(t *testing.T, nodes []*clusterNode, engine string, down, up, bounce 
 			break
 		}
 	}
+	// Reads meanwhile: what a node holds in memory or in its disk cache
+	// may be served; anything else must be a 503 saying which engine
+	// failed (or the same error ending a read already under way), never a
+	// wrong answer or a 500.
+	for _, n := range nodes {
+		rctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		got := 0
+		var rerr error
+		for _, err := range n.c.Read(rctx, streams[0], client.Query{Limit: 100000}) {
+			if err != nil {
+				rerr = err
+				break
+			}
+			got++
+		}
+		cancel()
+		var ae *client.APIError
+		switch {
+		case rerr == nil:
+			t.Logf("node %s, %s down: a read of %s served %d records", n.id, engine, streams[0], got)
+		case errors.As(rerr, &ae) && (ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusOK) &&
+			(ae.Code == api.CodeStorageUnavailable || ae.Code == api.CodeColdStoreUnavailable):
+			t.Logf("node %s, %s down: a read of %s served %d records, then %s (HTTP %d)", n.id, engine, streams[0], got, ae.Code, ae.Status)
+		default:
+			t.Errorf("node %s, %s down: a read of %s served %d records, then %v; want a 503 storage_unavailable or cold_store_unavailable", n.id, engine, streams[0], got, rerr)
+		}
+	}
 	// /healthz says so too (a load balancer's check), within a few of
 	// the node's probes.
 	for _, n := range nodes {
