@@ -98,7 +98,7 @@ func reportCluster(out io.Writer, f clusterFlags, bin string, runs []clusterRun)
 			r.USDPerGiB.fmt(4), r.USDNodeMonth.fmt(0), r.VsOneNode.fmt(2))
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "(a node flushes at most once per flush_interval: %.0f PUTs/s, $%.0f a month at the price above, whatever it ingests)\n",
+	fmt.Fprintf(out, "(a writing node flushes once per flush_interval unless flush_bytes fill first: %.0f PUTs/s, $%.0f a month at the price above, whatever it ingests)\n",
 		1/f.flushInterval.Seconds(), 1/f.flushInterval.Seconds()*secondsPerMonth*s3PutUSDPer1000/1000)
 	fmt.Fprintf(out, "The %d nodes run on this machine's cores beside MinIO, PostgreSQL and the client: the %d-node row measures the cost of\n"+
 		"sequencing through one PostgreSQL from %d processes, not the capacity of %d machines.\n", f.nodes, f.nodes, f.nodes, f.nodes)
