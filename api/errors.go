@@ -60,14 +60,14 @@ const (
 	CodeStorageFull          = "storage_full"
 	CodeStorageUnavailable   = "storage_unavailable"
 	CodeStorageFailed        = "storage_failed"
-	// CodeOutcomeUnknown: a cluster node sent the batch's commit and lost
-	// its answer, so the batch may be stored. An idempotent retry is
-	// answered with its offsets (duplicate) or appends it once.
-	CodeOutcomeUnknown     = "outcome_unknown"
-	CodeBackpressure       = "backpressure"
-	CodeShuttingDown       = "shutting_down"
-	CodeCanceled           = "canceled"
-	CodeTooManyConnections = "too_many_connections"
+	CodeBackpressure         = "backpressure"
+	CodeShuttingDown         = "shutting_down"
+	CodeCanceled             = "canceled"
+	CodeTooManyConnections   = "too_many_connections"
+	// CodeOutcomeUnknown: the write's commit was sent and its answer
+	// lost (cluster mode); it may be stored. Retry the same batch: an
+	// idempotent producer's retry is answered duplicate if it was.
+	CodeOutcomeUnknown = "outcome_unknown"
 	// 500: data missing or damaged, or a bug.
 	CodeSegmentMissing = "segment_missing"
 	CodeCorruption     = "corruption"

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tierd/tierd/cluster/reader"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/tiers"
 )
@@ -261,10 +262,26 @@ func (n *Node) Tiers(ctx context.Context) (map[tiers.Placement]engine.TierStatus
 	}
 	mem, disk := n.parts.rd.CacheBytes()
 	h := out[tiers.Hot]
-	h.BudgetBytes, h.BudgetUsed = n.opts.MemBytes, mem
+	h.BudgetBytes, h.BudgetUsed = n.memBudget(), mem
 	out[tiers.Hot] = h
 	w := out[tiers.Warm]
-	w.BudgetBytes, w.BudgetUsed = n.opts.CacheBytes, disk
+	w.BudgetBytes, w.BudgetUsed = n.diskBudget(), disk
 	out[tiers.Warm] = w
 	return out, nil
+}
+
+// memBudget and diskBudget are the reader's cache bounds, its defaults
+// when the options leave them zero.
+func (n *Node) memBudget() int64 {
+	if n.opts.MemBytes > 0 {
+		return n.opts.MemBytes
+	}
+	return reader.DefaultMemBytes
+}
+
+func (n *Node) diskBudget() int64 {
+	if n.opts.CacheBytes > 0 {
+		return n.opts.CacheBytes
+	}
+	return reader.DefaultCacheBytes
 }

@@ -53,17 +53,21 @@
 //     nothing was ever compacted), Next cluster_streams.next_offset.
 //   - Status is the engine's Status filled in cluster terms (hot = reader
 //     memory, warm = live journal bytes and ranges, no WAL) plus the
-//     node's id, epoch and catalog; ClusterStatus (GET /v1/cluster) lists
+//     mode "cluster", node id and epoch; ClusterStatus (GET /v1/cluster) lists
 //     every node of the registry.
 //   - WriteHealth is 503 while PostgreSQL does not answer a ping, while the
-//     cold store's breaker is open, and for good once the node is fenced.
+//     cold store's breaker is open or, after a failed flush, the store does
+//     not answer a probe, and for good once the node is fenced (cause
+//     fenced); the tierd_writes_refused series say the same.
 //   - Verify proves, per stream, that the catalog's segments cover
 //     [retention watermark, first journal offset) exactly once (catalog
 //     Coverage, each segment's Parquet object read back against its
 //     digest), that the journal ranges run dense from there to
 //     next_offset, and that every range's block reads back (a ranged GET of
 //     exactly its bytes, decoded with the journal's checks against the
-//     row's stream and count). Findings use the api.Finding* kinds.
+//     row's stream and count); then it lists the cold store for Parquet
+//     objects nothing claims (orphan_cold, lost_segment). Findings use the
+//     api.Finding* kinds.
 //   - Seal asks the compactor to cut the stream's uncompacted ranges into
 //     a job now, whatever their size and age, and waits (bounded by ctx)
 //     until a worker has committed it, then answers the segment: the
@@ -74,11 +78,12 @@
 //     journal, engine.ErrNotPersisted (409): compaction, not offload, makes
 //     them a segment.
 //
-// Retention runs in the node's retention loop over the same mover the
-// engine uses (mover.Mover on the PostgreSQL catalog, with the cold tier
-// and no warm or hot store): policy.Plan's expire actions tombstone and,
-// after delete_delay, delete Parquet segments; every node may run it,
-// since each step is a catalog transaction that a second node finds done.
+// Retention is local mode's migrator over this node's Executor (a mover
+// on the PostgreSQL catalog and the cold tier, with no warm store):
+// policy.Plan's expire actions tombstone and, after delete_delay, delete
+// Parquet segments, each step justified again when it runs. cmd/tierd
+// starts that migrator on every node (migrate and explain work as in local
+// mode); each step is a catalog transaction that a second node finds done.
 // Journal ranges are never deleted by retention: they are compacted first.
 package cluster
 
@@ -87,7 +92,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +103,7 @@ import (
 	"github.com/tierd/tierd/cluster/registry"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/mover"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/server"
 	"github.com/tierd/tierd/tiers"
@@ -131,55 +136,34 @@ type Options struct {
 	// retention) and the cluster section's tunables. Required.
 	Config *policy.Config
 
-	FlushInterval time.Duration // cluster.flush_interval; default 50ms
-	FlushBytes    int64         // cluster.flush_bytes; default 8 MiB
-	GCDelay       time.Duration // cluster.gc_delay; default 10m
-	CacheBytes    int64         // the reader's disk cache; default 1 GiB
-	MemBytes      int64         // the reader's memory cache; default 64 MiB
+	// The tunables of the parts; zero takes each part's own default
+	// (sequencer, compactor, reader: the defaults live there, once).
+	FlushInterval time.Duration // cluster.flush_interval
+	FlushBytes    int64         // cluster.flush_bytes
+	GCDelay       time.Duration // cluster.gc_delay
+	Lease         time.Duration // cluster.compaction_lease
+	CacheBytes    int64         // cluster.cache_bytes: the reader's disk cache
+	MemBytes      int64         // the reader's memory cache of blocks
+
 	// MaxConns caps the PostgreSQL pool; default 16.
 	MaxConns int32
 	// StatementTimeout bounds every statement on the server side; default
 	// 30s. ConnectTimeout bounds each connection attempt; default 5s.
 	StatementTimeout, ConnectTimeout time.Duration
-	// CompactEvery is how often the compactor plans and claims jobs;
-	// default 1s. RetentionEvery is how often retention runs; default 30s.
-	CompactEvery, RetentionEvery time.Duration
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
 }
 
-// The defaults of Options, in one place.
+// The defaults of the Options the node itself uses.
 const (
-	DefaultFlushInterval    = 50 * time.Millisecond
-	DefaultFlushBytes       = 8 << 20
-	DefaultGCDelay          = 10 * time.Minute
-	DefaultCacheBytes       = 1 << 30
-	DefaultMemBytes         = 64 << 20
 	DefaultMaxConns         = 16
 	DefaultStatementTimeout = 30 * time.Second
 	DefaultConnectTimeout   = 5 * time.Second
-	DefaultCompactEvery     = time.Second
-	DefaultRetentionEvery   = 30 * time.Second
 )
 
 func (o *Options) setDefaults() {
-	if o.FlushInterval <= 0 {
-		o.FlushInterval = DefaultFlushInterval
-	}
-	if o.FlushBytes <= 0 {
-		o.FlushBytes = DefaultFlushBytes
-	}
-	if o.GCDelay <= 0 {
-		o.GCDelay = DefaultGCDelay
-	}
-	if o.CacheBytes <= 0 {
-		o.CacheBytes = DefaultCacheBytes
-	}
-	if o.MemBytes <= 0 {
-		o.MemBytes = DefaultMemBytes
-	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = DefaultMaxConns
 	}
@@ -188,12 +172,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	if o.CompactEvery <= 0 {
-		o.CompactEvery = DefaultCompactEvery
-	}
-	if o.RetentionEvery <= 0 {
-		o.RetentionEvery = DefaultRetentionEvery
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -219,13 +197,15 @@ type Node struct {
 	cat     catalog.Store
 	cold    *cold.Tier
 	parts   parts
+	mover   *mover.Mover
 
 	closed atomic.Bool
 	stop   context.CancelFunc
 	loops  sync.WaitGroup
 
-	health    health // PostgreSQL's
-	storeH    health // the shared object store's
+	health    health
+	store     health // the store probe's, while the last flush failed
+	metrics   *healthCollector
 	fenceOnce sync.Once
 	fenced    time.Time
 }
@@ -248,22 +228,9 @@ func (n *Node) fencedErr() error {
 	return nil
 }
 
-// RedactDSN is dsn without its password, fit for logs and status.
-func RedactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		return "(unparsable)"
-	}
-	if u.User != nil {
-		u.User = url.User(u.User.Username())
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
+// RedactDSN is dsn without its password, fit for logs and status (as
+// policy.DSN prints it).
+func RedactDSN(dsn string) string { return policy.DSN(dsn).Redacted() }
 
 // A Node is what the server serves in cluster mode, GET /v1/cluster
 // included.

@@ -15,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
+	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/testenv"
 	"github.com/tierd/tierd/tiers"
@@ -67,6 +70,25 @@ func (w *world) open(id, dir string) *Node {
 	}
 	w.t.Cleanup(func() { n.Close(context.Background()) })
 	return n
+}
+
+// writesRefused is tierd_writes_refused in reg, by cause.
+func writesRefused(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "tierd_writes_refused" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
 
 // testWriter logs through t.
@@ -306,6 +328,24 @@ func TestListingsVerifyAndCompaction(t *testing.T) {
 			t.Fatalf("offset 0 through %s came from %s after compaction, want cold", n.NodeID(), where[0])
 		}
 	}
+	// A copy of the segment's object under another day is claimed by
+	// nothing, and holds nothing only it holds: orphan_cold.
+	key := cold.ObjectKey(res.Segment.SegmentMeta)
+	i := strings.Index(key, "date=")
+	stray := key[:i] + "date=1999-01-01" + key[i+len("date=2006-01-02"):]
+	if err := a.opts.Bucket.Put(w.ctx, stray, strings.NewReader("not parquet"), int64(len("not parquet"))); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := b.Verify(w.ctx, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) != 1 || rep.Findings[0].Kind != "orphan_cold" || rep.Findings[0].Path != stray || rep.ColdObjects != 2 {
+		t.Fatalf("verify with a stray object: %+v (%d objects)", rep.Findings, rep.ColdObjects)
+	}
+	if err := a.opts.Bucket.Delete(w.ctx, stray); err != nil {
+		t.Fatal(err)
+	}
 	m, err := a.Offload(w.ctx, "s", 0, false)
 	if err != nil || m.Last != 49 {
 		t.Fatalf("offload of a cold segment: %+v, %v", m, err)
@@ -321,7 +361,7 @@ func TestListingsVerifyAndCompaction(t *testing.T) {
 		t.Fatalf("write health: %+v", h)
 	}
 	st := a.Status(w.ctx)
-	if st.Streams != 1 || st.Writes != "ok" || st.WarmSegments != 2 {
+	if st.Streams != 1 || st.Writes != "ok" || st.WarmSegments != 2 || st.Mode != "cluster" || st.NodeID != "a" || st.Epoch != a.Epoch() {
 		t.Fatalf("status: %+v", st)
 	}
 	cs, err := a.ClusterStatus(w.ctx)
@@ -441,4 +481,157 @@ func TestRestartWithDataDirDeletedLosesNothing(t *testing.T) {
 	q.To = math.MaxUint64
 	got, _ = readAll(t, a, "s", q)
 	same(t, "after the restart and an append", got, append(want, more...))
+}
+
+func TestRetentionDeletesParquetSegments(t *testing.T) {
+	w := newWorld(t)
+	w.cfg.Policies = []policy.Policy{{Name: "short", Streams: []string{"*"}, WarmMaxAge: time.Millisecond, ColdMaxAge: 50 * time.Millisecond}}
+	w.cfg.Cold.DeleteDelay = 50 * time.Millisecond
+	a := w.open("a", t.TempDir())
+	b := w.open("b", t.TempDir())
+	appendN(t, a, "s", 0, 2, 10)
+	res, err := a.Seal(w.ctx, "s")
+	if err != nil || !res.Sealed {
+		t.Fatalf("seal: %+v, %v", res, err)
+	}
+	key := cold.ObjectKey(res.Segment.SegmentMeta)
+	more := appendN(t, a, "s", 20, 1, 5)
+	time.Sleep(100 * time.Millisecond) // past cold.max_age
+	mig, err := migrator.New(b.Executor(), migrator.Options{Config: w.cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Tombstone, then, past delete_delay, delete: each run does what is
+	// due, and a second node finds done what the first did.
+	deadline := time.Now().Add(time.Minute) // a hang, not a timing goal
+	for {
+		if _, err := mig.Run(w.ctx, "", false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.cat.Segment(w.ctx, "s", 0); errors.Is(err, tiers.ErrSegmentNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			segs, _ := a.Segments(w.ctx, "s")
+			t.Fatalf("retention did not delete the segment: %+v", segs)
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+	if _, err := a.opts.Bucket.Stat(w.ctx, key); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("the deleted segment's object %s: %v", key, err)
+	}
+	for it, err := range a.Read(w.ctx, "s", tiers.AllRecords()) {
+		if !errors.Is(err, tiers.ErrExpired) {
+			t.Fatalf("a read from 0 after retention: %+v, %v, want tiers.ErrExpired", it, err)
+		}
+	}
+	q := tiers.AllRecords()
+	q.FromRetained = true
+	got, _ := readAll(t, b, "s", q)
+	same(t, "the retained records", got, more)
+	ret, err := b.Retention(w.ctx, "s")
+	if err != nil || ret.First != 20 || ret.Next != 25 {
+		t.Fatalf("retention: %+v, %v", ret, err)
+	}
+	segs, err := b.Segments(w.ctx, "s")
+	if err != nil || len(segs) != 1 || segs[0].Base != 20 || !segs[0].Active {
+		t.Fatalf("segments after retention: %+v, %v", segs, err)
+	}
+	checkVerify(t, b, "s", 1)
+}
+
+func TestFencedByARestartOfItsNodeID(t *testing.T) {
+	w := newWorld(t)
+	old := w.open("a", t.TempDir())
+	appendN(t, old, "s", 0, 1, 3)
+	cur := w.open("a", t.TempDir()) // the same node id started again: a newer epoch
+	if cur.Epoch() <= old.Epoch() {
+		t.Fatalf("epochs %d then %d", old.Epoch(), cur.Epoch())
+	}
+	if _, err := old.AppendAs(w.ctx, "s", tiers.Producer{}, batch(3, 2)); err == nil {
+		t.Fatal("the fenced process's append was acknowledged")
+	}
+	if h := old.WriteHealth(); h.Cause != CauseFenced {
+		t.Fatalf("the fenced process's write health: %+v", h)
+	}
+	reg := prometheus.NewRegistry()
+	old.bindMetrics(reg)
+	if got := writesRefused(t, reg); !reflect.DeepEqual(got, map[string]float64{CauseFenced: 1, tiers.CauseStorage: 0}) {
+		t.Fatalf("tierd_writes_refused of the fenced process: %v", got)
+	}
+	more := appendN(t, cur, "s", 3, 1, 2)
+	if more[0].Offset != 3 {
+		t.Fatalf("the new process's append got offset %d, want 3: nothing of the refused batch may hold an offset", more[0].Offset)
+	}
+	if h := cur.WriteHealth(); h.Cause != "" {
+		t.Fatalf("the new process's write health: %+v", h)
+	}
+}
+
+func TestWriteHealthFollowsPostgreSQL(t *testing.T) {
+	w := newWorld(t)
+	pg := testenv.StartDedicatedPostgres(t)
+	w.pg = pg
+	w.cfg.Cluster.Catalog = policy.DSN(pg.DSN)
+	a := w.open("a", t.TempDir())
+	appendN(t, a, "s", 0, 1, 3)
+	pg.Stop()
+	deadline := time.Now().Add(time.Minute) // a hang, not a timing goal
+	for a.WriteHealth().Cause != tiers.CauseStorage {
+		if time.Now().After(deadline) {
+			t.Fatalf("write health with PostgreSQL stopped: %+v", a.WriteHealth())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	_, err := a.AppendAs(ctx, "s", tiers.Producer{}, batch(3, 1))
+	cancel()
+	if !errors.Is(err, tiers.ErrStorageUnavailable) {
+		t.Fatalf("an append with PostgreSQL stopped: %v, want tiers.ErrStorageUnavailable", err)
+	}
+	pg.Start()
+	for a.WriteHealth().Cause != "" {
+		if time.Now().After(deadline.Add(time.Minute)) {
+			t.Fatalf("write health with PostgreSQL back: %+v", a.WriteHealth())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	more := appendN(t, a, "s", 3, 1, 2)
+	if more[0].Offset != 3 {
+		t.Fatalf("the append after the outage got offset %d, want 3", more[0].Offset)
+	}
+	checkVerify(t, a, "s", 2)
+}
+
+func TestWriteHealthFollowsTheStore(t *testing.T) {
+	w := newWorld(t)
+	w.mc = testenv.StartDedicatedMinIO(t)
+	a := w.open("a", t.TempDir())
+	b := w.open("b", t.TempDir())
+	want := appendN(t, a, "s", 0, 1, 3)
+	w.mc.Stop()
+	ctx, cancel := context.WithTimeout(w.ctx, time.Minute)
+	_, err := a.AppendAs(ctx, "s", tiers.Producer{}, batch(3, 1))
+	cancel()
+	if !errors.Is(err, tiers.ErrStorageUnavailable) {
+		t.Fatalf("an append with the store stopped: %v, want tiers.ErrStorageUnavailable", err)
+	}
+	if h := a.WriteHealth(); h.Cause != tiers.CauseStorage {
+		t.Fatalf("write health with the store stopped: %+v", h)
+	}
+	w.mc.Restart()
+	deadline := time.Now().Add(time.Minute) // a hang, not a timing goal
+	for a.WriteHealth().Cause != "" {       // no append needed to see it back
+		if time.Now().After(deadline) {
+			t.Fatalf("write health with the store back: %+v", a.WriteHealth())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	more := appendN(t, a, "s", 3, 1, 2)
+	if more[0].Offset != 3 {
+		t.Fatalf("the append after the outage got offset %d, want 3", more[0].Offset)
+	}
+	got, _ := readAll(t, b, "s", tiers.AllRecords())
+	same(t, "after the outage", got, append(want, more...))
+	checkVerify(t, b, "s", 2)
 }

@@ -81,8 +81,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	seq, err := sequencer.New(sequencer.Options{
 		Pool: pool, Bucket: opts.Bucket, Registry: reg,
 		FlushInterval: opts.FlushInterval, FlushBytes: opts.FlushBytes,
-		OnCommit: func(c sequencer.Committed) { rd.Remember(c.Key, c.Data) },
-		Logger:   opts.Logger, Registerer: opts.Registerer,
+		ProducerTTL: opts.Config.WAL.ProducerTTL, // wal.producer_ttl keeps its meaning
+		OnCommit:    func(c sequencer.Committed) { rd.Remember(c.Key, c.Data) },
+		Logger:      opts.Logger, Registerer: opts.Registerer,
 	})
 	if err != nil {
 		rd.Close()
@@ -101,8 +102,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		Segment:        func(stream string) policy.SegmentConfig { return cfg.PolicyFor(stream).Segment },
 		MaxRecordBytes: n.maxRecordBytes(),
 		GCDelay:        opts.GCDelay,
-		Lease:          cfg.Cluster.CompactionLease,
-		WorkInterval:   opts.CompactEvery,
+		Lease:          opts.Lease,
 		SpoolDir:       spool,
 		Logger:         opts.Logger, Registerer: opts.Registerer,
 	})
@@ -111,6 +111,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		rd.Close()
 		return fail(err)
 	}
+	n.mover = n.newMover(ctx)
 	n.parts.seq = seqPart{seq}
 	n.parts.rd = readPart{rd}
 	n.parts.comp = compPart{comp}
@@ -125,6 +126,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		defer n.loops.Done()
 		n.reportStats(loops)
 	}()
+	n.bindMetrics(opts.Registerer)
 	opts.Logger.Info("cluster: joined", "node_id", opts.NodeID, "epoch", reg.Epoch(), "catalog", RedactDSN(opts.DSN))
 	return n, nil
 }
@@ -186,6 +188,7 @@ func (n *Node) Close(ctx context.Context) error {
 	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	n.unbindMetrics()
 	err := n.parts.seq.Close(ctx)
 	n.stop()
 	n.loops.Wait()
@@ -212,6 +215,8 @@ func (p seqPart) Fenced() error {
 	}
 	return nil
 }
+
+func (p seqPart) LastFlushError() error { return p.s.LastFlushError() }
 
 func (p seqPart) Close(ctx context.Context) error { return p.s.Close(ctx) }
 

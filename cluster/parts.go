@@ -22,6 +22,9 @@ type appender interface {
 	// Fenced is the error that stopped the sequencer for good (a newer
 	// epoch of this node_id), or nil.
 	Fenced() error
+	// LastFlushError is the most recent flush's failure, nil once one
+	// succeeds.
+	LastFlushError() error
 	// Close flushes what is pending and stops taking batches.
 	Close(ctx context.Context) error
 }

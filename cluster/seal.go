@@ -16,6 +16,10 @@ import (
 // it waits for.
 const sealPoll = 100 * time.Millisecond
 
+// sealWait bounds a Seal: a job another node holds that never commits
+// (its owner hung with a live lease) must not hold the request forever.
+const sealWait = 5 * time.Minute
+
 // sealAttempts is how many failed compaction jobs a Seal sits through
 // before it answers the last failure.
 const sealAttempts = 3
@@ -29,12 +33,14 @@ const sealAttempts = 3
 // does), works claimable jobs on this node, and waits for jobs another
 // node holds to commit, until the stream's offsets below the next offset
 // read at the call are all in the catalog. With nothing to compact it
-// answers the stream's last segment, Sealed false. ctx bounds the wait;
-// jobs it opened stay and are worked by any node.
+// answers the stream's last segment, Sealed false. ctx, and sealWait,
+// bound the wait; jobs it opened stay and are worked by any node.
 func (n *Node) Seal(ctx context.Context, stream string) (engine.SealResult, error) {
 	if err := tiers.ValidateStreamName(stream); err != nil {
 		return engine.SealResult{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, sealWait)
+	defer cancel()
 	target, err := n.nextOffset(ctx, n.pool, stream)
 	if err != nil {
 		return engine.SealResult{}, err

@@ -9,7 +9,6 @@ import (
 
 	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/cluster/registry"
-	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/tiers"
 )
@@ -32,30 +31,19 @@ const pingTimeout = 2 * time.Second
 // pgHealth pings PostgreSQL at most once per pingEvery and says whether it
 // answered and, if not, since when.
 func (n *Node) pgHealth() (error, time.Time) {
-	return n.health.probe(n.opts.Now(), n.pool.Ping)
+	return n.health.check(n.opts.Now(), n.pool.Ping)
 }
 
-// storeHealth asks the shared store for an object at most once per
-// pingEvery and says whether it answered (not found is an answer) and, if
-// not, since when. The cold tier's breaker opens only on timeouts, while a
-// store that refuses connections fails every journal PUT at once: in
-// cluster mode the store is the write path, so its answer is the node's
-// write health.
+// storeHealth asks the shared store whether it answers, at most once per
+// pingEvery: a stopped store refuses connections at once, which the
+// breaker (for hung stores) does not count.
 func (n *Node) storeHealth() (error, time.Time) {
-	return n.storeH.probe(n.opts.Now(), func(ctx context.Context) error {
-		_, err := n.opts.Bucket.Stat(ctx, storeProbeKey)
-		if errors.Is(err, objstore.ErrNotFound) {
-			return nil
-		}
-		return err
-	})
+	return n.store.check(n.opts.Now(), n.cold.CheckStore)
 }
 
-// storeProbeKey is the key storeHealth stats; no object is expected there.
-const storeProbeKey = "_journal/tierd-health-probe"
-
-// probe runs check at most once per pingEvery, caching its answer.
-func (h *health) probe(now time.Time, check func(context.Context) error) (error, time.Time) {
+// check runs probe unless its last answer is younger than pingEvery, and
+// returns the answer and since when probes fail.
+func (h *health) check(now time.Time, probe func(context.Context) error) (error, time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if now.Sub(h.at) < pingEvery && !h.at.IsZero() {
@@ -64,7 +52,7 @@ func (h *health) probe(now time.Time, check func(context.Context) error) (error,
 	ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
 	defer cancel()
 	h.at = now
-	h.err = check(ctx)
+	h.err = probe(ctx)
 	switch {
 	case h.err == nil:
 		h.failed = time.Time{}
@@ -76,8 +64,9 @@ func (h *health) probe(now time.Time, check func(context.Context) error) (error,
 
 // WriteHealth reports whether appends can be committed now: not once the
 // node is fenced (CauseFenced, until a restart), nor while PostgreSQL does
-// not answer or the shared store's breaker is open or the store does not
-// answer a stat (tiers.CauseStorage, clearing by itself).
+// not answer a ping, the shared store's breaker is open, or, after a
+// failed flush, the store does not answer a probe (tiers.CauseStorage,
+// clearing by itself).
 func (n *Node) WriteHealth() engine.WriteHealth {
 	if err := n.fencedErr(); err != nil {
 		return engine.WriteHealth{Cause: CauseFenced, Err: err, Since: n.fencedAt()}
@@ -88,8 +77,13 @@ func (n *Node) WriteHealth() engine.WriteHealth {
 	if h := n.cold.Health(); !h.Available {
 		return engine.WriteHealth{Cause: tiers.CauseStorage, Err: storeDown(h.Err), Since: h.Since}
 	}
-	if err, since := n.storeHealth(); err != nil {
-		return engine.WriteHealth{Cause: tiers.CauseStorage, Err: storeDown(err.Error()), Since: since}
+	// The last flush failed and PostgreSQL answers: is it the store? A
+	// probe says, so that an idle node whose last flush failed reports
+	// healthy again once the store is back, without waiting for an append.
+	if n.parts.seq.LastFlushError() != nil {
+		if err, since := n.storeHealth(); err != nil {
+			return engine.WriteHealth{Cause: tiers.CauseStorage, Err: fmt.Errorf("cluster: the shared object store: %w", err), Since: since}
+		}
 	}
 	return engine.WriteHealth{}
 }
@@ -104,9 +98,9 @@ func (n *Node) fencedAt() time.Time {
 // memory cache, warm the live journal (ranges and bytes, shared by every
 // node), no WAL; plus the node's id, epoch and catalog.
 func (n *Node) Status(ctx context.Context) engine.Status {
-	st := engine.Status{Started: n.started, Writes: "ok", WALSync: "cluster"}
+	st := engine.Status{Mode: "cluster", NodeID: n.opts.NodeID, Epoch: n.Epoch(), Started: n.started, Writes: "ok"}
 	mem, _ := n.parts.rd.CacheBytes()
-	st.HotBytes, st.HotMaxBytes = mem, n.opts.MemBytes
+	st.HotBytes, st.HotMaxBytes = mem, n.memBudget()
 	if h := n.WriteHealth(); h.Cause != "" {
 		st.Writes, st.WritesError, st.WritesSince = h.Cause, h.Err.Error(), h.Since
 	}

@@ -40,8 +40,10 @@ const verifyAttempts = 5
 // against its digest) up to the first journal range, then by journal
 // ranges dense up to cluster_streams.next_offset, each range's block read
 // back from the store (a ranged GET of exactly its bytes) and decoded with
-// the journal's checks against the row's stream and record count. An
-// error is returned only when verify cannot proceed (PostgreSQL does not
+// the journal's checks against the row's stream and record count. It then
+// lists the cold store and reports Parquet objects nothing claims
+// (orphan_cold, or lost_segment when they hold offsets nothing else
+// does). An error is returned only when verify cannot proceed (PostgreSQL does not
 // answer); what it finds is in the report.
 func (n *Node) Verify(ctx context.Context, stream string, progress engine.VerifyProgress) (engine.VerifyReport, error) {
 	rep := engine.VerifyReport{Streams: []engine.StreamCheck{}, Findings: []engine.Finding{}}
@@ -100,6 +102,13 @@ func (n *Node) Verify(ctx context.Context, stream string, progress engine.Verify
 		}
 		if p.known {
 			rep.Findings = append(rep.Findings, coverageFindings(name, p.cv)...)
+			now := n.opts.Now()
+			for _, m := range p.cv.Tombstoned {
+				if err := n.mover.CheckRemoval(m, p.cv.First, now); err != nil {
+					rep.Findings = append(rep.Findings, engine.Finding{Kind: api.FindingRetention, Stream: name, Base: m.Base,
+						Message: fmt.Sprintf("tombstoned %v, but its deletion is not justified: %v", m.Tombstoned, err)})
+				}
+			}
 		}
 		for _, m := range p.metas {
 			if !m.Tombstoned.IsZero() {
@@ -132,6 +141,13 @@ func (n *Node) Verify(ctx context.Context, stream string, progress engine.Verify
 			tick()
 		}
 		rep.Streams = append(rep.Streams, sc)
+	}
+	heldBy := map[string]*held{}
+	for i, name := range names {
+		heldBy[name] = &held{retainedFrom: plans[i].cv.First, segs: plans[i].metas, ranges: plans[i].ranges}
+	}
+	if err := n.findColdOrphans(ctx, stream, heldBy, &rep); err != nil {
+		return rep, err
 	}
 	refused, err := n.refusals(ctx, stream)
 	if err != nil {

@@ -9,6 +9,11 @@ import (
 
 // Status is the engine's state at a glance.
 type Status struct {
+	// Mode is "local" for an engine; a cluster node (package cluster)
+	// answers "cluster" with its NodeID and Epoch, both empty here.
+	Mode           string
+	NodeID         string
+	Epoch          uint64
 	Started        time.Time
 	Streams        int
 	HotBytes       int64 // memory in use by all streams
@@ -41,7 +46,7 @@ type Status struct {
 func (e *Engine) Status(ctx context.Context) Status {
 	hs := e.hot.Stats()
 	st := Status{
-		Started: e.started, Streams: hs.Streams,
+		Mode: "local", Started: e.started, Streams: hs.Streams,
 		HotBytes: hs.Bytes, HotMaxBytes: hs.MaxBytes, HotUnpersisted: hs.Unpersisted, HotSegments: hs.Segments,
 		WALFiles: hs.WAL.Files, WALBytes: hs.WAL.Bytes, WALSync: hs.WAL.Sync,
 	}

@@ -190,10 +190,9 @@ func TestClassifyStorage(t *testing.T) {
 		{fds, "storage_unavailable"},
 		{fmt.Errorf("%w: %w", tiers.ErrBackpressure, full), "storage_full"},
 		{tiers.ErrBackpressure, "backpressure"},
+		{fmt.Errorf("sequencer: commit: %w: conn closed", tiers.ErrOutcomeUnknown), "outcome_unknown"},
 		{fmt.Errorf("wal: %w: fsync: %w", tiers.ErrStorageFailed, syscall.EIO), "storage_failed"},
 		{errors.New("other"), "internal"},
-		// A cluster commit whose answer was lost: maybe stored, retry.
-		{fmt.Errorf("%w: sequencer: commit k: %w", tiers.ErrOutcomeUnknown, errors.New("conn closed")), "outcome_unknown"},
 	} {
 		if _, code := classify(tc.err); code != tc.code {
 			t.Errorf("classify(%v) = %s, want %s", tc.err, code, tc.code)

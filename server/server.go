@@ -519,11 +519,6 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, api.CodeNoColdTier
 	case errors.Is(err, cold.ErrStoreUnavailable):
 		return http.StatusServiceUnavailable, api.CodeColdStoreUnavailable
-	case errors.Is(err, tiers.ErrOutcomeUnknown):
-		// The commit was sent and its answer lost: the batch may be
-		// stored, so not storage_unavailable ("nothing stored"); 503 so
-		// that producers retry, and their retry resolves it.
-		return http.StatusServiceUnavailable, api.CodeOutcomeUnknown
 	case errors.Is(err, tiers.ErrStorageUnavailable):
 		// Before backpressure: memory full of what storage refuses is the
 		// storage's condition, not a second's wait.
@@ -533,6 +528,8 @@ func classify(err error) (int, string) {
 		return http.StatusServiceUnavailable, api.CodeStorageUnavailable
 	case errors.Is(err, tiers.ErrBackpressure):
 		return http.StatusServiceUnavailable, api.CodeBackpressure
+	case errors.Is(err, tiers.ErrOutcomeUnknown):
+		return http.StatusServiceUnavailable, api.CodeOutcomeUnknown
 	case errors.Is(err, tiers.ErrStorageFailed):
 		return http.StatusServiceUnavailable, api.CodeStorageFailed
 	case errors.Is(err, tiers.ErrClosed):

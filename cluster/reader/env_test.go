@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // tier over it. It plays the sequencer (commit) and the compactor (compact) with
 // plain SQL, as the schema in internal/pgschema defines them.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	pg      *testenv.Postgres
 	pool    *pgxpool.Pool
@@ -35,12 +35,12 @@ type env struct {
 	seq     int
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	return newEnvPG(t, testenv.StartPostgres(t))
 }
 
-func newEnvPG(t *testing.T, pg *testenv.Postgres) *env {
+func newEnvPG(t testing.TB, pg *testenv.Postgres) *env {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, pg.DSN)

@@ -95,6 +95,9 @@ const (
 		FROM unnest($1::text[], $2::bigint[]) AS u(stream, next) WHERE s.stream = u.stream`
 	sqlNotify = `SELECT pg_notify('tierd_commits', u.stream || ':' || u.next)
 		FROM unnest($1::text[], $2::bigint[]) AS u(stream, next)`
+	// sqlPrune forgets producers idle past the TTL in streams whose rows
+	// the transaction holds, so it never waits on another writer.
+	sqlPrune = `DELETE FROM cluster_producers WHERE stream = ANY($1::text[]) AND updated_at < now() - $2::bigint * interval '1 microsecond'`
 )
 
 // commitOnce is one attempt: three round trips (BEGIN with the fencing
@@ -274,6 +277,10 @@ func (s *Sequencer) commitOnce(obj *object, key string, size int64) (commitOut, 
 		b2.Queue(sqlAdvance, moved, to)
 		b2.Queue(sqlNotify, moved, to)
 	}
+	prune := time.Since(s.lastPrune) >= min(pruneEvery, s.o.ProducerTTL)
+	if prune {
+		b2.Queue(sqlPrune, streams, s.o.ProducerTTL.Microseconds())
+	}
 	if err := tx.SendBatch(ctx, b2).Close(); err != nil {
 		return nothing("insert", err)
 	}
@@ -285,8 +292,16 @@ func (s *Sequencer) commitOnce(obj *object, key string, size int64) (commitOut, 
 		}
 		return commitOut{}, fmt.Errorf("%w: sequencer: commit %s: %w", tiers.ErrOutcomeUnknown, key, err)
 	}
+	if prune {
+		s.lastPrune = time.Now()
+	}
 	return out, nil
 }
+
+// pruneEvery spaces the commits that forget idle producers (unless the
+// TTL is shorter): a stream's producers are few, but scanning them at
+// every flush is waste.
+const pruneEvery = time.Minute
 
 // retryOutcome answers a batch whose sequence number is not above the
 // producer's last: a retry of the last batch with its record count is a

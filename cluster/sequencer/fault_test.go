@@ -64,6 +64,9 @@ func TestObjectStoreStopped(t *testing.T) {
 			t.Fatalf("append %d with the store stopped: %v", i, err)
 		}
 	}
+	if err := s.LastFlushError(); !errors.Is(err, tiers.ErrStorageUnavailable) {
+		t.Fatalf("LastFlushError with the store stopped: %v", err)
+	}
 	if n := e.count(`SELECT count(*) FROM journal_ranges`); n != 1 {
 		t.Fatalf("%d ranges after failed flushes, want 1", n)
 	}
@@ -79,6 +82,9 @@ func TestObjectStoreStopped(t *testing.T) {
 		t.Fatalf("after the restart: %+v", res)
 	}
 	l.ack(t, "s", res, rs)
+	if err := s.LastFlushError(); err != nil {
+		t.Fatalf("LastFlushError after a flush succeeded: %v", err)
+	}
 	e.verify(l)
 }
 

@@ -93,6 +93,12 @@ type Options struct {
 	// CommitTimeout bounds one flush's transaction; 0 means
 	// DefaultCommitTimeout.
 	CommitTimeout time.Duration
+	// ProducerTTL is how long an idempotent producer's last batch to a
+	// stream is remembered after it was written, as wal.producer_ttl in
+	// local mode: a commit forgets the older ones of the streams it locks
+	// (at most once a minute), so cluster_producers does not grow with
+	// every producer ever seen. 0 means tiers.DefaultProducerTTL.
+	ProducerTTL time.Duration
 	// OnCommit, when set, is called after each successful commit and
 	// before the appends are answered, so the node's reader can cache the
 	// object it just wrote (an acknowledged record is then readable from
@@ -154,10 +160,12 @@ type Sequencer struct {
 		seq     uint64  // the next object's sequence number
 		pending int64   // encoded bytes collecting and in flight
 		refuse  error   // why Append refuses: closed or fenced
+		last    error   // the last flush's failure; nil once one succeeds
 		fenced  error   // the node is fenced: every batch fails
 		closing bool
 	}
-	written streamWindow // the flusher's only
+	written   streamWindow // the committing flush's only
+	lastPrune time.Time    // the committing flush's only
 }
 
 // object is one journal object being collected or flushed.
@@ -202,6 +210,9 @@ func New(o Options) (*Sequencer, error) {
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = DefaultCommitTimeout
 	}
+	if o.ProducerTTL <= 0 {
+		o.ProducerTTL = tiers.DefaultProducerTTL
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -240,6 +251,9 @@ func New(o Options) (*Sequencer, error) {
 // batch is already in the object and may still be committed: only an
 // idempotent producer's retry can tell.
 func (s *Sequencer) Append(ctx context.Context, stream string, p tiers.Producer, recs []tiers.Record) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err // nobody would wait for the answer
+	}
 	if err := tiers.ValidateStreamName(stream); err != nil {
 		return Result{}, err
 	}
@@ -324,6 +338,19 @@ func (s *Sequencer) poke() {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// LastFlushError is the failure of the most recent flush (wrapping
+// tiers.ErrStorageUnavailable, tiers.ErrOutcomeUnknown or
+// registry.ErrFenced), nil once a flush succeeds: what keeps this node's
+// writes from storage now, for health reports.
+func (s *Sequencer) LastFlushError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.fenced != nil {
+		return s.mu.fenced
+	}
+	return s.mu.last
 }
 
 // Err is non-nil once the sequencer refuses every write for good: it was
@@ -531,6 +558,7 @@ func (s *Sequencer) answer(obj *object, results []outcome, err error) {
 	}
 	s.mu.Lock()
 	s.mu.pending -= obj.bytes
+	s.mu.last = err
 	s.m.pending.Set(float64(s.mu.pending))
 	s.mu.Unlock()
 	close(obj.done)

@@ -117,44 +117,53 @@ func TestDenseOffsetsManyAppenders(t *testing.T) {
 	}
 }
 
-// TestTwoNodesOneStream: two nodes (two sequencers with their own ids,
-// pools' connections and objects) append to one stream at once; the stream
-// stays dense with no offset given twice.
-func TestTwoNodesOneStream(t *testing.T) {
-	e := newEnv(t, envOpts{})
-	a := e.seq(e.join("node-a"), sequencer.Options{FlushInterval: 10 * time.Millisecond})
-	b := e.seq(e.join("node-b"), sequencer.Options{FlushInterval: 15 * time.Millisecond})
-	l := newLedger()
-	var wg sync.WaitGroup
-	for w := range 6 {
-		s := a
-		if w%2 == 1 {
-			s = b
-		}
-		wg.Go(func() {
-			for i := range 30 {
-				rs := recs(fmt.Sprintf("w%d/b%d", w, i), 1+i%4)
-				res, err := s.Append(e.ctx, "shared", tiers.Producer{}, rs)
-				if err != nil {
-					t.Errorf("append: %v", err)
-					return
+// TestTwoNodes: two nodes (two sequencers with their own ids and objects)
+// append at once, to one stream and then to three streams every flush of
+// either node touches (their row locks taken in name order, so flushes
+// queue rather than deadlock); each stream stays dense, no offset given
+// twice.
+func TestTwoNodes(t *testing.T) {
+	for _, streams := range [][]string{{"shared"}, {"z", "x", "y"}} {
+		t.Run(fmt.Sprint(len(streams)), func(t *testing.T) {
+			e := newEnv(t, envOpts{})
+			a := e.seq(e.join("node-a"), sequencer.Options{FlushInterval: 10 * time.Millisecond})
+			b := e.seq(e.join("node-b"), sequencer.Options{FlushInterval: 15 * time.Millisecond})
+			l := newLedger()
+			var wg sync.WaitGroup
+			for w := range 6 {
+				s := a
+				if w%2 == 1 {
+					s = b
 				}
-				l.ack(t, "shared", res, rs)
+				wg.Go(func() {
+					for i := range 30 {
+						stream := streams[(w+i)%len(streams)]
+						rs := recs(fmt.Sprintf("w%d/b%d", w, i), 1+i%4)
+						res, err := s.Append(e.ctx, stream, tiers.Producer{}, rs)
+						if err != nil {
+							t.Errorf("append: %v", err)
+							return
+						}
+						l.ack(t, stream, res, rs)
+					}
+				})
+			}
+			wg.Wait()
+			if t.Failed() {
+				t.FailNow()
+			}
+			counts := e.verify(l)
+			for _, st := range streams {
+				if counts[st] != len(l.want[st]) {
+					t.Fatalf("stream %s: %d stored, %d acknowledged", st, counts[st], len(l.want[st]))
+				}
+			}
+			for _, node := range []string{"node-a", "node-b"} {
+				if e.count(`SELECT count(*) FROM journal_objects WHERE node_id = $1`, node) == 0 {
+					t.Fatalf("node %s committed nothing", node)
+				}
 			}
 		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	counts := e.verify(l)
-	if counts["shared"] != len(l.want["shared"]) {
-		t.Fatalf("%d stored, %d acknowledged", counts["shared"], len(l.want["shared"]))
-	}
-	for _, node := range []string{"node-a", "node-b"} {
-		if e.count(`SELECT count(*) FROM journal_objects WHERE node_id = $1`, node) == 0 {
-			t.Fatalf("node %s committed nothing", node)
-		}
 	}
 }
 
@@ -224,6 +233,36 @@ func TestProducerRetries(t *testing.T) {
 	}
 }
 
+// TestProducerTTL: a commit forgets the producers idle past ProducerTTL
+// in the streams it locks (a retry after that is a new batch, as in local
+// mode), and leaves other streams' alone.
+func TestProducerTTL(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	s := e.seq(e.join("n"), sequencer.Options{ProducerTTL: 200 * time.Millisecond})
+	p := tiers.Producer{ID: producer(), Seq: 5}
+	for _, stream := range []string{"s", "other"} {
+		if _, err := s.Append(e.ctx, stream, p, recs("p", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, err := s.Append(e.ctx, "s", p, recs("p", 1)); err != nil || !r.Duplicate {
+		t.Fatalf("retry within the TTL: %+v %v", r, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("plain", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(`SELECT count(*) FROM cluster_producers WHERE stream = 's'`); n != 0 {
+		t.Fatalf("%d producer rows of s after the TTL and a commit, want 0", n)
+	}
+	if n := e.count(`SELECT count(*) FROM cluster_producers WHERE stream = 'other'`); n != 1 {
+		t.Fatalf("%d producer rows of a stream the commit did not lock, want 1", n)
+	}
+	if r, err := s.Append(e.ctx, "s", p, recs("p", 1)); err != nil || r.Duplicate || r.First != 2 {
+		t.Fatalf("the forgotten producer's batch: %+v %v", r, err)
+	}
+}
+
 // TestFencing: a second Join with the same node id fences the running
 // sequencer: its next flush fails with ErrFenced and writes no row, and it
 // refuses every append after that; the new process writes on.
@@ -241,8 +280,8 @@ func TestFencing(t *testing.T) {
 	if _, err := old.Append(e.ctx, "s", tiers.Producer{}, recs("again", 1)); !errors.Is(err, registry.ErrFenced) {
 		t.Fatalf("append after fencing: %v", err)
 	}
-	if old.Err() == nil {
-		t.Fatal("Err() is nil after fencing")
+	if old.Err() == nil || !errors.Is(old.LastFlushError(), registry.ErrFenced) {
+		t.Fatalf("after fencing: Err %v, LastFlushError %v", old.Err(), old.LastFlushError())
 	}
 	if next := e.nextOffsets()["s"]; next != 2 {
 		t.Fatalf("next_offset %d after the fenced flush, want 2", next)
@@ -323,13 +362,20 @@ func TestInvalidInput(t *testing.T) {
 func TestCloseFlushesAndRefuses(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	s := e.seq(e.join("n"), sequencer.Options{FlushInterval: time.Hour})
+	// The first flush goes at once; the next would wait an hour.
+	if _, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("first", 1)); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("last", 3))
 		done <- err
 	}()
-	// Let the append join the (hour-long) collecting object.
+	// Let the append join the collecting object.
 	time.Sleep(100 * time.Millisecond)
+	if len(done) > 0 {
+		t.Fatalf("the append was answered before Close: %v", <-done)
+	}
 	if err := s.Close(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -339,8 +385,8 @@ func TestCloseFlushesAndRefuses(t *testing.T) {
 	if _, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("x", 1)); !errors.Is(err, tiers.ErrClosed) {
 		t.Fatalf("append after Close: %v", err)
 	}
-	if next := e.nextOffsets()["s"]; next != 3 {
-		t.Fatalf("next_offset %d", next)
+	if next := e.nextOffsets()["s"]; next != 4 {
+		t.Fatalf("next_offset %d, want 4", next)
 	}
 }
 
@@ -350,14 +396,23 @@ func TestCloseFlushesAndRefuses(t *testing.T) {
 func TestCanceledAppendMayCommit(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	s := e.seq(e.join("n"), sequencer.Options{FlushInterval: 300 * time.Millisecond})
+	// A flush just started: the next batch waits for the cadence.
+	if _, err := s.Append(e.ctx, "s", tiers.Producer{}, recs("first", 1)); err != nil {
+		t.Fatal(err)
+	}
 	p := producer()
+	gone, stop := context.WithCancel(e.ctx)
+	stop()
+	if _, err := s.Append(gone, "s", tiers.Producer{ID: p, Seq: 1}, recs("never", 5)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("append with a canceled ctx: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Millisecond)
 	defer cancel()
 	if _, err := s.Append(ctx, "s", tiers.Producer{ID: p, Seq: 1}, recs("c", 2)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("canceled append: %v", err)
 	}
 	r, err := s.Append(e.ctx, "s", tiers.Producer{ID: p, Seq: 1}, recs("c", 2))
-	if err != nil || !r.Duplicate || r.First != 0 {
+	if err != nil || !r.Duplicate || r.First != 1 {
 		t.Fatalf("retry after the cancel: %+v %v", r, err)
 	}
 }

@@ -37,12 +37,12 @@ func TestClusterConfigAtStart(t *testing.T) {
 	if strings.Contains(out, "hunter2pw") {
 		t.Fatalf("the output shows the DSN's password:\n%s", out)
 	}
-	// Until the cluster node is built in, a valid cluster configuration
-	// is refused in one line, the DSN redacted.
+	// A valid cluster configuration whose PostgreSQL does not answer is
+	// refused, the DSN redacted.
 	shared := "file://" + filepath.Join(dir, "shared")
 	config = writeConfig(t, dir, "cold: {store: '"+shared+"'}\ncluster: {catalog: '"+dsn+"', node_id: n1}\n")
 	code, out = runUntilExit(t, nil, "--config", config, "--data-dir", data, "--listen", "127.0.0.1:0")
-	if code == 0 || !strings.Contains(out, "cluster mode is not built into this binary yet") || strings.Contains(out, "hunter2pw") ||
+	if code == 0 || !strings.Contains(out, "cluster mode (cluster.catalog") || strings.Contains(out, "hunter2pw") ||
 		!strings.Contains(out, "postgres://tierd:xxxxx@127.0.0.1:1/tierd") {
 		t.Fatalf("a cluster configuration: exit %d\n%s", code, out)
 	}

@@ -218,16 +218,22 @@ func run(ctx context.Context, f flags) error {
 	return err
 }
 
-// newMigrator is the migrator of a local node's engine, on the
-// configuration's schedule; nil for a backend that is not an engine (it
-// moves no local segments, and the server answers migrate and explain
-// 409 migrator_disabled).
+// newMigrator is the migrator on the configuration's schedule: of a local
+// node's engine, or of a cluster node's retention (its Executor: the
+// expire actions over the shared catalog's Parquet segments); nil for
+// another backend (the server answers migrate and explain 409
+// migrator_disabled).
 func newMigrator(b server.Backend, cfg policy.Config, log *slog.Logger, reg prometheus.Registerer) (*migrator.Migrator, error) {
-	eng, ok := b.(*engine.Engine)
-	if !ok {
+	var exec migrator.Executor
+	switch x := b.(type) {
+	case *engine.Engine:
+		exec = x
+	case interface{ Executor() migrator.Executor }:
+		exec = x.Executor() // a cluster node: retention of its Parquet segments
+	default:
 		return nil, nil
 	}
-	return migrator.New(eng, migrator.Options{
+	return migrator.New(exec, migrator.Options{
 		Config:         cfg,
 		Schedule:       cfg.Migrator.Schedule,
 		Concurrency:    cfg.Migrator.Concurrency,

@@ -32,6 +32,7 @@ func ClusterOptions(cfg policy.Config, bucket objstore.Bucket, coldTier *cold.Ti
 		FlushInterval: cfg.Cluster.FlushInterval,
 		FlushBytes:    cfg.Cluster.FlushBytes,
 		GCDelay:       cfg.Cluster.GCDelay,
+		Lease:         cfg.Cluster.CompactionLease,
 		CacheBytes:    cfg.Cluster.CacheBytes,
 		Logger:        log,
 		Registerer:    reg,

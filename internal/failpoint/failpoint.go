@@ -78,7 +78,8 @@ const (
 )
 
 // Names lists every failpoint, for validation and documentation.
-var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable, SealAfterSeal, SequencerAfterPut, SequencerAfterCommit,
+var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable, SealAfterSeal,
+	SequencerAfterPut, SequencerAfterCommit,
 	CompactAfterClaim, CompactAfterUpload, CompactBeforeCommit, CompactAfterCommit, GCAfterDeleteObject}
 
 // EnvVar is the environment variable a process reads its failpoints from.
