@@ -3,7 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"strings"
+	"maps"
+	"slices"
 
 	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/cold"
@@ -50,13 +51,14 @@ func (h *held) unheld(base, last uint64) (from, to uint64, ok bool) {
 	return 0, 0, false
 }
 
-// findColdOrphans lists the cold store's objects (of stream, or all when
-// "") and reports those no catalog segment places cold, tombstoned ones
+// findColdOrphans lists the cold store's segment objects of every stream
+// verify looked at (stream=<name>/ of each: the journal's objects, many
+// and garbage collection's business, are not walked) and reports those no catalog segment places cold, tombstoned ones
 // included, and no open compaction job is writing: orphan_cold, or
 // lost_segment when it holds offsets nothing else holds. Compaction's
 // garbage collection removes true orphans after cluster.gc_delay; verify
 // only reports.
-func (n *Node) findColdOrphans(ctx context.Context, stream string, heldBy map[string]*held, rep *engine.VerifyReport) error {
+func (n *Node) findColdOrphans(ctx context.Context, heldBy map[string]*held, rep *engine.VerifyReport) error {
 	claimed := map[string]bool{}
 	for _, h := range heldBy {
 		for _, m := range h.segs {
@@ -67,15 +69,19 @@ func (n *Node) findColdOrphans(ctx context.Context, stream string, heldBy map[st
 	if err != nil {
 		return err
 	}
+	for _, name := range slices.Sorted(maps.Keys(heldBy)) {
+		if err := n.coldOrphansOf(ctx, name, claimed, jobs, heldBy, rep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// coldOrphansOf is findColdOrphans for one stream.
+func (n *Node) coldOrphansOf(ctx context.Context, stream string, claimed map[string]bool, jobs map[jobKey]bool, heldBy map[string]*held, rep *engine.VerifyReport) error {
 	for o, err := range n.cold.Objects(ctx, stream) {
 		if err != nil {
 			return fmt.Errorf("cluster: verify: %w", err)
-		}
-		if strings.HasPrefix(o.Key, "_journal/") {
-			continue // the journal's objects: compaction's GC owns those without a row
-		}
-		if stream != "" && o.Stream != stream {
-			continue
 		}
 		rep.ColdObjects++
 		if claimed[o.Key] || (o.Segment && jobs[jobKey{o.Stream, o.Base, o.Last}]) {

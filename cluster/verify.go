@@ -146,7 +146,7 @@ func (n *Node) Verify(ctx context.Context, stream string, progress engine.Verify
 	for i, name := range names {
 		heldBy[name] = &held{retainedFrom: plans[i].cv.First, segs: plans[i].metas, ranges: plans[i].ranges}
 	}
-	if err := n.findColdOrphans(ctx, stream, heldBy, &rep); err != nil {
+	if err := n.findColdOrphans(ctx, heldBy, &rep); err != nil {
 		return rep, err
 	}
 	refused, err := n.refusals(ctx, stream)
