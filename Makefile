@@ -50,14 +50,16 @@ fuzz:
 run: build
 	$(BIN)/tierd --config examples/tierd.yaml
 
-bench: build minio-bin
+bench: build minio-bin pg-bin
 	$(BIN)/tierbench ingest
 	$(BIN)/tierbench produce
 	./testenv/minio.sh start >/dev/null
+	./testenv/postgres.sh start >/dev/null || { ./testenv/minio.sh stop; exit 1; }
 	export AWS_ACCESS_KEY_ID=tierd AWS_SECRET_ACCESS_KEY=tierd-secret; \
 	  $(BIN)/tierbench cold --endpoint $$(cat .cache/minio-run/endpoint) && \
-	  $(BIN)/tierbench migrate --endpoint $$(cat .cache/minio-run/endpoint); \
-	  status=$$?; ./testenv/minio.sh stop; exit $$status
+	  $(BIN)/tierbench migrate --endpoint $$(cat .cache/minio-run/endpoint) && \
+	  $(BIN)/tierbench cluster --endpoint $$(cat .cache/minio-run/endpoint) --catalog "$$(cat .cache/pg-run/dsn)"; \
+	  status=$$?; ./testenv/postgres.sh stop; ./testenv/minio.sh stop; exit $$status
 	$(BIN)/tierbench migrate
 	$(BIN)/tierbench memory
 

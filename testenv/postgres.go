@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -277,12 +278,27 @@ func (s *pgServer) start() error {
 	attr.Credential = s.cred
 	cmd.SysProcAttr = attr
 	cmd.Dir = s.dir
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig fires when the thread that started the child ends, and
+	// Go may retire a thread (one a locked goroutine exited on): start
+	// postgres, as MinIO is started (server.go), on a thread locked until
+	// the child exits.
+	started := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait()
+		close(done)
+	}()
+	if err := <-started; err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
 	s.proc = cmd.Process
-	s.done = make(chan struct{})
-	go func(done chan struct{}) { cmd.Wait(); close(done) }(s.done)
+	s.done = done
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -4,6 +4,7 @@
 //	tierbench ingest [--dir DIR] [--runs 5] [--duration 2s] [--batch 100]
 //	tierbench produce [--addr HOST:PORT] [--runs 5] [--duration 5s] [--goroutines 8] [--policy block|drop]
 //	tierbench memory [--runs 3] [--workloads default,edge,streams] [--edge-config examples/edge.yaml]
+//	tierbench cluster --endpoint URL --catalog DSN [--runs 3] [--duration 5s] [--writers 32] [--nodes 3]
 package main
 
 import (
@@ -34,7 +35,7 @@ func main() {
 		return pprof.StartCPUProfile(f)
 	}
 	root.PersistentPostRun = func(*cobra.Command, []string) { pprof.StopCPUProfile() }
-	root.AddCommand(newIngestCmd(), newColdCmd(), newMigrateCmd(), newProduceCmd(), newMemoryCmd())
+	root.AddCommand(newIngestCmd(), newColdCmd(), newMigrateCmd(), newProduceCmd(), newMemoryCmd(), newClusterCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tierbench:", err)
 		os.Exit(1)
