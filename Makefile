@@ -1,7 +1,7 @@
 # tierd — build, test, run, benchmark.
 GO       ?= go
 BIN      := bin
-FUZZTIME ?= 8s
+FUZZTIME ?= 4s
 
 .PHONY: build test unit race fuzz run bench lint clean minio minio-bin pg-bin
 

@@ -12,6 +12,13 @@ import (
 // them (Raw keeps them); a test checks that every field here is one the
 // server sends.
 type Status struct {
+	// Mode is "local" (one node: WAL, warm files, bbolt catalog) or
+	// "cluster" (a node sharing an object store and PostgreSQL), with the
+	// node's NodeID and Epoch in cluster mode. Servers before this field
+	// leave Mode empty.
+	Mode           string    `json:"mode"`
+	NodeID         string    `json:"node_id"`
+	Epoch          uint64    `json:"epoch"`
 	Started        time.Time `json:"started"`
 	Streams        int       `json:"streams"`
 	HotBytes       int64     `json:"hot_bytes"`

@@ -62,7 +62,8 @@ MinIO:
   access key: $user
   secret key: $pass
   data dir:   $2
-  store URL:  s3://BUCKET/tierd?endpoint=$1&region=us-east-1
+  bucket:     tierd (created empty)
+  store URL:  s3://tierd/tierd?endpoint=$1&region=us-east-1
 For a client:
   export AWS_ACCESS_KEY_ID=$user AWS_SECRET_ACCESS_KEY=$pass AWS_REGION=us-east-1
 EOT
@@ -83,7 +84,20 @@ start() {
   pid=$!
   echo "$pid" >"$rundir/pid"; echo "$endpoint" >"$rundir/endpoint"; echo "$data" >"$rundir/data"
   wait_ready "$pid" "$endpoint" "$rundir/minio.log" || { stop; return 1; }
+  make_bucket "$endpoint" tierd || { stop; return 1; }
   print_env "$endpoint" "$data"
+}
+
+# make_bucket creates a bucket with curl's SigV4 signing (curl 7.75+), so
+# that the printed store URL works as it is.
+make_bucket() { # endpoint bucket
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --user "$user:$pass" \
+    --aws-sigv4 "aws:amz:us-east-1:s3" "$1/$2") || { echo "curl failed to create bucket $2" >&2; return 1; }
+  case $code in
+    200|409) return 0 ;;
+    *) echo "creating bucket $2 answered HTTP $code" >&2; return 1 ;;
+  esac
 }
 
 stop() {
@@ -102,16 +116,21 @@ stop() {
 
 run() {
   build
-  local port endpoint
+  local port endpoint pid
   run_data=$(mktemp -d "${TMPDIR:-/tmp}/tierd-minio.XXXXXX")
-  trap 'rm -rf "$run_data"' EXIT
   local data=$run_data
   port=$(free_port)
   endpoint=http://127.0.0.1:$port
+  MINIO_ROOT_USER=$user MINIO_ROOT_PASSWORD=$pass MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CI_CD=1 \
+    "$bin" server --quiet --address "127.0.0.1:$port" "$data" &
+  pid=$!
+  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$run_data"' EXIT
+  trap 'exit 130' INT TERM
+  wait_ready "$pid" "$endpoint" /dev/null || exit 1
+  make_bucket "$endpoint" tierd || exit 1
   print_env "$endpoint" "$data"
   echo "Ctrl-C to stop."
-  MINIO_ROOT_USER=$user MINIO_ROOT_PASSWORD=$pass MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CI_CD=1 \
-    "$bin" server --quiet --address "127.0.0.1:$port" "$data"
+  wait "$pid"
 }
 
 case "${1:-}" in

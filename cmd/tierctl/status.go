@@ -97,7 +97,12 @@ func printStatus(w io.Writer, st client.ServerStatus, now time.Time) error {
 	if st.WALFailed != "" {
 		wal += "; WRITES DISABLED: " + oneLine(st.WALFailed)
 	}
-	fmt.Fprintf(w, "wal:      %s\n", wal)
+	if st.Mode == "cluster" {
+		// No WAL: an append is durable in a journal object and PostgreSQL.
+		fmt.Fprintf(w, "mode:     cluster, node %s (epoch %d); appends are durable in the shared store and PostgreSQL\n", st.NodeID, st.Epoch)
+	} else {
+		fmt.Fprintf(w, "wal:      %s\n", wal)
+	}
 	if line := writesLine(st, now); line != "" {
 		fmt.Fprintf(w, "writes:   %s\n", line)
 	}

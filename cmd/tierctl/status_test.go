@@ -41,3 +41,21 @@ func TestStatusWritesLine(t *testing.T) {
 		t.Errorf("a server that does not report writes gets a writes line:\n%s", b.String())
 	}
 }
+
+// A cluster node has no WAL: status says which node answered and that
+// appends are durable in the shared engines, not "0 files, sync".
+func TestStatusClusterMode(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	var b bytes.Buffer
+	if err := printStatus(&b, client.ServerStatus{Mode: "cluster", NodeID: "node-2", Epoch: 7, Writes: "ok"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "mode:     cluster, node node-2 (epoch 7)") || strings.Contains(b.String(), "wal:") {
+		t.Errorf("cluster status:\n%s", b.String())
+	}
+	b.Reset()
+	printStatus(&b, client.ServerStatus{Mode: "local", WALSync: "always"}, now)
+	if !strings.Contains(b.String(), "wal:      0 files, 0 B, sync always") || strings.Contains(b.String(), "mode:") {
+		t.Errorf("local status:\n%s", b.String())
+	}
+}
