@@ -73,9 +73,15 @@ func (c *Compactor) CollectOrphans(ctx context.Context) (int, error) {
 }
 
 // collectJournal deletes journal objects older than GCDelay that have no
-// row. The write path inserts an object's row in the commit that follows
-// its PUT within the commit's deadline, far below gc_delay: an object
-// without a row by then never gets one.
+// row. Age alone does not prove a crash: a commit may still be running
+// (a stalled PostgreSQL, clocks apart, nodes with different gc_delay), so
+// each candidate is first claimed in journal_objects by inserting a
+// released row for its key, ON CONFLICT DO NOTHING. A commit in flight
+// holds its own row's key: the claim waits for it and, once it commits,
+// finds the key taken and leaves the object alone. A commit after the
+// claim fails on the key (unique violation: nothing written) instead of
+// referencing a deleted object. Only claimed keys are deleted; their rows
+// go with CollectReleased after another gc_delay.
 func (c *Compactor) collectJournal(ctx context.Context) (int, error) {
 	cutoff := time.Now().Add(-c.opts.GCDelay)
 	var old []string
@@ -94,18 +100,15 @@ func (c *Compactor) collectJournal(ctx context.Context) (int, error) {
 	for len(old) > 0 {
 		batch := old[:min(len(old), gcBatch)]
 		old = old[len(batch):]
-		rows, err := c.strings(ctx, `SELECT key FROM journal_objects WHERE key = ANY($1)`, batch)
+		claimed, err := c.strings(ctx, `
+			INSERT INTO journal_objects (key, node_id, epoch, size, live_ranges, released_at)
+			SELECT k, $2, $3, 0, 0, now() FROM unnest($1::text[]) AS t(k)
+			ON CONFLICT (key) DO NOTHING
+			RETURNING key`, batch, "gc:"+c.opts.NodeID, int64(c.opts.Epoch))
 		if err != nil {
-			return deleted, fmt.Errorf("compactor: gc: %w", err)
+			return deleted, fmt.Errorf("compactor: gc: claim orphans: %w", err)
 		}
-		known := map[string]bool{}
-		for _, k := range rows {
-			known[k] = true
-		}
-		for _, k := range batch {
-			if known[k] {
-				continue
-			}
+		for _, k := range claimed {
 			if err := c.opts.Bucket.Delete(ctx, k); err != nil {
 				return deleted, fmt.Errorf("compactor: gc: delete %s: %w", k, err)
 			}
