@@ -75,6 +75,8 @@ func (n *Node) WaitFor(ctx context.Context, stream string, offset uint64) error 
 // tiers.ErrStreamNotFound.
 func (n *Node) nextOffset(ctx context.Context, q querier, stream string) (uint64, error) {
 	var next int64
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	err := q.QueryRow(ctx, `SELECT next_offset FROM cluster_streams WHERE stream = $1`, stream).Scan(&next)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("%w: %s", tiers.ErrStreamNotFound, stream)
@@ -112,8 +114,10 @@ func (n *Node) Retention(ctx context.Context, stream string) (engine.Retention, 
 	if !r.HasFirstTS && r.First < next {
 		// The first retained record is in the journal's first range.
 		var ts int64
-		err := n.pool.QueryRow(ctx, `SELECT min_ts FROM journal_ranges WHERE stream = $1 AND first_offset = $2`,
+		qctx, cancel := bounded(ctx)
+		err := n.pool.QueryRow(qctx, `SELECT min_ts FROM journal_ranges WHERE stream = $1 AND first_offset = $2`,
 			stream, int64(r.First)).Scan(&ts)
+		cancel()
 		if err == nil {
 			r.FirstTS, r.HasFirstTS = ts, true
 		} else if !errors.Is(err, pgx.ErrNoRows) {
@@ -154,8 +158,11 @@ func (n *Node) Offload(ctx context.Context, stream string, base uint64, keepWarm
 	}
 	var held bool
 	if base < next {
-		if qerr := n.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM journal_ranges WHERE stream = $1 AND first_offset = $2)`,
-			stream, int64(base)).Scan(&held); qerr != nil {
+		qctx, cancel := bounded(ctx)
+		qerr := n.pool.QueryRow(qctx, `SELECT EXISTS (SELECT 1 FROM journal_ranges WHERE stream = $1 AND first_offset = $2)`,
+			stream, int64(base)).Scan(&held)
+		cancel()
+		if qerr != nil {
 			return tiers.SegmentMeta{}, pgErr("look up a journal range", qerr)
 		}
 	}

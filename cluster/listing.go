@@ -48,6 +48,8 @@ type journalRun struct {
 // journalRuns sums stream's live journal ranges into one run per open
 // compaction job and one for the ranges no job holds yet, in offset order.
 func (n *Node) journalRuns(ctx context.Context, q querier, stream string) ([]journalRun, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	rows, err := q.Query(ctx, `
 SELECT min(r.first_offset), max(r.last_offset), sum(r.last_offset - r.first_offset + 1),
        sum(r.bytes), min(r.min_ts), max(r.max_ts), j.base IS NOT NULL, min(j.created_at)
@@ -142,6 +144,8 @@ func (n *Node) Segments(ctx context.Context, stream string) ([]engine.SegmentInf
 // streamNames is every stream the cluster knows: those written
 // (cluster_streams) and those the catalog holds, ordered by name.
 func (n *Node) streamNames(ctx context.Context) ([]string, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	rows, err := n.pool.Query(ctx, `SELECT stream FROM cluster_streams ORDER BY stream`)
 	if err != nil {
 		return nil, pgErr("list the streams", err)

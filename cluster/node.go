@@ -259,3 +259,14 @@ func checkOptions(o *Options) error {
 	}
 	return errors.Join(errs...)
 }
+
+// queryTimeout bounds each of the node's own PostgreSQL calls (listing,
+// status, verify, seal) whatever the caller's context: statement_timeout
+// does not cover a connection that went silent, and a request must not
+// hang on one.
+const queryTimeout = 30 * time.Second
+
+// bounded is ctx with queryTimeout.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, queryTimeout)
+}

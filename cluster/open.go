@@ -91,7 +91,14 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return fail(err)
 	}
 	cfg := opts.Config
+	// The spool holds a compaction's upload in progress: after a restart
+	// nothing is in progress, and a crash's leftovers would only grow.
 	spool := filepath.Join(opts.DataDir, "compact-spool")
+	if err := os.RemoveAll(spool); err != nil {
+		seq.Close(ctx)
+		rd.Close()
+		return fail(fmt.Errorf("cluster: clear the compaction spool: %w", err))
+	}
 	if err := os.MkdirAll(spool, 0o755); err != nil {
 		seq.Close(ctx)
 		rd.Close()
@@ -121,7 +128,22 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	n.loops.Add(2)
 	go func() {
 		defer n.loops.Done()
-		n.parts.comp.Run(loops)
+		// A fenced process (a newer one runs with this node_id) stops
+		// compacting and collecting garbage too: the newer process does
+		// it, with its own configuration.
+		work, cancel := context.WithCancel(loops)
+		defer cancel()
+		go func() {
+			select {
+			case <-reg.Fenced():
+				if opts.Logger != nil {
+					opts.Logger.Warn("cluster: fenced; compaction and garbage collection stop in this process", "node_id", opts.NodeID)
+				}
+				cancel()
+			case <-work.Done():
+			}
+		}()
+		n.parts.comp.Run(work)
 	}()
 	go func() {
 		defer n.loops.Done()

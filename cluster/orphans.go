@@ -118,6 +118,8 @@ type jobKey struct {
 // openJobs are the segments compaction jobs are writing now: their
 // objects may be in the store before their commit.
 func (n *Node) openJobs(ctx context.Context) (map[jobKey]bool, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	rows, err := n.pool.Query(ctx, `SELECT stream, base, last_offset FROM compaction_jobs`)
 	if err != nil {
 		return nil, pgErr("list the compaction jobs", err)

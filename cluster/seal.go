@@ -95,6 +95,8 @@ func (n *Node) Seal(ctx context.Context, stream string) (engine.SealResult, erro
 // below target.
 func (n *Node) uncompactedBelow(ctx context.Context, stream string, target uint64) (bool, error) {
 	var pending bool
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	err := n.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM journal_ranges WHERE stream = $1 AND first_offset < $2)`,
 		stream, int64(target)).Scan(&pending)
 	if err != nil {
@@ -110,6 +112,8 @@ func (n *Node) uncompactedBelow(ctx context.Context, stream string, target uint6
 // at the oldest uncompacted offset.
 func (n *Node) openJob(ctx context.Context, stream string) error {
 	maxBytes := n.opts.Config.PolicyFor(stream).Segment.MaxBytes
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	err := pgx.BeginFunc(ctx, n.pool, func(tx pgx.Tx) error {
 		var one int
 		err := tx.QueryRow(ctx, `SELECT 1 FROM cluster_streams WHERE stream = $1 FOR NO KEY UPDATE`, stream).Scan(&one)

@@ -109,7 +109,9 @@ func (n *Node) Status(ctx context.Context) engine.Status {
 		st.ColdStore, st.ColdStoreError, st.ColdStoreSince = "unavailable", h.Err, h.Since
 	}
 	var streams, ranges, bytes int64
-	err := n.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM cluster_streams), count(*), coalesce(sum(bytes), 0) FROM journal_ranges`).
+	qctx, cancel := bounded(ctx)
+	defer cancel()
+	err := n.pool.QueryRow(qctx, `SELECT (SELECT count(*) FROM cluster_streams), count(*), coalesce(sum(bytes), 0) FROM journal_ranges`).
 		Scan(&streams, &ranges, &bytes)
 	if err == nil {
 		st.Streams, st.WarmSegments, st.WarmBytes = int(streams), int(ranges), bytes

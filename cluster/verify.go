@@ -196,6 +196,8 @@ func (n *Node) coverage(ctx context.Context, stream string) (catalog.Coverage, b
 
 // ranges reads stream's journal ranges and next offset in one snapshot.
 func (n *Node) ranges(ctx context.Context, stream string) (out []journalRange, next uint64, written bool, err error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	err = pgx.BeginTxFunc(ctx, n.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var e error
 		next, e = n.nextOffset(ctx, tx, stream)

@@ -144,6 +144,8 @@ func Join(ctx context.Context, pool *pgxpool.Pool, nodeID, version, addr string,
 	}
 	var epoch int64
 	var wasLive bool
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	// A previous epoch that never left is worth a line: either a crash,
 	// or two processes configured with one node_id.
 	err := pool.QueryRow(ctx, `
@@ -284,6 +286,8 @@ func (r *Registry) Leave(ctx context.Context) error {
 	if r.IsFenced() {
 		return r.fencedErr()
 	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	tag, err := r.pool.Exec(ctx, `UPDATE cluster_nodes SET stopped_at = now(), heartbeat_at = now()
 		WHERE node_id = $1 AND epoch = $2`, r.nodeID, int64(r.epoch))
 	if err != nil {
@@ -296,6 +300,12 @@ func (r *Registry) Leave(ctx context.Context) error {
 	return nil
 }
 
+// callTimeout bounds Join, Leave and List whatever the caller's context:
+// a half-open connection to PostgreSQL must not hang a start, a stop or a
+// status call (statement_timeout does not cover a connection that went
+// silent).
+const callTimeout = 30 * time.Second
+
 // Nodes lists every node the cluster has seen, by id, live or stopped.
 func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
 	return List(ctx, r.pool)
@@ -304,6 +314,8 @@ func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
 // List lists the nodes of cluster_nodes by id; Nodes without a Registry,
 // for status tools that are not nodes.
 func List(ctx context.Context, pool *pgxpool.Pool) ([]Node, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	rows, err := pool.Query(ctx, `
 		SELECT node_id, epoch, version, addr, started_at, heartbeat_at,
 			extract(epoch FROM greatest(now() - heartbeat_at, interval '0'))::float8, stopped_at,
