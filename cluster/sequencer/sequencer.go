@@ -14,9 +14,11 @@
 // previous one started, and a node makes at most one PUT and one
 // transaction per FlushInterval however many appends it takes.
 //
-// Object keys are _journal/<node_id>/<epoch:020d>/<seq:020d> in the bucket
-// (ObjectKey): unique per process (the epoch is), listable per node, and
-// ordered by write. A crash between the PUT and the COMMIT leaves an object
+// Object keys are _journal/<node_id>/<epoch:020d>/<seq:020d>-<token> in the
+// bucket (ObjectKey): unique per process (the epoch is, and the token is
+// random per start, so that even an epoch taken again — PostgreSQL restored
+// to an earlier point — never overwrites an object or meets a cache entry
+// of another process), listable per node, and ordered by write. A crash between the PUT and the COMMIT leaves an object
 // without a journal_objects row, which garbage collection removes after
 // cluster.gc_delay; a crash between the COMMIT and the answers is resolved
 // by the producer's retry, answered as a duplicate with the offsets the
@@ -26,6 +28,8 @@ package sequencer
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,9 +63,16 @@ const (
 const JournalPrefix = "_journal/"
 
 // ObjectKey is the key of the seq-th journal object a node's process with
-// epoch wrote: _journal/<node_id>/<epoch:020d>/<seq:020d>.
-func ObjectKey(nodeID string, epoch, seq uint64) string {
-	return fmt.Sprintf("%s%s/%020d/%020d", JournalPrefix, nodeID, epoch, seq)
+// epoch and token wrote: _journal/<node_id>/<epoch:020d>/<seq:020d>-<token>.
+func ObjectKey(nodeID string, epoch uint64, token string, seq uint64) string {
+	return fmt.Sprintf("%s%s/%020d/%020d-%s", JournalPrefix, nodeID, epoch, seq, token)
+}
+
+// newToken is 8 random hex digits: a process's mark in its object keys.
+func newToken() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Options configures New. Pool, Bucket and Registry are required.
@@ -154,6 +165,7 @@ type Sequencer struct {
 	o     Options
 	node  string
 	epoch uint64
+	token string // random per process: see ObjectKey
 	log   *slog.Logger
 	m     *metrics
 
@@ -228,6 +240,7 @@ func New(o Options) (*Sequencer, error) {
 		o:     o,
 		node:  o.Registry.NodeID(),
 		epoch: o.Registry.Epoch(),
+		token: newToken(),
 		log:   o.Logger,
 		m:     newMetrics(o.Registerer),
 		wake:  make(chan struct{}, 1),
@@ -482,7 +495,7 @@ func (s *Sequencer) fence(cause error) {
 func (s *Sequencer) flush(obj *object, turn <-chan struct{}, mine chan<- struct{}) {
 	defer close(mine)
 	data := obj.w.Finish()
-	key := ObjectKey(s.node, s.epoch, obj.seq)
+	key := ObjectKey(s.node, s.epoch, s.token, obj.seq)
 	s.m.batches.Observe(float64(len(obj.batches)))
 	s.m.objectBytes.Observe(float64(len(data)))
 
