@@ -13,11 +13,12 @@ import (
 
 // gcBatch bounds the rows or keys one step of garbage collection holds;
 // the rest waits for the next pass.
-const gcBatch = 1000
+var gcBatch = 1000
 
-// maxOrphanCandidates bounds the keys one orphan pass collects from a
-// listing before it checks and deletes them.
-const maxOrphanCandidates = 10000
+// maxOrphanCandidates bounds the orphan candidates (old keys without a
+// row) one pass collects from a listing before it claims and deletes
+// them; the rest waits for the next pass. Variables only for tests.
+var maxOrphanCandidates = 10000
 
 // CollectReleased deletes the journal objects released (no live range
 // left) longer than GCDelay ago: the object first, then its row. A crash
@@ -84,17 +85,50 @@ func (c *Compactor) CollectOrphans(ctx context.Context) (int, error) {
 // go with CollectReleased after another gc_delay.
 func (c *Compactor) collectJournal(ctx context.Context) (int, error) {
 	cutoff := time.Now().Add(-c.opts.GCDelay)
-	var old []string
+	// Candidates are old keys without a row, filtered a page at a time,
+	// so that a backlog of old objects still referenced (a long
+	// segment.max_age, compaction behind) does not fill the bound and
+	// hide the orphans listed after them.
+	var old, page []string
+	filter := func() error {
+		if len(page) == 0 {
+			return nil
+		}
+		known, err := c.strings(ctx, `SELECT key FROM journal_objects WHERE key = ANY($1)`, page)
+		if err != nil {
+			return fmt.Errorf("compactor: gc: %w", err)
+		}
+		has := make(map[string]bool, len(known))
+		for _, k := range known {
+			has[k] = true
+		}
+		for _, k := range page {
+			if !has[k] {
+				old = append(old, k)
+			}
+		}
+		page = page[:0]
+		return nil
+	}
 	for a, err := range c.opts.Bucket.List(ctx, JournalPrefix) {
 		if err != nil {
 			return 0, fmt.Errorf("compactor: gc: list %s: %w", JournalPrefix, err)
 		}
-		if a.ModTime.Before(cutoff) {
-			old = append(old, a.Key)
-			if len(old) == maxOrphanCandidates {
+		if !a.ModTime.Before(cutoff) {
+			continue
+		}
+		page = append(page, a.Key)
+		if len(page) == gcBatch {
+			if err := filter(); err != nil {
+				return 0, err
+			}
+			if len(old) >= maxOrphanCandidates {
 				break
 			}
 		}
+	}
+	if err := filter(); err != nil {
+		return 0, err
 	}
 	deleted := 0
 	for len(old) > 0 {

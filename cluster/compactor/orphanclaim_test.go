@@ -69,3 +69,33 @@ func TestOrphanCollectionNeverRacesACommit(t *testing.T) {
 		t.Fatalf("a commit referencing a collected object: %v; want a unique violation (nothing written)", err)
 	}
 }
+
+// TestOrphansBehindReferencedObjects: old objects that rows still
+// reference (a long max_age, compaction behind) must not fill the pass's
+// bound and hide the orphans listed after them.
+func TestOrphansBehindReferencedObjects(t *testing.T) {
+	defer func(b, m int) { gcBatch, maxOrphanCandidates = b, m }(gcBatch, maxOrphanCandidates)
+	gcBatch, maxOrphanCandidates = 2, 2
+	e := newEnv(t)
+	c := e.compactor("node-gc", 1<<20, func(o *Options) { o.GCDelay = time.Millisecond })
+	for i := range 4 { // referenced, listed first
+		key := JournalPrefix + "a/00000000000000000001/" + string(rune('0'+i))
+		if err := e.bucket.Put(e.ctx, key, bytes.NewReader([]byte("j")), 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.pool.Exec(e.ctx, `INSERT INTO journal_objects (key, node_id, epoch, size, live_ranges) VALUES ($1, 'a', 1, 1, 1)`, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orphan := JournalPrefix + "z/00000000000000000001/0"
+	if err := e.bucket.Put(e.ctx, orphan, bytes.NewReader([]byte("j")), 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := c.CollectOrphans(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.bucket.Stat(e.ctx, orphan); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("the orphan listed after referenced objects was not collected: %v", err)
+	}
+}
