@@ -3,14 +3,19 @@ GO       ?= go
 BIN      := bin
 FUZZTIME ?= 4s
 
-.PHONY: build test unit race fuzz run bench lint clean minio minio-bin pg-bin
+.PHONY: build test test-deps unit race fuzz run bench lint clean minio minio-bin pg-bin
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 ## test: everything CI runs — unit, integration and crash tests, the race
 ## detector over the concurrent packages, then each fuzz target briefly.
-test: build minio-bin pg-bin unit race fuzz
+test: build test-deps unit race fuzz
+
+## test-deps: build the test MinIO and install PostgreSQL side by side (a
+## compile and a download: together they take the longer one's time).
+test-deps:
+	@$(MAKE) --no-print-directory -j2 minio-bin pg-bin
 
 ## pg-bin: install Debian's postgresql package (once) unless TIERD_SKIP_POSTGRES=1.
 pg-bin:

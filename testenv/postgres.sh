@@ -34,7 +34,7 @@ install() {
   $sudo apt-get update -q >&2
   $sudo apt-get install -y -q --no-install-recommends postgresql >&2
   # The package's own cluster is not ours: tests initdb their own.
-  $sudo pg_ctlcluster --help >/dev/null 2>&1 && for c in $(pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}'); do
+  command -v pg_lsclusters >/dev/null && for c in $(pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}'); do
     $sudo pg_ctlcluster ${c%/*} ${c#*/} stop >/dev/null 2>&1 || true
   done
   have
