@@ -68,22 +68,22 @@ func (e *Engine) Read(ctx context.Context, stream string, q tiers.Query) iter.Se
 				yield(Item{}, err)
 				return
 			}
-			for _, sp := range spans(segs, wq.From, wq.To, retained) {
+			for _, sp := range catalog.Spans(segs, wq.From, wq.To, retained) {
 				switch {
-				case sp.expired:
-					yield(Item{}, expired(stream, sp.from, sp.to))
+				case sp.Expired:
+					yield(Item{}, expired(stream, sp.From, sp.To))
 					return
-				case sp.seg == nil:
-					yield(Item{}, e.missing(stream, sp.from, sp.to, retained))
+				case sp.Seg == nil:
+					yield(Item{}, e.missing(stream, sp.From, sp.To, retained))
 					return
-				case !wq.OverlapsTime(sp.seg.MinTS, sp.seg.MaxTS):
+				case !wq.OverlapsTime(sp.Seg.MinTS, sp.Seg.MaxTS):
 					continue
 				}
 				if err := ctx.Err(); err != nil {
 					yield(Item{}, err)
 					return
 				}
-				if !e.readSegment(ctx, *sp.seg, wq, emit, yield) {
+				if !e.readSegment(ctx, *sp.Seg, wq, emit, yield) {
 					return
 				}
 			}
@@ -114,59 +114,6 @@ func (e *Engine) missing(stream string, from, to, retained uint64) error {
 	return &tiers.CorruptionError{Path: e.catalogPath(), Offset: -1, Err: fmt.Errorf(
 		"%w: offsets [%d, %d) of stream %s are at or above its retention watermark %d, but no segment holds them; run tierctl verify",
 		catalog.ErrRetainedGap, from, to, stream, retained)}
-}
-
-// span is a run of offsets [from, to) a read must account for: held by a
-// live segment (seg), expired (tombstoned, or below the retention
-// watermark), or else missing (seg nil, not expired).
-type span struct {
-	from, to uint64
-	seg      *tiers.SegmentMeta
-	expired  bool
-}
-
-// spans accounts for every offset in [from, to] (to < MaxUint64: reads
-// below the memory's first offset) given the segments Locate found and the
-// stream's retention watermark, in offset order, with adjacent expired runs
-// merged so that a read names the whole range that expired.
-func spans(segs []tiers.SegmentMeta, from, to, retained uint64) []span {
-	var out []span
-	add := func(sp span) {
-		if sp.from >= sp.to {
-			return
-		}
-		if n := len(out); n > 0 && sp.expired && out[n-1].expired && out[n-1].to == sp.from {
-			out[n-1].to = sp.to
-			return
-		}
-		out = append(out, sp)
-	}
-	unheld := func(a, b uint64) { // no segment holds [a, b)
-		add(span{from: a, to: min(b, max(a, retained)), expired: true})
-		add(span{from: max(a, retained), to: b})
-	}
-	expect := from
-	for i := range segs {
-		seg := &segs[i]
-		if seg.Last < expect {
-			continue
-		}
-		if seg.Base > to {
-			break
-		}
-		unheld(expect, seg.Base)
-		sp := span{from: max(seg.Base, expect), to: min(seg.Last, to) + 1, expired: !seg.Tombstoned.IsZero()}
-		if !sp.expired {
-			sp.seg = seg
-		}
-		add(sp)
-		expect = seg.Last + 1
-		if seg.Last >= to {
-			return out
-		}
-	}
-	unheld(expect, to+1)
-	return out
 }
 
 // Retention says which of a stream's offsets can be read.

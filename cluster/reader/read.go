@@ -164,24 +164,24 @@ func (rd *read) segments(ctx context.Context, from, to uint64) bool {
 		rd.yield(Item{}, err)
 		return false
 	}
-	for _, sp := range spans(segs, from, to, retained) {
+	for _, sp := range catalog.Spans(segs, from, to, retained) {
 		switch {
-		case sp.expired:
-			rd.yield(Item{}, fmt.Errorf("%w: offsets [%d, %d) of stream %s are no longer retained", tiers.ErrExpired, sp.from, sp.to, rd.stream))
+		case sp.Expired:
+			rd.yield(Item{}, fmt.Errorf("%w: offsets [%d, %d) of stream %s are no longer retained", tiers.ErrExpired, sp.From, sp.To, rd.stream))
 			return false
-		case sp.seg == nil:
+		case sp.Seg == nil:
 			rd.yield(Item{}, &tiers.CorruptionError{Path: "catalog", Offset: -1, Err: fmt.Errorf(
 				"%w: offsets [%d, %d) of stream %s are at or above its retention watermark %d and below its first journal range, but no segment holds them; run tierctl verify",
-				catalog.ErrRetainedGap, sp.from, sp.to, rd.stream, retained)})
+				catalog.ErrRetainedGap, sp.From, sp.To, rd.stream, retained)})
 			return false
-		case !rd.q.OverlapsTime(sp.seg.MinTS, sp.seg.MaxTS):
+		case !rd.q.OverlapsTime(sp.Seg.MinTS, sp.Seg.MaxTS):
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			rd.yield(Item{}, err)
 			return false
 		}
-		if !rd.segment(ctx, *sp.seg, sp.from, sp.to-1) {
+		if !rd.segment(ctx, *sp.Seg, sp.From, sp.To-1) {
 			return false
 		}
 	}
@@ -215,56 +215,4 @@ func (rd *read) segment(ctx context.Context, seg tiers.SegmentMeta, from, to uin
 		}
 	}
 	return true
-}
-
-// span is a run of offsets [from, to) a read must account for: held by a
-// live segment (seg), expired (tombstoned, or below the retention
-// watermark), or else missing (seg nil, not expired).
-type span struct {
-	from, to uint64
-	seg      *tiers.SegmentMeta
-	expired  bool
-}
-
-// spans accounts for every offset in [from, to] given the segments Locate
-// found and the stream's retention watermark, in offset order, with
-// adjacent expired runs merged (engine's spans, the same rule).
-func spans(segs []tiers.SegmentMeta, from, to, retained uint64) []span {
-	var out []span
-	add := func(sp span) {
-		if sp.from >= sp.to {
-			return
-		}
-		if n := len(out); n > 0 && sp.expired && out[n-1].expired && out[n-1].to == sp.from {
-			out[n-1].to = sp.to
-			return
-		}
-		out = append(out, sp)
-	}
-	unheld := func(a, b uint64) { // no segment holds [a, b)
-		add(span{from: a, to: min(b, max(a, retained)), expired: true})
-		add(span{from: max(a, retained), to: b})
-	}
-	expect := from
-	for i := range segs {
-		seg := &segs[i]
-		if seg.Last < expect {
-			continue
-		}
-		if seg.Base > to {
-			break
-		}
-		unheld(expect, seg.Base)
-		sp := span{from: max(seg.Base, expect), to: min(seg.Last, to) + 1, expired: !seg.Tombstoned.IsZero()}
-		if !sp.expired {
-			sp.seg = seg
-		}
-		add(sp)
-		expect = seg.Last + 1
-		if seg.Last >= to {
-			return out
-		}
-	}
-	unheld(expect, to+1)
-	return out
 }
