@@ -60,7 +60,7 @@ import (
 // an aborted commit, when it can. The catalog's writes are idempotent
 // steps of protocols that retry (the move protocol's intents, the
 // compactor's jobs), so the caller retries.
-var ErrCommitUnknown = errors.New("pgcatalog: connection lost during commit, outcome unknown")
+var ErrCommitUnknown = fmt.Errorf("pgcatalog: connection lost during commit: %w", tiers.ErrOutcomeUnknown)
 
 // DefaultCallTimeout bounds a call whose context has no deadline, so that
 // an unanswering server cannot hold a caller forever.

@@ -590,3 +590,11 @@ func TestCloseWaitsForCalls(t *testing.T) {
 		t.Fatalf("a second Close: %v", err)
 	}
 }
+
+// An unknown commit is the API's outcome_unknown (503, retry), never an
+// internal error: the server maps tiers.ErrOutcomeUnknown.
+func TestCommitUnknownIsOutcomeUnknown(t *testing.T) {
+	if !errors.Is(pgcatalog.ErrCommitUnknown, tiers.ErrOutcomeUnknown) {
+		t.Fatal("pgcatalog.ErrCommitUnknown does not wrap tiers.ErrOutcomeUnknown")
+	}
+}
