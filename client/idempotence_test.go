@@ -55,7 +55,9 @@ func produceThroughGarbling(t *testing.T, garble int64, dropEcho bool, n int) (*
 	serveAt(t, port, garbleFirstAnswers(garble, garbled, dropEcho))
 	c := client.New(addr)
 	outs := &outcomes{}
-	p := client.NewProducer(c, client.ProducerOptions{BatchRecords: 10, Linger: time.Millisecond, MinBackoff: time.Millisecond, OnBatch: outs.add})
+	// A linger far longer than the test: batches are cut by count (10
+	// records), never by a timer a slow machine would fire mid-batch.
+	p := client.NewProducer(c, client.ProducerOptions{BatchRecords: 10, Linger: time.Minute, MinBackoff: time.Millisecond, OnBatch: outs.add})
 	closeLater(t, p)
 	for i := range n {
 		if err := p.Send("s", rec(0, i)); err != nil {
