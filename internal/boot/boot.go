@@ -27,14 +27,22 @@ func OpenCold(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prom
 	if !cfg.HasColdStore() {
 		return nil, nil
 	}
+	_, t, err := openStore(ctx, cfg, log, reg)
+	return t, err
+}
+
+// openStore opens cfg's object store and the cold tier over it: the local
+// engine's cold tier, and in cluster mode the shared bucket (journal
+// objects) and its Parquet tier.
+func openStore(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prometheus.Registerer) (objstore.Bucket, *cold.Tier, error) {
 	u, err := cfg.StoreURL()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log, Registerer: reg,
 		Deadlines: objstore.Deadlines{ReadTimeout: cfg.Cold.ReadTimeout, MinBytesPerSecond: cfg.Cold.MinBytesPerSecond}})
 	if err != nil {
-		return nil, fmt.Errorf("cold.store: %w", err)
+		return nil, nil, fmt.Errorf("cold.store: %w", err)
 	}
 	t, err := cold.New(cold.Options{
 		Bucket:     b,
@@ -46,9 +54,9 @@ func OpenCold(ctx context.Context, cfg policy.Config, log *slog.Logger, reg prom
 	})
 	if err != nil {
 		b.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return t, nil
+	return b, t, nil
 }
 
 // CheckCold asks the cold store whether tierd can use it, within

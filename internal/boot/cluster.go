@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,25 +47,8 @@ func OpenCluster(ctx context.Context, cfg policy.Config, addr string, log *slog.
 	if !cfg.Cluster.Enabled() {
 		return nil, fmt.Errorf("boot: cluster.catalog is not set")
 	}
-	u, err := cfg.StoreURL()
+	b, t, err := openStore(ctx, cfg, log, reg)
 	if err != nil {
-		return nil, err
-	}
-	b, err := objstore.Open(ctx, u, objstore.Options{Logger: log, Registerer: reg,
-		Deadlines: objstore.Deadlines{ReadTimeout: cfg.Cold.ReadTimeout, MinBytesPerSecond: cfg.Cold.MinBytesPerSecond}})
-	if err != nil {
-		return nil, fmt.Errorf("cold.store: %w", err)
-	}
-	t, err := cold.New(cold.Options{
-		Bucket:     b,
-		Level:      cfg.Cold.Compression.Level,
-		CacheBytes: cfg.Cold.CacheBytes,
-		SpoolDir:   filepath.Join(cfg.DataDir, "cold-spool"),
-		Logger:     log,
-		Registerer: reg,
-	})
-	if err != nil {
-		b.Close()
 		return nil, err
 	}
 	CheckCold(ctx, t, cfg, log)
