@@ -191,14 +191,20 @@ func openErr(b []byte) error {
 // bloom filter CRC and checksum blocks within the caps, and the metadata
 // checksum; Open trusts them.
 func TestFormat12Metadata(t *testing.T) {
+	for version, want := range map[int]string{1: "1.2", 2: "2.0"} {
+		t.Run(want, func(t *testing.T) { testFormatMetadata(t, version, want) })
+	}
+}
+
+func testFormatMetadata(t *testing.T, version int, wantVersion string) {
 	recs := uniformRecords(30_000, 5, 100, 20, 1_700_000_000_000_000_000)
 	recs[17].Value = make([]byte, 300<<10) // one record larger than a block
-	b, info := writeBytes(t, "s", recs, Options{RowGroupRows: 12_000})
+	b, info := writeBytes(t, "s", recs, Options{RowGroupRows: 12_000, Version: version})
 	r := openBytes(t, b)
 	if !r.Checksummed() || info.RowGroups != 3 {
 		t.Fatalf("checksummed %t, %d row groups", r.Checksummed(), info.RowGroups)
 	}
-	if v, _ := r.file.Lookup(MetaFormatVersion); v != "1.2" {
+	if v, _ := r.file.Lookup(MetaFormatVersion); v != wantVersion {
 		t.Fatalf("format_version %q", v)
 	}
 	next := 0
