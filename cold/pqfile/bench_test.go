@@ -91,7 +91,7 @@ func BenchmarkIsJSON(b *testing.B) {
 	b.SetBytes(encodedBytes(recs))
 	for b.Loop() {
 		for i := range recs {
-			isJSON(recs[i].Value)
+			IsJSON(recs[i].Value)
 		}
 	}
 }

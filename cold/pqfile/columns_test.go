@@ -115,7 +115,7 @@ func TestTypedColumnsRoundTrip(t *testing.T) {
 	out := make([]Value, len(testColumns))
 	for _, rec := range recs {
 		clear(out)
-		if isJSON(rec.Value) {
+		if IsJSON(rec.Value) {
 			testProjector{cols: testColumns}.Project(rec.Value, out)
 		}
 		for i := range out {
@@ -327,7 +327,7 @@ func TestDuckDBTypedColumns(t *testing.T) {
 			t.Fatalf("offset %d: DuckDB value %v, want %X", r.Offset, got["value_hex"], r.Value)
 		}
 		out := make([]Value, len(testColumns))
-		if isJSON(r.Value) {
+		if IsJSON(r.Value) {
 			testProjector{cols: testColumns}.Project(r.Value, out)
 		}
 		want := any(nil)

@@ -26,13 +26,13 @@ func TestIsJSONAgreesWithEncodingJSON(t *testing.T) {
 	}
 	for _, c := range cases {
 		want := utf8.ValidString(c) && json.Valid([]byte(c))
-		if got := isJSON([]byte(c)); got != want {
-			t.Errorf("isJSON(%.60q) = %t, utf8.Valid && json.Valid = %t", c, got, want)
+		if got := IsJSON([]byte(c)); got != want {
+			t.Errorf("IsJSON(%.60q) = %t, utf8.Valid && json.Valid = %t", c, got, want)
 		}
 	}
 }
 
-// FuzzIsJSON: isJSON is exactly utf8.Valid && json.Valid.
+// FuzzIsJSON: IsJSON is exactly utf8.Valid && json.Valid.
 func FuzzIsJSON(f *testing.F) {
 	for _, c := range jsonCases {
 		f.Add([]byte(c))
@@ -41,8 +41,8 @@ func FuzzIsJSON(f *testing.F) {
 		f.Add(r.Value)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := isJSON(b), utf8.Valid(b) && json.Valid(b); got != want {
-			t.Fatalf("isJSON(%q) = %t, utf8.Valid && json.Valid = %t", b, got, want)
+		if got, want := IsJSON(b), utf8.Valid(b) && json.Valid(b); got != want {
+			t.Fatalf("IsJSON(%q) = %t, utf8.Valid && json.Valid = %t", b, got, want)
 		}
 	})
 }

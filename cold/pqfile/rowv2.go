@@ -88,7 +88,7 @@ func (s *writeState) addRowV2(r *tiers.Record) {
 		tags = s.tags[ts:len(s.tags):len(s.tags)]
 	}
 	row := rowV2{Offset: int64(r.Offset), TS: micros, TSNanos: nanos, Key: r.Key, Tags: tags}
-	if isJSON(r.Value) {
+	if IsJSON(r.Value) {
 		row.Value = v
 	} else {
 		row.ValueBin = v
@@ -134,7 +134,7 @@ func (s *writeState) addRow(r *tiers.Record) {
 		row = append(row, parquet.ByteArrayValue(s.keepString(t)).Level(rep, 1, colTags2))
 	}
 	v := s.keep(r.Value)
-	js := isJSON(r.Value)
+	js := IsJSON(r.Value)
 	if js {
 		row = append(row,
 			parquet.ByteArrayValue(v).Level(0, 1, colValue2),
