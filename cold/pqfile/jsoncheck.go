@@ -2,6 +2,7 @@ package pqfile
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -160,22 +161,26 @@ func jsonString(b []byte, i int) int {
 	)
 	i++
 	for {
-		// Eight bytes at a time while none is special: a control
-		// character, '"', '\\' or a byte ≥ 0x80. (Each test may flag a
-		// byte after a special one too; then the byte loop looks.)
-		for len(b)-i >= 8 {
+		// Eight bytes at a time: the lowest flagged byte of the mask is
+		// the first special one (a control character, '"', '\\' or a byte
+		// ≥ 0x80): the borrows that may flag a plain byte only run from a
+		// special byte toward later ones.
+		if len(b)-i >= 8 {
 			x := binary.LittleEndian.Uint64(b[i:])
 			q, bs := x^(ones*'"'), x^(ones*'\\')
-			if (x|((x-ones*0x20)&^x)|((q-ones)&^q)|((bs-ones)&^bs))&high != 0 {
-				break
+			m := (x | ((x - ones*0x20) &^ x) | ((q - ones) &^ q) | ((bs - ones) &^ bs)) & high
+			if m == 0 {
+				i += 8
+				continue
 			}
-			i += 8
-		}
-		for i < len(b) && plainStringByte[b[i]] {
-			i++
-		}
-		if i >= len(b) {
-			return -1
+			i += bits.TrailingZeros64(m) >> 3
+		} else {
+			for i < len(b) && plainStringByte[b[i]] {
+				i++
+			}
+			if i >= len(b) {
+				return -1
+			}
 		}
 		switch c := b[i]; {
 		case c == '"':

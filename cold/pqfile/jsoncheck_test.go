@@ -24,6 +24,20 @@ func TestIsJSONAgreesWithEncodingJSON(t *testing.T) {
 		cases = append(cases, strings.Repeat("[", n)+strings.Repeat("]", n))
 		cases = append(cases, strings.Repeat(`{"a":`, n)+"1"+strings.Repeat("}", n))
 	}
+	// Every byte at every position of the eight-byte words jsonString
+	// tests at once, alone and after another byte that borrows.
+	for c := range 256 {
+		for p := range 12 {
+			for _, before := range []byte{'a', 0x00, '"', 0x1f, 0x80} {
+				s := []byte(`["` + strings.Repeat("a", 12) + `"]`)
+				if p > 0 {
+					s[2+p-1] = before
+				}
+				s[2+p] = byte(c)
+				cases = append(cases, string(s))
+			}
+		}
+	}
 	for _, c := range cases {
 		want := utf8.ValidString(c) && json.Valid([]byte(c))
 		if got := IsJSON([]byte(c)); got != want {
