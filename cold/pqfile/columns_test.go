@@ -132,6 +132,21 @@ func TestTypedColumnsRoundTrip(t *testing.T) {
 			t.Errorf("column %s: %d misses of %d: the test values do not exercise it", c.Name, want[i], len(recs))
 		}
 	}
+	// Typed columns have statistics (engines prune on them), the value
+	// columns none.
+	md, _ := footerOf(t, b)
+	for gi, rg := range md.RowGroups {
+		for ci, c := range rg.Columns {
+			st := c.MetaData.Statistics
+			has := len(st.MaxValue) > 0 // a min may be "" (the empty key)
+			if want := ci != colValue2 && ci != colValueBin2; want != has {
+				t.Errorf("row group %d column %v: statistics %t", gi, c.MetaData.PathInSchema, has)
+			}
+			if ci >= colTyped && c.ColumnIndexLength == 0 {
+				t.Errorf("row group %d column %v: no column index", gi, c.MetaData.PathInSchema)
+			}
+		}
+	}
 	// A query from the middle seeks through the typed columns too.
 	q := tiers.AllRecords()
 	q.From = 77 + 3210
