@@ -35,8 +35,8 @@ const (
 )
 
 // Column is one typed column: its name in the file, the JSON path it is
-// projected from, its type and, for decimals, precision and scale. The
-// JSON form is what tierd.columns stores.
+// projected from, its type and, for decimals, precision and scale
+// (tierd.columns stores them, see columnJSON).
 type Column struct {
 	Name      string     `json:"name"`
 	Path      string     `json:"path"`
@@ -132,13 +132,25 @@ func validColumnName(s string) bool {
 	return true
 }
 
+// columnJSON is one element of tierd.columns. It is pqfile's own type, not
+// Column, so that the stored form stays what docs/format/parquet.md says
+// whatever tags Column (or colproj.Column, once aliased) carries.
+type columnJSON struct {
+	Name      string `json:"name"`
+	Path      string `json:"path"`
+	Type      string `json:"type"`
+	Precision int    `json:"precision,omitempty"`
+	Scale     int    `json:"scale,omitempty"`
+}
+
 // encodeColumns renders tierd.columns: the JSON array of cols ("[]" for
-// none).
+// none), precision and scale only when not zero.
 func encodeColumns(cols []Column) string {
-	if len(cols) == 0 {
-		return "[]"
+	js := make([]columnJSON, len(cols))
+	for i, c := range cols {
+		js[i] = columnJSON{Name: c.Name, Path: c.Path, Type: string(c.Type), Precision: c.Precision, Scale: c.Scale}
 	}
-	b, err := json.Marshal(cols)
+	b, err := json.Marshal(js)
 	if err != nil {
 		panic(err) // cannot happen: plain strings and ints
 	}
@@ -152,9 +164,13 @@ func decodeColumns(s string) ([]Column, error) {
 	if len(s) > 64<<10 {
 		return nil, fmt.Errorf("%s of %d bytes", MetaColumns, len(s))
 	}
-	var cols []Column
-	if err := json.Unmarshal([]byte(s), &cols); err != nil {
+	var js []columnJSON
+	if err := json.Unmarshal([]byte(s), &js); err != nil {
 		return nil, fmt.Errorf("%s: %v", MetaColumns, err)
+	}
+	cols := make([]Column, len(js))
+	for i, c := range js {
+		cols[i] = Column{Name: c.Name, Path: c.Path, Type: ColumnType(c.Type), Precision: c.Precision, Scale: c.Scale}
 	}
 	if err := validateColumns(cols); err != nil {
 		return nil, fmt.Errorf("%s: %v", MetaColumns, err)
