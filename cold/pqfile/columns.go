@@ -16,10 +16,10 @@ import (
 // reader knows the schema to expect. tierd serves the record, never the
 // typed values: they are there for other engines' filters.
 //
-// Column, Value and Projector mirror cold/colproj's Column, Value and
-// (*Projector).Project field for field, so that once that package is in
-// the tree these become aliases (type Column = colproj.Column, …) without
-// changing a caller.
+// Column and Value mirror cold/colproj's Column and Value field for field,
+// and Projector is (*colproj.Projector).Project's shape: the cold tier
+// converts between them (cold/columns.go), so pqfile does not depend on the
+// projection's package.
 
 // ColumnType is the type of a typed column.
 type ColumnType string
@@ -63,11 +63,6 @@ type Value struct {
 type Projector interface {
 	Project(value []byte, out []Value)
 }
-
-// NewProjector makes the Projector Write uses when Options.Columns is set
-// and Options.Projector is nil; until cold/colproj is wired in here it is
-// nil, and such a Write fails.
-var NewProjector func(cols []Column) (Projector, error)
 
 // maxColumns bounds the typed columns of a file, so a damaged or hostile
 // tierd.columns cannot make a reader build a huge schema.
@@ -132,9 +127,9 @@ func validColumnName(s string) bool {
 	return true
 }
 
-// columnJSON is one element of tierd.columns. It is pqfile's own type, not
-// Column, so that the stored form stays what docs/format/parquet.md says
-// whatever tags Column (or colproj.Column, once aliased) carries.
+// columnJSON is one element of tierd.columns: its own type, so that the
+// stored form stays what docs/format/parquet.md says whatever JSON tags
+// Column carries.
 type columnJSON struct {
 	Name      string `json:"name"`
 	Path      string `json:"path"`

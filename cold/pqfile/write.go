@@ -83,12 +83,7 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 			return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, err)
 		}
 		if proj = opts.Projector; proj == nil {
-			if NewProjector == nil {
-				return Info{}, fmt.Errorf("pqfile: write %s: typed columns without a Projector", stream)
-			}
-			if proj, err = NewProjector(opts.Columns); err != nil {
-				return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, err)
-			}
+			return Info{}, fmt.Errorf("pqfile: write %s: typed columns without a Projector", stream)
 		}
 	}
 	pageBytes := pageBufferBytes
