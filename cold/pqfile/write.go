@@ -54,7 +54,8 @@ const (
 )
 
 // Write streams records (offset order, dense from the first record's offset)
-// into w as one Parquet file and returns what it wrote. It holds about one
+// into w as one Parquet file of format 2.0 (1.2 with Options.Version 1) and
+// returns what it wrote. It holds about one
 // row group in memory (Options.RowGroupBytes, compressed) whatever the
 // segment's size, and computes the segment digest as it goes, so the
 // metadata in the footer (base, last, count, ts bounds, digest) describes the
