@@ -181,6 +181,9 @@ func decodeColumns(s string) ([]Column, error) {
 // parquet-go keeps the columns in the order given (parquet.Group sorts
 // them by name) and applies the same tags as format 1's row type.
 func schemaV2(cols []Column) *parquet.Schema {
+	if len(cols) == 0 {
+		return schemaV2Base // built once
+	}
 	fields := []reflect.StructField{
 		{Name: "Offset", Type: reflect.TypeFor[int64](), Tag: `parquet:"offset,delta"`},
 		{Name: "TS", Type: reflect.TypeFor[int64](), Tag: `parquet:"ts,timestamp(microsecond:local),delta"`},
