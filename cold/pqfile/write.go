@@ -356,10 +356,22 @@ func (s *writeState) add(r *tiers.Record) error {
 // writeBatch hands the buffered rows to parquet-go, which copies them.
 func (s *writeState) writeBatch() error {
 	if s.pwb != nil {
-		if len(s.batchV2) > 0 {
-			if _, err := s.pwb.Write(s.batchV2); err != nil {
+		// One Write per run of rows whose value is JSON (or is not):
+		// parquet-go v0.32.0 miscounts runs of NULLs in an optional
+		// column when they alternate inside one Write (its
+		// writeRowsFuncOfOptional compares the shifted bitmap with
+		// 1<<y-1 where it means all ones), and gives a row both value
+		// and value_bin or neither (TestBinaryThenJSONValues). A run has
+		// no NULL changes, so each Write takes the uniform path.
+		for rest := s.batchV2; len(rest) > 0; {
+			n := 1
+			for n < len(rest) && (rest[n].Value == nil) == (rest[0].Value == nil) {
+				n++
+			}
+			if _, err := s.pwb.Write(rest[:n]); err != nil {
 				return fmt.Errorf("pqfile: write %s: %w", s.stream, err)
 			}
+			rest = rest[n:]
 		}
 		clear(s.batchV2) // drop references into the arena
 		s.batchV2 = s.batchV2[:0]
