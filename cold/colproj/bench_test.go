@@ -74,7 +74,7 @@ func BenchmarkProject(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(val)))
 			for b.Loop() {
-				if !p.Project(val, out) {
+				if !p.ProjectValid(val, out) {
 					b.Fatal("invalid")
 				}
 			}

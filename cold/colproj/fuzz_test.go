@@ -50,7 +50,7 @@ func FuzzProject(f *testing.F) {
 	out := make([]Value, len(fuzzCols))
 	f.Fuzz(func(t *testing.T, value []byte) {
 		before := p.Misses()
-		ok := p.Project(value, out)
+		ok := p.ProjectValid(value, out)
 		if want := utf8.Valid(value) && json.Valid(value); ok != want {
 			t.Fatalf("Project reports %v, utf8.Valid && json.Valid %v", ok, want)
 		}

@@ -89,10 +89,16 @@ func (p *Projector) ResetMisses() { clear(p.misses) }
 
 // Project reads value once and sets out[i] to column i's projection (out
 // should have len(Columns()); extra entries are left alone, missing ones
-// are not projected). It reports whether value is JSON and UTF-8, exactly
-// utf8.Valid(value) && json.Valid(value): when it is not, every column is
-// NULL. It never panics and works in time linear in len(value).
-func (p *Projector) Project(value []byte, out []Value) bool {
+// are not projected). A value that is not JSON and UTF-8 projects NULL in
+// every column. It never panics, does not keep value, and works in time
+// linear in len(value).
+func (p *Projector) Project(value []byte, out []Value) { p.ProjectValid(value, out) }
+
+// ProjectValid is Project, also reporting whether value is JSON and UTF-8,
+// exactly as utf8.Valid(value) && json.Valid(value) would: a writer that
+// must choose between a JSON and a binary column learns it from the same
+// pass.
+func (p *Projector) ProjectValid(value []byte, out []Value) bool {
 	s := &p.scan
 	s.b, s.i = value, 0
 	s.gen++

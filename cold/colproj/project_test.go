@@ -9,6 +9,9 @@ import (
 	"unicode/utf8"
 )
 
+// The writer's seam (pqfile.Projector) is Project without a result.
+var _ interface{ Project([]byte, []Value) } = (*Projector)(nil)
+
 func v(i int64) Value     { return Value{Valid: true, I: i} }
 func f(x float64) Value   { return Value{Valid: true, F: x} }
 func s(x string) Value    { return Value{Valid: true, S: x} }
@@ -135,7 +138,7 @@ func TestProjectTypes(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := make([]Value, 1)
-			ok := p.Project([]byte(tc.value), out)
+			ok := p.ProjectValid([]byte(tc.value), out)
 			if want := utf8.ValidString(tc.value) && json.Valid([]byte(tc.value)); ok != want {
 				t.Errorf("Project reports valid %v, want %v", ok, want)
 			}
@@ -200,7 +203,7 @@ func TestProjectMany(t *testing.T) {
 	}
 	// A short out is filled as far as it goes, never past it.
 	short := make([]Value, 2)
-	p.Project([]byte(values[0]), short)
+	p.ProjectValid([]byte(values[0]), short)
 	if short[0] != f(101.25) || short[1] != v(3) {
 		t.Errorf("short out = %+v", short)
 	}
@@ -224,7 +227,7 @@ func TestValidMatchesStdlib(t *testing.T) {
 		if got := Valid([]byte(val)); got != want {
 			t.Errorf("Valid(%q) = %v, want %v", val, got, want)
 		}
-		if got := p.Project([]byte(val), out); got != want {
+		if got := p.ProjectValid([]byte(val), out); got != want {
 			t.Errorf("Project(%q) reports %v, want %v", val, got, want)
 		}
 	}
@@ -245,7 +248,7 @@ func TestDepthLimit(t *testing.T) {
 			if got := Valid([]byte(val)); got != want {
 				t.Errorf("depth %d: Valid = %v, json.Valid = %v", d, got, want)
 			}
-			if got := p.Project([]byte(val), out); got != want {
+			if got := p.ProjectValid([]byte(val), out); got != want {
 				t.Errorf("depth %d: Project = %v, json.Valid = %v", d, got, want)
 			}
 		}
@@ -287,7 +290,7 @@ func TestHostile(t *testing.T) {
 	}
 	start := time.Now()
 	for _, val := range values {
-		got := p.Project([]byte(val), out)
+		got := p.ProjectValid([]byte(val), out)
 		if want := json.Valid([]byte(val)); got != want {
 			t.Errorf("Project of a %d-byte value: valid %v, want %v", len(val), got, want)
 		}
