@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tierd/tierd/cold/colproj"
 	"github.com/tierd/tierd/policy"
 )
 
@@ -73,6 +74,8 @@ type checkPolicy struct {
 	HotMaxAge       string   `json:"hot_max_age"`
 	WarmMaxAge      string   `json:"warm_max_age,omitempty"`
 	ColdMaxAge      string   `json:"cold_max_age,omitempty"`
+	// Columns are the typed columns of the policy's cold files.
+	Columns []colproj.Column `json:"columns,omitempty"`
 }
 
 func (a *app) policyCheck(file string, streams []string) error {
@@ -159,6 +162,9 @@ func (a *app) printPolicies(rep checkReport, streams []string) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
+	if err := a.printColumns(rep); err != nil {
+		return err
+	}
 	if len(streams) == 0 {
 		return nil
 	}
@@ -166,6 +172,28 @@ func (a *app) printPolicies(rep checkReport, streams []string) error {
 	t = newTable(a.stdout, "STREAM", "POLICY")
 	for _, s := range streams {
 		t.row(s, rep.Streams[s])
+	}
+	return t.flush()
+}
+
+// printColumns lists the policies' typed columns, if any has some.
+func (a *app) printColumns(rep checkReport) error {
+	var t *table
+	for _, p := range rep.Policies {
+		for _, c := range p.Columns {
+			if t == nil {
+				fmt.Fprintln(a.stdout)
+				t = newTable(a.stdout, "POLICY", "COLUMN", "PATH", "TYPE")
+			}
+			typ := string(c.Type)
+			if c.Type == colproj.Decimal {
+				typ = fmt.Sprintf("decimal(%d,%d)", c.Precision, c.Scale)
+			}
+			t.row(p.Name, c.Name, c.Path, typ)
+		}
+	}
+	if t == nil {
+		return nil
 	}
 	return t.flush()
 }
@@ -178,7 +206,8 @@ func describe(p policy.Policy) checkPolicy {
 		streams = []string{"(unmatched)"}
 	}
 	return checkPolicy{Name: p.Name, Streams: streams, SegmentMaxBytes: p.Segment.MaxBytes, SegmentMaxAge: policy.FormatDuration(p.Segment.MaxAge),
-		HotMaxAge: policy.FormatDuration(p.HotMaxAge), WarmMaxAge: ageOrEmpty(p.WarmMaxAge), ColdMaxAge: ageOrEmpty(p.ColdMaxAge)}
+		HotMaxAge: policy.FormatDuration(p.HotMaxAge), WarmMaxAge: ageOrEmpty(p.WarmMaxAge), ColdMaxAge: ageOrEmpty(p.ColdMaxAge),
+		Columns: p.Columns}
 }
 
 // ageOrEmpty renders a max_age, empty for 0 (forever).
