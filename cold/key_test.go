@@ -65,7 +65,7 @@ func TestEscapeStream(t *testing.T) {
 		}
 	}
 	for _, key := range []string{
-		"stream=%41BC/date=2026-01-02/00000000000000000007-00000000000000000009.parquet", // 'A' needs no encoding
+		"stream=%41BC/date=2026-01-02/00000000000000000007-00000000000000000009.parquet",  // 'A' needs no encoding
 		"stream=%4eULL/date=2026-01-02/00000000000000000007-00000000000000000009.parquet", // lower-case hex
 		"stream=%4/date=2026-01-02/00000000000000000007-00000000000000000009.parquet",
 		"stream=%/date=2026-01-02/00000000000000000007-00000000000000000009.parquet",
