@@ -88,8 +88,13 @@ func TestSegmentsNeverHoldTwoDays(t *testing.T) {
 	if !segs[len(segs)-1].Active {
 		t.Errorf("the last segment is not active: %+v", segs[len(segs)-1])
 	}
-	if st := tr.Stats(); st.Unpersisted < 0 || st.Unpersisted > st.Bytes {
+	st := tr.Stats()
+	if st.Unpersisted < 0 || st.Unpersisted > st.Bytes {
 		t.Errorf("budget: %d unpersisted of %d bytes", st.Unpersisted, st.Bytes)
+	}
+	// Forward across midnight at 3 and 6 and 8; back at 5 and 7.
+	if st.DaySeals != [2]uint64{3, 2} {
+		t.Errorf("DaySeals = %v, want [3 2] (later day, earlier day)", st.DaySeals)
 	}
 	got := readAll(t, tr, "s")
 	if len(got) != len(all) {

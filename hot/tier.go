@@ -118,6 +118,11 @@ type Tier struct {
 
 	persistFail persistState // a failing persist, for status and backpressure
 
+	// daySeals count the segments sealed because the next record was on a
+	// later ([0]) or an earlier ([1]) UTC day: what out-of-order producers
+	// cost in segments (Stats.DaySeals).
+	daySeals [2]atomic.Uint64
+
 	flushing sync.Mutex    // one flush pass at a time
 	kick     chan struct{} // wakes the flusher
 	stop     chan struct{}
@@ -433,6 +438,11 @@ func (t *Tier) truncateLocked(s *stream, from uint64) {
 func (t *Tier) addLocked(s *stream, r *tiers.Record, now time.Time, hint int) int64 {
 	var grew int64
 	if a := s.mu.active; a != nil && len(a.idx) > 0 && tiers.UTCDay(a.minTS) != tiers.UTCDay(r.TS) {
+		if tiers.UTCDay(r.TS) > tiers.UTCDay(a.minTS) {
+			t.daySeals[0].Add(1)
+		} else {
+			t.daySeals[1].Add(1)
+		}
 		t.sealLocked(s)
 	}
 	if s.mu.active == nil {
@@ -550,11 +560,19 @@ type Stats struct {
 	// failures began. The flusher keeps retrying.
 	PersistFailed      error
 	PersistFailedSince time.Time
+	// DaySeals counts, since Open (WAL replay included), the segments
+	// sealed because the next record was on another UTC day: [0] a later
+	// day (a stream crossing midnight), [1] an earlier one (a late
+	// record). A segment never holds two UTC days; a producer whose ts
+	// goes back and forth across midnight makes one segment per run, and
+	// shows here.
+	DaySeals [2]uint64
 }
 
 // Stats reports the tier's state.
 func (t *Tier) Stats() Stats {
-	st := Stats{Bytes: t.bytes.Load(), MaxBytes: t.opts.MaxBytes, Unpersisted: t.unpersisted.Load(), WAL: t.wal.Stats()}
+	st := Stats{Bytes: t.bytes.Load(), MaxBytes: t.opts.MaxBytes, Unpersisted: t.unpersisted.Load(), WAL: t.wal.Stats(),
+		DaySeals: [2]uint64{t.daySeals[0].Load(), t.daySeals[1].Load()}}
 	st.PersistFailedSince, st.PersistFailed = t.persistFailure()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
