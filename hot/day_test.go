@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -179,5 +180,46 @@ func TestDayRunsBudget(t *testing.T) {
 	}
 	if st.Bytes > need {
 		t.Fatalf("the batch allocated %d bytes, more than the %d it reserved", st.Bytes, need)
+	}
+}
+
+// BenchmarkAppendAcrossDays is what a producer whose ts alternates UTC
+// days costs the hot tier, beside one in order: batches of 100 records of
+// ~60 bytes, every record another day (one segment each) or all on one
+// day. It reports the memory held per record (hot.max_bytes counts it) and
+// the segments made per record.
+func BenchmarkAppendAcrossDays(b *testing.B) {
+	for _, c := range []struct {
+		name      string
+		alternate bool
+	}{{"in_order", false}, {"alternating", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			p := &memPersister{fail: errors.New("keep everything in memory")}
+			tr, err := Open(context.Background(), Options{WAL: wal.Options{Dir: b.TempDir(), Sync: tiers.SyncNone}, Persister: p,
+				SegmentMaxBytes: 64 << 20, MaxBytes: 8 << 30})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tr.Close()
+			ts := make([]int64, 100)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for k := range ts {
+					ts[k] = midnight + int64(k)
+					if c.alternate && k%2 == 1 {
+						ts[k] = midnight - int64(k)
+					}
+				}
+				if _, err := tr.Append(context.Background(), "s", tsRecords(ts, i*100)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			st := tr.Stats()
+			n := float64(b.N * 100)
+			b.ReportMetric(float64(st.Bytes)/n, "heapB/record")
+			b.ReportMetric(float64(st.Segments)/n, "segments/record")
+		})
 	}
 }
