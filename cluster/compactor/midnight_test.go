@@ -1,13 +1,18 @@
 package compactor
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -66,7 +71,12 @@ func checkMidnight(t *testing.T, e *env) {
 // inside a block and back and forth across blocks, commits one segment per
 // same-day run, in the job's one transaction, every record once.
 func TestJobAcrossMidnight(t *testing.T) {
-	e := newEnv(t)
+	dir := t.TempDir()
+	b, err := objstore.NewFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, b)
 	writeMidnight(e)
 	c := e.compactor("node-a", 1<<20, nil)
 	res, err := c.RunOnce(e.ctx)
@@ -78,6 +88,37 @@ func TestJobAcrossMidnight(t *testing.T) {
 	}
 	e.runUntilDrained(c)
 	checkMidnight(t, e)
+
+	// DuckDB over the compacted files: date = D and ts::date = D agree.
+	glob := "'" + filepath.Join(dir, "stream=*", "**", "*.parquet") + "'"
+	rows := duckdb(t, `SELECT d::VARCHAR AS d,
+		(SELECT count(*) FROM read_parquet(`+glob+`, hive_partitioning = true) WHERE date = d)::INTEGER AS by_date,
+		(SELECT count(*) FROM read_parquet(`+glob+`, hive_partitioning = true) WHERE ts::date = d)::INTEGER AS by_ts
+		FROM (SELECT DISTINCT ts::date AS d FROM read_parquet(`+glob+`, hive_partitioning = true)) ORDER BY d`)
+	if fmt.Sprint(rows) != "[map[by_date:13 by_ts:13 d:2026-11-30] map[by_date:17 by_ts:17 d:2026-12-01]]" {
+		t.Fatalf("DuckDB counts by date and by ts::date: %v", rows)
+	}
+}
+
+// duckdb runs one query with testenv/duckdb/read.mjs (DuckDB from npm,
+// installed into .cache/duckdb on first use) and returns its rows.
+func duckdb(t *testing.T, sql string) []map[string]any {
+	t.Helper()
+	bin, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is needed for the DuckDB interop check (install Node.js ≥ 20): %v", err)
+	}
+	cmd := exec.Command(bin, filepath.Join("..", "..", "testenv", "duckdb", "read.mjs"), "--sql", sql)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("duckdb: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &rows); err != nil {
+		t.Fatalf("duckdb: bad JSON %q: %v", stdout.String(), err)
+	}
+	return rows
 }
 
 // TestJobAcrossMidnightKilled: the job across midnight dies at each step
