@@ -63,6 +63,7 @@ func (n *Node) findColdOrphans(ctx context.Context, heldBy map[string]*held, rep
 	for _, h := range heldBy {
 		for _, m := range h.segs {
 			claimed[cold.ObjectKey(m)] = true
+			claimed[cold.LegacyObjectKey(m)] = true // written before names were encoded
 		}
 	}
 	jobs, err := n.openJobs(ctx)
@@ -78,13 +79,13 @@ func (n *Node) findColdOrphans(ctx context.Context, heldBy map[string]*held, rep
 }
 
 // coldOrphansOf is findColdOrphans for one stream.
-func (n *Node) coldOrphansOf(ctx context.Context, stream string, claimed map[string]bool, jobs map[jobKey]bool, heldBy map[string]*held, rep *engine.VerifyReport) error {
+func (n *Node) coldOrphansOf(ctx context.Context, stream string, claimed map[string]bool, jobs openJobSet, heldBy map[string]*held, rep *engine.VerifyReport) error {
 	for o, err := range n.cold.Objects(ctx, stream) {
 		if err != nil {
 			return fmt.Errorf("cluster: verify: %w", err)
 		}
 		rep.ColdObjects++
-		if claimed[o.Key] || (o.Segment && jobs[jobKey{o.Stream, o.Base, o.Last}]) {
+		if claimed[o.Key] || (o.Segment && jobs.writes(o.Stream, o.Base, o.Last)) {
 			continue
 		}
 		if !o.Segment {
@@ -93,7 +94,7 @@ func (n *Node) coldOrphansOf(ctx context.Context, stream string, claimed map[str
 			continue
 		}
 		// A segment committed since the listing is no orphan.
-		if m, err := n.cat.Segment(ctx, o.Stream, o.Base); err == nil && cold.ObjectKey(m) == o.Key {
+		if m, err := n.cat.Segment(ctx, o.Stream, o.Base); err == nil && cold.IsObjectKeyOf(o.Key, m) {
 			continue
 		}
 		f := engine.Finding{Kind: api.FindingOrphanCold, Stream: o.Stream, Base: o.Base, Tier: tiers.Cold.String(), Path: o.Key,
@@ -109,15 +110,25 @@ func (n *Node) coldOrphansOf(ctx context.Context, stream string, claimed map[str
 	return nil
 }
 
-// jobKey names an open compaction job's segment.
-type jobKey struct {
-	stream     string
-	base, last uint64
+// openJobSet is the offset ranges [base, last] of the open compaction jobs,
+// by stream.
+type openJobSet map[string][][2]uint64
+
+// writes reports whether an open job may be writing the segment object
+// [base, last] of stream: a job writes one segment per same-day run of its
+// records, so any object inside its range may be one of its own.
+func (s openJobSet) writes(stream string, base, last uint64) bool {
+	for _, r := range s[stream] {
+		if r[0] <= base && last <= r[1] {
+			return true
+		}
+	}
+	return false
 }
 
-// openJobs are the segments compaction jobs are writing now: their
+// openJobs are the offset ranges compaction jobs are writing now: their
 // objects may be in the store before their commit.
-func (n *Node) openJobs(ctx context.Context) (map[jobKey]bool, error) {
+func (n *Node) openJobs(ctx context.Context) (openJobSet, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	rows, err := n.pool.Query(ctx, `SELECT stream, base, last_offset FROM compaction_jobs`)
@@ -125,14 +136,14 @@ func (n *Node) openJobs(ctx context.Context) (map[jobKey]bool, error) {
 		return nil, pgErr("list the compaction jobs", err)
 	}
 	defer rows.Close()
-	out := map[jobKey]bool{}
+	out := openJobSet{}
 	for rows.Next() {
 		var s string
 		var b, l int64
 		if err := rows.Scan(&s, &b, &l); err != nil {
 			return nil, pgErr("list the compaction jobs", err)
 		}
-		out[jobKey{s, uint64(b), uint64(l)}] = true
+		out[s] = append(out[s], [2]uint64{uint64(b), uint64(l)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, pgErr("list the compaction jobs", err)

@@ -13,9 +13,7 @@ import (
 	"iter"
 	"log/slog"
 	"os"
-	"path"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tierd/tierd/cold/colproj"
@@ -124,17 +122,6 @@ func (t *Tier) CheckStore(ctx context.Context) error {
 	return nil
 }
 
-// ObjectKey is where a segment lives in the bucket, Hive-style so engines can
-// read `.../**/*.parquet` with hive_partitioning:
-// stream=<stream>/date=<YYYY-MM-DD>/<base:020d>-<last:020d>.parquet. The date
-// is the UTC day of the segment's smallest ts. The key depends only on the
-// segment's catalogued identity, so every attempt to move it writes the same
-// object.
-func ObjectKey(m tiers.SegmentMeta) string {
-	day := time.Unix(0, m.MinTS).UTC().Format("2006-01-02")
-	return path.Join("stream="+m.Stream, "date="+day, fmt.Sprintf("%020d-%020d.parquet", m.Base, m.Last))
-}
-
 func (t *Tier) pqOptions() pqfile.Options {
 	return pqfile.Options{Level: t.opts.Level, RowGroupRows: t.opts.RowGroupRows, RowGroupBytes: t.opts.RowGroupBytes}
 }
@@ -160,6 +147,13 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 		t.opts.Logger.Info("cold object already uploaded", "key", key)
 		return size, nil
 	case errors.Is(err, objstore.ErrNotFound):
+		if key != LegacyObjectKey(m) {
+			// Uploaded by a release that wrote the name raw: keep it.
+			if size, err := t.checkObject(ctx, LegacyObjectKey(m), m); err == nil {
+				t.opts.Logger.Info("cold object already uploaded at its legacy key", "key", LegacyObjectKey(m))
+				return size, nil
+			}
+		}
 	case errors.Is(err, ErrStoreUnavailable), ctx.Err() != nil:
 		// The store did not answer (a timeout, a refused call): nothing is
 		// known of the object, so it is neither kept nor replaced now.
@@ -242,8 +236,7 @@ func sameSegment(got, want tiers.SegmentMeta) error {
 // its footer against the catalog's m: an object that holds anything else is
 // damaged (or misplaced), never served.
 func (t *Tier) openSegment(ctx context.Context, m tiers.SegmentMeta) (*pqfile.Reader, error) {
-	key := ObjectKey(m)
-	r, _, err := t.open(ctx, key)
+	r, _, key, err := t.openObject(ctx, m)
 	if err != nil {
 		return nil, err
 	}
@@ -253,11 +246,35 @@ func (t *Tier) openSegment(ctx context.Context, m tiers.SegmentMeta) (*pqfile.Re
 	return r, nil
 }
 
-// Check reports whether the segment's object is in the store and is the
-// catalogued segment (by its footer metadata), returning its size. Recovery
-// uses it to finish an upload a crash interrupted after the Put.
+// Check reports whether the segment's object is in the store (at
+// ObjectKey, or at LegacyObjectKey when ObjectKey has none) and is the
+// catalogued segment (by its footer metadata), returning its size.
+// Recovery uses it to finish an upload a crash interrupted after the Put.
 func (t *Tier) Check(ctx context.Context, m tiers.SegmentMeta) (int64, error) {
-	return t.checkObject(ctx, ObjectKey(m), m)
+	r, size, _, err := t.openObject(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	if err := sameSegment(r.Meta(), m); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// openObject opens the segment's object at ObjectKey(m) or, when there is
+// none there and the key differs, at LegacyObjectKey(m) (written before
+// stream names were encoded), and says which key it opened. When neither
+// exists the error is ObjectKey's not-found.
+func (t *Tier) openObject(ctx context.Context, m tiers.SegmentMeta) (*pqfile.Reader, int64, string, error) {
+	key := ObjectKey(m)
+	r, size, err := t.open(ctx, key)
+	if legacy := LegacyObjectKey(m); errors.Is(err, objstore.ErrNotFound) && legacy != key {
+		lr, lsize, lerr := t.open(ctx, legacy)
+		if !errors.Is(lerr, objstore.ErrNotFound) {
+			return lr, lsize, legacy, lerr
+		}
+	}
+	return r, size, key, err
 }
 
 // checkObject stats the object and reads its footer metadata through the
@@ -325,12 +342,18 @@ func (t *Tier) Verify(ctx context.Context, m tiers.SegmentMeta) error {
 	return r.Verify(ctx)
 }
 
-// Delete removes the segment's object.
+// Delete removes the segment's object, at ObjectKey(m) and at
+// LegacyObjectKey(m) when that differs (a missing object is no error).
 func (t *Tier) Delete(ctx context.Context, m tiers.SegmentMeta) error {
-	key := ObjectKey(m)
-	t.cache.drop(key)
-	if err := t.opts.Bucket.Delete(ctx, key); err != nil {
-		return storeErr("delete", key, err)
+	keys := []string{ObjectKey(m)}
+	if legacy := LegacyObjectKey(m); legacy != keys[0] {
+		keys = append(keys, legacy)
+	}
+	for _, key := range keys {
+		t.cache.drop(key)
+		if err := t.opts.Bucket.Delete(ctx, key); err != nil {
+			return storeErr("delete", key, err)
+		}
 	}
 	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tierd/tierd/tiers"
@@ -24,51 +22,39 @@ type Object struct {
 	Segment    bool
 	Stream     string
 	Base, Last uint64
-}
-
-// ParseObjectKey reads the stream, base and last offsets out of a key of
-// the form ObjectKey writes; ok is false for any other key.
-func ParseObjectKey(key string) (stream string, base, last uint64, ok bool) {
-	parts := strings.Split(key, "/")
-	if len(parts) != 3 || !strings.HasPrefix(parts[1], "date=") {
-		return "", 0, 0, false
-	}
-	stream, ok = strings.CutPrefix(parts[0], "stream=")
-	if !ok || tiers.ValidateStreamName(stream) != nil {
-		return "", 0, 0, false
-	}
-	name, ok := strings.CutSuffix(parts[2], ".parquet")
-	b, l, found := strings.Cut(name, "-")
-	if !ok || !found || len(b) != 20 || len(l) != 20 {
-		return "", 0, 0, false
-	}
-	var err1, err2 error
-	base, err1 = strconv.ParseUint(b, 10, 64)
-	last, err2 = strconv.ParseUint(l, 10, 64)
-	if err1 != nil || err2 != nil || last < base {
-		return "", 0, 0, false
-	}
-	return stream, base, last, true
+	// Legacy is true for a segment object at LegacyObjectKey of a name
+	// ObjectKey now encodes: written before issue 14, still served.
+	Legacy bool
 }
 
 // Objects lists the store's objects, those of one stream when stream is
 // not empty, in key order. Objects that are not segments (Segment false)
-// are listed too: verify reports them.
+// are listed too: verify reports them. A stream's objects are under two
+// prefixes when its name is encoded (EscapeStream): the encoded one, then
+// the legacy raw one ('%' sorts before every character a name starts
+// with, so this is key order too).
 func (t *Tier) Objects(ctx context.Context, stream string) iter.Seq2[Object, error] {
 	return func(yield func(Object, error) bool) {
-		prefix := ""
+		prefixes := []string{""}
 		if stream != "" {
-			prefix = "stream=" + stream + "/"
-		}
-		for a, err := range t.opts.Bucket.List(ctx, prefix) {
-			if err != nil {
-				yield(Object{}, storeErr("list", prefix, err))
-				return
+			prefixes = []string{"stream=" + EscapeStream(stream) + "/"}
+			if needsEscape(stream) {
+				prefixes = append(prefixes, "stream="+stream+"/")
 			}
-			o := Object{Key: a.Key, Size: a.Size, ModTime: a.ModTime}
-			o.Stream, o.Base, o.Last, o.Segment = ParseObjectKey(a.Key)
-			if !yield(o, nil) {
-				return
+		}
+		for _, prefix := range prefixes {
+			for a, err := range t.opts.Bucket.List(ctx, prefix) {
+				if err != nil {
+					yield(Object{}, storeErr("list", prefix, err))
+					return
+				}
+				o := Object{Key: a.Key, Size: a.Size, ModTime: a.ModTime}
+				if k, ok := parseKey(a.Key); ok {
+					o.Segment, o.Stream, o.Base, o.Last, o.Legacy = true, k.stream, k.base, k.last, k.legacy
+				}
+				if !yield(o, nil) {
+					return
+				}
 			}
 		}
 	}
@@ -83,8 +69,8 @@ func (t *Tier) ObjectMeta(ctx context.Context, key string) (tiers.SegmentMeta, e
 		return tiers.SegmentMeta{}, err
 	}
 	m := r.Meta()
-	if want := ObjectKey(m); want != key {
-		return tiers.SegmentMeta{}, fmt.Errorf("cold: object %s holds segment %s/%d, which belongs at %s", key, m.Stream, m.Base, want)
+	if !IsObjectKeyOf(key, m) {
+		return tiers.SegmentMeta{}, fmt.Errorf("cold: object %s holds segment %s/%d, which belongs at %s", key, m.Stream, m.Base, ObjectKey(m))
 	}
 	m.ColdBytes = size
 	m.Placements = tiers.Of(tiers.Cold)

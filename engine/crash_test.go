@@ -101,6 +101,12 @@ func crashCold(t *testing.T, fsys vfs.FS, dataDir string) *cold.Tier {
 
 // crashWorkload runs the workload until it is done or its first error.
 func crashWorkload(t *testing.T, fsys vfs.FS, dataDir string) crashRun {
+	return crashWorkloadTS(t, fsys, dataDir, func(i int) int64 { return int64(1_000_000 + i) })
+}
+
+// crashWorkloadTS is crashWorkload with tsOf(i) the ts of a stream's i-th
+// record.
+func crashWorkloadTS(t *testing.T, fsys vfs.FS, dataDir string, tsOf func(i int) int64) crashRun {
 	ctx := context.Background()
 	run := crashRun{acked: map[string][][]byte{}, pending: map[string][][]byte{}}
 	ct := crashCold(t, fsys, dataDir)
@@ -123,7 +129,7 @@ func crashWorkload(t *testing.T, fsys vfs.FS, dataDir string) crashRun {
 			var vals [][]byte
 			for i := range recs {
 				v := crashValue(s, next[s]+i)
-				recs[i] = tiers.Record{TS: int64(1_000_000 + next[s] + i), Key: fmt.Sprintf("k%d", i), Value: v}
+				recs[i] = tiers.Record{TS: tsOf(next[s] + i), Key: fmt.Sprintf("k%d", i), Value: v}
 				vals = append(vals, v)
 			}
 			res, err := e.Append(ctx, s, recs)

@@ -106,6 +106,9 @@ var (
 		"Memory held by records not yet persisted warm; appends are refused (backpressure) once it would pass the budget.", nil, nil)
 	walSizeDesc = prometheus.NewDesc("tierd_wal_size_bytes",
 		"Bytes of WAL files on disk.", nil, nil)
+	daySealsDesc = prometheus.NewDesc("tierd_hot_day_seals_total",
+		"Segments sealed because the next record was on another UTC day (a segment never holds two): direction later (a stream crossing midnight) or earlier (a late record). A fast-growing earlier count is a producer whose ts goes back and forth across midnight, costing one segment per run.",
+		[]string{"direction"}, nil)
 )
 
 // usageCollector reports what the engine's tiers hold, computed from the
@@ -122,7 +125,7 @@ func (c *usageCollector) unbind(e *Engine) { c.eng.CompareAndSwap(e, nil) }
 
 // Describe implements prometheus.Collector.
 func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{tierBytesDesc, tierSegmentsDesc, streamsDesc, recordsDesc, memUsedDesc, memBudgetDesc, memUnpersistedDesc, walSizeDesc} {
+	for _, d := range []*prometheus.Desc{tierBytesDesc, tierSegmentsDesc, streamsDesc, recordsDesc, memUsedDesc, memBudgetDesc, memUnpersistedDesc, walSizeDesc, daySealsDesc} {
 		ch <- d
 	}
 }
@@ -144,6 +147,8 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(memBudgetDesc, float64(hs.MaxBytes))
 	gauge(memUnpersistedDesc, float64(hs.Unpersisted))
 	gauge(walSizeDesc, float64(hs.WAL.Bytes))
+	ch <- prometheus.MustNewConstMetric(daySealsDesc, prometheus.CounterValue, float64(hs.DaySeals[0]), "later")
+	ch <- prometheus.MustNewConstMetric(daySealsDesc, prometheus.CounterValue, float64(hs.DaySeals[1]), "earlier")
 
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()

@@ -134,6 +134,7 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 			// A tombstoned segment's copies are claimed until deleted.
 			claimedWarm[e.warm.Path(m.Stream, m.Base)] = m.Placements.Has(tiers.Warm) || !m.Tombstoned.IsZero()
 			claimedCold[cold.ObjectKey(m)] = m.Placements.Has(tiers.Cold) || !m.Tombstoned.IsZero()
+			claimedCold[cold.LegacyObjectKey(m)] = claimedCold[cold.ObjectKey(m)] // written before names were encoded
 		}
 	}
 	intents, err := e.catalog.Intents(ctx)
@@ -144,6 +145,7 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 		if m, err := e.catalog.Segment(ctx, in.Stream, in.Base); err == nil {
 			claimedWarm[e.warm.Path(m.Stream, m.Base)] = true
 			claimedCold[cold.ObjectKey(m)] = true
+			claimedCold[cold.LegacyObjectKey(m)] = true
 		}
 	}
 
@@ -273,7 +275,7 @@ func (e *Engine) claimedNow(ctx context.Context, stream string, base uint64, p t
 	if err != nil {
 		return false
 	}
-	if p == tiers.Cold && cold.ObjectKey(m) != key {
+	if p == tiers.Cold && !cold.IsObjectKeyOf(key, m) {
 		return false
 	}
 	return m.Placements.Has(p) || !m.Tombstoned.IsZero()

@@ -118,6 +118,11 @@ type Tier struct {
 
 	persistFail persistState // a failing persist, for status and backpressure
 
+	// daySeals count the segments sealed because the next record was on a
+	// later ([0]) or an earlier ([1]) UTC day: what out-of-order producers
+	// cost in segments (Stats.DaySeals).
+	daySeals [2]atomic.Uint64
+
 	flushing sync.Mutex    // one flush pass at a time
 	kick     chan struct{} // wakes the flusher
 	stop     chan struct{}
@@ -301,20 +306,32 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p tiers.Producer, recs
 		sizes[i] = tiers.EncodedLen(&recs[i])
 		total += sizes[i]
 	}
-	need := growthBound(s.mu.active, sizes, total, int(s.pol.SegmentMaxBytes))
+	// A segment holds one UTC day (addLocked): the batch goes into one
+	// segment per run of same-day records, each sized for its run.
+	runs := dayRuns(s.mu.active, recs, sizes)
+	var need int64
+	for i, r := range runs {
+		seg := s.mu.active
+		if i > 0 || r.cut {
+			seg = nil
+		}
+		need += growthBound(seg, sizes[r.from:r.to], r.bytes, int(s.pol.SegmentMaxBytes))
+	}
 	if !t.reserve(need) {
 		s.mu.Unlock()
 		return 0, false, t.refuseForBudget()
 	}
-	left := total // the batch's bytes from recs[i] on
 	var grew int64
-	for i := range recs {
-		grew += t.addLocked(s, &recs[i], now, left)
-		left -= sizes[i]
+	for _, r := range runs {
+		left := r.bytes // the run's bytes from recs[i] on
+		for i := r.from; i < r.to; i++ {
+			grew += t.addLocked(s, &recs[i], now, left)
+			left -= sizes[i]
+		}
 	}
 	t.unpersisted.Add(grew - need) // settle the reservation
 	s.mu.next += uint64(len(recs))
-	sealed := false
+	sealed := len(runs) > 1 || runs[0].cut
 	if s.mu.active.bytes >= s.pol.SegmentMaxBytes {
 		t.sealLocked(s)
 		sealed = true
@@ -410,13 +427,26 @@ func (t *Tier) truncateLocked(s *stream, from uint64) {
 }
 
 // addLocked appends one record to the stream's active segment, starting one
-// if needed; hint is the encoded size of r and the rest of its batch. It
-// counts the heap bytes allocated in t.bytes and returns them; the caller
-// counts them as unpersisted.
+// if needed; hint is the encoded size of r and the rest of its run (see
+// dayRuns). It counts the heap bytes allocated in t.bytes and returns them;
+// the caller counts them as unpersisted.
+//
+// A segment never holds two UTC days: a record whose day (tiers.UTCDay of
+// its ts) is not the active segment's seals that segment first, whichever
+// way the clock went. The cut depends only on the records, so WAL replay,
+// which adds them through here too, cuts where the appends did.
 func (t *Tier) addLocked(s *stream, r *tiers.Record, now time.Time, hint int) int64 {
 	var grew int64
+	if a := s.mu.active; a != nil && len(a.idx) > 0 && tiers.UTCDay(a.minTS) != tiers.UTCDay(r.TS) {
+		if tiers.UTCDay(r.TS) > tiers.UTCDay(a.minTS) {
+			t.daySeals[0].Add(1)
+		} else {
+			t.daySeals[1].Add(1)
+		}
+		t.sealLocked(s)
+	}
 	if s.mu.active == nil {
-		s.mu.active = newSegment(s.mu.next, now)
+		s.mu.active = newSegment(r.Offset, now) // s.mu.next moves after the whole batch
 		s.mu.segs = append(s.mu.segs, s.mu.active)
 		grew = s.mu.active.alloc
 	}
@@ -424,6 +454,36 @@ func (t *Tier) addLocked(s *stream, r *tiers.Record, now time.Time, hint int) in
 	grew += a.add(r, hint, int(s.pol.SegmentMaxBytes-a.bytes))
 	t.bytes.Add(grew)
 	return grew
+}
+
+// dayRun is a run of a batch's records on one UTC day: recs[from:to],
+// bytes their encoded size; cut is true when the run does not go into the
+// active segment the batch found (another day's), so it starts a segment.
+type dayRun struct {
+	from, to int
+	bytes    int
+	cut      bool
+}
+
+// dayRuns splits a batch (sizes: the records' encoded lengths) into the
+// runs addLocked puts in separate segments, given the stream's active
+// segment (nil if none): a new run wherever the UTC day changes. It never
+// returns an empty slice for a non-empty batch.
+func dayRuns(active *Segment, recs []tiers.Record, sizes []int) []dayRun {
+	var runs []dayRun
+	for i := range recs {
+		d := tiers.UTCDay(recs[i].TS)
+		if len(runs) == 0 {
+			cut := active != nil && len(active.idx) > 0 && tiers.UTCDay(active.minTS) != d
+			runs = append(runs, dayRun{from: i, to: i, cut: cut})
+		} else if tiers.UTCDay(recs[i-1].TS) != d {
+			runs = append(runs, dayRun{from: i, to: i, cut: true})
+		}
+		r := &runs[len(runs)-1]
+		r.to = i + 1
+		r.bytes += sizes[i]
+	}
+	return runs
 }
 
 // refuseForBudget is the error of an append the budget has no room for,
@@ -500,11 +560,19 @@ type Stats struct {
 	// failures began. The flusher keeps retrying.
 	PersistFailed      error
 	PersistFailedSince time.Time
+	// DaySeals counts, since Open (WAL replay included), the segments
+	// sealed because the next record was on another UTC day: [0] a later
+	// day (a stream crossing midnight), [1] an earlier one (a late
+	// record). A segment never holds two UTC days; a producer whose ts
+	// goes back and forth across midnight makes one segment per run, and
+	// shows here.
+	DaySeals [2]uint64
 }
 
 // Stats reports the tier's state.
 func (t *Tier) Stats() Stats {
-	st := Stats{Bytes: t.bytes.Load(), MaxBytes: t.opts.MaxBytes, Unpersisted: t.unpersisted.Load(), WAL: t.wal.Stats()}
+	st := Stats{Bytes: t.bytes.Load(), MaxBytes: t.opts.MaxBytes, Unpersisted: t.unpersisted.Load(), WAL: t.wal.Stats(),
+		DaySeals: [2]uint64{t.daySeals[0].Load(), t.daySeals[1].Load()}}
 	st.PersistFailedSince, st.PersistFailed = t.persistFailure()
 	t.mu.RLock()
 	defer t.mu.RUnlock()

@@ -24,14 +24,30 @@ type span struct {
 	bytes        int64
 }
 
-// built is a job's segment, ready to upload: its metadata (digest and ts
-// range computed from the records) and its blocks, checked and spooled to
-// a local file so the upload reads them without fetching them again.
+// built is a job's segments, ready to upload: their metadata (digest and
+// ts range computed from the records) and the job's blocks, checked and
+// spooled to a local file so the uploads read them without fetching them
+// again.
+//
+// A segment never holds two UTC days (docs/format/segment.md): the job's
+// records are cut into one segment per run of records on the same day,
+// inside a block where a block straddles midnight. Usually that is one
+// segment; a job across midnight makes two; a stream whose ts goes back
+// and forth across midnight makes one per run.
 type built struct {
-	meta   tiers.SegmentMeta
+	stream string
+	pieces []piece
 	ranges []span
+	pos    []int64 // spool position of each range's block
 	spool  *os.File
 	maxVal int
+}
+
+// piece is one of a job's segments: its metadata, and the index of the
+// range (block) that holds its first record.
+type piece struct {
+	meta  tiers.SegmentMeta
+	first int
 }
 
 func (b *built) close() {
@@ -58,11 +74,15 @@ func (c *Compactor) build(ctx context.Context, j Job) (*built, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	b := &built{meta: segmentMeta(j), ranges: ranges, spool: f, maxVal: c.opts.MaxRecordBytes}
-	b.meta.MinTS, b.meta.MaxTS = math.MaxInt64, math.MinInt64
-	d := tiers.NewDigester()
+	b := &built{stream: j.Stream, ranges: ranges, pos: make([]int64, len(ranges)), spool: f, maxVal: c.opts.MaxRecordBytes}
+	var (
+		d   *tiers.Digester
+		cur *piece
+		day int64
+		pos int64
+	)
 	w := bufio.NewWriterSize(f, 1<<20)
-	for _, r := range ranges {
+	for ri, r := range ranges {
 		block, err := c.fetch(ctx, r)
 		if err != nil {
 			b.close()
@@ -73,11 +93,32 @@ func (c *Compactor) build(ctx context.Context, j Job) (*built, error) {
 			b.close()
 			return nil, err
 		}
+		whole := true // the block's records all go to one piece
+		var sizes int64
 		for i := range blk.Records {
-			d.Add(&blk.Records[i])
+			rec := &blk.Records[i]
+			if cur == nil || tiers.UTCDay(rec.TS) != day {
+				if cur != nil {
+					cur.meta.Digest = d.Sum()
+					whole = whole && i == 0
+				}
+				b.pieces = append(b.pieces, piece{meta: segmentMeta(j), first: ri})
+				cur, day, d = &b.pieces[len(b.pieces)-1], tiers.UTCDay(rec.TS), tiers.NewDigester()
+				cur.meta.Base, cur.meta.MinTS, cur.meta.MaxTS = rec.Offset, math.MaxInt64, math.MinInt64
+			}
+			d.Add(rec)
+			cur.meta.Last, cur.meta.Count = rec.Offset, rec.Offset-cur.meta.Base+1
+			cur.meta.MinTS, cur.meta.MaxTS = min(cur.meta.MinTS, rec.TS), max(cur.meta.MaxTS, rec.TS)
+			cur.meta.Bytes += int64(rec.Size())
+			sizes += int64(rec.Size())
 		}
-		b.meta.MinTS, b.meta.MaxTS = min(b.meta.MinTS, r.minTS), max(b.meta.MaxTS, r.maxTS)
-		b.meta.Bytes += r.bytes
+		if whole {
+			// The row's count stands, as it did before segments were cut
+			// by day.
+			cur.meta.Bytes += r.bytes - sizes
+		}
+		b.pos[ri] = pos
+		pos += int64(len(block))
 		if _, err := w.Write(block); err != nil {
 			b.close()
 			return nil, fmt.Errorf("spool: %w", err)
@@ -87,7 +128,7 @@ func (c *Compactor) build(ctx context.Context, j Job) (*built, error) {
 		b.close()
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	b.meta.Digest = d.Sum()
+	cur.meta.Digest = d.Sum()
 	return b, nil
 }
 
@@ -155,7 +196,7 @@ func (c *Compactor) fetch(ctx context.Context, r span) ([]byte, error) {
 // decode checks one block against its row.
 func (b *built) decode(block []byte, r span) (journal.Block, error) {
 	blk, err := journal.DecodeBlock(block, journal.BlockCheck{
-		Key: r.key, Pos: r.off, Stream: b.meta.Stream, Records: int(r.last - r.first + 1), First: r.first, MaxValueBytes: b.maxVal,
+		Key: r.key, Pos: r.off, Stream: b.stream, Records: int(r.last - r.first + 1), First: r.first, MaxValueBytes: b.maxVal,
 	})
 	if err != nil {
 		return journal.Block{}, err
@@ -167,16 +208,18 @@ func (b *built) decode(block []byte, r span) (journal.Block, error) {
 	return blk, nil
 }
 
-// records yields the segment's records from the spool, each block decoded
+// records yields piece p's records from the spool, each block decoded
 // and checked again (the local disk is no more trusted than the store).
-func (b *built) records(ctx context.Context) iter.Seq2[tiers.Record, error] {
+// It starts at the block holding the piece's first record, so uploading
+// every piece of a job reads its spool about once.
+func (b *built) records(ctx context.Context, p *piece) iter.Seq2[tiers.Record, error] {
 	return func(yield func(tiers.Record, error) bool) {
-		if _, err := b.spool.Seek(0, io.SeekStart); err != nil {
+		if _, err := b.spool.Seek(b.pos[p.first], io.SeekStart); err != nil {
 			yield(tiers.Record{}, fmt.Errorf("spool: %w", err))
 			return
 		}
 		rd := bufio.NewReaderSize(b.spool, 1<<20)
-		for _, r := range b.ranges {
+		for _, r := range b.ranges[p.first:] {
 			if err := ctx.Err(); err != nil {
 				yield(tiers.Record{}, err)
 				return
@@ -194,7 +237,10 @@ func (b *built) records(ctx context.Context) iter.Seq2[tiers.Record, error] {
 				return
 			}
 			for _, rec := range blk.Records {
-				if !yield(rec, nil) {
+				if rec.Offset > p.meta.Last {
+					return
+				}
+				if rec.Offset >= p.meta.Base && !yield(rec, nil) {
 					return
 				}
 			}

@@ -32,6 +32,8 @@ type env struct {
 	cat     *pgcatalog.Catalog
 	seq     int
 	written map[string][]tiers.Record // by stream, in offset order
+	// ts gives the ts of a stream's n-th record; nil: t0 + n × 100 ms.
+	ts func(n int) int64
 }
 
 func newEnv(t *testing.T) *env {
@@ -99,7 +101,11 @@ func (e *env) write(batches ...batch) string {
 	for i, bt := range batches {
 		for k := range bt.n {
 			n := len(e.written[bt.stream]) + k // its offset, if no other writer
-			r := tiers.Record{TS: t0 + int64(n)*int64(100*time.Millisecond), Value: bytes.Repeat([]byte{byte(n)}, 20+n%50)}
+			ts := t0 + int64(n)*int64(100*time.Millisecond)
+			if e.ts != nil {
+				ts = e.ts(n)
+			}
+			r := tiers.Record{TS: ts, Value: bytes.Repeat([]byte{byte(n)}, 20+n%50)}
 			if n%3 != 0 {
 				r.Key = fmt.Sprintf("k%d", n%5)
 			}
@@ -238,6 +244,9 @@ func (e *env) checkConverged() {
 	}
 	segs := e.segments()
 	for _, s := range segs {
+		if tiers.UTCDay(s.MinTS) != tiers.UTCDay(s.MaxTS) {
+			t.Errorf("segment %s [%d, %d] holds ts %d..%d: two UTC days", s.Stream, s.Base, s.Last, s.MinTS, s.MaxTS)
+		}
 		key := cold.ObjectKey(s)
 		size, ok := objects[key]
 		switch {

@@ -181,7 +181,7 @@ func (c *Compactor) collectParquet(ctx context.Context) (int, error) {
 		// two reads is seen as its segment.
 		var open bool
 		sctx, cancel := c.bounded(ctx)
-		err := c.opts.Pool.QueryRow(sctx, `SELECT EXISTS (SELECT 1 FROM compaction_jobs WHERE stream = $1 AND base = $2 AND last_offset = $3)`,
+		err := c.opts.Pool.QueryRow(sctx, `SELECT EXISTS (SELECT 1 FROM compaction_jobs WHERE stream = $1 AND base <= $2 AND last_offset >= $3)`,
 			o.Stream, int64(o.Base), int64(o.Last)).Scan(&open)
 		cancel()
 		if err != nil {
@@ -223,7 +223,7 @@ func (c *Compactor) collectParquet(ctx context.Context) (int, error) {
 func referenced(o cold.Object, segs []tiers.SegmentMeta) bool {
 	for i := range segs {
 		s := &segs[i]
-		if s.Base == o.Base && s.Last == o.Last && s.Placements.Has(tiers.Cold) && cold.ObjectKey(*s) == o.Key {
+		if s.Base == o.Base && s.Last == o.Last && s.Placements.Has(tiers.Cold) && cold.IsObjectKeyOf(o.Key, *s) {
 			return true
 		}
 	}
@@ -252,17 +252,8 @@ func covered(o cold.Object, segs []tiers.SegmentMeta) bool {
 // metaOf is enough of a segment's metadata for cold.Tier.Delete to name
 // o's key: the stream, the offsets and a ts on the key's day.
 func metaOf(o cold.Object) (tiers.SegmentMeta, bool) {
-	// stream=<s>/date=<YYYY-MM-DD>/<base>-<last>.parquet
-	var day string
-	if i := len("stream=" + o.Stream + "/date="); len(o.Key) >= i+10 {
-		day = o.Key[i : i+10]
-	}
-	t, err := time.Parse("2006-01-02", day)
-	if err != nil {
-		return tiers.SegmentMeta{}, false
-	}
-	m := tiers.SegmentMeta{Stream: o.Stream, Base: o.Base, Last: o.Last, MinTS: t.UnixNano()}
-	return m, cold.ObjectKey(m) == o.Key
+	m, ok := cold.KeySegment(o.Key)
+	return m, ok && cold.IsObjectKeyOf(o.Key, m)
 }
 
 // strings runs a query of one text column, within PGTimeout.

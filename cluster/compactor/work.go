@@ -137,7 +137,9 @@ func (c *Compactor) giveUp(ctx context.Context, j Job, cause error) {
 	}
 }
 
-// run builds, uploads and commits the job's segment.
+// run builds, uploads and commits the job's segments: one per run of
+// same-day records (usually one), each at its deterministic key, all
+// committed in the job's one transaction.
 func (c *Compactor) run(ctx context.Context, j Job) error {
 	if err := c.step(StepAfterClaim); err != nil {
 		return err
@@ -147,11 +149,16 @@ func (c *Compactor) run(ctx context.Context, j Job) error {
 		return err
 	}
 	defer b.close()
-	size, err := c.opts.Cold.Upload(ctx, b.meta, b.records(ctx))
-	if err != nil {
-		return fmt.Errorf("upload: %w", err)
+	var size int64
+	for i := range b.pieces {
+		p := &b.pieces[i]
+		n, err := c.opts.Cold.Upload(ctx, p.meta, b.records(ctx, p))
+		if err != nil {
+			return fmt.Errorf("upload [%d, %d]: %w", p.meta.Base, p.meta.Last, err)
+		}
+		p.meta.ColdBytes = n
+		size += n
 	}
-	b.meta.ColdBytes = size
 	if err := c.step(StepAfterUpload); err != nil {
 		return err
 	}
@@ -159,9 +166,12 @@ func (c *Compactor) run(ctx context.Context, j Job) error {
 		return err
 	}
 	c.metrics.jobs.WithLabelValues(resCommitted).Inc()
-	c.metrics.bytes.Add(float64(b.meta.Bytes))
-	c.metrics.records.Add(float64(b.meta.Count))
-	c.log.Info("segment compacted", "stream", j.Stream, "base", j.Base, "last", j.Last, "ranges", len(b.ranges), "cold_bytes", size)
+	for _, p := range b.pieces {
+		c.metrics.bytes.Add(float64(p.meta.Bytes))
+		c.metrics.records.Add(float64(p.meta.Count))
+	}
+	c.log.Info("segment compacted", "stream", j.Stream, "base", j.Base, "last", j.Last, "ranges", len(b.ranges),
+		"segments", len(b.pieces), "cold_bytes", size)
 	return c.step(StepAfterCommit)
 }
 
@@ -193,8 +203,10 @@ func (c *Compactor) commit(ctx context.Context, j Job, b *built) error {
 		if owner == nil || *owner != c.opts.NodeID || epoch == nil || *epoch != int64(c.opts.Epoch) || !live {
 			return fmt.Errorf("%w: the job is %s's (epoch %v), lease live %v", ErrLostLease, deref(owner), deref(epoch), live)
 		}
-		if err := c.opts.Catalog.PutSegmentTx(ctx, tx, b.meta); err != nil {
-			return fmt.Errorf("commit: put segment: %w", err)
+		for _, p := range b.pieces {
+			if err := c.opts.Catalog.PutSegmentTx(ctx, tx, p.meta); err != nil {
+				return fmt.Errorf("commit: put segment [%d, %d]: %w", p.meta.Base, p.meta.Last, err)
+			}
 		}
 		rows, err := tx.Query(ctx, `
 			WITH gone AS (
@@ -254,8 +266,8 @@ func deref[T any](p *T) any {
 	return *p
 }
 
-// segmentMeta is the segment a job's ranges make before its digest and
-// ts range are known.
+// segmentMeta is a segment of a job before its offsets, digest and ts
+// range are known.
 func segmentMeta(j Job) tiers.SegmentMeta {
 	return tiers.SegmentMeta{
 		Stream:     j.Stream,
