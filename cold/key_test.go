@@ -107,9 +107,9 @@ func FuzzParseObjectKey(f *testing.F) {
 	})
 }
 
-// segmentOf stores a segment of n records of stream s through Upload and
+// uploadSegment stores a segment of n records of stream s through Upload and
 // returns its catalog metadata.
-func segmentOf(t *testing.T, tier *Tier, stream string, n int) tiers.SegmentMeta {
+func uploadSegment(t *testing.T, tier *Tier, stream string, n int) tiers.SegmentMeta {
 	t.Helper()
 	recs := make([]tiers.Record, n)
 	d := tiers.NewDigester()
@@ -171,7 +171,7 @@ func TestLegacyKeyStaysServed(t *testing.T) {
 	defer tier.Close()
 	for _, name := range []string{"NULL", "2026", "000001"} {
 		t.Run(name, func(t *testing.T) {
-			m := segmentOf(t, tier, name, 40)
+			m := uploadSegment(t, tier, name, 40)
 			key, legacy := ObjectKey(m), LegacyObjectKey(m)
 			if !strings.HasPrefix(key, "stream=%") || key == legacy {
 				t.Fatalf("ObjectKey %q, legacy %q", key, legacy)
@@ -245,7 +245,7 @@ func TestObjectsListsBothPrefixes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tier.Close()
-	old := segmentOf(t, tier, "2026", 10)
+	old := uploadSegment(t, tier, "2026", 10)
 	moveObject(t, b, ObjectKey(old), LegacyObjectKey(old))
 	cur := old
 	cur.Base, cur.Last = 200, 209
