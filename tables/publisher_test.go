@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -303,4 +304,34 @@ func TestSchemaEvolution(t *testing.T) {
 	if len(got) != 20 || !slices.IsSortedFunc(got, func(x, y tiers.Record) int { return compareBase(x.Offset, y.Offset) }) {
 		t.Fatalf("scan after the skipped file: %d records", len(got))
 	}
+}
+
+// TestHistoryBounded: however many Syncs run, the table keeps a bounded
+// number of snapshots and metadata files, and still reads exactly.
+func TestHistoryBounded(t *testing.T) {
+	s := fileStore(t)
+	src := newSource()
+	p := open(t, s, src)
+	var all []tiers.Record
+	for i := range expireAbove + 5 {
+		recs := records(uint64(i*5), 5, 20000*day+int64(i)*1e9, 1000)
+		src.add(putSegment(t, s, "hist", recs, pqfile.Options{}))
+		all = append(all, recs...)
+		if r := mustSync(t, p, "hist"); i%10 == 0 {
+			t.Logf("sync %d: %v", i, r.Duration)
+		}
+	}
+	tbl := loadTable(t, p, "hist")
+	if n := len(tbl.Metadata().Snapshots()); n > expireAbove {
+		t.Fatalf("%d snapshots after %d Syncs, want at most %d", n, expireAbove+5, expireAbove)
+	}
+	sameRecords(t, scanRecords(t, tbl), all)
+	metas, err := filepath.Glob(filepath.Join(strings.TrimPrefix(tbl.Location(), "file://"), "metadata", "*.metadata.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(metas) > keepSnapshots+2 {
+		t.Fatalf("%d metadata files kept, want at most %d", len(metas), keepSnapshots+2)
+	}
+	t.Logf("%d snapshots, %d metadata files after %d Syncs", len(tbl.Metadata().Snapshots()), len(metas), expireAbove+5)
 }

@@ -1,12 +1,14 @@
 package tables
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -217,7 +219,44 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 	if s := tbl.CurrentSnapshot(); s != nil {
 		res.SnapshotID = s.SnapshotID
 	}
+	p.expire(ctx, tbl)
 	return nil
+}
+
+// History bounds: once a table has more than expireAbove snapshots, all but
+// the newest keepSnapshots are expired, so its metadata stays small however
+// many Syncs run.
+const (
+	keepSnapshots = 20
+	expireAbove   = 2 * keepSnapshots
+)
+
+// expire drops old snapshots from the table's metadata. It deletes no file
+// (gc is off: the data files are the archive); the manifests only the
+// expired snapshots listed stay under _iceberg. A failure (say a concurrent
+// commit) is logged: the next Sync tries again.
+func (p *Publisher) expire(ctx context.Context, tbl *table.Table) {
+	meta := tbl.Metadata()
+	snaps := meta.Snapshots()
+	cur := tbl.CurrentSnapshot()
+	if len(snaps) <= expireAbove || cur == nil {
+		return
+	}
+	snaps = slices.Clone(snaps)
+	slices.SortFunc(snaps, func(a, b table.Snapshot) int { return cmp.Compare(a.TimestampMs, b.TimestampMs) })
+	var ids []int64
+	for _, s := range snaps[:len(snaps)-keepSnapshots] {
+		if s.SnapshotID != cur.SnapshotID {
+			ids = append(ids, s.SnapshotID)
+		}
+	}
+	id := cur.SnapshotID
+	_, _, err := p.cat.CommitTable(ctx, tbl.Identifier(),
+		[]table.Requirement{table.AssertTableUUID(meta.TableUUID()), table.AssertRefSnapshotID(table.MainBranch, &id)},
+		[]table.Update{table.NewRemoveSnapshotsUpdate(ids, false)})
+	if err != nil {
+		p.opts.Logger.Info("expiring old table snapshots failed; the next Sync retries", "table", tbl.Identifier(), "err", err)
+	}
 }
 
 // footer reads a segment's footer, asking Options.Rewrite to convert a
@@ -269,6 +308,17 @@ func (p *Publisher) create(ctx context.Context, stream string) (*table.Table, er
 	opts := []catalog.CreateTableOpt{catalog.WithProperties(iceberg.Properties{
 		"format-version": "2",
 		"comment":        "tierd stream " + stream + ": its retained cold segments, one Parquet object each",
+		// The data files are the archive itself: no engine's maintenance
+		// (expire_snapshots, remove_orphan_files) may delete them.
+		table.GCEnabledKey: "false",
+		// Old metadata JSON files go after each commit, a few kept.
+		table.MetadataDeleteAfterCommitEnabledKey: "true",
+		table.MetadataPreviousVersionsMaxKey:      strconv.Itoa(keepSnapshots),
+		// Each Sync writes a manifest; merging them keeps a scan's
+		// planning (and Sync's own listing) from slowing down with every
+		// commit.
+		table.ManifestMergeEnabledKey:  "true",
+		table.ManifestMinMergeCountKey: "8",
 	})}
 	if p.opts.CatalogDSN != "" {
 		// The Hadoop catalog places tables itself (at this same place).
