@@ -339,6 +339,16 @@ func repoRoot(t *testing.T) string {
 // check is part of the suite.
 func duckdb(t *testing.T, sql string) []map[string]any {
 	t.Helper()
+	rows, stderr, err := duckdbRun(t, sql)
+	if err != nil {
+		t.Fatalf("duckdb %q: %v\nstderr:\n%s", sql, err, stderr)
+	}
+	return rows
+}
+
+// duckdbRun is duckdb returning the failure and DuckDB's stderr.
+func duckdbRun(t *testing.T, sql string) ([]map[string]any, string, error) {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is needed for the DuckDB interop test: %v", err)
@@ -358,13 +368,13 @@ func duckdb(t *testing.T, sql string) []map[string]any {
 		t.Fatalf("duckdb hung:\n%s", stderr.String())
 	}
 	if err != nil {
-		t.Fatalf("duckdb %q: %v\nstderr:\n%s", sql, err, stderr.String())
+		return nil, stderr.String(), err
 	}
 	var rows []map[string]any
 	if err := json.Unmarshal(stdout.Bytes(), &rows); err != nil {
 		t.Fatalf("duckdb: bad JSON %q: %v", stdout.String(), err)
 	}
-	return rows
+	return rows, stderr.String(), nil
 }
 
 func sqlList(paths []string) string {

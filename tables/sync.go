@@ -518,3 +518,30 @@ func compareString(a, b string) int {
 	}
 	return 0
 }
+
+// SyncAll runs Sync for every stream of Options.Segments (at start, or for
+// `tierctl table sync` without a stream). A stream's failure does not stop
+// the others: its error is returned, joined with the rest, and its result
+// is in the list all the same.
+func (p *Publisher) SyncAll(ctx context.Context) ([]SyncResult, error) {
+	if p.opts.Segments == nil {
+		return nil, errors.New("tables: Options.Segments is nil")
+	}
+	names, err := p.opts.Segments.StreamNames(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tables: stream names: %w", err)
+	}
+	var results []SyncResult
+	var errs []error
+	for _, name := range names {
+		res, err := p.Sync(ctx, name)
+		results = append(results, res)
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return results, errors.Join(errs...)
+}
