@@ -264,13 +264,13 @@ func (p *Publisher) expire(ctx context.Context, tbl *table.Table) {
 // skipped and nil returned; an error means the store failed (retry later).
 func (p *Publisher) footer(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta, path string, skipped map[string]Skipped) (*dataFile, error) {
 	key := cold.ObjectKey(m)
-	df, err := readFooter(fio, m, path)
+	df, err := readFooter(ctx, fio, m, path)
 	if errors.Is(err, errLegacy) && p.opts.Rewrite != nil {
 		if rerr := p.opts.Rewrite(ctx, m); rerr != nil {
 			p.skip(skipped, Skipped{Segment: m, Key: key, Legacy: true, Reason: fmt.Sprintf("%v; rewrite failed: %v", errLegacy, rerr)})
 			return nil, nil
 		}
-		df, err = readFooter(fio, m, path)
+		df, err = readFooter(ctx, fio, m, path)
 	}
 	switch {
 	case err == nil:
