@@ -404,3 +404,24 @@ func TestAwkwardStreamNames(t *testing.T) {
 		}
 	})
 }
+
+// TestBackfillInBatches: a Sync with more files to add than one commit
+// takes adds them all, in several snapshots, and reads exactly.
+func TestBackfillInBatches(t *testing.T) {
+	s := fileStore(t)
+	src := newSource()
+	p := open(t, s, src)
+	p.maxAdds = 2
+	var all []tiers.Record
+	for i := range 5 {
+		recs := records(uint64(i*10), 10, 20000*day+int64(i)*1e9, 1000)
+		src.add(putSegment(t, s, "backfill", recs, pqfile.Options{}))
+		all = append(all, recs...)
+	}
+	res := mustSync(t, p, "backfill")
+	tbl := loadTable(t, p, "backfill")
+	if res.Added != 5 || res.Files != 5 || len(tbl.Metadata().Snapshots()) != 3 {
+		t.Fatalf("Sync: %+v, %d snapshots (want 3)", res, len(tbl.Metadata().Snapshots()))
+	}
+	sameRecords(t, scanRecords(t, tbl), all)
+}

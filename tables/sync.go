@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -87,21 +88,35 @@ func (p *Publisher) Sync(ctx context.Context, stream string) (SyncResult, error)
 	}
 	footers := map[string]*dataFile{} // read once per Sync, across attempts
 	skipped := map[string]Skipped{}
+	total := SyncResult{Stream: stream}
 	for attempt := 1; ; attempt++ {
-		res.Attempts = attempt
-		err := p.syncOnce(ctx, stream, want, footers, skipped, &res)
+		res = SyncResult{Stream: stream}
+		more, err := p.syncOnce(ctx, stream, want, footers, skipped, &res)
+		total.Attempts++
 		if err == nil {
-			break
+			total.Added += res.Added
+			total.Removed += res.Removed
+			total.Committed = total.Committed || res.Committed
+			total.Files, total.SnapshotID = res.Files, res.SnapshotID
+			if !more {
+				break
+			}
+			// A backfill larger than one commit: the next batch, with
+			// fresh retries.
+			attempt = 0
+			continue
 		}
 		if ctx.Err() != nil || attempt == maxAttempts || !retryable(err) {
-			res.Duration = time.Since(start)
-			return res, fmt.Errorf("tables: sync %s: %w", stream, err)
+			total.Duration = time.Since(start)
+			return total, fmt.Errorf("tables: sync %s: %w", stream, err)
 		}
 		p.opts.Logger.Info("table commit conflict, retrying", "stream", stream, "attempt", attempt, "err", err)
 		if err := backoff(ctx, attempt); err != nil {
-			return res, fmt.Errorf("tables: sync %s: %w", stream, err)
+			total.Duration = time.Since(start)
+			return total, fmt.Errorf("tables: sync %s: %w", stream, err)
 		}
 	}
+	res = total
 	for _, s := range skipped {
 		res.Skipped = append(res.Skipped, s)
 	}
@@ -110,17 +125,27 @@ func (p *Publisher) Sync(ctx context.Context, stream string) (SyncResult, error)
 	return res, nil
 }
 
-// syncOnce is one attempt of Sync against the table as it is now.
+// maxAddsPerCommit bounds the files one commit adds, and so the footers
+// held in memory at once: a backfill of a large archive (the first
+// `tierctl table sync`) commits in several snapshots of this many files.
+// footerReaders is how many footers are read at once.
+const (
+	maxAddsPerCommit = 1000
+	footerReaders    = 8
+)
+
+// syncOnce is one attempt of Sync against the table as it is now. more
+// reports that it committed a batch and files remain to be added.
 func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string]tiers.SegmentMeta,
 	footers map[string]*dataFile, skipped map[string]Skipped, res *SyncResult,
-) error {
+) (more bool, err error) {
 	tbl, err := p.load(ctx, stream)
 	if err != nil {
-		return err
+		return false, err
 	}
 	have, err := liveFiles(ctx, tbl)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var del []iceberg.DataFile
 	for path, df := range have {
@@ -130,53 +155,43 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 	}
 	var addPaths []string
 	for path := range want {
-		if _, ok := have[path]; !ok {
+		_, in := have[path]
+		_, skip := skipped[path]
+		if !in && !skip {
 			addPaths = append(addPaths, path)
 		}
 	}
 	slices.SortFunc(addPaths, func(a, b string) int { return compareBase(want[a].Base, want[b].Base) })
 	slices.SortFunc(del, func(a, b iceberg.DataFile) int { return compareString(a.FilePath(), b.FilePath()) })
-
-	// Read the footers of the files to add (once per Sync).
-	fio, err := icebergio.LoadFS(ctx, p.props, p.root)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
+	if len(addPaths) > p.maxAdds {
+		addPaths, more = addPaths[:p.maxAdds], true
+	}
+	if err := p.readFooters(ctx, addPaths, want, footers, skipped); err != nil {
+		return false, err
 	}
 	var adds []*dataFile
 	for _, path := range addPaths {
-		if _, ok := skipped[path]; ok {
-			continue
+		if df := footers[path]; df != nil {
+			adds = append(adds, df)
 		}
-		df, ok := footers[path]
-		if !ok {
-			df, err = p.footer(ctx, fio, want[path], path, skipped)
-			if err != nil {
-				return err
-			}
-			if df == nil {
-				continue
-			}
-			footers[path] = df
-		}
-		adds = append(adds, df)
 	}
 	if len(adds) == 0 && len(del) == 0 {
 		res.Files = len(have)
 		if tbl != nil && tbl.CurrentSnapshot() != nil {
 			res.SnapshotID = tbl.CurrentSnapshot().SnapshotID
 		}
-		return nil
+		return more, nil
 	}
 	if tbl == nil {
 		if tbl, err = p.create(ctx, stream); err != nil {
-			return err
+			return false, err
 		}
 	}
 
 	tx := tbl.NewTransaction()
 	sc, adds, err := p.evolve(tx, tbl, adds, skipped)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var files []iceberg.DataFile
 	for _, a := range adds {
@@ -199,7 +214,7 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 	}
 	if len(files) == 0 && len(del) == 0 {
 		res.Files = len(have)
-		return nil
+		return more, nil
 	}
 	props := iceberg.Properties{summaryOp: "sync"}
 	if len(del) == 0 {
@@ -208,11 +223,11 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 		err = tx.ReplaceDataFilesWithDataFiles(ctx, del, files, props)
 	}
 	if err != nil {
-		return fmt.Errorf("stage snapshot: %w", err)
+		return false, fmt.Errorf("stage snapshot: %w", err)
 	}
 	tbl, err = tx.Commit(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errCommit, err)
+		return false, fmt.Errorf("%w: %w", errCommit, err)
 	}
 	res.Added, res.Removed, res.Committed = len(files), len(del), true
 	res.Files = len(have) + len(files) - len(del)
@@ -220,7 +235,61 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 		res.SnapshotID = s.SnapshotID
 	}
 	p.expire(ctx, tbl)
-	return nil
+	// The footers of committed files are not needed again.
+	for _, a := range adds {
+		delete(footers, a.path)
+	}
+	return more, nil
+}
+
+// readFooters reads the footers of paths not read yet, footerReaders at a
+// time, into footers (or skipped). An error is the store failing.
+func (p *Publisher) readFooters(ctx context.Context, paths []string, want map[string]tiers.SegmentMeta,
+	footers map[string]*dataFile, skipped map[string]Skipped,
+) error {
+	var todo []string
+	for _, path := range paths {
+		if _, ok := footers[path]; !ok {
+			todo = append(todo, path)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	fio, err := icebergio.LoadFS(ctx, p.props, p.root)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	type result struct {
+		df   *dataFile
+		skip *Skipped
+		err  error
+	}
+	results := make([]result, len(todo))
+	sem := make(chan struct{}, footerReaders)
+	var wg sync.WaitGroup
+	for i, path := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r := &results[i]
+			r.df, r.skip, r.err = p.footer(ctx, fio, want[path], path)
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for i, r := range results {
+		switch {
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case r.skip != nil:
+			p.skip(skipped, *r.skip)
+		default:
+			footers[todo[i]] = r.df
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // History bounds: once a table has more than expireAbove snapshots, all but
@@ -260,34 +329,31 @@ func (p *Publisher) expire(ctx context.Context, tbl *table.Table) {
 }
 
 // footer reads a segment's footer, asking Options.Rewrite to convert a
-// format-1 object first. A segment that cannot be published is recorded in
-// skipped and nil returned; an error means the store failed (retry later).
-func (p *Publisher) footer(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta, path string, skipped map[string]Skipped) (*dataFile, error) {
+// format-1 object first. A segment that cannot be published is returned as
+// skipped; an error means the store failed (retry later).
+func (p *Publisher) footer(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta, path string) (*dataFile, *Skipped, error) {
 	key := cold.ObjectKey(m)
 	df, err := readFooter(ctx, fio, m, path)
 	if errors.Is(err, errLegacy) && p.opts.Rewrite != nil {
 		if rerr := p.opts.Rewrite(ctx, m); rerr != nil {
-			p.skip(skipped, Skipped{Segment: m, Key: key, Legacy: true, Reason: fmt.Sprintf("%v; rewrite failed: %v", errLegacy, rerr)})
-			return nil, nil
+			return nil, &Skipped{Segment: m, Key: key, Legacy: true, Reason: fmt.Sprintf("%v; rewrite failed: %v", errLegacy, rerr)}, nil
 		}
 		df, err = readFooter(ctx, fio, m, path)
 	}
 	switch {
 	case err == nil:
-		return df, nil
+		return df, nil, nil
 	case errors.Is(err, errLegacy):
-		p.skip(skipped, Skipped{Segment: m, Key: key, Legacy: true, Reason: err.Error()})
+		return nil, &Skipped{Segment: m, Key: key, Legacy: true, Reason: err.Error()}, nil
 	case errors.Is(err, errBadFile):
-		p.skip(skipped, Skipped{Segment: m, Key: key, Reason: err.Error()})
+		return nil, &Skipped{Segment: m, Key: key, Reason: err.Error()}, nil
 	case isNotFound(err):
-		p.skip(skipped, Skipped{Segment: m, Key: key, Reason: "object not found"})
+		return nil, &Skipped{Segment: m, Key: key, Reason: "object not found"}, nil
+	case ctx.Err() != nil:
+		return nil, nil, ctx.Err()
 	default:
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("read footer of %s: %w", key, err)
+		return nil, nil, fmt.Errorf("read footer of %s: %w", key, err)
 	}
-	return nil, nil
 }
 
 func (p *Publisher) skip(skipped map[string]Skipped, s Skipped) {
