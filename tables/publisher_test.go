@@ -1,6 +1,7 @@
 package tables
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -301,7 +302,7 @@ func TestSchemaEvolution(t *testing.T) {
 		t.Fatalf("Sync of a file whose column changed type: %+v", res)
 	}
 	got := scanRecords(t, loadTable(t, p, "evo"))
-	if len(got) != 20 || !slices.IsSortedFunc(got, func(x, y tiers.Record) int { return compareBase(x.Offset, y.Offset) }) {
+	if len(got) != 20 || !slices.IsSortedFunc(got, func(x, y tiers.Record) int { return cmp.Compare(x.Offset, y.Offset) }) {
 		t.Fatalf("scan after the skipped file: %d records", len(got))
 	}
 }

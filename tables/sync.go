@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,15 +80,15 @@ func (p *Publisher) Sync(ctx context.Context, stream string) (SyncResult, error)
 	if err != nil {
 		return res, fmt.Errorf("tables: segments of %s: %w", stream, err)
 	}
-	want := make(map[string]tiers.SegmentMeta, len(segs))
+	want := make(map[segID]tiers.SegmentMeta, len(segs))
 	for _, m := range segs {
 		if m.Stream != stream || !m.Tombstoned.IsZero() {
 			continue
 		}
-		want[p.fileURI(m)] = m
+		want[idOf(m)] = m
 	}
-	footers := map[string]*dataFile{} // read once per Sync, across attempts
-	skipped := map[string]Skipped{}
+	footers := map[segID]*dataFile{} // read once per Sync, across attempts
+	skipped := map[segID]Skipped{}
 	total := SyncResult{Stream: stream}
 	for attempt := 1; ; attempt++ {
 		res = SyncResult{Stream: stream}
@@ -120,7 +121,7 @@ func (p *Publisher) Sync(ctx context.Context, stream string) (SyncResult, error)
 	for _, s := range skipped {
 		res.Skipped = append(res.Skipped, s)
 	}
-	slices.SortFunc(res.Skipped, func(a, b Skipped) int { return compareBase(a.Segment.Base, b.Segment.Base) })
+	slices.SortFunc(res.Skipped, func(a, b Skipped) int { return cmp.Compare(a.Segment.Base, b.Segment.Base) })
 	res.Duration = time.Since(start)
 	return res, nil
 }
@@ -136,47 +137,64 @@ const (
 
 // syncOnce is one attempt of Sync against the table as it is now. more
 // reports that it committed a batch and files remain to be added.
-func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string]tiers.SegmentMeta,
-	footers map[string]*dataFile, skipped map[string]Skipped, res *SyncResult,
+func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[segID]tiers.SegmentMeta,
+	footers map[segID]*dataFile, skipped map[segID]Skipped, res *SyncResult,
 ) (more bool, err error) {
 	tbl, err := p.load(ctx, stream)
 	if err != nil {
 		return false, err
 	}
-	have, err := liveFiles(ctx, tbl)
+	live, del, err := p.liveFiles(ctx, stream, tbl) // del: foreign files
 	if err != nil {
 		return false, err
 	}
-	var del []iceberg.DataFile
-	for path, df := range have {
-		if _, ok := want[path]; !ok {
-			del = append(del, df)
+	total := len(del)
+	// Each wanted segment keeps one file, at its key; any other file of a
+	// segment (unwanted, doubled, or under a key it no longer has) goes.
+	have := map[segID]iceberg.DataFile{}
+	for id, dfs := range live {
+		total += len(dfs)
+		m, ok := want[id]
+		keep := -1
+		if ok {
+			for _, key := range objectKeys(m) {
+				if keep = slices.IndexFunc(dfs, func(df iceberg.DataFile) bool { return df.FilePath() == p.root+"/"+key }); keep >= 0 {
+					break
+				}
+			}
+		}
+		for i, df := range dfs {
+			if i == keep {
+				have[id] = df
+			} else {
+				del = append(del, df)
+			}
 		}
 	}
-	var addPaths []string
-	for path := range want {
-		_, in := have[path]
-		_, skip := skipped[path]
+	var addIDs []segID
+	for id := range want {
+		_, in := have[id]
+		_, skip := skipped[id]
 		if !in && !skip {
-			addPaths = append(addPaths, path)
+			addIDs = append(addIDs, id)
 		}
 	}
-	slices.SortFunc(addPaths, func(a, b string) int { return compareBase(want[a].Base, want[b].Base) })
-	slices.SortFunc(del, func(a, b iceberg.DataFile) int { return compareString(a.FilePath(), b.FilePath()) })
-	if len(addPaths) > p.maxAdds {
-		addPaths, more = addPaths[:p.maxAdds], true
+	slices.SortFunc(addIDs, compareID)
+	slices.SortFunc(del, func(a, b iceberg.DataFile) int { return cmp.Compare(a.FilePath(), b.FilePath()) })
+	if len(addIDs) > p.maxAdds {
+		addIDs, more = addIDs[:p.maxAdds], true
 	}
-	if err := p.readFooters(ctx, addPaths, want, footers, skipped); err != nil {
+	if err := p.readFooters(ctx, addIDs, want, footers, skipped); err != nil {
 		return false, err
 	}
 	var adds []*dataFile
-	for _, path := range addPaths {
-		if df := footers[path]; df != nil {
+	for _, id := range addIDs {
+		if df := footers[id]; df != nil {
 			adds = append(adds, df)
 		}
 	}
 	if len(adds) == 0 && len(del) == 0 {
-		res.Files = len(have)
+		res.Files = total
 		if tbl != nil && tbl.CurrentSnapshot() != nil {
 			res.SnapshotID = tbl.CurrentSnapshot().SnapshotID
 		}
@@ -213,7 +231,7 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 		files = append(files, df)
 	}
 	if len(files) == 0 && len(del) == 0 {
-		res.Files = len(have)
+		res.Files = total
 		return more, nil
 	}
 	props := iceberg.Properties{summaryOp: "sync"}
@@ -230,27 +248,28 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 		return false, fmt.Errorf("%w: %w", errCommit, err)
 	}
 	res.Added, res.Removed, res.Committed = len(files), len(del), true
-	res.Files = len(have) + len(files) - len(del)
+	res.Files = total + len(files) - len(del)
 	if s := tbl.CurrentSnapshot(); s != nil {
 		res.SnapshotID = s.SnapshotID
 	}
 	p.expire(ctx, tbl)
 	// The footers of committed files are not needed again.
 	for _, a := range adds {
-		delete(footers, a.path)
+		delete(footers, idOf(a.seg))
 	}
 	return more, nil
 }
 
-// readFooters reads the footers of paths not read yet, footerReaders at a
-// time, into footers (or skipped). An error is the store failing.
-func (p *Publisher) readFooters(ctx context.Context, paths []string, want map[string]tiers.SegmentMeta,
-	footers map[string]*dataFile, skipped map[string]Skipped,
+// readFooters reads the footers of the segments not read yet,
+// footerReaders at a time, into footers (or skipped). An error is the
+// store failing.
+func (p *Publisher) readFooters(ctx context.Context, ids []segID, want map[segID]tiers.SegmentMeta,
+	footers map[segID]*dataFile, skipped map[segID]Skipped,
 ) error {
-	var todo []string
-	for _, path := range paths {
-		if _, ok := footers[path]; !ok {
-			todo = append(todo, path)
+	var todo []segID
+	for _, id := range ids {
+		if _, ok := footers[id]; !ok {
+			todo = append(todo, id)
 		}
 	}
 	if len(todo) == 0 {
@@ -268,13 +287,13 @@ func (p *Publisher) readFooters(ctx context.Context, paths []string, want map[st
 	results := make([]result, len(todo))
 	sem := make(chan struct{}, footerReaders)
 	var wg sync.WaitGroup
-	for i, path := range todo {
+	for i, id := range todo {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			r := &results[i]
-			r.df, r.skip, r.err = p.footer(ctx, fio, want[path], path)
+			r.df, r.skip, r.err = p.footer(ctx, fio, want[id])
 		}()
 	}
 	wg.Wait()
@@ -331,14 +350,13 @@ func (p *Publisher) expire(ctx context.Context, tbl *table.Table) {
 // footer reads a segment's footer, asking Options.Rewrite to convert a
 // format-1 object first. A segment that cannot be published is returned as
 // skipped; an error means the store failed (retry later).
-func (p *Publisher) footer(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta, path string) (*dataFile, *Skipped, error) {
-	key := cold.ObjectKey(m)
-	df, err := readFooter(ctx, fio, m, path)
+func (p *Publisher) footer(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta) (*dataFile, *Skipped, error) {
+	key, df, err := p.readAnyKey(ctx, fio, m)
 	if errors.Is(err, errLegacy) && p.opts.Rewrite != nil {
 		if rerr := p.opts.Rewrite(ctx, m); rerr != nil {
 			return nil, &Skipped{Segment: m, Key: key, Legacy: true, Reason: fmt.Sprintf("%v; rewrite failed: %v", errLegacy, rerr)}, nil
 		}
-		df, err = readFooter(ctx, fio, m, path)
+		key, df, err = p.readAnyKey(ctx, fio, m)
 	}
 	switch {
 	case err == nil:
@@ -356,13 +374,27 @@ func (p *Publisher) footer(ctx context.Context, fio icebergio.IO, m tiers.Segmen
 	}
 }
 
-func (p *Publisher) skip(skipped map[string]Skipped, s Skipped) {
-	path := p.fileURI(s.Segment)
-	if _, ok := skipped[path]; !ok {
+// readAnyKey reads the footer at the first of the segment's keys that
+// exists, and says which key that was.
+func (p *Publisher) readAnyKey(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta) (string, *dataFile, error) {
+	keys := objectKeys(m)
+	for i, key := range keys {
+		df, err := readFooter(ctx, fio, m, p.root+"/"+key)
+		if isNotFound(err) && i+1 < len(keys) {
+			continue
+		}
+		return key, df, err
+	}
+	panic("unreachable: a segment has a key")
+}
+
+func (p *Publisher) skip(skipped map[segID]Skipped, s Skipped) {
+	id := idOf(s.Segment)
+	if _, ok := skipped[id]; !ok {
 		p.opts.Logger.Warn("cold segment not published in its table", "stream", s.Segment.Stream,
 			"base", s.Segment.Base, "key", s.Key, "legacy", s.Legacy, "reason", s.Reason)
 	}
-	skipped[path] = s
+	skipped[id] = s
 }
 
 // create makes the stream's table (and the namespace) with the base schema.
@@ -405,7 +437,7 @@ func (p *Publisher) create(ctx context.Context, stream string) (*table.Table, er
 // carry no field ids. A file whose typed column has another type than the
 // table's is skipped (the table's column stays as it is). It returns the
 // schema the files are described with and the files still to add.
-func (p *Publisher) evolve(tx *table.Transaction, tbl *table.Table, adds []*dataFile, skipped map[string]Skipped) (*iceberg.Schema, []*dataFile, error) {
+func (p *Publisher) evolve(tx *table.Transaction, tbl *table.Table, adds []*dataFile, skipped map[segID]Skipped) (*iceberg.Schema, []*dataFile, error) {
 	cur := tbl.Schema()
 	added := map[string]iceberg.Type{}
 	var keep []*dataFile
@@ -475,9 +507,11 @@ func (p *Publisher) Remove(ctx context.Context, stream string, segs []tiers.Segm
 	defer unlock()
 	ctx, cancel := p.bound(ctx)
 	defer cancel()
-	gone := make(map[string]bool, len(segs))
+	gone := make(map[segID]bool, len(segs))
 	for _, m := range segs {
-		gone[p.fileURI(m)] = true
+		if m.Stream == stream {
+			gone[idOf(m)] = true
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		err := p.removeOnce(ctx, stream, gone)
@@ -494,19 +528,19 @@ func (p *Publisher) Remove(ctx context.Context, stream string, segs []tiers.Segm
 	}
 }
 
-func (p *Publisher) removeOnce(ctx context.Context, stream string, gone map[string]bool) error {
+func (p *Publisher) removeOnce(ctx context.Context, stream string, gone map[segID]bool) error {
 	tbl, err := p.load(ctx, stream)
 	if err != nil || tbl == nil {
 		return err
 	}
-	have, err := liveFiles(ctx, tbl)
+	live, _, err := p.liveFiles(ctx, stream, tbl)
 	if err != nil {
 		return err
 	}
 	var del []iceberg.DataFile
-	for path, df := range have {
-		if gone[path] {
-			del = append(del, df)
+	for id, dfs := range live {
+		if gone[id] {
+			del = append(del, dfs...)
 		}
 	}
 	if len(del) == 0 {
@@ -522,21 +556,61 @@ func (p *Publisher) removeOnce(ctx context.Context, stream string, gone map[stri
 	return nil
 }
 
-// liveFiles lists the data files of the table's current snapshot by path.
-func liveFiles(ctx context.Context, tbl *table.Table) (map[string]iceberg.DataFile, error) {
-	have := map[string]iceberg.DataFile{}
+// liveFiles lists the data files of the table's current snapshot by the
+// segment they hold, read from the object key (so a change in how keys
+// are spelled does not make a file look foreign; a table should list each
+// segment once, the caller sees any second file). foreign are the files
+// that are no segment of this stream under the cold root.
+func (p *Publisher) liveFiles(ctx context.Context, stream string, tbl *table.Table) (live map[segID][]iceberg.DataFile, foreign []iceberg.DataFile, err error) {
+	live = map[segID][]iceberg.DataFile{}
 	if tbl == nil || tbl.CurrentSnapshot() == nil {
-		return have, nil
+		return live, nil, nil
 	}
 	tasks, err := tbl.Scan().PlanFiles(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list data files: %w", err)
+		return nil, nil, fmt.Errorf("list data files: %w", err)
 	}
 	for _, t := range tasks {
-		have[t.File.FilePath()] = t.File
+		if id, ok := p.fileID(stream, t.File.FilePath()); ok {
+			live[id] = append(live[id], t.File)
+		} else {
+			foreign = append(foreign, t.File)
+		}
 	}
-	return have, nil
+	return live, foreign, nil
 }
+
+// segID identifies a segment within its stream.
+type segID struct{ base, last uint64 }
+
+func idOf(m tiers.SegmentMeta) segID { return segID{m.Base, m.Last} }
+
+func compareID(a, b segID) int {
+	if c := cmp.Compare(a.base, b.base); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.last, b.last)
+}
+
+// fileID is the segment a data file of stream's table holds, from its
+// object key; false for a file that is not one.
+func (p *Publisher) fileID(stream, path string) (segID, bool) {
+	key, ok := strings.CutPrefix(path, p.root+"/")
+	if !ok {
+		return segID{}, false
+	}
+	s, base, last, ok := cold.ParseObjectKey(key)
+	if !ok || s != stream {
+		return segID{}, false
+	}
+	return segID{base, last}, true
+}
+
+// objectKeys are the keys a segment's object may have, in the order they
+// are tried. After part C (encoded stream names) this is where the legacy
+// key goes second: []string{cold.ObjectKey(m), cold.LegacyObjectKey(m)}
+// when they differ.
+func objectKeys(m tiers.SegmentMeta) []string { return []string{cold.ObjectKey(m)} }
 
 // errCommit marks a failed commit: another writer committed first, or the
 // outcome is unknown. Both are retried by recomputing the change from a
@@ -562,28 +636,8 @@ func backoff(ctx context.Context, attempt int) error {
 	}
 }
 
-// fileURI is the data file location of a segment's object.
+// fileURI is where a segment's object is under its current key.
 func (p *Publisher) fileURI(m tiers.SegmentMeta) string { return p.root + "/" + cold.ObjectKey(m) }
-
-func compareBase(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func compareString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
 
 // SyncAll runs Sync for every stream of Options.Segments (at start, or for
 // `tierctl table sync` without a stream). A stream's failure does not stop
