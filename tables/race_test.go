@@ -14,10 +14,18 @@ import (
 // TestRacingPublishers: two Publishers (two nodes) on one PostgreSQL
 // catalog Sync and Remove the same stream at once, round after round. The
 // optimistic commits conflict; the loser reloads and recomputes, so the
-// table ends with exactly the wanted files: none lost, none doubled.
+// table ends with exactly the wanted files: none lost, none doubled. The
+// file catalog on a local directory (atomic renames) holds the same.
 func TestRacingPublishers(t *testing.T) {
-	s := minioStore(t)
-	s.opts.CatalogDSN = testenv.StartPostgres(t).DSN
+	t.Run("minio+pg", func(t *testing.T) {
+		s := minioStore(t)
+		s.opts.CatalogDSN = testenv.StartPostgres(t).DSN
+		testRacingPublishers(t, s)
+	})
+	t.Run("file", func(t *testing.T) { testRacingPublishers(t, fileStore(t)) })
+}
+
+func testRacingPublishers(t *testing.T, s store) {
 	src := newSource()
 	a, b := open(t, s, src), open(t, s, src)
 	ctx := context.Background()
