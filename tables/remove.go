@@ -71,6 +71,11 @@ func (p *Publisher) removeOnce(ctx context.Context, stream string, gone map[segI
 		return nil
 	}
 	tx := tbl.NewTransaction()
+	// Fail, never replay, if another writer committed since the load:
+	// the change was computed against this snapshot (see syncOnce).
+	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
+		return fmt.Errorf("pin snapshot: %w", err)
+	}
 	if err := tx.ReplaceDataFilesWithDataFiles(ctx, del, nil, iceberg.Properties{summaryOp: "remove"}); err != nil {
 		return fmt.Errorf("stage snapshot: %w", err)
 	}

@@ -74,23 +74,12 @@ func (p *Publisher) Sync(ctx context.Context, stream string) (SyncResult, error)
 	ctx, cancel := p.bound(ctx)
 	defer cancel()
 
-	segs, err := p.opts.Segments.ColdSegments(ctx, stream)
-	if err != nil {
-		return res, fmt.Errorf("tables: segments of %s: %w", stream, err)
-	}
-	want := make(map[segID]tiers.SegmentMeta, len(segs))
-	for _, m := range segs {
-		if m.Stream != stream || !m.Tombstoned.IsZero() {
-			continue
-		}
-		want[idOf(m)] = m
-	}
 	footers := map[segID]*dataFile{} // read once per Sync, across attempts
 	skipped := map[segID]Skipped{}
 	total := SyncResult{Stream: stream}
 	for attempt := 1; ; attempt++ {
 		res = SyncResult{Stream: stream}
-		more, err := p.syncOnce(ctx, stream, want, footers, skipped, &res)
+		more, err := p.syncOnce(ctx, stream, footers, skipped, &res)
 		total.Attempts++
 		if err == nil {
 			total.Added += res.Added
@@ -135,12 +124,34 @@ const (
 
 // syncOnce is one attempt of Sync against the table as it is now. more
 // reports that it committed a batch and files remain to be added.
-func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[segID]tiers.SegmentMeta,
+//
+// The table is loaded before the catalog is read, and the commit succeeds
+// only if the table is still as loaded. So a file cannot come back after a
+// Remove by another writer: either this attempt read the catalog after the
+// segment left it (and does not want it), or the Remove commits after this
+// commit (and takes the file out again), or it committed between the load
+// and this commit (which then conflicts and is recomputed).
+func (p *Publisher) syncOnce(ctx context.Context, stream string,
 	footers map[segID]*dataFile, skipped map[segID]Skipped, res *SyncResult,
 ) (more bool, err error) {
 	tbl, err := p.load(ctx, stream)
 	if err != nil {
 		return false, err
+	}
+	segs, err := p.opts.Segments.ColdSegments(ctx, stream)
+	if err != nil {
+		return false, fmt.Errorf("segments of %s: %w", stream, err)
+	}
+	want := make(map[segID]tiers.SegmentMeta, len(segs))
+	for _, m := range segs {
+		if m.Stream == stream && m.Tombstoned.IsZero() {
+			want[idOf(m)] = m
+		}
+	}
+	for id, df := range footers {
+		if m, ok := want[id]; !ok || m.Digest != df.seg.Digest {
+			delete(footers, id) // the catalog changed between attempts
+		}
 	}
 	live, del, err := p.liveFiles(ctx, stream, tbl) // del: foreign files
 	if err != nil {
@@ -205,6 +216,11 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[segID]
 	}
 
 	tx := tbl.NewTransaction()
+	// Fail, never replay, if another writer committed since the load:
+	// the change was computed against this snapshot (see syncOnce).
+	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
+		return false, fmt.Errorf("pin snapshot: %w", err)
+	}
 	sc, adds, err := p.evolve(tx, tbl, adds, skipped)
 	if err != nil {
 		return false, err
