@@ -228,6 +228,12 @@ func (p *Publisher) Describe(ctx context.Context, stream string) (Info, error) {
 	if err := validName(stream); err != nil {
 		return Info{}, err
 	}
+	p.mu.Lock()
+	closed := p.mu.closed
+	p.mu.Unlock()
+	if closed {
+		return Info{}, ErrClosed
+	}
 	ctx, cancel := p.bound(ctx)
 	defer cancel()
 	tbl, err := p.load(ctx, stream)

@@ -426,3 +426,35 @@ func TestBackfillInBatches(t *testing.T) {
 	}
 	sameRecords(t, scanRecords(t, tbl), all)
 }
+
+// TestClosed: calls after Close fail with ErrClosed; Close twice is fine.
+func TestClosed(t *testing.T) {
+	s := fileStore(t)
+	o := s.opts
+	o.Segments = newSource()
+	p, err := Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Sync(context.Background(), "s"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sync after Close: %v", err)
+	}
+	if err := p.Remove(context.Background(), "s", nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Remove after Close: %v", err)
+	}
+	if _, err := p.Describe(context.Background(), "s"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Describe after Close: %v", err)
+	}
+	if _, err := Open(context.Background(), Options{ColdURL: "ftp://x"}); err == nil {
+		t.Fatal("Open of a bad store URL succeeded")
+	}
+	if _, err := p.Sync(context.Background(), "../x"); err == nil {
+		t.Fatal("Sync of a bad stream name succeeded")
+	}
+}
