@@ -124,26 +124,15 @@ func TestTypedColumnTypes(t *testing.T) {
 }
 
 // TestBinaryThenJSONValues: a binary value followed by JSON values reads
-// back with exactly one of value and value_bin set per row (a writer that
-// carried value_bin over to the next rows made the scan see both).
+// back with exactly one of value and value_bin set per row. Offsets 5..9 of
+// records: 6 binary (with tags), 7..9 JSON, no empty value; a writer that
+// carried value_bin over to the following rows made the scan see both.
 func TestBinaryThenJSONValues(t *testing.T) {
 	s := fileStore(t)
 	src := newSource()
 	p := open(t, s, src)
-	var recs []tiers.Record
-	for o := range uint64(12) {
-		r := tiers.Record{Offset: o, TS: 20000*day + int64(o)}
-		switch o % 4 {
-		case 1:
-			r.Value = []byte{0xff, 0x00, byte(o)}
-		case 2:
-			r.Value = []byte{}
-		default:
-			r.Value = fmt.Appendf(nil, `{"n":%d}`, o)
-		}
-		recs = append(recs, r)
-	}
-	src.add(putSegment(t, s, "binjson", recs, pqfile.Options{}))
+	a, b := records(5, 5, 20000*day, 1000), records(215, 5, 20000*day+1e9, 1000)
+	src.add(putSegment(t, s, "binjson", a, pqfile.Options{}), putSegment(t, s, "binjson", b, pqfile.Options{}))
 	mustSync(t, p, "binjson")
-	sameRecords(t, scanRecords(t, loadTable(t, p, "binjson")), recs)
+	sameRecords(t, scanRecords(t, loadTable(t, p, "binjson")), append(a, b...))
 }
