@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/catalog"
@@ -268,7 +269,8 @@ func TestVerifyOrphanCold(t *testing.T) {
 // valueChunkData returns a position in the compressed record data of the
 // value column in the first row group of a Parquet file: near the end of
 // the chunk, past the page header (whose min/max statistics of the value
-// column no read uses).
+// column no read uses). In cold format 2 values are in value (JSON) and
+// value_bin (the rest): the larger chunk of the two is taken.
 func valueChunkData(t *testing.T, path string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -279,10 +281,15 @@ func valueChunkData(t *testing.T, path string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cols := pf.Metadata().RowGroups[0].Columns
-	md := cols[len(cols)-1].MetaData // value is the last column
-	if md.PathInSchema[len(md.PathInSchema)-1] != "value" {
-		t.Fatalf("last column is %v, not value", md.PathInSchema)
+	var md *format.ColumnMetaData
+	for _, c := range pf.Metadata().RowGroups[0].Columns {
+		name := c.MetaData.PathInSchema[len(c.MetaData.PathInSchema)-1]
+		if (name == "value" || name == "value_bin") && (md == nil || c.MetaData.TotalCompressedSize > md.TotalCompressedSize) {
+			md = &c.MetaData
+		}
+	}
+	if md == nil {
+		t.Fatal("no value column")
 	}
 	return md.DataPageOffset + md.TotalCompressedSize - 16
 }

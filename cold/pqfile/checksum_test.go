@@ -6,8 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
@@ -361,8 +364,11 @@ func TestMetadataChecksum(t *testing.T) {
 		want error
 	}{
 		{"max_ts changed", set(MetaMaxTS, "1795341600123456790"), ErrDigestMismatch},
-		{"version 1.2 → 1.0", set(MetaFormatVersion, "1.0"), ErrDigestMismatch},
-		{"version 1.2 → 1.3", set(MetaFormatVersion, "1.3"), ErrDigestMismatch},
+		{"version 2.0 → 1.0", set(MetaFormatVersion, "1.0"), ErrDigestMismatch},
+		{"version 2.0 → 1.2", set(MetaFormatVersion, "1.2"), ErrDigestMismatch},
+		{"version 2.0 → 2.1", set(MetaFormatVersion, "2.1"), ErrDigestMismatch},
+		{"version 2.0 → 3.0", set(MetaFormatVersion, "3.0"), ErrUnsupportedVersion},
+		{"version 2.01", set(MetaFormatVersion, "2.01"), ErrNotSegment},
 		{"a row group's ts bounds changed", set(MetaRowGroups, strings.Replace(rowGroups, " ", "  ", 1)), ErrDigestMismatch},
 		{"tierd key added", set("tierd.extra", "x"), ErrDigestMismatch},
 		{"sealed_at removed", set(MetaSealedAt, ""), nil},
@@ -503,4 +509,28 @@ func FuzzDecodeRowGroups(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVersion1WritesFormat12AsBefore: Options.Version 1 writes format 1.2
+// byte for byte as the writer before format 2 did (testdata/v1.2.parquet),
+// so tierbench's 1.2-vs-2.0 comparison measures the old writer.
+func TestVersion1WritesFormat12AsBefore(t *testing.T) {
+	want, err := os.ReadFile("testdata/v1.2.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := writeBytes(t, "IF2406.trades", v11Records(), Options{RowGroupRows: 100, SealedAt: time.Unix(0, 1795341700000000000), Version: 1})
+	// The key/value metadata's order is a map's (random); the rest is
+	// byte for byte.
+	gotMD, gotStart := footerOf(t, got)
+	wantMD, wantStart := footerOf(t, want)
+	if !bytes.Equal(got[:gotStart], want[:wantStart]) {
+		t.Fatalf("Version 1 wrote %d bytes of pages that differ from the 1.2 writer's %d", gotStart, wantStart)
+	}
+	for _, md := range []*format.FileMetaData{gotMD, wantMD} {
+		slices.SortFunc(md.KeyValueMetadata, func(a, b format.KeyValue) int { return strings.Compare(a.Key, b.Key) })
+	}
+	if !reflect.DeepEqual(gotMD, wantMD) {
+		t.Fatalf("Version 1's footer differs from the 1.2 writer's:\n%+v\n%+v", gotMD, wantMD)
+	}
 }

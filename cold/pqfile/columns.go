@@ -16,10 +16,10 @@ import (
 // reader knows the schema to expect. tierd serves the record, never the
 // typed values: they are there for other engines' filters.
 //
-// Column, Value and Projector mirror cold/colproj's Column, Value and
-// (*Projector).Project field for field, so that once that package is in
-// the tree these become aliases (type Column = colproj.Column, …) without
-// changing a caller.
+// Column and Value mirror cold/colproj's Column and Value field for field,
+// and Projector is (*colproj.Projector).Project's shape: the cold tier
+// converts between them (cold/columns.go), so pqfile does not depend on the
+// projection's package.
 
 // ColumnType is the type of a typed column.
 type ColumnType string
@@ -35,8 +35,8 @@ const (
 )
 
 // Column is one typed column: its name in the file, the JSON path it is
-// projected from, its type and, for decimals, precision and scale. The
-// JSON form is what tierd.columns stores.
+// projected from, its type and, for decimals, precision and scale
+// (tierd.columns stores them, see columnJSON).
 type Column struct {
 	Name      string     `json:"name"`
 	Path      string     `json:"path"`
@@ -63,11 +63,6 @@ type Value struct {
 type Projector interface {
 	Project(value []byte, out []Value)
 }
-
-// NewProjector makes the Projector Write uses when Options.Columns is set
-// and Options.Projector is nil; until cold/colproj is wired in here it is
-// nil, and such a Write fails.
-var NewProjector func(cols []Column) (Projector, error)
 
 // maxColumns bounds the typed columns of a file, so a damaged or hostile
 // tierd.columns cannot make a reader build a huge schema.
@@ -132,13 +127,25 @@ func validColumnName(s string) bool {
 	return true
 }
 
+// columnJSON is one element of tierd.columns: its own type, so that the
+// stored form stays what docs/format/parquet.md says whatever JSON tags
+// Column carries.
+type columnJSON struct {
+	Name      string `json:"name"`
+	Path      string `json:"path"`
+	Type      string `json:"type"`
+	Precision int    `json:"precision,omitempty"`
+	Scale     int    `json:"scale,omitempty"`
+}
+
 // encodeColumns renders tierd.columns: the JSON array of cols ("[]" for
-// none).
+// none), precision and scale only when not zero.
 func encodeColumns(cols []Column) string {
-	if len(cols) == 0 {
-		return "[]"
+	js := make([]columnJSON, len(cols))
+	for i, c := range cols {
+		js[i] = columnJSON{Name: c.Name, Path: c.Path, Type: string(c.Type), Precision: c.Precision, Scale: c.Scale}
 	}
-	b, err := json.Marshal(cols)
+	b, err := json.Marshal(js)
 	if err != nil {
 		panic(err) // cannot happen: plain strings and ints
 	}
@@ -152,9 +159,13 @@ func decodeColumns(s string) ([]Column, error) {
 	if len(s) > 64<<10 {
 		return nil, fmt.Errorf("%s of %d bytes", MetaColumns, len(s))
 	}
-	var cols []Column
-	if err := json.Unmarshal([]byte(s), &cols); err != nil {
+	var js []columnJSON
+	if err := json.Unmarshal([]byte(s), &js); err != nil {
 		return nil, fmt.Errorf("%s: %v", MetaColumns, err)
+	}
+	cols := make([]Column, len(js))
+	for i, c := range js {
+		cols[i] = Column{Name: c.Name, Path: c.Path, Type: ColumnType(c.Type), Precision: c.Precision, Scale: c.Scale}
 	}
 	if err := validateColumns(cols); err != nil {
 		return nil, fmt.Errorf("%s: %v", MetaColumns, err)
@@ -170,6 +181,9 @@ func decodeColumns(s string) ([]Column, error) {
 // parquet-go keeps the columns in the order given (parquet.Group sorts
 // them by name) and applies the same tags as format 1's row type.
 func schemaV2(cols []Column) *parquet.Schema {
+	if len(cols) == 0 {
+		return schemaV2Base // built once
+	}
 	fields := []reflect.StructField{
 		{Name: "Offset", Type: reflect.TypeFor[int64](), Tag: `parquet:"offset,delta"`},
 		{Name: "TS", Type: reflect.TypeFor[int64](), Tag: `parquet:"ts,timestamp(microsecond:local),delta"`},

@@ -141,7 +141,9 @@ type Options struct {
 	// columns, in this order), projected from each JSON value by
 	// Projector. A format 1 file has none.
 	Columns []Column
-	// Projector projects values onto Columns; nil means NewProjector(Columns).
+	// Projector projects JSON values onto Columns (required with them);
+	// Write calls it once per value it stores in the value column, and
+	// writes NULL in every typed column of the others.
 	Projector Projector
 	// OnProjection, when set, is called once per typed column after a
 	// successful Write with how many rows got NULL there (the field was

@@ -235,7 +235,14 @@ func TestWriteCanceled(t *testing.T) {
 // TestWriteCopiesReusedBuffers: an iterator that reuses one value buffer
 // and one tags slice for every record must still produce the right file.
 func TestWriteCopiesReusedBuffers(t *testing.T) {
-	recs := mixedRecords(1500, 0)
+	// Each of Write's three paths: format 1.2, 2.0, 2.0 with typed columns.
+	for _, o := range []Options{{Version: 1}, {}, columnOptions(Options{})} {
+		t.Run(fmt.Sprintf("format %d, %d typed columns", o.Version, len(o.Columns)), func(t *testing.T) { testWriteCopiesReusedBuffers(t, o) })
+	}
+}
+
+func testWriteCopiesReusedBuffers(t *testing.T, opts Options) {
+	recs := append(mixedRecords(1500, 0), jsonRecords(1500, 1500)...)
 	reusing := func(yield func(tiers.Record, error) bool) {
 		var val []byte
 		var tags []string
@@ -251,11 +258,14 @@ func TestWriteCopiesReusedBuffers(t *testing.T) {
 		}
 	}
 	var buf bytes.Buffer
-	if _, err := Write(context.Background(), &buf, "s", reusing, Options{}); err != nil {
+	if _, err := Write(context.Background(), &buf, "s", reusing, opts); err != nil {
 		t.Fatal(err)
 	}
 	r := openBytes(t, buf.Bytes())
 	sameRecords(t, collect(t, r.Scan(context.Background(), tiers.AllRecords())), recs)
+	if err := r.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // countingReaderAt counts the bytes read through it.
