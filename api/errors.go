@@ -65,14 +65,14 @@ const (
 	CodeColdStoreUnavailable = "cold_store_unavailable"
 	// CodeTablesUnavailable: the Iceberg catalog or the table's metadata
 	// could not be reached or committed now.
-	CodeTablesUnavailable = "tables_unavailable"
-	CodeStorageFull          = "storage_full"
-	CodeStorageUnavailable   = "storage_unavailable"
-	CodeStorageFailed        = "storage_failed"
-	CodeBackpressure         = "backpressure"
-	CodeShuttingDown         = "shutting_down"
-	CodeCanceled             = "canceled"
-	CodeTooManyConnections   = "too_many_connections"
+	CodeTablesUnavailable  = "tables_unavailable"
+	CodeStorageFull        = "storage_full"
+	CodeStorageUnavailable = "storage_unavailable"
+	CodeStorageFailed      = "storage_failed"
+	CodeBackpressure       = "backpressure"
+	CodeShuttingDown       = "shutting_down"
+	CodeCanceled           = "canceled"
+	CodeTooManyConnections = "too_many_connections"
 	// CodeOutcomeUnknown: the write's commit was sent and its answer
 	// lost (cluster mode); it may be stored. Retry the same batch: an
 	// idempotent producer's retry is answered duplicate if it was.
