@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/tablesync"
 	"github.com/tierd/tierd/tiers"
 	"github.com/tierd/tierd/warm"
 )
@@ -85,6 +87,9 @@ func RebuildCatalog(ctx context.Context, dataDir string, coldTier *cold.Tier, lo
 		for o, err := range coldTier.Objects(ctx, "") {
 			if err != nil {
 				return rep, fmt.Errorf("engine: rebuild: %w", err)
+			}
+			if strings.HasPrefix(o.Key, tablesync.MetadataPrefix) {
+				continue // the Iceberg tables' metadata: `tierctl table sync` rebuilds the tables after the catalog
 			}
 			objs = append(objs, o)
 		}

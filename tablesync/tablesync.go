@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -41,6 +42,11 @@ var (
 	// be reached or committed now; retry later.
 	ErrUnavailable = errors.New("tables: the Iceberg catalog or metadata store is unavailable")
 )
+
+// MetadataPrefix is where the tables' metadata lives in the cold store,
+// beside the segments (the warehouse <cold root>/_iceberg): objects under
+// it are no segments, and verify does not report them as orphans.
+const MetadataPrefix = "_iceberg/"
 
 // Tables is what the loop needs of the Iceberg tables (tables.Publisher,
 // adapted in internal/boot). Sync makes a stream's table exactly its
@@ -115,15 +121,19 @@ func (l *Loop) Start() {
 	}()
 }
 
-// Close stops the loop and waits for a sync under way to end (it is
-// cancelled). Streams still marked are synced at the next start.
-func (l *Loop) Close() {
-	if l.stop == nil {
-		return
+// Close stops the loop, waits for a sync under way to end (it is
+// cancelled) and closes Tables when it is an io.Closer. Streams still
+// marked are synced at the next start.
+func (l *Loop) Close() error {
+	if l.stop != nil {
+		l.stop()
+		<-l.done
+		l.stop = nil
 	}
-	l.stop()
-	<-l.done
-	l.stop = nil
+	if c, ok := l.opts.Tables.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 func (l *Loop) run(ctx context.Context) {
@@ -272,6 +282,36 @@ func (l *Loop) Remove(ctx context.Context, stream string, segs []tiers.SegmentMe
 	}
 	l.metrics.removes.WithLabelValues(resultOK).Inc()
 	return nil
+}
+
+// Enabled reports whether l is a Loop: false for the nil one of a
+// backend without tables.
+func (l *Loop) Enabled() bool { return l != nil }
+
+// Table is Describe, and ErrDisabled on a nil Loop: the server's
+// TablesBackend of a backend that may run without tables.
+func (l *Loop) Table(ctx context.Context, stream string) (api.Table, error) {
+	if l == nil {
+		return api.Table{}, ErrDisabled
+	}
+	return l.Describe(ctx, stream)
+}
+
+// SyncTables syncs stream (every stream when "") and reports it: one
+// stream's failure is the error; SyncAll's report for every stream.
+// ErrDisabled on a nil Loop.
+func (l *Loop) SyncTables(ctx context.Context, stream string) (api.TableSyncReport, error) {
+	if l == nil {
+		return api.TableSyncReport{}, ErrDisabled
+	}
+	if stream == "" {
+		return l.SyncAll(ctx)
+	}
+	res, err := l.Sync(ctx, stream)
+	if err != nil {
+		return api.TableSyncReport{}, err
+	}
+	return api.TableSyncReport{Streams: []api.TableSync{res}}, nil
 }
 
 // Describe is stream's table as its catalog has it now; ErrNoTable when
