@@ -158,6 +158,9 @@ func (c *Compactor) run(ctx context.Context, j Job) error {
 	if err := c.commit(ctx, j, b); err != nil {
 		return err
 	}
+	if c.opts.OnCommit != nil {
+		c.opts.OnCommit(j.Stream)
+	}
 	c.metrics.jobs.WithLabelValues(resCommitted).Inc()
 	c.metrics.bytes.Add(float64(b.meta.Bytes))
 	c.metrics.records.Add(float64(b.meta.Count))
