@@ -143,18 +143,68 @@ func TestReadsFormat11(t *testing.T) {
 	}
 }
 
+// TestReadsFormat12: a file the format 1.2 writer wrote (before format 2,
+// testdata/v1.2.parquet: v11Records, RowGroupRows 100, stream
+// IF2406.trades, sealed_at 1795341700000000000) reads with all of 1.2's
+// checks: metadata checksum, trusted bloom filters, seeks to a block.
+func TestReadsFormat12(t *testing.T) {
+	b, err := os.ReadFile("testdata/v1.2.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := v11Records()
+	r := openBytes(t, b)
+	if v, _ := r.file.Lookup(MetaFormatVersion); v != "1.2" || !r.Checksummed() {
+		t.Fatalf("testdata file is format %q, checksummed %t", v, r.Checksummed())
+	}
+	if got := r.Meta(); got.Digest != digestOf(recs) || got.Base != 1000 || got.Count != 300 || got.SealedAt.UnixNano() != 1795341700000000000 {
+		t.Fatalf("meta %+v does not describe v11Records", got)
+	}
+	if err := r.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	all := tiers.AllRecords()
+	key := all
+	key.HasKey, key.Key = true, "IF2406"
+	absent := all
+	absent.HasKey, absent.Key = true, "no-such-key"
+	mid := all
+	mid.From = 1150
+	for name, q := range map[string]tiers.Query{"all": all, "key": key, "absent key": absent, "from the middle": mid} {
+		before := r.RowGroupsRead()
+		scanChecked(t, name, r, q, matching(recs, q))
+		if name == "absent key" && r.RowGroupsRead() != before {
+			t.Fatalf("%s: read %d row groups: a 1.2 bloom filter prunes", name, r.RowGroupsRead()-before)
+		}
+	}
+	// A flipped bit in the metadata is found as in any 1.2 file.
+	wantCorrupt(t, openErr(bytes.Replace(b, []byte("IF2406.trades"), []byte("IF2406.tradez"), 1)), nil)
+}
+
+// openErr opens b and returns the error.
+func openErr(b []byte) error {
+	_, err := Open(context.Background(), bytes.NewReader(b), int64(len(b)), "t.parquet")
+	return err
+}
+
 // TestFormat12Metadata: Write records every row group's rows, ts bounds,
 // bloom filter CRC and checksum blocks within the caps, and the metadata
 // checksum; Open trusts them.
 func TestFormat12Metadata(t *testing.T) {
+	for version, want := range map[int]string{1: "1.2", 2: "2.0"} {
+		t.Run(want, func(t *testing.T) { testFormatMetadata(t, version, want) })
+	}
+}
+
+func testFormatMetadata(t *testing.T, version int, wantVersion string) {
 	recs := uniformRecords(30_000, 5, 100, 20, 1_700_000_000_000_000_000)
 	recs[17].Value = make([]byte, 300<<10) // one record larger than a block
-	b, info := writeBytes(t, "s", recs, Options{RowGroupRows: 12_000})
+	b, info := writeBytes(t, "s", recs, Options{RowGroupRows: 12_000, Version: version})
 	r := openBytes(t, b)
 	if !r.Checksummed() || info.RowGroups != 3 {
 		t.Fatalf("checksummed %t, %d row groups", r.Checksummed(), info.RowGroups)
 	}
-	if v, _ := r.file.Lookup(MetaFormatVersion); v != "1.2" {
+	if v, _ := r.file.Lookup(MetaFormatVersion); v != wantVersion {
 		t.Fatalf("format_version %q", v)
 	}
 	next := 0

@@ -72,18 +72,60 @@ func columnChunk(t *testing.T, b []byte, rg, col int) (start, size int64) {
 	return start, md.TotalCompressedSize
 }
 
+// leafOf returns the column index of the leaf at path in b's schema.
+func leafOf(t testing.TB, b []byte, path ...string) int {
+	t.Helper()
+	f, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, ok := f.Schema().Lookup(path...)
+	if !ok {
+		t.Fatalf("no column %v", path)
+	}
+	return lc.ColumnIndex
+}
+
+// valueChunk returns the larger of the value columns' chunks in row group
+// rg (format 2 splits values into value and value_bin).
+func valueChunk(t *testing.T, b []byte, rg int) (start, size int64) {
+	start, size = columnChunk(t, b, rg, leafOf(t, b, ColValue))
+	if _, ok := parquetSchema(t, b).Lookup(ColValueBin); ok {
+		if s2, n2 := columnChunk(t, b, rg, leafOf(t, b, ColValueBin)); n2 > size {
+			return s2, n2
+		}
+	}
+	return start, size
+}
+
+func parquetSchema(t *testing.T, b []byte) *parquet.Schema {
+	f, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Schema()
+}
+
+// TestDamagedFiles runs over files of both formats a Write writes.
 func TestDamagedFiles(t *testing.T) {
+	for _, version := range []int{1, 2} {
+		t.Run(fmt.Sprintf("format %d", version), func(t *testing.T) { testDamagedFiles(t, version) })
+	}
+}
+
+func testDamagedFiles(t *testing.T, version int) {
 	recs := mixedRecords(1200, 500)
-	good, info := writeBytes(t, "s", recs, Options{RowGroupRows: 400})
+	good, info := writeBytes(t, "s", recs, Options{RowGroupRows: 400, Version: version})
 	if info.RowGroups != 3 {
 		t.Fatalf("%d row groups, want 3", info.RowGroups)
 	}
 	footerLen := int64(binary.LittleEndian.Uint32(good[len(good)-8:]))
 	footerStart := int64(len(good)) - 8 - footerLen
-	valueStart, valueSize := columnChunk(t, good, 1, 4)
+	valueStart, valueSize := valueChunk(t, good, 1)
+	keyCol := leafOf(t, good, ColKey)
 	// Hand-made files carry format 1.1 metadata: without tierd.row_groups
 	// and its checksum the 1.1 reader's checks are the ones tested.
-	meta, err := metadataOf(&info.Meta, nil)
+	meta, err := metadataOf(&info.Meta, nil, FormatVersion1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +181,7 @@ func TestDamagedFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			md := f.Metadata().RowGroups[0].Columns[2].MetaData
+			md := f.Metadata().RowGroups[0].Columns[keyCol].MetaData
 			if md.DictionaryPageOffset <= 0 {
 				t.Fatal("key column has no dictionary page")
 			}
@@ -166,7 +208,7 @@ func TestDamagedFiles(t *testing.T) {
 		{"wrong digest", func([]byte) []byte { return writeRaw(t, recs, with(MetaDigest, otherDigest)) }, ErrDigestMismatch},
 		{"wrong max_ts", func([]byte) []byte { return writeRaw(t, recs, with(MetaMaxTS, "9000000000000000000")) }, ErrDigestMismatch},
 		{"wrong base", func([]byte) []byte { return writeRaw(t, recs, with(MetaBase, "501")) }, ErrNotSegment},
-		{"unknown format version", func([]byte) []byte { return writeRaw(t, recs, with(MetaFormatVersion, "2")) }, ErrUnsupportedVersion},
+		{"unknown format version", func([]byte) []byte { return writeRaw(t, recs, with(MetaFormatVersion, "3")) }, ErrUnsupportedVersion},
 		{"rows out of order", func([]byte) []byte {
 			swapped := append([]tiers.Record(nil), recs...)
 			swapped[5], swapped[6] = swapped[6], swapped[5]
@@ -389,13 +431,19 @@ func FuzzOpen(f *testing.F) {
 // never returns records a damaged dictionary page changed. parquet-go does
 // not check a dictionary page's CRC; checkDictionaries does.
 func TestDictionaryBitFlipFailsTheScan(t *testing.T) {
+	for _, version := range []int{1, 2} {
+		t.Run(fmt.Sprintf("format %d", version), func(t *testing.T) { testDictionaryBitFlipFailsTheScan(t, version) })
+	}
+}
+
+func testDictionaryBitFlipFailsTheScan(t *testing.T, version int) {
 	recs := mixedRecords(600, 100)
-	good, _ := writeBytes(t, "s", recs, Options{RowGroupRows: 300})
+	good, _ := writeBytes(t, "s", recs, Options{RowGroupRows: 300, Version: version})
 	f, err := parquet.OpenFile(bytes.NewReader(good), int64(len(good)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, col := range []int{2, 3} { // key, tags
+	for _, col := range []int{leafOf(t, good, ColKey), leafOf(t, good, ColTags, "list", "element")} {
 		md := f.Metadata().RowGroups[1].Columns[col].MetaData
 		if md.DictionaryPageOffset <= 0 {
 			t.Fatalf("column %d has no dictionary page", col)

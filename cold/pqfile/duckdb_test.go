@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parquet-go/parquet-go/format"
 
@@ -88,11 +89,41 @@ func writeFile(t *testing.T, path, stream string, recs []tiers.Record, opts Opti
 // wrote, field for field, with ts as TIMESTAMP_NS, and sees the tierd
 // metadata, the statistics and the key bloom filter.
 func TestDuckDBReadsSameRows(t *testing.T) {
+	for _, version := range []int{1, 2} {
+		t.Run(fmt.Sprintf("format %d", version), func(t *testing.T) { testDuckDBReadsSameRows(t, version) })
+	}
+}
+
+// duckdbRowsV2 is read.mjs's default query for a format 2 file: the same
+// columns, ts_ns rebuilt from ts (µs) and ts_nanos, the value's bytes from
+// whichever of value (JSON, as UTF-8) and value_bin is set, and which are
+// NULL.
+func duckdbRowsV2(t *testing.T, path string) []map[string]any {
+	return duckdb(t, "--sql", fmt.Sprintf(`
+		SELECT "offset"::VARCHAR AS "offset",
+		       (epoch_us(ts) * 1000 + ts_nanos)::VARCHAR AS ts_ns,
+		       typeof(ts) AS ts_type,
+		       strftime(ts, '%%Y-%%m-%%d') AS day,
+		       key, tags,
+		       coalesce(hex(encode(value::VARCHAR)), hex(value_bin)) AS value_hex,
+		       (value IS NOT NULL)::VARCHAR AS is_json,
+		       (value_bin IS NOT NULL)::VARCHAR AS is_bin,
+		       typeof(value) AS value_type
+		  FROM read_parquet(%s) ORDER BY "offset"`, sqlString(path)))
+}
+
+func testDuckDBReadsSameRows(t *testing.T, version int) {
 	recs := mixedRecords(2100, 1<<40)
 	path := filepath.Join(t.TempDir(), "seg.parquet")
-	info := writeFile(t, path, "IF2406", recs, Options{RowGroupRows: 700})
+	info := writeFile(t, path, "IF2406", recs, Options{RowGroupRows: 700, Version: version})
 
-	rows := duckdb(t, path)
+	var rows []map[string]any
+	wantTSType, fv := "TIMESTAMP_NS", FormatVersion1
+	if version == 2 {
+		rows, wantTSType, fv = duckdbRowsV2(t, path), "TIMESTAMP", FormatVersion
+	} else {
+		rows = duckdb(t, path)
+	}
 	if len(rows) != len(recs) {
 		t.Fatalf("DuckDB read %d rows, want %d", len(rows), len(recs))
 	}
@@ -113,8 +144,17 @@ func TestDuckDBReadsSameRows(t *testing.T) {
 		if rec.TS, err = strconv.ParseInt(got["ts_ns"].(string), 10, 64); err != nil {
 			t.Fatal(err)
 		}
-		if got["ts_type"] != "TIMESTAMP_NS" {
-			t.Fatalf("DuckDB types ts as %v, want TIMESTAMP_NS", got["ts_type"])
+		if got["ts_type"] != wantTSType {
+			t.Fatalf("DuckDB types ts as %v, want %s", got["ts_type"], wantTSType)
+		}
+		if version == 2 {
+			js := isJSON(r.Value)
+			if got["is_json"] != strconv.FormatBool(js) || got["is_bin"] != strconv.FormatBool(!js) || got["value_type"] != "JSON" {
+				t.Fatalf("row %d: value set %v, value_bin set %v (type %v); the value is JSON: %t", i, got["is_json"], got["is_bin"], got["value_type"], js)
+			}
+			if day := time.Unix(0, r.TS).UTC().Format(time.DateOnly); got["day"] != day {
+				t.Fatalf("row %d: DuckDB's day of ts is %v, the UTC day %s", i, got["day"], day)
+			}
 		}
 		if !rec.Equal(&r) {
 			t.Fatalf("row %d: DuckDB read %s, want %s", i, abbrev(rec), abbrev(r))
@@ -127,7 +167,7 @@ func TestDuckDBReadsSameRows(t *testing.T) {
 	for _, r := range kv {
 		gotKV[r["k"].(string)] = r["v"].(string)
 	}
-	want, err := metadataOf(&info.Meta, nil)
+	want, err := metadataOf(&info.Meta, nil, fv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,19 +8,24 @@ import (
 	"github.com/parquet-go/parquet-go"
 )
 
-// FormatVersion is the format version Write puts in tierd.format_version.
-// A reader accepts every major version it knows (only 1 so far) and rejects
-// others with ErrUnsupportedVersion; a minor version ("1.1", "1.2") only ever
-// adds things a version-1 reader may ignore.
-const FormatVersion = "1.2"
+// FormatVersion is the format version Write puts in tierd.format_version
+// (Options.Version 0 or 2). A reader accepts every major version it knows
+// (1 and 2) and rejects others with ErrUnsupportedVersion; a minor version
+// ("1.1", "1.2") only ever adds things a reader of its major may ignore.
+const FormatVersion = "2.0"
 
-// formatMajor is the major version this package reads.
-const formatMajor = 1
+// formatMajor is the newest major version this package reads (it reads
+// 1 and 2).
+const formatMajor = 2
 
-// minorChecksums is the first minor version whose files carry checksums
-// (tierd.meta_crc32c, and tierd.row_groups with per-block record CRCs and
-// bloom filter CRCs); a reader requires them in files of this minor
-// version or later.
+// FormatVersion1 is what Write writes with Options.Version 1: the last
+// format 1 (kept so tierbench can compare both in one run).
+const FormatVersion1 = "1.2"
+
+// minorChecksums is the first minor version of format 1 whose files carry
+// checksums (tierd.meta_crc32c, and tierd.row_groups with per-block record
+// CRCs and bloom filter CRCs); a reader requires them in files of this
+// minor version or later, and in every format 2 file.
 const minorChecksums = 2
 
 // File key/value metadata keys. Each file carries all of them, so a catalog
@@ -44,6 +49,10 @@ const (
 	// MetaChecksum (format 1.2) is the CRC32C of the other tierd.* keys
 	// and values (metaChecksum), so a flipped bit in any of them is found.
 	MetaChecksum = "tierd.meta_crc32c"
+	// MetaColumns (format 2) is the JSON array of the file's typed
+	// columns (Column), "[]" for none: the schema is the base columns and
+	// exactly these.
+	MetaColumns = "tierd.columns"
 )
 
 // Column names, in schema order.
@@ -53,6 +62,10 @@ const (
 	ColKey    = "key"
 	ColTags   = "tags"
 	ColValue  = "value"
+	// Format 2: ts is Unix µs (floor of ts_ns / 1000) and ts_nanos the
+	// rest (0..999); value holds JSON values, value_bin every other value.
+	ColTSNanos  = "ts_nanos"
+	ColValueBin = "value_bin"
 )
 
 // Sentinel errors. Those that describe a damaged file reach the caller
@@ -101,7 +114,8 @@ type row struct {
 	Value  []byte   `parquet:"value,plain"`
 }
 
-// schema is the Parquet schema of format version 1.
+// schema is the Parquet schema of format version 1; schemaV2 builds
+// format 2's.
 var schema = parquet.SchemaOf(row{})
 
 // Options tune Write. The zero value means the defaults.
@@ -120,6 +134,21 @@ type Options struct {
 	RowGroupBytes int64
 	// SealedAt, when set, is written as tierd.sealed_at.
 	SealedAt time.Time
+	// Version is the format to write: 0 or 2 for format 2.0, 1 for format
+	// 1.2 as tierd wrote it before (for benchmarks that compare the two).
+	Version int
+	// Columns are the typed columns of a format 2 file (after the base
+	// columns, in this order), projected from each JSON value by
+	// Projector. A format 1 file has none.
+	Columns []Column
+	// Projector projects values onto Columns; nil means NewProjector(Columns).
+	Projector Projector
+	// OnProjection, when set, is called once per typed column after a
+	// successful Write with how many rows got NULL there (the field was
+	// missing or of another type, or the value was not JSON), so the cold
+	// tier can count them. A failed Write reports nothing: its upload is
+	// retried and would count twice. Info.ColumnMisses has the same.
+	OnProjection func(column string, misses int64)
 }
 
 // Defaults of Options.

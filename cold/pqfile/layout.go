@@ -30,10 +30,10 @@ import (
 //   - page index and bloom filter ranges lie inside the file, so no
 //     damaged length makes parquet-go allocate gigabytes.
 func (rd *Reader) checkLayout() error {
-	leaves := schema.Columns()
+	leaves := rd.schema.Columns()
 	types := make([]format.Type, len(leaves))
 	for i, path := range leaves {
-		lc, ok := schema.Lookup(path...)
+		lc, ok := rd.schema.Lookup(path...)
 		if !ok {
 			return fmt.Errorf("pqfile: schema has no leaf %v", path) // cannot happen: our own schema
 		}

@@ -208,20 +208,21 @@ func metaChecksum(kv []format.KeyValue) (string, error) {
 	return string(appendHex32(nil, crc)), nil
 }
 
-// parseVersion parses tierd.format_version: "1" (minor 0) or "1.<minor>"
-// with a decimal minor without leading zeros. Another major is
-// ErrUnsupportedVersion; anything else is not a version.
-func parseVersion(v string) (minor int, err error) {
-	major, rest, hasMinor := strings.Cut(v, ".")
-	if n, err := strconv.Atoi(major); err != nil || n != formatMajor || major != strconv.Itoa(n) {
-		return 0, fmt.Errorf("%w: %s is %q, this reader knows major version %d", ErrUnsupportedVersion, MetaFormatVersion, v, formatMajor)
+// parseVersion parses tierd.format_version: "<major>" (minor 0) or
+// "<major>.<minor>", both decimal without leading zeros. A major other than
+// 1 and 2 is ErrUnsupportedVersion; anything else is not a version.
+func parseVersion(v string) (major, minor int, err error) {
+	ms, rest, hasMinor := strings.Cut(v, ".")
+	major, err = strconv.Atoi(ms)
+	if err != nil || major < 1 || major > formatMajor || ms != strconv.Itoa(major) {
+		return 0, 0, fmt.Errorf("%w: %s is %q, this reader knows major versions 1 to %d", ErrUnsupportedVersion, MetaFormatVersion, v, formatMajor)
 	}
 	if !hasMinor {
-		return 0, nil
+		return major, 0, nil
 	}
 	m, err := strconv.Atoi(rest)
 	if err != nil || m < 0 || rest != strconv.Itoa(m) {
-		return 0, fmt.Errorf("%w: %s %q is not a version", ErrNotSegment, MetaFormatVersion, v)
+		return 0, 0, fmt.Errorf("%w: %s %q is not a version", ErrNotSegment, MetaFormatVersion, v)
 	}
-	return m, nil
+	return major, m, nil
 }

@@ -156,33 +156,38 @@ func TestRoundTrip(t *testing.T) {
 		{"base near 2^40, small row groups", 1<<40 - 17, 5000, Options{RowGroupRows: 700, Level: 1}},
 		{"byte-capped row groups, best level", 12345, 2500, Options{RowGroupBytes: 256 << 10, Level: 19}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			recs := mixedRecords(tt.n, tt.base)
-			b, info := writeBytes(t, "IF2406.trades", recs, tt.opts)
-			want := tiers.SegmentMeta{
-				Stream: "IF2406.trades", Base: tt.base, Last: tt.base + uint64(tt.n) - 1, Count: uint64(tt.n),
-				MinTS: math.MaxInt64, MaxTS: math.MinInt64, Digest: digestOf(recs), Bytes: int64(len(b)),
-			}
-			for _, r := range recs {
-				want.MinTS, want.MaxTS = min(want.MinTS, r.TS), max(want.MaxTS, r.TS)
-			}
-			if info.Meta != want {
-				t.Fatalf("Write Info.Meta = %+v\nwant %+v", info.Meta, want)
-			}
-			r := openBytes(t, b)
-			want.Placements = tiers.Of(tiers.Cold)
-			if r.Meta() != want {
-				t.Fatalf("Reader.Meta = %+v\nwant %+v", r.Meta(), want)
-			}
-			if r.RowGroups() != info.RowGroups {
-				t.Fatalf("reader sees %d row groups, writer made %d", r.RowGroups(), info.RowGroups)
-			}
-			sameRecords(t, collect(t, r.Scan(context.Background(), tiers.AllRecords())), recs)
-			if err := r.Verify(context.Background()); err != nil {
-				t.Fatalf("Verify: %v", err)
-			}
-		})
+	for _, version := range []int{1, 2} {
+		for _, tt := range tests {
+			tt.opts.Version = version
+			t.Run(fmt.Sprintf("format %d/%s", version, tt.name), func(t *testing.T) { testRoundTrip(t, tt.base, tt.n, tt.opts) })
+		}
+	}
+}
+
+func testRoundTrip(t *testing.T, base uint64, n int, opts Options) {
+	recs := mixedRecords(n, base)
+	b, info := writeBytes(t, "IF2406.trades", recs, opts)
+	want := tiers.SegmentMeta{
+		Stream: "IF2406.trades", Base: base, Last: base + uint64(n) - 1, Count: uint64(n),
+		MinTS: math.MaxInt64, MaxTS: math.MinInt64, Digest: digestOf(recs), Bytes: int64(len(b)),
+	}
+	for _, r := range recs {
+		want.MinTS, want.MaxTS = min(want.MinTS, r.TS), max(want.MaxTS, r.TS)
+	}
+	if info.Meta != want {
+		t.Fatalf("Write Info.Meta = %+v\nwant %+v", info.Meta, want)
+	}
+	r := openBytes(t, b)
+	want.Placements = tiers.Of(tiers.Cold)
+	if r.Meta() != want {
+		t.Fatalf("Reader.Meta = %+v\nwant %+v", r.Meta(), want)
+	}
+	if r.RowGroups() != info.RowGroups {
+		t.Fatalf("reader sees %d row groups, writer made %d", r.RowGroups(), info.RowGroups)
+	}
+	sameRecords(t, collect(t, r.Scan(context.Background(), tiers.AllRecords())), recs)
+	if err := r.Verify(context.Background()); err != nil {
+		t.Fatalf("Verify: %v", err)
 	}
 }
 

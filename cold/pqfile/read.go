@@ -27,8 +27,12 @@ type Reader struct {
 	// is minorChecksums or later: the tierd metadata is checksummed, and
 	// tierd.row_groups gives each row group's bounds, the CRC32C of its
 	// key bloom filter and of each block of its records.
-	minor     int
-	checksums bool
+	major, minor int
+	checksums    bool
+	// schema is the schema the file must have: format 1's, or format 2's
+	// with the typed columns tierd.columns lists (columns).
+	schema  *parquet.Schema
+	columns []Column
 	// footerStart is the offset of the Thrift footer: every page, index
 	// and filter lies before it.
 	footerStart int64
@@ -120,7 +124,7 @@ func (rd *Reader) open() error {
 	if err := rd.checkMeta(); err != nil {
 		return err
 	}
-	if !parquet.EqualNodes(f.Schema(), schema) {
+	if !parquet.EqualNodes(f.Schema(), rd.schema) {
 		return fmt.Errorf("%w: schema %s", ErrNotSegment, strings.Join(strings.Fields(f.Schema().String()), " "))
 	}
 	return rd.checkGroups()
@@ -134,15 +138,15 @@ func (rd *Reader) checkMeta() error {
 	if !ok {
 		return fmt.Errorf("%w: no %s in the file metadata", ErrNotSegment, MetaFormatVersion)
 	}
-	minor, err := parseVersion(v)
+	major, minor, err := parseVersion(v)
 	if err != nil {
 		return err
 	}
-	rd.minor = minor
+	rd.major, rd.minor = major, minor
 	// A checksum present is checked whatever the version says, so a flip
 	// that turns "1.2" into "1.0" cannot switch the checks off.
 	sum, hasSum := f.Lookup(MetaChecksum)
-	if hasSum || minor >= minorChecksums {
+	if hasSum || minor >= minorChecksums || major >= 2 {
 		if !hasSum {
 			return fmt.Errorf("%w: format %s without %s", ErrNotSegment, v, MetaChecksum)
 		}
@@ -154,6 +158,17 @@ func (rd *Reader) checkMeta() error {
 			return fmt.Errorf("%w: %s is %q, the tierd metadata sums to %q", ErrDigestMismatch, MetaChecksum, sum, want)
 		}
 		rd.checksums = true
+	}
+	rd.schema = schema
+	if major >= 2 {
+		cv, ok := f.Lookup(MetaColumns)
+		if !ok {
+			return fmt.Errorf("%w: format %s without %s", ErrNotSegment, v, MetaColumns)
+		}
+		if rd.columns, err = decodeColumns(cv); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotSegment, err)
+		}
+		rd.schema = schemaV2(rd.columns)
 	}
 	get := func(key string) (string, error) {
 		v, ok := f.Lookup(key)
@@ -254,7 +269,7 @@ func (rd *Reader) checkGroups() error {
 	if rd.checksums {
 		v, ok := rd.file.Lookup(MetaRowGroups)
 		if !ok {
-			return fmt.Errorf("%w: format %d.%d without %s", ErrNotSegment, formatMajor, rd.minor, MetaRowGroups)
+			return fmt.Errorf("%w: format %d.%d without %s", ErrNotSegment, rd.major, rd.minor, MetaRowGroups)
 		}
 		if metas, err = decodeRowGroups(v, len(rd.file.RowGroups())); err != nil {
 			return fmt.Errorf("%w: %v", ErrNotSegment, err)
@@ -272,13 +287,26 @@ func (rd *Reader) checkGroups() error {
 			return fmt.Errorf("%w: row group %d: offset statistics %d..%d (present: %t), want %d..%d", ErrNotSegment, i, lo, hi, ok, g.first, g.last)
 		}
 		lo, hi, ok = rd.int64Stats(i, rd.colTS)
-		if !ok || lo > hi || lo < rd.meta.MinTS || hi > rd.meta.MaxTS {
-			return fmt.Errorf("%w: row group %d: ts statistics %d..%d (present: %t) outside the file's %d..%d", ErrNotSegment, i, lo, hi, ok, rd.meta.MinTS, rd.meta.MaxTS)
+		// Format 2's ts column holds µs: its statistics are the row
+		// group's ns bounds (from tierd.row_groups) rounded down.
+		fileLo, fileHi := rd.meta.MinTS, rd.meta.MaxTS
+		if rd.major >= 2 {
+			fileLo, _ = splitTS(fileLo)
+			fileHi, _ = splitTS(fileHi)
+		}
+		if !ok || lo > hi || lo < fileLo || hi > fileHi {
+			return fmt.Errorf("%w: row group %d: ts statistics %d..%d (present: %t) outside the file's %d..%d", ErrNotSegment, i, lo, hi, ok, fileLo, fileHi)
 		}
 		g.minTS, g.maxTS = lo, hi
 		if metas != nil {
 			m := &metas[i]
-			if m.rows != n || m.minTS != lo || m.maxTS != hi {
+			wantLo, wantHi := m.minTS, m.maxTS
+			if rd.major >= 2 {
+				wantLo, _ = splitTS(wantLo)
+				wantHi, _ = splitTS(wantHi)
+				g.minTS, g.maxTS = m.minTS, m.maxTS
+			}
+			if m.rows != n || wantLo != lo || wantHi != hi {
 				return fmt.Errorf("%w: row group %d: footer says %d rows, ts %d..%d; %s says %d rows, ts %d..%d",
 					ErrNotSegment, i, n, lo, hi, MetaRowGroups, m.rows, m.minTS, m.maxTS)
 			}

@@ -149,7 +149,10 @@ func (rd *Reader) readGroup(ctx context.Context, g *groupInfo, from uint64, fn f
 			block++
 		}
 	}
+	// Format 1 decodes into row structs; format 2 reads parquet.Rows
+	// (a struct cannot tell NULL from empty) and decodeRow2 checks them.
 	var pr *parquet.GenericReader[row]
+	var rows parquet.Rows
 	err := protect(func() error {
 		if err := rd.checkDictionaries(g.index); err != nil {
 			return err
@@ -162,6 +165,13 @@ func (rd *Reader) readGroup(ctx context.Context, g *groupInfo, from uint64, fn f
 				return err
 			}
 		}
+		if rd.major >= 2 {
+			rows = g.rg.Rows()
+			if start > 0 {
+				return rows.SeekToRow(start)
+			}
+			return nil
+		}
 		pr = parquet.NewGenericRowGroupReader[row](g.rg)
 		if start > 0 {
 			return pr.SeekToRow(start)
@@ -169,12 +179,23 @@ func (rd *Reader) readGroup(ctx context.Context, g *groupInfo, from uint64, fn f
 		return nil
 	})
 	if err != nil {
+		if rows != nil {
+			protect(rows.Close) //nolint:errcheck // read-only
+		}
 		return rd.classify(ioErrs, "reading", err)
 	}
-	defer protect(pr.Close) //nolint:errcheck // read-only: nothing to lose
+	if rows != nil {
+		defer protect(rows.Close) //nolint:errcheck // read-only: nothing to lose
+	} else {
+		defer protect(pr.Close) //nolint:errcheck // read-only: nothing to lose
+	}
 
 	bc := blockChecker{rd: rd, g: g, block: block}
 	batch := make([]row, readBatchRows)
+	var prows []parquet.Row
+	if rows != nil {
+		prows = make([]parquet.Row, readBatchRows)
+	}
 	want := g.first + uint64(start)
 	var rec tiers.Record // one variable: fn gets its address, which escapes
 	for want <= g.last {
@@ -183,9 +204,21 @@ func (rd *Reader) readGroup(ctx context.Context, g *groupInfo, from uint64, fn f
 		}
 		clear(batch) // fresh slices per record: records own their bytes
 		n := 0
+		var shapeErr error
 		err := protect(func() error {
 			var err error
-			n, err = pr.Read(batch[:min(uint64(len(batch)), g.last-want+1)])
+			k := min(uint64(len(batch)), g.last-want+1)
+			if rows != nil {
+				n, err = rows.ReadRows(prows[:k])
+				for i := range n {
+					if shapeErr = decodeRow2(prows[i], &batch[i]); shapeErr != nil {
+						shapeErr = fmt.Errorf("%w: row at offset %d: %v", ErrNotSegment, want+uint64(i), shapeErr)
+						return nil
+					}
+				}
+			} else {
+				n, err = pr.Read(batch[:k])
+			}
 			if errors.Is(err, io.EOF) && n > 0 {
 				err = nil
 			}
@@ -196,6 +229,9 @@ func (rd *Reader) readGroup(ctx context.Context, g *groupInfo, from uint64, fn f
 				err = fmt.Errorf("row group ends at offset %d, want %d", want, g.last)
 			}
 			return rd.classify(ioErrs, "reading", err)
+		}
+		if shapeErr != nil {
+			return rd.corrupt(shapeErr)
 		}
 		for i := range n {
 			b := &batch[i]

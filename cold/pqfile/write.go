@@ -24,6 +24,9 @@ type Info struct {
 	Meta tiers.SegmentMeta
 	// RowGroups is the number of row groups in the file.
 	RowGroups int
+	// ColumnMisses[i] is how many rows got NULL in Options.Columns[i]
+	// (Options.OnProjection).
+	ColumnMisses []int64
 }
 
 // Tuning that is not worth an option.
@@ -60,6 +63,28 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 		return Info{}, fmt.Errorf("pqfile: write: %w", err)
 	}
 	opts = opts.withDefaults()
+	version, err := opts.version()
+	if err != nil {
+		return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, err)
+	}
+	v2 := version == FormatVersion
+	var proj Projector
+	if len(opts.Columns) > 0 {
+		if !v2 {
+			return Info{}, fmt.Errorf("pqfile: write %s: format %s has no typed columns", stream, version)
+		}
+		if err := validateColumns(opts.Columns); err != nil {
+			return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, err)
+		}
+		if proj = opts.Projector; proj == nil {
+			if NewProjector == nil {
+				return Info{}, fmt.Errorf("pqfile: write %s: typed columns without a Projector", stream)
+			}
+			if proj, err = NewProjector(opts.Columns); err != nil {
+				return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, err)
+			}
+		}
+	}
 	codec, err := newZstdCodec(opts.encoderLevel())
 	if err != nil {
 		return Info{}, err
@@ -67,8 +92,7 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 	defer codec.Close()
 	cw := &countingWriter{w: w}
 	blooms := &bloomBuffers{}
-	pw := parquet.NewGenericWriter[row](cw,
-		schema,
+	wopts := []parquet.WriterOption{
 		parquet.Compression(codec),
 		parquet.MaxRowsPerRowGroup(int64(opts.RowGroupRows)),
 		parquet.PageBufferSize(pageBufferBytes),
@@ -78,29 +102,50 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 		// last row group, so Write sees their bytes and can put their
 		// CRC32C in tierd.row_groups before the footer is written.
 		parquet.DeferBloomFiltersWithBuffers(blooms),
-		parquet.CreatedBy("tierd", "pqfile/v"+FormatVersion, ""),
+		parquet.CreatedBy("tierd", "pqfile/v"+version, ""),
 		// Page statistics go to the column index (page index), which
 		// engines use to skip pages; chunk statistics always exist.
 		parquet.DataPageStatistics(true),
 		// value bounds in the page index would be arbitrary payload
 		// prefixes: useless for pruning, and they leak data into the footer.
+		// (Each option names one column's path.)
 		parquet.SkipPageBounds(ColValue),
+		parquet.SkipPageBounds(ColValueBin),
 		// Nor does a value page's header carry its min and max: parquet-go
 		// would copy both whole (twice: the deprecated fields too) into
 		// every page header, which made 200 KiB random values cost 3× their
 		// size. offset and ts keep theirs; pruning needs them.
 		parquet.SkipPageStatistics(ColValue),
-	)
+		parquet.SkipPageStatistics(ColValueBin),
+	}
+	var pw pqWriter
+	var pw1 *parquet.GenericWriter[row]
+	var pw2 *parquet.Writer
+	if v2 {
+		pw2 = parquet.NewWriter(cw, append(wopts, schemaV2(opts.Columns))...)
+		pw = pw2
+	} else {
+		pw1 = parquet.NewGenericWriter[row](cw, append(wopts, schema)...)
+		pw = pw1
+	}
 
 	s := writeState{
 		opts:   opts,
-		pw:     pw,
+		pw1:    pw1,
+		pw2:    pw2,
+		proj:   proj,
 		blooms: blooms,
 		dig:    tiers.NewDigester(),
 		batch:  make([]row, 0, batchRows),
 		minTS:  math.MaxInt64,
 		maxTS:  math.MinInt64,
 		stream: stream,
+	}
+	if v2 {
+		s.batch = nil
+		s.rows = make([]parquet.Row, 0, batchRows)
+		s.projOut = make([]Value, len(opts.Columns))
+		s.misses = make([]int64, len(opts.Columns))
 	}
 	s.resetGroup()
 	for r, err := range records {
@@ -136,7 +181,7 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 		Digest: s.dig.Sum(),
 	}
 	meta.SealedAt = s.opts.SealedAt
-	md, err := metadataOf(&meta, s.groups)
+	md, err := metadataOf(&meta, s.groups, version, opts.Columns)
 	if err != nil {
 		return Info{}, fmt.Errorf("pqfile: write %s: %w", stream, err)
 	}
@@ -161,13 +206,39 @@ func Write(ctx context.Context, w io.Writer, stream string, records iter.Seq2[ti
 		}
 	}
 	meta.Bytes = cw.n
-	return Info{Meta: meta, RowGroups: s.rowGroups}, nil
+	if opts.OnProjection != nil {
+		for i, c := range opts.Columns {
+			opts.OnProjection(c.Name, s.misses[i])
+		}
+	}
+	return Info{Meta: meta, RowGroups: s.rowGroups, ColumnMisses: s.misses}, nil
+}
+
+// pqWriter is what Write needs of parquet-go's writers beyond writing rows.
+type pqWriter interface {
+	Flush() error
+	Close() error
+	SetKeyValueMetadata(key, value string)
+	File() parquet.FileView
+}
+
+// version returns the format version o asks for.
+func (o Options) version() (string, error) {
+	switch o.Version {
+	case 0, 2:
+		return FormatVersion, nil
+	case 1:
+		return FormatVersion1, nil
+	}
+	return "", fmt.Errorf("format version %d: this writer writes 1 (as 1.2) and 2", o.Version)
 }
 
 // writeState is Write's loop state.
 type writeState struct {
-	opts   Options
-	pw     *parquet.GenericWriter[row]
+	opts Options
+	// pw1 writes format 1.2 from batch, pw2 format 2 from rows.
+	pw1    *parquet.GenericWriter[row]
+	pw2    *parquet.Writer
 	blooms *bloomBuffers
 	dig    *tiers.Digester
 	stream string
@@ -182,6 +253,13 @@ type writeState struct {
 	batch []row
 	arena []byte   // the batch's values, copied: the iterator may reuse its buffers
 	tags  []string // the batch's tag lists, copied for the same reason
+	// Format 2: rows is the batch; its values point into arena (keys,
+	// tags, values and projected strings). proj projects JSON values into
+	// projOut; misses counts each typed column's NULLs.
+	rows    []parquet.Row
+	proj    Projector
+	projOut []Value
+	misses  []int64
 
 	base, count  uint64
 	minTS, maxTS int64
@@ -221,19 +299,26 @@ func (s *writeState) add(r *tiers.Record) error {
 		s.endBlock()
 	}
 
-	start := len(s.arena)
-	s.arena = append(s.arena, r.Value...)
-	var v []byte
-	if len(r.Value) > 0 {
-		v = s.arena[start:len(s.arena):len(s.arena)]
+	pending := 0
+	if s.pw2 != nil {
+		s.addRow(r)
+		pending = len(s.rows)
+	} else {
+		start := len(s.arena)
+		s.arena = append(s.arena, r.Value...)
+		var v []byte
+		if len(r.Value) > 0 {
+			v = s.arena[start:len(s.arena):len(s.arena)]
+		}
+		var tags []string
+		if len(r.Tags) > 0 {
+			ts := len(s.tags)
+			s.tags = append(s.tags, r.Tags...)
+			tags = s.tags[ts:len(s.tags):len(s.tags)]
+		}
+		s.batch = append(s.batch, row{Offset: int64(r.Offset), TS: r.TS, Key: r.Key, Tags: tags, Value: v})
+		pending = len(s.batch)
 	}
-	var tags []string
-	if len(r.Tags) > 0 {
-		ts := len(s.tags)
-		s.tags = append(s.tags, r.Tags...)
-		tags = s.tags[ts:len(s.tags):len(s.tags)]
-	}
-	s.batch = append(s.batch, row{Offset: int64(r.Offset), TS: r.TS, Key: r.Key, Tags: tags, Value: v})
 	s.rgRows++
 	s.rgBytes += int64(len(s.enc))
 
@@ -241,7 +326,7 @@ func (s *writeState) add(r *tiers.Record) error {
 		return s.flushRowGroup()
 	}
 	// A batch of large values is written early so the arena stays small.
-	if len(s.batch) == cap(s.batch) || len(s.arena) >= pageBufferBytes {
+	if pending == batchRows || len(s.arena) >= pageBufferBytes {
 		return s.writeBatch()
 	}
 	return nil
@@ -249,10 +334,23 @@ func (s *writeState) add(r *tiers.Record) error {
 
 // writeBatch hands the buffered rows to parquet-go, which copies them.
 func (s *writeState) writeBatch() error {
+	if s.pw2 != nil {
+		if len(s.rows) > 0 {
+			if _, err := s.pw2.WriteRows(s.rows); err != nil {
+				return fmt.Errorf("pqfile: write %s: %w", s.stream, err)
+			}
+		}
+		for i := range s.rows {
+			clear(s.rows[i]) // drop references into the arena
+		}
+		s.rows = s.rows[:0]
+		s.arena = s.arena[:0]
+		return nil
+	}
 	if len(s.batch) == 0 {
 		return nil
 	}
-	if _, err := s.pw.Write(s.batch); err != nil {
+	if _, err := s.pw1.Write(s.batch); err != nil {
 		return fmt.Errorf("pqfile: write %s: %w", s.stream, err)
 	}
 	clear(s.batch) // drop references to keys, tags and the arena
@@ -271,7 +369,7 @@ func (s *writeState) flushRowGroup() error {
 	if s.rgRows == 0 {
 		return nil
 	}
-	if err := s.pw.Flush(); err != nil {
+	if err := s.pw().Flush(); err != nil {
 		return fmt.Errorf("pqfile: write %s: flushing row group: %w", s.stream, err)
 	}
 	s.endBlock()
@@ -297,6 +395,14 @@ func (s *writeState) endBlock() {
 	s.block, s.blockBytes = blockMeta{}, 0
 }
 
+// pw returns the parquet-go writer in use.
+func (s *writeState) pw() pqWriter {
+	if s.pw2 != nil {
+		return s.pw2
+	}
+	return s.pw1
+}
+
 // resetGroup starts the description of the next row group.
 func (s *writeState) resetGroup() {
 	s.group = groupMeta{minTS: math.MaxInt64, maxTS: math.MinInt64}
@@ -304,7 +410,7 @@ func (s *writeState) resetGroup() {
 
 // metadataOf returns the tierd key/value metadata describing m and, unless
 // groups is nil, its row groups and the metadata's checksum (format 1.2).
-func metadataOf(m *tiers.SegmentMeta, groups []groupMeta) (map[string]string, error) {
+func metadataOf(m *tiers.SegmentMeta, groups []groupMeta, version string, cols []Column) (map[string]string, error) {
 	md := map[string]string{
 		MetaStream:        m.Stream,
 		MetaBase:          strconv.FormatUint(m.Base, 10),
@@ -313,7 +419,10 @@ func metadataOf(m *tiers.SegmentMeta, groups []groupMeta) (map[string]string, er
 		MetaMinTS:         strconv.FormatInt(m.MinTS, 10),
 		MetaMaxTS:         strconv.FormatInt(m.MaxTS, 10),
 		MetaDigest:        m.Digest.String(),
-		MetaFormatVersion: FormatVersion,
+		MetaFormatVersion: version,
+	}
+	if version == FormatVersion {
+		md[MetaColumns] = encodeColumns(cols)
 	}
 	if !m.SealedAt.IsZero() {
 		md[MetaSealedAt] = strconv.FormatInt(m.SealedAt.UnixNano(), 10)

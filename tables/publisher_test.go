@@ -1,0 +1,282 @@
+package tables
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/table"
+
+	"github.com/tierd/tierd/cold/pqfile"
+	"github.com/tierd/tierd/tiers"
+)
+
+const day = int64(86400e9)
+
+// threeSegments puts three format-2 segments of stream on s, each in its
+// own hour of one day, and returns them and their records.
+func threeSegments(t *testing.T, s store, stream string, popts pqfile.Options) ([]tiers.SegmentMeta, []tiers.Record) {
+	t.Helper()
+	var segs []tiers.SegmentMeta
+	var all []tiers.Record
+	t0 := 20000*day + 1234567
+	for i := range 3 {
+		recs := records(uint64(i*100), 100, t0+int64(i)*3600e9, 1_000_003)
+		segs = append(segs, putSegment(t, s, stream, recs, popts))
+		all = append(all, recs...)
+	}
+	return segs, all
+}
+
+// TestPublishAndScan: a Sync publishes the stream's format-2 objects as they
+// are; iceberg-go's scan reads exactly their records; a second Sync is a
+// no-op; a ts filter plans only the overlapping files.
+func TestPublishAndScan(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		src := newSource()
+		p := open(t, s, src)
+		ctx := context.Background()
+		if _, err := p.Describe(ctx, "orders"); !errors.Is(err, ErrNoTable) {
+			t.Fatalf("Describe before any Sync: %v, want ErrNoTable", err)
+		}
+		segs, want := threeSegments(t, s, "orders", pqfile.Options{RowGroupRows: 40})
+		src.add(segs...)
+
+		res := mustSync(t, p, "orders")
+		if res.Added != 3 || res.Removed != 0 || !res.Committed || res.Files != 3 || len(res.Skipped) != 0 {
+			t.Fatalf("first Sync: %+v", res)
+		}
+		tbl := loadTable(t, p, "orders")
+		sameRecords(t, scanRecords(t, tbl), want)
+
+		again := mustSync(t, p, "orders")
+		if again.Committed || again.Added != 0 || again.SnapshotID != res.SnapshotID || again.Files != 3 {
+			t.Fatalf("second Sync changed the table: %+v (first %+v)", again, res)
+		}
+
+		// The second segment's hour only: one file planned, its records read.
+		m := segs[1]
+		tasks := plannedFiles(t, tbl, tsFilter(m.MinTS, m.MaxTS-1000))
+		if len(tasks) != 1 || tasks[0] != p.fileURI(m) {
+			t.Fatalf("ts filter planned %v, want only %s", tasks, p.fileURI(m))
+		}
+		sameRecords(t, scanRecords(t, tbl, tsFilter(m.MinTS, m.MaxTS)), want[100:200])
+		// Spanning the end of the first and the start of the second: two.
+		if n := len(plannedFiles(t, tbl, tsFilter(segs[0].MaxTS-1e9, segs[1].MinTS+1e9))); n != 2 {
+			t.Fatalf("ts filter over two segments planned %d files, want 2", n)
+		}
+		// Before everything: none.
+		if n := len(plannedFiles(t, tbl, tsFilter(0, segs[0].MinTS-1e6))); n != 0 {
+			t.Fatalf("ts filter before the data planned %d files, want 0", n)
+		}
+		// offset and key prune too.
+		if n := len(plannedFiles(t, tbl, table.WithRowFilter(iceberg.EqualTo(iceberg.Reference("offset"), int64(250))))); n != 1 {
+			t.Fatalf("offset filter planned %d files, want 1", n)
+		}
+		if n := len(plannedFiles(t, tbl, table.WithRowFilter(iceberg.EqualTo(iceberg.Reference("key"), "zzz")))); n != 0 {
+			t.Fatalf("key filter above every key planned %d files, want 0", n)
+		}
+
+		info, err := p.Describe(ctx, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Files != 3 || info.Records != 300 || info.SnapshotID != res.SnapshotID || info.Table != "tierd.orders" ||
+			info.MetadataLocation != tbl.MetadataLocation() {
+			t.Fatalf("Describe: %+v", info)
+		}
+		for _, engine := range []string{"duckdb", "spark", "trino"} {
+			if !strings.Contains(info.Queries[engine], "orders") {
+				t.Fatalf("%s query %q does not name the table", engine, info.Queries[engine])
+			}
+		}
+		if s.opts.SecretKey != "" && strings.Contains(fmt.Sprint(info.Queries), s.opts.SecretKey) {
+			t.Fatal("a query carries the secret key")
+		}
+		t.Logf("%s: metadata %s\nduckdb:\n%s\nspark:\n%s\ntrino:\n%s", s.name, info.MetadataLocation,
+			info.Queries["duckdb"], info.Queries["spark"], info.Queries["trino"])
+	})
+}
+
+// TestDuckDBReadsPlannedFiles: DuckDB over the files an iceberg-go scan
+// plans gives the scan's rows, and the duckdb query Describe returns runs.
+func TestDuckDBReadsPlannedFiles(t *testing.T) {
+	s := fileStore(t)
+	src := newSource()
+	p := open(t, s, src)
+	segs, want := threeSegments(t, s, "IF2406", withColumns(pxColumns))
+	src.add(segs...)
+	mustSync(t, p, "IF2406")
+	tbl := loadTable(t, p, "IF2406")
+	files := plannedFiles(t, tbl)
+	rows := duckdb(t, fmt.Sprintf(`
+		SELECT "offset"::VARCHAR AS o, (epoch_us(ts) * 1000 + ts_nanos)::VARCHAR AS ts_ns, key,
+		       coalesce(hex(encode(value::VARCHAR)), hex(value_bin)) AS value_hex
+		  FROM read_parquet(%s) ORDER BY "offset"`, sqlList(files)))
+	if len(rows) != len(want) {
+		t.Fatalf("DuckDB read %d rows over %d planned files, want %d", len(rows), len(files), len(want))
+	}
+	for i, r := range want {
+		v, err := hex.DecodeString(rows[i]["value_hex"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows[i]["o"] != strconv.FormatUint(r.Offset, 10) || rows[i]["ts_ns"] != strconv.FormatInt(r.TS, 10) ||
+			rows[i]["key"] != r.Key || string(v) != string(r.Value) {
+			t.Fatalf("row %d: DuckDB %v, want %+v", i, rows[i], r)
+		}
+	}
+	// The typed column is in the table and reads back as the JSON field.
+	if _, ok := tbl.Schema().FindFieldByName("px"); !ok {
+		t.Fatalf("schema lacks the typed column px: %s", tbl.Schema())
+	}
+}
+
+// TestRemove: Remove takes the segments' files out in a new snapshot (the
+// caller deletes the objects afterwards); unknown files are ignored.
+func TestRemove(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		src := newSource()
+		p := open(t, s, src)
+		ctx := context.Background()
+		segs, want := threeSegments(t, s, "audit", pqfile.Options{})
+		src.add(segs...)
+		first := mustSync(t, p, "audit")
+		if err := p.Remove(ctx, "audit", segs[:1]); err != nil {
+			t.Fatal(err)
+		}
+		tbl := loadTable(t, p, "audit")
+		if tbl.CurrentSnapshot().SnapshotID == first.SnapshotID {
+			t.Fatal("Remove made no snapshot")
+		}
+		sameRecords(t, scanRecords(t, tbl), want[100:])
+		// Again, and a stream without a table: nothing to do.
+		if err := p.Remove(ctx, "audit", segs[:1]); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Remove(ctx, "nosuch", segs[:1]); err != nil {
+			t.Fatal(err)
+		}
+		if got := loadTable(t, p, "audit").CurrentSnapshot().SnapshotID; got != tbl.CurrentSnapshot().SnapshotID {
+			t.Fatal("a Remove of files not in the table made a snapshot")
+		}
+		// The catalog still lists it (the retention delete did not get to
+		// drop it): the next Sync puts it back, as the catalog is the truth.
+		if res := mustSync(t, p, "audit"); res.Added != 1 {
+			t.Fatalf("Sync after Remove of a still-wanted segment: %+v", res)
+		}
+	})
+}
+
+// TestSyncRepairsCrash: after a crash between the catalog commit and the
+// snapshot (a segment the table lacks) and the other way round (a file in
+// the table the catalog no longer has), one Sync repairs both in one
+// snapshot.
+func TestSyncRepairsCrash(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		src := newSource()
+		p := open(t, s, src)
+		segs, want := threeSegments(t, s, "ticks", pqfile.Options{})
+		src.add(segs[0], segs[1])
+		mustSync(t, p, "ticks")
+		// Crash: segs[2] committed in the catalog, no snapshot; segs[0]
+		// gone from the catalog (say, by a rebuild), still in the table.
+		src.add(segs[2])
+		src.drop("ticks", segs[0].Base)
+		before := loadTable(t, p, "ticks")
+		res := mustSync(t, p, "ticks")
+		if res.Added != 1 || res.Removed != 1 || res.Files != 2 {
+			t.Fatalf("repair Sync: %+v", res)
+		}
+		after := loadTable(t, p, "ticks")
+		if n := len(after.Metadata().Snapshots()) - len(before.Metadata().Snapshots()); n != 1 {
+			t.Fatalf("repair made %d snapshots, want 1", n)
+		}
+		sameRecords(t, scanRecords(t, after), want[100:])
+	})
+}
+
+// TestLegacyObjects: a format-1 object is not published (its ts is in
+// nanoseconds and its value unannotated) but reported in Skipped, never
+// dropped silently; with a Rewrite hook that rewrites it as format 2 it is
+// published in the same Sync.
+func TestLegacyObjects(t *testing.T) {
+	s := fileStore(t)
+	src := newSource()
+	p := open(t, s, src)
+	recs := records(0, 50, 20000*day, 999)
+	old := putSegment(t, s, "legacy", recs, pqfile.Options{Version: 1})
+	src.add(old)
+	res := mustSync(t, p, "legacy")
+	if len(res.Skipped) != 1 || !res.Skipped[0].Legacy || res.Skipped[0].Segment.Base != 0 || res.Added != 0 {
+		t.Fatalf("Sync of a format-1 object: %+v", res)
+	}
+	t.Logf("skipped: %+v", res.Skipped[0].Reason)
+
+	calls := 0
+	o := s.opts
+	o.Segments = src
+	o.Rewrite = func(ctx context.Context, m tiers.SegmentMeta) error {
+		calls++
+		putSegment(t, s, m.Stream, recs, pqfile.Options{})
+		return nil
+	}
+	p2, err := Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	res = mustSync(t, p2, "legacy")
+	if calls != 1 || res.Added != 1 || len(res.Skipped) != 0 {
+		t.Fatalf("Sync with a Rewrite hook: %+v (%d calls)", res, calls)
+	}
+	sameRecords(t, scanRecords(t, loadTable(t, p2, "legacy")), recs)
+}
+
+// TestSchemaEvolution: files with a new typed column add it to the schema;
+// older files read it as NULL; a file whose column has another type than
+// the table's is skipped and reported.
+func TestSchemaEvolution(t *testing.T) {
+	s := fileStore(t)
+	src := newSource()
+	p := open(t, s, src)
+	a := putSegment(t, s, "evo", records(0, 10, 20000*day, 1000), pqfile.Options{})
+	src.add(a)
+	mustSync(t, p, "evo")
+	b := putSegment(t, s, "evo", records(10, 10, 20000*day+1e9, 1000), withColumns(pxColumns))
+	src.add(b)
+	if res := mustSync(t, p, "evo"); res.Added != 1 {
+		t.Fatalf("Sync with a new column: %+v", res)
+	}
+	tbl := loadTable(t, p, "evo")
+	f, ok := tbl.Schema().FindFieldByName("px")
+	if !ok || !f.Type.Equals(iceberg.PrimitiveTypes.Float64) || f.Required {
+		t.Fatalf("px in the schema: %+v %v", f, ok)
+	}
+	at, err := tbl.Scan(table.WithSelectedFields("offset", "px")).ToArrowTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer at.Release()
+	if at.NumRows() != 20 {
+		t.Fatalf("scan: %d rows", at.NumRows())
+	}
+	// A policy that changed px to a string: that file is skipped.
+	c := putSegment(t, s, "evo", records(20, 10, 20000*day+2e9, 1000),
+		withColumns([]pqfile.Column{{Name: "px", Path: "$.px", Type: pqfile.TypeString}}))
+	src.add(c)
+	res := mustSync(t, p, "evo")
+	if res.Added != 0 || len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0].Reason, "px") {
+		t.Fatalf("Sync of a file whose column changed type: %+v", res)
+	}
+	got := scanRecords(t, loadTable(t, p, "evo"))
+	if len(got) != 20 || !slices.IsSortedFunc(got, func(x, y tiers.Record) int { return compareBase(x.Offset, y.Offset) }) {
+		t.Fatalf("scan after the skipped file: %d records", len(got))
+	}
+}
