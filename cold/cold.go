@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tierd/tierd/cold/colproj"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/cold/pqfile"
 	"github.com/tierd/tierd/internal/failpoint"
@@ -36,8 +37,11 @@ type Options struct {
 	RowGroupBytes int64           // default pqfile's
 	CacheBytes    int64           // read cache (default DefaultCacheBytes, 64 MiB)
 	SpoolDir      string          // local directory for files being uploaded (default os.TempDir())
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	// Columns returns the typed columns of a stream's cold files
+	// (policy.Config.ColumnsFor), asked at each upload; nil means none.
+	Columns    func(stream string) []colproj.Column
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Tier is the cold tier over one bucket.
@@ -45,6 +49,7 @@ type Tier struct {
 	opts    Options
 	cache   *blockCache
 	fetched atomic.Int64
+	misses  *prometheus.CounterVec // tierd_cold_column_misses_total
 }
 
 // FetchedBytes is how many bytes reads have fetched from the store since
@@ -91,7 +96,7 @@ func New(opts Options) (*Tier, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Tier{opts: opts, cache: newBlockCache(opts.CacheBytes, opts.Registerer)}, nil
+	return &Tier{opts: opts, cache: newBlockCache(opts.CacheBytes, opts.Registerer), misses: newColumnMisses(opts.Registerer)}, nil
 }
 
 // Close closes the bucket.
@@ -142,6 +147,11 @@ func (t *Tier) pqOptions() pqfile.Options {
 // interrupted upload ends in exactly one object (the key is deterministic
 // and a Put is atomic). It returns the object's size. It does not touch the
 // catalog: committing the placement is the caller's step.
+//
+// The stream's typed columns (Options.Columns, asked at each upload) are
+// projected from each JSON value into the file (cold/colproj); once the
+// upload succeeded, the values each column got NULL for although they were
+// not JSON null count in tierd_cold_column_misses_total{column}.
 func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq2[tiers.Record, error]) (int64, error) {
 	key := ObjectKey(m)
 	size, err := t.checkObject(ctx, key, m)
@@ -166,6 +176,15 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 	defer f.Close()
 	popts := t.pqOptions()
 	popts.SealedAt = m.SealedAt
+	var proj *projection
+	if t.opts.Columns != nil {
+		if proj, err = newProjection(m.Stream, t.opts.Columns(m.Stream)); err != nil {
+			return 0, err
+		}
+		if proj != nil {
+			proj.options(&popts)
+		}
+	}
 	info, err := pqfile.Write(ctx, f, m.Stream, records, popts)
 	if err != nil {
 		return 0, fmt.Errorf("cold: convert %s: %w", key, err)
@@ -199,6 +218,9 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 	}
 	if got != size {
 		return 0, fmt.Errorf("cold: verify %s after upload: stored %d bytes, wrote %d", key, got, size)
+	}
+	if proj != nil {
+		proj.count(t.misses, info.Meta.Count)
 	}
 	return size, nil
 }

@@ -53,6 +53,8 @@ type Config struct {
 	HTTP HTTPConfig
 	// Cluster turns on cluster mode when its catalog is set.
 	Cluster ClusterConfig
+	// Tables publishes the cold tier as Apache Iceberg tables.
+	Tables TablesConfig
 	// Policies are tried in order for each stream; the first whose globs
 	// match applies, and a stream matching none gets DefaultPolicy. Nil
 	// when the file lists none.
@@ -204,6 +206,7 @@ func Default() Config {
 		HTTP:     HTTPConfig{ReadTimeout: DefaultHTTPReadTimeout, IdleTimeout: DefaultHTTPIdleTimeout, MaxConnections: DefaultHTTPMaxConnections},
 		Cluster: ClusterConfig{NodeID: DefaultNodeID(), FlushInterval: DefaultClusterFlushInterval, FlushBytes: DefaultClusterFlushBytes,
 			GCDelay: DefaultClusterGCDelay, CacheBytes: DefaultClusterCacheBytes, CompactionLease: DefaultClusterCompactionLease},
+		Tables: TablesConfig{Enabled: true, Namespace: DefaultTablesNamespace, CommitInterval: DefaultTablesCommitInterval},
 	}
 }
 
@@ -374,6 +377,7 @@ func (v *validator) check(c *Config) {
 	v.checkAuth(c)
 	v.checkHTTP(c)
 	v.checkCluster(c)
+	v.checkTables(c)
 }
 
 // notAbove reports small < big as an error on whichever of the two fields

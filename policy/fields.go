@@ -61,6 +61,7 @@ func configFields(c *Config) []field {
 		{"tls", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, tlsFields(&c.TLS)) }},
 		{"http", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, httpFields(&c.HTTP)) }},
 		{"cluster", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, clusterFields(&c.Cluster)) }},
+		{"tables", func(d *decoder, n ast.Node, p string) { d.mapping(n, p, tablesFields(&c.Tables)) }},
 		{"policies", func(d *decoder, n ast.Node, p string) {
 			d.sequence(n, p, func(d *decoder, n ast.Node, p string) {
 				c.Policies = append(c.Policies, Policy{})
@@ -84,6 +85,7 @@ func policyFields(pol *Policy) []field {
 		{"hot", maxAge(&pol.HotMaxAge)},
 		{"warm", maxAge(&pol.WarmMaxAge)},
 		{"cold", maxAge(&pol.ColdMaxAge)},
+		{"columns", columnsField(&pol.Columns)},
 	}
 }
 

@@ -52,6 +52,9 @@ func parse(file string, data []byte) (Config, *validator, error) {
 		return Config{}, nil, err
 	}
 	v.errs = nil
+	if !cfg.HasColdStore() {
+		cfg.Tables.Enabled = false // nothing to publish (TablesConfig)
+	}
 	return cfg, v, nil
 }
 
@@ -468,6 +471,23 @@ func (d *decoder) integer(n ast.Node, path string, dst *int) {
 		}
 	}
 	d.fail(v, path, "%s is out of range", iv.GetToken().Value)
+}
+
+// boolean decodes true or false.
+func (d *decoder) boolean(n ast.Node, path string, dst *bool) {
+	v, _, err := d.resolve(n)
+	if err != nil {
+		d.fail(n, path, "%v", err)
+		return
+	}
+	switch v := v.(type) {
+	case *ast.BoolNode:
+		*dst = v.Value
+	case nil, *ast.NullNode:
+		d.fail(n, path, "has no value")
+	default:
+		d.fail(v, path, "must be true or false, not %s", kind(v))
+	}
 }
 
 // size decodes a byte count: an integer or a string with a unit.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tierd/tierd/cold/colproj"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -27,6 +28,7 @@ func TestDefaults(t *testing.T) {
 		HTTP:     HTTPConfig{ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConnections: 10000},
 		Cluster: ClusterConfig{NodeID: DefaultNodeID(), FlushInterval: 50 * time.Millisecond, FlushBytes: 8 << 20, GCDelay: 10 * time.Minute,
 			CacheBytes: 1 << 30, CompactionLease: 30 * time.Second},
+		Tables: TablesConfig{Enabled: true, Namespace: "tierd", CommitInterval: 10 * time.Second},
 	}
 	if !reflect.DeepEqual(Default(), want) {
 		t.Fatalf("Default() = %+v, want %+v", Default(), want)
@@ -62,8 +64,10 @@ cold: {store: "s3://archive/tierd?endpoint=http://127.0.0.1:9000&region=us-east-
 migrator: {schedule: "CRON_TZ=UTC */5 * * * mon-fri", concurrency: 8, max_bytes_per_second: 0}
 http: {read_timeout: 30s, idle_timeout: 1m, max_connections: 500}
 cluster: {catalog: "postgres://tierd@db:5432/tierd?sslmode=require", node_id: n-1, flush_interval: 20ms, flush_bytes: 4MiB, gc_delay: 1h, cache_bytes: 2GiB, compaction_lease: 1m}
+tables: {enabled: false, namespace: archive_2, commit_interval: 1m}
 policies:
-  - {name: a, streams: [x], segment: {max_bytes: 1MiB}, hot: {max_age: 1m}, warm: {max_age: 1h}, cold: {max_age: 1y}}
+  - {name: a, streams: [x], segment: {max_bytes: 1MiB}, hot: {max_age: 1m}, warm: {max_age: 1h}, cold: {max_age: 1y},
+     columns: [{name: px, path: $.px, type: double}, {name: amt, path: "$['amount']", type: decimal, precision: 18, scale: 4}]}
 `, func(c *Config) {
 			*c = Config{
 				DataDir: "/var/lib/tierd", Listen: "[::1]:0", MaxRecordBytes: 4096, MaxBodyBytes: 1 << 20,
@@ -77,8 +81,10 @@ policies:
 				HTTP:     HTTPConfig{ReadTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxConnections: 500},
 				Cluster: ClusterConfig{Catalog: "postgres://tierd@db:5432/tierd?sslmode=require", NodeID: "n-1", FlushInterval: 20 * time.Millisecond,
 					FlushBytes: 4 << 20, GCDelay: time.Hour, CacheBytes: 2 << 30, CompactionLease: time.Minute},
+				Tables: TablesConfig{Namespace: "archive_2", CommitInterval: time.Minute},
 				Policies: []Policy{{Name: "a", Streams: []string{"x"}, Segment: SegmentConfig{MaxBytes: 1 << 20},
-					HotMaxAge: time.Minute, WarmMaxAge: time.Hour, ColdMaxAge: 365 * 24 * time.Hour}},
+					HotMaxAge: time.Minute, WarmMaxAge: time.Hour, ColdMaxAge: 365 * 24 * time.Hour,
+					Columns: []colproj.Column{{Name: "px", Path: "$.px", Type: colproj.Double}, {Name: "amt", Path: "$['amount']", Type: colproj.Decimal, Precision: 18, Scale: 4}}}},
 			}
 		}},
 		{"block style and quoting", "hot:\n  max_bytes: '3GiB'\n  max_age: \"2w\"\ndata_dir: 'my data'\n", func(c *Config) {
@@ -254,6 +260,7 @@ func TestValidateInCode(t *testing.T) {
 			"migrator.schedule", "migrator.concurrency", "wal.producer_ttl", "cold.compression.codec", "cold.compression.level",
 			"http.read_timeout", "http.idle_timeout", "http.max_connections",
 			"cluster.flush_interval", "cluster.flush_bytes", "cluster.gc_delay", "cluster.cache_bytes", "cluster.compaction_lease",
+			"tables.namespace", "tables.commit_interval",
 		}},
 		{"segment over hot", func(c *Config) { c.Segment.MaxBytes = c.Hot.MaxBytes + 1 }, []string{"segment.max_bytes"}},
 	}
@@ -314,7 +321,8 @@ func TestExampleFile(t *testing.T) {
 	want := Default()
 	want.Policies = []Policy{
 		{Name: "trading", Streams: []string{"IF*", "IC*"}, Segment: SegmentConfig{MaxBytes: 16 * MiB, MaxAge: 5 * time.Minute},
-			HotMaxAge: time.Hour, WarmMaxAge: 24 * time.Hour, ColdMaxAge: 365 * Day},
+			HotMaxAge: time.Hour, WarmMaxAge: 24 * time.Hour, ColdMaxAge: 365 * Day,
+			Columns: []colproj.Column{{Name: "px", Path: "$.px", Type: colproj.Double}, {Name: "amount", Path: "$.amount", Type: colproj.Decimal, Precision: 18, Scale: 4}}},
 		{Name: "audit", Streams: []string{"audit.*"}, WarmMaxAge: 7 * Day},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -340,11 +348,14 @@ func TestExampleFile(t *testing.T) {
 	fields := []string{"cold", "cold.cache_bytes", "cold.compression", "cold.compression.codec", "cold.compression.level", "cold.delete_delay", "cold.min_bytes_per_second", "cold.read_timeout", "cold.store", "data_dir", "hot", "hot.max_age", "hot.max_bytes",
 		"http", "http.idle_timeout", "http.max_connections", "http.read_timeout", "listen", "max_body_bytes", "max_record_bytes",
 		"migrator", "migrator.concurrency", "migrator.max_bytes_per_second", "migrator.schedule",
-		"policies", "policies[0]", "policies[0].cold", "policies[0].cold.max_age", "policies[0].hot", "policies[0].hot.max_age", "policies[0].name",
+		"policies", "policies[0]", "policies[0].cold", "policies[0].cold.max_age",
+		"policies[0].columns", "policies[0].columns[0]", "policies[0].columns[0].name", "policies[0].columns[0].path", "policies[0].columns[0].type",
+		"policies[0].columns[1]", "policies[0].columns[1].name", "policies[0].columns[1].path", "policies[0].columns[1].precision", "policies[0].columns[1].scale", "policies[0].columns[1].type",
+		"policies[0].hot", "policies[0].hot.max_age", "policies[0].name",
 		"policies[0].segment", "policies[0].segment.max_age", "policies[0].segment.max_bytes", "policies[0].streams", "policies[0].streams[0]", "policies[0].streams[1]",
 		"policies[0].warm", "policies[0].warm.max_age",
 		"policies[1]", "policies[1].name", "policies[1].streams", "policies[1].streams[0]", "policies[1].warm", "policies[1].warm.max_age",
-		"segment", "segment.max_age", "segment.max_bytes", "wal", "wal.producer_ttl", "wal.segment_bytes", "wal.sync", "wal.sync_interval", "warm", "warm.map_cache_bytes", "warm.max_bytes"}
+		"segment", "segment.max_age", "segment.max_bytes", "tables", "tables.commit_interval", "tables.enabled", "tables.namespace", "wal", "wal.producer_ttl", "wal.segment_bytes", "wal.sync", "wal.sync_interval", "warm", "warm.map_cache_bytes", "warm.max_bytes"}
 	if !slices.Equal(set, fields) {
 		t.Fatalf("examples/tierd.yaml sets %v, want every field %v", set, fields)
 	}
@@ -366,6 +377,7 @@ func FuzzParse(f *testing.F) {
 		"cold: {store: none, delete_delay: 0}\nmigrator: {schedule: 'CRON_TZ=UTC */5 * * 1-6 mon-fri', concurrency: 1, max_bytes_per_second: 0}\n",
 		"policies:\n  - &p {name: a, streams: ['IF*', '[a-z]?'], segment: {max_bytes: 1MiB, max_age: 1m}, hot: {max_age: 1m}, warm: {max_age: 1h}, cold: {max_age: 1y}}\n  - {<<: *p, name: b}\n  - [x]\n",
 		"policies:\n  - {name: '', streams: ['['], warm: {max_age: 1m}, cold: {max_age: 1s}}\n  - {name: '', streams: ''}\n",
+		"tables: {enabled: false, namespace: x_1, commit_interval: 1m}\npolicies:\n  - {name: a, streams: [x], columns: [{name: px, path: $.px, type: double}, {name: d, path: \"$['a b'][0]\", type: decimal, precision: 9, scale: 2}, {name: 'TS', type: 5}, [x]]}\n",
 		"cold: {store: 's3://b/p'}\ncluster: {catalog: 'postgres://u:pw@db:5432/t?sslmode=disable', node_id: n1, flush_interval: 50ms, flush_bytes: 8MiB, gc_delay: 10m, cache_bytes: 1GiB, compaction_lease: 30s}\n",
 	}
 	if data, err := os.ReadFile(filepath.Join("..", "examples", "tierd.yaml")); err == nil {

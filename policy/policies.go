@@ -5,6 +5,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/tierd/tierd/cold/colproj"
 )
 
 // DefaultPolicyName names the policy of a stream that matches no entry of
@@ -34,6 +36,9 @@ type Policy struct {
 	// ColdMaxAge is when a segment is deleted (tombstoned, then removed
 	// after cold.delete_delay).
 	ColdMaxAge time.Duration
+	// Columns are typed columns projected from the streams' JSON values
+	// into their cold files (cold/colproj), in this order; nil for none.
+	Columns []colproj.Column
 }
 
 // Matches reports whether the policy applies to stream.
@@ -147,6 +152,7 @@ func (v *validator) checkPolicies(c *Config) {
 			v.notAbove(c.MaxRecordBytes, "max_record_bytes", p.Segment.MaxBytes, f("segment.max_bytes"), "a record must fit in a segment")
 		}
 		v.checkOrder(c, i, p)
+		v.checkColumns(i, p)
 	}
 }
 
@@ -218,6 +224,9 @@ func (v *validator) warnings(c *Config) []FieldError {
 		for i, p := range c.Policies {
 			if p.WarmMaxAge > 0 {
 				w.errorf(policyPath(i, "warm.max_age"), "deletes segments at %s: cold.store is none, so nothing is kept after warm", FormatDuration(p.WarmMaxAge))
+			}
+			if len(p.Columns) > 0 {
+				w.errorf(policyPath(i, "columns"), "are never written: typed columns are projected into cold files, and cold.store is none")
 			}
 		}
 		w.errorf("cold.store", "is none: the oldest segments are deleted whenever local disk holds more than warm.max_bytes (%s)", FormatSize(c.Warm.MaxBytes))

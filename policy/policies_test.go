@@ -68,7 +68,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		in   string
 		want []loc
 	}{
-		{"unknown policy field", "policies:\n  - name: a\n    streams: [x]\n    retention: 1d\n", []loc{{4, "policies[0].retention", "unknown field (want one of name, streams, segment, hot, warm, cold)"}}},
+		{"unknown policy field", "policies:\n  - name: a\n    streams: [x]\n    retention: 1d\n", []loc{{4, "policies[0].retention", "unknown field (want one of name, streams, segment, hot, warm, cold, columns)"}}},
 		{"unknown field in a tier", "policies:\n  - name: a\n    streams: [x]\n    warm: {max_bytes: 1GiB}\n", []loc{{4, "policies[0].warm.max_bytes", "unknown field (want one of max_age)"}}},
 		{"policies not a list", "policies: {name: a}\n", []loc{{1, "policies", "must be a list, not a mapping"}}},
 		{"policy not a mapping", "policies:\n  - trading\n", []loc{{2, "policies[0]", "must be a mapping, not a string"}}},

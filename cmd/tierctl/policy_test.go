@@ -20,6 +20,7 @@ func TestPolicyCheck(t *testing.T) {
 	good := write("good.yaml", "policies:\n  - {name: trading, streams: ['IF*'], hot: {max_age: 1h}, warm: {max_age: 1d}, cold: {max_age: 30d}}\n")
 	bad := write("bad.yaml", "listen: nowhere\npolicies:\n  - {name: a, streams: ['['], warm: {max_age: 1d}}\n  - {name: a, streams: [x]}\n")
 	warn := write("warn.yaml", "cold: {store: none}\npolicies:\n  - {name: a, streams: [x], warm: {max_age: 1d}}\n")
+	badColumns := write("columns.yaml", "policies:\n  - name: a\n    streams: [x]\n    columns:\n      - {name: px, path: $.px, type: float}\n      - {name: amt, path: amount, type: decimal, precision: 18, scale: 4}\n")
 	example := filepath.Join("..", "..", "examples", "tierd.yaml")
 
 	cases := []struct {
@@ -38,6 +39,9 @@ func TestPolicyCheck(t *testing.T) {
 			stdout: []string{"IC2406     trading", "audit.web  audit", "other      default"}, noStderr: true},
 		{name: "every error, located", args: []string{"policy", "check", bad}, code: 1,
 			stderr: []string{bad + ":1: listen: ", bad + `:3: policies[0].streams[0]: "[" is not a valid glob`, bad + `:4: policies[1].name: "a" is already the name`, "error: " + bad + " is invalid (3 problems)"}},
+		{name: "typed column errors, located", args: []string{"policy", "check", badColumns}, code: 1,
+			stderr: []string{badColumns + `:5: policies[0].columns[0].type: "float" is not one of string, int64, double, bool, timestamp, decimal`,
+				badColumns + `:6: policies[0].columns[1].path: "amount" does not start with $`, "(2 problems)"}},
 		{name: "warnings keep exit 0", args: []string{"policy", "check", warn}, code: 0,
 			stdout: []string{"OK"}, stderr: []string{warn + ":3: warning: policies[0].warm.max_age: deletes segments at 1d", warn + ":1: warning: cold.store: is none"}},
 		{name: "json valid", args: []string{"policy", "check", good, "-o", "json"}, code: 0, jsonValid: ptr(true)},

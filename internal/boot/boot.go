@@ -49,6 +49,7 @@ func openStore(ctx context.Context, cfg policy.Config, log *slog.Logger, reg pro
 		Level:      cfg.Cold.Compression.Level,
 		CacheBytes: cfg.Cold.CacheBytes,
 		SpoolDir:   filepath.Join(cfg.DataDir, "cold-spool"),
+		Columns:    cfg.ColumnsFor, // typed columns per policy, for local uploads and the compactor's alike
 		Logger:     log,
 		Registerer: reg,
 	})
