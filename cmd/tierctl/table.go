@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,8 +126,12 @@ func printTable(w io.Writer, t client.Table) error {
 	}
 	fmt.Fprintf(w, "stream:    %s\ntable:     %s\nmetadata:  %s\nsnapshot:  %s\nfiles:     %d\nrecords:   %d\nupdated:   %s\n\n",
 		t.Stream, t.Table, t.MetadataLocation, snap, t.Files, t.Records, updated)
-	_, err := fmt.Fprintf(w, "DuckDB:\n  %s\nSpark:\n  %s\nTrino:\n  %s\n", t.Queries.DuckDB, t.Queries.Spark, t.Queries.Trino)
-	return err
+	for _, q := range []struct{ engine, text string }{{"DuckDB", t.Queries.DuckDB}, {"Spark", t.Queries.Spark}, {"Trino", t.Queries.Trino}} {
+		if _, err := fmt.Fprintf(w, "%s:\n  %s\n", q.engine, strings.ReplaceAll(q.text, "\n", "\n  ")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func printTableSync(w io.Writer, rep client.TableSyncReport) error {
