@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/tierd/tierd/catalog"
@@ -88,7 +87,7 @@ func RebuildCatalog(ctx context.Context, dataDir string, coldTier *cold.Tier, lo
 			if err != nil {
 				return rep, fmt.Errorf("engine: rebuild: %w", err)
 			}
-			if strings.HasPrefix(o.Key, tablesync.MetadataPrefix) {
+			if tablesync.NotASegment(o.Key, o.Size) {
 				continue // the Iceberg tables' metadata: `tierctl table sync` rebuilds the tables after the catalog
 			}
 			objs = append(objs, o)

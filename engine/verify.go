@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/tierd/tierd/api"
@@ -421,7 +420,7 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, o *orphanScan, 
 			rep.Findings = append(rep.Findings, Finding{Kind: api.FindingUnreadable, Stream: stream, Tier: "cold", Message: "listing the cold store: " + err.Error()})
 			return nil
 		}
-		if strings.HasPrefix(ob.Key, tablesync.MetadataPrefix) {
+		if tablesync.NotASegment(ob.Key, ob.Size) {
 			continue // the Iceberg tables' metadata, not segments
 		}
 		rep.ColdObjects++

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,15 @@ var (
 // beside the segments (the warehouse <cold root>/_iceberg): objects under
 // it are no segments, and verify does not report them as orphans.
 const MetadataPrefix = "_iceberg/"
+
+// NotASegment reports whether an object of the cold store is the tables'
+// metadata (under MetadataPrefix) or an empty directory marker such as
+// iceberg-go's S3 IO writes on its way there (a key ending in "/", or the
+// store's prefix itself, listed as ""): objects verify and the catalog
+// rebuild pass by, neither segments nor orphans.
+func NotASegment(key string, size int64) bool {
+	return strings.HasPrefix(key, MetadataPrefix) || (size == 0 && (key == "" || strings.HasSuffix(key, "/")))
+}
 
 // Tables is what the loop needs of the Iceberg tables (tables.Publisher,
 // adapted in internal/boot). Sync makes a stream's table exactly its

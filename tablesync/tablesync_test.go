@@ -268,3 +268,24 @@ func value(c prometheus.Metric) float64 {
 	}
 	return m.Gauge.GetValue()
 }
+
+func TestNotASegment(t *testing.T) {
+	for _, c := range []struct {
+		key  string
+		size int64
+		want bool
+	}{
+		{"_iceberg/tierd/s/metadata/v1.metadata.json", 900, true},
+		{"_iceberg/", 0, true},
+		{"", 0, true},
+		{"stream=s/", 0, true},
+		{"stream=s/", 5, false}, // not empty: not a marker
+		{"stream=s/date=2026-03-02/00000000000000000000-00000000000000000009.parquet", 100, false},
+		{"stray.txt", 0, false},
+		{"x_iceberg/a", 1, false},
+	} {
+		if got := NotASegment(c.key, c.size); got != c.want {
+			t.Errorf("NotASegment(%q, %d) = %v, want %v", c.key, c.size, got, c.want)
+		}
+	}
+}
