@@ -11,9 +11,9 @@ import (
 	"github.com/apache/iceberg-go/catalog/hadoop"
 	sqlcat "github.com/apache/iceberg-go/catalog/sql"
 	icebergio "github.com/apache/iceberg-go/io"
-	"github.com/apache/iceberg-go/table"
 	_ "github.com/apache/iceberg-go/io/gocloud/s3" // the s3:// FileIO
-	_ "github.com/jackc/pgx/v5/stdlib"             // database/sql driver "pgx"
+	"github.com/apache/iceberg-go/table"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/tiers"
@@ -23,10 +23,15 @@ import (
 // by it (catalog_name), and engines are told to mount it under this name.
 const catalogName = "tierd"
 
-// rootURI is the cold store's root as a URI, without a trailing slash.
+// rootURI is the cold store's root as a location, without a trailing
+// slash: s3://bucket/prefix, or for a file store the plain absolute path.
+// Not a file:// URI: readers percent-decode those (iceberg-go's LocalFS
+// does), and object keys may hold a literal '%' (stream names encoded in
+// keys); a plain path is taken literally by iceberg-go, Hadoop's Path and
+// DuckDB alike. S3 locations are never decoded.
 func rootURI(cfg objstore.Config) string {
 	if cfg.Scheme == "file" {
-		return "file://" + cfg.Path
+		return cfg.Path
 	}
 	s := "s3://" + cfg.Bucket
 	if cfg.Prefix != "" {

@@ -38,7 +38,7 @@ type store struct {
 	opts   Options // ColdURL and credentials
 }
 
-func fileStore(t *testing.T) store {
+func fileStore(t testing.TB) store {
 	t.Helper()
 	dir := t.TempDir()
 	url := "file://" + dir
@@ -50,7 +50,7 @@ func fileStore(t *testing.T) store {
 	return store{name: "file", url: url, bucket: b, opts: Options{ColdURL: url}}
 }
 
-func minioStore(t *testing.T) store {
+func minioStore(t testing.TB) store {
 	t.Helper()
 	m := testenv.StartMinIO(t)
 	url := m.URL("minio")
@@ -67,7 +67,7 @@ func minioStore(t *testing.T) store {
 func eachStore(t *testing.T, f func(t *testing.T, s store)) {
 	for _, c := range []struct {
 		name string
-		mk   func(t *testing.T) store
+		mk   func(t testing.TB) store
 		pg   bool
 	}{
 		{"file", fileStore, false},
@@ -160,7 +160,7 @@ func seqOf(recs []tiers.Record) iter.Seq2[tiers.Record, error] {
 
 // putSegment writes recs with pqfile.Write (format version, typed columns)
 // to the store at cold.ObjectKey and returns the segment's metadata.
-func putSegment(t *testing.T, s store, stream string, recs []tiers.Record, popts pqfile.Options) tiers.SegmentMeta {
+func putSegment(t testing.TB, s store, stream string, recs []tiers.Record, popts pqfile.Options) tiers.SegmentMeta {
 	t.Helper()
 	ctx := context.Background()
 	f, err := os.CreateTemp(t.TempDir(), "seg-*.parquet")
@@ -339,6 +339,16 @@ func repoRoot(t *testing.T) string {
 // check is part of the suite.
 func duckdb(t *testing.T, sql string) []map[string]any {
 	t.Helper()
+	rows, stderr, err := duckdbRun(t, sql)
+	if err != nil {
+		t.Fatalf("duckdb %q: %v\nstderr:\n%s", sql, err, stderr)
+	}
+	return rows
+}
+
+// duckdbRun is duckdb returning the failure and DuckDB's stderr.
+func duckdbRun(t *testing.T, sql string) ([]map[string]any, string, error) {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is needed for the DuckDB interop test: %v", err)
@@ -358,13 +368,13 @@ func duckdb(t *testing.T, sql string) []map[string]any {
 		t.Fatalf("duckdb hung:\n%s", stderr.String())
 	}
 	if err != nil {
-		t.Fatalf("duckdb %q: %v\nstderr:\n%s", sql, err, stderr.String())
+		return nil, stderr.String(), err
 	}
 	var rows []map[string]any
 	if err := json.Unmarshal(stdout.Bytes(), &rows); err != nil {
 		t.Fatalf("duckdb: bad JSON %q: %v", stdout.String(), err)
 	}
-	return rows
+	return rows, stderr.String(), nil
 }
 
 func sqlList(paths []string) string {

@@ -1,6 +1,7 @@
 package tables
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"github.com/apache/iceberg-go"
 	icebergio "github.com/apache/iceberg-go/io"
 
+	"github.com/tierd/tierd/cold/pqfile"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -89,10 +91,14 @@ type dataFile struct {
 var errLegacy = errors.New("format-1 object (ts in nanoseconds, value unannotated binary)")
 
 // readFooter reads and checks the footer of the segment's object: it must
-// be a format-2 tierd file of exactly this segment (stream, offsets, count)
-// with the format-2 base columns. errLegacy reports a format-1 file;
-// fs.ErrNotExist a missing object; other errors wrap the reason.
-func readFooter(fio icebergio.IO, seg tiers.SegmentMeta, path string) (*dataFile, error) {
+// be a format-2 tierd file of exactly this segment with the format-2 base
+// columns. cold/pqfile checks the footer and the tierd metadata first (the
+// metadata checksum, the schema against tierd.columns) and gives the
+// segment the file holds, whose digest must be the catalog's; arrow-go
+// then parses the footer again for iceberg-go. errLegacy reports a
+// format-1 file; fs.ErrNotExist a missing object; errBadFile a damaged or
+// foreign one; other errors are the store's.
+func readFooter(ctx context.Context, fio icebergio.IO, seg tiers.SegmentMeta, path string) (_ *dataFile, err error) {
 	f, err := fio.Open(path)
 	if err != nil {
 		return nil, err
@@ -102,6 +108,27 @@ func readFooter(fio icebergio.IO, seg tiers.SegmentMeta, path string) (*dataFile
 	if err != nil {
 		return nil, err
 	}
+	pr, err := pqfile.Open(ctx, f, st.Size(), path)
+	var corrupt *tiers.CorruptionError
+	switch {
+	case errors.As(err, &corrupt):
+		return nil, fmt.Errorf("%w: %w", errBadFile, err)
+	case err != nil:
+		return nil, err
+	}
+	got := pr.Meta()
+	if got.Stream != seg.Stream || got.Base != seg.Base || got.Last != seg.Last || got.Count != seg.Count ||
+		(!seg.Digest.IsZero() && got.Digest != seg.Digest) {
+		return nil, fmt.Errorf("%w: it holds %s [%d, %d] (%d records, %s), the catalog says %s [%d, %d] (%d, %s)", errBadFile,
+			got.Stream, got.Base, got.Last, got.Count, got.Digest, seg.Stream, seg.Base, seg.Last, seg.Count, seg.Digest)
+	}
+	// arrow-go is not hardened against hostile footers as pqfile is: a
+	// panic in it is a bad file, never a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: parquet footer: %v", errBadFile, r)
+		}
+	}()
 	rdr, err := file.NewParquetReader(f)
 	if err != nil {
 		return nil, fmt.Errorf("%w: parquet footer: %v", errBadFile, err)
@@ -159,7 +186,7 @@ func readFooter(fio icebergio.IO, seg tiers.SegmentMeta, path string) (*dataFile
 
 // errBadFile marks an object that is not a publishable format-2 file of
 // its segment.
-var errBadFile = errors.New("not a format-2 file of this segment")
+var errBadFile = errors.New("not a sound format-2 file of this segment")
 
 // typedColumn maps a typed column of a format-2 file to its Iceberg type
 // (cold/colproj's types: string, int64, double, bool, timestamp, decimal).

@@ -1,12 +1,14 @@
 package tables
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -217,7 +219,44 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 	if s := tbl.CurrentSnapshot(); s != nil {
 		res.SnapshotID = s.SnapshotID
 	}
+	p.expire(ctx, tbl)
 	return nil
+}
+
+// History bounds: once a table has more than expireAbove snapshots, all but
+// the newest keepSnapshots are expired, so its metadata stays small however
+// many Syncs run.
+const (
+	keepSnapshots = 20
+	expireAbove   = 2 * keepSnapshots
+)
+
+// expire drops old snapshots from the table's metadata. It deletes no file
+// (gc is off: the data files are the archive); the manifests only the
+// expired snapshots listed stay under _iceberg. A failure (say a concurrent
+// commit) is logged: the next Sync tries again.
+func (p *Publisher) expire(ctx context.Context, tbl *table.Table) {
+	meta := tbl.Metadata()
+	snaps := meta.Snapshots()
+	cur := tbl.CurrentSnapshot()
+	if len(snaps) <= expireAbove || cur == nil {
+		return
+	}
+	snaps = slices.Clone(snaps)
+	slices.SortFunc(snaps, func(a, b table.Snapshot) int { return cmp.Compare(a.TimestampMs, b.TimestampMs) })
+	var ids []int64
+	for _, s := range snaps[:len(snaps)-keepSnapshots] {
+		if s.SnapshotID != cur.SnapshotID {
+			ids = append(ids, s.SnapshotID)
+		}
+	}
+	id := cur.SnapshotID
+	_, _, err := p.cat.CommitTable(ctx, tbl.Identifier(),
+		[]table.Requirement{table.AssertTableUUID(meta.TableUUID()), table.AssertRefSnapshotID(table.MainBranch, &id)},
+		[]table.Update{table.NewRemoveSnapshotsUpdate(ids, false)})
+	if err != nil {
+		p.opts.Logger.Info("expiring old table snapshots failed; the next Sync retries", "table", tbl.Identifier(), "err", err)
+	}
 }
 
 // footer reads a segment's footer, asking Options.Rewrite to convert a
@@ -225,13 +264,13 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 // skipped and nil returned; an error means the store failed (retry later).
 func (p *Publisher) footer(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta, path string, skipped map[string]Skipped) (*dataFile, error) {
 	key := cold.ObjectKey(m)
-	df, err := readFooter(fio, m, path)
+	df, err := readFooter(ctx, fio, m, path)
 	if errors.Is(err, errLegacy) && p.opts.Rewrite != nil {
 		if rerr := p.opts.Rewrite(ctx, m); rerr != nil {
 			p.skip(skipped, Skipped{Segment: m, Key: key, Legacy: true, Reason: fmt.Sprintf("%v; rewrite failed: %v", errLegacy, rerr)})
 			return nil, nil
 		}
-		df, err = readFooter(fio, m, path)
+		df, err = readFooter(ctx, fio, m, path)
 	}
 	switch {
 	case err == nil:
@@ -269,6 +308,17 @@ func (p *Publisher) create(ctx context.Context, stream string) (*table.Table, er
 	opts := []catalog.CreateTableOpt{catalog.WithProperties(iceberg.Properties{
 		"format-version": "2",
 		"comment":        "tierd stream " + stream + ": its retained cold segments, one Parquet object each",
+		// The data files are the archive itself: no engine's maintenance
+		// (expire_snapshots, remove_orphan_files) may delete them.
+		table.GCEnabledKey: "false",
+		// Old metadata JSON files go after each commit, a few kept.
+		table.MetadataDeleteAfterCommitEnabledKey: "true",
+		table.MetadataPreviousVersionsMaxKey:      strconv.Itoa(keepSnapshots),
+		// Each Sync writes a manifest; merging them keeps a scan's
+		// planning (and Sync's own listing) from slowing down with every
+		// commit.
+		table.ManifestMergeEnabledKey:  "true",
+		table.ManifestMinMergeCountKey: "8",
 	})}
 	if p.opts.CatalogDSN != "" {
 		// The Hadoop catalog places tables itself (at this same place).
@@ -467,4 +517,31 @@ func compareString(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// SyncAll runs Sync for every stream of Options.Segments (at start, or for
+// `tierctl table sync` without a stream). A stream's failure does not stop
+// the others: its error is returned, joined with the rest, and its result
+// is in the list all the same.
+func (p *Publisher) SyncAll(ctx context.Context) ([]SyncResult, error) {
+	if p.opts.Segments == nil {
+		return nil, errors.New("tables: Options.Segments is nil")
+	}
+	names, err := p.opts.Segments.StreamNames(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tables: stream names: %w", err)
+	}
+	var results []SyncResult
+	var errs []error
+	for _, name := range names {
+		res, err := p.Sync(ctx, name)
+		results = append(results, res)
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return results, errors.Join(errs...)
 }

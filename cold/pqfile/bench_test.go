@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -78,12 +79,42 @@ var benchData = sync.OnceValue(func() []tiers.Record { return benchRecords(bench
 // and reports the file's size relative to zstd-compressed NDJSON of the
 // same records at the same level (goal ≤ 105 %).
 func BenchmarkWrite(b *testing.B) {
+	for _, v := range []int{1, 2} {
+		b.Run(fmt.Sprintf("format=%d", v), func(b *testing.B) { benchmarkWrite(b, Options{Level: 3, Version: v}) })
+	}
+}
+
+// BenchmarkIsJSON is what format 2 adds per value: the UTF-8 and JSON
+// checks that pick value or value_bin.
+func BenchmarkIsJSON(b *testing.B) {
+	recs := benchData()
+	b.SetBytes(encodedBytes(recs))
+	for b.Loop() {
+		for i := range recs {
+			IsJSON(recs[i].Value)
+		}
+	}
+}
+
+// BenchmarkJSONValidStdlib is BenchmarkIsJSON's baseline: the same answer
+// from encoding/json.
+func BenchmarkJSONValidStdlib(b *testing.B) {
+	recs := benchData()
+	b.SetBytes(encodedBytes(recs))
+	for b.Loop() {
+		for i := range recs {
+			_ = utf8.Valid(recs[i].Value) && json.Valid(recs[i].Value)
+		}
+	}
+}
+
+func benchmarkWrite(b *testing.B, opts Options) {
 	recs := benchData()
 	b.SetBytes(encodedBytes(recs))
 	b.ReportAllocs()
 	var size int64
 	for b.Loop() {
-		info, err := Write(context.Background(), io.Discard, "IF", seqOf(recs), Options{Level: 3})
+		info, err := Write(context.Background(), io.Discard, "IF", seqOf(recs), opts)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -410,13 +410,27 @@ func FuzzOpen(f *testing.F) {
 	if _, err := Write(context.Background(), &buf, "s", seqOf(small), Options{RowGroupRows: 5}); err != nil {
 		f.Fatal(err)
 	}
-	f.Add(buf.Bytes())
-	f.Add(buf.Bytes()[:buf.Len()/2])
-	if v11, err := os.ReadFile("testdata/v1.1.parquet"); err == nil {
-		f.Add(v11) // format 1.1: read without checksums
-	} else {
+	f.Add(bytes.Clone(buf.Bytes()))
+	f.Add(bytes.Clone(buf.Bytes()[:buf.Len()/2]))
+	for _, name := range []string{"v1.1", "v1.2"} { // 1.1: read without checksums
+		old, err := os.ReadFile("testdata/" + name + ".parquet")
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(old)
+	}
+	// Format 1.2 as Write writes it for Version 1, and format 2 with every
+	// kind of typed column.
+	buf.Reset()
+	if _, err := Write(context.Background(), &buf, "s", seqOf(small), Options{RowGroupRows: 5, Version: 1}); err != nil {
 		f.Fatal(err)
 	}
+	f.Add(bytes.Clone(buf.Bytes()))
+	buf.Reset()
+	if _, err := Write(context.Background(), &buf, "s", seqOf(jsonRecords(12, 3)), columnOptions(Options{RowGroupRows: 5})); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(bytes.Clone(buf.Bytes()))
 	f.Add([]byte("PAR1\x00\x00\x00\x00PAR1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, err := checkAll(b)

@@ -148,7 +148,7 @@ func testDuckDBReadsSameRows(t *testing.T, version int) {
 			t.Fatalf("DuckDB types ts as %v, want %s", got["ts_type"], wantTSType)
 		}
 		if version == 2 {
-			js := isJSON(r.Value)
+			js := IsJSON(r.Value)
 			if got["is_json"] != strconv.FormatBool(js) || got["is_bin"] != strconv.FormatBool(!js) || got["value_type"] != "JSON" {
 				t.Fatalf("row %d: value set %v, value_bin set %v (type %v); the value is JSON: %t", i, got["is_json"], got["is_bin"], got["value_type"], js)
 			}

@@ -349,6 +349,17 @@ func (rd *Reader) Meta() tiers.SegmentMeta { return rd.meta }
 // weaker checks docs/format/parquet.md lists.
 func (rd *Reader) Checksummed() bool { return rd.checksums }
 
+// Columns returns the file's typed columns (format 2's tierd.columns, which
+// the schema was checked against); none in a format 1 file.
+func (rd *Reader) Columns() []Column { return rd.columns }
+
+// FormatVersion returns the file's tierd.format_version, e.g. "2.0" or
+// "1.2" (readers of format 1 files cannot publish them as format 2
+// tables as they are).
+func (rd *Reader) FormatVersion() string {
+	return strconv.Itoa(rd.major) + "." + strconv.Itoa(rd.minor)
+}
+
 // RowGroups returns the number of row groups in the file.
 func (rd *Reader) RowGroups() int { return len(rd.groups) }
 

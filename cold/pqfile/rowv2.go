@@ -52,12 +52,48 @@ func joinTS(micros int64, nanos int32) (ns int64, ok bool) {
 	return ns, m == micros && n == nanos
 }
 
-// isJSON reports whether a value goes to the value column: it is UTF-8
-// (Parquet's JSON annotation is on UTF-8 strings; encoding/json accepts
-// invalid UTF-8 inside strings) and one JSON value, whitespace allowed.
-// The bytes are stored as they are either way.
-func isJSON(v []byte) bool {
-	return len(v) > 0 && utf8.Valid(v) && json.Valid(v)
+// rowV2 is a format 2 row without typed columns, for parquet-go's struct
+// path. A nil Value or ValueBin is NULL; an empty non-nil one is an empty
+// value (parquet-go tests an optional slice's pointer, not its length).
+// Value is a json.RawMessage because parquet-go v0.32.0 wraps an optional
+// JSON []byte or string field in definition levels twice and panics on
+// flush; json.RawMessage is exempt from the second wrap.
+type rowV2 struct {
+	Offset   int64           `parquet:"offset,delta"`
+	TS       int64           `parquet:"ts,timestamp(microsecond:local),delta"`
+	TSNanos  int32           `parquet:"ts_nanos,delta"`
+	Key      string          `parquet:"key,dict"`
+	Tags     []string        `parquet:"tags,list" parquet-element:",dict"`
+	Value    json.RawMessage `parquet:"value,optional,json,plain"`
+	ValueBin []byte          `parquet:"value_bin,optional,plain"`
+}
+
+// schemaV2Base is format 2's schema without typed columns, as rowV2's.
+var schemaV2Base = parquet.SchemaOf(rowV2{})
+
+// emptyValue is a non-nil empty slice: an empty value in value_bin.
+var emptyValue = []byte{}
+
+// addRowV2 appends r to batchV2 (format 2 without typed columns).
+func (s *writeState) addRowV2(r *tiers.Record) {
+	micros, nanos := splitTS(r.TS)
+	v := emptyValue
+	if len(r.Value) > 0 {
+		v = s.keep(r.Value)
+	}
+	var tags []string
+	if len(r.Tags) > 0 {
+		ts := len(s.tags)
+		s.tags = append(s.tags, r.Tags...)
+		tags = s.tags[ts:len(s.tags):len(s.tags)]
+	}
+	row := rowV2{Offset: int64(r.Offset), TS: micros, TSNanos: nanos, Key: r.Key, Tags: tags}
+	if IsJSON(r.Value) {
+		row.Value = v
+	} else {
+		row.ValueBin = v
+	}
+	s.batchV2 = append(s.batchV2, row)
 }
 
 // keep copies b into the arena and returns the copy (the iterator may
@@ -98,7 +134,7 @@ func (s *writeState) addRow(r *tiers.Record) {
 		row = append(row, parquet.ByteArrayValue(s.keepString(t)).Level(rep, 1, colTags2))
 	}
 	v := s.keep(r.Value)
-	js := isJSON(r.Value)
+	js := IsJSON(r.Value)
 	if js {
 		row = append(row,
 			parquet.ByteArrayValue(v).Level(0, 1, colValue2),
