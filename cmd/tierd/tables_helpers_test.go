@@ -283,11 +283,12 @@ func coldObjects(t *testing.T, coldDir string) []string {
 	return out
 }
 
-// fileURIs are paths as the table names its data files.
-func fileURIs(paths []string) []string {
-	out := make([]string, len(paths))
-	for i, p := range paths {
-		out[i] = "file://" + p
+// localPaths are the table's data file names as local paths (a file
+// store's data files may be named with or without file://).
+func localPaths(files []string) []string {
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = strings.TrimPrefix(f, "file://")
 	}
 	return out
 }

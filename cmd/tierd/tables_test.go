@@ -47,7 +47,7 @@ func TestTablesPublishCold(t *testing.T) {
 	}
 	tb, files := waitTableExact(t, c, "ticks", want)
 	objects := coldObjects(t, filepath.Join(dir, "cold"))
-	if len(objects) != 3 || !slices.Equal(files, fileURIs(objects)) {
+	if len(objects) != 3 || !slices.Equal(localPaths(files), objects) {
 		t.Fatalf("the table's data files %q, want the three cold objects %q", files, objects)
 	}
 	if tb.Table != "tierd.ticks" || tb.Files != 3 || tb.SnapshotID == 0 || !strings.Contains(tb.Queries.DuckDB, tb.MetadataLocation) {
@@ -170,7 +170,7 @@ func TestTablesKilledBeforeSnapshot(t *testing.T) {
 				t.Fatalf("tierd serves %d records after the restart, want 60", len(want))
 			}
 			_, files := waitTableExact(t, c3, "ticks", want)
-			if objs := coldObjects(t, coldDir); !slices.Equal(files, fileURIs(objs)) {
+			if objs := coldObjects(t, coldDir); !slices.Equal(localPaths(files), objs) {
 				t.Fatalf("table files %q, cold objects %q", files, objs)
 			}
 			verifyOK(t, d2.addr)
