@@ -113,11 +113,12 @@ func served(t *testing.T, c *client.Client, stream string) []tableRecord {
 
 // scanTable reads the table whose current metadata file is metaLoc with
 // iceberg-go's scan and returns its records in offset order, and the data
-// files the scan planned.
-func scanTable(t *testing.T, stream, metaLoc string) ([]tableRecord, []string) {
+// files the scan planned. props are iceberg-go's IO properties (S3
+// endpoint and credentials; nil for a file store).
+func scanTable(t *testing.T, stream, metaLoc string, props map[string]string) ([]tableRecord, []string) {
 	t.Helper()
 	ctx := context.Background()
-	tbl, err := table.NewFromLocation(ctx, table.Identifier{"tierd", stream}, metaLoc, icebergio.LoadFSFunc(nil, metaLoc), nil)
+	tbl, err := table.NewFromLocation(ctx, table.Identifier{"tierd", stream}, metaLoc, icebergio.LoadFSFunc(props, metaLoc), nil)
 	if err != nil {
 		t.Fatalf("open the table at %s: %v", metaLoc, err)
 	}
@@ -213,7 +214,7 @@ func diffRecords(got, want []tableRecord) string {
 
 // waitTableExact waits until stream's table (GET …/table: its metadata
 // file) scans to exactly want, and returns the table and its data files.
-func waitTableExact(t *testing.T, c *client.Client, stream string, want []tableRecord) (client.Table, []string) {
+func waitTableExact(t *testing.T, c *client.Client, stream string, want []tableRecord, props map[string]string) (client.Table, []string) {
 	t.Helper()
 	var tb client.Table
 	var files []string
@@ -227,7 +228,7 @@ func waitTableExact(t *testing.T, c *client.Client, stream string, want []tableR
 			return false, fmt.Sprintf("table %+v, want %d records", tb, len(want))
 		}
 		var got []tableRecord
-		got, files = scanTable(t, stream, tb.MetadataLocation)
+		got, files = scanTable(t, stream, tb.MetadataLocation, props)
 		d := diffRecords(got, want)
 		return d == "", d
 	})

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	icebergio "github.com/apache/iceberg-go/io"
+
 	"github.com/tierd/tierd/client"
+	"github.com/tierd/tierd/testenv"
 )
 
 // The Iceberg tables end to end, on the real tierd binary with a file cold
@@ -45,7 +48,7 @@ func TestTablesPublishCold(t *testing.T) {
 	if len(want) != 120 {
 		t.Fatalf("tierd serves %d records, want 120", len(want))
 	}
-	tb, files := waitTableExact(t, c, "ticks", want)
+	tb, files := waitTableExact(t, c, "ticks", want, nil)
 	objects := coldObjects(t, filepath.Join(dir, "cold"))
 	if len(objects) != 3 || !slices.Equal(localPaths(files), objects) {
 		t.Fatalf("the table's data files %q, want the three cold objects %q", files, objects)
@@ -76,7 +79,7 @@ func TestTablesRetentionRemovesFirst(t *testing.T) {
 	coldDir := filepath.Join(dir, "cold")
 	ctx := context.Background()
 	appendSealOffload(t, c, "exp.a", workload(0, 20))
-	waitTableExact(t, c, "exp.a", served(t, c, "exp.a"))
+	waitTableExact(t, c, "exp.a", served(t, c, "exp.a"), nil)
 	before := coldObjects(t, coldDir)
 	if len(before) != 1 {
 		t.Fatalf("cold objects %q, want one", before)
@@ -98,7 +101,7 @@ func TestTablesRetentionRemovesFirst(t *testing.T) {
 		t.Fatalf("tierd exited with %v, not killed by its failpoint:\n%s", d.ProcessState(), d.tail(4000))
 	}
 	meta := currentMetadata(t, coldDir, "exp.a")
-	got, files := scanTable(t, "exp.a", meta)
+	got, files := scanTable(t, "exp.a", meta, nil)
 	if len(got) != 0 || len(files) != 0 {
 		t.Fatalf("after the table removal the table still has %d records in %q", len(got), files)
 	}
@@ -115,7 +118,7 @@ func TestTablesRetentionRemovesFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, files := scanTable(t, "exp.a", tb.MetadataLocation); len(got) != 0 || len(files) != 0 || tb.Files != 0 {
+	if got, files := scanTable(t, "exp.a", tb.MetadataLocation, nil); len(got) != 0 || len(files) != 0 || tb.Files != 0 {
 		t.Fatalf("table after the deletion: %+v, %d records", tb, len(got))
 	}
 	verifyOK(t, d.addr)
@@ -133,7 +136,7 @@ func TestTablesKilledBeforeSnapshot(t *testing.T) {
 			d, c, dir := tablesDaemon(t)
 			ctx := context.Background()
 			appendSealOffload(t, c, "ticks", workload(0, 30))
-			waitTableExact(t, c, "ticks", served(t, c, "ticks"))
+			waitTableExact(t, c, "ticks", served(t, c, "ticks"), nil)
 			d.stop(t)
 
 			// Armed from the second start on: one segment is in the table.
@@ -159,7 +162,7 @@ func TestTablesKilledBeforeSnapshot(t *testing.T) {
 			if objs := coldObjects(t, coldDir); len(objs) != 2 {
 				t.Fatalf("cold objects at the crash: %q, want both segments'", objs)
 			}
-			if got, _ := scanTable(t, "ticks", currentMetadata(t, coldDir, "ticks")); len(got) != 30 {
+			if got, _ := scanTable(t, "ticks", currentMetadata(t, coldDir, "ticks"), nil); len(got) != 30 {
 				t.Fatalf("the table holds %d records at the crash, want the first segment's 30: the test exercised nothing", len(got))
 			}
 
@@ -169,7 +172,7 @@ func TestTablesKilledBeforeSnapshot(t *testing.T) {
 			if len(want) != 60 {
 				t.Fatalf("tierd serves %d records after the restart, want 60", len(want))
 			}
-			_, files := waitTableExact(t, c3, "ticks", want)
+			_, files := waitTableExact(t, c3, "ticks", want, nil)
 			if objs := coldObjects(t, coldDir); !slices.Equal(localPaths(files), objs) {
 				t.Fatalf("table files %q, cold objects %q", files, objs)
 			}
@@ -187,7 +190,7 @@ func TestTablesAfterCatalogRebuild(t *testing.T) {
 		appendSealOffload(t, c, "ticks", workload(b, 25))
 	}
 	want := served(t, c, "ticks")
-	waitTableExact(t, c, "ticks", want)
+	waitTableExact(t, c, "ticks", want, nil)
 	d.stop(t)
 
 	dataDir := filepath.Join(dir, "data")
@@ -211,6 +214,49 @@ func TestTablesAfterCatalogRebuild(t *testing.T) {
 	if got := served(t, c, "ticks"); diffRecords(got, want) != "" {
 		t.Fatalf("after the rebuild tierd serves other records: %s", diffRecords(got, want))
 	}
-	waitTableExact(t, c, "ticks", want)
+	waitTableExact(t, c, "ticks", want, nil)
 	verifyOK(t, d.addr)
+}
+
+// TestTablesCluster: two nodes over one MinIO bucket and one PostgreSQL
+// database (the Iceberg catalog is in it too). Compaction's commits are
+// published by the node that made them; the table, described through the
+// other node and read from the bucket with iceberg-go, holds exactly the
+// compacted records, its data files the segments' objects.
+func TestTablesCluster(t *testing.T) {
+	m := testenv.StartMinIO(t)
+	useMinIOCredentials(t, m)
+	pg := testenv.StartPostgres(t)
+	spec := clusterSpec{dsn: pg.DSN, store: m.URL("aws"), extra: "tables: {commit_interval: 1s}\n"}
+	nodes := startNodes(t, spec, 2)
+	ctx := context.Background()
+	for b := range 2 {
+		if _, err := nodes[0].c.Append(ctx, "ticks", workload(b, 30)); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := nodes[0].c.Seal(ctx, "ticks"); err != nil || res.Segment == nil {
+			t.Fatalf("seal (compaction) through n1: %+v, %v", res, err)
+		}
+	}
+	want := served(t, nodes[1].c, "ticks")
+	if len(want) != 60 {
+		t.Fatalf("the cluster serves %d records, want 60", len(want))
+	}
+	props := map[string]string{icebergio.S3Region: testenv.Region, icebergio.S3EndpointURL: m.Endpoint,
+		icebergio.S3AccessKeyID: m.AccessKey, icebergio.S3SecretAccessKey: m.SecretKey}
+	tb, files := waitTableExact(t, nodes[1].c, "ticks", want, props)
+	if !strings.HasPrefix(tb.MetadataLocation, "s3://"+m.Bucket+"/tierd/_iceberg/") || len(files) != 2 {
+		t.Fatalf("table %+v with data files %q: want its metadata under _iceberg/ of the bucket and the two segments", tb, files)
+	}
+	for _, f := range files {
+		if !strings.HasPrefix(f, "s3://"+m.Bucket+"/tierd/stream=ticks/") {
+			t.Fatalf("data file %q is not a segment object of the bucket", f)
+		}
+	}
+	if !strings.Contains(tb.Queries.Spark, "type=jdbc") {
+		t.Fatalf("the Spark query of cluster mode does not name the JDBC catalog:\n%s", tb.Queries.Spark)
+	}
+	for _, n := range nodes {
+		verifyClean(t, n)
+	}
 }
