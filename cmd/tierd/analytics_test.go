@@ -16,15 +16,16 @@ import (
 	"github.com/tierd/tierd/client"
 )
 
-// docQueries are the SQL blocks of docs/analytics.md marked
-// "-- checked: NAME", by name, as written there.
+// docQueries are the code blocks of docs/analytics.md marked
+// "-- checked: NAME" (SQL) or "// checked: NAME" (JavaScript), by name, as
+// written there.
 func docQueries(t *testing.T) map[string]string {
 	t.Helper()
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "analytics.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile("(?s)```sql\n-- checked: ([a-z-]+)\n(.*?)```")
+	re := regexp.MustCompile("(?s)```(?:sql|js)\n(?:--|//) checked: ([a-z-]+)\n(.*?)```")
 	out := map[string]string{}
 	for _, m := range re.FindAllStringSubmatch(string(doc), -1) {
 		out[m[1]] = m[2]
@@ -152,6 +153,68 @@ func TestAnalyticsDocDuckDB(t *testing.T) {
 		a := alone[i]
 		if fmt.Sprint(r["offset"]) != fmt.Sprint(a["offset"]) || fmt.Sprint(r["ts_ns"]) != fmt.Sprint(a["ts_ns"]) || fmt.Sprint(r["value_bytes"]) != fmt.Sprint(a["value"]) {
 			t.Fatalf("exact legacy row %d: %v, but read alone the file has %v", i, r, a)
+		}
+	}
+}
+
+// TestAnalyticsDocPolars runs the nodejs-polars example of
+// docs/analytics.md, as written there, over the cold files of a real
+// tierd: the JSON field px it extracts equals the typed column px and the
+// record's JSON, row for row, and binary values are NULL in both.
+func TestAnalyticsDocPolars(t *testing.T) {
+	js := docQueries(t)["polars"]
+	if js == "" {
+		t.Fatal("docs/analytics.md has no block marked // checked: polars")
+	}
+	polars, err := filepath.Abs(filepath.Join("..", "..", ".cache", "polars", "node_modules", "nodejs-polars"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(polars); err != nil {
+		t.Skipf("nodejs-polars is not installed in .cache/polars (the partitions tests' testenv/polars installs it): %v", err)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("the Polars example runs in nodejs-polars, which needs Node.js: %v", err)
+	}
+	d, c, dir := tablesDaemon(t)
+	appendSealOffload(t, c, "ticks", workload(0, 24))
+	want := served(t, c, "ticks")
+	d.stop(t)
+	script := "import { createRequire } from \"node:module\";\nconst require = createRequire(" + strconv.Quote(polars+"/") + ");\n" +
+		strings.ReplaceAll(js, "/var/lib/tierd/cold", filepath.Join(dir, "cold")) +
+		`console.log(JSON.stringify(ticks.select("offset", "stream", "px_from_json", "px").toRecords(), (k, v) => typeof v === "bigint" ? v.toString() : v));` + "\n"
+	path := filepath.Join(dir, "polars.mjs")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(node, path)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("polars: %v\n%s\nstderr:\n%s", err, script, stderr.String())
+	}
+	var rows []struct {
+		Offset     json.Number `json:"offset"`
+		Stream     string      `json:"stream"`
+		PXFromJSON *float64    `json:"px_from_json"`
+		PX         *float64    `json:"px"`
+	}
+	dec := json.NewDecoder(&stdout)
+	dec.UseNumber()
+	if err := dec.Decode(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("polars: %d rows, want %d", len(rows), len(want))
+	}
+	for i, r := range rows {
+		w := want[i]
+		var v struct{ PX *float64 }
+		json.Unmarshal(w.Value, &v) // a binary value leaves PX nil
+		same := func(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+		if r.Offset.String() != strconv.FormatUint(w.Offset, 10) || r.Stream != "ticks" || !same(r.PXFromJSON, v.PX) || !same(r.PX, v.PX) {
+			t.Fatalf("polars row %d: %+v, want offset %d px %v (value %q)", i, r, w.Offset, v.PX, w.Value)
 		}
 	}
 }
