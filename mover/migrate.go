@@ -272,6 +272,12 @@ func (mv *Mover) tombstone(ctx context.Context, stream string, base uint64, by d
 	if n := len(done); n > 0 && mv.hot != nil {
 		mv.hot.Evict(stream, done[n-1].Last+1)
 	}
+	// Tombstoned records are no longer retained: the table drops them at
+	// its next sync (Published), as reads answer them expired, and Remove
+	// makes sure of it before the object goes.
+	if slices.ContainsFunc(done, func(m tiers.SegmentMeta) bool { return m.Placements.Has(tiers.Cold) }) {
+		mv.published(stream)
+	}
 	return done, failpoint.Inject(failpoint.DeleteAfterTombstone)
 }
 

@@ -79,6 +79,10 @@ func TestTablesHooks(t *testing.T) {
 	if err := mv.Execute(ctx, policy.Action{Kind: policy.Tombstone, Stream: "s", Base: 0}); err != nil {
 		t.Fatal(err)
 	}
+	// The tombstoned records are no longer retained: the table is told.
+	if len(tb.published) != 2 || tb.published[1] != "s" {
+		t.Fatalf("published after a tombstone of a cold segment: %q, want [s s]", tb.published)
+	}
 	f.clk.Advance(2 * time.Hour)
 	tb.fail = errors.New("catalog down")
 	err := mv.Execute(ctx, policy.Action{Kind: policy.DeleteCold, Stream: "s", Base: 0})
