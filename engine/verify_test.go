@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -279,12 +280,16 @@ func valueChunkData(t *testing.T, path string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cols := pf.Metadata().RowGroups[0].Columns
-	md := cols[len(cols)-1].MetaData // value is the last column
-	if md.PathInSchema[len(md.PathInSchema)-1] != "value" {
-		t.Fatalf("last column is %v, not value", md.PathInSchema)
+	// The value column by name: last in format 1, followed by value_bin
+	// and the typed columns in format 2.
+	for _, c := range pf.Metadata().RowGroups[0].Columns {
+		md := c.MetaData
+		if slices.Equal(md.PathInSchema, []string{"value"}) {
+			return md.DataPageOffset + md.TotalCompressedSize - 16
+		}
 	}
-	return md.DataPageOffset + md.TotalCompressedSize - 16
+	t.Fatalf("%s has no value column", path)
+	return 0
 }
 
 func TestVerifyColdDigest(t *testing.T) {
