@@ -99,13 +99,19 @@ func openCatalog(ctx context.Context, warehouse, dsn string, ioprops map[string]
 	return cat, func() error { return errors.Join(cat.Close(), db.Close()) }, nil
 }
 
-// ensureNamespace creates the namespace unless it exists.
+// ensureNamespace creates the namespace unless it exists. Two writers
+// creating it at once: the loser may see a constraint error rather than
+// ErrNamespaceAlreadyExists, so existence is asked again before failing.
 func (p *Publisher) ensureNamespace(ctx context.Context) error {
-	err := p.cat.CreateNamespace(ctx, table.Identifier{p.opts.Namespace}, nil)
-	if err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
-		return fmt.Errorf("tables: create namespace %s: %w", p.opts.Namespace, err)
+	ns := table.Identifier{p.opts.Namespace}
+	err := p.cat.CreateNamespace(ctx, ns, nil)
+	if err == nil || errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
+		return nil
 	}
-	return nil
+	if ok, cerr := p.cat.CheckNamespaceExists(ctx, ns); cerr == nil && ok {
+		return nil
+	}
+	return fmt.Errorf("%w: create namespace %s: %w", errCommit, p.opts.Namespace, err)
 }
 
 // validName checks a stream or namespace name: a stream name is always a

@@ -9,7 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/iceberg-go"
 	icebergio "github.com/apache/iceberg-go/io"
+	"github.com/apache/iceberg-go/table"
 
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/pqfile"
@@ -119,4 +121,62 @@ func FuzzReadFooter(f *testing.F) {
 			t.Fatal("no error and no footer")
 		}
 	})
+}
+
+// TestForeignAndDoubledFilesRemoved: a file in the table that is no
+// segment of the stream, and a second file of a segment already listed
+// (say, its object under another date directory), are taken out by the
+// next Sync, so a segment's records are never in the table twice.
+func TestForeignAndDoubledFilesRemoved(t *testing.T) {
+	s := fileStore(t)
+	src := newSource()
+	p := open(t, s, src)
+	ctx := context.Background()
+	segs, want := threeSegments(t, s, "dup", pqfile.Options{})
+	src.add(segs...)
+	mustSync(t, p, "dup")
+
+	// Copies of segs[0]'s object: one under another date, one outside the
+	// stream's keys.
+	body := readObject(t, s, cold.ObjectKey(segs[0]))
+	twin := "stream=dup/date=1999-01-01/" + filepath.Base(cold.ObjectKey(segs[0]))
+	foreign := "elsewhere/copy.parquet"
+	tbl := loadTable(t, p, "dup")
+	var files []iceberg.DataFile
+	for _, key := range []string{twin, foreign} {
+		if err := s.bucket.Put(ctx, key, bytes.NewReader(body), int64(len(body))); err != nil {
+			t.Fatal(err)
+		}
+		df, err := readFooter(ctx, icebergio.LocalFS{}, segs[0], p.root+"/"+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := table.DataFileFromMetadata(table.DataFileArgs{Schema: tbl.Schema(), Spec: tbl.Spec(), Format: iceberg.ParquetFile,
+			Metadata: df.meta, FilePath: df.path, FileSize: df.size, Content: iceberg.EntryContentData, FormatVersion: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	tx := tbl.NewTransaction()
+	if err := tx.AddDataFiles(ctx, files, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(scanRecords(t, loadTable(t, p, "dup"))); n != len(want)+200 {
+		t.Fatalf("test setup: %d records", n)
+	}
+	res := mustSync(t, p, "dup")
+	if res.Removed != 2 || res.Added != 0 || res.Files != 3 {
+		t.Fatalf("Sync: %+v", res)
+	}
+	tbl = loadTable(t, p, "dup")
+	sameRecords(t, scanRecords(t, tbl), want)
+	for _, f := range plannedFiles(t, tbl) {
+		if strings.Contains(f, "1999") || strings.Contains(f, "elsewhere") {
+			t.Fatalf("%s still in the table", f)
+		}
+	}
 }

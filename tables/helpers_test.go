@@ -2,6 +2,7 @@ package tables
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -237,7 +238,7 @@ func scanRecords(t *testing.T, tbl *table.Table, opts ...table.ScanOption) []tie
 		out = append(out, batchRecords(t, b)...)
 		b.Release()
 	}
-	slices.SortFunc(out, func(a, b tiers.Record) int { return compareBase(a.Offset, b.Offset) })
+	slices.SortFunc(out, func(a, b tiers.Record) int { return cmp.Compare(a.Offset, b.Offset) })
 	return out
 }
 

@@ -75,7 +75,8 @@ type Options struct {
 	// Without it (or when it fails) the segment is left out of the table
 	// and reported in SyncResult.Skipped: format-1 files have ts in
 	// nanoseconds and value as unannotated binary, which an Iceberg v2
-	// table cannot describe.
+	// table cannot describe. It is called from several goroutines at once
+	// (footers are read in parallel).
 	Rewrite func(ctx context.Context, seg tiers.SegmentMeta) error
 	// Logger receives skipped segments and commit retries; nil discards.
 	Logger *slog.Logger
@@ -99,6 +100,8 @@ type Publisher struct {
 	cat   catalog.Catalog
 	props map[string]string // io properties for the store
 	close func() error
+	// maxAdds is maxAddsPerCommit (a field so a test can make it small).
+	maxAdds int
 
 	mu struct {
 		sync.Mutex
@@ -133,7 +136,7 @@ func Open(ctx context.Context, o Options) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tables: cold store: %w", err)
 	}
-	p := &Publisher{opts: o, store: cfg, root: rootURI(cfg), props: ioProps(cfg, o)}
+	p := &Publisher{opts: o, store: cfg, root: rootURI(cfg), props: ioProps(cfg, o), maxAdds: maxAddsPerCommit}
 	p.mu.streams = make(map[string]*streamLock)
 	ctx, cancel := p.bound(ctx)
 	defer cancel()
@@ -224,6 +227,12 @@ type Info struct {
 func (p *Publisher) Describe(ctx context.Context, stream string) (Info, error) {
 	if err := validName(stream); err != nil {
 		return Info{}, err
+	}
+	p.mu.Lock()
+	closed := p.mu.closed
+	p.mu.Unlock()
+	if closed {
+		return Info{}, ErrClosed
 	}
 	ctx, cancel := p.bound(ctx)
 	defer cancel()

@@ -1,6 +1,7 @@
 package tables
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -301,7 +302,7 @@ func TestSchemaEvolution(t *testing.T) {
 		t.Fatalf("Sync of a file whose column changed type: %+v", res)
 	}
 	got := scanRecords(t, loadTable(t, p, "evo"))
-	if len(got) != 20 || !slices.IsSortedFunc(got, func(x, y tiers.Record) int { return compareBase(x.Offset, y.Offset) }) {
+	if len(got) != 20 || !slices.IsSortedFunc(got, func(x, y tiers.Record) int { return cmp.Compare(x.Offset, y.Offset) }) {
 		t.Fatalf("scan after the skipped file: %d records", len(got))
 	}
 }
@@ -403,4 +404,57 @@ func TestAwkwardStreamNames(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestBackfillInBatches: a Sync with more files to add than one commit
+// takes adds them all, in several snapshots, and reads exactly.
+func TestBackfillInBatches(t *testing.T) {
+	s := fileStore(t)
+	src := newSource()
+	p := open(t, s, src)
+	p.maxAdds = 2
+	var all []tiers.Record
+	for i := range 5 {
+		recs := records(uint64(i*10), 10, 20000*day+int64(i)*1e9, 1000)
+		src.add(putSegment(t, s, "backfill", recs, pqfile.Options{}))
+		all = append(all, recs...)
+	}
+	res := mustSync(t, p, "backfill")
+	tbl := loadTable(t, p, "backfill")
+	if res.Added != 5 || res.Files != 5 || len(tbl.Metadata().Snapshots()) != 3 {
+		t.Fatalf("Sync: %+v, %d snapshots (want 3)", res, len(tbl.Metadata().Snapshots()))
+	}
+	sameRecords(t, scanRecords(t, tbl), all)
+}
+
+// TestClosed: calls after Close fail with ErrClosed; Close twice is fine.
+func TestClosed(t *testing.T) {
+	s := fileStore(t)
+	o := s.opts
+	o.Segments = newSource()
+	p, err := Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Sync(context.Background(), "s"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sync after Close: %v", err)
+	}
+	if err := p.Remove(context.Background(), "s", nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Remove after Close: %v", err)
+	}
+	if _, err := p.Describe(context.Background(), "s"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Describe after Close: %v", err)
+	}
+	if _, err := Open(context.Background(), Options{ColdURL: "ftp://x"}); err == nil {
+		t.Fatal("Open of a bad store URL succeeded")
+	}
+	if _, err := p.Sync(context.Background(), "../x"); err == nil {
+		t.Fatal("Sync of a bad stream name succeeded")
+	}
 }

@@ -43,11 +43,26 @@ func (p *Publisher) duckdbQuery(info Info) string {
 // sparkQuery mounts the catalog as "tierd" in spark-sql (Iceberg's Spark
 // runtime; S3FileIO for s3:// data files) and selects from the table.
 func (p *Publisher) sparkQuery(stream string) string {
+	warehouse := p.warehouse()
+	packages := "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.9.2,org.apache.iceberg:iceberg-aws-bundle:1.9.2"
+	var hadoopConf []string
+	if p.opts.CatalogDSN == "" && p.store.Scheme == "s3" {
+		// Spark's Hadoop catalog lists and renames through a Hadoop file
+		// system, which knows S3 as s3a; the files themselves are read by
+		// S3FileIO, which takes s3:// and s3a:// alike.
+		warehouse = "s3a://" + strings.TrimPrefix(warehouse, "s3://")
+		packages += ",org.apache.hadoop:hadoop-aws:3.3.4"
+		hadoopConf = append(hadoopConf, "spark.hadoop.fs.s3a.path.style.access=true")
+		if p.store.Endpoint != "" {
+			hadoopConf = append(hadoopConf, "spark.hadoop.fs.s3a.endpoint="+p.store.Endpoint)
+		}
+	}
 	conf := []string{
 		"spark.sql.extensions=org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
 		"spark.sql.catalog." + catalogName + "=org.apache.iceberg.spark.SparkCatalog",
-		"spark.sql.catalog." + catalogName + ".warehouse=" + p.warehouse(),
+		"spark.sql.catalog." + catalogName + ".warehouse=" + warehouse,
 	}
+	conf = append(conf, hadoopConf...)
 	if p.opts.CatalogDSN == "" {
 		conf = append(conf, "spark.sql.catalog."+catalogName+".type=hadoop")
 	} else {
@@ -69,7 +84,7 @@ func (p *Publisher) sparkQuery(stream string) string {
 		}
 	}
 	var b strings.Builder
-	b.WriteString("spark-sql --packages org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.9.2,org.apache.iceberg:iceberg-aws-bundle:1.9.2")
+	b.WriteString("spark-sql --packages " + packages)
 	for _, c := range conf {
 		b.WriteString(" \\\n  --conf " + c)
 	}

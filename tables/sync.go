@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -74,109 +74,156 @@ func (p *Publisher) Sync(ctx context.Context, stream string) (SyncResult, error)
 	ctx, cancel := p.bound(ctx)
 	defer cancel()
 
-	segs, err := p.opts.Segments.ColdSegments(ctx, stream)
-	if err != nil {
-		return res, fmt.Errorf("tables: segments of %s: %w", stream, err)
-	}
-	want := make(map[string]tiers.SegmentMeta, len(segs))
-	for _, m := range segs {
-		if m.Stream != stream || !m.Tombstoned.IsZero() {
+	footers := map[segID]*dataFile{} // read once per Sync, across attempts
+	skipped := map[segID]Skipped{}
+	total := SyncResult{Stream: stream}
+	for attempt := 1; ; attempt++ {
+		res = SyncResult{Stream: stream}
+		more, err := p.syncOnce(ctx, stream, footers, skipped, &res)
+		total.Attempts++
+		if err == nil {
+			total.Added += res.Added
+			total.Removed += res.Removed
+			total.Committed = total.Committed || res.Committed
+			total.Files, total.SnapshotID = res.Files, res.SnapshotID
+			if !more {
+				break
+			}
+			// A backfill larger than one commit: the next batch, with
+			// fresh retries.
+			attempt = 0
 			continue
 		}
-		want[p.fileURI(m)] = m
-	}
-	footers := map[string]*dataFile{} // read once per Sync, across attempts
-	skipped := map[string]Skipped{}
-	for attempt := 1; ; attempt++ {
-		res.Attempts = attempt
-		err := p.syncOnce(ctx, stream, want, footers, skipped, &res)
-		if err == nil {
-			break
-		}
 		if ctx.Err() != nil || attempt == maxAttempts || !retryable(err) {
-			res.Duration = time.Since(start)
-			return res, fmt.Errorf("tables: sync %s: %w", stream, err)
+			total.Duration = time.Since(start)
+			return total, fmt.Errorf("tables: sync %s: %w", stream, err)
 		}
 		p.opts.Logger.Info("table commit conflict, retrying", "stream", stream, "attempt", attempt, "err", err)
 		if err := backoff(ctx, attempt); err != nil {
-			return res, fmt.Errorf("tables: sync %s: %w", stream, err)
+			total.Duration = time.Since(start)
+			return total, fmt.Errorf("tables: sync %s: %w", stream, err)
 		}
 	}
+	res = total
 	for _, s := range skipped {
 		res.Skipped = append(res.Skipped, s)
 	}
-	slices.SortFunc(res.Skipped, func(a, b Skipped) int { return compareBase(a.Segment.Base, b.Segment.Base) })
+	slices.SortFunc(res.Skipped, func(a, b Skipped) int { return cmp.Compare(a.Segment.Base, b.Segment.Base) })
 	res.Duration = time.Since(start)
 	return res, nil
 }
 
-// syncOnce is one attempt of Sync against the table as it is now.
-func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string]tiers.SegmentMeta,
-	footers map[string]*dataFile, skipped map[string]Skipped, res *SyncResult,
-) error {
+// maxAddsPerCommit bounds the files one commit adds, and so the footers
+// held in memory at once: a backfill of a large archive (the first
+// `tierctl table sync`) commits in several snapshots of this many files.
+// footerReaders is how many footers are read at once.
+const (
+	maxAddsPerCommit = 1000
+	footerReaders    = 8
+)
+
+// syncOnce is one attempt of Sync against the table as it is now. more
+// reports that it committed a batch and files remain to be added.
+//
+// The table is loaded before the catalog is read, and the commit succeeds
+// only if the table is still as loaded. So a file cannot come back after a
+// Remove by another writer: either this attempt read the catalog after the
+// segment left it (and does not want it), or the Remove commits after this
+// commit (and takes the file out again), or it committed between the load
+// and this commit (which then conflicts and is recomputed).
+func (p *Publisher) syncOnce(ctx context.Context, stream string,
+	footers map[segID]*dataFile, skipped map[segID]Skipped, res *SyncResult,
+) (more bool, err error) {
 	tbl, err := p.load(ctx, stream)
 	if err != nil {
-		return err
+		return false, err
 	}
-	have, err := liveFiles(ctx, tbl)
+	segs, err := p.opts.Segments.ColdSegments(ctx, stream)
 	if err != nil {
-		return err
+		return false, fmt.Errorf("segments of %s: %w", stream, err)
 	}
-	var del []iceberg.DataFile
-	for path, df := range have {
-		if _, ok := want[path]; !ok {
-			del = append(del, df)
+	want := make(map[segID]tiers.SegmentMeta, len(segs))
+	for _, m := range segs {
+		if m.Stream == stream && m.Tombstoned.IsZero() {
+			want[idOf(m)] = m
 		}
 	}
-	var addPaths []string
-	for path := range want {
-		if _, ok := have[path]; !ok {
-			addPaths = append(addPaths, path)
+	for id, df := range footers {
+		if m, ok := want[id]; !ok || m.Digest != df.seg.Digest {
+			delete(footers, id) // the catalog changed between attempts
 		}
 	}
-	slices.SortFunc(addPaths, func(a, b string) int { return compareBase(want[a].Base, want[b].Base) })
-	slices.SortFunc(del, func(a, b iceberg.DataFile) int { return compareString(a.FilePath(), b.FilePath()) })
-
-	// Read the footers of the files to add (once per Sync).
-	fio, err := icebergio.LoadFS(ctx, p.props, p.root)
+	live, del, err := p.liveFiles(ctx, stream, tbl) // del: foreign files
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return false, err
+	}
+	total := len(del)
+	// Each wanted segment keeps one file, at its key; any other file of a
+	// segment (unwanted, doubled, or under a key it no longer has) goes.
+	have := map[segID]iceberg.DataFile{}
+	for id, dfs := range live {
+		total += len(dfs)
+		m, ok := want[id]
+		keep := -1
+		if ok {
+			for _, key := range objectKeys(m) {
+				if keep = slices.IndexFunc(dfs, func(df iceberg.DataFile) bool { return df.FilePath() == p.root+"/"+key }); keep >= 0 {
+					break
+				}
+			}
+		}
+		for i, df := range dfs {
+			if i == keep {
+				have[id] = df
+			} else {
+				del = append(del, df)
+			}
+		}
+	}
+	var addIDs []segID
+	for id := range want {
+		_, in := have[id]
+		_, skip := skipped[id]
+		if !in && !skip {
+			addIDs = append(addIDs, id)
+		}
+	}
+	slices.SortFunc(addIDs, compareID)
+	slices.SortFunc(del, func(a, b iceberg.DataFile) int { return cmp.Compare(a.FilePath(), b.FilePath()) })
+	if len(addIDs) > p.maxAdds {
+		addIDs, more = addIDs[:p.maxAdds], true
+	}
+	if err := p.readFooters(ctx, addIDs, want, footers, skipped); err != nil {
+		return false, err
 	}
 	var adds []*dataFile
-	for _, path := range addPaths {
-		if _, ok := skipped[path]; ok {
-			continue
+	for _, id := range addIDs {
+		if df := footers[id]; df != nil {
+			adds = append(adds, df)
 		}
-		df, ok := footers[path]
-		if !ok {
-			df, err = p.footer(ctx, fio, want[path], path, skipped)
-			if err != nil {
-				return err
-			}
-			if df == nil {
-				continue
-			}
-			footers[path] = df
-		}
-		adds = append(adds, df)
 	}
 	if len(adds) == 0 && len(del) == 0 {
-		res.Files = len(have)
+		res.Files = total
 		if tbl != nil && tbl.CurrentSnapshot() != nil {
 			res.SnapshotID = tbl.CurrentSnapshot().SnapshotID
 		}
-		return nil
+		return more, nil
 	}
 	if tbl == nil {
 		if tbl, err = p.create(ctx, stream); err != nil {
-			return err
+			return false, err
 		}
 	}
 
 	tx := tbl.NewTransaction()
+	// Fail, never replay, if another writer committed since the load:
+	// the change was computed against this snapshot (see syncOnce).
+	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
+		return false, fmt.Errorf("pin snapshot: %w", err)
+	}
 	sc, adds, err := p.evolve(tx, tbl, adds, skipped)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var files []iceberg.DataFile
 	for _, a := range adds {
@@ -198,8 +245,8 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 		files = append(files, df)
 	}
 	if len(files) == 0 && len(del) == 0 {
-		res.Files = len(have)
-		return nil
+		res.Files = total
+		return more, nil
 	}
 	props := iceberg.Properties{summaryOp: "sync"}
 	if len(del) == 0 {
@@ -208,95 +255,124 @@ func (p *Publisher) syncOnce(ctx context.Context, stream string, want map[string
 		err = tx.ReplaceDataFilesWithDataFiles(ctx, del, files, props)
 	}
 	if err != nil {
-		return fmt.Errorf("stage snapshot: %w", err)
+		return false, fmt.Errorf("stage snapshot: %w", err)
 	}
 	tbl, err = tx.Commit(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errCommit, err)
+		return false, fmt.Errorf("%w: %w", errCommit, err)
 	}
 	res.Added, res.Removed, res.Committed = len(files), len(del), true
-	res.Files = len(have) + len(files) - len(del)
+	res.Files = total + len(files) - len(del)
 	if s := tbl.CurrentSnapshot(); s != nil {
 		res.SnapshotID = s.SnapshotID
 	}
 	p.expire(ctx, tbl)
-	return nil
+	// The footers of committed files are not needed again.
+	for _, a := range adds {
+		delete(footers, idOf(a.seg))
+	}
+	return more, nil
 }
 
-// History bounds: once a table has more than expireAbove snapshots, all but
-// the newest keepSnapshots are expired, so its metadata stays small however
-// many Syncs run.
-const (
-	keepSnapshots = 20
-	expireAbove   = 2 * keepSnapshots
-)
-
-// expire drops old snapshots from the table's metadata. It deletes no file
-// (gc is off: the data files are the archive); the manifests only the
-// expired snapshots listed stay under _iceberg. A failure (say a concurrent
-// commit) is logged: the next Sync tries again.
-func (p *Publisher) expire(ctx context.Context, tbl *table.Table) {
-	meta := tbl.Metadata()
-	snaps := meta.Snapshots()
-	cur := tbl.CurrentSnapshot()
-	if len(snaps) <= expireAbove || cur == nil {
-		return
-	}
-	snaps = slices.Clone(snaps)
-	slices.SortFunc(snaps, func(a, b table.Snapshot) int { return cmp.Compare(a.TimestampMs, b.TimestampMs) })
-	var ids []int64
-	for _, s := range snaps[:len(snaps)-keepSnapshots] {
-		if s.SnapshotID != cur.SnapshotID {
-			ids = append(ids, s.SnapshotID)
+// readFooters reads the footers of the segments not read yet,
+// footerReaders at a time, into footers (or skipped). An error is the
+// store failing.
+func (p *Publisher) readFooters(ctx context.Context, ids []segID, want map[segID]tiers.SegmentMeta,
+	footers map[segID]*dataFile, skipped map[segID]Skipped,
+) error {
+	var todo []segID
+	for _, id := range ids {
+		if _, ok := footers[id]; !ok {
+			todo = append(todo, id)
 		}
 	}
-	id := cur.SnapshotID
-	_, _, err := p.cat.CommitTable(ctx, tbl.Identifier(),
-		[]table.Requirement{table.AssertTableUUID(meta.TableUUID()), table.AssertRefSnapshotID(table.MainBranch, &id)},
-		[]table.Update{table.NewRemoveSnapshotsUpdate(ids, false)})
-	if err != nil {
-		p.opts.Logger.Info("expiring old table snapshots failed; the next Sync retries", "table", tbl.Identifier(), "err", err)
+	if len(todo) == 0 {
+		return nil
 	}
+	fio, err := icebergio.LoadFS(ctx, p.props, p.root)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	type result struct {
+		df   *dataFile
+		skip *Skipped
+		err  error
+	}
+	results := make([]result, len(todo))
+	sem := make(chan struct{}, footerReaders)
+	var wg sync.WaitGroup
+	for i, id := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r := &results[i]
+			r.df, r.skip, r.err = p.footer(ctx, fio, want[id])
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for i, r := range results {
+		switch {
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case r.skip != nil:
+			p.skip(skipped, *r.skip)
+		default:
+			footers[todo[i]] = r.df
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // footer reads a segment's footer, asking Options.Rewrite to convert a
-// format-1 object first. A segment that cannot be published is recorded in
-// skipped and nil returned; an error means the store failed (retry later).
-func (p *Publisher) footer(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta, path string, skipped map[string]Skipped) (*dataFile, error) {
-	key := cold.ObjectKey(m)
-	df, err := readFooter(ctx, fio, m, path)
+// format-1 object first. A segment that cannot be published is returned as
+// skipped; an error means the store failed (retry later).
+func (p *Publisher) footer(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta) (*dataFile, *Skipped, error) {
+	key, df, err := p.readAnyKey(ctx, fio, m)
 	if errors.Is(err, errLegacy) && p.opts.Rewrite != nil {
 		if rerr := p.opts.Rewrite(ctx, m); rerr != nil {
-			p.skip(skipped, Skipped{Segment: m, Key: key, Legacy: true, Reason: fmt.Sprintf("%v; rewrite failed: %v", errLegacy, rerr)})
-			return nil, nil
+			return nil, &Skipped{Segment: m, Key: key, Legacy: true, Reason: fmt.Sprintf("%v; rewrite failed: %v", errLegacy, rerr)}, nil
 		}
-		df, err = readFooter(ctx, fio, m, path)
+		key, df, err = p.readAnyKey(ctx, fio, m)
 	}
 	switch {
 	case err == nil:
-		return df, nil
+		return df, nil, nil
 	case errors.Is(err, errLegacy):
-		p.skip(skipped, Skipped{Segment: m, Key: key, Legacy: true, Reason: err.Error()})
+		return nil, &Skipped{Segment: m, Key: key, Legacy: true, Reason: err.Error()}, nil
 	case errors.Is(err, errBadFile):
-		p.skip(skipped, Skipped{Segment: m, Key: key, Reason: err.Error()})
+		return nil, &Skipped{Segment: m, Key: key, Reason: err.Error()}, nil
 	case isNotFound(err):
-		p.skip(skipped, Skipped{Segment: m, Key: key, Reason: "object not found"})
+		return nil, &Skipped{Segment: m, Key: key, Reason: "object not found"}, nil
+	case ctx.Err() != nil:
+		return nil, nil, ctx.Err()
 	default:
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("read footer of %s: %w", key, err)
+		return nil, nil, fmt.Errorf("read footer of %s: %w", key, err)
 	}
-	return nil, nil
 }
 
-func (p *Publisher) skip(skipped map[string]Skipped, s Skipped) {
-	path := p.fileURI(s.Segment)
-	if _, ok := skipped[path]; !ok {
+// readAnyKey reads the footer at the first of the segment's keys that
+// exists, and says which key that was.
+func (p *Publisher) readAnyKey(ctx context.Context, fio icebergio.IO, m tiers.SegmentMeta) (string, *dataFile, error) {
+	keys := objectKeys(m)
+	for i, key := range keys {
+		df, err := readFooter(ctx, fio, m, p.root+"/"+key)
+		if isNotFound(err) && i+1 < len(keys) {
+			continue
+		}
+		return key, df, err
+	}
+	panic("unreachable: a segment has a key")
+}
+
+func (p *Publisher) skip(skipped map[segID]Skipped, s Skipped) {
+	id := idOf(s.Segment)
+	if _, ok := skipped[id]; !ok {
 		p.opts.Logger.Warn("cold segment not published in its table", "stream", s.Segment.Stream,
 			"base", s.Segment.Base, "key", s.Key, "legacy", s.Legacy, "reason", s.Reason)
 	}
-	skipped[path] = s
+	skipped[id] = s
 }
 
 // create makes the stream's table (and the namespace) with the base schema.
@@ -339,7 +415,7 @@ func (p *Publisher) create(ctx context.Context, stream string) (*table.Table, er
 // carry no field ids. A file whose typed column has another type than the
 // table's is skipped (the table's column stays as it is). It returns the
 // schema the files are described with and the files still to add.
-func (p *Publisher) evolve(tx *table.Transaction, tbl *table.Table, adds []*dataFile, skipped map[string]Skipped) (*iceberg.Schema, []*dataFile, error) {
+func (p *Publisher) evolve(tx *table.Transaction, tbl *table.Table, adds []*dataFile, skipped map[segID]Skipped) (*iceberg.Schema, []*dataFile, error) {
 	cur := tbl.Schema()
 	added := map[string]iceberg.Type{}
 	var keep []*dataFile
@@ -392,131 +468,6 @@ next:
 		}
 	}
 	return sc, keep, nil
-}
-
-// Remove commits a snapshot without the given segments' files (files not
-// in the table are ignored; no table, nothing to do). The caller deletes
-// the objects only after Remove returned nil, so no snapshot ever lists a
-// deleted object.
-func (p *Publisher) Remove(ctx context.Context, stream string, segs []tiers.SegmentMeta) error {
-	if err := validName(stream); err != nil {
-		return err
-	}
-	unlock, err := p.lock(stream)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	ctx, cancel := p.bound(ctx)
-	defer cancel()
-	gone := make(map[string]bool, len(segs))
-	for _, m := range segs {
-		gone[p.fileURI(m)] = true
-	}
-	for attempt := 1; ; attempt++ {
-		err := p.removeOnce(ctx, stream, gone)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || attempt == maxAttempts || !retryable(err) {
-			return fmt.Errorf("tables: remove from %s: %w", stream, err)
-		}
-		p.opts.Logger.Info("table commit conflict, retrying", "stream", stream, "attempt", attempt, "err", err)
-		if err := backoff(ctx, attempt); err != nil {
-			return fmt.Errorf("tables: remove from %s: %w", stream, err)
-		}
-	}
-}
-
-func (p *Publisher) removeOnce(ctx context.Context, stream string, gone map[string]bool) error {
-	tbl, err := p.load(ctx, stream)
-	if err != nil || tbl == nil {
-		return err
-	}
-	have, err := liveFiles(ctx, tbl)
-	if err != nil {
-		return err
-	}
-	var del []iceberg.DataFile
-	for path, df := range have {
-		if gone[path] {
-			del = append(del, df)
-		}
-	}
-	if len(del) == 0 {
-		return nil
-	}
-	tx := tbl.NewTransaction()
-	if err := tx.ReplaceDataFilesWithDataFiles(ctx, del, nil, iceberg.Properties{summaryOp: "remove"}); err != nil {
-		return fmt.Errorf("stage snapshot: %w", err)
-	}
-	if _, err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("%w: %w", errCommit, err)
-	}
-	return nil
-}
-
-// liveFiles lists the data files of the table's current snapshot by path.
-func liveFiles(ctx context.Context, tbl *table.Table) (map[string]iceberg.DataFile, error) {
-	have := map[string]iceberg.DataFile{}
-	if tbl == nil || tbl.CurrentSnapshot() == nil {
-		return have, nil
-	}
-	tasks, err := tbl.Scan().PlanFiles(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list data files: %w", err)
-	}
-	for _, t := range tasks {
-		have[t.File.FilePath()] = t.File
-	}
-	return have, nil
-}
-
-// errCommit marks a failed commit: another writer committed first, or the
-// outcome is unknown. Both are retried by recomputing the change from a
-// fresh load, which is right in either case (a commit that did land shows
-// up as nothing left to do).
-var errCommit = errors.New("commit")
-
-func retryable(err error) bool {
-	return errors.Is(err, errCommit) || errors.Is(err, table.ErrCommitFailed)
-}
-
-// backoff waits before attempt+1: growing, jittered, bounded by ctx.
-func backoff(ctx context.Context, attempt int) error {
-	d := time.Duration(attempt*attempt) * 50 * time.Millisecond
-	d += time.Duration(rand.Int64N(int64(d)))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// fileURI is the data file location of a segment's object.
-func (p *Publisher) fileURI(m tiers.SegmentMeta) string { return p.root + "/" + cold.ObjectKey(m) }
-
-func compareBase(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func compareString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // SyncAll runs Sync for every stream of Options.Segments (at start, or for
