@@ -41,6 +41,12 @@ const (
 	// CodeNotInClusterMode: a cluster route (GET /v1/cluster) asked of a
 	// node in local mode.
 	CodeNotInClusterMode = "not_in_cluster_mode"
+	// CodeNoTable: the stream has no Iceberg table yet (nothing cold, or
+	// not published yet: POST /v1/tables/sync publishes it now).
+	CodeNoTable = "no_table"
+	// CodeTablesDisabled: a table route asked of a tierd without tables
+	// (tables.enabled false, or no cold store).
+	CodeTablesDisabled = "tables_disabled"
 	// 409
 	CodeProducerSequence    = "producer_sequence"
 	CodeSegmentNotPersisted = "segment_not_persisted"
@@ -57,13 +63,16 @@ const (
 	// 503: retry later (Retry-After says when, where it is sent), except
 	// storage_failed, which lasts until a restart.
 	CodeColdStoreUnavailable = "cold_store_unavailable"
-	CodeStorageFull          = "storage_full"
-	CodeStorageUnavailable   = "storage_unavailable"
-	CodeStorageFailed        = "storage_failed"
-	CodeBackpressure         = "backpressure"
-	CodeShuttingDown         = "shutting_down"
-	CodeCanceled             = "canceled"
-	CodeTooManyConnections   = "too_many_connections"
+	// CodeTablesUnavailable: the Iceberg catalog or the table's metadata
+	// could not be reached or committed now.
+	CodeTablesUnavailable  = "tables_unavailable"
+	CodeStorageFull        = "storage_full"
+	CodeStorageUnavailable = "storage_unavailable"
+	CodeStorageFailed      = "storage_failed"
+	CodeBackpressure       = "backpressure"
+	CodeShuttingDown       = "shutting_down"
+	CodeCanceled           = "canceled"
+	CodeTooManyConnections = "too_many_connections"
 	// CodeOutcomeUnknown: the write's commit was sent and its answer
 	// lost (cluster mode); it may be stored. Retry the same batch: an
 	// idempotent producer's retry is answered duplicate if it was.

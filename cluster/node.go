@@ -99,6 +99,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cluster/registry"
 	"github.com/tierd/tierd/cold"
@@ -106,6 +107,7 @@ import (
 	"github.com/tierd/tierd/mover"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/server"
+	"github.com/tierd/tierd/tablesync"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -132,6 +134,14 @@ type Options struct {
 	// Bucket is the shared bucket Cold stores in (the same prefix): the
 	// node reads journal objects back from it for verify. Required.
 	Bucket objstore.Bucket
+	// Tables opens the publishing of the cold segments as Apache Iceberg
+	// tables over the cluster's catalog (tables.enabled; internal/boot
+	// builds it over package tables with the PostgreSQL catalog), or nil
+	// for none. Every node runs the loop: compaction's commits mark their
+	// streams, retention removes segments from the tables before their
+	// objects, and concurrent commits of two nodes are the Iceberg
+	// catalog's optimistic concurrency to settle.
+	Tables func(ctx context.Context, src tablesync.CatalogSource) (*tablesync.Loop, error)
 	// Config gives the policies (segment sizes and ages for compaction,
 	// retention) and the cluster section's tunables. Required.
 	Config *policy.Config
@@ -198,6 +208,7 @@ type Node struct {
 	cold    *cold.Tier
 	parts   parts
 	mover   *mover.Mover
+	tables  *tablesync.Loop // nil without tables
 
 	closed atomic.Bool
 	stop   context.CancelFunc
@@ -237,7 +248,23 @@ func RedactDSN(dsn string) string { return policy.DSN(dsn).Redacted() }
 var (
 	_ server.Backend        = (*Node)(nil)
 	_ server.ClusterBackend = (*Node)(nil)
+	_ server.TablesBackend  = (*Node)(nil)
 )
+
+// TablesEnabled reports whether the node publishes Iceberg tables
+// (server.TablesBackend).
+func (n *Node) TablesEnabled() bool { return n.tables.Enabled() }
+
+// Table describes stream's Iceberg table (server.TablesBackend).
+func (n *Node) Table(ctx context.Context, stream string) (api.Table, error) {
+	return n.tables.Table(ctx, stream)
+}
+
+// SyncTables makes the table of stream (every stream when "") exactly its
+// retained cold segments now (server.TablesBackend).
+func (n *Node) SyncTables(ctx context.Context, stream string) (api.TableSyncReport, error) {
+	return n.tables.SyncTables(ctx, stream)
+}
 
 // checkOptions refuses Options a node cannot run with.
 func checkOptions(o *Options) error {

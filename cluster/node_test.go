@@ -336,6 +336,11 @@ func TestListingsVerifyAndCompaction(t *testing.T) {
 	if err := a.opts.Bucket.Put(w.ctx, stray, strings.NewReader("not parquet"), int64(len("not parquet"))); err != nil {
 		t.Fatal(err)
 	}
+	// The Iceberg tables' metadata beside the segments is no orphan.
+	meta := "_iceberg/tierd/s/metadata/00001-x.metadata.json"
+	if err := a.opts.Bucket.Put(w.ctx, meta, strings.NewReader("{}"), 2); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := b.Verify(w.ctx, "", nil)
 	if err != nil {
 		t.Fatal(err)

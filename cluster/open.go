@@ -20,6 +20,7 @@ import (
 	"github.com/tierd/tierd/engine"
 	"github.com/tierd/tierd/internal/pgschema"
 	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/tablesync"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -51,6 +52,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 			n.parts.reg.Leave(lctx)
 			cancel()
 		}
+		if n.tables != nil {
+			n.tables.Close()
+		}
 		if n.cat != nil {
 			n.cat.Close()
 		}
@@ -70,6 +74,11 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return fail(fmt.Errorf("cluster: open the catalog: %w", err))
 	}
 	n.cat = cat
+	if opts.Tables != nil {
+		if n.tables, err = opts.Tables(ctx, tablesync.CatalogSource{Catalog: cat}); err != nil {
+			return fail(fmt.Errorf("cluster: open tables: %w", err))
+		}
+	}
 	rd, err := reader.New(reader.Options{
 		Pool: pool, Bucket: opts.Bucket, Cold: opts.Cold, Catalog: cat,
 		CacheDir: filepath.Join(opts.DataDir, "cache"), CacheBytes: opts.CacheBytes, MemBytes: opts.MemBytes,
@@ -112,6 +121,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		GCDelay:        opts.GCDelay,
 		Lease:          opts.Lease,
 		SpoolDir:       spool,
+		OnCommit:       n.published,
 		Logger:         opts.Logger, Registerer: opts.Registerer,
 	})
 	if err != nil {
@@ -150,6 +160,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		n.reportStats(loops)
 	}()
 	n.bindMetrics(opts.Registerer)
+	if n.tables != nil {
+		n.tables.Start()
+	}
 	opts.Logger.Info("cluster: joined", "node_id", opts.NodeID, "epoch", reg.Epoch(), "catalog", RedactDSN(opts.DSN))
 	return n, nil
 }
@@ -219,9 +232,20 @@ func (n *Node) Close(ctx context.Context) error {
 	if lerr := n.parts.reg.Leave(ctx); lerr != nil && !errors.Is(lerr, registry.ErrFenced) {
 		err = errors.Join(err, lerr)
 	}
+	if n.tables != nil {
+		err = errors.Join(err, n.tables.Close()) // it reads the catalog
+	}
 	err = errors.Join(err, n.cat.Close())
 	n.pool.Close()
 	return errors.Join(err, n.cold.Close())
+}
+
+// published tells the tables, if any, that a compaction of stream was
+// committed (compactor.Options.OnCommit).
+func (n *Node) published(stream string) {
+	if n.tables != nil {
+		n.tables.Published(stream)
+	}
 }
 
 // seqPart adapts the sequencer.

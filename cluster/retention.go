@@ -42,7 +42,11 @@ func (noWarm) List() ([]warm.SegmentFile, error) { return nil, nil }
 // tier, its interrupted deletions settled (a failure is logged: the
 // migrator plans the deletion again).
 func (n *Node) newMover(ctx context.Context) *mover.Mover {
-	mv := mover.New(mover.Options{Catalog: n.cat, Warm: noWarm{}, Cold: n.cold, Config: n.opts.Config, Logger: n.opts.Logger, Now: n.opts.Now})
+	mo := mover.Options{Catalog: n.cat, Warm: noWarm{}, Cold: n.cold, Config: n.opts.Config, Logger: n.opts.Logger, Now: n.opts.Now}
+	if n.tables != nil {
+		mo.Tables = n.tables // a deletion leaves the table before its object goes
+	}
+	mv := mover.New(mo)
 	if err := mv.Recover(ctx); err != nil {
 		n.opts.Logger.Warn("cluster: settling interrupted deletions failed; the migrator retries them", "err", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/tierd/tierd/internal/vfs"
 	"github.com/tierd/tierd/mover"
 	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/tablesync"
 	"github.com/tierd/tierd/tiers"
 	"github.com/tierd/tierd/warm"
 )
@@ -75,6 +76,14 @@ type Options struct {
 	// Cold is the cold tier, or nil for none. The engine closes it.
 	Cold *cold.Tier
 
+	// Tables opens the publishing of the cold segments as Apache Iceberg
+	// tables over the engine's catalog (tables.enabled; internal/boot
+	// builds it over package tables), or nil for none. Open calls it once
+	// the catalog is open, before moves are recovered (a deletion a crash
+	// interrupted leaves the table first), starts the loop once the engine
+	// is open, and Close closes it.
+	Tables func(ctx context.Context, src tablesync.CatalogSource) (*tablesync.Loop, error)
+
 	// Config is the configuration the migrator plans with. Every
 	// destructive action is justified again against it, and against the
 	// catalog, when it executes (mover/justify.go): nil refuses every deletion.
@@ -120,6 +129,7 @@ type Engine struct {
 	hot     *hot.Tier
 	cold    *cold.Tier
 	mover   *mover.Mover
+	tables  *tablesync.Loop // nil without tables
 	metrics *metrics
 	// walFailed is when WriteHealth first saw the WAL's sticky failure.
 	walFailed atomic.Pointer[time.Time]
@@ -152,6 +162,13 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	mo := mover.Options{Catalog: e.catalog, Warm: e.warm, Hot: hotView{e}, Config: opts.Config, Logger: opts.Logger, Now: opts.Now}
 	if e.cold != nil {
 		mo.Cold = e.cold
+		if opts.Tables != nil {
+			if e.tables, err = opts.Tables(ctx, tablesync.CatalogSource{Catalog: e.catalog}); err != nil {
+				e.closeStores()
+				return nil, fmt.Errorf("engine: open tables: %w", err)
+			}
+			mo.Tables = e.tables
+		}
 	}
 	e.mover = mover.New(mo)
 	if err := e.mover.Recover(ctx); err != nil {
@@ -193,11 +210,18 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e.metrics.usage.bind(e)
 	e.metrics.health.bind(e)
+	if e.tables != nil {
+		e.tables.Start()
+	}
 	return e, nil
 }
 
 func (e *Engine) closeStores() error {
-	err := errors.Join(e.warm.Close(), e.catalog.Close())
+	var err error
+	if e.tables != nil {
+		err = e.tables.Close() // it reads the catalog
+	}
+	err = errors.Join(err, e.warm.Close(), e.catalog.Close())
 	if e.cold != nil {
 		err = errors.Join(err, e.cold.Close())
 	}

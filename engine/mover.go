@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/mover"
 	"github.com/tierd/tierd/policy"
@@ -72,3 +73,20 @@ func (h hotView) Resident(stream string) ([]uint64, bool) {
 }
 
 func (h hotView) Evict(stream string, upTo uint64) { h.e.hot.Evict(stream, upTo) }
+
+// Table describes stream's Iceberg table (server.TablesBackend):
+// tablesync.ErrDisabled without tables, tablesync.ErrNoTable before it has
+// one.
+func (e *Engine) Table(ctx context.Context, stream string) (api.Table, error) {
+	return e.tables.Table(ctx, stream)
+}
+
+// SyncTables makes the table of stream (every stream when "") exactly its
+// retained cold segments now (server.TablesBackend).
+func (e *Engine) SyncTables(ctx context.Context, stream string) (api.TableSyncReport, error) {
+	return e.tables.SyncTables(ctx, stream)
+}
+
+// TablesEnabled reports whether the engine publishes Iceberg tables
+// (server.TablesBackend): tables.enabled with a cold store.
+func (e *Engine) TablesEnabled() bool { return e.tables.Enabled() }

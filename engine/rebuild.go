@@ -10,6 +10,7 @@ import (
 
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/tablesync"
 	"github.com/tierd/tierd/tiers"
 	"github.com/tierd/tierd/warm"
 )
@@ -85,6 +86,9 @@ func RebuildCatalog(ctx context.Context, dataDir string, coldTier *cold.Tier, lo
 		for o, err := range coldTier.Objects(ctx, "") {
 			if err != nil {
 				return rep, fmt.Errorf("engine: rebuild: %w", err)
+			}
+			if tablesync.NotASegment(o.Key, o.Size) {
+				continue // the Iceberg tables' metadata: `tierctl table sync` rebuilds the tables after the catalog
 			}
 			objs = append(objs, o)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/tierd/tierd/catalog"
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
+	"github.com/tierd/tierd/tablesync"
 	"github.com/tierd/tierd/tiers"
 	"github.com/tierd/tierd/warm"
 )
@@ -420,6 +421,9 @@ func (e *Engine) findOrphans(ctx context.Context, stream string, o *orphanScan, 
 		if err != nil {
 			rep.Findings = append(rep.Findings, Finding{Kind: api.FindingUnreadable, Stream: stream, Tier: "cold", Message: "listing the cold store: " + err.Error()})
 			return nil
+		}
+		if tablesync.NotASegment(ob.Key, ob.Size) {
+			continue // the Iceberg tables' metadata, not segments
 		}
 		rep.ColdObjects++
 		if o.claimedCold[ob.Key] || (ob.Segment && (e.mover.Busy(ob.Stream, ob.Base) || e.claimedNow(ctx, ob.Stream, ob.Base, tiers.Cold, ob.Key))) {

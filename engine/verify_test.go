@@ -403,3 +403,33 @@ func TestVerifyDuringMigration(t *testing.T) {
 		wantVerifyClean(t, e)
 	}
 }
+
+// TestVerifyIgnoresTableMetadata: the Iceberg tables' metadata under
+// _iceberg/ of the cold store is no orphan (and not counted as a cold
+// object), while a stray object beside it still is.
+func TestVerifyIgnoresTableMetadata(t *testing.T) {
+	f := newVerifyFixture(t)
+	for _, name := range []string{"_iceberg/tierd/s/metadata/00001-x.metadata.json", "_iceberg/tierd/s/metadata/snap-1.avro", "stray.txt"} {
+		p := filepath.Join(f.storeDir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := f.open(t)
+	rep := verify(t, e, "")
+	if len(rep.Findings) != 1 || rep.Findings[0].Path != "stray.txt" {
+		t.Fatalf("findings %+v, want one orphan_cold stray.txt and nothing under _iceberg/", rep.Findings)
+	}
+	want := 0
+	for _, s := range f.segs {
+		if s.Placements.Has(tiers.Cold) {
+			want++
+		}
+	}
+	if rep.ColdObjects != want+1 {
+		t.Fatalf("%d cold objects looked at, want %d (the segments and stray.txt)", rep.ColdObjects, want+1)
+	}
+}

@@ -272,6 +272,12 @@ func (mv *Mover) tombstone(ctx context.Context, stream string, base uint64, by d
 	if n := len(done); n > 0 && mv.hot != nil {
 		mv.hot.Evict(stream, done[n-1].Last+1)
 	}
+	// Tombstoned records are no longer retained: the table drops them at
+	// its next sync (Published), as reads answer them expired, and Remove
+	// makes sure of it before the object goes.
+	if slices.ContainsFunc(done, func(m tiers.SegmentMeta) bool { return m.Placements.Has(tiers.Cold) }) {
+		mv.published(stream)
+	}
 	return done, failpoint.Inject(failpoint.DeleteAfterTombstone)
 }
 
@@ -309,8 +315,19 @@ func (mv *Mover) deleteSegment(ctx context.Context, stream string, base uint64, 
 
 // finishDelete removes a tombstoned segment's copies and forgets it. The
 // cold object is removed whether or not the placement was committed: an
-// upload interrupted before its commit may have left it.
+// upload interrupted before its commit may have left it. With tables, the
+// segment leaves its stream's table first: an error there leaves the
+// intent and the object, and the deletion is retried later, so a table
+// never lists an object that is gone.
 func (mv *Mover) finishDelete(ctx context.Context, m tiers.SegmentMeta) error {
+	if mv.cold != nil && mv.tbl != nil {
+		if err := mv.tbl.Remove(ctx, m.Stream, []tiers.SegmentMeta{m}); err != nil {
+			return fmt.Errorf("engine: delete %s/%d: remove it from its table first: %w", m.Stream, m.Base, err)
+		}
+		if err := failpoint.Inject(failpoint.DeleteAfterTableRemove); err != nil {
+			return err
+		}
+	}
 	if mv.cold != nil {
 		if err := mv.cold.Delete(ctx, m); err != nil {
 			return err

@@ -59,6 +59,17 @@ type Hot interface {
 	Evict(stream string, upTo uint64)
 }
 
+// Tables is what moves need of the Iceberg tables over the cold tier
+// (tablesync.Loop). Remove takes segments out of their stream's table in a
+// new snapshot: a deletion removes the cold object only after Remove
+// returned nil, so no table ever lists an object that is gone. Published
+// says that a cold placement of stream was committed; it must not block (the
+// loop commits the snapshot later, several placements in one).
+type Tables interface {
+	Remove(ctx context.Context, stream string, segs []tiers.SegmentMeta) error
+	Published(stream string)
+}
+
 // Options configures a Mover.
 type Options struct {
 	Catalog catalog.Moves
@@ -68,6 +79,9 @@ type Options struct {
 	Cold Cold
 	// Hot is the hot tier's view, or nil for none.
 	Hot Hot
+	// Tables are the Iceberg tables over the cold tier, or nil for none
+	// (tables.enabled false, or no cold tier).
+	Tables Tables
 	// Config is what every destructive step is justified against when it
 	// executes (justify.go): nil refuses every deletion.
 	Config *policy.Config
@@ -82,6 +96,7 @@ type Mover struct {
 	warm  Warm
 	cold  Cold
 	hot   Hot
+	tbl   Tables
 	cfg   *policy.Config
 	log   *slog.Logger
 	now   func() time.Time
@@ -96,7 +111,7 @@ func New(opts Options) *Mover {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Mover{cat: opts.Catalog, warm: opts.Warm, cold: opts.Cold, hot: opts.Hot, cfg: opts.Config, log: opts.Logger, now: opts.Now}
+	return &Mover{cat: opts.Catalog, warm: opts.Warm, cold: opts.Cold, hot: opts.Hot, tbl: opts.Tables, cfg: opts.Config, log: opts.Logger, now: opts.Now}
 }
 
 // Lock takes the move lock of segment (stream, base), for steps outside the

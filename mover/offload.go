@@ -87,6 +87,7 @@ func (mv *Mover) Offload(ctx context.Context, stream string, base uint64, keepWa
 		if err != nil {
 			return tiers.SegmentMeta{}, fmt.Errorf("engine: commit cold placement of %s/%d: %w", stream, base, err)
 		}
+		mv.published(stream)
 	case !keepWarm && m.Placements.Has(tiers.Warm):
 		if err := mv.checkColdCopy(ctx, m); err != nil {
 			return tiers.SegmentMeta{}, err
@@ -109,6 +110,14 @@ func (mv *Mover) Offload(ctx context.Context, stream string, base uint64, keepWa
 		}
 	}
 	return m, nil
+}
+
+// published tells the tables, if any, that a cold placement of stream was
+// committed.
+func (mv *Mover) published(stream string) {
+	if mv.tbl != nil {
+		mv.tbl.Published(stream)
+	}
 }
 
 // upload converts the segment's warm copy and uploads it.

@@ -50,6 +50,7 @@ func (mv *Mover) Recover(ctx context.Context) error {
 			}); err != nil {
 				return fmt.Errorf("engine: finish upload of %s/%d: %w", in.Stream, in.Base, err)
 			}
+			mv.published(in.Stream)
 		case errors.Is(err, objstore.ErrNotFound):
 			mv.log.Info("rolling back an upload interrupted before its object was written", "stream", in.Stream, "base", in.Base)
 			if err := mv.cat.ClearIntent(ctx, in.Stream, in.Base); err != nil {

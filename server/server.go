@@ -29,6 +29,7 @@ import (
 	"github.com/tierd/tierd/internal/failpoint"
 	"github.com/tierd/tierd/migrator"
 	"github.com/tierd/tierd/policy"
+	"github.com/tierd/tierd/tablesync"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -142,6 +143,8 @@ func New(b Backend, opts Options) *Server {
 	s.route("POST /v1/verify", policy.RoleAdmin, http.HandlerFunc(s.handleVerify))
 	s.route("GET /v1/status", policy.RoleRead, http.HandlerFunc(s.handleStatus))
 	s.route("GET /v1/cluster", policy.RoleRead, http.HandlerFunc(s.handleCluster))
+	s.route("GET /v1/streams/{stream}/table", policy.RoleRead, http.HandlerFunc(s.handleTable))
+	s.route("POST /v1/tables/sync", policy.RoleAdmin, http.HandlerFunc(s.handleTablesSync))
 	s.route("GET /healthz", roleAnyone, http.HandlerFunc(s.handleHealth))
 	s.route("GET /metrics", policy.RoleRead, s.metricsHandler())
 	return s
@@ -519,6 +522,12 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, api.CodeNoColdTier
 	case errors.Is(err, cold.ErrStoreUnavailable):
 		return http.StatusServiceUnavailable, api.CodeColdStoreUnavailable
+	case errors.Is(err, tablesync.ErrNoTable):
+		return http.StatusNotFound, api.CodeNoTable
+	case errors.Is(err, tablesync.ErrDisabled):
+		return http.StatusNotFound, api.CodeTablesDisabled
+	case errors.Is(err, tablesync.ErrUnavailable):
+		return http.StatusServiceUnavailable, api.CodeTablesUnavailable
 	case errors.Is(err, tiers.ErrStorageUnavailable):
 		// Before backpressure: memory full of what storage refuses is the
 		// storage's condition, not a second's wait.
@@ -551,7 +560,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	s.logFailure(r, status, code, err)
 	switch code {
-	case api.CodeBackpressure, api.CodeColdStoreUnavailable, api.CodeOutcomeUnknown:
+	case api.CodeBackpressure, api.CodeColdStoreUnavailable, api.CodeOutcomeUnknown, api.CodeTablesUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	case api.CodeStorageFull, api.CodeStorageUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(storageRetryAfterSeconds))

@@ -136,7 +136,11 @@ type Options struct {
 	// stops the job or the collection there, as a crash would (nothing
 	// more is written). nil means failpoint.Inject (TIERD_FAILPOINTS).
 	Failpoint func(step string) error
-	Logger    *slog.Logger
+	// OnCommit, when set, is told the stream of each job committed: its
+	// segments' cold placements are in the catalog (the node's tables
+	// publish them). It must not block.
+	OnCommit func(stream string)
+	Logger   *slog.Logger
 	// Registerer receives the metrics (see newMetrics); nil registers none.
 	Registerer prometheus.Registerer
 }

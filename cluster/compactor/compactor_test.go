@@ -33,7 +33,15 @@ func writeSome(e *env, objects int) {
 func TestCompactsAndCollects(t *testing.T) {
 	e := newEnv(t)
 	writeSome(e, 8)
-	c := e.compactor("node-a", 1500, nil)
+	var mu sync.Mutex
+	committed := map[string]int{} // OnCommit's calls per stream
+	c := e.compactor("node-a", 1500, func(o *Options) {
+		o.OnCommit = func(stream string) {
+			mu.Lock()
+			committed[stream]++
+			mu.Unlock()
+		}
+	})
 	res, err := c.RunOnce(e.ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -43,9 +51,27 @@ func TestCompactsAndCollects(t *testing.T) {
 	}
 	e.runUntilDrained(c)
 	e.checkConverged()
-	if n := len(e.segments()); n < 4 {
+	segs := e.segments()
+	if n := len(segs); n < 4 {
 		t.Fatalf("%d segments: with max_bytes 1500 each stream needs several", n)
 	}
+	// Each committed job told OnCommit its stream (the node's tables
+	// publish them): at least once per stream, at most once per segment
+	// (a job commits one or more).
+	want := map[string]int{}
+	for _, m := range segs {
+		want[m.Stream]++
+	}
+	mu.Lock()
+	for s, n := range want {
+		if committed[s] < 1 || committed[s] > n {
+			t.Errorf("OnCommit called %d times for %s, want 1 to %d (its segments)", committed[s], s, n)
+		}
+	}
+	if len(committed) != len(want) {
+		t.Errorf("OnCommit called for %v, want the streams %v", committed, want)
+	}
+	mu.Unlock()
 	if h := c.Held(); len(h) != 0 {
 		t.Fatalf("Held after the work: %+v", h)
 	}

@@ -165,6 +165,9 @@ func (c *Compactor) run(ctx context.Context, j Job) error {
 	if err := c.commit(ctx, j, b); err != nil {
 		return err
 	}
+	if c.opts.OnCommit != nil {
+		c.opts.OnCommit(j.Stream)
+	}
 	c.metrics.jobs.WithLabelValues(resCommitted).Inc()
 	for _, p := range b.pieces {
 		c.metrics.bytes.Add(float64(p.meta.Bytes))

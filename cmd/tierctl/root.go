@@ -141,7 +141,7 @@ A server that requires tokens gets $TIERD_TOKEN as a bearer token.`,
 	root.AddCommand(newExplainCmd(a), newMigrateCmd(a), newVerifyCmd(a))
 	root.AddCommand(newPolicyCmd(a), newCatalogCmd(a))
 	root.AddCommand(newSealCmd(a), newOffloadCmd(a))
-	root.AddCommand(newClusterCmd(a))
+	root.AddCommand(newClusterCmd(a), newTableCmd(a))
 	root.SetOut(a.stdout) // before the completion command, which keeps its writer
 	root.SetErr(a.stderr)
 	a.setUpCompletion(root)

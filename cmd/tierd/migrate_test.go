@@ -197,6 +197,7 @@ func TestMigrationCrashAtEveryStep(t *testing.T) {
 		{"move/after-commit", "crash"},
 		{"move/after-remove-source", "crash"},
 		{"delete/after-tombstone", "crash"},
+		{"delete/after-table-remove", "crash"},
 		{"delete/after-remove", "crash"},
 		{"move/after-write", "crash@3"},
 		{"move/after-commit", "crash@4"},

@@ -28,6 +28,7 @@ func ClusterOptions(cfg policy.Config, bucket objstore.Bucket, coldTier *cold.Ti
 		Cold:          coldTier,
 		Bucket:        bucket,
 		Config:        &cfg,
+		Tables:        TablesOpener(cfg, string(cfg.Cluster.Catalog), log, reg),
 		FlushInterval: cfg.Cluster.FlushInterval,
 		FlushBytes:    cfg.Cluster.FlushBytes,
 		GCDelay:       cfg.Cluster.GCDelay,

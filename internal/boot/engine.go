@@ -39,6 +39,7 @@ func EngineOptions(cfg policy.Config, coldTier *cold.Tier, log *slog.Logger, reg
 		MaxRecordBytes:    int(cfg.MaxRecordBytes),
 		WarmMapCacheBytes: cfg.Warm.MapCacheBytes,
 		Cold:              coldTier,
+		Tables:            TablesOpener(cfg, "", log, reg),
 		Config:            &cfg,
 		Logger:            log,
 		Registerer:        reg,

@@ -76,6 +76,9 @@ policies:
 			t.Errorf("Options.%s = %v, want %v", name, got, w)
 		}
 	}
+	if o.Tables != nil {
+		t.Error("Options.Tables set with cold.store: none (tables need a cold store)")
+	}
 	if o.Cold != nil || o.Logger != log || o.Registerer != reg {
 		t.Errorf("Cold, Logger, Registerer = %v, %v, %v: not the ones given", o.Cold, o.Logger, o.Registerer)
 	}
@@ -90,7 +93,7 @@ policies:
 			t.Errorf("StreamPolicy(%q) = %+v, want %+v", stream, got, w)
 		}
 	}
-	checked := map[string]bool{"Cold": true, "Logger": true, "Registerer": true, "Config": true, "StreamPolicy": true}
+	checked := map[string]bool{"Cold": true, "Tables": true, "Logger": true, "Registerer": true, "Config": true, "StreamPolicy": true}
 	for i := range v.NumField() {
 		name := v.Type().Field(i).Name
 		if _, ok := want[name]; !ok && !checked[name] && !notFromConfig[name] {

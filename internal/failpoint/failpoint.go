@@ -41,6 +41,9 @@ const (
 	MoveAfterRemove = "move/after-remove-source"
 	// DeleteAfterTombstone: a segment is tombstoned, nothing removed yet.
 	DeleteAfterTombstone = "delete/after-tombstone"
+	// DeleteAfterTableRemove: a deleted segment left its stream's Iceberg
+	// table (a new snapshot), its copies not removed yet.
+	DeleteAfterTableRemove = "delete/after-table-remove"
 	// DeleteAfterRemove: a deleted segment's copies are removed, its catalog
 	// entry not yet forgotten.
 	DeleteAfterRemove = "delete/after-remove"
@@ -56,6 +59,11 @@ const (
 	// SequencerAfterCommit: the journal object's batches are committed in
 	// PostgreSQL, the appends not yet answered.
 	SequencerAfterCommit = "sequencer/after-commit"
+	// TablesBeforeSync: the publishing loop is about to bring a stream's
+	// Iceberg table up to date after cold placements were committed (a
+	// crash here leaves committed segments missing from the table until
+	// the next start's sync).
+	TablesBeforeSync = "tables/before-sync"
 )
 
 // The failpoints of cluster compaction (cluster/compactor): a job's steps
@@ -78,8 +86,8 @@ const (
 )
 
 // Names lists every failpoint, for validation and documentation.
-var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterRemove, AppendAfterDurable, SealAfterSeal,
-	SequencerAfterPut, SequencerAfterCommit,
+var Names = []string{MoveAfterWrite, MoveAfterVerify, MoveAfterCommit, MoveAfterRemove, DeleteAfterTombstone, DeleteAfterTableRemove, DeleteAfterRemove, AppendAfterDurable, SealAfterSeal,
+	SequencerAfterPut, SequencerAfterCommit, TablesBeforeSync,
 	CompactAfterClaim, CompactAfterUpload, CompactBeforeCommit, CompactAfterCommit, GCAfterDeleteObject}
 
 // EnvVar is the environment variable a process reads its failpoints from.
