@@ -136,10 +136,15 @@ func (p *Publisher) fileID(stream, path string) (segID, bool) {
 }
 
 // objectKeys are the keys a segment's object may have, in the order they
-// are tried. After part C (encoded stream names) this is where the legacy
-// key goes second: []string{cold.ObjectKey(m), cold.LegacyObjectKey(m)}
-// when they differ.
-func objectKeys(m tiers.SegmentMeta) []string { return []string{cold.ObjectKey(m)} }
+// are tried: its key, then the key of objects written before stream names
+// were percent-encoded, when that differs (cold.LegacyObjectKey; the cold
+// tier reads such objects where they are).
+func objectKeys(m tiers.SegmentMeta) []string {
+	if k, l := cold.ObjectKey(m), cold.LegacyObjectKey(m); k != l {
+		return []string{k, l}
+	}
+	return []string{cold.ObjectKey(m)}
+}
 
 // errCommit marks a failed commit: another writer committed first, or the
 // outcome is unknown. Both are retried by recomputing the change from a
