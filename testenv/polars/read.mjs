@@ -5,6 +5,7 @@
 //
 //   node testenv/polars/read.mjs SOURCE                 scanParquet(SOURCE) with default settings
 //   node testenv/polars/read.mjs --string-hive SOURCE   the same with hiveSchema {stream: String, date: Date}
+//   node testenv/polars/read.mjs --install              install nodejs-polars into the cache, and nothing else
 //
 // SOURCE is a directory (Polars then reads its Hive partitions by default)
 // or a glob. Output: one JSON object on stdout,
@@ -82,6 +83,13 @@ function day(v) {
 function main() {
   const args = process.argv.slice(2);
   let stringHive = false;
+  if (args[0] === "--install") {
+    // Install only (tests that run their own Polars scripts call this).
+    if (!installed()) {
+      install();
+    }
+    return;
+  }
   if (args[0] === "--string-hive") {
     stringHive = true;
     args.shift();
