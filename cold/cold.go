@@ -161,7 +161,13 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 	default:
 		t.opts.Logger.Warn("replacing cold object that does not match the catalog", "key", key, "err", err)
 	}
+	return t.put(ctx, key, m, records)
+}
 
+// put converts records into a Parquet object of the current format in the
+// spool, verifies it there, puts it at key (replacing what is there) and
+// verifies the stored object against m.
+func (t *Tier) put(ctx context.Context, key string, m tiers.SegmentMeta, records iter.Seq2[tiers.Record, error]) (int64, error) {
 	f, err := os.CreateTemp(t.opts.SpoolDir, "upload-*.parquet")
 	if err != nil {
 		return 0, fmt.Errorf("cold: spool: %w", err)
@@ -186,7 +192,7 @@ func (t *Tier) Upload(ctx context.Context, m tiers.SegmentMeta, records iter.Seq
 	if err := sameSegment(info.Meta, m); err != nil {
 		return 0, fmt.Errorf("cold: convert %s: %w", key, err)
 	}
-	size = info.Meta.Bytes
+	size := info.Meta.Bytes
 	// Verify what was written by decoding it again, before anything leaves
 	// the machine.
 	r, err := pqfile.Open(ctx, f, size, f.Name())

@@ -163,7 +163,7 @@ func Open(ctx context.Context, opts Options) (*Engine, error) {
 	if e.cold != nil {
 		mo.Cold = e.cold
 		if opts.Tables != nil {
-			if e.tables, err = opts.Tables(ctx, tablesync.CatalogSource{Catalog: e.catalog}); err != nil {
+			if e.tables, err = opts.Tables(ctx, tablesync.CatalogSource{Catalog: e.catalog, Rewrite: e.rewriteCold}); err != nil {
 				e.closeStores()
 				return nil, fmt.Errorf("engine: open tables: %w", err)
 			}

@@ -15,6 +15,11 @@ import (
 // tables.SegmentSource.
 type CatalogSource struct {
 	Catalog catalog.Reads
+	// Rewrite, when set, rewrites a segment's format-1 cold object in the
+	// current format so that it can join its table (tables.Options.Rewrite):
+	// the engine sets it, serialised with the segment's moves. Nil leaves
+	// such segments out of the tables, reported as skipped.
+	Rewrite func(ctx context.Context, m tiers.SegmentMeta) error
 }
 
 // ColdSegments returns stream's retained cold segments; none for a stream

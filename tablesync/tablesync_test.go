@@ -46,7 +46,7 @@ type memTables struct {
 }
 
 func newMemTables(cat catalog.Reads) *memTables {
-	return &memTables{src: CatalogSource{cat}, syncs: map[string]int{}, tables: map[string][]uint64{}}
+	return &memTables{src: CatalogSource{Catalog: cat}, syncs: map[string]int{}, tables: map[string][]uint64{}}
 }
 
 func (m *memTables) Sync(ctx context.Context, stream string) (api.TableSync, error) {
@@ -147,7 +147,7 @@ func TestCatalogSource(t *testing.T) {
 	if _, err := c.Tombstone(ctx, "a", 0, t0.Add(time.Hour), func(*tiers.SegmentMeta) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	src := CatalogSource{c}
+	src := CatalogSource{Catalog: c}
 	segs, err := src.ColdSegments(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func TestLoop(t *testing.T) {
 	put(t, c, seg("a", 0, 9, true), seg("b", 0, 9, true))
 	mt := newMemTables(c)
 	reg := prometheus.NewRegistry()
-	l := New(Options{Tables: mt, Streams: CatalogSource{c}.StreamNames, Interval: 20 * time.Millisecond, Registerer: reg})
+	l := New(Options{Tables: mt, Streams: CatalogSource{Catalog: c}.StreamNames, Interval: 20 * time.Millisecond, Registerer: reg})
 	l.Start()
 	defer l.Close()
 	for _, s := range []string{"a", "b"} {
@@ -233,7 +233,7 @@ func TestSyncAllReportsEachStream(t *testing.T) {
 	c := openCatalog(t)
 	put(t, c, seg("a", 0, 9, true), seg("b", 0, 9, true))
 	mt := &failOne{memTables: newMemTables(c), stream: "a"}
-	l := New(Options{Tables: mt, Streams: CatalogSource{c}.StreamNames})
+	l := New(Options{Tables: mt, Streams: CatalogSource{Catalog: c}.StreamNames})
 	rep, err := l.SyncAll(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,7 @@ func TablesOpener(cfg policy.Config, catalogDSN string, log *slog.Logger, reg pr
 			CatalogDSN: catalogDSN,
 			Namespace:  cfg.Tables.Namespace,
 			Segments:   src,
+			Rewrite:    src.Rewrite,
 			Logger:     log,
 		}}
 		return tablesync.New(tablesync.Options{
