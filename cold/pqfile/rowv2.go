@@ -87,32 +87,13 @@ func (s *writeState) addRowV2(r *tiers.Record) {
 		s.tags = append(s.tags, r.Tags...)
 		tags = s.tags[ts:len(s.tags):len(s.tags)]
 	}
-	// The value goes to value or value_bin once the batch's values are
-	// classified (classifyV2), beside the filling of the next batch.
-	row := rowV2{Offset: int64(r.Offset), TS: micros, TSNanos: nanos, Key: r.Key, Tags: tags, ValueBin: v}
-	s.batchV2 = append(s.batchV2, row)
-}
-
-// v2Batch is a batch of format 2 rows (no typed columns) and the buffers
-// its rows point into, handed to classifyV2 while the next one fills.
-type v2Batch struct {
-	rows  []rowV2
-	arena []byte
-	tags  []string
-	done  chan struct{} // closed when rows are classified
-}
-
-// classifyV2 moves each row's value from ValueBin (where addRowV2 put it)
-// to Value when it is JSON (IsJSON). It runs on its own goroutine, so that
-// the JSON check, format 2's one real cost over format 1.2 (tierbench
-// cold), overlaps the next batch's digest, checksums and copies.
-func classifyV2(b *v2Batch) {
-	defer close(b.done)
-	for i := range b.rows {
-		if r := &b.rows[i]; IsJSON(r.ValueBin) {
-			r.Value, r.ValueBin = r.ValueBin, nil
-		}
+	row := rowV2{Offset: int64(r.Offset), TS: micros, TSNanos: nanos, Key: r.Key, Tags: tags}
+	if IsJSON(r.Value) {
+		row.Value = v
+	} else {
+		row.ValueBin = v
 	}
+	s.batchV2 = append(s.batchV2, row)
 }
 
 // keep copies b into the arena and returns the copy (the iterator may

@@ -256,13 +256,10 @@ type writeState struct {
 	pw2     *parquet.Writer
 	pwb     *parquet.GenericWriter[rowV2]
 	batchV2 []rowV2
-	// v2pending is the batch being classified (classifyV2) while batchV2
-	// fills; it is written before the next one is handed over.
-	v2pending *v2Batch
-	blooms    *bloomBuffers
-	dig       *tiers.Digester
-	stream    string
-	enc       []byte // the current record's canonical encoding
+	blooms  *bloomBuffers
+	dig     *tiers.Digester
+	stream  string
+	enc     []byte // the current record's canonical encoding
 
 	groups []groupMeta // the row groups flushed so far
 	group  groupMeta   // the current row group; its blocks so far
@@ -356,70 +353,32 @@ func (s *writeState) add(r *tiers.Record) error {
 	return nil
 }
 
-// writeBatchV2 hands the filled format 2 batch to classifyV2 and writes
-// the batch handed over before, whose buffers the next batch then reuses;
-// with drain it also waits for and writes the batch just handed over (a
-// row group ends).
-func (s *writeState) writeBatchV2(drain bool) error {
-	cur := &v2Batch{rows: s.batchV2, arena: s.arena, tags: s.tags, done: make(chan struct{})}
-	if len(cur.rows) > 0 {
-		go classifyV2(cur)
-	} else {
-		close(cur.done)
-	}
-	s.batchV2, s.arena, s.tags = nil, nil, nil
-	prev := s.v2pending
-	s.v2pending = cur
-	if prev != nil {
-		if err := s.writeV2(prev); err != nil {
-			return err
-		}
-	}
-	if drain {
-		s.v2pending = nil
-		if err := s.writeV2(cur); err != nil {
-			return err
-		}
-	}
-	if s.batchV2 == nil {
-		s.batchV2 = make([]rowV2, 0, batchRows)
-	}
-	return nil
-}
-
-// writeV2 waits for b's classification, writes its rows, and makes its
-// buffers the ones the next batch fills.
-func (s *writeState) writeV2(b *v2Batch) error {
-	<-b.done
-	// One Write per run of rows whose value is JSON (or is not):
-	// parquet-go v0.32.0 miscounts runs of NULLs in an optional column
-	// when they alternate inside one Write (its writeRowsFuncOfOptional
-	// compares the shifted bitmap with 1<<y-1 where it means all ones),
-	// and gives a row both value and value_bin or neither
-	// (TestBinaryThenJSONValues). A run has no NULL changes, so each Write
-	// takes the uniform path.
-	for rest := b.rows; len(rest) > 0; {
-		n := 1
-		for n < len(rest) && (rest[n].Value == nil) == (rest[0].Value == nil) {
-			n++
-		}
-		if _, err := s.pwb.Write(rest[:n]); err != nil {
-			return fmt.Errorf("pqfile: write %s: %w", s.stream, err)
-		}
-		rest = rest[n:]
-	}
-	clear(b.rows) // drop references into the arena
-	clear(b.tags)
-	if s.batchV2 == nil { // the batch filling next takes b's buffers
-		s.batchV2, s.arena, s.tags = b.rows[:0], b.arena[:0], b.tags[:0]
-	}
-	return nil
-}
-
 // writeBatch hands the buffered rows to parquet-go, which copies them.
 func (s *writeState) writeBatch() error {
 	if s.pwb != nil {
-		return s.writeBatchV2(false)
+		// One Write per run of rows whose value is JSON (or is not):
+		// parquet-go v0.32.0 miscounts runs of NULLs in an optional
+		// column when they alternate inside one Write (its
+		// writeRowsFuncOfOptional compares the shifted bitmap with
+		// 1<<y-1 where it means all ones), and gives a row both value
+		// and value_bin or neither (TestBinaryThenJSONValues). A run has
+		// no NULL changes, so each Write takes the uniform path.
+		for rest := s.batchV2; len(rest) > 0; {
+			n := 1
+			for n < len(rest) && (rest[n].Value == nil) == (rest[0].Value == nil) {
+				n++
+			}
+			if _, err := s.pwb.Write(rest[:n]); err != nil {
+				return fmt.Errorf("pqfile: write %s: %w", s.stream, err)
+			}
+			rest = rest[n:]
+		}
+		clear(s.batchV2) // drop references into the arena
+		s.batchV2 = s.batchV2[:0]
+		s.arena = s.arena[:0]
+		clear(s.tags)
+		s.tags = s.tags[:0]
+		return nil
 	}
 	if s.pw2 != nil {
 		if len(s.rows) > 0 {
@@ -450,11 +409,7 @@ func (s *writeState) writeBatch() error {
 
 // flushRowGroup ends the current row group, if it has rows.
 func (s *writeState) flushRowGroup() error {
-	if s.pwb != nil {
-		if err := s.writeBatchV2(true); err != nil {
-			return err
-		}
-	} else if err := s.writeBatch(); err != nil {
+	if err := s.writeBatch(); err != nil {
 		return err
 	}
 	if s.rgRows == 0 {
