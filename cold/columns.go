@@ -26,7 +26,6 @@ func newColumnMisses(reg prometheus.Registerer) *prometheus.CounterVec {
 type projection struct {
 	cols  []colproj.Column
 	p     *colproj.Projector
-	out   []colproj.Value
 	calls uint64 // values pqfile handed to Project: the JSON ones
 }
 
@@ -39,15 +38,12 @@ func newProjection(stream string, cols []colproj.Column) (*projection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cold: typed columns of stream %s: %w", stream, err)
 	}
-	return &projection{cols: cols, p: p, out: make([]colproj.Value, len(cols))}, nil
+	return &projection{cols: cols, p: p}, nil
 }
 
 // options sets the typed columns in o.
 func (pr *projection) options(o *pqfile.Options) {
-	o.Columns = make([]pqfile.Column, len(pr.cols))
-	for i, c := range pr.cols {
-		o.Columns[i] = pqfile.Column{Name: c.Name, Path: c.Path, Type: pqfile.ColumnType(c.Type), Precision: c.Precision, Scale: c.Scale}
-	}
+	o.Columns = pr.cols
 	o.Projector = pr
 }
 
@@ -55,10 +51,7 @@ func (pr *projection) options(o *pqfile.Options) {
 // JSON, and writes NULL in every typed column of the others.
 func (pr *projection) Project(value []byte, out []pqfile.Value) {
 	pr.calls++
-	pr.p.Project(value, pr.out)
-	for i := range min(len(out), len(pr.out)) {
-		out[i] = pqfile.Value(pr.out[i])
-	}
+	pr.p.Project(value, out)
 }
 
 // count adds a written file's misses to the metric: the projector's, plus

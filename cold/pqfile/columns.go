@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/tierd/tierd/cold/colproj"
 )
 
 // Typed columns (format 2). A policy may declare columns projected from
@@ -16,116 +18,44 @@ import (
 // reader knows the schema to expect. tierd serves the record, never the
 // typed values: they are there for other engines' filters.
 //
-// Column and Value mirror cold/colproj's Column and Value field for field,
-// and Projector is (*colproj.Projector).Project's shape: the cold tier
-// converts between them (cold/columns.go), so pqfile does not depend on the
-// projection's package.
+// Column, Value and the column types are cold/colproj's (a package with no
+// dependencies), so the definitions a policy validated are the ones the
+// file records and a reader checks, with one set of rules.
 
 // ColumnType is the type of a typed column.
-type ColumnType string
+type ColumnType = colproj.Type
 
 // Column types and their Parquet columns.
 const (
-	TypeString    ColumnType = "string"    // BYTE_ARRAY STRING
-	TypeInt64     ColumnType = "int64"     // INT64
-	TypeDouble    ColumnType = "double"    // DOUBLE
-	TypeBool      ColumnType = "bool"      // BOOLEAN
-	TypeTimestamp ColumnType = "timestamp" // INT64 TIMESTAMP(MICROS, isAdjustedToUTC=false): Unix µs, UTC
-	TypeDecimal   ColumnType = "decimal"   // INT64 DECIMAL(precision, scale), 1 ≤ precision ≤ 18
+	TypeString    = colproj.String    // BYTE_ARRAY STRING
+	TypeInt64     = colproj.Int64     // INT64
+	TypeDouble    = colproj.Double    // DOUBLE
+	TypeBool      = colproj.Bool      // BOOLEAN
+	TypeTimestamp = colproj.Timestamp // INT64 TIMESTAMP(MICROS, isAdjustedToUTC=false): Unix µs, UTC
+	TypeDecimal   = colproj.Decimal   // INT64 DECIMAL(precision, scale), 1 ≤ precision ≤ 18
 )
 
 // Column is one typed column: its name in the file, the JSON path it is
 // projected from, its type and, for decimals, precision and scale
 // (tierd.columns stores them, see columnJSON).
-type Column struct {
-	Name      string     `json:"name"`
-	Path      string     `json:"path"`
-	Type      ColumnType `json:"type"`
-	Precision int        `json:"precision,omitempty"`
-	Scale     int        `json:"scale,omitempty"`
-}
+type Column = colproj.Column
 
 // Value is one projected value: Valid false means NULL (the field is
-// missing, has another type, or the value is not JSON). I holds int64,
-// timestamp (Unix µs, UTC) and decimal (the unscaled value) columns; F
-// double; S string; B bool.
-type Value struct {
-	Valid bool
-	I     int64
-	F     float64
-	S     string
-	B     bool
-}
+// missing, has another type, or the value is not JSON).
+type Value = colproj.Value
 
 // Projector projects a JSON value onto the typed columns: out has one
 // element per column, in Options.Columns' order. It must not keep value
-// or panic, whatever the bytes. (*colproj.Projector).Project is one.
+// or panic, whatever the bytes. *colproj.Projector is one.
 type Projector interface {
 	Project(value []byte, out []Value)
 }
 
-// maxColumns bounds the typed columns of a file, so a damaged or hostile
-// tierd.columns cannot make a reader build a huge schema.
-const maxColumns = 256
-
-// baseColumns are the names of format 2's base columns and the hive
-// partition columns engines add, which a typed column may not take.
-var baseColumns = map[string]bool{
-	ColOffset: true, ColTS: true, ColTSNanos: true, ColKey: true, ColTags: true,
-	ColValue: true, ColValueBin: true, "date": true, "stream": true,
-}
-
-// validateColumns checks what the schema depends on: names unique, of the
-// form [a-z_][a-z0-9_]{0,63} and not a base column; a known type; a
-// decimal's precision in 1..18 and scale in 0..precision. (colproj checks
-// the paths; pqfile only records them.)
-func validateColumns(cols []Column) error {
-	if len(cols) > maxColumns {
-		return fmt.Errorf("%d typed columns, at most %d", len(cols), maxColumns)
-	}
-	seen := make(map[string]bool, len(cols))
-	for i, c := range cols {
-		if !validColumnName(c.Name) {
-			return fmt.Errorf("column %d: name %q is not [a-z_][a-z0-9_]{0,63}", i, c.Name)
-		}
-		if baseColumns[c.Name] {
-			return fmt.Errorf("column %d: name %q is taken by a base column", i, c.Name)
-		}
-		if seen[c.Name] {
-			return fmt.Errorf("column %d: name %q appears twice", i, c.Name)
-		}
-		seen[c.Name] = true
-		switch c.Type {
-		case TypeString, TypeInt64, TypeDouble, TypeBool, TypeTimestamp:
-			if c.Precision != 0 || c.Scale != 0 {
-				return fmt.Errorf("column %q: precision and scale are for decimals", c.Name)
-			}
-		case TypeDecimal:
-			if c.Precision < 1 || c.Precision > 18 || c.Scale < 0 || c.Scale > c.Precision {
-				return fmt.Errorf("column %q: decimal(%d, %d): want 1 ≤ precision ≤ 18, 0 ≤ scale ≤ precision", c.Name, c.Precision, c.Scale)
-			}
-		default:
-			return fmt.Errorf("column %q: unknown type %q", c.Name, c.Type)
-		}
-	}
-	return nil
-}
-
-func validColumnName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '_', c >= 'a' && c <= 'z':
-		case c >= '0' && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validateColumns checks column definitions with colproj's rules (names,
+// paths, types, decimal precision and scale, at most colproj.MaxColumns),
+// so a damaged or hostile tierd.columns cannot make a reader build a huge
+// or odd schema.
+func validateColumns(cols []Column) error { return colproj.Validate(cols) }
 
 // columnJSON is one element of tierd.columns: its own type, so that the
 // stored form stays what docs/format/parquet.md says whatever JSON tags
