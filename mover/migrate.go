@@ -55,7 +55,7 @@ func (mv *Mover) PlanInput(ctx context.Context, stream string) ([]policy.Segment
 			if slices.Contains(bases, m.Base) {
 				m.Placements = m.Placements.With(tiers.Hot)
 			}
-			out = append(out, policy.Segment{SegmentMeta: m, InFlight: mv.locks.busy(name, m.Base)})
+			out = append(out, policy.Segment{SegmentMeta: m, InFlight: mv.Busy(name, m.Base)})
 		}
 	}
 	return out, nil
@@ -129,7 +129,7 @@ func (mv *Mover) Execute(ctx context.Context, a policy.Action) error {
 // after the commit leaves a file the catalog no longer places warm, which
 // Open removes.
 func (mv *Mover) dropWarm(ctx context.Context, stream string, base uint64) error {
-	defer mv.locks.lock(stream, base)()
+	defer mv.Lock(stream, base)()
 	m, err := mv.cat.Segment(ctx, stream, base)
 	if err != nil {
 		return err
@@ -194,7 +194,7 @@ func (mv *Mover) Settle(ctx context.Context) error {
 	}
 	var errs []error
 	for _, in := range intents {
-		if in.Kind != catalog.IntentDropWarm || mv.locks.busy(in.Stream, in.Base) {
+		if in.Kind != catalog.IntentDropWarm || mv.Busy(in.Stream, in.Base) {
 			continue
 		}
 		if err := mv.settleDropWarm(ctx, in); err != nil {
@@ -205,7 +205,7 @@ func (mv *Mover) Settle(ctx context.Context) error {
 }
 
 func (mv *Mover) settleDropWarm(ctx context.Context, in catalog.Intent) error {
-	defer mv.locks.lock(in.Stream, in.Base)()
+	defer mv.Lock(in.Stream, in.Base)()
 	cur, ok, err := mv.cat.Intent(ctx, in.Stream, in.Base)
 	if err != nil || !ok || cur.Kind != catalog.IntentDropWarm {
 		return err // settled meanwhile
@@ -254,7 +254,7 @@ func (mv *Mover) putIntent(ctx context.Context, in catalog.Intent) error {
 // and moves the stream's retention watermark past it. Its copies go in
 // deleteSegment.
 func (mv *Mover) tombstone(ctx context.Context, stream string, base uint64, by deleteBy) ([]tiers.SegmentMeta, error) {
-	defer mv.locks.lock(stream, base)()
+	defer mv.Lock(stream, base)()
 	now := mv.now()
 	overBudget := false
 	if by == byWarm {
@@ -288,7 +288,7 @@ func (mv *Mover) tombstone(ctx context.Context, stream string, base uint64, by d
 // transaction. The stream's next offset and watermark stay, so the range
 // reads as expired. Repeating it after a crash at any point finishes it.
 func (mv *Mover) deleteSegment(ctx context.Context, stream string, base uint64, delay bool) error {
-	defer mv.locks.lock(stream, base)()
+	defer mv.Lock(stream, base)()
 	m, err := mv.cat.Segment(ctx, stream, base)
 	if errors.Is(err, tiers.ErrSegmentNotFound) {
 		return mv.cat.ClearIntent(ctx, stream, base) // deleted already

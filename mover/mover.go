@@ -16,10 +16,10 @@ import (
 	"context"
 	"iter"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/tierd/tierd/catalog"
+	"github.com/tierd/tierd/internal/keylock"
 	"github.com/tierd/tierd/policy"
 	"github.com/tierd/tierd/tiers"
 	"github.com/tierd/tierd/warm"
@@ -100,7 +100,7 @@ type Mover struct {
 	cfg   *policy.Config
 	log   *slog.Logger
 	now   func() time.Time
-	locks locks
+	locks keylock.Map[segKey] // one move of a segment at a time
 }
 
 // New returns a Mover over opts' catalog and tiers.
@@ -117,66 +117,15 @@ func New(opts Options) *Mover {
 // Lock takes the move lock of segment (stream, base), for steps outside the
 // mover that must not run beside a move of it (verify's repair), and
 // returns its release.
-func (mv *Mover) Lock(stream string, base uint64) (unlock func()) { return mv.locks.lock(stream, base) }
+func (mv *Mover) Lock(stream string, base uint64) (unlock func()) {
+	return mv.locks.Lock(segKey{stream, base})
+}
 
 // Busy reports whether a move of segment (stream, base) is running now.
-func (mv *Mover) Busy(stream string, base uint64) bool { return mv.locks.busy(stream, base) }
+func (mv *Mover) Busy(stream string, base uint64) bool { return mv.locks.Busy(segKey{stream, base}) }
 
 // segKey names one segment.
 type segKey struct {
 	stream string
 	base   uint64
-}
-
-// locks serialises moves of one segment; moves of different segments run in
-// parallel. An entry lives only while its lock is held or waited for, so
-// the map is bounded by the moves in progress, not by every segment ever
-// moved.
-type locks struct {
-	mu sync.Mutex
-	m  map[segKey]*segLock
-}
-
-type segLock struct {
-	mu   sync.Mutex
-	refs int // holders and waiters; guarded by locks.mu
-}
-
-func (l *locks) lock(stream string, base uint64) func() {
-	k := segKey{stream, base}
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[segKey]*segLock{}
-	}
-	sl := l.m[k]
-	if sl == nil {
-		sl = &segLock{}
-		l.m[k] = sl
-	}
-	sl.refs++
-	l.mu.Unlock()
-	sl.mu.Lock()
-	return func() {
-		sl.mu.Unlock()
-		l.mu.Lock()
-		if sl.refs--; sl.refs == 0 {
-			delete(l.m, k)
-		}
-		l.mu.Unlock()
-	}
-}
-
-// busy reports whether a move of the segment holds or waits for its lock.
-func (l *locks) busy(stream string, base uint64) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, ok := l.m[segKey{stream, base}]
-	return ok
-}
-
-// len is how many segments have an entry: the moves in progress.
-func (l *locks) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.m)
 }

@@ -163,63 +163,6 @@ func (f *fixture) coldObjects(t *testing.T) int {
 	return n
 }
 
-// TestLocksAreBounded: the move-lock table holds only the moves in
-// progress: after a thousand segments moved one after another and many
-// at once, it is empty.
-func TestLocksAreBounded(t *testing.T) {
-	var l locks
-	for i := range 1000 {
-		l.lock("s", uint64(i))()
-	}
-	if n := l.len(); n != 0 {
-		t.Fatalf("%d lock entries after 1000 finished moves, want 0", n)
-	}
-	var wg sync.WaitGroup
-	for i := range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range 100 {
-				l.lock("s", uint64((i*100+j)%37))()
-			}
-		}()
-	}
-	wg.Wait()
-	if n := l.len(); n != 0 {
-		t.Fatalf("%d lock entries after concurrent moves ended, want 0", n)
-	}
-}
-
-// TestLocksSerialiseOneSegment: two moves of one segment never overlap, a
-// move of another segment is not held up, and busy tells a held lock.
-func TestLocksSerialiseOneSegment(t *testing.T) {
-	var l locks
-	unlock := l.lock("s", 1)
-	if !l.busy("s", 1) || l.busy("s", 2) {
-		t.Fatal("busy does not tell the held lock from a free one")
-	}
-	l.lock("s", 2)() // another segment: not blocked
-	got := make(chan struct{})
-	go func() {
-		l.lock("s", 1)()
-		close(got)
-	}()
-	select {
-	case <-got:
-		t.Fatal("a second move of the segment ran beside the first")
-	case <-time.After(50 * time.Millisecond):
-	}
-	unlock()
-	select {
-	case <-got:
-	case <-time.After(time.Minute):
-		t.Fatal("the second move never got the lock")
-	}
-	if l.busy("s", 1) || l.len() != 0 {
-		t.Fatalf("after both moves: busy %v, %d entries", l.busy("s", 1), l.len())
-	}
-}
-
 // TestOffloadWithoutHotTier: an offload uploads, verifies, commits and
 // removes the warm file; repeating it changes nothing; a segment the
 // catalog does not have is not found (no hot tier to say it is in memory).
@@ -252,7 +195,7 @@ func TestOffloadWithoutHotTier(t *testing.T) {
 	if _, err := f.mv.Offload(ctx, "s", m.Last+1, false); !errors.Is(err, tiers.ErrSegmentNotFound) {
 		t.Fatalf("offload of a missing segment: %v, want ErrSegmentNotFound", err)
 	}
-	if f.mv.locks.len() != 0 {
+	if f.mv.locks.Len() != 0 {
 		t.Fatal("the lock table kept finished moves")
 	}
 }

@@ -39,7 +39,7 @@ func (mv *Mover) Offload(ctx context.Context, stream string, base uint64, keepWa
 	if err := tiers.ValidateStreamName(stream); err != nil {
 		return tiers.SegmentMeta{}, err
 	}
-	defer mv.locks.lock(stream, base)()
+	defer mv.Lock(stream, base)()
 	m, err := mv.cat.Segment(ctx, stream, base)
 	if err != nil {
 		if _, known := mv.resident(stream); errors.Is(err, tiers.ErrSegmentNotFound) && known {

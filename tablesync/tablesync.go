@@ -26,6 +26,7 @@ import (
 
 	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/internal/failpoint"
+	"github.com/tierd/tierd/internal/keylock"
 	"github.com/tierd/tierd/internal/promreg"
 	"github.com/tierd/tierd/tiers"
 )
@@ -94,7 +95,7 @@ type Loop struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
-	locks   streamLocks
+	locks   keylock.Map[string] // one table call per stream at a time in this process
 
 	mu struct {
 		sync.Mutex
@@ -237,7 +238,7 @@ func (l *Loop) dirtyLen() int {
 // counts the outcome. Sync, Remove and Describe of one stream run one at a
 // time.
 func (l *Loop) Sync(ctx context.Context, stream string) (api.TableSync, error) {
-	defer l.locks.lock(stream)()
+	defer l.locks.Lock(stream)()
 	ctx, cancel := context.WithTimeout(ctx, l.opts.SyncTimeout)
 	defer cancel()
 	res, err := l.opts.Tables.Sync(ctx, stream)
@@ -283,7 +284,7 @@ func (l *Loop) SyncAll(ctx context.Context) (api.TableSyncReport, error) {
 // snapshot (mover.Tables): the mover deletes their objects only after it
 // returned nil.
 func (l *Loop) Remove(ctx context.Context, stream string, segs []tiers.SegmentMeta) error {
-	defer l.locks.lock(stream)()
+	defer l.locks.Lock(stream)()
 	ctx, cancel := context.WithTimeout(ctx, l.opts.SyncTimeout)
 	defer cancel()
 	if err := l.opts.Tables.Remove(ctx, stream, segs); err != nil {
@@ -352,43 +353,6 @@ func ErrorCode(err error) string {
 		return api.CodeTablesUnavailable
 	}
 	return api.CodeInternal
-}
-
-// streamLocks serialises the table calls of one stream in this process
-// (a Remove never interleaves with a Sync that listed the segment before
-// its tombstone); an entry lives only while its lock is held or waited
-// for.
-type streamLocks struct {
-	mu sync.Mutex
-	m  map[string]*streamLock
-}
-
-type streamLock struct {
-	mu   sync.Mutex
-	refs int // guarded by streamLocks.mu
-}
-
-func (l *streamLocks) lock(stream string) (unlock func()) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]*streamLock{}
-	}
-	sl := l.m[stream]
-	if sl == nil {
-		sl = &streamLock{}
-		l.m[stream] = sl
-	}
-	sl.refs++
-	l.mu.Unlock()
-	sl.mu.Lock()
-	return func() {
-		sl.mu.Unlock()
-		l.mu.Lock()
-		if sl.refs--; sl.refs == 0 {
-			delete(l.m, stream)
-		}
-		l.mu.Unlock()
-	}
 }
 
 // metrics are the loop's series (docs/metrics.md).
