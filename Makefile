@@ -38,7 +38,7 @@ unit:
 ## engine and the move protocol, the migrator, the API on both sides, the
 ## cold tier), as patterns of import paths inside the module: a package that
 ## does not exist (yet, like mover) is no error.
-RACE_PKGS := hot|hot/wal|engine|mover|internal/keylock|tablesync|tables|migrator|server|client|cold|cold/objstore|catalog/pgcatalog|cluster|cluster/.*
+RACE_PKGS := hot|hot/wal|engine|mover|internal/keylock|tablesync|migrator|server|client|cold|cold/objstore|catalog/pgcatalog|cluster|cluster/.*
 
 ## race: their tests under the race detector. -short: the byte-flipping
 ## damage tests (one goroutine, thousands of reopens) run a sample here and

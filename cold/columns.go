@@ -47,11 +47,19 @@ func (pr *projection) options(o *pqfile.Options) {
 	o.Projector = pr
 }
 
-// Project is pqfile.Projector: pqfile calls it for the values it stores as
-// JSON, and writes NULL in every typed column of the others.
+// Project is pqfile.Projector; pqfile calls ProjectValid instead.
 func (pr *projection) Project(value []byte, out []pqfile.Value) {
 	pr.calls++
 	pr.p.Project(value, out)
+}
+
+// ProjectValid is pqfile.ValidatingProjector: pqfile gives it every value
+// and learns from the one pass whether the value is JSON. colproj counts
+// a miss for each column of a value that is not JSON, so every value it
+// saw is counted in calls.
+func (pr *projection) ProjectValid(value []byte, out []pqfile.Value) bool {
+	pr.calls++
+	return pr.p.ProjectValid(value, out)
 }
 
 // count adds a written file's misses to the metric: the projector's, plus

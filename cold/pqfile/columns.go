@@ -51,6 +51,15 @@ type Projector interface {
 	Project(value []byte, out []Value)
 }
 
+// ValidatingProjector is a Projector that also reports whether value is
+// JSON, exactly as IsJSON does, from the same pass (*colproj.Projector's
+// ProjectValid): the writer then reads each value once, not twice. It is
+// given every value, JSON or not, and must set out to NULLs for the rest.
+type ValidatingProjector interface {
+	Projector
+	ProjectValid(value []byte, out []Value) bool
+}
+
 // validateColumns checks column definitions with colproj's rules (names,
 // paths, types, decimal precision and scale, at most colproj.MaxColumns),
 // so a damaged or hostile tierd.columns cannot make a reader build a huge

@@ -110,6 +110,29 @@ func (s *writeState) keepString(v string) []byte {
 	return s.arena[start:len(s.arena):len(s.arena)]
 }
 
+// projectJSON reports whether value goes to the value column (IsJSON) and
+// sets projOut to its typed columns (all NULL when it is not JSON). A
+// ValidatingProjector answers both in one pass over the value; another
+// Projector is asked only for JSON values, after IsJSON.
+func (s *writeState) projectJSON(value []byte) bool {
+	if len(s.opts.Columns) == 0 {
+		return IsJSON(value)
+	}
+	clear(s.projOut)
+	if vp, ok := s.proj.(ValidatingProjector); ok {
+		if !vp.ProjectValid(value, s.projOut) {
+			clear(s.projOut) // not JSON: every typed column is NULL
+			return false
+		}
+		return true
+	}
+	if !IsJSON(value) {
+		return false
+	}
+	s.proj.Project(value, s.projOut)
+	return true
+}
+
 // addRow appends r to the batch as a format 2 row.
 func (s *writeState) addRow(r *tiers.Record) {
 	var row parquet.Row
@@ -134,7 +157,7 @@ func (s *writeState) addRow(r *tiers.Record) {
 		row = append(row, parquet.ByteArrayValue(s.keepString(t)).Level(rep, 1, colTags2))
 	}
 	v := s.keep(r.Value)
-	js := IsJSON(r.Value)
+	js := s.projectJSON(r.Value)
 	if js {
 		row = append(row,
 			parquet.ByteArrayValue(v).Level(0, 1, colValue2),
@@ -145,12 +168,6 @@ func (s *writeState) addRow(r *tiers.Record) {
 			parquet.ByteArrayValue(v).Level(0, 1, colValueBin2))
 	}
 	if len(s.opts.Columns) > 0 {
-		if js {
-			clear(s.projOut)
-			s.proj.Project(r.Value, s.projOut)
-		} else {
-			clear(s.projOut) // not JSON: every typed column is NULL
-		}
 		for i := range s.opts.Columns {
 			row = append(row, s.typedValue(i))
 		}
