@@ -103,8 +103,10 @@ func (s *server) launchLocked() error {
 
 	// The child gets SIGKILL when the thread that started it dies
 	// (Pdeathsig, on Linux), so a test binary that crashes or times out
-	// leaves no MinIO behind. Go may retire an idle thread, so the start
-	// happens on a locked thread that lives until the child exits.
+	// leaves no MinIO behind. Go ends a thread when a goroutine locked to
+	// it exits, so every child with Pdeathsig (MinIO, PostgreSQL, tierd in
+	// internal/tierdproc) is forked on a thread locked until that child
+	// exits: no thread that forked a live child ever ends.
 	started := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {

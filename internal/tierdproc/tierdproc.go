@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,12 +109,28 @@ func (p *Proc) start(ctx context.Context, listen string) error {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = p.opts.SysProcAttr
 	p.runStart = p.log.Len()
-	if err := cmd.Start(); err != nil {
+	// With Pdeathsig the child dies when the thread that forked it ends,
+	// and Go ends a thread when a goroutine locked to it exits (testenv
+	// starts MinIO and PostgreSQL that way): a tierd forked on a thread
+	// that later served such a goroutine would be killed when PostgreSQL
+	// stops. So the fork happens on a thread locked until the child exits:
+	// no other goroutine runs on it meanwhile.
+	started := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait()
+		close(exited)
+	}()
+	if err := <-started; err != nil {
 		p.mu.Unlock()
 		return fmt.Errorf("tierdproc: start %s: %w", p.opts.Bin, err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	p.cmd, p.exited, p.addr, p.scheme = cmd, exited, "", ""
 	runStart := p.runStart
 	p.mu.Unlock()
