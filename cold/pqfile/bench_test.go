@@ -96,6 +96,45 @@ func BenchmarkIsJSON(b *testing.B) {
 	}
 }
 
+// smallValues are values shaped like tierbench cold's: about 90 bytes and
+// 25 tokens each, where IsJSON's cost per token shows most.
+var smallValues = sync.OnceValue(func() [][]byte {
+	rng := rand.New(rand.NewPCG(7, 11))
+	out := make([][]byte, 1000)
+	for i := range out {
+		out[i] = fmt.Appendf(nil, `{"px":%.1f,"qty":%d,"side":%q,"order_id":%d,"acct":"A%05d","venue":"CFFEX"}`,
+			3500+rng.Float64()*50, 1+rng.IntN(20), []string{"B", "S"}[rng.IntN(2)], 1_000_000+i, rng.IntN(3000))
+	}
+	return out
+})
+
+// BenchmarkIsJSONSmall is BenchmarkIsJSON on smallValues, beside the
+// same answer from encoding/json and the cost of utf8.Valid alone.
+func BenchmarkIsJSONSmall(b *testing.B) {
+	vals := smallValues()
+	var n int64
+	for _, v := range vals {
+		n += int64(len(v))
+	}
+	for _, f := range []struct {
+		name string
+		fn   func([]byte) bool
+	}{
+		{"IsJSON", IsJSON},
+		{"stdlib", func(v []byte) bool { return utf8.Valid(v) && json.Valid(v) }},
+		{"utf8.Valid", utf8.Valid},
+	} {
+		b.Run(f.name, func(b *testing.B) {
+			b.SetBytes(n)
+			for b.Loop() {
+				for _, v := range vals {
+					f.fn(v)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkJSONValidStdlib is BenchmarkIsJSON's baseline: the same answer
 // from encoding/json.
 func BenchmarkJSONValidStdlib(b *testing.B) {

@@ -2,6 +2,7 @@ package pqfile
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -59,4 +60,41 @@ func FuzzIsJSON(f *testing.F) {
 			t.Fatalf("IsJSON(%q) = %t, utf8.Valid && json.Valid = %t", b, got, want)
 		}
 	})
+}
+
+// TestIsJSONRandom compares IsJSON with encoding/json on values built from
+// JSON's tokens, bytes that break them, and the bench's values mutated: a
+// fuzzer reaches these too, but this runs in every 'make test'.
+func TestIsJSONRandom(t *testing.T) {
+	pieces := []string{
+		`{`, `}`, `[`, `]`, `:`, `,`, ` `, "\t", "\n", `"`, `\`, `"k"`, `"ab\"c"`, `"\u00e9"`, `"\ud83d\ude00"`,
+		`0`, `-`, `1`, `23456789`, `.`, `e`, `E`, `+`, `true`, `false`, `null`, `tru`, "\x00", "\x1f", "\x7f",
+		"\xc3\xa9", "\xe6\x97\xa5", "\xff", "\xc3", "\xed\xa0\x80", `"0123456789abcdef"`, `-0.5e-7`, `1E+9`,
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	bench := benchRecords(64)
+	check := func(b []byte) {
+		if got, want := IsJSON(b), utf8.Valid(b) && json.Valid(b); got != want {
+			t.Fatalf("IsJSON(%q) = %t, utf8.Valid && json.Valid = %t", b, got, want)
+		}
+	}
+	for range 200_000 {
+		var b []byte
+		for range rng.IntN(24) {
+			b = append(b, pieces[rng.IntN(len(pieces))]...)
+		}
+		check(b)
+		// A valid value with one byte changed, removed or inserted.
+		v := append([]byte(nil), bench[rng.IntN(len(bench))].Value...)
+		p := rng.IntN(len(v))
+		switch rng.IntN(3) {
+		case 0:
+			v[p] = byte(rng.IntN(256))
+		case 1:
+			v = append(v[:p], v[p+1:]...)
+		default:
+			v = append(v[:p], append([]byte{byte(rng.IntN(256))}, v[p:]...)...)
+		}
+		check(v)
+	}
 }
