@@ -81,7 +81,11 @@ value: // a value starts at i, after optional whitespace
 		c = b[i]
 	}
 	switch c {
-	case '"': // scanned inline, as after keyBody: a call costs more than short strings do
+	case '"':
+		// The same loop as after keyBody, written twice on purpose: one
+		// loop reached by goto from both places was 6-10 % slower
+		// (median of 301 alternations), and a call costs more than a
+		// short string does.
 		i++
 		for {
 			if n-i >= 8 {
