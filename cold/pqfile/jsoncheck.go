@@ -39,15 +39,7 @@ var plainStringByte = func() (t [256]bool) {
 // jsonSpace marks JSON's four whitespace bytes.
 var jsonSpace = [256]bool{' ': true, '\t': true, '\n': true, '\r': true}
 
-// swarOnes and swarHigh are a byte's 0x01 and 0x80 in each byte of a word.
-//
-// Strings are scanned eight bytes at a time: qf flags the
-// quotes and bad the bytes a string cannot hold as they are (a control
-// character, a backslash, a byte ≥ 0x80). For ASCII bytes both flags are
-// exact (t+0x7f has bit 7 set unless t is zero, x+0x60 unless x < 0x20, and
-// neither carries). A byte ≥ 0x80 may carry into the byte after it, but it
-// is bad itself, so the flags up to the first bad byte are exact, which is
-// all the loop uses.
+// swarOnes and swarHigh are 0x01 and 0x80 in each byte of a word.
 const (
 	swarOnes = 0x0101010101010101
 	swarHigh = 0x8080808080808080
@@ -82,10 +74,17 @@ value: // a value starts at i, after optional whitespace
 	}
 	switch c {
 	case '"':
-		// The same loop as after keyBody, written twice on purpose: one
-		// loop reached by goto from both places was 6-10 % slower
-		// (median of 301 alternations), and a call costs more than a
-		// short string does.
+		// The string is scanned eight bytes at a time: qf flags the
+		// quotes and bad the bytes a string cannot hold as they are (a
+		// control character, a backslash, a byte ≥ 0x80). For ASCII
+		// bytes both flags are exact (t+0x7f has bit 7 set unless t is
+		// zero, x+0x60 unless x < 0x20, and neither carries). A byte ≥
+		// 0x80 may carry into the byte after it, but it is bad itself,
+		// so the flags up to the first bad byte are exact, which is all
+		// the loop uses. The same loop follows keyBody, written twice
+		// on purpose: one loop reached by goto from both places was
+		// 6-10 % slower (median of 301 alternations), and a call costs
+		// more than a short string does.
 		i++
 		for {
 			if n-i >= 8 {
@@ -216,7 +215,7 @@ key: // an object key starts at i, after optional whitespace
 	if i >= n || b[i] != '"' {
 		return false
 	}
-keyBody: // b[i] is the key's opening quote
+keyBody: // b[i] is the key's opening quote; its string is scanned as a value's is
 	i++
 	for {
 		if n-i >= 8 {
