@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/iotest"
 
+	"github.com/tierd/tierd/cold/pqfile"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -22,21 +24,24 @@ func TestParseNDJSONAccepts(t *testing.T) {
 		want []tiers.Record
 	}{
 		{"all fields", `{"key":"k","ts":"2026-11-22T10:00:00.123456789Z","tags":["a","b"],"value":{"x": [1, 2]}}`,
-			[]tiers.Record{{TS: 1795341600123456789, Key: "k", Tags: []string{"a", "b"}, Value: []byte(`{"x":[1,2]}`)}}},
+			[]tiers.Record{{TS: 1795341600123456789, Key: "k", Tags: []string{"a", "b"}, Value: []byte(`{"x":[1,2]}`), JSON: true}}},
 		{"minimal object", `{}`, []tiers.Record{{TS: ingestTS}}},
 		{"ts as integer ns", `{"ts":-5}`, []tiers.Record{{TS: -5}}},
 		{"ts with zone offset", `{"ts":"2026-11-22T12:00:00+02:00"}`, []tiers.Record{{TS: 1795341600000000000}}},
-		{"ts null means ingest time", `{"ts":null,"value":1}`, []tiers.Record{{TS: ingestTS, Value: []byte("1")}}},
-		{"value null is stored", `{"value":null}`, []tiers.Record{{TS: ingestTS, Value: []byte("null")}}},
-		{"value string keeps escapes", `{"value":"a\"b\u00e9"}`, []tiers.Record{{TS: ingestTS, Value: []byte(`"a\"b\u00e9"`)}}},
-		{"value number keeps its text", `{"value":1.50e+3}`, []tiers.Record{{TS: ingestTS, Value: []byte(`1.50e+3`)}}},
+		{"ts null means ingest time", `{"ts":null,"value":1}`, []tiers.Record{{TS: ingestTS, Value: []byte("1"), JSON: true}}},
+		{"value null is stored", `{"value":null}`, []tiers.Record{{TS: ingestTS, Value: []byte("null"), JSON: true}}},
+		{"value string keeps escapes", `{"value":"a\"b\u00e9"}`, []tiers.Record{{TS: ingestTS, Value: []byte(`"a\"b\u00e9"`), JSON: true}}},
+		{"value number keeps its text", `{"value":1.50e+3}`, []tiers.Record{{TS: ingestTS, Value: []byte(`1.50e+3`), JSON: true}}},
 		{"value_b64 binary", `{"value_b64":"AP8Kew=="}`, []tiers.Record{{TS: ingestTS, Value: []byte{0, 0xff, '\n', '{'}}}},
 		{"value_b64 empty", `{"value_b64":""}`, []tiers.Record{{TS: ingestTS}}},
+		// The hint is set where the parser checked the value, never on
+		// bytes that came as base64 (pqfile.IsJSON decides for those).
+		{"value_b64 holding JSON has no hint", `{"value_b64":"eyJhIjoxfQ=="}`, []tiers.Record{{TS: ingestTS, Value: []byte(`{"a":1}`)}}},
 		{"blank lines and CRLF", "\n  \r\n{\"key\":\"a\"}\r\n\n{\"key\":\"b\"}", []tiers.Record{{TS: ingestTS, Key: "a"}, {TS: ingestTS, Key: "b"}}},
 		{"trailing newline", "{\"key\":\"a\"}\n", []tiers.Record{{TS: ingestTS, Key: "a"}}},
 		{"key null is no key", `{"key":null,"tags":null}`, []tiers.Record{{TS: ingestTS}}},
 		{"key at the limit", `{"key":"` + strings.Repeat("k", tiers.MaxKeyBytes) + `"}`, []tiers.Record{{TS: ingestTS, Key: strings.Repeat("k", tiers.MaxKeyBytes)}}},
-		{"value at the limit", `{"value":"` + strings.Repeat("v", 98) + `"}`, []tiers.Record{{TS: ingestTS, Value: []byte(`"` + strings.Repeat("v", 98) + `"`)}}},
+		{"value at the limit", `{"value":"` + strings.Repeat("v", 98) + `"}`, []tiers.Record{{TS: ingestTS, Value: []byte(`"` + strings.Repeat("v", 98) + `"`), JSON: true}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -48,7 +53,7 @@ func TestParseNDJSONAccepts(t *testing.T) {
 				t.Fatalf("got %d records, want %d", len(got), len(c.want))
 			}
 			for i := range got {
-				if !got[i].Equal(&c.want[i]) {
+				if !got[i].Equal(&c.want[i]) || got[i].JSON != c.want[i].JSON {
 					t.Errorf("record %d = %+v (value %q), want %+v (value %q)", i, got[i], got[i].Value, c.want[i], c.want[i].Value)
 				}
 			}
@@ -223,6 +228,12 @@ func FuzzParseNDJSON(f *testing.F) {
 			if err := recs[i].Validate(opts.MaxRecordBytes); err != nil {
 				t.Fatalf("record %d accepted but invalid: %v", i, err)
 			}
+			// The cold tier trusts the JSON hint instead of checking
+			// the value again: it must never be set on a value that
+			// pqfile.IsJSON would refuse.
+			if recs[i].JSON && !pqfile.IsJSON(recs[i].Value) {
+				t.Fatalf("record %d has the JSON hint, but its value %q is not JSON to the cold tier", i, recs[i].Value)
+			}
 		}
 		// What was accepted must survive a read → append round trip.
 		again, err := ParseNDJSON(bytes.NewReader(encodeInput(recs)), opts)
@@ -238,4 +249,47 @@ func FuzzParseNDJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestJSONHintAgreesWithIsJSON: every value the parser accepts from the
+// value field carries the JSON hint, and pqfile.IsJSON agrees with the hint
+// on every one of them, over values built at random from JSON tokens and
+// the near misses that break them. The cold tier writes a hinted value to
+// its JSON column without checking it again, so a disagreement here would
+// put a non-JSON value in that column.
+func TestJSONHintAgreesWithIsJSON(t *testing.T) {
+	tokens := []string{
+		`{`, `}`, `[`, `]`, `:`, `,`, ` `, "\t", `"a"`, `"k"`, `""`, `"é"`, `"\u00e9"`, `"\ud800"`, `"\ud83d\ude00"`,
+		`"\u12"`, `"\x"`, `"\"`, `"` + "\x01" + `"`, `"` + "\x7f" + `"`, `"` + "\u2028" + `"`, `"`, `\`,
+		`0`, `-0`, `01`, `-`, `1.`, `1.5`, `.5`, `1e`, `1e+9`, `2E-3`, `1.5e`, `+1`, `123456789012345678901234567890`,
+		`true`, `false`, `null`, `tru`, `nul`, `True`, `NaN`, `x`,
+	}
+	rng := rand.New(rand.NewPCG(14, 2026))
+	opts := ParseOptions{MaxRecordBytes: 4096, IngestTS: ingestTS}
+	accepted := 0
+	for i := 0; i < 100_000; i++ {
+		var b strings.Builder
+		for n := 1 + rng.IntN(12); n > 0; n-- {
+			b.WriteString(tokens[rng.IntN(len(tokens))])
+		}
+		value := b.String()
+		recs, err := ParseNDJSON(strings.NewReader(`{"value":`+value+`}`), opts)
+		if err != nil {
+			continue
+		}
+		accepted++
+		r := recs[0]
+		if !r.JSON {
+			t.Fatalf("value %q was accepted without the JSON hint", value)
+		}
+		if !pqfile.IsJSON(r.Value) {
+			t.Fatalf("value %q was stored as %q with the JSON hint, which pqfile.IsJSON refuses", value, r.Value)
+		}
+	}
+	// The test must have something to check: about a tenth of the
+	// values are JSON.
+	if accepted < 2000 {
+		t.Fatalf("only %d of 100000 random values were accepted", accepted)
+	}
+	t.Logf("%d of 100000 random values accepted, each with the hint and JSON to pqfile.IsJSON", accepted)
 }

@@ -502,7 +502,11 @@ func scanRecord(line []byte, opts *ParseOptions, ar *arena) (tiers.Record, error
 	}
 	switch {
 	case value != nil:
+		// The line is valid UTF-8 and skipValue checked value's grammar,
+		// so the record carries the JSON hint (FuzzParseNDJSON checks it
+		// against pqfile.IsJSON).
 		rec.Value = ar.copy(value)
+		rec.JSON = true
 	case valueB64 != nil:
 		if base64.StdEncoding.DecodedLen(len(valueB64)) > opts.MaxRecordBytes+3 {
 			return rec, fmt.Errorf("%w: value_b64 decodes to more than %d bytes", tiers.ErrRecordTooLarge, opts.MaxRecordBytes)

@@ -27,6 +27,15 @@ type Record struct {
 	Key    string
 	Tags   []string
 	Value  []byte
+	// JSON, when set, says that Value is known to be valid UTF-8 and one
+	// valid JSON value (RFC 8259), the answer pqfile.IsJSON would give: the
+	// ingest parser sets it on a value it has just checked, and the memory
+	// tier and warm segments keep it, so that the cold tier's conversion
+	// need not check the value again. It is a hint: unset says nothing
+	// about the value. It is not part of the record's encoding or digest
+	// (docs/format/record.md); a container that stores it covers it with
+	// its own checksum.
+	JSON bool
 }
 
 // Size is the number of payload bytes a record carries (key, tags and value)
@@ -93,7 +102,8 @@ func (r *Record) HasTag(tag string) bool {
 	return false
 }
 
-// Equal reports whether two records are identical in every field.
+// Equal reports whether two records are identical in every field of their
+// content: offset, ts, key, tags and value. The JSON hint is not content.
 func (r *Record) Equal(o *Record) bool {
 	if r.Offset != o.Offset || r.TS != o.TS || r.Key != o.Key || string(r.Value) != string(o.Value) || len(r.Tags) != len(o.Tags) {
 		return false
