@@ -32,8 +32,21 @@ const segmentOverhead = int64(unsafe.Sizeof(Segment{})) + 2*int64(unsafe.Sizeof(
 type ref struct {
 	chunk uint32
 	off   uint32
-	n     uint32
+	// n is the encoded length, with the record's JSON hint in its top bit
+	// (refJSON): a record is at most a WAL frame (256 MiB), far below 2 GiB,
+	// and a separate field
+	// would add four bytes to every entry of the index.
+	n uint32
 }
+
+// refJSON is the bit of ref.n that keeps tiers.Record.JSON.
+const refJSON = 1 << 31
+
+// len is the record's encoded length.
+func (r ref) len() uint32 { return r.n &^ refJSON }
+
+// json reports the record's JSON hint.
+func (r ref) json() bool { return r.n&refJSON != 0 }
 
 // Segment is a contiguous run of one stream's records held in memory. Records
 // are stored encoded (tiers.AppendRecord) in fixed-capacity chunks that are
@@ -90,7 +103,11 @@ func (s *Segment) add(r *tiers.Record, hint, room int) int64 {
 	// Appending to a zero-length slice with room encodes in place.
 	tiers.AppendRecord(s.chunks[c][s.pos:s.pos:s.pos+n], r)
 	oldCap := cap(s.idx)
-	s.idx = append(s.idx, ref{chunk: uint32(c), off: uint32(s.pos), n: uint32(n)})
+	e := ref{chunk: uint32(c), off: uint32(s.pos), n: uint32(n)}
+	if r.JSON {
+		e.n |= refJSON
+	}
+	s.idx = append(s.idx, e)
 	// The old index array is garbage once replaced (views that captured it
 	// keep it alive only while they are read).
 	grew += int64(cap(s.idx)-oldCap) * refSize
@@ -177,8 +194,8 @@ func classBound(n int) int {
 func (s *Segment) truncate(k int) (freed int64) {
 	widest := false // a dropped record may have set the time range
 	for _, r := range s.idx[k:] {
-		s.bytes -= int64(r.n)
-		rec, _, err := tiers.DecodeRecord(s.chunks[r.chunk][r.off : r.off+r.n])
+		s.bytes -= int64(r.len())
+		rec, _, err := tiers.DecodeRecord(s.chunks[r.chunk][r.off : r.off+r.len()])
 		if err != nil || rec.TS <= s.minTS || rec.TS >= s.maxTS {
 			widest = true
 		}
@@ -187,7 +204,7 @@ func (s *Segment) truncate(k int) (freed int64) {
 	freed = int64(cap(s.idx)) * refSize
 	s.idx = slices.Clone(s.idx[:k]) // the refused batch may have grown it
 	freed -= int64(cap(s.idx)) * refSize
-	s.pos = int(last.off + last.n)
+	s.pos = int(last.off + last.len())
 	if keep := int(last.chunk) + 1; keep < len(s.chunks) {
 		for _, c := range s.chunks[keep:] {
 			freed += int64(len(c))
@@ -205,7 +222,7 @@ func (s *Segment) truncate(k int) (freed int64) {
 // tsRange computes the time range of the segment's records.
 func (s *Segment) tsRange() (lo, hi int64) {
 	for i, r := range s.idx {
-		rec, _, err := tiers.DecodeRecord(s.chunks[r.chunk][r.off : r.off+r.n])
+		rec, _, err := tiers.DecodeRecord(s.chunks[r.chunk][r.off : r.off+r.len()])
 		if err != nil {
 			continue
 		}
@@ -244,13 +261,16 @@ func (v *view) last() uint64 { return v.base + uint64(len(v.idx)) - 1 }
 
 func (v *view) encoded(i int) []byte {
 	r := v.idx[i]
-	return v.chunks[r.chunk][r.off : r.off+r.n : r.off+r.n]
+	end := r.off + r.len()
+	return v.chunks[r.chunk][r.off:end:end]
 }
 
-// get decodes the record at offset, which must be in the view. Its Value
-// aliases the arena, which is immutable.
+// get decodes the record at offset, which must be in the view, with its
+// JSON hint. Its Value aliases the arena, which is immutable.
 func (v *view) get(offset uint64) (tiers.Record, error) {
-	rec, _, err := tiers.DecodeRecord(v.encoded(int(offset - v.base)))
+	i := int(offset - v.base)
+	rec, _, err := tiers.DecodeRecord(v.encoded(i))
+	rec.JSON = err == nil && v.idx[i].json()
 	return rec, err
 }
 
