@@ -128,17 +128,21 @@ func TestDamagedFiles(t *testing.T) {
 		{name: "file of another segment", damage: func(b []byte) []byte { return b }, at: 555, stage: "acquire", is: ErrBadHeader, offset: 0},
 		{name: "unknown version", damage: func(b []byte) []byte {
 			// A newer tierd's file: its header checksum covers its version.
-			b[4] = 3
+			b[4] = formatVersion + 1
 			n := headerFixedLen + int(binary.LittleEndian.Uint16(b[6:]))
 			putU32(b, n, crc32.Checksum(b[:n], castagnoli))
 			return b
 		}, stage: "acquire", is: ErrUnsupportedVersion},
-		{name: "flipped bit in version (2 → 3)", damage: func(b []byte) []byte { b[4] ^= 0x01; return b }, stage: "acquire", is: ErrBadHeader, offset: 0},
-		{name: "flipped bit in version (2 → 6)", damage: func(b []byte) []byte { b[4] ^= 0x04; return b }, stage: "acquire", is: ErrBadHeader, offset: 0},
+		// 3 → 2 names a version this build reads, so the header's
+		// checksum fails; 3 → 7 one it does not, and the checksum shows
+		// that the version field, not the file's age, is the cause.
+		{name: "flipped bit in version (3 → 2)", damage: func(b []byte) []byte { b[4] ^= 0x01; return b }, stage: "acquire", is: ErrChecksum, offset: 0},
+		{name: "flipped bit in version (3 → 7)", damage: func(b []byte) []byte { b[4] ^= 0x04; return b }, stage: "acquire", is: ErrBadHeader, offset: 0},
 		{name: "flipped high bit in version", damage: func(b []byte) []byte { b[5] ^= 0x80; return b }, stage: "acquire", is: ErrBadHeader, offset: 0},
 
 		{name: "flipped bit in record body", damage: func(b []byte) []byte { b[g.pos[dmgK+1]-1] ^= 0x10; return b }, stage: "read", is: ErrChecksum, frame: dmgK},
 		{name: "flipped bit in record offset", damage: func(b []byte) []byte { b[g.pos[dmgK]+8] ^= 0x01; return b }, stage: "read", is: ErrChecksum, frame: dmgK, nextFails: true},
+		{name: "flipped JSON hint bit in a frame length", damage: func(b []byte) []byte { b[g.pos[dmgK]+3] ^= 0x80; return b }, stage: "read", is: ErrChecksum, frame: dmgK},
 		{name: "flipped bit in frame crc", damage: func(b []byte) []byte { b[g.pos[dmgK]+5] ^= 0x01; return b }, stage: "read", is: ErrChecksum, frame: dmgK},
 		{name: "length field slightly long", damage: func(b []byte) []byte {
 			putU32(b, g.pos[dmgK], binary.LittleEndian.Uint32(b[g.pos[dmgK]:])+3)

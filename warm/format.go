@@ -10,7 +10,7 @@ import (
 	"github.com/tierd/tierd/tiers"
 )
 
-// The byte layout of a segment file, version 2 (docs/format/segment.md):
+// The byte layout of a segment file, version 3 (docs/format/segment.md):
 //
 //	header   magic "TDWS" | version u16 | name length u16 | base u64 | name | crc32c u32
 //	frames   length u32 | crc32c(length bytes ‖ payload) u32 | payload (tiers.AppendRecord)
@@ -19,15 +19,23 @@ import (
 //
 // All integers are little-endian. Version 2 added sealed_at to the footer's
 // fixed fields, so that a rebuilt catalog keeps each segment's age; version
-// 1 files are still read (their seal time is unknown).
+// 3 keeps each record's JSON hint (tiers.Record.JSON) in the top bit of its
+// frame's length field, under the frame's CRC, so that the cold tier's
+// conversion need not check the value again. Versions 1 and 2 are still
+// read (their seal time, for version 1, and their hints are unknown).
 const (
-	formatVersion = 2
+	formatVersion = 3
+	formatV2      = 2
 	formatV1      = 1
+
+	// frameJSON is the bit of a version 3 frame's length field that holds
+	// the record's JSON hint; the length is the other 31 bits.
+	frameJSON = 1 << 31
 
 	headerFixedLen   = 16 // magic, version, name length, base
 	frameHeaderLen   = 8  // length, crc
 	trailerLen       = 8  // footer length, magic
-	footerFixedLen   = 96 // base … bloom word count, sealed_at (version 2)
+	footerFixedLen   = 96 // base … bloom word count, sealed_at (versions 2 and 3)
 	footerFixedLenV1 = 88 // base … bloom word count
 	blockEntryLen    = 32 // first offset, position, min ts, max ts
 	crcLen           = 4
@@ -173,6 +181,7 @@ func footerLenOf(fixed, blocks, bloomWords int) (int, bool) {
 // bytes of the file, only positions into it.
 type layout struct {
 	footer
+	version     uint16
 	stream      string
 	hdrLen      int // records start here
 	footerStart int // records end here
@@ -196,17 +205,17 @@ func parseLayout(path string, data []byte) (*layout, error) {
 		return nil, bad(0, ErrTruncated, "file is %d bytes, shorter than a header", size)
 	}
 	version := le.Uint16(data[4:])
-	if version != formatVersion && version != formatV1 {
+	if version < formatV1 || version > formatVersion {
 		if v, ok := damagedVersion(data); ok {
 			return nil, bad(0, ErrBadHeader, "format version %d, but the header's checksum holds for version %d: the version field is damaged", version, v)
 		}
-		return nil, fmt.Errorf("%w: %s is format version %d, this build reads versions %d and %d", ErrUnsupportedVersion, path, version, formatV1, formatVersion)
+		return nil, fmt.Errorf("%w: %s is format version %d, this build reads versions %d to %d", ErrUnsupportedVersion, path, version, formatV1, formatVersion)
 	}
 	fixed := footerFixedLen
 	if version == formatV1 {
 		fixed = footerFixedLenV1
 	}
-	l := &layout{}
+	l := &layout{version: version}
 	nameLen := int(le.Uint16(data[6:]))
 	l.hdrLen = headerFixedLen + nameLen + crcLen
 	if size < l.hdrLen+trailerLen {
@@ -316,7 +325,7 @@ func damagedVersion(data []byte) (uint16, bool) {
 		return 0, false
 	}
 	hdr := append([]byte(nil), data[:n]...)
-	for _, v := range []uint16{formatV1, formatVersion} {
+	for _, v := range []uint16{formatV1, formatV2, formatVersion} {
 		binary.LittleEndian.PutUint16(hdr[4:], v)
 		if crc32.Checksum(hdr, castagnoli) == binary.LittleEndian.Uint32(data[n:]) {
 			return v, true

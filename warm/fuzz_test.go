@@ -23,7 +23,7 @@ func fuzzSeed(f *testing.F, n, interval int) []byte {
 	s := openStore(f, f.TempDir(), Options{IndexInterval: interval})
 	recs := make([]tiers.Record, n)
 	for i := range recs {
-		recs[i] = tiers.Record{Offset: fuzzBase + uint64(i), TS: int64(100 - i*3%7), Key: string(rune('a' + i%3)), Value: []byte{byte(i), 1, 2}}
+		recs[i] = tiers.Record{Offset: fuzzBase + uint64(i), TS: int64(100 - i*3%7), Key: string(rune('a' + i%3)), Value: []byte{byte(i), 1, 2}, JSON: i%3 == 1}
 		if i%2 == 0 {
 			recs[i].Tags = []string{"t"}
 		}
@@ -44,6 +44,7 @@ func FuzzOpenSegment(f *testing.F) {
 	good := fuzzSeed(f, 12, 4)
 	f.Add(good)
 	f.Add(v1File(good))
+	f.Add(oldFile(good, formatV2))
 	f.Add(fuzzSeed(f, 1, 64))
 	f.Add(good[:len(good)-9])
 	f.Add(good[:40])
@@ -67,15 +68,13 @@ func FuzzOpenSegment(f *testing.F) {
 	})
 }
 
-// v1File rewrites a current (version 2) segment file as a version 1 file:
-// the same records and tables, without the footer's sealed_at, so that the
-// reader of the older format is tested on files it would really meet.
+// v1File rewrites a current (version 3) segment file as a version 1 file:
+// the same records and tables, without the footer's sealed_at and the
+// frames' JSON hints, so that the reader of the older format is tested on
+// files it would really meet.
 func v1File(b []byte) []byte {
 	le := binary.LittleEndian
-	out := bytes.Clone(b)
-	le.PutUint16(out[4:], formatV1)
-	hdr := headerFixedLen + int(le.Uint16(out[6:]))
-	le.PutUint32(out[hdr:], crc32.Checksum(out[:hdr], castagnoli))
+	out := oldFile(b, formatV1)
 	flen := int(le.Uint32(out[len(out)-trailerLen:]))
 	start := len(out) - trailerLen - flen
 	body := out[start : len(out)-trailerLen-crcLen]
@@ -84,6 +83,26 @@ func v1File(b []byte) []byte {
 	res = le.AppendUint32(res, crc32.Checksum(v1, castagnoli))
 	res = le.AppendUint32(res, uint32(len(v1)+crcLen))
 	return append(res, trailerMagic[:]...)
+}
+
+// oldFile rewrites a current segment file as the given older version with
+// the same footer: every frame's JSON hint bit cleared (and its CRC
+// recomputed), and the header's version and CRC changed.
+func oldFile(b []byte, version uint16) []byte {
+	le := binary.LittleEndian
+	out := bytes.Clone(b)
+	le.PutUint16(out[4:], version)
+	hdr := headerFixedLen + int(le.Uint16(out[6:]))
+	le.PutUint32(out[hdr:], crc32.Checksum(out[:hdr], castagnoli))
+	footerStart := len(out) - trailerLen - int(le.Uint32(out[len(out)-trailerLen:]))
+	for pos := hdr + crcLen; pos < footerStart; {
+		n := le.Uint32(out[pos:]) &^ frameJSON
+		le.PutUint32(out[pos:], n)
+		end := pos + frameHeaderLen + int(n)
+		le.PutUint32(out[pos+4:], frameCRC(out[pos:pos+4], out[pos+frameHeaderLen:end]))
+		pos = end
+	}
+	return out
 }
 
 // resealCRCs returns a copy of b with the header, frame and footer CRCs
@@ -108,7 +127,7 @@ func resealCRCs(b []byte) []byte {
 		}
 	}
 	for pos := hdr + crcLen; pos+frameHeaderLen <= end; {
-		n := int(le.Uint32(b[pos:]))
+		n := int(le.Uint32(b[pos:]) &^ frameJSON)
 		if n > end-pos-frameHeaderLen {
 			break
 		}
@@ -161,6 +180,9 @@ func fuzzOpenSegment(t *testing.T, dir string, data []byte) {
 		}
 		if rec.Offset != meta.Base+n {
 			t.Fatalf("Scan yielded offset %d, want %d", rec.Offset, meta.Base+n)
+		}
+		if rec.JSON && binary.LittleEndian.Uint16(data[4:]) < formatVersion {
+			t.Fatalf("a version %d file gave offset %d a JSON hint", binary.LittleEndian.Uint16(data[4:]), rec.Offset)
 		}
 		d.Add(&rec)
 		n++

@@ -92,6 +92,9 @@ func (sg *segment) frameAt(pos, end int) ([]byte, int, error) {
 		return nil, 0, sg.corrupt(pos, ErrBadFrame, "frame header runs past byte %d", end)
 	}
 	n := binary.LittleEndian.Uint32(sg.data[pos:])
+	if sg.version >= formatVersion {
+		n &^= frameJSON // the JSON hint; in older files the bit is damage
+	}
 	if n < minPayloadLen || n > maxPayloadLen || int(n) > end-pos-frameHeaderLen {
 		return nil, 0, sg.corrupt(pos, ErrBadFrame, "frame length %d does not fit [%d, %d)", n, pos+frameHeaderLen, end)
 	}
@@ -101,8 +104,8 @@ func (sg *segment) frameAt(pos, end int) ([]byte, int, error) {
 
 // decodeFrame checks the CRC of the frame at pos and decodes its payload,
 // which must hold record want in canonical encoding (so the digest over
-// stored payloads equals the digest over the records). Value aliases the
-// mapping.
+// stored payloads equals the digest over the records), with its JSON hint
+// (version 3). Value aliases the mapping.
 func (sg *segment) decodeFrame(pos int, payload []byte, want uint64) (tiers.Record, error) {
 	stored := binary.LittleEndian.Uint32(sg.data[pos+4:])
 	if got := frameCRC(sg.data[pos:pos+4], payload); got != stored {
@@ -118,6 +121,7 @@ func (sg *segment) decodeFrame(pos int, payload []byte, want uint64) (tiers.Reco
 	if rec.Offset != want {
 		return tiers.Record{}, sg.corrupt(pos, ErrBadFrame, "frame holds offset %d, want %d", rec.Offset, want)
 	}
+	rec.JSON = sg.version >= formatVersion && binary.LittleEndian.Uint32(sg.data[pos:])&frameJSON != 0
 	return rec, nil
 }
 

@@ -103,7 +103,11 @@ func (w *Writer) Append(r *tiers.Record) error {
 	w.buf = append(w.buf[:0], make([]byte, frameHeaderLen)...)
 	w.buf = tiers.AppendRecord(w.buf, r)
 	payload := w.buf[frameHeaderLen:]
-	binary.LittleEndian.PutUint32(w.buf, uint32(len(payload)))
+	lenField := uint32(len(payload)) // ≤ maxPayloadLen: bit 31 is free
+	if r.JSON {
+		lenField |= frameJSON
+	}
+	binary.LittleEndian.PutUint32(w.buf, lenField)
 	binary.LittleEndian.PutUint32(w.buf[4:], frameCRC(w.buf[:4], payload))
 	if _, err := w.bw.Write(w.buf); err != nil {
 		w.err = fmt.Errorf("warm: write %s: %w", w.tmp, err)
