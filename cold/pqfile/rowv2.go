@@ -88,7 +88,9 @@ func (s *writeState) addRowV2(r *tiers.Record) {
 		tags = s.tags[ts:len(s.tags):len(s.tags)]
 	}
 	row := rowV2{Offset: int64(r.Offset), TS: micros, TSNanos: nanos, Key: r.Key, Tags: tags}
-	if IsJSON(r.Value) {
+	// A record whose JSON hint is set was checked where it was ingested
+	// (tiers.Record.JSON), so the check is not done twice.
+	if r.JSON || IsJSON(r.Value) {
 		row.Value = v
 	} else {
 		row.ValueBin = v
