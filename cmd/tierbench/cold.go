@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,7 +22,9 @@ import (
 	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/cold/pqfile"
+	"github.com/tierd/tierd/server"
 	"github.com/tierd/tierd/tiers"
+	"github.com/tierd/tierd/warm"
 )
 
 type coldFlags struct {
@@ -42,8 +45,12 @@ func newColdCmd() *cobra.Command {
   conversion  pqfile.Write of a segment  vs  zstd EncodeAll of the same records as NDJSON (same level)
   size        the Parquet object         vs  the zstd-compressed NDJSON
   format 2    pqfile.Write as format 2.0 vs  as format 1.2 (Options.Version 1): speed
-              (wall and CPU time) and size, and the JSON check format 2 adds
-              (pqfile.IsJSON vs utf8.Valid && json.Valid over every value)
+              (wall and CPU time) and size, two ways: from a warm segment file
+              written from the records as an append parsed them (server.ParseNDJSON,
+              whose JSON hints the warm file keeps), as tierd's mover converts;
+              and from records in memory without hints (a WAL replay, the
+              cluster journal), which format 2 must check itself; and that
+              check (pqfile.IsJSON vs utf8.Valid && json.Valid over every value)
   upload      objstore Put (minio-go)    vs  a raw minio-go PutObject of as many random bytes
   1% read     a cold read of 1% of the offsets through ranged GETs (cold cache empty)
               vs  a full GET of the object + decoding every row
@@ -105,13 +112,20 @@ type coldRun struct {
 	zstdMBps, convMBps     float64
 	v1MBps, v1Bytes        float64 // format 1.2, same records
 	v2CPU, v1CPU           time.Duration
-	isJSONMs, stdJSONMs    float64 // CPU ms of the JSON check over every value
+	warm                   [2]versionPair // the same from warm segments: [0] without hints, [1] with
+	isJSONMs, stdJSONMs    float64        // CPU ms of the JSON check over every value
 	jsonValues             int
 	zstdBytes, pqBytes     int64
 	rawPutMBps, putMBps    float64
 	fullRead, partRead     time.Duration
 	fetched, objectBytes   int64
 	partRecords, rowGroups int
+}
+
+// versionPair is one conversion of the same records as format 2.0 and 1.2.
+type versionPair struct {
+	v2MBps, v1MBps float64
+	v2CPU, v1CPU   time.Duration
 }
 
 func runCold(ctx context.Context, out io.Writer, f coldFlags) error {
@@ -140,6 +154,26 @@ func runCold(ctx context.Context, out io.Writer, f coldFlags) error {
 		return err
 	}
 	defer enc.Close()
+	warmDir, err := os.MkdirTemp("", "tierbench-cold-warm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(warmDir)
+	ws, err := warm.Open(warmDir, warm.Options{})
+	if err != nil {
+		return err
+	}
+	defer ws.Close()
+	seg, err := ingestedSegment(ctx, ws, "hinted", recs, true)
+	if err != nil {
+		return err
+	}
+	defer seg.Release()
+	plainSeg, err := ingestedSegment(ctx, ws, "plain", recs, false)
+	if err != nil {
+		return err
+	}
+	defer plainSeg.Release()
 
 	var runs []coldRun
 	for run := 0; run < f.runs; run++ {
@@ -170,6 +204,36 @@ func runCold(ctx context.Context, out io.Writer, f coldFlags) error {
 				r.v1MBps, r.v1CPU, r.v1Bytes = mbps, cpu, float64(buf.Len())
 			} else {
 				r.convMBps, r.v2CPU, info = mbps, cpu, inf
+			}
+		}
+		// The same two conversions from the warm segments, as the mover
+		// does: with the hints ingest gave the records, and without.
+		for _, c := range [][]int{{1, 2}, {2, 1}}[run%2] {
+			for _, hinted := range []bool{run%2 == 0, run%2 != 0} {
+				version, from := c, plainSeg
+				if hinted {
+					from = seg
+				}
+				var out bytes.Buffer
+				out.Grow(len(text) / 3)
+				t0, c0 := time.Now(), cpuTime()
+				inf, err := pqfile.Write(ctx, &out, "bench", from.Scan(tiers.AllRecords()), pqfile.Options{Level: f.level, Version: version})
+				if err != nil {
+					return err
+				}
+				mbps, cpu := float64(len(text))/time.Since(t0).Seconds()/1e6, cpuTime()-c0
+				if inf.Meta.Digest != info.Meta.Digest || (version == 2 && !bytes.Equal(parquetPages(out.Bytes()), parquetPages(pq.Bytes()))) {
+					return fmt.Errorf("format %d from a warm segment (hints %v) is not the file converted from memory", version, hinted)
+				}
+				w := &r.warm[0]
+				if hinted {
+					w = &r.warm[1]
+				}
+				if version == 1 {
+					w.v1MBps, w.v1CPU = mbps, cpu
+				} else {
+					w.v2MBps, w.v2CPU = mbps, cpu
+				}
 			}
 		}
 		r.pqBytes = int64(pq.Len())
@@ -265,31 +329,43 @@ func reportCold(out io.Writer, f coldFlags, n, textBytes int, runs []coldRun) er
 		return median(xs)
 	}
 	res := map[string]float64{
-		"zstd_ndjson_mb_per_s":    col(func(r coldRun) float64 { return r.zstdMBps }),
-		"parquet_mb_per_s":        col(func(r coldRun) float64 { return r.convMBps }),
-		"conversion_ratio":        col(func(r coldRun) float64 { return r.convMBps / r.zstdMBps }),
-		"zstd_ndjson_bytes":       col(func(r coldRun) float64 { return float64(r.zstdBytes) }),
-		"parquet_bytes":           col(func(r coldRun) float64 { return float64(r.pqBytes) }),
-		"size_ratio":              col(func(r coldRun) float64 { return float64(r.pqBytes) / float64(r.zstdBytes) }),
-		"raw_put_mb_per_s":        col(func(r coldRun) float64 { return r.rawPutMBps }),
-		"upload_mb_per_s":         col(func(r coldRun) float64 { return r.putMBps }),
-		"upload_ratio":            col(func(r coldRun) float64 { return r.putMBps / r.rawPutMBps }),
-		"read_1pct_fetched_bytes": col(func(r coldRun) float64 { return float64(r.fetched) }),
-		"read_1pct_fetch_ratio":   col(func(r coldRun) float64 { return float64(r.fetched) / float64(r.objectBytes) }),
-		"read_1pct_ms":            col(func(r coldRun) float64 { return float64(r.partRead.Microseconds()) / 1000 }),
-		"full_get_decode_ms":      col(func(r coldRun) float64 { return float64(r.fullRead.Microseconds()) / 1000 }),
-		"read_time_ratio":         col(func(r coldRun) float64 { return r.partRead.Seconds() / r.fullRead.Seconds() }),
-		"row_groups":              col(func(r coldRun) float64 { return float64(r.rowGroups) }),
-		"v1_parquet_mb_per_s":     col(func(r coldRun) float64 { return r.v1MBps }),
-		"v1_parquet_bytes":        col(func(r coldRun) float64 { return r.v1Bytes }),
-		"v2_v1_speed_ratio":       col(func(r coldRun) float64 { return r.convMBps / r.v1MBps }),
-		"v2_v1_cpu_ratio":         col(func(r coldRun) float64 { return r.v2CPU.Seconds() / r.v1CPU.Seconds() }),
-		"v2_v1_size_ratio":        col(func(r coldRun) float64 { return float64(r.pqBytes) / r.v1Bytes }),
-		"v2_cpu_ms":               col(func(r coldRun) float64 { return float64(r.v2CPU.Microseconds()) / 1000 }),
-		"v1_cpu_ms":               col(func(r coldRun) float64 { return float64(r.v1CPU.Microseconds()) / 1000 }),
-		"isjson_cpu_ms":           col(func(r coldRun) float64 { return r.isJSONMs }),
-		"stdlib_json_cpu_ms":      col(func(r coldRun) float64 { return r.stdJSONMs }),
-		"json_values":             col(func(r coldRun) float64 { return float64(r.jsonValues) }),
+		"zstd_ndjson_mb_per_s":          col(func(r coldRun) float64 { return r.zstdMBps }),
+		"parquet_mb_per_s":              col(func(r coldRun) float64 { return r.convMBps }),
+		"conversion_ratio":              col(func(r coldRun) float64 { return r.convMBps / r.zstdMBps }),
+		"zstd_ndjson_bytes":             col(func(r coldRun) float64 { return float64(r.zstdBytes) }),
+		"parquet_bytes":                 col(func(r coldRun) float64 { return float64(r.pqBytes) }),
+		"size_ratio":                    col(func(r coldRun) float64 { return float64(r.pqBytes) / float64(r.zstdBytes) }),
+		"raw_put_mb_per_s":              col(func(r coldRun) float64 { return r.rawPutMBps }),
+		"upload_mb_per_s":               col(func(r coldRun) float64 { return r.putMBps }),
+		"upload_ratio":                  col(func(r coldRun) float64 { return r.putMBps / r.rawPutMBps }),
+		"read_1pct_fetched_bytes":       col(func(r coldRun) float64 { return float64(r.fetched) }),
+		"read_1pct_fetch_ratio":         col(func(r coldRun) float64 { return float64(r.fetched) / float64(r.objectBytes) }),
+		"read_1pct_ms":                  col(func(r coldRun) float64 { return float64(r.partRead.Microseconds()) / 1000 }),
+		"full_get_decode_ms":            col(func(r coldRun) float64 { return float64(r.fullRead.Microseconds()) / 1000 }),
+		"read_time_ratio":               col(func(r coldRun) float64 { return r.partRead.Seconds() / r.fullRead.Seconds() }),
+		"row_groups":                    col(func(r coldRun) float64 { return float64(r.rowGroups) }),
+		"v1_parquet_mb_per_s":           col(func(r coldRun) float64 { return r.v1MBps }),
+		"v1_parquet_bytes":              col(func(r coldRun) float64 { return r.v1Bytes }),
+		"v2_v1_speed_ratio":             col(func(r coldRun) float64 { return r.convMBps / r.v1MBps }),
+		"warm_v2_mb_per_s":              col(func(r coldRun) float64 { return r.warm[1].v2MBps }),
+		"warm_v1_mb_per_s":              col(func(r coldRun) float64 { return r.warm[1].v1MBps }),
+		"warm_v2_v1_speed_ratio":        col(func(r coldRun) float64 { return r.warm[1].v2MBps / r.warm[1].v1MBps }),
+		"warm_v2_v1_cpu_ratio":          col(func(r coldRun) float64 { return r.warm[1].v2CPU.Seconds() / r.warm[1].v1CPU.Seconds() }),
+		"warm_v2_cpu_ms":                col(func(r coldRun) float64 { return float64(r.warm[1].v2CPU.Microseconds()) / 1000 }),
+		"warm_v1_cpu_ms":                col(func(r coldRun) float64 { return float64(r.warm[1].v1CPU.Microseconds()) / 1000 }),
+		"warm_nohint_v2_mb_per_s":       col(func(r coldRun) float64 { return r.warm[0].v2MBps }),
+		"warm_nohint_v1_mb_per_s":       col(func(r coldRun) float64 { return r.warm[0].v1MBps }),
+		"warm_nohint_v2_v1_speed_ratio": col(func(r coldRun) float64 { return r.warm[0].v2MBps / r.warm[0].v1MBps }),
+		"warm_nohint_v2_v1_cpu_ratio":   col(func(r coldRun) float64 { return r.warm[0].v2CPU.Seconds() / r.warm[0].v1CPU.Seconds() }),
+		"warm_nohint_v2_cpu_ms":         col(func(r coldRun) float64 { return float64(r.warm[0].v2CPU.Microseconds()) / 1000 }),
+		"warm_nohint_v1_cpu_ms":         col(func(r coldRun) float64 { return float64(r.warm[0].v1CPU.Microseconds()) / 1000 }),
+		"v2_v1_cpu_ratio":               col(func(r coldRun) float64 { return r.v2CPU.Seconds() / r.v1CPU.Seconds() }),
+		"v2_v1_size_ratio":              col(func(r coldRun) float64 { return float64(r.pqBytes) / r.v1Bytes }),
+		"v2_cpu_ms":                     col(func(r coldRun) float64 { return float64(r.v2CPU.Microseconds()) / 1000 }),
+		"v1_cpu_ms":                     col(func(r coldRun) float64 { return float64(r.v1CPU.Microseconds()) / 1000 }),
+		"isjson_cpu_ms":                 col(func(r coldRun) float64 { return r.isJSONMs }),
+		"stdlib_json_cpu_ms":            col(func(r coldRun) float64 { return r.stdJSONMs }),
+		"json_values":                   col(func(r coldRun) float64 { return float64(r.jsonValues) }),
 	}
 	if f.output == "json" {
 		return json.NewEncoder(out).Encode(map[string]any{"records": n, "ndjson_bytes": textBytes, "level": f.level, "runs": f.runs, "results": res})
@@ -299,7 +375,11 @@ func reportCold(out io.Writer, f coldFlags, n, textBytes int, runs []coldRun) er
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "conversion\tParquet %.1f MB/s\tzstd(NDJSON) %.1f MB/s\tratio %.2f\t(goal ≥ 0.60)\n", res["parquet_mb_per_s"], res["zstd_ndjson_mb_per_s"], res["conversion_ratio"])
 	fmt.Fprintf(tw, "size\tParquet %.2f MB (%d row groups)\tzstd(NDJSON) %.2f MB\tratio %.3f\t(goal ≤ 1.05)\n", res["parquet_bytes"]/1e6, int(res["row_groups"]), res["zstd_ndjson_bytes"]/1e6, res["size_ratio"])
-	fmt.Fprintf(tw, "format 2 speed\t2.0 %.1f MB/s, %.0f ms CPU\t1.2 %.1f MB/s, %.0f ms CPU\tratio %.2f (CPU %.2f)\t(goal ≥ 0.90)\n",
+	fmt.Fprintf(tw, "format 2 speed, warm segment\t2.0 %.1f MB/s, %.0f ms CPU\t1.2 %.1f MB/s, %.0f ms CPU\tratio %.2f (CPU %.2f)\t(goal ≥ 0.90)\n",
+		res["warm_v2_mb_per_s"], res["warm_v2_cpu_ms"], res["warm_v1_mb_per_s"], res["warm_v1_cpu_ms"], res["warm_v2_v1_speed_ratio"], 1/res["warm_v2_v1_cpu_ratio"])
+	fmt.Fprintf(tw, "format 2 speed, warm, no hints\t2.0 %.1f MB/s, %.0f ms CPU\t1.2 %.1f MB/s, %.0f ms CPU\tratio %.2f (CPU %.2f)\t(a warm segment of version 2, or records replayed from the WAL)\n",
+		res["warm_nohint_v2_mb_per_s"], res["warm_nohint_v2_cpu_ms"], res["warm_nohint_v1_mb_per_s"], res["warm_nohint_v1_cpu_ms"], res["warm_nohint_v2_v1_speed_ratio"], 1/res["warm_nohint_v2_v1_cpu_ratio"])
+	fmt.Fprintf(tw, "format 2 speed, memory, no hints\t2.0 %.1f MB/s, %.0f ms CPU\t1.2 %.1f MB/s, %.0f ms CPU\tratio %.2f (CPU %.2f)\t(records in memory, every value checked)\n",
 		res["parquet_mb_per_s"], res["v2_cpu_ms"], res["v1_parquet_mb_per_s"], res["v1_cpu_ms"], res["v2_v1_speed_ratio"], 1/res["v2_v1_cpu_ratio"])
 	fmt.Fprintf(tw, "format 2 size\t2.0 %.3f MB\t1.2 %.3f MB\tratio %.3f\t(goal ≤ 1.10)\n", res["parquet_bytes"]/1e6, res["v1_parquet_bytes"]/1e6, res["v2_v1_size_ratio"])
 	fmt.Fprintf(tw, "JSON check\tIsJSON %.1f ms CPU\tutf8+json.Valid %.1f ms CPU\tof 2.0's %.0f ms: %.1f %%\t(%d of %d values JSON)\n",
@@ -336,3 +416,53 @@ func trimScheme(endpoint string) string {
 }
 
 func isHTTPS(endpoint string) bool { return len(endpoint) > 8 && endpoint[:8] == "https://" }
+
+// ingestedSegment writes recs to a warm segment of stream in ws the way
+// tierd does with an append of them: each record rendered as a line of an
+// NDJSON append and parsed by the server's parser (which sets the JSON hint
+// on values it checked), then written by the warm store, whose format keeps
+// the hints; with hints false they are cleared first, as a segment written
+// by an older tierd or from a WAL replay has none. It returns a reader of
+// the segment.
+func ingestedSegment(ctx context.Context, ws *warm.Store, stream string, recs []tiers.Record, hints bool) (*warm.Reader, error) {
+	var body bytes.Buffer
+	for i := range recs {
+		r := &recs[i]
+		line, err := json.Marshal(map[string]any{"key": r.Key, "ts": r.TS, "tags": r.Tags, "value": json.RawMessage(r.Value)})
+		if err != nil {
+			return nil, err
+		}
+		body.Write(line)
+		body.WriteByte('\n')
+	}
+	parsed, err := server.ParseNDJSON(&body, server.ParseOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("parse the bench records as an append: %w", err)
+	}
+	w, err := ws.Create(stream, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort()
+	for i := range parsed {
+		parsed[i].Offset = uint64(i)
+		if !parsed[i].Equal(&recs[i]) || !parsed[i].JSON {
+			return nil, fmt.Errorf("record %d parsed as %+v (JSON hint %v), want %+v", i, parsed[i], parsed[i].JSON, recs[i])
+		}
+		parsed[i].JSON = hints
+		if err := w.Append(&parsed[i]); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := w.Commit(ctx); err != nil {
+		return nil, err
+	}
+	return ws.Acquire(stream, 0)
+}
+
+// parquetPages is a Parquet file's bytes before its footer: two writes of
+// the same records have the same pages, though not the same footer.
+func parquetPages(file []byte) []byte {
+	n := len(file) - 8 - int(binary.LittleEndian.Uint32(file[len(file)-8:]))
+	return file[:n]
+}
