@@ -102,6 +102,11 @@ type Publisher struct {
 	close func() error
 	// maxAdds is maxAddsPerCommit (a field so a test can make it small).
 	maxAdds int
+	// bucket lists and deletes the metadata files no snapshot needs
+	// (sweepMetadata); sweepGrace is the package's constant (a field so a
+	// test can make it zero).
+	bucket     objstore.Bucket
+	sweepGrace time.Duration
 
 	mu struct {
 		sync.Mutex
@@ -136,14 +141,23 @@ func Open(ctx context.Context, o Options) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tables: cold store: %w", err)
 	}
-	p := &Publisher{opts: o, store: cfg, root: rootURI(cfg), props: ioProps(cfg, o), maxAdds: maxAddsPerCommit}
+	p := &Publisher{opts: o, store: cfg, root: rootURI(cfg), props: ioProps(cfg, o), maxAdds: maxAddsPerCommit, sweepGrace: sweepGrace}
 	p.mu.streams = make(map[string]*streamLock)
 	ctx, cancel := p.bound(ctx)
 	defer cancel()
-	p.cat, p.close, err = openCatalog(ctx, p.warehouse(), o.CatalogDSN, p.props)
+	// The store as tierd reaches it, to list the metadata directories:
+	// iceberg-go's S3 FileIO cannot list.
+	p.bucket, err = objstore.Open(ctx, o.ColdURL, objstore.Options{AccessKey: o.AccessKey, SecretKey: o.SecretKey})
 	if err != nil {
+		return nil, fmt.Errorf("tables: cold store: %w", err)
+	}
+	var closeCat func() error
+	p.cat, closeCat, err = openCatalog(ctx, p.warehouse(), o.CatalogDSN, p.props)
+	if err != nil {
+		p.bucket.Close()
 		return nil, err
 	}
+	p.close = func() error { return errors.Join(closeCat(), p.bucket.Close()) }
 	return p, nil
 }
 

@@ -1,22 +1,26 @@
 package tables
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 
 	"github.com/tierd/tierd/cold/pqfile"
+	"github.com/tierd/tierd/testenv"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -308,33 +312,110 @@ func TestSchemaEvolution(t *testing.T) {
 }
 
 // TestHistoryBounded: however many Syncs run, the table keeps a bounded
-// number of snapshots and metadata files, and still reads exactly.
+// number of snapshots, metadata files, manifest lists and manifests (those
+// only expired snapshots listed are deleted), and still reads exactly;
+// with the file catalog on a file store and the PostgreSQL catalog on
+// MinIO.
 func TestHistoryBounded(t *testing.T) {
-	s := fileStore(t)
+	for _, c := range []struct {
+		name string
+		mk   func(t testing.TB) store
+		pg   bool
+	}{{"file", fileStore, false}, {"minio+pg", minioStore, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			s := c.mk(t)
+			if c.pg {
+				s.opts.CatalogDSN = testenv.StartPostgres(t).DSN
+			}
+			testHistoryBounded(t, s)
+		})
+	}
+}
+
+func testHistoryBounded(t *testing.T, s store) {
+	ctx := context.Background()
 	src := newSource()
 	p := open(t, s, src)
+	p.sweepGrace = 0 // the files no commit references are gone at once
 	var all []tiers.Record
-	for i := range expireAbove + 5 {
+	syncs := 2*expireAbove + 5 // two rounds of expiry
+	for i := range syncs {
 		recs := records(uint64(i*5), 5, 20000*day+int64(i)*1e9, 1000)
 		src.add(putSegment(t, s, "hist", recs, pqfile.Options{}))
 		all = append(all, recs...)
-		if r := mustSync(t, p, "hist"); i%10 == 0 {
+		if r := mustSync(t, p, "hist"); i%20 == 0 {
 			t.Logf("sync %d: %v", i, r.Duration)
 		}
 	}
 	tbl := loadTable(t, p, "hist")
 	if n := len(tbl.Metadata().Snapshots()); n > expireAbove {
-		t.Fatalf("%d snapshots after %d Syncs, want at most %d", n, expireAbove+5, expireAbove)
+		t.Fatalf("%d snapshots after %d Syncs, want at most %d", n, syncs, expireAbove)
 	}
 	sameRecords(t, scanRecords(t, tbl), all)
-	metas, err := filepath.Glob(filepath.Join(strings.TrimPrefix(tbl.Location(), "file://"), "metadata", "*.metadata.json"))
-	if err != nil {
-		t.Fatal(err)
+
+	// Between two expiries, each commit may leave a manifest no snapshot
+	// lists (iceberg-go's manifest merge does); the next expiry sweeps
+	// them. Without the collection, every manifest of every expired
+	// snapshot would still be there.
+	root := strings.TrimSuffix(p.root, "/") + "/"
+	avro, metas, unneeded := metadataFiles(t, s, tbl, root)
+	if len(unneeded) > expireAbove-keepSnapshots {
+		t.Fatalf("%d of %d manifest files are listed by no retained snapshot: %v", len(unneeded), len(avro), unneeded)
 	}
 	if len(metas) > keepSnapshots+2 {
 		t.Fatalf("%d metadata files kept, want at most %d", len(metas), keepSnapshots+2)
 	}
-	t.Logf("%d snapshots, %d metadata files after %d Syncs", len(tbl.Metadata().Snapshots()), len(metas), expireAbove+5)
+	t.Logf("%d snapshots, %d metadata files, %d manifest lists and manifests (%d unlisted) after %d Syncs",
+		len(tbl.Metadata().Snapshots()), len(metas), len(avro), len(unneeded), syncs)
+	// A sweep now leaves exactly what the table references.
+	if _, err := p.sweepMetadata(ctx, tbl, tbl.Metadata(), tbl.MetadataLocation()); err != nil {
+		t.Fatal(err)
+	}
+	if avro, _, unneeded = metadataFiles(t, s, tbl, root); len(unneeded) > 0 || len(avro) == 0 {
+		t.Fatalf("after a sweep %d of %d manifest files are listed by no retained snapshot: %v", len(unneeded), len(avro), unneeded)
+	}
+	sameRecords(t, scanRecords(t, loadTable(t, p, "hist")), all)
+}
+
+// metadataFiles lists the manifest lists and manifests (avro) and the
+// metadata files under the store's Iceberg prefix, and the avro files no
+// snapshot of tbl lists (unneeded).
+func metadataFiles(t *testing.T, s store, tbl *table.Table, root string) (avro, metas, unneeded []string) {
+	t.Helper()
+	ctx := context.Background()
+	fio, err := tbl.FS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	needed := map[string]bool{}
+	for _, sn := range tbl.Metadata().Snapshots() {
+		needed[strings.TrimPrefix(sn.ManifestList, root)] = true
+		mans, err := sn.Manifests(fio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mans {
+			needed[strings.TrimPrefix(m.FilePath(), root)] = true
+		}
+	}
+	for a, err := range s.bucket.List(ctx, MetadataPrefix+"/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.HasSuffix(a.Key, ".avro"):
+			avro = append(avro, a.Key)
+			if !needed[a.Key] {
+				unneeded = append(unneeded, a.Key)
+			}
+		case strings.HasSuffix(a.Key, ".metadata.json"):
+			metas = append(metas, a.Key)
+		}
+	}
+	if len(avro) < len(needed) {
+		t.Fatalf("%d manifest files in the bucket, the retained snapshots need %d", len(avro), len(needed))
+	}
+	return avro, metas, unneeded
 }
 
 // TestDuckDBIcebergQuery: the DuckDB query Describe gives runs in DuckDB's
@@ -457,4 +538,46 @@ func TestClosed(t *testing.T) {
 	if _, err := p.Sync(context.Background(), "../x"); err == nil {
 		t.Fatal("Sync of a bad stream name succeeded")
 	}
+}
+
+// TestSweepKeepsRecentFiles: the metadata sweep deletes an unreferenced
+// manifest file older than the grace period and keeps one written just now
+// (a writer's commit in flight), a file of another kind (the file catalog's
+// own), and everything the table references.
+func TestSweepKeepsRecentFiles(t *testing.T) {
+	ctx := context.Background()
+	s := fileStore(t)
+	src := newSource()
+	p := open(t, s, src)
+	recs := records(0, 5, 20000*day, 1000)
+	src.add(putSegment(t, s, "sweep", recs, pqfile.Options{}))
+	mustSync(t, p, "sweep")
+	tbl := loadTable(t, p, "sweep")
+	dir := MetadataPrefix + "/" + DefaultNamespace + "/sweep/metadata/"
+	put := func(name string, age time.Duration) {
+		t.Helper()
+		body := []byte("not a manifest")
+		if err := s.bucket.Put(ctx, dir+name, bytes.NewReader(body), int64(len(body))); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(-age)
+		if err := os.Chtimes(filepath.Join(strings.TrimPrefix(s.url, "file://"), dir, name), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("old-m0.avro", 2*sweepGrace)
+	put("old.metadata.json", 2*sweepGrace)
+	put("fresh-m0.avro", 0)
+	put("notes.txt", 2*sweepGrace)
+	n, err := p.sweepMetadata(ctx, tbl, tbl.Metadata(), tbl.MetadataLocation())
+	if err != nil || n != 2 {
+		t.Fatalf("sweep deleted %d files (%v), want the 2 old unreferenced ones", n, err)
+	}
+	for name, want := range map[string]bool{"old-m0.avro": false, "old.metadata.json": false, "fresh-m0.avro": true, "notes.txt": true} {
+		_, err := s.bucket.Stat(ctx, dir+name)
+		if got := err == nil; got != want {
+			t.Errorf("%s exists: %v, want %v (%v)", name, got, want, err)
+		}
+	}
+	sameRecords(t, scanRecords(t, loadTable(t, p, "sweep")), recs)
 }
