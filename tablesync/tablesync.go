@@ -184,8 +184,12 @@ func (l *Loop) markAll(ctx context.Context) bool {
 	return true
 }
 
-// round syncs every marked stream once, in name order. A stream whose sync
-// fails stays marked for the next round.
+// round syncs every marked stream once, handed out in name order to
+// roundWorkers goroutines: a Sync with nothing to do is a few round trips to
+// the catalog and the store, so at start, when every stream is marked, one
+// at a time would make a restart with many streams wait on them in turn. A
+// stream whose sync fails stays marked for the next round, and so do those
+// not handed out when ctx ends or the failpoint fires.
 func (l *Loop) round(ctx context.Context) {
 	l.mu.Lock()
 	streams := make([]string, 0, len(l.mu.dirty))
@@ -195,24 +199,43 @@ func (l *Loop) round(ctx context.Context) {
 	clear(l.mu.dirty)
 	l.mu.Unlock()
 	slices.Sort(streams)
+	next := make(chan string)
+	var wg sync.WaitGroup
+	for range min(roundWorkers, len(streams)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range next {
+				if _, err := l.Sync(ctx, s); err != nil {
+					l.mark(s)
+					if ctx.Err() == nil {
+						l.log.Warn("tables: sync failed; retrying at the next interval", "stream", s, "err", err)
+					}
+				}
+			}
+		}()
+	}
+feed:
 	for i, s := range streams {
-		if ctx.Err() != nil {
-			l.mark(streams[i:]...)
-			return
-		}
 		if err := failpoint.Inject(failpoint.TablesBeforeSync); err != nil {
 			l.mark(streams[i:]...)
-			return
+			break
 		}
-		if _, err := l.Sync(ctx, s); err != nil {
-			l.mark(s)
-			if ctx.Err() == nil {
-				l.log.Warn("tables: sync failed; retrying at the next interval", "stream", s, "err", err)
-			}
+		select {
+		case next <- s:
+		case <-ctx.Done():
+			l.mark(streams[i:]...)
+			break feed
 		}
 	}
+	close(next)
+	wg.Wait()
 	l.metrics.dirty.Set(float64(l.dirtyLen()))
 }
+
+// roundWorkers is how many streams a round syncs at once: as many as the
+// SQL catalog's connection pool holds (tables.openCatalog).
+const roundWorkers = 4
 
 // Published marks stream for the next round: a cold placement of it was
 // committed. It never blocks on I/O (mover.Tables).

@@ -289,3 +289,71 @@ func TestNotASegment(t *testing.T) {
 		}
 	}
 }
+
+// gatedTables is memTables whose syncs wait at a gate, counting how many
+// are in flight at once; failFor makes the syncs of those streams fail.
+type gatedTables struct {
+	*memTables
+	gate    chan struct{}
+	mu      sync.Mutex
+	now     int
+	most    int
+	failFor map[string]bool
+}
+
+func (g *gatedTables) Sync(ctx context.Context, stream string) (api.TableSync, error) {
+	g.mu.Lock()
+	g.now++
+	g.most = max(g.most, g.now)
+	fail := g.failFor[stream]
+	g.mu.Unlock()
+	defer func() { g.mu.Lock(); g.now--; g.mu.Unlock() }()
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return api.TableSync{}, ctx.Err()
+	}
+	if fail {
+		g.memTables.mu.Lock()
+		g.memTables.syncs[stream]++
+		g.memTables.mu.Unlock()
+		return api.TableSync{}, errors.New("store unavailable")
+	}
+	return g.memTables.Sync(ctx, stream)
+}
+
+// TestStartupSyncsStreamsAtOnce: the start-up sync of many streams runs
+// roundWorkers syncs at a time, never more, syncs every stream once, and
+// keeps a stream whose sync failed for the next round.
+func TestStartupSyncsStreamsAtOnce(t *testing.T) {
+	c := openCatalog(t)
+	var names []string
+	for i := range 12 {
+		s := string(rune('a' + i))
+		names = append(names, s)
+		put(t, c, seg(s, 0, 9, true))
+	}
+	g := &gatedTables{memTables: newMemTables(c), gate: make(chan struct{}), failFor: map[string]bool{"c": true, "k": true}}
+	l := New(Options{Tables: g, Streams: CatalogSource{Catalog: c}.StreamNames, Interval: time.Hour, Registerer: prometheus.NewRegistry()})
+	l.Start()
+	defer l.Close()
+	eventually(t, "syncs in flight at once", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.now == roundWorkers })
+	time.Sleep(20 * time.Millisecond) // a fifth would start now if the loop allowed it
+	close(g.gate)
+	eventually(t, "the failed streams marked for the next round", func() bool { return value(l.metrics.dirty) == 2 })
+	g.mu.Lock()
+	most := g.most
+	g.mu.Unlock()
+	if most != roundWorkers {
+		t.Fatalf("at most %d syncs ran at once, want %d", most, roundWorkers)
+	}
+	for _, s := range names {
+		n, bases := g.state(s)
+		if n != 1 {
+			t.Errorf("%s synced %d times in the start-up round, want once", s, n)
+		}
+		if ok := !g.failFor[s]; ok != slices.Equal(bases, []uint64{0}) {
+			t.Errorf("%s's table holds %v after the round", s, bases)
+		}
+	}
+}
