@@ -33,9 +33,9 @@ type ref struct {
 	chunk uint32
 	off   uint32
 	// n is the encoded length, with the record's JSON hint in its top bit
-	// (refJSON): a record is at most a WAL frame (256 MiB), far below 2 GiB,
-	// and a separate field
-	// would add four bytes to every entry of the index.
+	// (refJSON): a record is at most a WAL frame (256 MiB), far below
+	// 2 GiB, and a separate field would add four bytes to every entry of
+	// the index.
 	n uint32
 }
 
