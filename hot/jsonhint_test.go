@@ -2,8 +2,10 @@ package hot
 
 import (
 	"context"
+	"errors"
 	"testing"
 
+	"github.com/tierd/tierd/hot/wal"
 	"github.com/tierd/tierd/tiers"
 )
 
@@ -70,4 +72,23 @@ func TestJSONHintIsKept(t *testing.T) {
 		t.Fatalf("after the restart the memory tier holds %d records, want at least offsets 12-19", len(got))
 	}
 	check("replayed from the WAL", got, func(int) bool { return false })
+}
+
+// TestBatchOverAWALFrameIsRefusedBeforeMemory: a batch the WAL could not
+// hold is refused before any of it is in memory (so every record there
+// is far below the 2 GiB a ref's length counts), with a 413's error.
+func TestBatchOverAWALFrameIsRefusedBeforeMemory(t *testing.T) {
+	tr := openTier(t, t.TempDir(), &memPersister{}, func(o *Options) { o.SegmentMaxBytes = 1 << 30 })
+	defer tr.Close()
+	big := []tiers.Record{{TS: 1, Value: make([]byte, wal.MaxFrameBytes)}}
+	_, err := tr.Append(context.Background(), "s", big)
+	if !errors.Is(err, tiers.ErrBatchTooLarge) {
+		t.Fatalf("append of a %d-byte value: %v, want ErrBatchTooLarge", len(big[0].Value), err)
+	}
+	if sn := tr.Snapshot("s"); sn.Next != 0 {
+		t.Fatalf("after the refusal the stream's next offset is %d, want 0", sn.Next)
+	}
+	if _, err := tr.Append(context.Background(), "s", recs("s", 3, 0)); err != nil {
+		t.Fatalf("a normal append after the refusal: %v", err)
+	}
 }

@@ -306,6 +306,12 @@ func (t *Tier) AppendAs(ctx context.Context, name string, p tiers.Producer, recs
 		sizes[i] = tiers.EncodedLen(&recs[i])
 		total += sizes[i]
 	}
+	if total > wal.MaxFrameBytes {
+		// The WAL would refuse it; refused before it is in memory, every
+		// record there is far shorter than the 2 GiB ref.n can count.
+		s.mu.Unlock()
+		return 0, false, fmt.Errorf("hot: append to %s: %w: %d encoded bytes, a WAL frame holds at most %d", name, tiers.ErrBatchTooLarge, total, wal.MaxFrameBytes)
+	}
 	// A segment holds one UTC day (addLocked): the batch goes into one
 	// segment per run of same-day records, each sized for its run.
 	runs := dayRuns(s.mu.active, recs, sizes)
