@@ -155,6 +155,12 @@ const (
 	// FindingRefused: a deletion by retention was refused at execution
 	// because nothing justified it (the segment's last failure says why).
 	FindingRefused = "refused"
+	// FindingTable: the stream's Iceberg table lists a data file (Path)
+	// that no segment of the catalog holds: a query of the table would
+	// read records tierd does not have, or fail on an object that is
+	// gone. A table that lacks a segment is not reported: the loop adds
+	// it within tables.commit_interval.
+	FindingTable = "table"
 )
 
 // Finding is one problem verify found.
@@ -169,7 +175,8 @@ type Finding struct {
 	// offsets only a lost segment's copy holds; nil otherwise.
 	From *uint64 `json:"from,omitempty"`
 	To   *uint64 `json:"to,omitempty"`
-	// Tier is the placement concerned: "warm" or "cold".
+	// Tier is the placement concerned: "warm" or "cold", or "table" for
+	// a stream's Iceberg table.
 	Tier string `json:"tier,omitempty"`
 	// Path is the warm file or cold object key concerned.
 	Path    string `json:"path,omitempty"`

@@ -149,6 +149,14 @@ func (n *Node) Verify(ctx context.Context, stream string, progress engine.Verify
 	if err := n.findColdOrphans(ctx, heldBy, &rep); err != nil {
 		return rep, err
 	}
+	claimed := map[string]bool{}
+	for i := range names {
+		for _, m := range plans[i].metas {
+			claimed[cold.ObjectKey(m)] = true
+			claimed[cold.LegacyObjectKey(m)] = true
+		}
+	}
+	rep.Findings = append(rep.Findings, engine.TableFindings(ctx, n.tables, names, func(key string) bool { return claimed[key] })...)
 	refused, err := n.refusals(ctx, stream)
 	if err != nil {
 		return rep, err

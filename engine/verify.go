@@ -90,7 +90,8 @@ type VerifyProgress func(done, total int)
 // in progress is not reported). It reads every byte of every copy, so it
 // takes as long as reading the archive. An error is returned only when
 // verify itself cannot proceed (the catalog is unreadable); what it finds
-// is in the report.
+// is in the report. With tables on, it also reports the data files a
+// stream's Iceberg table lists that no segment holds (TableFindings).
 func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgress) (VerifyReport, error) {
 	rep := VerifyReport{Streams: []StreamCheck{}, Findings: []Finding{}}
 	names := []string{stream}
@@ -206,6 +207,7 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 	if err := e.findOrphans(ctx, stream, &o, &rep); err != nil {
 		return rep, err
 	}
+	rep.Findings = append(rep.Findings, TableFindings(ctx, e.tables, names, func(key string) bool { return claimedCold[key] })...)
 	return rep, nil
 }
 

@@ -60,6 +60,26 @@ func (c *countingTables) Describe(ctx context.Context, stream string) (api.Table
 		Queries: api.TableQueries{DuckDB: "select 1", Spark: "select 2", Trino: "select 3"}}, nil
 }
 
+// Files lists the objects of the stream's cold segments once it has a
+// table: a table in step with the catalog.
+func (c *countingTables) Files(ctx context.Context, stream string) ([]string, error) {
+	c.mu.Lock()
+	_, ok := c.files[stream]
+	c.mu.Unlock()
+	if !ok {
+		return nil, tablesync.ErrNoTable
+	}
+	segs, err := c.src.ColdSegments(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, m := range segs {
+		keys = append(keys, cold.ObjectKey(m))
+	}
+	return keys, nil
+}
+
 // newTablesEnv is a server over an engine with a file cold store and
 // tables (countingTables), with streams s and down appended and s's
 // segment offloaded.

@@ -19,6 +19,7 @@ import (
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 
+	"github.com/tierd/tierd/cold"
 	"github.com/tierd/tierd/cold/pqfile"
 	"github.com/tierd/tierd/testenv"
 	"github.com/tierd/tierd/tiers"
@@ -580,4 +581,28 @@ func TestSweepKeepsRecentFiles(t *testing.T) {
 		}
 	}
 	sameRecords(t, scanRecords(t, loadTable(t, p, "sweep")), recs)
+}
+
+// TestFiles: Files lists a table's data files as their object keys, sorted;
+// a stream without a table is ErrNoTable.
+func TestFiles(t *testing.T) {
+	ctx := context.Background()
+	s := fileStore(t)
+	src := newSource()
+	p := open(t, s, src)
+	if _, err := p.Files(ctx, "f"); !errors.Is(err, ErrNoTable) {
+		t.Fatalf("Files of a stream without a table: %v, want ErrNoTable", err)
+	}
+	var want []string
+	for i := range 3 {
+		m := putSegment(t, s, "f", records(uint64(i*5), 5, 20000*day+int64(i)*1e9, 1000), pqfile.Options{})
+		src.add(m)
+		want = append(want, cold.ObjectKey(m))
+	}
+	mustSync(t, p, "f")
+	got, err := p.Files(ctx, "f")
+	slices.Sort(want)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Files = %q, %v; want %q", got, err, want)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -172,3 +173,50 @@ func backoff(ctx context.Context, attempt int) error {
 
 // fileURI is where a segment's object is under its current key.
 func (p *Publisher) fileURI(m tiers.SegmentMeta) string { return p.root + "/" + cold.ObjectKey(m) }
+
+// Files lists the data files of stream's table as it is now: each as its
+// object key under the cold store's root, or as its full location when it
+// lies outside that root (written there by another tool). It answers
+// ErrNoTable for a stream without a table. Verify compares the list with
+// the segments the catalog holds.
+func (p *Publisher) Files(ctx context.Context, stream string) ([]string, error) {
+	if err := validName(stream); err != nil {
+		return nil, err
+	}
+	unlock, err := p.lock(stream)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ctx, cancel := p.bound(ctx)
+	defer cancel()
+	tbl, err := p.load(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	if tbl == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNoTable, stream)
+	}
+	live, foreign, err := p.liveFiles(ctx, stream, tbl)
+	if err != nil {
+		return nil, fmt.Errorf("tables: files of %s: %w", stream, err)
+	}
+	var out []string
+	add := func(df iceberg.DataFile) {
+		path := df.FilePath()
+		if key, ok := strings.CutPrefix(path, p.root+"/"); ok {
+			path = key
+		}
+		out = append(out, path)
+	}
+	for _, dfs := range live {
+		for _, df := range dfs {
+			add(df)
+		}
+	}
+	for _, df := range foreign {
+		add(df)
+	}
+	slices.Sort(out)
+	return out, nil
+}

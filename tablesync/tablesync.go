@@ -62,12 +62,15 @@ func NotASegment(key string, size int64) bool {
 // Tables is what the loop needs of the Iceberg tables (tables.Publisher,
 // adapted in internal/boot). Sync makes a stream's table exactly its
 // retained cold segments in at most one snapshot (idempotent, safe after
-// any crash); Remove commits a snapshot without segs; Describe answers
-// ErrNoTable for a stream without a table.
+// any crash); Remove commits a snapshot without segs; Describe and Files
+// answer ErrNoTable for a stream without a table.
 type Tables interface {
 	Sync(ctx context.Context, stream string) (api.TableSync, error)
 	Remove(ctx context.Context, stream string, segs []tiers.SegmentMeta) error
 	Describe(ctx context.Context, stream string) (api.Table, error)
+	// Files lists the data files of stream's table: object keys under
+	// the cold store's root, full locations for files outside it.
+	Files(ctx context.Context, stream string) ([]string, error)
 }
 
 // Options configures a Loop.
@@ -359,6 +362,19 @@ func (l *Loop) Describe(ctx context.Context, stream string) (api.Table, error) {
 	}
 	t.Stream = stream
 	return t, nil
+}
+
+// Files lists the data files of stream's table (Tables.Files), for
+// verify; ErrDisabled on a nil Loop, ErrNoTable for a stream without a
+// table.
+func (l *Loop) Files(ctx context.Context, stream string) ([]string, error) {
+	if l == nil {
+		return nil, ErrDisabled
+	}
+	defer l.locks.Lock(stream)()
+	ctx, cancel := context.WithTimeout(ctx, l.opts.SyncTimeout)
+	defer cancel()
+	return l.opts.Tables.Files(ctx, stream)
 }
 
 // ErrorCode is the API error code of a table operation's failure.

@@ -3,6 +3,7 @@ package tablesync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -99,6 +100,20 @@ func (m *memTables) Describe(ctx context.Context, stream string) (api.Table, err
 		return api.Table{}, ErrNoTable
 	}
 	return api.Table{Table: "tierd." + stream, Files: int64(len(t))}, nil
+}
+
+func (m *memTables) Files(ctx context.Context, stream string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tables[stream]
+	if !ok {
+		return nil, ErrNoTable
+	}
+	var out []string
+	for _, b := range t {
+		out = append(out, fmt.Sprintf("stream=%s/%d", stream, b))
+	}
+	return out, nil
 }
 
 func (m *memTables) state(stream string) (syncs int, bases []uint64) {

@@ -138,6 +138,16 @@ func (t *publisherTables) Describe(ctx context.Context, stream string) (api.Tabl
 	}, nil
 }
 
+// Files lists the data files of stream's table.
+func (t *publisherTables) Files(ctx context.Context, stream string) ([]string, error) {
+	p, err := t.publisher(ctx)
+	if err != nil {
+		return nil, err
+	}
+	files, err := p.Files(ctx, stream)
+	return files, classify(err)
+}
+
 // Close closes the publisher if it was opened; later calls fail.
 func (t *publisherTables) Close() error {
 	t.mu.Lock()

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tierd/tierd/api"
+	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/pqfile"
+	"github.com/tierd/tierd/tables"
+	"github.com/tierd/tierd/tiers"
+)
+
+// TestTablesVerifyFindsForeignFiles: verify reports a data file a stream's
+// Iceberg table lists that no segment holds (here put there by another
+// writer of the table: an object tierd never catalogued), and once
+// `tierctl table sync` made the table exact again, verify is clean.
+func TestTablesVerifyFindsForeignFiles(t *testing.T) {
+	d, c, dir := tablesDaemon(t)
+	ctx := context.Background()
+	appendSealOffload(t, c, "ticks", workload(0, 20))
+	waitTableExact(t, c, "ticks", served(t, c, "ticks"), nil)
+	verifyOK(t, d.addr)
+
+	// A Parquet object of offsets tierd never wrote, and another
+	// publisher that makes the table hold it.
+	coldDir := filepath.Join(dir, "cold")
+	recs := make([]tiers.Record, 10)
+	for i := range recs {
+		recs[i] = tiers.Record{Offset: 1000 + uint64(i), TS: 1_795_341_600_000_000_000 + int64(i), Value: []byte(`{"px":1}`)}
+	}
+	var buf bytes.Buffer
+	info, err := pqfile.Write(ctx, &buf, "ticks", func(yield func(tiers.Record, error) bool) {
+		for _, r := range recs {
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}, pqfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := info.Meta
+	foreign.Stream, foreign.Placements = "ticks", tiers.Of(tiers.Cold)
+	key := cold.ObjectKey(foreign)
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(coldDir, key)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(coldDir, key), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := tables.Open(ctx, tables.Options{ColdURL: "file://" + coldDir, Segments: oneSegment{foreign}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := p.Sync(ctx, "ticks"); err != nil || res.Added != 1 {
+		t.Fatalf("the other writer's Sync: %+v, %v", res, err)
+	}
+	p.Close()
+
+	findings := verifyFindings(t, d.addr)
+	var got []api.Finding
+	for _, f := range findings {
+		if f.Kind == api.FindingTable {
+			got = append(got, f)
+		}
+	}
+	if len(got) != 1 || got[0].Stream != "ticks" || got[0].Path != key || got[0].Tier != "table" {
+		t.Fatalf("verify's table findings %+v, want one for %s; all findings: %+v", got, key, findings)
+	}
+
+	r := runCtl(t, ctlEnv("TIERD_ADDR=http://"+d.addr), "", "table", "sync", "ticks")
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	if err := os.Remove(filepath.Join(coldDir, key)); err != nil {
+		t.Fatal(err)
+	}
+	waitTableExact(t, c, "ticks", served(t, c, "ticks"), nil)
+	verifyOK(t, d.addr)
+}
+
+// oneSegment is a tables.SegmentSource that wants one segment.
+type oneSegment struct{ m tiers.SegmentMeta }
+
+func (o oneSegment) ColdSegments(context.Context, string) ([]tiers.SegmentMeta, error) {
+	return []tiers.SegmentMeta{o.m}, nil
+}
+
+func (o oneSegment) StreamNames(context.Context) ([]string, error) { return []string{o.m.Stream}, nil }
+
+// verifyFindings runs POST /v1/verify and returns its findings.
+func verifyFindings(t *testing.T, addr string) []api.Finding {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+"/v1/verify", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("verify: %d %s", resp.StatusCode, body)
+	}
+	var v struct {
+		Findings []api.Finding `json:"findings"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("verify: %v in %s", err, body)
+	}
+	return v.Findings
+}
