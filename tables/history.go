@@ -90,19 +90,13 @@ func (p *Publisher) sweepMetadata(ctx context.Context, pre *table.Table, post ta
 	if err != nil {
 		return 0, err
 	}
-	keep := map[string]bool{postLoc: true}
+	keep, err := manifestsOf(fio, post)
+	if err != nil {
+		return 0, err
+	}
+	keep[postLoc] = true
 	for e := range post.PreviousFiles() {
 		keep[e.MetadataFile] = true
-	}
-	for _, s := range post.Snapshots() {
-		keep[s.ManifestList] = true
-		mans, err := s.Manifests(fio)
-		if err != nil {
-			return 0, err
-		}
-		for _, m := range mans {
-			keep[m.FilePath()] = true
-		}
 	}
 	cutoff := time.Now().Add(-p.sweepGrace)
 	n := 0
@@ -139,16 +133,9 @@ func (p *Publisher) collectManifests(ctx context.Context, pre *table.Table, post
 		return 0, err
 	}
 	dir := strings.TrimSuffix(pre.Location(), "/") + "/metadata/"
-	keep := map[string]bool{}
-	for _, s := range post.Snapshots() {
-		keep[s.ManifestList] = true
-		mans, err := s.Manifests(fio)
-		if err != nil {
-			return 0, err
-		}
-		for _, m := range mans {
-			keep[m.FilePath()] = true
-		}
+	keep, err := manifestsOf(fio, post)
+	if err != nil {
+		return 0, err
 	}
 	var drop []string
 	seen := map[string]bool{}
@@ -188,4 +175,21 @@ func removeFiles(ctx context.Context, fio icebergio.IO, paths []string) (int, er
 		}
 	}
 	return len(paths), nil
+}
+
+// manifestsOf is the set of the manifest lists of meta's snapshots and of
+// the manifests they list, by location.
+func manifestsOf(fio icebergio.IO, meta table.Metadata) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, s := range meta.Snapshots() {
+		out[s.ManifestList] = true
+		mans, err := s.Manifests(fio)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range mans {
+			out[m.FilePath()] = true
+		}
+	}
+	return out, nil
 }

@@ -172,6 +172,20 @@ type verifyResult struct {
 // verifyOK runs POST /v1/verify and fails the test unless it is clean.
 func verifyOK(t *testing.T, addr string) verifyResult {
 	t.Helper()
+	body := postVerify(t, addr)
+	var v verifyResult
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("verify: %v in %s", err, body)
+	}
+	if !v.OK || len(v.Findings) != 0 {
+		t.Fatalf("verify is not clean: %s", body)
+	}
+	return v
+}
+
+// postVerify runs POST /v1/verify and returns its 200 answer's body.
+func postVerify(t *testing.T, addr string) []byte {
+	t.Helper()
 	resp, err := http.Post("http://"+addr+"/v1/verify", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -181,14 +195,7 @@ func verifyOK(t *testing.T, addr string) verifyResult {
 	if resp.StatusCode != 200 {
 		t.Fatalf("verify: %d %s", resp.StatusCode, body)
 	}
-	var v verifyResult
-	if err := json.Unmarshal(body, &v); err != nil {
-		t.Fatalf("verify: %v in %s", err, body)
-	}
-	if !v.OK || len(v.Findings) != 0 {
-		t.Fatalf("verify is not clean: %s", body)
-	}
-	return v
+	return body
 }
 
 // bucketObjects lists every object of the test's bucket: key → size.

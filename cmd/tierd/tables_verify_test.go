@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -98,15 +96,7 @@ func (o oneSegment) StreamNames(context.Context) ([]string, error) { return []st
 // verifyFindings runs POST /v1/verify and returns its findings.
 func verifyFindings(t *testing.T, addr string) []api.Finding {
 	t.Helper()
-	resp, err := http.Post("http://"+addr+"/v1/verify", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("verify: %d %s", resp.StatusCode, body)
-	}
+	body := postVerify(t, addr)
 	var v struct {
 		Findings []api.Finding `json:"findings"`
 	}
