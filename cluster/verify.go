@@ -156,7 +156,7 @@ func (n *Node) Verify(ctx context.Context, stream string, progress engine.Verify
 			claimed[cold.LegacyObjectKey(m)] = true
 		}
 	}
-	rep.Findings = append(rep.Findings, engine.TableFindings(ctx, n.tables, names, func(key string) bool { return claimed[key] })...)
+	rep.Findings = append(rep.Findings, engine.TableFindings(ctx, n.tables, names, func(key string) bool { return claimed[key] }, n.cold.Health())...)
 	refused, err := n.refusals(ctx, stream)
 	if err != nil {
 		return rep, err

@@ -207,7 +207,9 @@ func (e *Engine) Verify(ctx context.Context, stream string, progress VerifyProgr
 	if err := e.findOrphans(ctx, stream, &o, &rep); err != nil {
 		return rep, err
 	}
-	rep.Findings = append(rep.Findings, TableFindings(ctx, e.tables, names, func(key string) bool { return claimedCold[key] })...)
+	if e.cold != nil {
+		rep.Findings = append(rep.Findings, TableFindings(ctx, e.tables, names, func(key string) bool { return claimedCold[key] }, e.cold.Health())...)
+	}
 	return rep, nil
 }
 

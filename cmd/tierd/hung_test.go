@@ -193,11 +193,18 @@ policies:
 	if v.OK || len(v.Findings) == 0 {
 		t.Errorf("verify with the store paused says ok: %s", body)
 	}
+	tablesUnchecked := 0
 	for _, f := range v.Findings {
-		if f.Kind != "unreadable" || f.Tier != "cold" {
+		if f.Tier == "table" {
+			tablesUnchecked++ // the Iceberg tables live in the same store
+		}
+		if f.Kind != "unreadable" || (f.Tier != "cold" && f.Tier != "table") {
 			t.Errorf("verify with the store paused: finding %+v; a store that does not answer makes copies unreadable, not missing or damaged: %s", f, body)
 			break
 		}
+	}
+	if tablesUnchecked != 1 {
+		t.Errorf("verify with the store paused: %d findings about the tables, want one saying they were not checked: %s", tablesUnchecked, body)
 	}
 	// A migrator run on demand ends too, each action failed by the store
 	// or skipped while its segment backs off.
