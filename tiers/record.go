@@ -34,7 +34,9 @@ type Record struct {
 	// need not check the value again. It is a hint: unset says nothing
 	// about the value. It is not part of the record's encoding or digest
 	// (docs/format/record.md); a container that stores it covers it with
-	// its own checksum.
+	// its own checksum. Set it only on a value checked as pqfile.IsJSON
+	// checks: the conversion trusts it, and a wrong hint would put a value
+	// that is not JSON in the Parquet file's JSON column.
 	JSON bool
 }
 
