@@ -12,7 +12,9 @@ import (
 
 	icebergio "github.com/apache/iceberg-go/io"
 
+	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/client"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/testenv"
 )
 
@@ -259,4 +261,35 @@ func TestTablesCluster(t *testing.T) {
 	for _, n := range nodes {
 		verifyClean(t, n)
 	}
+
+	// A file another writer adds to the table is a verify finding in
+	// cluster mode too, until a table sync takes it out.
+	o := objstore.Options{AccessKey: m.AccessKey, SecretKey: m.SecretKey}
+	key := addForeignFile(t, m.URL("aws"), pg.DSN, o, "ticks")
+	rep, err := nodes[1].c.Verify(ctx, client.VerifyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var drift []client.Finding
+	for _, f := range rep.Findings {
+		if f.Kind == api.FindingTable {
+			drift = append(drift, f)
+		}
+	}
+	if len(drift) != 1 || drift[0].Stream != "ticks" || drift[0].Path != key {
+		t.Fatalf("cluster verify's table findings %+v, want one for %s; report %+v", drift, key, rep)
+	}
+	if _, err := nodes[0].c.SyncTables(ctx, "ticks"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := objstore.Open(ctx, m.URL("aws"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	waitTableExact(t, nodes[1].c, "ticks", want, props)
+	verifyClean(t, nodes[0])
 }

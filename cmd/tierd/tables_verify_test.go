@@ -10,6 +10,7 @@ import (
 
 	"github.com/tierd/tierd/api"
 	"github.com/tierd/tierd/cold"
+	"github.com/tierd/tierd/cold/objstore"
 	"github.com/tierd/tierd/cold/pqfile"
 	"github.com/tierd/tierd/tables"
 	"github.com/tierd/tierd/tiers"
@@ -21,20 +22,42 @@ import (
 // `tierctl table sync` made the table exact again, verify is clean.
 func TestTablesVerifyFindsForeignFiles(t *testing.T) {
 	d, c, dir := tablesDaemon(t)
-	ctx := context.Background()
 	appendSealOffload(t, c, "ticks", workload(0, 20))
 	waitTableExact(t, c, "ticks", served(t, c, "ticks"), nil)
 	verifyOK(t, d.addr)
 
-	// A Parquet object of offsets tierd never wrote, and another
-	// publisher that makes the table hold it.
-	coldDir := filepath.Join(dir, "cold")
+	coldURL := "file://" + filepath.Join(dir, "cold")
+	key := addForeignFile(t, coldURL, "", objstore.Options{}, "ticks")
+	findings := verifyFindings(t, d.addr)
+	got := tableFindings(findings)
+	if len(got) != 1 || got[0].Stream != "ticks" || got[0].Path != key || got[0].Tier != "table" {
+		t.Fatalf("verify's table findings %+v, want one for %s; all findings: %+v", got, key, findings)
+	}
+
+	r := runCtl(t, ctlEnv("TIERD_ADDR=http://"+d.addr), "", "table", "sync", "ticks")
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	if err := os.Remove(filepath.Join(dir, "cold", key)); err != nil {
+		t.Fatal(err)
+	}
+	waitTableExact(t, c, "ticks", served(t, c, "ticks"), nil)
+	verifyOK(t, d.addr)
+}
+
+// addForeignFile puts a Parquet object of offsets 1000-1009 of stream,
+// which tierd never wrote, in the cold store at coldURL, and makes the
+// stream's table hold it (and only it) through a second publisher, with
+// the PostgreSQL catalog at dsn or the file catalog. It returns the key.
+func addForeignFile(t *testing.T, coldURL, dsn string, o objstore.Options, stream string) string {
+	t.Helper()
+	ctx := context.Background()
 	recs := make([]tiers.Record, 10)
 	for i := range recs {
 		recs[i] = tiers.Record{Offset: 1000 + uint64(i), TS: 1_795_341_600_000_000_000 + int64(i), Value: []byte(`{"px":1}`)}
 	}
 	var buf bytes.Buffer
-	info, err := pqfile.Write(ctx, &buf, "ticks", func(yield func(tiers.Record, error) bool) {
+	info, err := pqfile.Write(ctx, &buf, stream, func(yield func(tiers.Record, error) bool) {
 		for _, r := range recs {
 			if !yield(r, nil) {
 				return
@@ -45,43 +68,36 @@ func TestTablesVerifyFindsForeignFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	foreign := info.Meta
-	foreign.Stream, foreign.Placements = "ticks", tiers.Of(tiers.Cold)
+	foreign.Stream, foreign.Placements = stream, tiers.Of(tiers.Cold)
 	key := cold.ObjectKey(foreign)
-	if err := os.MkdirAll(filepath.Dir(filepath.Join(coldDir, key)), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(coldDir, key), buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := tables.Open(ctx, tables.Options{ColdURL: "file://" + coldDir, Segments: oneSegment{foreign}})
+	b, err := objstore.Open(ctx, coldURL, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := p.Sync(ctx, "ticks"); err != nil || res.Added != 1 {
-		t.Fatalf("the other writer's Sync: %+v, %v", res, err)
-	}
-	p.Close()
-
-	findings := verifyFindings(t, d.addr)
-	var got []api.Finding
-	for _, f := range findings {
-		if f.Kind == api.FindingTable {
-			got = append(got, f)
-		}
-	}
-	if len(got) != 1 || got[0].Stream != "ticks" || got[0].Path != key || got[0].Tier != "table" {
-		t.Fatalf("verify's table findings %+v, want one for %s; all findings: %+v", got, key, findings)
-	}
-
-	r := runCtl(t, ctlEnv("TIERD_ADDR=http://"+d.addr), "", "table", "sync", "ticks")
-	if r.code != 0 {
-		t.Fatalf("%s", r)
-	}
-	if err := os.Remove(filepath.Join(coldDir, key)); err != nil {
+	defer b.Close()
+	if err := b.Put(ctx, key, bytes.NewReader(buf.Bytes()), int64(buf.Len())); err != nil {
 		t.Fatal(err)
 	}
-	waitTableExact(t, c, "ticks", served(t, c, "ticks"), nil)
-	verifyOK(t, d.addr)
+	p, err := tables.Open(ctx, tables.Options{ColdURL: coldURL, CatalogDSN: dsn, Segments: oneSegment{foreign}, AccessKey: o.AccessKey, SecretKey: o.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if res, err := p.Sync(ctx, stream); err != nil || res.Added != 1 {
+		t.Fatalf("the other writer's Sync: %+v, %v", res, err)
+	}
+	return key
+}
+
+// tableFindings are the findings of kind table among findings.
+func tableFindings(findings []api.Finding) []api.Finding {
+	var out []api.Finding
+	for _, f := range findings {
+		if f.Kind == api.FindingTable {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // oneSegment is a tables.SegmentSource that wants one segment.
