@@ -40,13 +40,7 @@ func benchSync(b *testing.B, kind string, n int) {
 		segs = append(segs, putSegment(b, s, "bench", records(uint64(i*10), 10, 20000*day+int64(i)*1e9, 1000), pqfile.Options{}))
 	}
 	extra := putSegment(b, s, "bench", records(uint64(n*10), 10, 20001*day, 1000), pqfile.Options{})
-	o := s.opts
-	o.Segments = src
-	p, err := Open(ctx, o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
+	p := open(b, s, src)
 	src.add(segs...)
 	b.ResetTimer()
 	for range b.N {
@@ -100,13 +94,7 @@ func BenchmarkSyncAllUnchanged(b *testing.B) {
 			for i := range streams {
 				src.add(putSegment(b, s, fmt.Sprintf("s%03d", i), records(0, 10, 20000*day, 1000), pqfile.Options{}))
 			}
-			o := s.opts
-			o.Segments = src
-			p, err := Open(ctx, o)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.Close()
+			p := open(b, s, src)
 			if _, err := p.SyncAll(ctx); err != nil {
 				b.Fatal(err)
 			}

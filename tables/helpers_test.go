@@ -188,7 +188,7 @@ func putSegment(t testing.TB, s store, stream string, recs []tiers.Record, popts
 // pxColumns is a typed column projected from the test values.
 var pxColumns = []pqfile.Column{{Name: "px", Path: "$.px", Type: pqfile.TypeDouble}}
 
-func open(t *testing.T, s store, src *source) *Publisher {
+func open(t testing.TB, s store, src *source) *Publisher {
 	t.Helper()
 	o := s.opts
 	o.Segments = src

@@ -51,18 +51,35 @@ func (p *Publisher) expire(ctx context.Context, tbl *table.Table) {
 		p.opts.Logger.Info("expiring old table snapshots failed; the next Sync retries", "table", tbl.Identifier(), "err", err)
 		return
 	}
-	n, err := p.collectManifests(ctx, tbl, post, ids)
-	if err == nil {
-		var swept int
-		swept, err = p.sweepMetadata(ctx, tbl, post, postLoc)
-		n += swept
-	}
+	n, err := p.deleteUnneeded(ctx, tbl, post, postLoc, ids)
 	if err != nil {
 		// What is left is garbage in the metadata directory, never
 		// something the table needs: a leftover, not damage; the next
 		// expiry sweeps it.
 		p.opts.Logger.Warn("deleting table metadata no snapshot needs failed; it stays until the next expiry", "table", tbl.Identifier(), "deleted", n, "err", err)
 	}
+}
+
+// deleteUnneeded deletes what the expiry left without a use: the expired
+// snapshots' manifest files at once (collectManifests), then the older
+// files of the metadata directory the table does not reference
+// (sweepMetadata). The retained snapshots' manifests are read once for
+// both. It returns how many files it deleted.
+func (p *Publisher) deleteUnneeded(ctx context.Context, pre *table.Table, post table.Metadata, postLoc string, ids []int64) (int, error) {
+	fio, err := pre.FS(ctx)
+	if err != nil {
+		return 0, err
+	}
+	keep, err := manifestsOf(fio, post)
+	if err != nil {
+		return 0, err
+	}
+	n, err := collectManifests(ctx, fio, pre, keep, ids)
+	if err != nil {
+		return n, err
+	}
+	swept, err := p.sweepMetadata(ctx, pre, post, postLoc, keep)
+	return n + swept, err
 }
 
 // sweepGrace is how old a file in a table's metadata directory must be
@@ -72,7 +89,8 @@ func (p *Publisher) expire(ctx context.Context, tbl *table.Table) {
 const sweepGrace = time.Hour
 
 // sweepMetadata deletes the files of the table's metadata directory that
-// the table as committed (post, whose metadata file is postLoc) does not
+// the table as committed (post, whose metadata file is postLoc; manifests
+// the set of its manifest lists and manifests, manifestsOf) does not
 // reference and that are older than the grace period: manifests and
 // manifest lists written by iceberg-go that no snapshot came to list (it
 // leaves some when it merges manifests), those of snapshots expired before
@@ -80,21 +98,13 @@ const sweepGrace = time.Hour
 // *.metadata.json files are considered, so a catalog's own files (the file
 // catalog's version hint) are never touched, and only under the metadata
 // directory, where no data file lives.
-func (p *Publisher) sweepMetadata(ctx context.Context, pre *table.Table, post table.Metadata, postLoc string) (int, error) {
+func (p *Publisher) sweepMetadata(ctx context.Context, pre *table.Table, post table.Metadata, postLoc string, manifests map[string]bool) (int, error) {
 	root := p.root + "/"
-	dir, ok := strings.CutPrefix(strings.TrimSuffix(pre.Location(), "/")+"/metadata/", root)
+	dir, ok := strings.CutPrefix(metadataDir(pre), root)
 	if !ok {
 		return 0, fmt.Errorf("table location %s is not under the cold store's root %s", pre.Location(), p.root)
 	}
-	fio, err := pre.FS(ctx)
-	if err != nil {
-		return 0, err
-	}
-	keep, err := manifestsOf(fio, post)
-	if err != nil {
-		return 0, err
-	}
-	keep[postLoc] = true
+	keep := map[string]bool{postLoc: true}
 	for e := range post.PreviousFiles() {
 		keep[e.MetadataFile] = true
 	}
@@ -107,7 +117,7 @@ func (p *Publisher) sweepMetadata(ctx context.Context, pre *table.Table, post ta
 		if !strings.HasSuffix(a.Key, ".avro") && !strings.HasSuffix(a.Key, ".metadata.json") {
 			continue
 		}
-		if keep[root+a.Key] || !a.ModTime.Before(cutoff) {
+		if keep[root+a.Key] || manifests[root+a.Key] || !a.ModTime.Before(cutoff) {
 			continue
 		}
 		if err := p.bucket.Delete(ctx, a.Key); err != nil {
@@ -119,24 +129,17 @@ func (p *Publisher) sweepMetadata(ctx context.Context, pre *table.Table, post ta
 }
 
 // collectManifests deletes the manifest list of each expired snapshot (ids,
-// as the table pre had them) and every manifest they list that no snapshot
-// of post lists, and returns how many files it deleted. Only files in the
+// as the table pre had them) and every manifest they list that is not in
+// keep (the retained snapshots', manifestsOf), and returns how many files
+// it deleted. Only files in the
 // table's metadata directory are deleted: a data file a manifest names is
 // never touched. A file already gone counts as deleted.
 //
 // A concurrent writer cannot lose a manifest it builds on: it commits on
 // top of the current snapshot, which is never expired, and a commit on an
 // older base conflicts and is recomputed from the table as it then is.
-func (p *Publisher) collectManifests(ctx context.Context, pre *table.Table, post table.Metadata, ids []int64) (int, error) {
-	fio, err := pre.FS(ctx)
-	if err != nil {
-		return 0, err
-	}
-	dir := strings.TrimSuffix(pre.Location(), "/") + "/metadata/"
-	keep, err := manifestsOf(fio, post)
-	if err != nil {
-		return 0, err
-	}
+func collectManifests(ctx context.Context, fio icebergio.IO, pre *table.Table, keep map[string]bool, ids []int64) (int, error) {
+	dir := metadataDir(pre)
 	var drop []string
 	seen := map[string]bool{}
 	for _, id := range ids {
@@ -192,4 +195,10 @@ func manifestsOf(fio icebergio.IO, meta table.Metadata) (map[string]bool, error)
 		}
 	}
 	return out, nil
+}
+
+// metadataDir is the location of tbl's metadata directory, with a
+// trailing slash.
+func metadataDir(tbl *table.Table) string {
+	return strings.TrimSuffix(tbl.Location(), "/") + "/metadata/"
 }

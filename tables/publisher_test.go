@@ -369,13 +369,28 @@ func testHistoryBounded(t *testing.T, s store) {
 	t.Logf("%d snapshots, %d metadata files, %d manifest lists and manifests (%d unlisted) after %d Syncs",
 		len(tbl.Metadata().Snapshots()), len(metas), len(avro), len(unneeded), syncs)
 	// A sweep now leaves exactly what the table references.
-	if _, err := p.sweepMetadata(ctx, tbl, tbl.Metadata(), tbl.MetadataLocation()); err != nil {
+	if _, err := p.sweepMetadata(ctx, tbl, tbl.Metadata(), tbl.MetadataLocation(), sweepKeep(t, tbl)); err != nil {
 		t.Fatal(err)
 	}
 	if avro, _, unneeded = metadataFiles(t, s, tbl, root); len(unneeded) > 0 || len(avro) == 0 {
 		t.Fatalf("after a sweep %d of %d manifest files are listed by no retained snapshot: %v", len(unneeded), len(avro), unneeded)
 	}
 	sameRecords(t, scanRecords(t, loadTable(t, p, "hist")), all)
+}
+
+// sweepKeep is the set of tbl's manifest lists and manifests that
+// sweepMetadata is given, as expire computes it.
+func sweepKeep(t *testing.T, tbl *table.Table) map[string]bool {
+	t.Helper()
+	fio, err := tbl.FS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err := manifestsOf(fio, tbl.Metadata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keep
 }
 
 // metadataFiles lists the manifest lists and manifests (avro) and the
@@ -570,7 +585,7 @@ func TestSweepKeepsRecentFiles(t *testing.T) {
 	put("old.metadata.json", 2*sweepGrace)
 	put("fresh-m0.avro", 0)
 	put("notes.txt", 2*sweepGrace)
-	n, err := p.sweepMetadata(ctx, tbl, tbl.Metadata(), tbl.MetadataLocation())
+	n, err := p.sweepMetadata(ctx, tbl, tbl.Metadata(), tbl.MetadataLocation(), sweepKeep(t, tbl))
 	if err != nil || n != 2 {
 		t.Fatalf("sweep deleted %d files (%v), want the 2 old unreferenced ones", n, err)
 	}
