@@ -51,14 +51,9 @@ func (h *held) unheld(base, last uint64) (from, to uint64, ok bool) {
 	return 0, 0, false
 }
 
-// findColdOrphans lists the cold store's segment objects of every stream
-// verify looked at (stream=<name>/ of each: the journal's objects, many
-// and garbage collection's business, are not walked) and reports those no catalog segment places cold, tombstoned ones
-// included, and no open compaction job is writing: orphan_cold, or
-// lost_segment when it holds offsets nothing else holds. Compaction's
-// garbage collection removes true orphans after cluster.gc_delay; verify
-// only reports.
-func (n *Node) findColdOrphans(ctx context.Context, heldBy map[string]*held, rep *engine.VerifyReport) error {
+// claimedObjects is the set of the cold object keys of heldBy's catalog
+// segments, tombstoned ones included, under their current and legacy keys.
+func claimedObjects(heldBy map[string]*held) map[string]bool {
 	claimed := map[string]bool{}
 	for _, h := range heldBy {
 		for _, m := range h.segs {
@@ -66,6 +61,17 @@ func (n *Node) findColdOrphans(ctx context.Context, heldBy map[string]*held, rep
 			claimed[cold.LegacyObjectKey(m)] = true // written before names were encoded
 		}
 	}
+	return claimed
+}
+
+// findColdOrphans lists the cold store's segment objects of every stream
+// verify looked at (stream=<name>/ of each: the journal's objects, many
+// and garbage collection's business, are not walked) and reports those not
+// claimed (claimedObjects) and no open compaction job is writing: orphan_cold, or
+// lost_segment when it holds offsets nothing else holds. Compaction's
+// garbage collection removes true orphans after cluster.gc_delay; verify
+// only reports.
+func (n *Node) findColdOrphans(ctx context.Context, heldBy map[string]*held, claimed map[string]bool, rep *engine.VerifyReport) error {
 	jobs, err := n.openJobs(ctx)
 	if err != nil {
 		return err

@@ -146,15 +146,9 @@ func (n *Node) Verify(ctx context.Context, stream string, progress engine.Verify
 	for i, name := range names {
 		heldBy[name] = &held{retainedFrom: plans[i].cv.First, segs: plans[i].metas, ranges: plans[i].ranges}
 	}
-	if err := n.findColdOrphans(ctx, heldBy, &rep); err != nil {
+	claimed := claimedObjects(heldBy)
+	if err := n.findColdOrphans(ctx, heldBy, claimed, &rep); err != nil {
 		return rep, err
-	}
-	claimed := map[string]bool{}
-	for i := range names {
-		for _, m := range plans[i].metas {
-			claimed[cold.ObjectKey(m)] = true
-			claimed[cold.LegacyObjectKey(m)] = true
-		}
 	}
 	rep.Findings = append(rep.Findings, engine.TableFindings(ctx, n.tables, names, func(key string) bool { return claimed[key] }, n.cold.Health())...)
 	refused, err := n.refusals(ctx, stream)
