@@ -51,7 +51,8 @@ var (
 	// dense and increasing.
 	ErrInvalidBatch = errors.New("wal: invalid batch")
 	// ErrBatchTooLarge rejects a batch whose frame would exceed MaxFrameBytes.
-	ErrBatchTooLarge = errors.New("wal: batch too large")
+	// It wraps tiers.ErrBatchTooLarge, which the API answers with 413.
+	ErrBatchTooLarge = fmt.Errorf("wal: batch too large: %w", tiers.ErrBatchTooLarge)
 	// ErrTruncated reports a frame that runs past the end of its file.
 	ErrTruncated = errors.New("wal: truncated frame")
 	// ErrChecksum reports a frame whose CRC32C does not match its bytes.

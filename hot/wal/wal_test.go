@@ -247,8 +247,14 @@ func TestEnqueueRejectsInvalidBatches(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := Options{Dir: t.TempDir()}
 			w, _ := openWAL(t, opts)
-			if err := w.Enqueue(tc.b).Wait(context.Background()); !errors.Is(err, tc.want) {
+			err := w.Enqueue(tc.b).Wait(context.Background())
+			if !errors.Is(err, tc.want) {
 				t.Fatalf("Wait = %v, want %v", err, tc.want)
+			}
+			// A batch the log cannot hold is the API's 413 batch_too_large,
+			// whichever layer finds it.
+			if tc.want == ErrBatchTooLarge && !errors.Is(err, tiers.ErrBatchTooLarge) {
+				t.Fatalf("Wait = %v, not a tiers.ErrBatchTooLarge", err)
 			}
 			// The log stays usable and holds nothing of the rejected batch.
 			ok := genBatches(1, 1, 1, 10)
