@@ -45,11 +45,12 @@ func newColdCmd() *cobra.Command {
   conversion  pqfile.Write of a segment  vs  zstd EncodeAll of the same records as NDJSON (same level)
   size        the Parquet object         vs  the zstd-compressed NDJSON
   format 2    pqfile.Write as format 2.0 vs  as format 1.2 (Options.Version 1): speed
-              (wall and CPU time) and size, two ways: from a warm segment file
-              written from the records as an append parsed them (server.ParseNDJSON,
-              whose JSON hints the warm file keeps), as tierd's mover converts;
-              and from records in memory without hints (a WAL replay, the
-              cluster journal), which format 2 must check itself; and that
+              (wall and CPU time) and size, three ways: from a warm segment file
+              written from the records as an NDJSON append parsed them
+              (server.ParseNDJSON, whose JSON hints the file keeps), as tierd's
+              mover converts; from the same segment without hints (binary
+              batches, value_b64, WAL replays), which format 2 must check
+              itself; and from the records in memory without hints; and that
               check (pqfile.IsJSON vs utf8.Valid && json.Valid over every value)
   upload      objstore Put (minio-go)    vs  a raw minio-go PutObject of as many random bytes
   1% read     a cold read of 1% of the offsets through ranged GETs (cold cache empty)
@@ -194,12 +195,10 @@ func runCold(ctx context.Context, out io.Writer, f coldFlags) error {
 			if version == 1 {
 				buf = &pq1
 			}
-			t0, c0 := time.Now(), cpuTime()
-			inf, err := pqfile.Write(ctx, buf, "bench", seq(recs), pqfile.Options{Level: f.level, Version: version})
+			inf, mbps, cpu, err := timedWrite(ctx, buf, seq(recs), pqfile.Options{Level: f.level, Version: version}, len(text))
 			if err != nil {
 				return err
 			}
-			mbps, cpu := float64(len(text))/time.Since(t0).Seconds()/1e6, cpuTime()-c0
 			if version == 1 {
 				r.v1MBps, r.v1CPU, r.v1Bytes = mbps, cpu, float64(buf.Len())
 			} else {
@@ -207,29 +206,20 @@ func runCold(ctx context.Context, out io.Writer, f coldFlags) error {
 			}
 		}
 		// The same two conversions from the warm segments, as the mover
-		// does: with the hints ingest gave the records, and without.
-		for _, c := range [][]int{{1, 2}, {2, 1}}[run%2] {
-			for _, hinted := range []bool{run%2 == 0, run%2 != 0} {
-				version, from := c, plainSeg
-				if hinted {
-					from = seg
-				}
+		// does: without hints (warm[0]) and with those ingest gave the
+		// records (warm[1]), each pair in alternating order.
+		for h, from := range []*warm.Reader{plainSeg, seg} {
+			for _, version := range [][]int{{1, 2}, {2, 1}}[(run+h)%2] {
 				var out bytes.Buffer
 				out.Grow(len(text) / 3)
-				t0, c0 := time.Now(), cpuTime()
-				inf, err := pqfile.Write(ctx, &out, "bench", from.Scan(tiers.AllRecords()), pqfile.Options{Level: f.level, Version: version})
+				inf, mbps, cpu, err := timedWrite(ctx, &out, from.Scan(tiers.AllRecords()), pqfile.Options{Level: f.level, Version: version}, len(text))
 				if err != nil {
 					return err
 				}
-				mbps, cpu := float64(len(text))/time.Since(t0).Seconds()/1e6, cpuTime()-c0
 				if inf.Meta.Digest != info.Meta.Digest || (version == 2 && !bytes.Equal(parquetPages(out.Bytes()), parquetPages(pq.Bytes()))) {
-					return fmt.Errorf("format %d from a warm segment (hints %v) is not the file converted from memory", version, hinted)
+					return fmt.Errorf("format %d from a warm segment (hints %v) is not the file converted from memory", version, h == 1)
 				}
-				w := &r.warm[0]
-				if hinted {
-					w = &r.warm[1]
-				}
-				if version == 1 {
+				if w := &r.warm[h]; version == 1 {
 					w.v1MBps, w.v1CPU = mbps, cpu
 				} else {
 					w.v2MBps, w.v2CPU = mbps, cpu
@@ -329,43 +319,39 @@ func reportCold(out io.Writer, f coldFlags, n, textBytes int, runs []coldRun) er
 		return median(xs)
 	}
 	res := map[string]float64{
-		"zstd_ndjson_mb_per_s":          col(func(r coldRun) float64 { return r.zstdMBps }),
-		"parquet_mb_per_s":              col(func(r coldRun) float64 { return r.convMBps }),
-		"conversion_ratio":              col(func(r coldRun) float64 { return r.convMBps / r.zstdMBps }),
-		"zstd_ndjson_bytes":             col(func(r coldRun) float64 { return float64(r.zstdBytes) }),
-		"parquet_bytes":                 col(func(r coldRun) float64 { return float64(r.pqBytes) }),
-		"size_ratio":                    col(func(r coldRun) float64 { return float64(r.pqBytes) / float64(r.zstdBytes) }),
-		"raw_put_mb_per_s":              col(func(r coldRun) float64 { return r.rawPutMBps }),
-		"upload_mb_per_s":               col(func(r coldRun) float64 { return r.putMBps }),
-		"upload_ratio":                  col(func(r coldRun) float64 { return r.putMBps / r.rawPutMBps }),
-		"read_1pct_fetched_bytes":       col(func(r coldRun) float64 { return float64(r.fetched) }),
-		"read_1pct_fetch_ratio":         col(func(r coldRun) float64 { return float64(r.fetched) / float64(r.objectBytes) }),
-		"read_1pct_ms":                  col(func(r coldRun) float64 { return float64(r.partRead.Microseconds()) / 1000 }),
-		"full_get_decode_ms":            col(func(r coldRun) float64 { return float64(r.fullRead.Microseconds()) / 1000 }),
-		"read_time_ratio":               col(func(r coldRun) float64 { return r.partRead.Seconds() / r.fullRead.Seconds() }),
-		"row_groups":                    col(func(r coldRun) float64 { return float64(r.rowGroups) }),
-		"v1_parquet_mb_per_s":           col(func(r coldRun) float64 { return r.v1MBps }),
-		"v1_parquet_bytes":              col(func(r coldRun) float64 { return r.v1Bytes }),
-		"v2_v1_speed_ratio":             col(func(r coldRun) float64 { return r.convMBps / r.v1MBps }),
-		"warm_v2_mb_per_s":              col(func(r coldRun) float64 { return r.warm[1].v2MBps }),
-		"warm_v1_mb_per_s":              col(func(r coldRun) float64 { return r.warm[1].v1MBps }),
-		"warm_v2_v1_speed_ratio":        col(func(r coldRun) float64 { return r.warm[1].v2MBps / r.warm[1].v1MBps }),
-		"warm_v2_v1_cpu_ratio":          col(func(r coldRun) float64 { return r.warm[1].v2CPU.Seconds() / r.warm[1].v1CPU.Seconds() }),
-		"warm_v2_cpu_ms":                col(func(r coldRun) float64 { return float64(r.warm[1].v2CPU.Microseconds()) / 1000 }),
-		"warm_v1_cpu_ms":                col(func(r coldRun) float64 { return float64(r.warm[1].v1CPU.Microseconds()) / 1000 }),
-		"warm_nohint_v2_mb_per_s":       col(func(r coldRun) float64 { return r.warm[0].v2MBps }),
-		"warm_nohint_v1_mb_per_s":       col(func(r coldRun) float64 { return r.warm[0].v1MBps }),
-		"warm_nohint_v2_v1_speed_ratio": col(func(r coldRun) float64 { return r.warm[0].v2MBps / r.warm[0].v1MBps }),
-		"warm_nohint_v2_v1_cpu_ratio":   col(func(r coldRun) float64 { return r.warm[0].v2CPU.Seconds() / r.warm[0].v1CPU.Seconds() }),
-		"warm_nohint_v2_cpu_ms":         col(func(r coldRun) float64 { return float64(r.warm[0].v2CPU.Microseconds()) / 1000 }),
-		"warm_nohint_v1_cpu_ms":         col(func(r coldRun) float64 { return float64(r.warm[0].v1CPU.Microseconds()) / 1000 }),
-		"v2_v1_cpu_ratio":               col(func(r coldRun) float64 { return r.v2CPU.Seconds() / r.v1CPU.Seconds() }),
-		"v2_v1_size_ratio":              col(func(r coldRun) float64 { return float64(r.pqBytes) / r.v1Bytes }),
-		"v2_cpu_ms":                     col(func(r coldRun) float64 { return float64(r.v2CPU.Microseconds()) / 1000 }),
-		"v1_cpu_ms":                     col(func(r coldRun) float64 { return float64(r.v1CPU.Microseconds()) / 1000 }),
-		"isjson_cpu_ms":                 col(func(r coldRun) float64 { return r.isJSONMs }),
-		"stdlib_json_cpu_ms":            col(func(r coldRun) float64 { return r.stdJSONMs }),
-		"json_values":                   col(func(r coldRun) float64 { return float64(r.jsonValues) }),
+		"zstd_ndjson_mb_per_s":    col(func(r coldRun) float64 { return r.zstdMBps }),
+		"parquet_mb_per_s":        col(func(r coldRun) float64 { return r.convMBps }),
+		"conversion_ratio":        col(func(r coldRun) float64 { return r.convMBps / r.zstdMBps }),
+		"zstd_ndjson_bytes":       col(func(r coldRun) float64 { return float64(r.zstdBytes) }),
+		"parquet_bytes":           col(func(r coldRun) float64 { return float64(r.pqBytes) }),
+		"size_ratio":              col(func(r coldRun) float64 { return float64(r.pqBytes) / float64(r.zstdBytes) }),
+		"raw_put_mb_per_s":        col(func(r coldRun) float64 { return r.rawPutMBps }),
+		"upload_mb_per_s":         col(func(r coldRun) float64 { return r.putMBps }),
+		"upload_ratio":            col(func(r coldRun) float64 { return r.putMBps / r.rawPutMBps }),
+		"read_1pct_fetched_bytes": col(func(r coldRun) float64 { return float64(r.fetched) }),
+		"read_1pct_fetch_ratio":   col(func(r coldRun) float64 { return float64(r.fetched) / float64(r.objectBytes) }),
+		"read_1pct_ms":            col(func(r coldRun) float64 { return float64(r.partRead.Microseconds()) / 1000 }),
+		"full_get_decode_ms":      col(func(r coldRun) float64 { return float64(r.fullRead.Microseconds()) / 1000 }),
+		"read_time_ratio":         col(func(r coldRun) float64 { return r.partRead.Seconds() / r.fullRead.Seconds() }),
+		"row_groups":              col(func(r coldRun) float64 { return float64(r.rowGroups) }),
+		"v1_parquet_mb_per_s":     col(func(r coldRun) float64 { return r.v1MBps }),
+		"v1_parquet_bytes":        col(func(r coldRun) float64 { return r.v1Bytes }),
+		"v2_v1_speed_ratio":       col(func(r coldRun) float64 { return r.convMBps / r.v1MBps }),
+		"v2_v1_cpu_ratio":         col(func(r coldRun) float64 { return r.v2CPU.Seconds() / r.v1CPU.Seconds() }),
+		"v2_v1_size_ratio":        col(func(r coldRun) float64 { return float64(r.pqBytes) / r.v1Bytes }),
+		"v2_cpu_ms":               col(func(r coldRun) float64 { return float64(r.v2CPU.Microseconds()) / 1000 }),
+		"v1_cpu_ms":               col(func(r coldRun) float64 { return float64(r.v1CPU.Microseconds()) / 1000 }),
+		"isjson_cpu_ms":           col(func(r coldRun) float64 { return r.isJSONMs }),
+		"stdlib_json_cpu_ms":      col(func(r coldRun) float64 { return r.stdJSONMs }),
+		"json_values":             col(func(r coldRun) float64 { return float64(r.jsonValues) }),
+	}
+	for h, name := range []string{"warm_nohint", "warm"} {
+		res[name+"_v2_mb_per_s"] = col(func(r coldRun) float64 { return r.warm[h].v2MBps })
+		res[name+"_v1_mb_per_s"] = col(func(r coldRun) float64 { return r.warm[h].v1MBps })
+		res[name+"_v2_v1_speed_ratio"] = col(func(r coldRun) float64 { return r.warm[h].v2MBps / r.warm[h].v1MBps })
+		res[name+"_v2_v1_cpu_ratio"] = col(func(r coldRun) float64 { return r.warm[h].v2CPU.Seconds() / r.warm[h].v1CPU.Seconds() })
+		res[name+"_v2_cpu_ms"] = col(func(r coldRun) float64 { return float64(r.warm[h].v2CPU.Microseconds()) / 1000 })
+		res[name+"_v1_cpu_ms"] = col(func(r coldRun) float64 { return float64(r.warm[h].v1CPU.Microseconds()) / 1000 })
 	}
 	if f.output == "json" {
 		return json.NewEncoder(out).Encode(map[string]any{"records": n, "ndjson_bytes": textBytes, "level": f.level, "runs": f.runs, "results": res})
@@ -375,12 +361,19 @@ func reportCold(out io.Writer, f coldFlags, n, textBytes int, runs []coldRun) er
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "conversion\tParquet %.1f MB/s\tzstd(NDJSON) %.1f MB/s\tratio %.2f\t(goal ≥ 0.60)\n", res["parquet_mb_per_s"], res["zstd_ndjson_mb_per_s"], res["conversion_ratio"])
 	fmt.Fprintf(tw, "size\tParquet %.2f MB (%d row groups)\tzstd(NDJSON) %.2f MB\tratio %.3f\t(goal ≤ 1.05)\n", res["parquet_bytes"]/1e6, int(res["row_groups"]), res["zstd_ndjson_bytes"]/1e6, res["size_ratio"])
-	fmt.Fprintf(tw, "format 2 speed, warm, hints\t2.0 %.1f MB/s, %.0f ms CPU\t1.2 %.1f MB/s, %.0f ms CPU\tratio %.2f (CPU %.2f)\t(goal ≥ 0.90; NDJSON appends)\n",
-		res["warm_v2_mb_per_s"], res["warm_v2_cpu_ms"], res["warm_v1_mb_per_s"], res["warm_v1_cpu_ms"], res["warm_v2_v1_speed_ratio"], 1/res["warm_v2_v1_cpu_ratio"])
-	fmt.Fprintf(tw, "format 2 speed, warm, no hints\t2.0 %.1f MB/s, %.0f ms CPU\t1.2 %.1f MB/s, %.0f ms CPU\tratio %.2f (CPU %.2f)\t(goal ≥ 0.90; binary batches, value_b64, WAL replays)\n",
-		res["warm_nohint_v2_mb_per_s"], res["warm_nohint_v2_cpu_ms"], res["warm_nohint_v1_mb_per_s"], res["warm_nohint_v1_cpu_ms"], res["warm_nohint_v2_v1_speed_ratio"], 1/res["warm_nohint_v2_v1_cpu_ratio"])
-	fmt.Fprintf(tw, "format 2 speed, memory, no hints\t2.0 %.1f MB/s, %.0f ms CPU\t1.2 %.1f MB/s, %.0f ms CPU\tratio %.2f (CPU %.2f)\t(records in memory, every value checked)\n",
-		res["parquet_mb_per_s"], res["v2_cpu_ms"], res["v1_parquet_mb_per_s"], res["v1_cpu_ms"], res["v2_v1_speed_ratio"], 1/res["v2_v1_cpu_ratio"])
+	for _, row := range []struct{ label, prefix, note string }{
+		{"format 2 speed, warm, hints", "warm_", "goal ≥ 0.90; NDJSON appends"},
+		{"format 2 speed, warm, no hints", "warm_nohint_", "goal ≥ 0.90; binary batches, value_b64, WAL replays"},
+		{"format 2 speed, memory, no hints", "", "records in memory, every value checked"},
+	} {
+		v2, v1 := row.prefix+"v2_mb_per_s", row.prefix+"v1_mb_per_s"
+		if row.prefix == "" {
+			v2, v1 = "parquet_mb_per_s", "v1_parquet_mb_per_s"
+		}
+		fmt.Fprintf(tw, "%s\t2.0 %.1f MB/s, %.0f ms CPU\t1.2 %.1f MB/s, %.0f ms CPU\tratio %.2f (CPU %.2f)\t(%s)\n", row.label,
+			res[v2], res[row.prefix+"v2_cpu_ms"], res[v1], res[row.prefix+"v1_cpu_ms"],
+			res[row.prefix+"v2_v1_speed_ratio"], 1/res[row.prefix+"v2_v1_cpu_ratio"], row.note)
+	}
 	fmt.Fprintf(tw, "format 2 size\t2.0 %.3f MB\t1.2 %.3f MB\tratio %.3f\t(goal ≤ 1.10)\n", res["parquet_bytes"]/1e6, res["v1_parquet_bytes"]/1e6, res["v2_v1_size_ratio"])
 	fmt.Fprintf(tw, "JSON check\tIsJSON %.1f ms CPU\tutf8+json.Valid %.1f ms CPU\tof 2.0's %.0f ms: %.1f %%\t(%d of %d values JSON)\n",
 		res["isjson_cpu_ms"], res["stdlib_json_cpu_ms"], res["v2_cpu_ms"], 100*res["isjson_cpu_ms"]/res["v2_cpu_ms"], int(res["json_values"]), n)
@@ -458,6 +451,15 @@ func ingestedSegment(ctx context.Context, ws *warm.Store, stream string, recs []
 		return nil, err
 	}
 	return ws.Acquire(stream, 0)
+}
+
+// timedWrite converts records to w with pqfile.Write and returns, beside
+// Write's answer, its speed in MB/s of inBytes (the NDJSON the records
+// make) and the CPU time it took.
+func timedWrite(ctx context.Context, w io.Writer, records iter.Seq2[tiers.Record, error], opts pqfile.Options, inBytes int) (pqfile.Info, float64, time.Duration, error) {
+	t0, c0 := time.Now(), cpuTime()
+	info, err := pqfile.Write(ctx, w, "bench", records, opts)
+	return info, float64(inBytes) / time.Since(t0).Seconds() / 1e6, cpuTime() - c0, err
 }
 
 // parquetPages is a Parquet file's bytes before its footer: two writes of
